@@ -1,0 +1,1 @@
+"""The ways in: the `evidence` command line and (later) the HTTP API."""

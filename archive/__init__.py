@@ -1,0 +1,1 @@
+"""The catalog and its rules: items, provenance, the custody log, exports."""

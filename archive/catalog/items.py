@@ -1,0 +1,55 @@
+"""Items (one per distinct original), their stored copies and their provenance."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, Column
+from sqlmodel import Field, SQLModel
+
+
+class Item(SQLModel, table=True):
+    """One original, identified by a random id; the same bytes are one item."""
+
+    __tablename__ = "items"
+
+    id: str = Field(primary_key=True, max_length=36)
+    sha256: str = Field(index=True, unique=True, max_length=64)
+    size: int
+    media_type: str | None = Field(default=None, max_length=255)
+    status: str = Field(max_length=16)  # preserved | degraded
+    created_at: str = Field(max_length=32)
+
+
+class Replica(SQLModel, table=True):
+    """One stored, encrypted object: what fixity needs, no key required."""
+
+    __tablename__ = "replicas"
+
+    id: int | None = Field(default=None, primary_key=True)
+    item_id: str = Field(foreign_key="items.id", index=True, max_length=36)
+    role: str = Field(max_length=16)  # original | manifest
+    backend: str = Field(max_length=64, index=True)
+    object_name: str = Field(max_length=255)
+    version_id: str | None = Field(default=None, max_length=255)
+    ciphertext_sha256: str = Field(max_length=64)
+    size: int
+    recipients: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    checksum_detail: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    state: str = Field(default="verified", max_length=16)  # verified | missing | corrupt
+    verified_at: str = Field(max_length=32)
+
+
+class Provenance(SQLModel, table=True):
+    """Who handed the archive these bytes, when, and under which name."""
+
+    __tablename__ = "provenance"
+
+    id: int | None = Field(default=None, primary_key=True)
+    item_id: str = Field(foreign_key="items.id", index=True, max_length=36)
+    source: str | None = None
+    note: str | None = None
+    original_name: str | None = None
+    declared_type: str | None = Field(default=None, max_length=255)
+    received_at: str = Field(max_length=32)
+    actor: str = Field(max_length=255)

@@ -1,0 +1,1 @@
+"""The custody log: every action on evidence, append-only and verifiable."""

@@ -1,0 +1,1 @@
+"""Ingest: the ordered pipeline of small steps every incoming file goes through."""

@@ -1,0 +1,1 @@
+"""Storage backends, replication policy and fixity: where the encrypted bytes live."""

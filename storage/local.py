@@ -1,0 +1,197 @@
+"""A storage root on a local (or mounted) file system.
+
+Writes are atomic and durable: bytes go to a staging file, which is fsync'd,
+read back and hashed (the verification), then hard-linked under its final name
+(which fails rather than overwrite: names are never reused) and the directory
+is fsync'd. A crash at any point leaves either no object or a complete one;
+stale staging files are swept on the next start.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from storage.base import (
+    CHUNK,
+    Backend,
+    ObjectInfo,
+    ObjectMissing,
+    ObjectWriter,
+    StorageError,
+    StoredObject,
+    VerificationFailed,
+)
+
+STAGING = ".staging"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _describe(exc: OSError, root: Path) -> str:
+    if exc.errno == errno.ENOSPC:
+        return f"storage root {root} is full"
+    if exc.errno == errno.EROFS:
+        return f"storage root {root} is read-only"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"storage root {root} is not writable"
+    return f"storage root {root}: {exc.strerror or exc}"
+
+
+class LocalWriter(ObjectWriter):
+    def __init__(self, backend: LocalBackend, name: str) -> None:
+        self._backend = backend
+        self._name = name
+        staging = backend.root / STAGING
+        self._tmp = staging / f"{os.getpid()}-{secrets.token_hex(8)}.tmp"
+        try:
+            staging.mkdir(parents=True, exist_ok=True)
+            self._fd: int | None = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as exc:
+            raise StorageError(_describe(exc, backend.root)) from exc
+        self._size = 0
+
+    def write(self, data: bytes) -> None:
+        assert self._fd is not None, "write after commit or abort"
+        view = memoryview(data)
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+        except OSError as exc:
+            self.abort()
+            raise StorageError(_describe(exc, self._backend.root)) from exc
+        self._size += len(data)
+
+    def commit(self, expected_sha256: str) -> StoredObject:
+        assert self._fd is not None, "commit after commit or abort"
+        root = self._backend.root
+        try:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
+            digest, size = self._backend.hash_file(self._tmp)
+            if digest != expected_sha256 or size != self._size:
+                raise VerificationFailed(
+                    f"{self._backend.name}: read-back of {self._name} does not match what was sent"
+                )
+            final = self._backend.path_of(self._name)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.link(self._tmp, final)
+            os.unlink(self._tmp)
+            _fsync_dir(final.parent)
+        except OSError as exc:
+            self.abort()
+            if exc.errno == errno.EEXIST:
+                raise StorageError(f"{self._backend.name}: object {self._name} already exists") from exc
+            raise StorageError(_describe(exc, root)) from exc
+        except BaseException:
+            self.abort()
+            raise
+        return StoredObject(self._backend.name, self._name, size, digest)
+
+    def abort(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        try:
+            os.unlink(self._tmp)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            pass  # a read-only root: nothing was written there anyway
+
+
+class LocalBackend(Backend):
+    kind = "local"
+
+    def __init__(self, name: str, root: str | Path) -> None:
+        super().__init__(name)
+        self.root = Path(root)
+
+    def path_of(self, name: str) -> Path:
+        if not name or name.startswith(("/", ".")) or ".." in name.split("/"):
+            raise StorageError(f"invalid object name {name!r}")
+        return self.root / name
+
+    def open_writer(self, name: str, size_hint: int | None = None) -> ObjectWriter:
+        self.path_of(name)  # validate before staging anything
+        return LocalWriter(self, name)
+
+    def open_reader(self, name: str, version_id: str | None = None) -> BinaryIO:
+        try:
+            return open(self.path_of(name), "rb")
+        except FileNotFoundError as exc:
+            raise ObjectMissing(f"{self.name}: object {name} is missing") from exc
+        except OSError as exc:
+            raise StorageError(_describe(exc, self.root)) from exc
+
+    def stat(self, name: str, version_id: str | None = None) -> ObjectInfo | None:
+        try:
+            st = self.path_of(name).stat()
+        except FileNotFoundError:
+            return None
+        return ObjectInfo(name, st.st_size)
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        if not self.root.is_dir():
+            raise StorageError(f"storage root {self.root} does not exist")
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames[:] = sorted(d for d in dirnames if d != STAGING)
+            for filename in sorted(filenames):
+                path = Path(dirpath) / filename
+                name = path.relative_to(self.root).as_posix()
+                if name.startswith(prefix):
+                    yield ObjectInfo(name, path.stat().st_size)
+
+    def delete(self, name: str, version_id: str | None = None) -> None:
+        path = self.path_of(name)
+        try:
+            path.unlink()
+        except FileNotFoundError as exc:
+            raise ObjectMissing(f"{self.name}: object {name} is missing") from exc
+        _fsync_dir(path.parent)
+
+    def health(self) -> str | None:
+        if not self.root.is_dir():
+            return f"storage root {self.root} does not exist"
+        if not os.access(self.root, os.W_OK):
+            return f"storage root {self.root} is not writable"
+        return None
+
+    def sweep_staging(self) -> int:
+        """Remove staging files left by processes that no longer run."""
+        removed = 0
+        staging = self.root / STAGING
+        if not staging.is_dir():
+            return 0
+        for path in staging.iterdir():
+            pid = path.name.split("-", 1)[0]
+            if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
+                try:
+                    path.unlink()
+                    removed += 1
+                except OSError:
+                    pass
+        return removed
+
+    @staticmethod
+    def hash_file(path: Path) -> tuple[str, int]:
+        digest = hashlib.sha256()
+        size = 0
+        with open(path, "rb") as stream:
+            while chunk := stream.read(CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+        return digest.hexdigest(), size
