@@ -1,0 +1,173 @@
+"""The ingest pipeline: an ordered list of small steps behind one interface.
+
+How to add a step: subclass `Step` in its own module under `ingest/steps/`,
+give it a `name`, implement `run` (do the work, put results on the
+`Ingestion`, add custody events with `ingestion.event(...)`), and, if it keeps
+anything in the catalog, `save` (called inside the one transaction that commits
+the item). Make `run` idempotent: skip work whose result is already present.
+Then insert it in `default_steps()`. An analysis step must never refuse a file:
+it records its failure with `ingestion.fail(step, reason)` and the original is
+kept all the same. Only a step that cannot keep the evidence raises `Refused`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+    from archive.context import Archive
+    from storage.base import ObjectWriter, StoredObject
+
+
+class Refused(Exception):
+    """The file cannot be kept as evidence; the message is the reason given to the sender."""
+
+
+@dataclass
+class Incoming:
+    """A file offered to the archive, and what its sender told us about it."""
+
+    path: Path
+    original_name: str
+    source: str | None = None
+    note: str | None = None
+    declared_type: str | None = None
+
+
+@dataclass
+class PendingEvent:
+    event_type: str
+    outcome: str = "success"
+    details: dict[str, Any] = field(default_factory=dict)
+    objects: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Staged:
+    """A write in progress on one backend, not yet verified or published."""
+
+    backend: str
+    name: str
+    writer: ObjectWriter
+
+
+@dataclass
+class Ingestion:
+    """Everything the steps learn about one incoming file."""
+
+    incoming: Incoming
+    actor: str
+    item_id: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+    media_type: str | None = None
+    # Plaintext for analysis: bytes in memory for small files, else the source path.
+    plaintext: bytes | None = None
+    plaintext_path: Path | None = None
+    recipients: list[str] = field(default_factory=list)
+    ciphertext_sha256: str | None = None
+    ciphertext_size: int | None = None
+    staged: list[Staged] = field(default_factory=list)
+    stored: list[StoredObject] = field(default_factory=list)
+    manifests: list[StoredObject] = field(default_factory=list)
+    storage_errors: dict[str, str] = field(default_factory=dict)
+    duplicate: bool = False
+    status: str | None = None  # preserved | degraded | refused
+    errors: list[dict[str, str]] = field(default_factory=list)
+    events: list[PendingEvent] = field(default_factory=list)
+    results: dict[str, Any] = field(default_factory=dict)  # step name -> its typed result
+
+    def event(self, event_type: str, outcome: str = "success", **details: Any) -> None:
+        self.events.append(PendingEvent(event_type, outcome, details))
+
+    def fail(self, step: str, reason: str) -> None:
+        """Record an analysis failure on the item; the original is kept regardless."""
+        self.errors.append({"step": step, "reason": reason})
+
+    def open_plaintext(self) -> Any:
+        """A binary stream over the original's bytes, for analysis steps."""
+        import io
+
+        if self.plaintext is not None:
+            return io.BytesIO(self.plaintext)
+        if self.plaintext_path is not None:
+            return open(self.plaintext_path, "rb")
+        raise RuntimeError("no plaintext available to this step")
+
+
+class Step(ABC):
+    """One thing done to every incoming file."""
+
+    name: str = ""
+    # False for steps that only concern new items (analysis is not redone for a duplicate).
+    runs_on_duplicates: bool = False
+
+    def run(self, ingestion: Ingestion, archive: Archive) -> None:
+        """Do the work; put results on `ingestion`."""
+
+    def save(self, ingestion: Ingestion, session: Session) -> None:
+        """Persist this step's results inside the item's transaction (optional)."""
+
+    def cleanup(self, ingestion: Ingestion) -> None:
+        """Release anything held (staged writes, temporary data) after success or failure."""
+
+
+def default_steps() -> list[Step]:
+    """The pipeline, in order. Read this to know what ingest does."""
+    from ingest.steps.catalog import CommitToCatalog
+    from ingest.steps.dedupe import Deduplicate
+    from ingest.steps.identify import Identify
+    from ingest.steps.manifest import WriteManifest
+    from ingest.steps.receive import Receive
+    from ingest.steps.replicate import Replicate
+
+    return [
+        Receive(),  # one pass: SHA-256, size, age encryption, staged writes to every backend
+        Deduplicate(),  # the same bytes already kept: add provenance, drop the staged copies
+        Identify(),  # the format from the bytes, not the name
+        Replicate(),  # verify and publish the staged copies; enough of them, or refuse
+        WriteManifest(),  # an encrypted manifest beside each original, for recovery
+        CommitToCatalog(),  # item, replicas, provenance, results and events in one transaction
+    ]
+
+
+def run_pipeline(ingestion: Ingestion, archive: Archive, steps: list[Step] | None = None) -> Ingestion:
+    """Carry one file through the steps; on refusal nothing of it is kept."""
+    steps = steps if steps is not None else default_steps()
+    try:
+        for step in steps:
+            if ingestion.duplicate and not step.runs_on_duplicates:
+                continue
+            step.run(ingestion, archive)
+    except Refused as exc:
+        ingestion.status = "refused"
+        ingestion.fail("ingest", str(exc))
+        _record_refusal(ingestion, archive, str(exc))
+    finally:
+        for step in steps:
+            step.cleanup(ingestion)
+        ingestion.plaintext = None
+    return ingestion
+
+
+def _record_refusal(ingestion: Ingestion, archive: Archive, reason: str) -> None:
+    """A refusal is a custody event too, though nothing of the file is kept."""
+    from archive.custody.log import INGESTION, append_event
+    from archive.db import transaction
+
+    try:
+        with transaction(archive.engine) as session:
+            append_event(
+                session,
+                INGESTION,
+                actor=ingestion.actor,
+                outcome="failure",
+                details={"refused": reason, "sha256": ingestion.sha256, "size": ingestion.size},
+            )
+    except Exception:  # noqa: BLE001 - the catalog being down must not hide the refusal itself
+        pass

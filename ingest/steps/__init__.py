@@ -1,0 +1,1 @@
+"""Ingest steps, one per module; `ingest.pipeline.default_steps` orders them."""
