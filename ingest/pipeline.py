@@ -81,6 +81,7 @@ class Ingestion:
     errors: list[dict[str, str]] = field(default_factory=list)
     events: list[PendingEvent] = field(default_factory=list)
     results: dict[str, Any] = field(default_factory=dict)  # step name -> its typed result
+    pipeline: list[Step] = field(default_factory=list)  # the steps this file goes through
 
     def event(self, event_type: str, outcome: str = "success", **details: Any) -> None:
         self.events.append(PendingEvent(event_type, outcome, details))
@@ -139,6 +140,7 @@ def default_steps() -> list[Step]:
 def run_pipeline(ingestion: Ingestion, archive: Archive, steps: list[Step] | None = None) -> Ingestion:
     """Carry one file through the steps; on refusal nothing of it is kept."""
     steps = steps if steps is not None else default_steps()
+    ingestion.pipeline = steps
     try:
         for step in steps:
             if ingestion.duplicate and not step.runs_on_duplicates:
@@ -167,7 +169,7 @@ def _record_refusal(ingestion: Ingestion, archive: Archive, reason: str) -> None
                 INGESTION,
                 actor=ingestion.actor,
                 outcome="failure",
-                details={"refused": reason, "sha256": ingestion.sha256, "size": ingestion.size},
+                details={"refused": reason, "size": ingestion.size},
             )
     except Exception:  # noqa: BLE001 - the catalog being down must not hide the refusal itself
         pass

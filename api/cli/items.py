@@ -1,0 +1,152 @@
+"""`evidence init`, `ingest`, `list`, `show`, `get`: the everyday commands."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from api.cli.main import CliState, emit_json, fail, pass_state
+
+
+@click.command()
+@click.option("--operator", default=None, help="Operator name recorded in custody events.")
+@click.option("--recipient", "recipients", multiple=True, help="A further age recipient (second custodian, escrow).")
+@click.option(
+    "--custodian-recipient",
+    default=None,
+    help="Use this custodian public key (age1…) instead of generating a key pair here.",
+)
+@pass_state
+def init(state: CliState, operator: str | None, recipients: tuple[str, ...], custodian_recipient: str | None) -> None:
+    """Create an archive home: config, catalog, two local storage roots and keys."""
+    from archive.config import resolve_home
+    from archive.services.setup import OFFLINE_WARNING, init_home
+
+    info = init_home(
+        resolve_home(state.home),
+        operator=operator,
+        extra_recipients=list(recipients),
+        custodian_recipient=custodian_recipient,
+    )
+    click.echo(f"archive created at {info['home']}")
+    click.echo(f"recipients: {', '.join(info['recipients'])}")
+    if info["custodian_identity"]:
+        click.echo(OFFLINE_WARNING.format(path=info["custodian_identity"]), err=True)
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--source", default=None, help="Where the files came from (kept as provenance).")
+@click.option("--note", default=None, help="A note kept with the provenance record.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per file, per line.")
+@pass_state
+def ingest(state: CliState, paths: tuple[str, ...], source: str | None, note: str | None, as_json: bool) -> None:
+    """Hash, encrypt and replicate files and folders (recursively)."""
+    from archive.services.ingest import expand, ingest_file, refused, sweep_stale_staging
+
+    any_refused = False
+    with state.archive() as archive:
+        sweep_stale_staging(archive)
+        files = list(expand(list(paths)))
+        progress = None
+        if not as_json and len(files) > 1 and sys.stderr.isatty():
+            from rich.progress import Progress
+
+            progress = Progress(transient=True)
+            progress.start()
+            task = progress.add_task("ingesting", total=len(files))
+        try:
+            for path, problem in files:
+                report = refused(path, problem) if problem else ingest_file(archive, path, source=source, note=note)
+                any_refused |= report.status == "refused"
+                if as_json:
+                    emit_json(report.as_dict())
+                else:
+                    line = f"{report.status:9} {report.id or '-':36} {path}"
+                    if report.duplicate:
+                        line += "  (duplicate)"
+                    if report.error:
+                        line += f"  {report.error}"
+                    (progress.console.print if progress else click.echo)(line)
+                if progress:
+                    progress.advance(task)
+        finally:
+            if progress:
+                progress.stop()
+    sys.exit(1 if any_refused else 0)
+
+
+@click.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def list_(state: CliState, as_json: bool) -> None:
+    """List every item."""
+    from archive.services.items import list_items
+
+    with state.archive() as archive:
+        items = list_items(archive)
+    if as_json:
+        emit_json(items)
+        return
+    for item in items:
+        click.echo(f"{item['id']}  {item['status']:9}  {item['size']:>12}  {item['sha256']}")
+
+
+def _print_tree(data: Any, indent: int = 0) -> None:
+    pad = "  " * indent
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if isinstance(value, (dict, list)) and value:
+                click.echo(f"{pad}{key}:")
+                _print_tree(value, indent + 1)
+            else:
+                click.echo(f"{pad}{key}: {value}")
+    elif isinstance(data, list):
+        for value in data:
+            if isinstance(value, dict):
+                click.echo(f"{pad}-")
+                _print_tree(value, indent + 1)
+            else:
+                click.echo(f"{pad}- {value}")
+
+
+@click.command()
+@click.argument("item")
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def show(state: CliState, item: str, as_json: bool) -> None:
+    """Everything known about one item (ITEM: an id or a unique prefix of 8+ characters)."""
+    from archive.services.items import show_item
+
+    with state.archive() as archive:
+        data = show_item(archive, item)
+    if as_json:
+        emit_json(data)
+    else:
+        _print_tree(data)
+
+
+@click.command()
+@click.argument("item")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--identity", type=click.Path(dir_okay=False, path_type=Path), default=None, help="age identity file.")
+@pass_state
+def get(state: CliState, item: str, output: Path, identity: Path | None) -> None:
+    """Decrypt an original to a file, verifying its SHA-256 against the catalog."""
+    from archive.services.errors import IntegrityError
+    from archive.services.items import get_item
+
+    with state.archive() as archive:
+        try:
+            result = get_item(archive, item, output, identity)
+        except IntegrityError as exc:
+            fail(f"REFUSED: {exc}", code=3)
+    for failure in result["failures"]:
+        click.echo(f"warning: a copy failed and was skipped: {failure}", err=True)
+    click.echo(f"{output}: {result['size']} bytes, SHA-256 {result['sha256']} verified (from {result['backend']})")
+
+
+COMMANDS = [init, ingest, list_, show, get]

@@ -1,0 +1,85 @@
+"""The `evidence` command: global options, and the command groups.
+
+Each group lives in its own module here and only parses arguments, calls a
+service function and prints; heavy libraries are imported inside commands, so
+`evidence --help` starts fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import click
+
+from archive.config import ConfigError
+
+
+@dataclass
+class CliState:
+    home: str | None
+    as_name: str | None
+
+    @contextmanager
+    def archive(self) -> Iterator[Any]:
+        from archive.context import Archive
+
+        archive = Archive.open(self.home, self.as_name)
+        try:
+            yield archive
+        finally:
+            archive.close()
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=None, default=str))
+
+
+class ArchiveGroup(click.Group):
+    """Turns the archive's own errors into one clear line and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from archive.age import AgeError
+        from archive.services.errors import ServiceError
+        from storage.base import StorageError
+
+        try:
+            return super().invoke(ctx)
+        except (ConfigError, ServiceError, StorageError, AgeError) as exc:
+            fail(str(exc))
+
+
+@click.group(cls=ArchiveGroup)
+@click.option("--home", envvar="EVIDENCE_HOME", default=None, help="Archive home (default ./evidence-data).")
+@click.option("--as", "as_name", default=None, help="Operator name recorded in custody events.")
+@click.pass_context
+def cli(ctx: click.Context, home: str | None, as_name: str | None) -> None:
+    """Evidence-preserving media archive."""
+    ctx.obj = CliState(home=home, as_name=as_name)
+
+
+pass_state: Callable[..., Any] = click.make_pass_decorator(CliState)
+
+
+def _register() -> None:
+    from api.cli import items
+
+    for module in (items,):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+_register()
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,17 @@
+"""Errors a service raises for the caller to show as they are."""
+
+
+class ServiceError(Exception):
+    """A request the archive cannot carry out; the message says why."""
+
+
+class NotFound(ServiceError):
+    """No such item (or the prefix matches none)."""
+
+
+class Ambiguous(ServiceError):
+    """An id prefix that matches more than one item."""
+
+
+class IntegrityError(ServiceError):
+    """Stored bytes do not match what the catalog recorded: refuse loudly."""

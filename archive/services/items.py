@@ -1,0 +1,167 @@
+"""Looking at items and reading originals back: list, show, get."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from archive.catalog.items import Item, Provenance, Replica
+from archive.services.errors import Ambiguous, IntegrityError, NotFound, ServiceError
+
+if TYPE_CHECKING:
+    from archive.context import Archive
+
+MIN_PREFIX = 8
+
+
+def resolve_item(session: Session, ref: str) -> Item:
+    """An item by its id or a unique prefix of at least 8 characters."""
+    ref = ref.strip().lower()
+    item = session.get(Item, ref)
+    if item is not None:
+        return item
+    if len(ref) < MIN_PREFIX:
+        raise ServiceError(f"item reference {ref!r} is too short: give at least {MIN_PREFIX} characters")
+    if not all(c in "0123456789abcdef-" for c in ref):
+        raise NotFound(f"no item {ref!r}")
+    matches = session.exec(select(Item).where(col(Item.id).startswith(ref)).limit(2)).all()
+    if not matches:
+        raise NotFound(f"no item {ref!r}")
+    if len(matches) > 1:
+        raise Ambiguous(f"{ref!r} matches more than one item: give more characters")
+    return matches[0]
+
+
+def list_items(archive: Archive) -> list[dict[str, Any]]:
+    with Session(archive.engine) as session:
+        counts = dict(
+            session.exec(select(Provenance.item_id, func.count()).group_by(Provenance.item_id)).all()  # type: ignore[call-overload]
+        )
+        items = session.exec(select(Item).order_by(col(Item.created_at), col(Item.id))).all()
+        return [
+            {
+                "id": item.id,
+                "sha256": item.sha256,
+                "size": item.size,
+                "status": item.status,
+                "duplicate": counts.get(item.id, 0) > 1,
+            }
+            for item in items
+        ]
+
+
+def show_item(archive: Archive, ref: str) -> dict[str, Any]:
+    """Everything the catalog knows about one item."""
+    with Session(archive.engine) as session:
+        item = resolve_item(session, ref)
+        replicas = session.exec(select(Replica).where(Replica.item_id == item.id).order_by(col(Replica.id))).all()
+        provenance = session.exec(
+            select(Provenance).where(Provenance.item_id == item.id).order_by(col(Provenance.id))
+        ).all()
+        return {
+            "id": item.id,
+            "sha256": item.sha256,
+            "size": item.size,
+            "media_type": item.media_type,
+            "status": item.status,
+            "created_at": item.created_at,
+            "duplicate": len(provenance) > 1,
+            "replicas": [
+                {
+                    "backend": r.backend,
+                    "object": r.object_name,
+                    "version_id": r.version_id,
+                    "ciphertext_sha256": r.ciphertext_sha256,
+                    "size": r.size,
+                    "recipients": list(r.recipients),
+                    "state": r.state,
+                    "verified_at": r.verified_at,
+                }
+                for r in replicas
+                if r.role == "original"
+            ],
+            "manifests": [
+                {"backend": r.backend, "object": r.object_name, "state": r.state} for r in replicas if r.role == "manifest"
+            ],
+            "provenance": [
+                {
+                    "source": p.source,
+                    "note": p.note,
+                    "original_name": p.original_name,
+                    "declared_type": p.declared_type,
+                    "received_at": p.received_at,
+                    "actor": p.actor,
+                }
+                for p in provenance
+            ],
+        }
+
+
+def get_item(archive: Archive, ref: str, output: Path, identity_path: Path | None = None) -> dict[str, Any]:
+    """Decrypt an original to `output`, refusing unless its SHA-256 matches the catalog.
+
+    Copies are tried in turn; the plaintext goes to a temporary file beside
+    `output` and is renamed only after the hash matched, so a bad copy never
+    leaves a wrong file under the requested name. Reading is a custody event.
+    """
+    from archive.age import Identity, decrypt_stream
+    from archive.custody.log import ACCESS, append_event
+    from archive.db import transaction
+
+    identity_path = identity_path or archive.settings.custodian_identity_path
+    if not identity_path.is_file():
+        raise ServiceError(f"no identity at {identity_path}: pass --identity with the custodian key")
+    identities = Identity.read(identity_path)
+    with Session(archive.engine) as session:
+        item = resolve_item(session, ref)
+        replicas = session.exec(
+            select(Replica).where(Replica.item_id == item.id, Replica.role == "original").order_by(col(Replica.id))
+        ).all()
+    failures: list[str] = []
+    output = output.absolute()
+    for replica in replicas:
+        backend = archive.backends.get(replica.backend)
+        if backend is None:
+            failures.append(f"{replica.backend}: backend not configured")
+            continue
+        fd, tmp_name = tempfile.mkstemp(prefix=".evidence-get-", dir=output.parent)
+        tmp = Path(tmp_name)
+        try:
+            digest = hashlib.sha256()
+            size = 0
+            with backend.open_reader(replica.object_name, replica.version_id) as stream, os.fdopen(fd, "wb") as out:
+                for chunk in decrypt_stream(stream, identities):
+                    digest.update(chunk)
+                    size += len(chunk)
+                    out.write(chunk)
+            if digest.hexdigest() != item.sha256 or size != item.size:
+                raise IntegrityError(
+                    f"{replica.backend}: decrypted bytes do not match the catalog's SHA-256 for item {item.id}"
+                )
+            os.replace(tmp, output)
+        except Exception as exc:  # noqa: BLE001 - any failure of one copy: try the next
+            tmp.unlink(missing_ok=True)
+            failures.append(f"{replica.backend}: {exc}")
+            continue
+        with transaction(archive.engine) as session:
+            append_event(
+                session,
+                ACCESS,
+                actor=archive.actor,
+                item_id=item.id,
+                objects=[f"{replica.backend}:{replica.object_name}"],
+                details={"action": "decrypt original", "verified": "sha256"},
+            )
+        return {"id": item.id, "sha256": item.sha256, "size": item.size, "backend": replica.backend, "failures": failures}
+    with transaction(archive.engine) as session:
+        append_event(
+            session, ACCESS, actor=archive.actor, item_id=item.id, outcome="failure",
+            details={"action": "decrypt original", "failures": len(failures)},
+        )
+    raise IntegrityError(f"item {item.id}: no copy could be read and verified: " + "; ".join(failures))

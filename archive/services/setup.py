@@ -1,0 +1,85 @@
+"""Creating an archive home: config, catalog, two local storage roots, keys."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from archive.age import Identity, Recipient
+from archive.config import CONFIG_NAME, ConfigError, Policy, Settings, StorageSpec
+
+OFFLINE_WARNING = (
+    "WARNING: the custodian identity {path} can open every original. In production it belongs "
+    "offline (an encrypted USB key in a safe), not on the server: move it away and pass "
+    "--identity when you need to read originals."
+)
+
+
+def _write_secret(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as stream:
+        stream.write(text)
+        stream.flush()
+        os.fsync(stream.fileno())
+
+
+def init_home(
+    home: Path,
+    *,
+    operator: str | None = None,
+    extra_recipients: list[str] | None = None,
+    custodian_recipient: str | None = None,
+) -> dict[str, Any]:
+    """Create a new archive at `home`; refuses to touch an existing one.
+
+    With `custodian_recipient`, the custodian's key pair was made elsewhere and
+    only its public half comes here, so the server never holds the private key.
+    """
+    if (home / CONFIG_NAME).exists():
+        raise ConfigError(f"an archive already exists at {home}")
+    recipients = [str(Recipient.parse(r)) for r in (extra_recipients or [])]
+    home.mkdir(parents=True, exist_ok=True)
+    keys = home / "keys"
+    keys.mkdir(mode=0o700, exist_ok=True)
+    identity_path = None
+    if custodian_recipient:
+        custodian = str(Recipient.parse(custodian_recipient))
+    else:
+        identity = Identity.generate()
+        identity_path = keys / "custodian.key"
+        custodian = str(identity.recipient)
+        _write_secret(identity_path, f"# custodian identity (age); public key: {custodian}\n{identity}\n")
+    (keys / "custodian.pub").write_text(custodian + "\n", encoding="utf-8")
+    storage = [StorageSpec(name, "local", {"path": f"storage/{name}"}) for name in ("site-a", "site-b")]
+    for spec in storage:
+        (home / spec.options["path"]).mkdir(parents=True, exist_ok=True)
+    settings = Settings(
+        home=home,
+        operator=operator,
+        recipients=[custodian, *[r for r in recipients if r != custodian]],
+        storage=storage,
+        policy=Policy(copies=2, minimum=1, backends=[]),
+    )
+    settings.save()
+    from archive.context import Archive
+
+    archive = Archive(settings=settings, actor=settings.actor())
+    from archive.custody.log import CREATION, append_event
+    from archive.db import transaction
+
+    with transaction(archive.engine) as session:  # creates and migrates the catalog
+        append_event(
+            session,
+            CREATION,
+            actor=archive.actor,
+            details={"created": "archive", "recipients": settings.recipients, "storage": [s.name for s in storage]},
+        )
+    archive.close()
+    return {
+        "home": str(home),
+        "config": str(home / CONFIG_NAME),
+        "custodian_identity": str(identity_path) if identity_path else None,
+        "recipients": settings.recipients,
+        "storage": [spec.name for spec in storage],
+    }

@@ -1,0 +1,103 @@
+"""CommitToCatalog: the item, its copies, its provenance, every step's results and
+the custody events, in one transaction. When it commits, the file is acknowledged."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sqlalchemy.exc import IntegrityError
+
+from archive.catalog.items import Item, Provenance, Replica
+from archive.custody.log import INGESTION, append_event, utc_now
+from archive.db import transaction
+from ingest.pipeline import Ingestion, Refused, Step
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+    from archive.context import Archive
+    from storage.base import StoredObject
+
+
+def _replica(ingestion: Ingestion, stored: StoredObject, role: str, now: str) -> Replica:
+    assert ingestion.item_id is not None
+    return Replica(
+        item_id=ingestion.item_id,
+        role=role,
+        backend=stored.backend,
+        object_name=stored.name,
+        version_id=stored.version_id,
+        ciphertext_sha256=stored.sha256,
+        size=stored.size,
+        recipients=list(ingestion.recipients),
+        checksum_detail=stored.checksum_detail,
+        state="verified",
+        verified_at=now,
+    )
+
+
+class CommitToCatalog(Step):
+    name = "catalog"
+    runs_on_duplicates = True
+
+    def run(self, ingestion: Ingestion, archive: Archive) -> None:
+        try:
+            with transaction(archive.engine) as session:
+                self._write(ingestion, session, ingestion.pipeline)
+        except IntegrityError as exc:
+            # The same bytes committed by another ingest a moment ago: ours are surplus.
+            raise Refused("the same file was being ingested concurrently; retry to add provenance") from exc
+
+    def _write(self, ingestion: Ingestion, session: Session, steps: list[Step]) -> None:
+        assert ingestion.item_id is not None and ingestion.sha256 is not None and ingestion.size is not None
+        now = utc_now()
+        received_at = ingestion.results.setdefault("received_at", now)
+        if not ingestion.duplicate:
+            session.add(
+                Item(
+                    id=ingestion.item_id,
+                    sha256=ingestion.sha256,
+                    size=ingestion.size,
+                    media_type=ingestion.media_type,
+                    status=ingestion.status or "degraded",
+                    created_at=received_at,
+                )
+            )
+            for stored in ingestion.stored:
+                session.add(_replica(ingestion, stored, "original", now))
+            for stored in ingestion.manifests:
+                session.add(_replica(ingestion, stored, "manifest", now))
+            session.flush()
+        incoming = ingestion.incoming
+        session.add(
+            Provenance(
+                item_id=ingestion.item_id,
+                source=incoming.source,
+                note=incoming.note,
+                original_name=incoming.original_name,
+                declared_type=incoming.declared_type,
+                received_at=received_at,
+                actor=ingestion.actor,
+            )
+        )
+        if not ingestion.duplicate:
+            for step in steps:
+                step.save(ingestion, session)
+        for pending in ingestion.events:
+            append_event(
+                session,
+                pending.event_type,
+                actor=ingestion.actor,
+                item_id=ingestion.item_id,
+                objects=pending.objects,
+                outcome=pending.outcome,
+                details=pending.details,
+            )
+        append_event(
+            session,
+            INGESTION,
+            actor=ingestion.actor,
+            item_id=ingestion.item_id,
+            outcome="success",
+            details={"duplicate": ingestion.duplicate, "status": ingestion.status, "size": ingestion.size},
+        )

@@ -1,0 +1,180 @@
+"""Receive: the one streaming pass over the original's bytes.
+
+Reading, SHA-256 of the plaintext, age encryption, SHA-256 of the ciphertext
+and the staged writes to every backend overlap: the reader encrypts and hands
+each ciphertext block to one thread per backend and one hashing thread through
+small bounded queues, so memory stays flat whatever the file size and the
+writes proceed concurrently. Nothing is published here: `Replicate` verifies
+and publishes the staged copies once we know the file is new.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import queue
+import secrets
+import stat
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from archive.age import Encryptor
+from archive.custody.log import ENCRYPTION, MESSAGE_DIGEST
+from ingest.pipeline import Ingestion, Refused, Staged, Step
+from storage.base import StorageError
+
+if TYPE_CHECKING:
+    from archive.context import Archive
+    from storage.base import Backend
+
+READ_SIZE = 1024 * 1024  # a multiple of age's 64 KiB chunk
+IN_MEMORY_LIMIT = 64 * 1024 * 1024  # analysis gets bytes in memory up to this size
+QUEUE_DEPTH = 8
+_DONE = b""
+
+
+def new_object_name() -> str:
+    """An opaque, random object name: it reveals nothing about the content or its source."""
+    token = secrets.token_hex(16)
+    return f"o/{token[:2]}/{token}"
+
+
+class _Sink(threading.Thread):
+    """Consumes ciphertext blocks from a bounded queue in its own thread."""
+
+    def __init__(self, name: str, consume: Callable[[bytes], None]) -> None:
+        super().__init__(name=name, daemon=True)
+        self.queue: queue.Queue[bytes] = queue.Queue(QUEUE_DEPTH)
+        self._consume = consume
+        self.error: Exception | None = None
+
+    def run(self) -> None:
+        while True:
+            block = self.queue.get()
+            if block is _DONE:
+                return
+            if self.error is None:
+                try:
+                    self._consume(block)
+                except Exception as exc:  # noqa: BLE001 - recorded; the other copies go on
+                    self.error = exc
+
+
+def _open_source(ingestion: Ingestion) -> int:
+    path = ingestion.incoming.path
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise Refused(f"symlink loop") from exc
+        if exc.errno == errno.ENOENT:
+            raise Refused(f"no such file") from exc
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            raise Refused(f"permission denied") from exc
+        raise Refused(f"cannot read ({exc.strerror})") from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise Refused(f"not a regular file")
+    return fd
+
+
+class Receive(Step):
+    name = "receive"
+
+    def run(self, ingestion: Ingestion, archive: Archive) -> None:
+        if ingestion.sha256 is not None:
+            return  # already received (idempotent)
+        recipients = archive.settings.age_recipients()
+        backends = archive.policy_backends()
+        fd = _open_source(ingestion)
+        try:
+            size = os.fstat(fd).st_size
+            if size == 0:
+                raise Refused(f"zero-byte file, there is nothing to keep")
+            self._pass(ingestion, fd, size, recipients, backends)
+        finally:
+            os.close(fd)
+        ingestion.recipients = [str(r) for r in recipients]
+        ingestion.event(MESSAGE_DIGEST, algorithm="SHA-256", size=ingestion.size)
+        ingestion.event(ENCRYPTION, format="age-v1", recipients=ingestion.recipients)
+
+    def _pass(self, ingestion: Ingestion, fd: int, size: int, recipients: list, backends: list[Backend]) -> None:
+        encryptor = Encryptor(recipients)
+        plain_digest = hashlib.sha256()
+        cipher_digest = hashlib.sha256()
+        staged: list[tuple[Staged, _Sink]] = []
+        for backend in backends:
+            name = new_object_name()
+            try:
+                writer = backend.open_writer(name, size)
+            except StorageError as exc:
+                ingestion.storage_errors[backend.name] = str(exc)
+                continue
+            entry = Staged(backend.name, name, writer)
+            sink = _Sink(f"write-{backend.name}", writer.write)
+            staged.append((entry, sink))
+            ingestion.staged.append(entry)
+        if not staged:
+            raise Refused("no storage backend could accept the file: " + "; ".join(ingestion.storage_errors.values()))
+        hasher = _Sink("hash-ciphertext", cipher_digest.update)
+        sinks = [hasher] + [sink for _, sink in staged]
+        for sink in sinks:
+            sink.start()
+        keep: list[bytes] | None = [] if size <= IN_MEMORY_LIMIT else None
+        total = 0
+        cipher_total = 0
+
+        def send(block: bytes) -> None:
+            nonlocal cipher_total
+            if block:
+                cipher_total += len(block)
+                for sink in sinks:
+                    sink.queue.put(block)
+
+        try:
+            send(encryptor.header())
+            while True:
+                try:
+                    block = os.read(fd, READ_SIZE)
+                except OSError as exc:
+                    raise Refused(f"read failed ({exc.strerror})") from exc
+                if not block:
+                    break
+                total += len(block)
+                plain_digest.update(block)
+                if keep is not None:
+                    keep.append(block)
+                    if total > IN_MEMORY_LIMIT:  # the file grew while we read it
+                        keep = None
+                send(encryptor.update(block))
+            send(encryptor.finalize())
+        finally:
+            for sink in sinks:
+                sink.queue.put(_DONE)
+            for sink in sinks:
+                sink.join()
+        for entry, sink in staged:
+            if sink.error is not None:
+                ingestion.storage_errors[entry.backend] = str(sink.error)
+                entry.writer.abort()
+                ingestion.staged.remove(entry)
+        if hasher.error is not None:
+            raise hasher.error
+        if total == 0:
+            raise Refused(f"zero-byte file, there is nothing to keep")
+        ingestion.sha256 = plain_digest.hexdigest()
+        ingestion.size = total
+        ingestion.ciphertext_sha256 = cipher_digest.hexdigest()
+        ingestion.ciphertext_size = cipher_total
+        if keep is not None:
+            ingestion.plaintext = b"".join(keep)
+        else:
+            ingestion.plaintext_path = ingestion.incoming.path
+
+    def cleanup(self, ingestion: Ingestion) -> None:
+        """Staged copies not published by now are discarded."""
+        for entry in ingestion.staged:
+            entry.writer.abort()
+        ingestion.staged.clear()

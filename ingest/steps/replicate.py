@@ -1,0 +1,73 @@
+"""Replicate: verify and publish the staged copies; acknowledge only with enough of them.
+
+Every backend verifies its own copy (a read-back or its own checksum) in
+parallel. Fewer verified copies than the policy's minimum means the file is
+refused and the copies just published are withdrawn: nothing was acknowledged,
+so nothing acknowledged is touched. Fewer than the target means `degraded`.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+from archive.custody.log import REPLICATION
+from ingest.pipeline import Ingestion, PendingEvent, Refused, Staged, Step
+from storage.base import StorageError, StoredObject
+
+if TYPE_CHECKING:
+    from archive.context import Archive
+
+
+def _commit(entry: Staged, expected: str) -> StoredObject | Exception:
+    try:
+        return entry.writer.commit(expected)
+    except StorageError as exc:
+        return exc
+
+
+class Replicate(Step):
+    name = "replicate"
+
+    def run(self, ingestion: Ingestion, archive: Archive) -> None:
+        if ingestion.stored:
+            return
+        assert ingestion.ciphertext_sha256 is not None
+        staged, ingestion.staged = list(ingestion.staged), []
+        with ThreadPoolExecutor(max_workers=max(1, len(staged))) as pool:
+            outcomes = list(pool.map(lambda e: _commit(e, ingestion.ciphertext_sha256 or ""), staged))
+        for entry, outcome in zip(staged, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                ingestion.storage_errors[entry.backend] = str(outcome)
+            else:
+                ingestion.stored.append(outcome)
+        for backend, reason in ingestion.storage_errors.items():
+            ingestion.event(REPLICATION, "failure", backend=backend, reason=reason)
+        for stored in ingestion.stored:
+            ingestion.events.append(_replication_event(stored))
+        policy = archive.settings.policy
+        if len(ingestion.stored) < max(1, policy.minimum):
+            self._withdraw(ingestion, archive)
+            reasons = "; ".join(f"{b}: {r}" for b, r in ingestion.storage_errors.items())
+            raise Refused(
+                f"only {len(ingestion.stored)} verified copies, the policy needs {policy.minimum} ({reasons})"
+            )
+        ingestion.status = "preserved" if len(ingestion.stored) >= policy.copies else "degraded"
+
+    @staticmethod
+    def _withdraw(ingestion: Ingestion, archive: Archive) -> None:
+        for stored in ingestion.stored:
+            try:
+                archive.backends[stored.backend].delete(stored.name, stored.version_id)
+            except StorageError:
+                pass  # an unacknowledged orphan; fixity's orphan sweep reports it
+        ingestion.stored.clear()
+
+
+def _replication_event(stored: StoredObject) -> PendingEvent:
+    return PendingEvent(
+        REPLICATION,
+        "success",
+        {"backend": stored.backend, "verified": "sha256", "size": stored.size},
+        [f"{stored.backend}:{stored.name}"],
+    )

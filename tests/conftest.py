@@ -1,0 +1,70 @@
+"""Shared fixtures: the corpus, a fresh archive home, and PostgreSQL when it answers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
+PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    """The shared test corpus (`../shared/corpus` beside the checkout)."""
+    if not CORPUS.is_dir():
+        pytest.fail(f"test corpus not found at {CORPUS}: clone the project next to shared/")
+    return CORPUS
+
+
+def _postgres_url() -> str | None:
+    """The PostgreSQL URL to test against, or None (skip) on a machine without one."""
+    url = os.environ.get("EVIDENCE_TEST_POSTGRES_URL", PG_DEFAULT)
+    try:
+        import psycopg2
+
+        psycopg2.connect(url.replace("postgresql+psycopg2://", "postgresql://"), connect_timeout=3).close()
+    except Exception as exc:  # noqa: BLE001 - any failure means "not available here"
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL at {url} does not answer under CI: {exc}")
+        return None
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    url = _postgres_url()
+    if url is None:
+        pytest.skip(
+            "PostgreSQL not reachable: start one on 127.0.0.1:5432 (trust auth, database `test`) "
+            "or set EVIDENCE_TEST_POSTGRES_URL to enable these tests"
+        )
+    return url
+
+
+@pytest.fixture()
+def fresh_postgres(postgres_url: str) -> Iterator[str]:
+    """An empty catalog on PostgreSQL: every table dropped before and after."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg2://"))
+
+    def wipe() -> None:
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+
+    wipe()
+    yield postgres_url
+    wipe()
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Run a catalog test on both databases."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'catalog.db'}"
+    return str(request.getfixturevalue("fresh_postgres"))
