@@ -1,0 +1,161 @@
+"""What the two S3 drivers (boto3 and minio) share: credentials, options, retention, errors.
+
+Credentials never live in the configuration: they come from
+`EVIDENCE_STORAGE_<NAME>_ACCESS_KEY` and `..._SECRET_KEY` (NAME upper-cased,
+'-' and '.' turned into '_'), and an SSE-C key from `..._SSE_C_KEY` (base64 of
+32 bytes). Nothing here ever puts a secret into an error message.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from storage.base import StorageError
+
+LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")
+SSE_MODES = ("sse-c", "aws:kms", "sse-s3")
+MIB = 1024 * 1024
+MIN_PART_SIZE = 5 * MIB  # S3's floor for every part but the last
+
+
+class AuthFailed(StorageError):
+    """The server refused the credentials: final, never retried."""
+
+
+class BucketMissing(StorageError):
+    """The configured bucket does not exist on the server."""
+
+
+class Unreachable(StorageError):
+    """The server did not answer (refused, timed out, reset)."""
+
+
+class RetentionRefused(StorageError):
+    """The server refused to delete or overwrite an object under retention (Object Lock)."""
+
+
+def env_prefix(name: str) -> str:
+    """`EVIDENCE_STORAGE_<NAME>_` for a backend name, as the CLI documents it."""
+    return "EVIDENCE_STORAGE_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper() + "_"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    access_key: str
+    secret_key: str = ""
+
+    def __repr__(self) -> str:  # never show the secret, even in a traceback's locals
+        return f"Credentials(access_key={self.access_key!r}, secret_key=***)"
+
+
+def credentials_from_env(name: str, environ: dict[str, str] | None = None) -> Credentials:
+    env = os.environ if environ is None else environ
+    prefix = env_prefix(name)
+    access, secret = env.get(prefix + "ACCESS_KEY"), env.get(prefix + "SECRET_KEY")
+    if not access or not secret:
+        raise AuthFailed(
+            f"storage {name!r}: credentials missing; set {prefix}ACCESS_KEY and {prefix}SECRET_KEY in the environment"
+        )
+    return Credentials(access, secret)
+
+
+def sse_c_key_from_env(name: str, environ: dict[str, str] | None = None) -> bytes:
+    env = os.environ if environ is None else environ
+    var = env_prefix(name) + "SSE_C_KEY"
+    text = env.get(var)
+    if not text:
+        raise StorageError(f"storage {name!r} uses SSE-C: set {var} to the base64 of a 32-byte key")
+    try:
+        key = base64.b64decode(text, validate=True)
+    except ValueError as exc:
+        raise StorageError(f"storage {name!r}: {var} is not valid base64") from exc
+    if len(key) != 32:
+        raise StorageError(f"storage {name!r}: {var} must decode to 32 bytes, not {len(key)}")
+    return key
+
+
+@dataclass(frozen=True)
+class S3Options:
+    """The non-secret options of an S3-like backend, as kept in config.toml."""
+
+    endpoint: str | None
+    bucket: str
+    region: str | None = None
+    prefix: str = ""
+    object_lock: str | None = None  # GOVERNANCE | COMPLIANCE
+    retention_days: int | None = None
+    sse: str | None = None  # sse-c | aws:kms | sse-s3
+    kms_key_id: str | None = None
+    part_size: int = 8 * MIB
+    concurrency: int = 4
+    connect_timeout: float = 5.0
+    read_timeout: float = 60.0
+    max_attempts: int = 3
+    verify: str = "auto"  # auto: the server's checksum, else read back | readback: always read back
+
+    @classmethod
+    def from_dict(cls, name: str, options: dict[str, Any]) -> S3Options:
+        bucket = options.get("bucket")
+        if not bucket:
+            raise StorageError(f"storage {name!r}: no bucket configured")
+        lock = options.get("object_lock")
+        lock = str(lock).upper() if lock else None
+        if lock is not None and lock not in LOCK_MODES:
+            raise StorageError(f"storage {name!r}: object_lock must be one of {', '.join(LOCK_MODES)}, not {lock!r}")
+        days = options.get("retention_days")
+        days = int(days) if days is not None else None
+        if lock and (days is None or days < 1):
+            raise StorageError(f"storage {name!r}: object_lock {lock} needs retention_days of at least 1")
+        sse = options.get("sse")
+        if sse is not None and sse not in SSE_MODES:
+            raise StorageError(f"storage {name!r}: sse must be one of {', '.join(SSE_MODES)}, not {sse!r}")
+        part_size = int(options.get("part_size_mib", 8)) * MIB
+        if part_size < MIN_PART_SIZE:
+            raise StorageError(f"storage {name!r}: part_size_mib must be at least 5")
+        verify = str(options.get("verify", "auto"))
+        if verify not in ("auto", "readback"):
+            raise StorageError(f"storage {name!r}: verify must be 'auto' or 'readback'")
+        prefix = str(options.get("prefix", "")).strip("/")
+        return cls(
+            endpoint=options.get("endpoint") or None,
+            bucket=str(bucket),
+            region=options.get("region") or None,
+            prefix=prefix + "/" if prefix else "",
+            object_lock=lock,
+            retention_days=days if lock else None,
+            sse=sse,
+            kms_key_id=options.get("kms_key_id") or None,
+            part_size=part_size,
+            concurrency=max(1, int(options.get("concurrency", 4))),
+            connect_timeout=float(options.get("connect_timeout", 5)),
+            read_timeout=float(options.get("read_timeout", 60)),
+            max_attempts=max(1, int(options.get("max_attempts", 3))),
+            verify=verify,
+        )
+
+    def retain_until(self, now: datetime | None = None) -> datetime | None:
+        """When a write made now may first be deleted, or None without Object Lock."""
+        if not self.object_lock or not self.retention_days:
+            return None
+        return (now or datetime.now(UTC)) + timedelta(days=self.retention_days)
+
+    def where(self, name: str) -> str:
+        """How errors name this backend: never a secret, always enough to find it."""
+        return f"storage {name!r} ({self.endpoint or 'AWS'}, bucket {self.bucket})"
+
+
+def b64_sha256(digest: bytes) -> str:
+    return base64.b64encode(digest).decode("ascii")
+
+
+def composite_sha256(part_digests: list[bytes]) -> str:
+    """S3's checksum of a multipart object: SHA-256 over the parts' SHA-256s, then '-N'."""
+    import hashlib
+
+    outer = hashlib.sha256(b"".join(part_digests)).digest()
+    return f"{b64_sha256(outer)}-{len(part_digests)}"
