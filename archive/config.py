@@ -79,9 +79,7 @@ class Settings:
         return self.keys_dir / "custodian.key"
 
     def catalog_url(self) -> str:
-        return os.environ.get("EVIDENCE_DATABASE_URL") or self.database_url or (
-            f"sqlite:///{self.home / 'catalog.db'}"
-        )
+        return os.environ.get("EVIDENCE_DATABASE_URL") or self.database_url or (f"sqlite:///{self.home / 'catalog.db'}")
 
     def age_recipients(self) -> list[Recipient]:
         if not self.recipients:

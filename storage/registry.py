@@ -19,7 +19,19 @@ def _local(spec: StorageSpec, home: Path) -> Backend:
     return LocalBackend(spec.name, path if path.is_absolute() else home / path)
 
 
-FACTORIES: dict[str, Callable[[StorageSpec, Path], Backend]] = {"local": _local}
+def _s3(spec: StorageSpec, home: Path) -> Backend:
+    from storage.s3 import S3Backend
+
+    return S3Backend.from_options(spec.name, spec.options)
+
+
+def _minio(spec: StorageSpec, home: Path) -> Backend:
+    from storage.minio_backend import MinioBackend
+
+    return MinioBackend.from_options(spec.name, spec.options)
+
+
+FACTORIES: dict[str, Callable[[StorageSpec, Path], Backend]] = {"local": _local, "s3": _s3, "minio": _minio}
 
 
 def build_backend(spec: StorageSpec, home: Path) -> Backend:

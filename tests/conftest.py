@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,40 @@ def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'catalog.db'}"
     return str(request.getfixturevalue("fresh_postgres"))
+
+
+class Cli:
+    """Runs `evidence` in-process (click's runner) against one archive home."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+
+    def __call__(self, *args: str, expect: int | None = 0) -> tuple[int, str, str]:
+        from click.testing import CliRunner
+
+        from api.cli.main import cli
+
+        result = CliRunner().invoke(cli, ["--home", str(self.home), *args], catch_exceptions=False)
+        if expect is not None:
+            assert result.exit_code == expect, f"exit {result.exit_code}: {result.stdout}\n{result.stderr}"
+        return result.exit_code, result.stdout, result.stderr
+
+    def json(self, *args: str, expect: int | None = 0) -> Any:
+        import json
+
+        _, out, _ = self(*args, "--json", expect=expect)
+        return json.loads(out)
+
+    def json_lines(self, *args: str, expect: int | None = 0) -> list[Any]:
+        import json
+
+        _, out, _ = self(*args, "--json", expect=expect)
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+@pytest.fixture()
+def cli(tmp_path: Path) -> Cli:
+    """A freshly initialised archive home, driven through the CLI."""
+    runner = Cli(tmp_path / "home")
+    runner("init", "--operator", "tester")
+    return runner

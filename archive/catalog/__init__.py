@@ -1,6 +1,8 @@
 """The catalog's tables. Importing this package registers every table."""
 
+from archive.catalog.checkpoints import Checkpoint, LogState, LogTile
 from archive.catalog.events import Event, LogHead
 from archive.catalog.items import Item, Provenance, Replica
+from archive.catalog.jobs import Cursor, Job
 
-__all__ = ["Event", "Item", "LogHead", "Provenance", "Replica"]
+__all__ = ["Checkpoint", "Cursor", "Event", "Item", "Job", "LogHead", "LogState", "LogTile", "Provenance", "Replica"]

@@ -1,9 +1,9 @@
 """Alembic environment: runs on the connection the application hands it."""
 
 from alembic import context
+from sqlmodel import SQLModel
 
 import archive.catalog  # noqa: F401 - registers every table on SQLModel.metadata
-from sqlmodel import SQLModel
 
 connection = context.config.attributes.get("connection")
 if connection is None:

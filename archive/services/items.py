@@ -87,7 +87,9 @@ def show_item(archive: Archive, ref: str) -> dict[str, Any]:
                 if r.role == "original"
             ],
             "manifests": [
-                {"backend": r.backend, "object": r.object_name, "state": r.state} for r in replicas if r.role == "manifest"
+                {"backend": r.backend, "object": r.object_name, "state": r.state}
+                for r in replicas
+                if r.role == "manifest"
             ],
             "provenance": [
                 {
@@ -158,10 +160,20 @@ def get_item(archive: Archive, ref: str, output: Path, identity_path: Path | Non
                 objects=[f"{replica.backend}:{replica.object_name}"],
                 details={"action": "decrypt original", "verified": "sha256"},
             )
-        return {"id": item.id, "sha256": item.sha256, "size": item.size, "backend": replica.backend, "failures": failures}
+        return {
+            "id": item.id,
+            "sha256": item.sha256,
+            "size": item.size,
+            "backend": replica.backend,
+            "failures": failures,
+        }
     with transaction(archive.engine) as session:
         append_event(
-            session, ACCESS, actor=archive.actor, item_id=item.id, outcome="failure",
+            session,
+            ACCESS,
+            actor=archive.actor,
+            item_id=item.id,
+            outcome="failure",
             details={"action": "decrypt original", "failures": len(failures)},
         )
     raise IntegrityError(f"item {item.id}: no copy could be read and verified: " + "; ".join(failures))

@@ -197,9 +197,7 @@ def views(work: Image.Image, transforms: tuple[str, ...] = ("id",)) -> list[View
                 view = base.crop((dx, dy, w - dx, h - dy))
             else:
                 view = base
-            out.append(
-                ViewHash(tname, variant, _as_int(imagehash.phash(view)), _as_int(imagehash.dhash(view)))
-            )
+            out.append(ViewHash(tname, variant, _as_int(imagehash.phash(view)), _as_int(imagehash.dhash(view))))
     return out
 
 

@@ -65,18 +65,19 @@ class _Sink(threading.Thread):
 def _open_source(ingestion: Ingestion) -> int:
     path = ingestion.incoming.path
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block us
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise Refused(f"symlink loop") from exc
+            raise Refused("symlink loop") from exc
         if exc.errno == errno.ENOENT:
-            raise Refused(f"no such file") from exc
+            raise Refused("no such file") from exc
         if exc.errno in (errno.EACCES, errno.EPERM):
-            raise Refused(f"permission denied") from exc
+            raise Refused("permission denied") from exc
         raise Refused(f"cannot read ({exc.strerror})") from exc
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
-        raise Refused(f"not a regular file")
+        raise Refused("not a regular file")
+    os.set_blocking(fd, True)
     return fd
 
 
@@ -92,7 +93,7 @@ class Receive(Step):
         try:
             size = os.fstat(fd).st_size
             if size == 0:
-                raise Refused(f"zero-byte file, there is nothing to keep")
+                raise Refused("zero-byte file, there is nothing to keep")
             self._pass(ingestion, fd, size, recipients, backends)
         finally:
             os.close(fd)
@@ -163,7 +164,7 @@ class Receive(Step):
         if hasher.error is not None:
             raise hasher.error
         if total == 0:
-            raise Refused(f"zero-byte file, there is nothing to keep")
+            raise Refused("zero-byte file, there is nothing to keep")
         ingestion.sha256 = plain_digest.hexdigest()
         ingestion.size = total
         ingestion.ciphertext_sha256 = cipher_digest.hexdigest()

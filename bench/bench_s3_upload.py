@@ -1,0 +1,146 @@
+"""Upload 1 GiB to a local S3 server: the archive's S3 driver against boto3's `upload_file`.
+
+    python bench/bench_s3_upload.py [--size-mib 1024] [--rounds 2] [--endpoint URL --bucket B]
+
+Without --endpoint it starts its own SeaweedFS (`weed`) on loopback, as the tests
+do, and stops it afterwards. Both contenders upload the same file to the same
+server in the same run, alternating, each into its own fresh object name. The
+driver's time includes everything the archive needs: reading the file, the
+caller's SHA-256 over it, the driver's own whole-object and per-part SHA-256,
+the server-verified checksums and the final comparison. `upload_file` runs
+with boto3's defaults (8 MiB parts, 10 threads, its default CRC32 checksums).
+The ratio is driver / upload_file; the target is <= 1.0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+MIB = 1024 * 1024
+
+
+def make_file(path: Path, size: int) -> None:
+    block = os.urandom(MIB)
+    with open(path, "wb") as stream:
+        for i in range(size // MIB):
+            # vary each block cheaply so nothing can deduplicate it
+            stream.write(i.to_bytes(8, "little") + block[8:])
+
+
+def upload_with_driver(backend: object, path: Path) -> float:
+    from storage.base import Backend
+
+    assert isinstance(backend, Backend)
+    start = time.perf_counter()
+    writer = backend.open_writer(f"bench/driver-{uuid.uuid4()}", path.stat().st_size)
+    digest = hashlib.sha256()
+    with open(path, "rb", buffering=0) as stream:
+        while chunk := stream.read(4 * MIB):
+            digest.update(chunk)
+            writer.write(chunk)
+    writer.commit(digest.hexdigest())
+    return time.perf_counter() - start
+
+
+def upload_with_boto3(client: object, bucket: str, path: Path) -> float:
+    start = time.perf_counter()
+    client.upload_file(str(path), bucket, f"bench/boto3-{uuid.uuid4()}")  # type: ignore[attr-defined]
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--part-size-mib", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--endpoint", help="use this S3 server instead of starting weed")
+    parser.add_argument("--bucket", default="bench")
+    parser.add_argument("--workdir", help="where to put the test file and weed's data (default: a temp dir)")
+    args = parser.parse_args()
+
+    import boto3
+    from botocore.config import Config
+
+    from storage.s3 import S3Backend
+    from storage.s3_common import Credentials, S3Options
+
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        work = Path(tmp)
+        server = None
+        if args.endpoint:
+            endpoint = args.endpoint
+            access = os.environ["EVIDENCE_STORAGE_BENCH_ACCESS_KEY"]
+            secret = os.environ["EVIDENCE_STORAGE_BENCH_SECRET_KEY"]
+        else:
+            from tests.servers import WeedServer
+
+            (work / "weed").mkdir()
+            server = WeedServer(work / "weed")
+            print("starting weed ...", flush=True)
+            server.start()
+            endpoint, access, secret = server.endpoint, server.access_key, server.secret_key
+        try:
+            client = boto3.client(
+                "s3",
+                endpoint_url=endpoint,
+                aws_access_key_id=access,
+                aws_secret_access_key=secret,
+                region_name="us-east-1",
+                config=Config(s3={"addressing_style": "path"}),
+            )
+            try:
+                client.create_bucket(Bucket=args.bucket)
+            except client.exceptions.BucketAlreadyOwnedByYou:
+                pass
+            options = S3Options.from_dict(
+                "bench",
+                {
+                    "endpoint": endpoint,
+                    "bucket": args.bucket,
+                    "part_size_mib": args.part_size_mib,
+                    "concurrency": args.concurrency,
+                },
+            )
+            backend = S3Backend("bench", options, Credentials(access, secret))
+            path = work / "payload.bin"
+            size = args.size_mib * MIB
+            print(f"writing a {args.size_mib} MiB test file ...", flush=True)
+            make_file(path, size)
+            upload_with_driver(backend, path)  # warm both paths (connections, volumes) once
+            upload_with_boto3(client, args.bucket, path)
+            driver_times, boto_times = [], []
+            for round_no in range(1, args.rounds + 1):
+                boto_times.append(upload_with_boto3(client, args.bucket, path))
+                driver_times.append(upload_with_driver(backend, path))
+                print(f"round {round_no}: upload_file {boto_times[-1]:.2f} s, driver {driver_times[-1]:.2f} s")
+            driver, boto = statistics.median(driver_times), statistics.median(boto_times)
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            print(f"size                 {args.size_mib} MiB")
+            print(
+                f"driver (S3Backend)   {driver:.2f} s  ({size / driver / 1e6:.0f} MB/s; "
+                f"part {args.part_size_mib} MiB x {args.concurrency} in flight; hash + verify)"
+            )
+            print(f"boto3 upload_file    {boto:.2f} s  ({size / boto / 1e6:.0f} MB/s)")
+            print(f"ratio driver/boto3   {driver / boto:.2f}  (target <= 1.0)")
+            print(f"peak RSS (process)   {rss:.0f} MiB")
+        finally:
+            if server is not None:
+                server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""Bounds on what metadata parsing may cost, whatever the file claims about itself.
+
+Photo parsers run in-process (a process per photo would cost more than the
+parsing: the photo pipeline must reach 40 photos/s on two cores), so they are
+bounded structurally: they only ever see the metadata segments, capped in size,
+and never decode pixels. Video parsers (native libraries walking whole
+containers) run in a child process with an address-space limit and a timeout.
+"""
+
+from __future__ import annotations
+
+MAX_HEADER_SCAN = 16 * 1024 * 1024  # bytes of a photo walked to find its metadata segments
+MAX_SEGMENT = 16 * 1024 * 1024  # one metadata block (EXIF, XMP, ICC, JUMBF) handed to a parser
+MAX_XMP = 4 * 1024 * 1024  # an XMP packet (extended XMP included)
+MAX_XMP_DEPTH = 64  # XML element nesting; deeper is refused as hostile
+MAX_XMP_VALUES = 20_000  # properties kept from one packet
+MAX_STRING = 4096  # characters kept of one raw value; the rest is cut and marked
+MAX_LIST = 256  # items kept of one multi-valued raw value
+MAX_TAGS = 5_000  # EXIF tags kept from one file
+MAX_BOXES = 10_000  # ISO-BMFF boxes walked
+MAX_BOX_DEPTH = 16
+MAX_C2PA = 8 * 1024 * 1024  # raw manifest bytes kept
+
+VIDEO_TIMEOUT = 30.0  # seconds for the video probe child
+VIDEO_MEMORY = 1024 * 1024 * 1024  # address space of the probe child (RLIMIT_AS)
+VIDEO_CPU = 30  # CPU seconds of the probe child (RLIMIT_CPU)
+
+
+def clip(value: str, limit: int = MAX_STRING) -> str:
+    """A string no longer than `limit`, marked when cut, so raw JSON stays bounded."""
+    if len(value) <= limit:
+        return value
+    return value[:limit] + f"…[{len(value) - limit} more characters cut]"
