@@ -122,6 +122,7 @@ def default_steps() -> list[Step]:
     """The pipeline, in order. Read this to know what ingest does."""
     from ingest.steps.catalog import CommitToCatalog
     from ingest.steps.dedupe import Deduplicate
+    from ingest.steps.enqueue_repair import EnqueueRepair
     from ingest.steps.identify import Identify
     from ingest.steps.manifest import WriteManifest
     from ingest.steps.receive import Receive
@@ -133,6 +134,7 @@ def default_steps() -> list[Step]:
         Identify(),  # the format from the bytes, not the name
         Replicate(),  # verify and publish the staged copies; enough of them, or refuse
         WriteManifest(),  # an encrypted manifest beside each original, for recovery
+        EnqueueRepair(),  # short of the policy: a repair job, committed with the item
         CommitToCatalog(),  # item, replicas, provenance, results and events in one transaction
     ]
 

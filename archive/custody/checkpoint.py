@@ -75,10 +75,11 @@ class Signer:
 
     @classmethod
     def decode(cls, text: str) -> Signer:
-        parts = text.strip().split("+")
-        if len(parts) != 5 or parts[:2] != ["PRIVATE", "KEY"]:
+        text = text.strip()
+        parts = text.removeprefix("PRIVATE+KEY+").split("+", 2)  # base64 may hold '+' too
+        if not text.startswith("PRIVATE+KEY+") or len(parts) != 3:
             raise ValueError("not a signed-note signer key (PRIVATE+KEY+name+id+key)")
-        name, ident, blob = parts[2], parts[3], base64.b64decode(parts[4], validate=True)
+        name, ident, blob = parts[0], parts[1], base64.b64decode(parts[2], validate=True)
         if blob[:1] != ED25519 or len(blob) != 33:
             raise ValueError("signer key is not an Ed25519 key")
         signer = cls(name, Ed25519PrivateKey.from_private_bytes(blob[1:]))

@@ -59,7 +59,7 @@ class Verifier:
 
     @classmethod
     def decode(cls, text: str) -> Verifier:
-        parts = text.strip().split("+")
+        parts = text.strip().split("+", 2)  # base64 may hold '+' too
         if len(parts) != 3 or not valid_key_name(parts[0]):
             raise NoteError("a verifier key reads <name>+<key id>+<key>")
         try:

@@ -120,8 +120,9 @@ class Receive(Step):
         if not staged:
             raise Refused("no storage backend could accept the file: " + "; ".join(ingestion.storage_errors.values()))
         hasher = _Sink("hash-ciphertext", cipher_digest.update)
+        plain_hasher = _Sink("hash-plaintext", plain_digest.update)
         sinks = [hasher] + [sink for _, sink in staged]
-        for sink in sinks:
+        for sink in [plain_hasher, *sinks]:
             sink.start()
         keep: list[bytes] | None = [] if size <= IN_MEMORY_LIMIT else None
         total = 0
@@ -144,7 +145,7 @@ class Receive(Step):
                 if not block:
                     break
                 total += len(block)
-                plain_digest.update(block)
+                plain_hasher.queue.put(block)
                 if keep is not None:
                     keep.append(block)
                     if total > IN_MEMORY_LIMIT:  # the file grew while we read it
@@ -152,17 +153,18 @@ class Receive(Step):
                 send(encryptor.update(block))
             send(encryptor.finalize())
         finally:
-            for sink in sinks:
+            for sink in [plain_hasher, *sinks]:
                 sink.queue.put(_DONE)
-            for sink in sinks:
+            for sink in [plain_hasher, *sinks]:
                 sink.join()
         for entry, sink in staged:
             if sink.error is not None:
                 ingestion.storage_errors[entry.backend] = str(sink.error)
                 entry.writer.abort()
                 ingestion.staged.remove(entry)
-        if hasher.error is not None:
-            raise hasher.error
+        for digest_sink in (hasher, plain_hasher):
+            if digest_sink.error is not None:
+                raise digest_sink.error
         if total == 0:
             raise Refused("zero-byte file, there is nothing to keep")
         ingestion.sha256 = plain_digest.hexdigest()

@@ -1,0 +1,89 @@
+"""`evidence fixity` and `evidence rebuild-catalog`: checking the copies, and recovering from them."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from api.cli.main import CliState, emit_json, pass_state
+
+
+@click.command()
+@click.option("--all", "all_items", is_flag=True, help="The full pass (resumes where an interrupted one stopped).")
+@click.option("--sample", type=int, default=None, help="Check N items chosen at random.")
+@click.option("--item", default=None, help="Check one item (id or unique prefix).")
+@click.option("--repair", is_flag=True, help="Rewrite missing or corrupt copies from a verified one now.")
+@click.option("--restart", is_flag=True, help="With --all: start a new pass instead of resuming.")
+@click.option("--rate", type=int, default=None, help="Read at most this many bytes/s (default: [fixity] setting).")
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def fixity(
+    state: CliState,
+    all_items: bool,
+    sample: int | None,
+    item: str | None,
+    repair: bool,
+    restart: bool,
+    rate: int | None,
+    as_json: bool,
+) -> None:
+    """Re-read stored copies and compare their SHA-256 with the catalog (no key needed).
+
+    Exits 1 when any copy is missing, corrupt or could not be read.
+    """
+    from archive.services.fixity import run_fixity
+
+    with state.archive() as archive:
+        report = run_fixity(archive, all_items=all_items, sample=sample, item=item, repair=repair,
+                            rate_bytes_per_second=rate, restart=restart)
+    if as_json:
+        emit_json(report.as_dict())
+    else:
+        if report.resumed_from:
+            click.echo(f"resumed the full pass after item {report.resumed_from}")
+        click.echo(
+            f"{report.items} items, {report.copies} copies: {report.ok} ok, {report.missing} missing, "
+            f"{report.corrupt} corrupt, {report.unavailable} unavailable"
+        )
+        for problem in report.problems:
+            click.echo(f"  {problem.result:11} {problem.item} {problem.role:8} {problem.backend}:{problem.object}"
+                       + (f"  ({problem.detail})" if problem.detail else ""))
+        for repaired in report.repaired:
+            written = ", ".join(repaired["written"] + [f"{b} (manifest)" for b in repaired["manifests"]]) or "nothing"
+            click.echo(f"  repaired  {repaired['item']}: wrote {written}; now {repaired['status']}")
+            for backend, why in repaired["failures"].items():
+                click.echo(f"    failed on {backend}: {why}")
+    sys.exit(1 if report.found_problems else 0)
+
+
+@click.command("rebuild-catalog")
+@click.option("--from", "backend", required=True, help="The backend whose manifests to read.")
+@click.option("--identity", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The custodian's age identity file (decrypts the manifests).")
+@click.option("--home", "new_home", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="A new, empty home for the rebuilt catalog.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def rebuild_catalog(state: CliState, backend: str, identity: Path, new_home: Path, as_json: bool) -> None:
+    """Recreate the item catalog from the manifests on one backend, in a new home.
+
+    The backend is looked up in the current home's configuration (the global
+    --home or EVIDENCE_HOME); the new home gets a configuration pointing at it.
+    """
+    from archive.services.rebuild import rebuild_catalog as rebuild
+
+    with state.archive() as archive:
+        report = rebuild(archive, backend, identity, new_home)
+    if as_json:
+        emit_json(report.as_dict())
+    else:
+        click.echo(f"rebuilt {report.items} items ({report.replicas} copies) from {report.manifests} manifests "
+                   f"on {report.backend} into {report.home}")
+        for problem in report.problems:
+            click.echo(f"  problem: {problem}")
+    sys.exit(1 if report.problems else 0)
+
+
+COMMANDS = [fixity, rebuild_catalog]

@@ -1,0 +1,140 @@
+"""`evidence log …`: checkpoints, an item's custody timeline, proofs, and verification."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from api.cli.main import CliState, emit_json, pass_state
+
+
+@click.group()
+def log() -> None:
+    """The tamper-evident custody log (RFC 9162 Merkle tree, C2SP signed checkpoints)."""
+
+
+@log.command("checkpoint")
+@click.option("--json", "as_json", is_flag=True, help="tree_size, root_hash and the signed note as JSON.")
+@pass_state
+def checkpoint_cmd(state: CliState, as_json: bool) -> None:
+    """Sign and print a checkpoint of the log as it stands now."""
+    from archive.custody.service import checkpoint
+
+    with state.archive() as archive:
+        result = checkpoint(archive)
+    if as_json:
+        emit_json(result)
+        return
+    if not result["new"]:
+        click.echo(f"no new events since checkpoint {result['tree_size']}; it still stands:", err=True)
+    click.echo(result["note"], nl=False)
+
+
+@log.command("show")
+@click.argument("item")
+@click.option("--json", "as_json", is_flag=True, help="The timeline as one JSON object.")
+@pass_state
+def show(state: CliState, item: str, as_json: bool) -> None:
+    """The custody timeline of ITEM (an id, or a unique prefix of at least 8 characters)."""
+    from archive.custody.service import item_timeline
+
+    with state.archive() as archive:
+        timeline = item_timeline(archive, item)
+    if as_json:
+        emit_json(timeline)
+        return
+    click.echo(f"item {timeline['item']}: {len(timeline['events'])} events")
+    for event in timeline["events"]:
+        mark = " " if event["checkpointed"] else "*"
+        objects = f" [{', '.join(event['objects'])}]" if event["objects"] else ""
+        click.echo(f"{mark}{event['seq']:>8}  {event['time']}  {event['type']:<28} {event['outcome']:<8} "
+                   f"{event['actor']}{objects}")
+    if any(not e["checkpointed"] for e in timeline["events"]):
+        click.echo("* not yet covered by a checkpoint", err=True)
+
+
+def _print_hashes(title: str, hashes: list[str]) -> None:
+    click.echo(f"{title} ({len(hashes)} hashes):")
+    for value in hashes:
+        click.echo(f"  {value}")
+
+
+@log.command("prove")
+@click.argument("seq", type=click.IntRange(min=0))
+@click.option("--checkpoint", "size", type=click.IntRange(min=1), default=None,
+              help="Prove against the checkpoint of this tree size (default: the latest).")
+@click.option("--json", "as_json", is_flag=True, help="The event, its leaf hash, the proof and the signed note.")
+@pass_state
+def prove(state: CliState, seq: int, size: int | None, as_json: bool) -> None:
+    """Inclusion proof of event SEQ (= leaf index) in a signed checkpoint."""
+    from archive.custody.service import prove_inclusion
+
+    with state.archive() as archive:
+        result = prove_inclusion(archive, seq, size)
+    if as_json:
+        emit_json(result)
+        return
+    click.echo(f"event {seq}: {result['entry']}")
+    click.echo(f"leaf hash {result['leaf_hash']}")
+    click.echo(f"tree size {result['tree_size']}, root {result['root_hash']}")
+    _print_hashes("inclusion proof", result["inclusion_proof"])
+    click.echo(result["note"], nl=False)
+
+
+@log.command("consistency")
+@click.argument("old_size", type=click.IntRange(min=0))
+@click.argument("new_size", type=click.IntRange(min=0))
+@click.option("--json", "as_json", is_flag=True, help="Both roots and the proof as JSON.")
+@pass_state
+def consistency(state: CliState, old_size: int, new_size: int, as_json: bool) -> None:
+    """Consistency proof between the checkpoints of OLD_SIZE and NEW_SIZE."""
+    from archive.custody.service import prove_consistency
+
+    with state.archive() as archive:
+        result = prove_consistency(archive, old_size, new_size)
+    if as_json:
+        emit_json(result)
+        return
+    click.echo(f"old: size {old_size}, root {result['old_root_hash']}")
+    click.echo(f"new: size {new_size}, root {result['new_root_hash']}")
+    _print_hashes("consistency proof", result["consistency_proof"])
+
+
+@log.command("verify")
+@click.option("--vkey", "vkey_file", type=click.File("r"), default=None,
+              help="Verifier key to trust (default: the home's keys/log.vkey).")
+@click.option("--json", "as_json", is_flag=True, help="ok, checked_size, uncovered, first_bad_seq, problems.")
+@pass_state
+def verify(state: CliState, vkey_file: Any, as_json: bool) -> None:
+    """Recompute the tree from every stored event and check it against every signed checkpoint."""
+    from archive.custody.service import verify_log
+
+    with state.archive() as archive:
+        report = verify_log(archive, vkey_file.read() if vkey_file else None)
+    if as_json:
+        emit_json(report.to_json())
+    else:
+        for problem in report.problems:
+            click.echo(f"FAIL {problem.kind}: {problem}", err=True)
+        if report.ok:
+            click.echo(f"ok: {report.checked_size} events verified against {report.checkpoints} checkpoints")
+        else:
+            click.echo(f"log verification FAILED; first bad sequence number: {report.first_bad_seq}")
+        if report.uncovered:
+            click.echo(f"{report.uncovered} events after the latest checkpoint cannot be proven yet")
+    sys.exit(0 if report.ok else 1)
+
+
+@log.command("key")
+@pass_state
+def key(state: CliState) -> None:
+    """Print the verifier key (C2SP vkey) that checkpoints are signed with, for witnesses."""
+    from archive.custody.service import log_signer
+
+    with state.archive() as archive:
+        click.echo(log_signer(archive).verifier.encode())
+
+
+COMMANDS = [log]

@@ -1,0 +1,83 @@
+"""`evidence policy set|show` and `evidence status`: what the archive wants, and what it has."""
+
+from __future__ import annotations
+
+import click
+
+from api.cli.main import CliState, emit_json, pass_state
+
+
+@click.group()
+def policy() -> None:
+    """The replication policy: how many verified copies, on which backends."""
+
+
+@policy.command("show")
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def policy_show(state: CliState, as_json: bool) -> None:
+    """Show the current policy."""
+    from archive.services.policy import show_policy
+
+    with state.archive() as archive:
+        data = show_policy(archive)
+    if as_json:
+        emit_json(data)
+        return
+    click.echo(f"copies:   {data['copies']}")
+    click.echo(f"minimum:  {data['minimum']}")
+    named = ", ".join(data["backends"]) if data["backends"] else "(every configured backend)"
+    click.echo(f"backends: {named}")
+    click.echo(f"in use:   {', '.join(data['effective_backends'])}")
+
+
+@policy.command("set")
+@click.option("--copies", type=int, required=True, help="Target number of verified copies (preserved).")
+@click.option("--minimum", type=int, required=True, help="Verified copies needed before an upload is acknowledged.")
+@click.option("--backends", default=None, help="Comma-separated backend names (default: keep the current list).")
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def policy_set(state: CliState, copies: int, minimum: int, backends: str | None, as_json: bool) -> None:
+    """Change the policy; added backends are back-filled by the worker."""
+    from archive.services.policy import set_policy
+
+    names = None if backends is None else [n.strip() for n in backends.split(",") if n.strip()]
+    with state.archive() as archive:
+        data = set_policy(archive, copies, minimum, names)
+    if as_json:
+        emit_json(data)
+        return
+    click.echo(f"policy: {data['copies']} copies, minimum {data['minimum']}, on {', '.join(data['effective_backends'])}")
+    if data["added"]:
+        click.echo(f"back-fill queued for {data['backfill_jobs']} items onto {', '.join(data['added'])}")
+    if data["repair_jobs"]:
+        click.echo(f"repair queued for {data['repair_jobs']} items now below the target")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def status(state: CliState, as_json: bool) -> None:
+    """Items per state; per backend its objects, bytes and whether it answers."""
+    from archive.services.status import archive_status
+
+    with state.archive() as archive:
+        data = archive_status(archive)
+    if as_json:
+        emit_json(data)
+        return
+    items = data["items"]
+    click.echo("items: " + ", ".join(f"{count} {name}" for name, count in items.items()))
+    pol = data["policy"]
+    click.echo(f"policy: {pol['copies']} copies (minimum {pol['minimum']}) on {', '.join(pol['backends'])}")
+    for b in data["backends"]:
+        answer = "answers" if b["answers"] else f"DOES NOT ANSWER ({b['error']})"
+        extra = ""
+        if b["missing"] or b["corrupt"]:
+            extra = f", {b['missing']} missing, {b['corrupt']} corrupt"
+        click.echo(f"  {b['name']:16} {b['kind'] or '?':6} {b['objects']:>8} objects {b['bytes']:>14} bytes{extra}  {answer}")
+    if data["jobs"]:
+        click.echo("jobs: " + ", ".join(f"{count} {name}" for name, count in sorted(data["jobs"].items())))
+
+
+COMMANDS = [policy, status]

@@ -1,0 +1,216 @@
+"""`log verify`: recompute the whole tree from the stored events and hold it against every checkpoint.
+
+Read-only, and independent of the code that writes: each event is re-encoded
+(entry.py) and re-hashed, the tree is rebuilt in memory, and every stored
+checkpoint must carry a valid signature and the root of exactly that many
+re-hashed events; consecutive checkpoints must be consistent (RFC 9162 proof
+checked by verify.py). The stored tiles are compared too, because proofs are
+served from them and because they keep the leaf hashes as they were when
+checkpointed, which names the first altered event even when someone has
+rewritten the events' own leaf hashes.
+
+`first_bad_seq` is the first sequence number whose custody can no longer be
+vouched for: the altered, missing or displaced event when it can be named,
+otherwise the first event the failing checkpoint was the first to cover.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from archive.catalog.checkpoints import Checkpoint, LogTile
+from archive.catalog.events import Event, LogHead
+from archive.custody.entry import encode, entry_fields
+from archive.custody.merkle import HASH_SIZE, MemoryTree, consistency_proof
+from archive.custody.tiles import TILE_HEIGHT, TILE_WIDTH
+from archive.custody.verify import (
+    CheckpointBody,
+    VerificationError,
+    Verifier,
+    open_note,
+    parse_checkpoint,
+    verify_consistency,
+)
+from archive.db import transaction
+
+CHUNK = 50_000
+MAX_PROBLEMS = 50
+
+
+class LogError(VerificationError):
+    """A problem in the stored log; `seq` is the first sequence number it puts in doubt."""
+
+    kind = "log"
+
+    def __init__(self, seq: int | None, message: str) -> None:
+        super().__init__(message if seq is None else f"seq {seq}: {message}")
+        self.seq = seq
+
+
+class EntryAltered(LogError):
+    kind = "entry-altered"
+
+
+class EntryMissing(LogError):
+    kind = "entry-missing"
+
+
+class LogTruncated(LogError):
+    kind = "truncated"
+
+
+class CheckpointInvalid(LogError):
+    kind = "checkpoint-invalid"
+
+
+class RootMismatch(LogError):
+    kind = "root-mismatch"
+
+
+class TileMismatch(LogError):
+    kind = "tile-mismatch"
+
+
+class HeadMismatch(LogError):
+    kind = "head-mismatch"
+
+
+@dataclass
+class AuditReport:
+    total_events: int = 0
+    checkpoints: int = 0
+    checked_size: int = 0
+    problems: list[LogError] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def uncovered(self) -> int:
+        return max(0, self.total_events - self.checked_size)
+
+    @property
+    def first_bad_seq(self) -> int | None:
+        seqs = [p.seq for p in self.problems if p.seq is not None]
+        return min(seqs) if seqs else (0 if self.problems else None)
+
+    def add(self, problem: LogError) -> None:
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(problem)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "ok": self.ok,
+            "checked_size": self.checked_size,
+            "uncovered": self.uncovered,
+            "first_bad_seq": self.first_bad_seq,
+            "total_events": self.total_events,
+            "checkpoints": self.checkpoints,
+            "problems": [{"kind": p.kind, "seq": p.seq, "message": str(p)} for p in self.problems],
+        }
+
+
+def _event_rows(engine: Engine) -> Iterator[tuple]:  # type: ignore[type-arg]
+    """All events in order, read in short transactions so appends are never held up for long."""
+    columns = (Event.seq, Event.occurred_at, Event.actor, Event.event_type, Event.item_id,
+               Event.objects, Event.outcome, Event.details, Event.leaf_hash)
+    after = -1
+    while True:
+        with transaction(engine) as session:
+            stmt = select(*columns).where(Event.seq > after).order_by(Event.seq).limit(CHUNK)  # type: ignore[arg-type]
+            rows = session.execute(stmt).all()
+        if not rows:
+            return
+        yield from rows
+        after = rows[-1][0]
+
+
+def _rehash(engine: Engine, report: AuditReport) -> bytes:
+    """Every event's leaf hash as re-encoded now, checked against the stored one and the sequence."""
+    sha = hashlib.sha256
+    leaves = bytearray()
+    expected = 0
+    for seq, occurred_at, actor, event_type, item_id, objects, outcome, details, stored in _event_rows(engine):
+        if seq != expected:
+            report.add(EntryMissing(expected, f"events {expected}..{seq - 1} are missing"))
+        fields = entry_fields(seq=seq, occurred_at=occurred_at, actor=actor, event_type=event_type,
+                              item_id=item_id, objects=objects, outcome=outcome, details=details)
+        try:
+            leaf = sha(b"\x00" + encode(fields)).digest()
+        except (TypeError, ValueError) as exc:
+            report.add(EntryAltered(seq, f"the event cannot be encoded: {exc}"))
+            leaf = bytes(HASH_SIZE)
+        if leaf.hex() != stored:
+            report.add(EntryAltered(seq, "the event's fields no longer match its leaf hash"))
+        leaves += leaf
+        expected = seq + 1
+    report.total_events = len(leaves) // HASH_SIZE
+    return bytes(leaves)
+
+
+def _compare_tiles(engine: Engine, tree: MemoryTree, report: AuditReport) -> None:
+    """The stored tiles must hold exactly the recomputed hashes (as far as both go)."""
+    with transaction(engine) as session:
+        tiles = session.execute(select(LogTile.level, LogTile.idx, LogTile.hashes)).all()
+    for level, idx, blob in sorted(tiles):
+        tree_level = level * TILE_HEIGHT
+        row = tree.levels[tree_level] if tree_level < len(tree.levels) else b""
+        start = idx * TILE_WIDTH * HASH_SIZE
+        mine = row[start : start + len(blob)]
+        stored = bytes(blob)[: len(mine)]
+        if mine == stored:
+            continue
+        at = next(i for i in range(0, len(mine), HASH_SIZE) if mine[i : i + HASH_SIZE] != stored[i : i + HASH_SIZE])
+        entry = idx * TILE_WIDTH + at // HASH_SIZE
+        what = "leaf hash recorded at checkpoint time" if level == 0 else f"stored tree node (level {tree_level})"
+        report.add(TileMismatch(entry << tree_level, f"the {what} differs from the recomputed one"))
+
+
+def audit_log(engine: Engine, verifier: Verifier, origin: str | None) -> AuditReport:
+    """Verify the whole stored log against its checkpoints; collect every problem found."""
+    report = AuditReport()
+    with transaction(engine) as session:
+        checkpoints = session.execute(select(Checkpoint).order_by(Checkpoint.tree_size)).scalars().all()  # type: ignore[arg-type]
+    tree = MemoryTree(_rehash(engine, report))
+    with transaction(engine) as session:
+        head = session.get(LogHead, 1)
+    if head is not None and head.size < tree.size:
+        report.add(HeadMismatch(head.size, f"the log head says {head.size} events but {tree.size} are stored"))
+    _compare_tiles(engine, tree, report)
+    report.checkpoints = len(checkpoints)
+    report.checked_size = checkpoints[-1].tree_size if checkpoints else 0
+    good: CheckpointBody | None = None
+    for row in checkpoints:
+        start = good.tree_size if good else 0
+        try:
+            body = parse_checkpoint(open_note(row.note, verifier))
+        except VerificationError as exc:
+            report.add(CheckpointInvalid(start, f"checkpoint {row.tree_size}: {exc}"))
+            continue
+        if origin is not None and body.origin != origin:
+            report.add(CheckpointInvalid(start, f"checkpoint {row.tree_size} names origin {body.origin!r}"))
+            continue
+        if body.tree_size != row.tree_size or body.root_hash.hex() != row.root_hash:
+            report.add(CheckpointInvalid(start, f"checkpoint {row.tree_size}: stored size or root differs from the note"))
+            continue
+        if body.tree_size > tree.size:
+            report.add(LogTruncated(tree.size, f"checkpoint {body.tree_size} covers events the log no longer has"))
+            continue
+        if tree.root(body.tree_size) != body.root_hash:
+            report.add(RootMismatch(start, f"the first {body.tree_size} events no longer give checkpoint {body.tree_size}'s root"))
+            continue
+        if good is not None:
+            proof = consistency_proof(tree, good.tree_size, body.tree_size)
+            try:
+                verify_consistency(good.tree_size, body.tree_size, good.root_hash, body.root_hash, proof)
+            except VerificationError as exc:
+                report.add(RootMismatch(start, f"checkpoints {good.tree_size} and {body.tree_size}: {exc}"))
+                continue
+        good = body
+    return report

@@ -1,0 +1,231 @@
+"""Custody-log use cases, one function each, for the CLI and (read-only) the HTTP API.
+
+Everything returns plain data (dicts ready for JSON, or an `AuditReport`);
+hashes are lowercase hex except inside signed notes, which are byte-exact
+C2SP text. Proofs are checked here with the same verifier an auditor would
+use before they are handed out, so a damaged tile cache can never produce a
+wrong proof silently.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select
+
+from archive.catalog.checkpoints import Checkpoint
+from archive.catalog.events import Event, LogHead
+from archive.custody.checkpoint import VKEY_NAME, Signer, ensure_log_key
+from archive.custody.entry import encode, leaf_hash
+from archive.custody.log import LogCorrupt, event_entry, issue_checkpoint
+from archive.custody.merkle import ProofError, consistency_proof, inclusion_proof
+from archive.custody.tiles import TileStore
+from archive.custody.verify import VerificationError, Verifier, verify_consistency, verify_inclusion
+from archive.db import transaction
+from archive.services.errors import Ambiguous, NotFound, ServiceError
+
+if TYPE_CHECKING:
+    from archive.context import Archive
+    from archive.custody.audit import AuditReport
+
+# Automatic checkpoints: at most this long after the previous one while events are waiting.
+CHECKPOINT_DELAY_SECONDS = 5.0
+MIN_PREFIX = 8
+
+
+class CustodyError(ServiceError):
+    """The custody log cannot do what was asked; the message says why."""
+
+
+def _checkpoint_json(checkpoint: Checkpoint, new: bool | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "tree_size": checkpoint.tree_size,
+        "root_hash": checkpoint.root_hash,
+        "note": checkpoint.note,
+        "issued_at": checkpoint.issued_at,
+    }
+    if new is not None:
+        data["new"] = new
+    return data
+
+
+def log_signer(archive: Archive) -> Signer:
+    return ensure_log_key(archive.settings)
+
+
+def checkpoint(archive: Archive) -> dict[str, Any]:
+    """Sign the log as it stands now (or return the latest checkpoint if nothing was added since)."""
+    signer = log_signer(archive)
+    try:
+        with transaction(archive.engine) as session:
+            issued, new = issue_checkpoint(session, signer)
+    except LogCorrupt as exc:
+        raise CustodyError(f"refusing to sign a checkpoint: {exc}") from exc
+    return _checkpoint_json(issued, new)
+
+
+def _age_seconds(issued_at: str) -> float:
+    issued = datetime.strptime(issued_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    return (datetime.now(UTC) - issued).total_seconds()
+
+
+def maybe_checkpoint(archive: Archive, max_age_seconds: float = CHECKPOINT_DELAY_SECONDS) -> dict[str, Any] | None:
+    """Issue a checkpoint if events wait for one and the last is older than `max_age_seconds`.
+
+    Cheap when there is nothing to do (two small reads), so it can end every
+    CLI command and every turn of the worker loop.
+    """
+    with transaction(archive.engine) as session:
+        head = session.get(LogHead, 1)
+        latest = session.execute(
+            select(Checkpoint.tree_size, Checkpoint.issued_at).order_by(Checkpoint.tree_size.desc()).limit(1)  # type: ignore[attr-defined]
+        ).first()
+    size = head.size if head else 0
+    if latest is not None and (latest[0] >= size or _age_seconds(latest[1]) < max_age_seconds):
+        return None
+    return checkpoint(archive)
+
+
+def latest_checkpoint(archive: Archive) -> dict[str, Any] | None:
+    with transaction(archive.engine) as session:
+        latest = session.execute(select(Checkpoint).order_by(Checkpoint.tree_size.desc()).limit(1)).scalar()  # type: ignore[attr-defined]
+    return None if latest is None else _checkpoint_json(latest)
+
+
+def _stored_checkpoint(session: Any, size: int) -> Checkpoint:
+    found = session.get(Checkpoint, size)
+    if found is None:
+        raise CustodyError(f"no checkpoint of size {size} (see `evidence log checkpoint`)")
+    return found
+
+
+def prove_inclusion(archive: Archive, seq: int, checkpoint_size: int | None = None) -> dict[str, Any]:
+    """The event, its leaf hash, and its audit path to a signed root (by default the latest checkpoint)."""
+    with transaction(archive.engine) as session:
+        event = session.get(Event, seq)
+        if event is None:
+            raise CustodyError(f"no event with sequence number {seq}")
+        if checkpoint_size is None:
+            chosen = session.execute(select(Checkpoint).order_by(Checkpoint.tree_size.desc()).limit(1)).scalar()  # type: ignore[attr-defined]
+            if chosen is None or chosen.tree_size <= seq:
+                raise CustodyError(f"event {seq} is not covered by a checkpoint yet; run `evidence log checkpoint`")
+        else:
+            chosen = _stored_checkpoint(session, checkpoint_size)
+            if chosen.tree_size <= seq:
+                raise CustodyError(f"checkpoint {checkpoint_size} does not cover event {seq}")
+        proof = inclusion_proof(TileStore(session), seq, chosen.tree_size)
+    entry = event_entry(event)
+    encoded = encode(entry)
+    leaf = leaf_hash(encoded)
+    try:
+        verify_inclusion(leaf, seq, chosen.tree_size, proof, bytes.fromhex(chosen.root_hash))
+    except VerificationError as exc:
+        raise CustodyError(f"event {seq} does not verify against checkpoint {chosen.tree_size} ({exc}); "
+                           "run `evidence log verify`") from exc
+    return {
+        "event": entry,
+        "entry": encoded.decode("utf-8"),
+        "leaf_index": seq,
+        "leaf_hash": leaf.hex(),
+        "tree_size": chosen.tree_size,
+        "root_hash": chosen.root_hash,
+        "inclusion_proof": [h.hex() for h in proof],
+        "note": chosen.note,
+    }
+
+
+def prove_consistency(archive: Archive, old_size: int, new_size: int) -> dict[str, Any]:
+    """The RFC 9162 proof that checkpoint `old_size` is a prefix of checkpoint `new_size`."""
+    if old_size > new_size:
+        raise CustodyError(f"the old size ({old_size}) must not exceed the new size ({new_size})")
+    with transaction(archive.engine) as session:
+        old, new = _stored_checkpoint(session, old_size), _stored_checkpoint(session, new_size)
+        try:
+            proof = consistency_proof(TileStore(session), old_size, new_size)
+        except ProofError as exc:
+            raise CustodyError(str(exc)) from exc
+    try:
+        verify_consistency(old_size, new_size, bytes.fromhex(old.root_hash), bytes.fromhex(new.root_hash), proof)
+    except VerificationError as exc:
+        raise CustodyError(f"checkpoints {old_size} and {new_size} are not consistent: {exc}") from exc
+    return {
+        "old_size": old_size,
+        "new_size": new_size,
+        "old_root_hash": old.root_hash,
+        "new_root_hash": new.root_hash,
+        "consistency_proof": [h.hex() for h in proof],
+        "old_note": old.note,
+        "new_note": new.note,
+    }
+
+
+def _resolve_item_id(session: Any, ref: str) -> str:
+    """An item id from a full id or a unique prefix (the items service when present, else the events)."""
+    try:
+        from archive.services.items import resolve_item  # the foundation's resolver
+    except ImportError:
+        resolve_item = None
+    if resolve_item is not None:
+        try:
+            return str(resolve_item(session, ref).id)
+        except NotFound:
+            pass  # an id only the log knows (a refused upload, say)
+    if len(ref) < MIN_PREFIX:
+        raise NotFound(f"an item reference needs at least {MIN_PREFIX} characters: {ref!r}")
+    pattern = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    stmt = select(Event.item_id).where(Event.item_id.like(pattern, escape="\\")).distinct().limit(2)  # type: ignore[union-attr]
+    found = [row[0] for row in session.execute(stmt)]
+    if not found:
+        raise NotFound(f"no item matches {ref!r}")
+    if len(found) > 1:
+        raise Ambiguous(f"{ref!r} matches more than one item; give more characters")
+    return str(found[0])
+
+
+def item_timeline(archive: Archive, ref: str) -> dict[str, Any]:
+    """Every custody event about one item, oldest first, and whether a checkpoint covers it yet."""
+    with transaction(archive.engine) as session:
+        item_id = _resolve_item_id(session, ref)
+        events = session.execute(select(Event).where(Event.item_id == item_id).order_by(Event.seq)).scalars().all()  # type: ignore[arg-type]
+        covered = session.execute(select(func.max(Checkpoint.tree_size))).scalar() or 0
+    return {
+        "item": item_id,
+        "checkpoint_size": covered,
+        "events": [
+            {
+                "seq": e.seq,
+                "time": e.occurred_at,
+                "type": e.event_type,
+                "actor": e.actor,
+                "outcome": e.outcome,
+                "objects": list(e.objects),
+                "details": dict(e.details),
+                "leaf_hash": e.leaf_hash,
+                "checkpointed": e.seq < covered,
+            }
+            for e in events
+        ],
+    }
+
+
+def verifier_key(archive: Archive, vkey_text: str | None = None) -> Verifier:
+    """The key checkpoints must verify with: the one given, else the home's published keys/log.vkey."""
+    if vkey_text is None:
+        path = archive.settings.keys_dir / VKEY_NAME
+        if not path.exists():
+            return log_signer(archive).verifier
+        vkey_text = path.read_text(encoding="ascii")
+    try:
+        return Verifier.decode(vkey_text)
+    except VerificationError as exc:
+        raise CustodyError(f"bad verifier key: {exc}") from exc
+
+
+def verify_log(archive: Archive, vkey_text: str | None = None) -> AuditReport:
+    """Recompute the tree from every stored event and hold it against every checkpoint."""
+    from archive.custody.audit import audit_log
+
+    verifier = verifier_key(archive, vkey_text)
+    origin = archive.settings.extra.get("log", {}).get("origin")
+    return audit_log(archive.engine, verifier, origin)

@@ -1,0 +1,312 @@
+"""Fixity audits: re-read every stored copy and compare it with the catalog.
+
+A check hashes the *ciphertext* as stored and compares its SHA-256 and size
+with what the catalog recorded when the copy was verified, so it needs no
+private key and can run on the server. Each copy checked is a custody event
+(PREMIS "fixity check"); a missing or corrupt copy changes the replica's
+state, may turn the item `degraded`, and queues a repair job in the same
+transaction, so the worker heals it without anyone asking. `--repair` also
+repairs at once.
+
+A full pass walks items in id order and keeps its position in a cursor row,
+written in the transaction that records each item's checks: a restart
+continues where the pass stopped. Reading is throttled to a byte rate from the
+configuration (`[fixity] rate_bytes_per_second`) so a pass can run on a live
+system.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from archive.catalog.items import Item, Replica
+from archive.catalog.jobs import REPAIR, enqueue, read_cursor, write_cursor
+from archive.custody.log import FIXITY_CHECK, append_event, utc_now
+from archive.services.errors import ServiceError
+from archive.services.repair import (
+    CORRUPT,
+    MANIFEST,
+    MISSING,
+    VERIFIED,
+    live_replicas,
+    manifest_of,
+    refresh_status,
+    repair_item,
+)
+from storage.base import CHUNK, ObjectMissing, StorageError
+
+if TYPE_CHECKING:
+    from archive.config import Settings
+    from archive.context import Archive
+
+PASS_CURSOR = "fixity:pass"
+UNAVAILABLE = "unavailable"  # the backend did not answer: nothing is known about the copy
+
+
+@dataclass
+class FixitySettings:
+    """`[fixity]` in config.toml: how fast a pass may read, and how often the worker starts one."""
+
+    rate_bytes_per_second: int = 64 * 1024 * 1024  # 0: unlimited
+    interval_seconds: int = 7 * 24 * 3600  # 0: the worker runs no scheduled pass
+    batch_items: int = 100  # items per worker slice, between which other jobs get their turn
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FixitySettings:
+        data = settings.extra.get("fixity", {})
+        return cls(
+            rate_bytes_per_second=int(data.get("rate_bytes_per_second", cls.rate_bytes_per_second)),
+            interval_seconds=int(data.get("interval_seconds", cls.interval_seconds)),
+            batch_items=max(1, int(data.get("batch_items", cls.batch_items))),
+        )
+
+
+class RateLimiter:
+    """A token bucket over bytes: `consume(n)` sleeps so the average rate stays under the limit."""
+
+    def __init__(self, bytes_per_second: int) -> None:
+        self.rate = max(0, bytes_per_second)
+        self._allowance = float(self.rate)
+        self._last = time.monotonic()
+        self._lock = threading.Lock()
+
+    def consume(self, amount: int) -> None:
+        if self.rate == 0:
+            return
+        with self._lock:
+            now = time.monotonic()
+            self._allowance = min(float(self.rate), self._allowance + (now - self._last) * self.rate)
+            self._last = now
+            self._allowance -= amount
+            wait = -self._allowance / self.rate if self._allowance < 0 else 0.0
+        if wait > 0:
+            time.sleep(wait)
+
+
+@dataclass
+class CopyCheck:
+    """The outcome for one stored copy."""
+
+    item: str
+    backend: str
+    role: str
+    object: str
+    result: str  # ok | missing | corrupt | unavailable
+    detail: str | None = None
+
+
+@dataclass
+class FixityReport:
+    items: int = 0
+    copies: int = 0
+    ok: int = 0
+    missing: int = 0
+    corrupt: int = 0
+    unavailable: int = 0
+    bytes_read: int = 0
+    problems: list[CopyCheck] = field(default_factory=list)
+    repaired: list[dict[str, Any]] = field(default_factory=list)
+    pass_complete: bool | None = None  # for --all: the full pass reached its end
+    resumed_from: str | None = None
+
+    @property
+    def found_problems(self) -> bool:
+        return bool(self.missing or self.corrupt or self.unavailable)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["found_problems"] = self.found_problems
+        return data
+
+
+def _hash(archive: Archive, replica: Replica, limiter: RateLimiter) -> tuple[str, int]:
+    backend = archive.backends[replica.backend]
+    digest = hashlib.sha256()
+    size = 0
+    with backend.open_reader(replica.object_name, replica.version_id) as stream:
+        while chunk := stream.read(CHUNK):
+            limiter.consume(len(chunk))
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def _check_copy(archive: Archive, replica: Replica, limiter: RateLimiter, health: dict[str, str | None]) -> CopyCheck:
+    check = CopyCheck(replica.item_id, replica.backend, replica.role, replica.object_name, "ok")
+    backend = archive.backends.get(replica.backend)
+    if backend is None:
+        check.result, check.detail = UNAVAILABLE, "backend not configured"
+        return check
+    if replica.backend not in health:
+        health[replica.backend] = backend.health()
+    if health[replica.backend] is not None:
+        # A backend that does not answer says nothing about its copies: never call them missing.
+        check.result, check.detail = UNAVAILABLE, health[replica.backend]
+        return check
+    try:
+        digest, size = _hash(archive, replica, limiter)
+    except ObjectMissing as exc:
+        check.result, check.detail = MISSING, str(exc)
+        return check
+    except (StorageError, OSError) as exc:
+        check.result, check.detail = UNAVAILABLE, str(exc)
+        return check
+    if digest != replica.ciphertext_sha256 or size != replica.size:
+        check.result = CORRUPT
+        check.detail = f"SHA-256 {digest[:16]}…, {size} bytes; the catalog has {replica.ciphertext_sha256[:16]}…, {replica.size}"
+    return check
+
+
+_STATE = {"ok": VERIFIED, MISSING: MISSING, CORRUPT: CORRUPT}
+_OUTCOME = {"ok": "success", MISSING: "failure", CORRUPT: "failure", UNAVAILABLE: "warning"}
+
+
+def check_item(
+    archive: Archive,
+    item_id: str,
+    limiter: RateLimiter,
+    *,
+    report: FixityReport,
+    health: dict[str, str | None],
+    cursor: str | None = None,
+) -> list[CopyCheck]:
+    """Check every live copy of one item and record the outcome in one transaction.
+
+    With `cursor`, the pass cursor moves to this item in that same transaction.
+    """
+    from archive.db import transaction
+
+    with Session(archive.engine) as session:
+        replicas = live_replicas(session, item_id)
+    checks = [_check_copy(archive, replica, limiter, health) for replica in replicas]
+    with transaction(archive.engine) as session:
+        item = session.get(Item, item_id)
+        if item is None:  # removed meanwhile; nothing to record
+            return []
+        now = utc_now()
+        for replica, check in zip(replicas, checks, strict=True):
+            row = session.get(Replica, replica.id)
+            if row is None:
+                continue
+            if check.result in _STATE and row.state in (VERIFIED, MISSING, CORRUPT):
+                row.state = _STATE[check.result]
+                if check.result == "ok":
+                    row.verified_at = now
+                session.add(row)
+            details: dict[str, Any] = {"backend": check.backend, "role": check.role, "result": check.result,
+                                       "algorithm": "SHA-256"}
+            if check.detail and check.result != "ok":
+                details["detail"] = check.detail[:500]
+            append_event(session, FIXITY_CHECK, actor=archive.actor, item_id=item_id,
+                         objects=[f"{check.backend}:{check.object}"], outcome=_OUTCOME[check.result], details=details)
+            report.copies += 1
+            setattr(report, check.result, getattr(report, check.result) + 1)
+            if check.result == "ok":
+                report.bytes_read += replica.size
+            else:
+                report.problems.append(check)
+        session.flush()
+        status = refresh_status(session, archive, item)
+        current = live_replicas(session, item_id)
+        originals = [r for r in current if r.role == "original" and r.state == VERIFIED]
+        manifests_short = any(manifest_of(r, current) is None for r in originals)
+        if status == "degraded" or manifests_short or any(r.state != VERIFIED for r in current):
+            enqueue(session, REPAIR, item_id=item_id, payload={"reason": "fixity"})
+        if cursor is not None:
+            write_cursor(session, PASS_CURSOR, cursor, None)
+    report.items += 1
+    return checks
+
+
+def _pass_items(archive: Archive, after: str | None, limit: int) -> list[str]:
+    with Session(archive.engine) as session:
+        query = select(Item.id).order_by(col(Item.id)).limit(limit)
+        if after is not None:
+            query = query.where(col(Item.id) > after)
+        return list(session.exec(query).all())
+
+
+def run_fixity(
+    archive: Archive,
+    *,
+    all_items: bool = False,
+    sample: int | None = None,
+    item: str | None = None,
+    repair: bool = False,
+    max_items: int | None = None,
+    rate_bytes_per_second: int | None = None,
+    restart: bool = False,
+) -> FixityReport:
+    """Check one item, a random sample, or (a slice of) the resumable full pass."""
+    from archive.db import transaction
+    from archive.services.items import resolve_item
+
+    chosen = sum(1 for flag in (all_items, sample is not None, item is not None) if flag)
+    if chosen != 1:
+        raise ServiceError("choose exactly one of --all, --sample N, --item ITEM")
+    settings = FixitySettings.from_settings(archive.settings)
+    limiter = RateLimiter(settings.rate_bytes_per_second if rate_bytes_per_second is None else rate_bytes_per_second)
+    report = FixityReport()
+    health: dict[str, str | None] = {}
+    if item is not None:
+        with Session(archive.engine) as session:
+            ids = [resolve_item(session, item).id]
+    elif sample is not None:
+        if sample < 1:
+            raise ServiceError("--sample needs a positive number")
+        with Session(archive.engine) as session:
+            ids = list(session.exec(select(Item.id).order_by(func.random()).limit(sample)).all())
+    if not all_items:
+        for item_id in ids:
+            check_item(archive, item_id, limiter, report=report, health=health)
+    else:
+        with transaction(archive.engine) as session:
+            cursor = read_cursor(session, PASS_CURSOR)
+            if restart or cursor is None or cursor.value is None:
+                write_cursor(session, PASS_CURSOR, None, {"started_at": utc_now()})
+                after = None
+            else:
+                after = cursor.value
+                report.resumed_from = after
+        budget = max_items
+        report.pass_complete = False
+        while budget is None or budget > 0:
+            batch = _pass_items(archive, after, 100 if budget is None else min(100, budget))
+            if not batch:
+                with transaction(archive.engine) as session:
+                    write_cursor(session, PASS_CURSOR, None, {"completed_at": utc_now()})
+                report.pass_complete = True
+                break
+            for item_id in batch:
+                check_item(archive, item_id, limiter, report=report, health=health, cursor=item_id)
+                after = item_id
+            if budget is not None:
+                budget -= len(batch)
+        ids = [p.item for p in report.problems]
+    if repair:
+        for item_id in dict.fromkeys(p.item for p in report.problems if p.result in (MISSING, CORRUPT)):
+            report.repaired.append(repair_item(archive, item_id, reason="fixity").as_dict())
+        # Copies that were fine but lack a manifest, or items below the policy, are repaired too.
+        for item_id in dict.fromkeys(ids):
+            if not any(r["item"] == item_id for r in report.repaired) and _needs_repair(archive, item_id):
+                report.repaired.append(repair_item(archive, item_id, reason="fixity").as_dict())
+    return report
+
+
+def _needs_repair(archive: Archive, item_id: str) -> bool:
+    with Session(archive.engine) as session:
+        item = session.get(Item, item_id)
+        if item is None:
+            return False
+        current = live_replicas(session, item_id)
+    originals = [r for r in current if r.role == "original" and r.state == VERIFIED]
+    return item.status == "degraded" or any(manifest_of(r, current) is None for r in originals) or any(
+        r.state != VERIFIED and r.role == MANIFEST for r in current
+    )

@@ -1,0 +1,211 @@
+"""The durable worker: runs the jobs in the catalog's queue until told to stop.
+
+Each loop claims one due job under a lease (see `archive.catalog.jobs`), runs
+its handler while a heartbeat thread keeps the lease alive, then marks it done,
+reschedules it (the scheduled fixity pass), or, on failure, queues it again
+after an exponential backoff with a cap. Handlers are idempotent, so a job
+taken again after its worker died does no harm. Several workers may run at
+once on PostgreSQL; on SQLite they take turns on the write lock.
+
+Settings (`[worker]` in config.toml): lease_seconds, poll_seconds,
+backoff_base_seconds, backoff_cap_seconds. The scheduled fixity pass is set in
+`[fixity]` (see `archive.services.fixity.FixitySettings`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from archive.catalog.jobs import (
+    BACKFILL,
+    FIXITY,
+    FIXITY_SINGLETON,
+    REPAIR,
+    Job,
+    claim,
+    ensure_singleton,
+    finish,
+    give_up,
+    renew,
+    retry_later,
+)
+
+if TYPE_CHECKING:
+    from archive.config import Settings
+    from archive.context import Archive
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerSettings:
+    lease_seconds: float = 300.0
+    poll_seconds: float = 5.0
+    backoff_base_seconds: float = 30.0
+    backoff_cap_seconds: float = 3600.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WorkerSettings:
+        data = settings.extra.get("worker", {})
+        return cls(
+            lease_seconds=float(data.get("lease_seconds", cls.lease_seconds)),
+            poll_seconds=float(data.get("poll_seconds", cls.poll_seconds)),
+            backoff_base_seconds=float(data.get("backoff_base_seconds", cls.backoff_base_seconds)),
+            backoff_cap_seconds=float(data.get("backoff_cap_seconds", cls.backoff_cap_seconds)),
+        )
+
+
+class Reschedule(Exception):  # noqa: N818 - a signal, not an error
+    """Raised by a handler that finished this run and wants the job again in `seconds`."""
+
+    def __init__(self, seconds: float, payload: dict[str, Any] | None = None) -> None:
+        super().__init__(seconds)
+        self.seconds = seconds
+        self.payload = payload
+
+
+Handler = Callable[["Archive", Job], None]
+
+
+def _repair(archive: Archive, job: Job) -> None:
+    from archive.services.errors import NotFound
+    from archive.services.repair import RepairIncomplete, repair_item
+
+    if job.item_id is None:
+        return
+    targets = job.payload.get("backends") if job.kind == BACKFILL else None
+    try:
+        result = repair_item(archive, job.item_id, targets=targets, reason=job.kind)
+    except NotFound:
+        return  # the item is gone: nothing to repair
+    if not result.complete:
+        raise RepairIncomplete("; ".join(f"{b}: {why}" for b, why in result.failures.items()) or "below policy")
+
+
+def _fixity(archive: Archive, job: Job) -> None:
+    from archive.services.fixity import FixitySettings, run_fixity
+
+    settings = FixitySettings.from_settings(archive.settings)
+    report = run_fixity(archive, all_items=True, max_items=settings.batch_items)
+    interval = settings.interval_seconds if settings.interval_seconds > 0 else 7 * 24 * 3600
+    raise Reschedule(interval if report.pass_complete else 0.0)
+
+
+HANDLERS: dict[str, Handler] = {REPAIR: _repair, BACKFILL: _repair, FIXITY: _fixity}
+
+
+def _checkpoint(archive: Archive) -> None:
+    """Let the custody log sign a checkpoint when one is due (if that feature is installed)."""
+    try:
+        from archive.custody import service
+    except ImportError:
+        return
+    hook = getattr(service, "maybe_checkpoint", None)
+    if hook is None:
+        return
+    try:
+        hook(archive)
+    except Exception:  # noqa: BLE001 - a checkpoint failure must not stop repairs
+        log.exception("checkpoint failed")
+
+
+@dataclass
+class Worker:
+    archive: Archive
+    owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}")
+    settings: WorkerSettings | None = None
+    handlers: dict[str, Handler] = field(default_factory=lambda: dict(HANDLERS))
+    kinds: list[str] | None = None  # only these job kinds (None: all)
+    ran: list[tuple[int, str, str]] = field(default_factory=list)  # (job id, kind, outcome)
+
+    def __post_init__(self) -> None:
+        if self.settings is None:
+            self.settings = WorkerSettings.from_settings(self.archive.settings)
+
+    @property
+    def config(self) -> WorkerSettings:
+        assert self.settings is not None
+        return self.settings
+
+    def schedule(self) -> None:
+        """Make sure the scheduled fixity pass exists (once per archive, whoever starts first)."""
+        from archive.services.fixity import FixitySettings
+
+        if FixitySettings.from_settings(self.archive.settings).interval_seconds > 0:
+            ensure_singleton(self.archive.engine, FIXITY, FIXITY_SINGLETON)
+
+    def run_one(self) -> bool:
+        """Claim and run one due job; False when none was due."""
+        job = claim(self.archive.engine, self.owner, self.config.lease_seconds, self.kinds)
+        if job is None:
+            return False
+        self._execute(job)
+        return True
+
+    def _execute(self, job: Job) -> None:
+        assert job.id is not None
+        engine = self.archive.engine
+        handler = self.handlers.get(job.kind)
+        if handler is None:
+            give_up(engine, job, self.owner, f"no handler for job kind {job.kind!r}")
+            self.ran.append((job.id, job.kind, "failed"))
+            return
+        stop = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(job, stop), daemon=True)
+        beat.start()
+        try:
+            handler(self.archive, job)
+        except Reschedule as again:
+            finish(engine, job, self.owner, reschedule_in=again.seconds, payload=again.payload)
+            self.ran.append((job.id, job.kind, "rescheduled"))
+        except Exception as exc:  # noqa: BLE001 - every failure is retried with backoff, never lost
+            log.warning("job %s (%s) failed: %s", job.id, job.kind, exc)
+            retry_later(engine, job, self.owner, f"{type(exc).__name__}: {exc}",
+                        base=self.config.backoff_base_seconds, cap=self.config.backoff_cap_seconds)
+            self.ran.append((job.id, job.kind, "retry"))
+        else:
+            finish(engine, job, self.owner)
+            self.ran.append((job.id, job.kind, "done"))
+        finally:
+            stop.set()
+            beat.join()
+
+    def _heartbeat(self, job: Job, stop: threading.Event) -> None:
+        interval = max(0.05, self.config.lease_seconds / 3)
+        while not stop.wait(interval):
+            try:
+                if not renew(self.archive.engine, job, self.owner, self.config.lease_seconds):
+                    return  # lost: another worker has it now; our result is harmless (idempotent)
+            except Exception:  # noqa: BLE001 - a missed renewal only risks a harmless re-run
+                log.exception("lease renewal failed")
+
+    def run(self, *, once: bool = False, stop: threading.Event | None = None, max_jobs: int | None = None) -> int:
+        """Run jobs until stopped; with `once`, until no job is due. Returns how many ran."""
+        stop = stop or threading.Event()
+        self.schedule()
+        count = 0
+        while not stop.is_set():
+            _checkpoint(self.archive)
+            if max_jobs is not None and count >= max_jobs:
+                break
+            try:
+                ran = self.run_one()
+            except Exception:  # noqa: BLE001 - the catalog unreachable for a moment: wait and retry
+                log.exception("claiming a job failed")
+                ran = False
+                if once:
+                    raise
+            if ran:
+                count += 1
+                continue
+            if once:
+                break
+            stop.wait(self.config.poll_seconds)
+        return count

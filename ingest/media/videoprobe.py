@@ -1,0 +1,101 @@
+"""The video probe, run in a child process: native parsers meet hostile containers here.
+
+MediaInfo (through pymediainfo) and FFmpeg (through PyAV) are C/C++ walking
+whatever the file claims; a crash, a runaway allocation or an endless loop
+must cost one child, not the ingest worker. The parent (`ingest.media.video`)
+starts `python -m ingest.media.videoprobe PATH` (or `-` with the bytes on
+stdin) under an address-space and CPU limit and a timeout, and reads one JSON
+object from stdout.
+
+Each library fills the ExifTool groups it agrees with ExifTool on:
+the ISO-BMFF walker for MP4/MOV/3GP (movie-header duration, zero dates, the
+3GPP location PyAV drops), MediaInfo for Matroska/WebM and AVI (PyAV cannot
+open some Matroska files and has no AVI duration), PyAV for codecs.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any, BinaryIO
+
+_PRIVATE_MEDIAINFO_KEYS = ("complete_name", "folder_name", "file_name", "file_extension", "file_last_modification")
+
+
+def _mediainfo(source: Path | bytes, out: dict[str, Any]) -> None:
+    from pymediainfo import MediaInfo
+
+    parsed = MediaInfo.parse(io.BytesIO(source) if isinstance(source, bytes) else source)
+    tracks = []
+    for track in parsed.tracks:
+        data = {k: v for k, v in track.to_data().items() if not k.startswith(_PRIVATE_MEDIAINFO_KEYS)}
+        tracks.append({k: v if isinstance(v, int | float | str) else str(v) for k, v in data.items()})
+    out["mediainfo"] = tracks
+
+
+def _pyav(source: Path | bytes, out: dict[str, Any]) -> None:
+    import av
+
+    container = av.open(io.BytesIO(source) if isinstance(source, bytes) else str(source), metadata_errors="replace")
+    try:
+        streams = []
+        for stream in container.streams:
+            ctx = stream.codec_context
+            entry: dict[str, Any] = {"type": stream.type, "codec": ctx.name if ctx else None}
+            if stream.type == "video":
+                entry.update(width=ctx.width, height=ctx.height)
+            if stream.duration is not None and stream.time_base is not None:
+                entry["duration"] = float(stream.duration * stream.time_base)
+            if stream.frames:
+                entry["frames"] = stream.frames
+            streams.append(entry)
+        out["pyav"] = {
+            "format": container.format.name,
+            "duration": container.duration / 1_000_000 if container.duration is not None else None,
+            "metadata": {str(k): str(v)[:4096] for k, v in container.metadata.items()},
+            "streams": streams,
+        }
+    finally:
+        container.close()
+
+
+def _bmff(stream: BinaryIO, size: int, out: dict[str, Any]) -> None:
+    from ingest.media.isobmff import read_bmff
+
+    movie = read_bmff(stream, size)
+    out["groups"].update(movie.groups)
+    out["xmp"] = [base64.b64encode(p).decode() for p in movie.xmp]
+    out["c2pa"] = [base64.b64encode(p).decode() for p in movie.c2pa]
+    out["problems"] += [f"bmff: {p}" for p in movie.problems]
+
+
+def probe(source: Path | bytes, file_type: str) -> dict[str, Any]:
+    """Everything the video parsers say, as JSON-safe data; each parser's failure is noted, not raised."""
+    out: dict[str, Any] = {"groups": {}, "problems": [], "parsers": []}
+    stream: BinaryIO = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")  # noqa: SIM115
+    size = len(source) if isinstance(source, bytes) else source.stat().st_size
+    steps: list[tuple[str, Any]] = []
+    if file_type not in ("MKV", "WEBM", "AVI"):
+        steps.append(("bmff", lambda: _bmff(stream, size, out)))
+    steps += [("mediainfo", lambda: _mediainfo(source, out)), ("pyav", lambda: _pyav(source, out))]
+    with stream:
+        for name, run in steps:
+            out["parsers"].append(name)
+            try:
+                run()
+            except Exception as exc:  # noqa: BLE001 - one parser failing must not hide the others' results
+                out["problems"].append(f"{name}: {type(exc).__name__}: {str(exc)[:300]}")
+    return out
+
+
+def main() -> None:
+    arg, file_type = sys.argv[1], sys.argv[2]
+    source: Path | bytes = sys.stdin.buffer.read() if arg == "-" else Path(arg)
+    json.dump(probe(source, file_type), sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
