@@ -47,7 +47,8 @@ def policy_set(state: CliState, copies: int, minimum: int, backends: str | None,
     if as_json:
         emit_json(data)
         return
-    click.echo(f"policy: {data['copies']} copies, minimum {data['minimum']}, on {', '.join(data['effective_backends'])}")
+    on = ", ".join(data["effective_backends"])
+    click.echo(f"policy: {data['copies']} copies, minimum {data['minimum']}, on {on}")
     if data["added"]:
         click.echo(f"back-fill queued for {data['backfill_jobs']} items onto {', '.join(data['added'])}")
     if data["repair_jobs"]:
@@ -75,7 +76,8 @@ def status(state: CliState, as_json: bool) -> None:
         extra = ""
         if b["missing"] or b["corrupt"]:
             extra = f", {b['missing']} missing, {b['corrupt']} corrupt"
-        click.echo(f"  {b['name']:16} {b['kind'] or '?':6} {b['objects']:>8} objects {b['bytes']:>14} bytes{extra}  {answer}")
+        click.echo(f"  {b['name']:16} {b['kind'] or '?':6} {b['objects']:>8} objects "
+                   f"{b['bytes']:>14} bytes{extra}  {answer}")
     if data["jobs"]:
         click.echo("jobs: " + ", ".join(f"{count} {name}" for name, count in sorted(data["jobs"].items())))
 

@@ -158,8 +158,8 @@ def claim(engine: Engine, owner: str, lease_seconds: float, kinds: list[str] | N
     with transaction(engine) as session:
         query = select(Job).where(
             or_(
-                and_(Job.state == QUEUED, col(Job.next_run_at) <= now),
-                and_(Job.state == RUNNING, col(Job.lease_expires_at) <= now),
+                and_(col(Job.state) == QUEUED, col(Job.next_run_at) <= now),
+                and_(col(Job.state) == RUNNING, col(Job.lease_expires_at) <= now),
             )
         )
         if kinds:

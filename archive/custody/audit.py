@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
+from sqlmodel import col
 
 from archive.catalog.checkpoints import Checkpoint, LogTile
 from archive.catalog.events import Event, LogHead
@@ -118,12 +119,12 @@ class AuditReport:
 
 def _event_rows(engine: Engine) -> Iterator[tuple]:  # type: ignore[type-arg]
     """All events in order, read in short transactions so appends are never held up for long."""
-    columns = (Event.seq, Event.occurred_at, Event.actor, Event.event_type, Event.item_id,
-               Event.objects, Event.outcome, Event.details, Event.leaf_hash)
+    columns = [col(c) for c in (Event.seq, Event.occurred_at, Event.actor, Event.event_type, Event.item_id,
+                                Event.objects, Event.outcome, Event.details, Event.leaf_hash)]
     after = -1
     while True:
         with transaction(engine) as session:
-            stmt = select(*columns).where(Event.seq > after).order_by(Event.seq).limit(CHUNK)  # type: ignore[arg-type]
+            stmt = select(*columns).where(col(Event.seq) > after).order_by(col(Event.seq)).limit(CHUNK)
             rows = session.execute(stmt).all()
         if not rows:
             return
@@ -157,7 +158,7 @@ def _rehash(engine: Engine, report: AuditReport) -> bytes:
 def _compare_tiles(engine: Engine, tree: MemoryTree, report: AuditReport) -> None:
     """The stored tiles must hold exactly the recomputed hashes (as far as both go)."""
     with transaction(engine) as session:
-        tiles = session.execute(select(LogTile.level, LogTile.idx, LogTile.hashes)).all()
+        tiles = session.execute(select(col(LogTile.level), col(LogTile.idx), col(LogTile.hashes))).all()
     for level, idx, blob in sorted(tiles):
         tree_level = level * TILE_HEIGHT
         row = tree.levels[tree_level] if tree_level < len(tree.levels) else b""
@@ -176,7 +177,7 @@ def audit_log(engine: Engine, verifier: Verifier, origin: str | None) -> AuditRe
     """Verify the whole stored log against its checkpoints; collect every problem found."""
     report = AuditReport()
     with transaction(engine) as session:
-        checkpoints = session.execute(select(Checkpoint).order_by(Checkpoint.tree_size)).scalars().all()  # type: ignore[arg-type]
+        checkpoints = session.execute(select(Checkpoint).order_by(col(Checkpoint.tree_size))).scalars().all()
     tree = MemoryTree(_rehash(engine, report))
     with transaction(engine) as session:
         head = session.get(LogHead, 1)
@@ -197,13 +198,15 @@ def audit_log(engine: Engine, verifier: Verifier, origin: str | None) -> AuditRe
             report.add(CheckpointInvalid(start, f"checkpoint {row.tree_size} names origin {body.origin!r}"))
             continue
         if body.tree_size != row.tree_size or body.root_hash.hex() != row.root_hash:
-            report.add(CheckpointInvalid(start, f"checkpoint {row.tree_size}: stored size or root differs from the note"))
+            message = f"checkpoint {row.tree_size}: the stored size or root differs from its note"
+            report.add(CheckpointInvalid(start, message))
             continue
         if body.tree_size > tree.size:
             report.add(LogTruncated(tree.size, f"checkpoint {body.tree_size} covers events the log no longer has"))
             continue
         if tree.root(body.tree_size) != body.root_hash:
-            report.add(RootMismatch(start, f"the first {body.tree_size} events no longer give checkpoint {body.tree_size}'s root"))
+            message = f"the first {body.tree_size} events no longer give checkpoint {body.tree_size}'s root"
+            report.add(RootMismatch(start, message))
             continue
         if good is not None:
             proof = consistency_proof(tree, good.tree_size, body.tree_size)

@@ -12,7 +12,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlalchemy import select as sa_select
+from sqlmodel import Session, col, select
 
 from archive.catalog.checkpoints import Checkpoint, LogState
 from archive.catalog.events import Event, LogHead
@@ -102,10 +103,10 @@ class LogCorrupt(Exception):
 def _new_leaves(session: Session, start: int, end: int) -> bytes:
     """Leaf hashes of events [start, end), re-encoded from their fields so nothing altered gets signed."""
     leaves = bytearray()
-    columns = (Event.seq, Event.occurred_at, Event.actor, Event.event_type, Event.item_id,
-               Event.objects, Event.outcome, Event.details, Event.leaf_hash)
-    stmt = select(*columns).where(Event.seq >= start, Event.seq < end).order_by(Event.seq)  # type: ignore[arg-type]
-    rows = session.execute(stmt)  # type: ignore[call-overload]
+    columns = [col(c) for c in (Event.seq, Event.occurred_at, Event.actor, Event.event_type, Event.item_id,
+                                Event.objects, Event.outcome, Event.details, Event.leaf_hash)]
+    stmt = sa_select(*columns).where(col(Event.seq) >= start, col(Event.seq) < end).order_by(col(Event.seq))
+    rows = session.execute(stmt)
     for expected, (seq, occurred_at, actor, event_type, item_id, objects, outcome, details, stored) in enumerate(
         rows, start
     ):
@@ -142,7 +143,8 @@ def issue_checkpoint(session: Session, signer: Signer) -> tuple[Checkpoint, bool
         raise LogCorrupt(size, f"the log head says {size} events, fewer than the {old} already checkpointed")
     tiles = TileStore(session)
     if latest is not None and (latest.tree_size != old or tree_root(tiles, old).hex() != latest.root_hash):
-        raise LogCorrupt(None, f"stored tree no longer reproduces checkpoint {latest.tree_size}; run `evidence log verify`")
+        raise LogCorrupt(None, f"the stored tree no longer reproduces checkpoint {latest.tree_size}; "
+                               "run `evidence log verify`")
     tiles.extend(old, _new_leaves(session, old, size))
     root = tree_root(tiles, size)
     note = signer.sign_note(checkpoint_body(signer.name, size, root))

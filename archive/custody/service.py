@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
+from sqlmodel import col
 
 from archive.catalog.checkpoints import Checkpoint
 from archive.catalog.events import Event, LogHead
@@ -78,8 +79,9 @@ def maybe_checkpoint(archive: Archive, max_age_seconds: float = CHECKPOINT_DELAY
     """
     with transaction(archive.engine) as session:
         head = session.get(LogHead, 1)
+        newest = col(Checkpoint.tree_size).desc()
         latest = session.execute(
-            select(Checkpoint.tree_size, Checkpoint.issued_at).order_by(Checkpoint.tree_size.desc()).limit(1)  # type: ignore[attr-defined]
+            select(col(Checkpoint.tree_size), col(Checkpoint.issued_at)).order_by(newest).limit(1)
         ).first()
     size = head.size if head else 0
     if latest is not None and (latest[0] >= size or _age_seconds(latest[1]) < max_age_seconds):
@@ -89,7 +91,7 @@ def maybe_checkpoint(archive: Archive, max_age_seconds: float = CHECKPOINT_DELAY
 
 def latest_checkpoint(archive: Archive) -> dict[str, Any] | None:
     with transaction(archive.engine) as session:
-        latest = session.execute(select(Checkpoint).order_by(Checkpoint.tree_size.desc()).limit(1)).scalar()  # type: ignore[attr-defined]
+        latest = session.execute(select(Checkpoint).order_by(col(Checkpoint.tree_size).desc()).limit(1)).scalar()
     return None if latest is None else _checkpoint_json(latest)
 
 
@@ -107,7 +109,7 @@ def prove_inclusion(archive: Archive, seq: int, checkpoint_size: int | None = No
         if event is None:
             raise CustodyError(f"no event with sequence number {seq}")
         if checkpoint_size is None:
-            chosen = session.execute(select(Checkpoint).order_by(Checkpoint.tree_size.desc()).limit(1)).scalar()  # type: ignore[attr-defined]
+            chosen = session.execute(select(Checkpoint).order_by(col(Checkpoint.tree_size).desc()).limit(1)).scalar()
             if chosen is None or chosen.tree_size <= seq:
                 raise CustodyError(f"event {seq} is not covered by a checkpoint yet; run `evidence log checkpoint`")
         else:
@@ -162,19 +164,16 @@ def prove_consistency(archive: Archive, old_size: int, new_size: int) -> dict[st
 
 def _resolve_item_id(session: Any, ref: str) -> str:
     """An item id from a full id or a unique prefix (the items service when present, else the events)."""
+    from archive.services.items import resolve_item
+
     try:
-        from archive.services.items import resolve_item  # the foundation's resolver
-    except ImportError:
-        resolve_item = None
-    if resolve_item is not None:
-        try:
-            return str(resolve_item(session, ref).id)
-        except NotFound:
-            pass  # an id only the log knows (a refused upload, say)
+        return str(resolve_item(session, ref).id)
+    except NotFound:
+        pass  # an id only the log knows (a refused upload, say)
     if len(ref) < MIN_PREFIX:
         raise NotFound(f"an item reference needs at least {MIN_PREFIX} characters: {ref!r}")
     pattern = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    stmt = select(Event.item_id).where(Event.item_id.like(pattern, escape="\\")).distinct().limit(2)  # type: ignore[union-attr]
+    stmt = select(col(Event.item_id)).where(col(Event.item_id).like(pattern, escape="\\")).distinct().limit(2)
     found = [row[0] for row in session.execute(stmt)]
     if not found:
         raise NotFound(f"no item matches {ref!r}")
@@ -187,7 +186,8 @@ def item_timeline(archive: Archive, ref: str) -> dict[str, Any]:
     """Every custody event about one item, oldest first, and whether a checkpoint covers it yet."""
     with transaction(archive.engine) as session:
         item_id = _resolve_item_id(session, ref)
-        events = session.execute(select(Event).where(Event.item_id == item_id).order_by(Event.seq)).scalars().all()  # type: ignore[arg-type]
+        stmt = select(Event).where(col(Event.item_id) == item_id).order_by(col(Event.seq))
+        events = session.execute(stmt).scalars().all()
         covered = session.execute(select(func.max(Checkpoint.tree_size))).scalar() or 0
     return {
         "item": item_id,

@@ -10,7 +10,7 @@ the rightmost tile of each level and adds new ones; nothing is rewritten.
 from __future__ import annotations
 
 from sqlalchemy import insert, select, update
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from archive.catalog.checkpoints import LogTile
 from archive.custody.merkle import HASH_SIZE, ProofError, subtree_root
@@ -30,7 +30,7 @@ class TileStore:
     def tile(self, level: int, index: int) -> bytes:
         key = (level, index)
         if key not in self._cache:
-            stmt = select(LogTile.hashes).where(LogTile.level == level, LogTile.idx == index)  # type: ignore[arg-type]
+            stmt = select(col(LogTile.hashes)).where(col(LogTile.level) == level, col(LogTile.idx) == index)
             self._cache[key] = bytes(self.session.execute(stmt).scalar_one_or_none() or b"")
         return self._cache[key]
 
@@ -63,7 +63,7 @@ class TileStore:
                 if n == 0 and kept:
                     self.session.execute(
                         update(LogTile)
-                        .where(LogTile.level == level, LogTile.idx == key[1])  # type: ignore[arg-type]
+                        .where(col(LogTile.level) == level, col(LogTile.idx) == key[1])
                         .values(hashes=chunk)
                     )
                 else:

@@ -160,7 +160,9 @@ def _check_copy(archive: Archive, replica: Replica, limiter: RateLimiter, health
         return check
     if digest != replica.ciphertext_sha256 or size != replica.size:
         check.result = CORRUPT
-        check.detail = f"SHA-256 {digest[:16]}…, {size} bytes; the catalog has {replica.ciphertext_sha256[:16]}…, {replica.size}"
+        check.detail = (
+            f"SHA-256 {digest[:16]}…, {size} bytes; the catalog has {replica.ciphertext_sha256[:16]}…, {replica.size}"
+        )
     return check
 
 

@@ -129,7 +129,7 @@ def manifest_bytes(session: Session, item: Item, original: Replica) -> bytes:
         select(Provenance).where(Provenance.item_id == item.id).order_by(col(Provenance.id)).limit(1)
     ).first()
     ingestion = Ingestion(
-        incoming=Incoming(path=Path("."), original_name=first.original_name if first else "unnamed"),
+        incoming=Incoming(path=Path("."), original_name=(first.original_name if first else None) or "unnamed"),
         actor="",
         item_id=item.id,
         sha256=item.sha256,
@@ -191,7 +191,9 @@ def _replica_row(item_id: str, stored: StoredObject, role: str, recipients: list
     )
 
 
-def repair_item(archive: Archive, item_id: str, *, targets: list[str] | None = None, reason: str = "repair") -> RepairResult:
+def repair_item(
+    archive: Archive, item_id: str, *, targets: list[str] | None = None, reason: str = "repair"
+) -> RepairResult:
     """Bring one item's copies up to the policy (or onto `targets`, for a back-fill).
 
     Complete when every target backend holds a verified original and manifest;
@@ -239,8 +241,8 @@ def repair_item(archive: Archive, item_id: str, *, targets: list[str] | None = N
         for stored, source_replica in new_originals:
             row = _replica_row(item_id, stored, ORIGINAL, list(source_replica.recipients))
             try:
-                new_manifests.append(write_manifest(archive.backends[stored.backend], manifest_bytes(session, item, row),
-                                                    stored.name))
+                sealed = manifest_bytes(session, item, row)
+                new_manifests.append(write_manifest(archive.backends[stored.backend], sealed, stored.name))
             except (StorageError, OSError) as exc:
                 result.failures[stored.backend] = f"manifest: {exc}"
         for original in originals:
