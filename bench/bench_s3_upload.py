@@ -3,8 +3,9 @@
     python bench/bench_s3_upload.py [--size-mib 1024] [--rounds 2] [--endpoint URL --bucket B]
 
 Without --endpoint it starts its own SeaweedFS (`weed`) on loopback, as the tests
-do, and stops it afterwards. Both contenders upload the same file to the same
-server in the same run, alternating, each into its own fresh object name. The
+do, a fresh one per round (its 100 volumes of 64 MiB hold only a few GiB), and
+stops it afterwards. In each round both contenders upload the same file to the
+same server, taking turns at going first, each into its own fresh object name. The
 driver's time includes everything the archive needs: reading the file, the
 caller's SHA-256 over it, the driver's own whole-object and per-part SHA-256,
 the server-verified checksums and the final comparison. `upload_file` runs
@@ -63,7 +64,7 @@ def upload_with_boto3(client: object, bucket: str, path: Path) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=1024)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--part-size-mib", type=int, default=8)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--endpoint", help="use this S3 server instead of starting weed")
@@ -79,66 +80,79 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         work = Path(tmp)
-        server = None
-        if args.endpoint:
-            endpoint = args.endpoint
-            access = os.environ["EVIDENCE_STORAGE_BENCH_ACCESS_KEY"]
-            secret = os.environ["EVIDENCE_STORAGE_BENCH_SECRET_KEY"]
-        else:
-            from tests.servers import WeedServer
+        path = work / "payload.bin"
+        size = args.size_mib * MIB
+        print(f"writing a {args.size_mib} MiB test file ...", flush=True)
+        make_file(path, size)
+        warm = work / "warm.bin"
+        make_file(warm, 16 * MIB)
+        driver_times: list[float] = []
+        boto_times: list[float] = []
+        for round_no in range(1, args.rounds + 1):
+            server = None
+            if args.endpoint:
+                endpoint = args.endpoint
+                access = os.environ["EVIDENCE_STORAGE_BENCH_ACCESS_KEY"]
+                secret = os.environ["EVIDENCE_STORAGE_BENCH_SECRET_KEY"]
+            else:
+                # A fresh server per round: weed's 100 volumes of 64 MiB hold only a few GiB.
+                from tests.servers import WeedServer
 
-            (work / "weed").mkdir()
-            server = WeedServer(work / "weed")
-            print("starting weed ...", flush=True)
-            server.start()
-            endpoint, access, secret = server.endpoint, server.access_key, server.secret_key
-        try:
-            client = boto3.client(
-                "s3",
-                endpoint_url=endpoint,
-                aws_access_key_id=access,
-                aws_secret_access_key=secret,
-                region_name="us-east-1",
-                config=Config(s3={"addressing_style": "path"}),
-            )
+                (work / f"weed-{round_no}").mkdir()
+                server = WeedServer(work / f"weed-{round_no}")
+                server.start()
+                endpoint, access, secret = server.endpoint, server.access_key, server.secret_key
             try:
-                client.create_bucket(Bucket=args.bucket)
-            except client.exceptions.BucketAlreadyOwnedByYou:
-                pass
-            options = S3Options.from_dict(
-                "bench",
-                {
-                    "endpoint": endpoint,
-                    "bucket": args.bucket,
-                    "part_size_mib": args.part_size_mib,
-                    "concurrency": args.concurrency,
-                },
-            )
-            backend = S3Backend("bench", options, Credentials(access, secret))
-            path = work / "payload.bin"
-            size = args.size_mib * MIB
-            print(f"writing a {args.size_mib} MiB test file ...", flush=True)
-            make_file(path, size)
-            upload_with_driver(backend, path)  # warm both paths (connections, volumes) once
-            upload_with_boto3(client, args.bucket, path)
-            driver_times, boto_times = [], []
-            for round_no in range(1, args.rounds + 1):
-                boto_times.append(upload_with_boto3(client, args.bucket, path))
-                driver_times.append(upload_with_driver(backend, path))
-                print(f"round {round_no}: upload_file {boto_times[-1]:.2f} s, driver {driver_times[-1]:.2f} s")
-            driver, boto = statistics.median(driver_times), statistics.median(boto_times)
-            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            print(f"size                 {args.size_mib} MiB")
-            print(
-                f"driver (S3Backend)   {driver:.2f} s  ({size / driver / 1e6:.0f} MB/s; "
-                f"part {args.part_size_mib} MiB x {args.concurrency} in flight; hash + verify)"
-            )
-            print(f"boto3 upload_file    {boto:.2f} s  ({size / boto / 1e6:.0f} MB/s)")
-            print(f"ratio driver/boto3   {driver / boto:.2f}  (target <= 1.0)")
-            print(f"peak RSS (process)   {rss:.0f} MiB")
-        finally:
-            if server is not None:
-                server.stop()
+                client = boto3.client(
+                    "s3",
+                    endpoint_url=endpoint,
+                    aws_access_key_id=access,
+                    aws_secret_access_key=secret,
+                    region_name="us-east-1",
+                    config=Config(s3={"addressing_style": "path"}),
+                )
+                try:
+                    client.create_bucket(Bucket=args.bucket)
+                except client.exceptions.BucketAlreadyOwnedByYou:
+                    pass
+                options = S3Options.from_dict(
+                    "bench",
+                    {
+                        "endpoint": endpoint,
+                        "bucket": args.bucket,
+                        "part_size_mib": args.part_size_mib,
+                        "concurrency": args.concurrency,
+                    },
+                )
+                backend = S3Backend("bench", options, Credentials(access, secret))
+                upload_with_driver(backend, warm)  # warm both paths (connections, volumes)
+                upload_with_boto3(client, args.bucket, warm)
+                # alternate who goes first, so neither always meets a fresher server
+                if round_no % 2:
+                    boto_times.append(upload_with_boto3(client, args.bucket, path))
+                    driver_times.append(upload_with_driver(backend, path))
+                else:
+                    driver_times.append(upload_with_driver(backend, path))
+                    boto_times.append(upload_with_boto3(client, args.bucket, path))
+                print(f"round {round_no}: upload_file {boto_times[-1]:.2f} s, driver {driver_times[-1]:.2f} s",
+                      flush=True)
+                if args.endpoint:
+                    for page in client.get_paginator("list_objects_v2").paginate(Bucket=args.bucket, Prefix="bench/"):
+                        for entry in page.get("Contents", []):
+                            client.delete_object(Bucket=args.bucket, Key=entry["Key"])
+            finally:
+                if server is not None:
+                    server.stop()
+        driver, boto = statistics.median(driver_times), statistics.median(boto_times)
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"size                 {args.size_mib} MiB, {args.rounds} round(s), medians")
+        print(
+            f"driver (S3Backend)   {driver:.2f} s  ({size / driver / 1e6:.0f} MB/s; "
+            f"part {args.part_size_mib} MiB x {args.concurrency} in flight; hash + verify)"
+        )
+        print(f"boto3 upload_file    {boto:.2f} s  ({size / boto / 1e6:.0f} MB/s)")
+        print(f"ratio driver/boto3   {driver / boto:.2f}  (target <= 1.0)")
+        print(f"peak RSS (process)   {rss:.0f} MiB (both contenders in one process)")
     return 0
 
 

@@ -123,8 +123,10 @@ def default_steps() -> list[Step]:
     from ingest.steps.catalog import CommitToCatalog
     from ingest.steps.dedupe import Deduplicate
     from ingest.steps.enqueue_repair import EnqueueRepair
+    from ingest.steps.fingerprint import FingerprintMedia
     from ingest.steps.identify import Identify
     from ingest.steps.manifest import WriteManifest
+    from ingest.steps.metadata import ExtractMetadata
     from ingest.steps.receive import Receive
     from ingest.steps.replicate import Replicate
 
@@ -132,6 +134,8 @@ def default_steps() -> list[Step]:
         Receive(),  # one pass: SHA-256, size, age encryption, staged writes to every backend
         Deduplicate(),  # the same bytes already kept: add provenance, drop the staged copies
         Identify(),  # the format from the bytes, not the name
+        ExtractMetadata(),  # what the file says about itself: date, place, device, size (never refuses)
+        FingerprintMedia(),  # perceptual hashes; near-duplicates become candidate links (never refuses)
         Replicate(),  # verify and publish the staged copies; enough of them, or refuse
         WriteManifest(),  # an encrypted manifest beside each original, for recovery
         EnqueueRepair(),  # short of the policy: a repair job, committed with the item

@@ -80,7 +80,7 @@ def translate(exc: Exception, where: str, action: str, *, name: str | None = Non
         if code == "AccessDenied" or status == 403:
             if action == "delete":
                 return RetentionRefused(f"{what}: the server refused the deletion (retention or access policy)")
-            return AuthFailed(f"{what}: access denied")
+            return AuthFailed(f"{what}: access denied (wrong credentials, or no permission on the bucket)")
         if code == "PreconditionFailed" or status == 412:
             return StorageError(f"{what}: an object of that name already exists (names are never reused)")
         if code in DIGEST_CODES:
@@ -114,8 +114,8 @@ class _Pipe(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def put(self, item: object) -> None:
-        self._queue.put(item)
+    def put(self, item: object, timeout: float | None = None) -> None:
+        self._queue.put(item, timeout=timeout)
 
     def readinto(self, buffer: Any) -> int:
         while not self._current:
@@ -169,11 +169,17 @@ class MinioWriter(ObjectWriter):
 
     def _feed(self, item: object) -> None:
         assert self._pipe is not None
-        if self._error is not None and not isinstance(item, BaseException):
-            failure = self._error
+        if self._error is not None:
+            failure = self._failure("write")
             self.abort()
             raise failure
         self._pipe.put(item)
+
+    def _failure(self, action: str) -> StorageError:
+        error = self._error
+        if not isinstance(error, Exception):
+            return StorageError(f"{self._backend.where}: {action} {self._name}: interrupted")
+        return translate(error, self._backend.where, action, name=self._name)
 
     def _start_stream(self) -> None:
         backend = self._backend
@@ -254,12 +260,7 @@ class MinioWriter(ObjectWriter):
         assert self._thread is not None
         self._thread.join()
         if self._error is not None:
-            raise translate(
-                self._error if isinstance(self._error, Exception) else StorageError(str(self._error)),
-                backend.where,
-                "write",
-                name=self._name,
-            )
+            raise self._failure("write")
         version_id = self._result.version_id
         self._read_back(expected_sha256, version_id)
         detail: dict[str, object] = {
@@ -283,9 +284,14 @@ class MinioWriter(ObjectWriter):
             return
         self._done = True
         self._buffer = bytearray()
-        if self._pipe is not None and self._thread is not None and self._thread.is_alive():
+        if self._pipe is not None and self._thread is not None:
             # the SDK aborts its multipart upload when its reader fails
-            self._pipe.put(_Cancelled("upload aborted"))
+            while self._thread.is_alive():
+                try:
+                    self._pipe.put(_Cancelled("upload aborted"), timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
             self._thread.join()
 
 

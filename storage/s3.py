@@ -5,7 +5,7 @@ Why it is shaped this way:
 - **Streaming, bounded memory.** Bytes arrive through `write()`; once more than
   one part's worth has arrived the writer starts a multipart upload and sends
   parts from a small thread pool. At most `concurrency` parts are in flight and
-  one more is filling, so memory is about (concurrency + 1) x part size whatever
+  one more is filling, so memory is about (concurrency + 2) x part size whatever
   the object's size. An object that fits in one part is sent with one PutObject.
 - **The server proves what it stored.** Every request body carries its SHA-256
   (`x-amz-checksum-sha256`); the server recomputes it and refuses a mismatch. A
@@ -106,7 +106,7 @@ def translate(exc: Exception, where: str, action: str, *, name: str | None = Non
         if code in ("AccessDenied", "403") or status == 403:
             if action == "delete":
                 return RetentionRefused(f"{what}: the server refused the deletion (retention or access policy)")
-            return AuthFailed(f"{what}: access denied")
+            return AuthFailed(f"{what}: access denied (wrong credentials, or no permission on the bucket)")
         if code in ("PreconditionFailed", "ConditionalRequestConflict") or status == 412:
             return StorageError(f"{what}: an object of that name already exists (names are never reused)")
         if code in DIGEST_CODES:

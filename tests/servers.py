@@ -191,8 +191,13 @@ class WeedServer:
         self.stop()
         raise RuntimeError(f"weed S3 at {self.endpoint} not ready after {timeout}s: {last}; see {self.log_path}")
 
-    def stop(self, grace: float = 5.0) -> None:
-        """SIGTERM, then SIGKILL if it has not ended within `grace` seconds."""
+    def stop(self, grace: float = 3.0) -> None:
+        """SIGTERM, then SIGKILL if it has not ended within `grace` seconds.
+
+        weed's graceful shutdown takes about 25 s here, so in practice this is
+        SIGTERM then SIGKILL, which is also what a crashed site looks like.
+        A restart then takes about 20 s (the master's Raft election).
+        """
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
             try:
@@ -229,6 +234,9 @@ class WeedServer:
 class SlowProxy:
     """A loopback TCP proxy that holds every byte from the server back by `delay` seconds.
 
+    With `delay=0` it is a plain proxy that counts requests (wrong-credential
+    tests use that to prove there is no retry storm).
+
     Connections are accepted at once (so a connect timeout does not fire); only
     the answer is late, which is what a read timeout must bound.
     """
@@ -242,6 +250,7 @@ class SlowProxy:
         self._server.listen(64)
         self.port = int(self._server.getsockname()[1])
         self.connections = 0
+        self.requests = 0  # request lines seen going to the server (bodies may rarely add false hits)
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
@@ -282,7 +291,21 @@ class SlowProxy:
                     except OSError:
                         pass
 
-        threading.Thread(target=pump, args=(client, upstream, 0.0), daemon=True).start()
+        def count_requests(src: socket.socket, dst: socket.socket) -> None:
+            try:
+                while data := src.recv(65536):
+                    self.requests += data.count(b" HTTP/1.1\r\n")
+                    dst.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for sock in (src, dst):
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+        threading.Thread(target=count_requests, args=(client, upstream), daemon=True).start()
         pump(upstream, client, self.delay)
         client.close()
         upstream.close()

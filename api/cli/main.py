@@ -71,9 +71,9 @@ pass_state: Callable[..., Any] = click.make_pass_decorator(CliState)
 
 
 def _register() -> None:
-    from api.cli import fixity, items, log, policy, worker
+    from api.cli import fixity, items, log, media, policy, storage, worker
 
-    for module in (items, log, policy, fixity, worker):
+    for module in (items, log, policy, fixity, worker, media, storage):
         for command in module.COMMANDS:
             cli.add_command(command)
 

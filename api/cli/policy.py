@@ -49,10 +49,11 @@ def policy_set(state: CliState, copies: int, minimum: int, backends: str | None,
         return
     on = ", ".join(data["effective_backends"])
     click.echo(f"policy: {data['copies']} copies, minimum {data['minimum']}, on {on}")
-    if data["added"]:
-        click.echo(f"back-fill queued for {data['backfill_jobs']} items onto {', '.join(data['added'])}")
-    if data["repair_jobs"]:
-        click.echo(f"repair queued for {data['repair_jobs']} items now below the target")
+    if data["backfill_jobs"]:
+        onto = ", ".join(data["backfill_backends"])
+        click.echo(f"back-fill queued for {data['backfill_jobs']} items (onto {onto}); `evidence worker` runs it")
+    if data["status_changes"]:
+        click.echo(f"{data['status_changes']} items changed status under the new target")
 
 
 @click.command()

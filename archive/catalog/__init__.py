@@ -2,11 +2,12 @@
 
 from archive.catalog.checkpoints import Checkpoint, LogState, LogTile
 from archive.catalog.events import Event, LogHead
+from archive.catalog.fingerprints import Candidate, Fingerprint
 from archive.catalog.items import Item, Provenance, Replica
 from archive.catalog.jobs import Cursor, Job
 from archive.catalog.metadata import ItemMetadata
 
 __all__ = [
-    "Checkpoint", "Cursor", "Event", "Item", "ItemMetadata", "Job", "LogHead", "LogState", "LogTile",
-    "Provenance", "Replica",
+    "Candidate", "Checkpoint", "Cursor", "Event", "Fingerprint", "Item", "ItemMetadata", "Job", "LogHead",
+    "LogState", "LogTile", "Provenance", "Replica",
 ]

@@ -38,3 +38,16 @@ class ItemMetadata(SQLModel, table=True):
     errors: list[dict[str, str]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     parsers: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     extracted_at: str = Field(max_length=32)
+
+
+NORMALIZED = (
+    "media_type", "captured_at", "latitude", "longitude", "altitude",
+    "make", "model", "orientation", "width", "height", "duration",
+)
+
+
+def normalized_view(row: ItemMetadata | None) -> dict[str, Any] | None:
+    """The normalized fields as `evidence show` gives them under `metadata` (None: never extracted)."""
+    if row is None:
+        return None
+    return {name: getattr(row, name) for name in NORMALIZED}

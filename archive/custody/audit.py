@@ -17,10 +17,12 @@ otherwise the first event the failing checkpoint was the first to cover.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Text, cast, select
 from sqlalchemy.engine import Engine
 from sqlmodel import col
 
@@ -44,13 +46,18 @@ MAX_PROBLEMS = 50
 
 
 class LogError(VerificationError):
-    """A problem in the stored log; `seq` is the first sequence number it puts in doubt."""
+    """A problem in the stored log; `seq` is the first sequence number it puts in doubt.
+
+    With `end`, the problem is known only to lie somewhere in [seq, end) (a
+    checkpoint that no longer matches, say); without, it is exactly at `seq`.
+    """
 
     kind = "log"
 
-    def __init__(self, seq: int | None, message: str) -> None:
+    def __init__(self, seq: int | None, message: str, end: int | None = None) -> None:
         super().__init__(message if seq is None else f"seq {seq}: {message}")
         self.seq = seq
+        self.end = end
 
 
 class EntryAltered(LogError):
@@ -77,10 +84,6 @@ class TileMismatch(LogError):
     kind = "tile-mismatch"
 
 
-class HeadMismatch(LogError):
-    kind = "head-mismatch"
-
-
 @dataclass
 class AuditReport:
     total_events: int = 0
@@ -98,8 +101,12 @@ class AuditReport:
 
     @property
     def first_bad_seq(self) -> int | None:
-        seqs = [p.seq for p in self.problems if p.seq is not None]
-        return min(seqs) if seqs else (0 if self.problems else None)
+        """The earliest exact problem, or the start of a range in doubt that no exact problem explains."""
+        exact = [p.seq for p in self.problems if p.seq is not None and p.end is None]
+        ranges = [(p.seq, p.end) for p in self.problems if p.seq is not None and p.end is not None]
+        unexplained = [start for start, end in ranges if not any(start <= s < end for s in exact)]
+        candidates = exact + unexplained
+        return min(candidates) if candidates else (0 if self.problems else None)
 
     def add(self, problem: LogError) -> None:
         if len(self.problems) < MAX_PROBLEMS:
@@ -117,15 +124,20 @@ class AuditReport:
         }
 
 
-def _event_rows(engine: Engine) -> Iterator[tuple]:  # type: ignore[type-arg]
-    """All events in order, read in short transactions so appends are never held up for long."""
+def _event_rows(engine: Engine) -> Iterator[tuple[Any, ...]]:
+    """All events in order, read in short transactions so appends are never held up for long.
+
+    The two JSON columns come back as their stored text and are parsed in one
+    call per row: decoding dominates the cost of verifying a large log.
+    """
     columns = [col(c) for c in (Event.seq, Event.occurred_at, Event.actor, Event.event_type, Event.item_id,
-                                Event.objects, Event.outcome, Event.details, Event.leaf_hash)]
+                                Event.outcome, Event.leaf_hash)]
+    json_text = [cast(col(Event.objects), Text), cast(col(Event.details), Text)]
     after = -1
     while True:
-        with transaction(engine) as session:
-            stmt = select(*columns).where(col(Event.seq) > after).order_by(col(Event.seq)).limit(CHUNK)
-            rows = session.execute(stmt).all()
+        stmt = select(*columns, *json_text).where(col(Event.seq) > after).order_by(col(Event.seq)).limit(CHUNK)
+        with engine.begin() as connection:
+            rows: list[Any] = list(connection.execute(stmt))
         if not rows:
             return
         yield from rows
@@ -137,15 +149,16 @@ def _rehash(engine: Engine, report: AuditReport) -> bytes:
     sha = hashlib.sha256
     leaves = bytearray()
     expected = 0
-    for seq, occurred_at, actor, event_type, item_id, objects, outcome, details, stored in _event_rows(engine):
+    for seq, occurred_at, actor, event_type, item_id, outcome, stored, objects, details in _event_rows(engine):
         if seq != expected:
             report.add(EntryMissing(expected, f"events {expected}..{seq - 1} are missing"))
-        fields = entry_fields(seq=seq, occurred_at=occurred_at, actor=actor, event_type=event_type,
-                              item_id=item_id, objects=objects, outcome=outcome, details=details)
         try:
+            objects, details = json.loads(f"[{objects},{details}]")
+            fields = entry_fields(seq=seq, occurred_at=occurred_at, actor=actor, event_type=event_type,
+                                  item_id=item_id, objects=objects, outcome=outcome, details=details)
             leaf = sha(b"\x00" + encode(fields)).digest()
         except (TypeError, ValueError) as exc:
-            report.add(EntryAltered(seq, f"the event cannot be encoded: {exc}"))
+            report.add(EntryAltered(seq, f"the event cannot be decoded or encoded: {exc}"))
             leaf = bytes(HASH_SIZE)
         if leaf.hex() != stored:
             report.add(EntryAltered(seq, "the event's fields no longer match its leaf hash"))
@@ -170,50 +183,49 @@ def _compare_tiles(engine: Engine, tree: MemoryTree, report: AuditReport) -> Non
         at = next(i for i in range(0, len(mine), HASH_SIZE) if mine[i : i + HASH_SIZE] != stored[i : i + HASH_SIZE])
         entry = idx * TILE_WIDTH + at // HASH_SIZE
         what = "leaf hash recorded at checkpoint time" if level == 0 else f"stored tree node (level {tree_level})"
-        report.add(TileMismatch(entry << tree_level, f"the {what} differs from the recomputed one"))
+        first_leaf = entry << tree_level
+        end = None if level == 0 else first_leaf + (1 << tree_level)
+        report.add(TileMismatch(first_leaf, f"the {what} differs from the recomputed one", end))
 
 
 def audit_log(engine: Engine, verifier: Verifier, origin: str | None) -> AuditReport:
     """Verify the whole stored log against its checkpoints; collect every problem found."""
     report = AuditReport()
-    with transaction(engine) as session:
+    with transaction(engine) as session:  # before the events: appends made meanwhile only add to them
         checkpoints = session.execute(select(Checkpoint).order_by(col(Checkpoint.tree_size))).scalars().all()
-    tree = MemoryTree(_rehash(engine, report))
-    with transaction(engine) as session:
         head = session.get(LogHead, 1)
-    if head is not None and head.size < tree.size:
-        report.add(HeadMismatch(head.size, f"the log head says {head.size} events but {tree.size} are stored"))
+    tree = MemoryTree(_rehash(engine, report))
+    if head is not None and head.size > tree.size:
+        report.add(EntryMissing(tree.size, f"the log head counts {head.size} events but only {tree.size} are stored"))
     _compare_tiles(engine, tree, report)
     report.checkpoints = len(checkpoints)
     report.checked_size = checkpoints[-1].tree_size if checkpoints else 0
     good: CheckpointBody | None = None
     for row in checkpoints:
-        start = good.tree_size if good else 0
+        start, size = (good.tree_size if good else 0), row.tree_size
         try:
             body = parse_checkpoint(open_note(row.note, verifier))
         except VerificationError as exc:
-            report.add(CheckpointInvalid(start, f"checkpoint {row.tree_size}: {exc}"))
+            report.add(CheckpointInvalid(start, f"checkpoint {size}: {exc}", size))
             continue
         if origin is not None and body.origin != origin:
-            report.add(CheckpointInvalid(start, f"checkpoint {row.tree_size} names origin {body.origin!r}"))
+            report.add(CheckpointInvalid(start, f"checkpoint {size} names origin {body.origin!r}", size))
             continue
-        if body.tree_size != row.tree_size or body.root_hash.hex() != row.root_hash:
-            message = f"checkpoint {row.tree_size}: the stored size or root differs from its note"
-            report.add(CheckpointInvalid(start, message))
+        if body.tree_size != size or body.root_hash.hex() != row.root_hash:
+            report.add(CheckpointInvalid(start, f"checkpoint {size}: the stored size or root is not its note's", size))
             continue
-        if body.tree_size > tree.size:
-            report.add(LogTruncated(tree.size, f"checkpoint {body.tree_size} covers events the log no longer has"))
+        if size > tree.size:
+            report.add(LogTruncated(tree.size, f"checkpoint {size} covers events the log no longer has"))
             continue
-        if tree.root(body.tree_size) != body.root_hash:
-            message = f"the first {body.tree_size} events no longer give checkpoint {body.tree_size}'s root"
-            report.add(RootMismatch(start, message))
+        if tree.root(size) != body.root_hash:
+            report.add(RootMismatch(start, f"the first {size} events no longer give checkpoint {size}'s root", size))
             continue
         if good is not None:
-            proof = consistency_proof(tree, good.tree_size, body.tree_size)
+            proof = consistency_proof(tree, good.tree_size, size)
             try:
-                verify_consistency(good.tree_size, body.tree_size, good.root_hash, body.root_hash, proof)
+                verify_consistency(good.tree_size, size, good.root_hash, body.root_hash, proof)
             except VerificationError as exc:
-                report.add(RootMismatch(start, f"checkpoints {good.tree_size} and {body.tree_size}: {exc}"))
+                report.add(RootMismatch(start, f"checkpoints {good.tree_size} and {size}: {exc}", size))
                 continue
         good = body
     return report

@@ -12,15 +12,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import Table, bindparam, insert, update
 from sqlalchemy import select as sa_select
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
-from archive.catalog.checkpoints import Checkpoint, LogState
 from archive.catalog.events import Event, LogHead
-from archive.custody.checkpoint import Signer, checkpoint_body
-from archive.custody.entry import canonical, encode, entry_fields, leaf_hash
-from archive.custody.merkle import tree_root
-from archive.custody.tiles import TileStore
+from archive.custody.entry import canonical, entry_fields, leaf_hash
 
 # PREMIS event types (https://id.loc.gov/vocabulary/preservation/eventType) used here,
 # and the project's own terms where PREMIS has none.
@@ -42,6 +39,28 @@ def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+_HEAD = "custody.log_head"  # session.info key: (transaction, next sequence number)
+# Statements built once, so SQLAlchemy compiles them once.
+_EVENTS: Table = Event.__table__  # type: ignore[attr-defined]
+_HEAD_TABLE: Table = LogHead.__table__  # type: ignore[attr-defined]
+_INSERT_EVENT = insert(_EVENTS)
+_SET_SIZE = update(_HEAD_TABLE).where(_HEAD_TABLE.c.id == 1).values(size=bindparam("new_size"))
+
+
+def _next_seq(session: Session) -> int:
+    """The next sequence number; the first append of a transaction locks `log_head` for the rest."""
+    transaction = session.get_nested_transaction() or session.get_transaction()
+    cached = session.info.get(_HEAD)
+    if cached is not None and cached[0] is transaction:
+        return int(cached[1])
+    stmt = sa_select(col(LogHead.size)).where(col(LogHead.id) == 1).with_for_update()
+    size = session.execute(stmt).scalar_one_or_none()
+    if size is None:
+        session.execute(insert(_HEAD_TABLE).values(id=1, size=0))
+        size = 0
+    return int(size)
+
+
 def append_event(
     session: Session,
     event_type: str,
@@ -53,29 +72,28 @@ def append_event(
     details: dict[str, Any] | None = None,
     occurred_at: str | None = None,
 ) -> Event:
-    """Add one event to the log inside the caller's transaction."""
-    head = session.exec(select(LogHead).where(LogHead.id == 1).with_for_update()).first()
-    if head is None:
-        head = LogHead(id=1, size=0)
-        session.add(head)
-    seq = head.size
-    head.size = seq + 1
-    event = Event(
-        seq=seq,
-        occurred_at=occurred_at or utc_now(),
-        actor=actor,
-        event_type=event_type,
-        item_id=item_id,
-        objects=list(objects or []),
-        outcome=outcome,
-        details=dict(details or {}),
-        leaf_hash="",
-    )
-    event.leaf_hash = leaf_hash(canonical(event_entry(event))).hex()
-    session.add(head)
-    session.add(event)
-    session.flush()
-    return event
+    """Add one event to the log inside the caller's transaction; returns a detached copy of it.
+
+    Written with two Core statements rather than through the ORM: appends sit
+    on every ingest step's path and a batch must run at thousands a second.
+    """
+    seq = _next_seq(session)
+    values: dict[str, Any] = {
+        "seq": seq,
+        "occurred_at": occurred_at or utc_now(),
+        "actor": actor,
+        "event_type": event_type,
+        "item_id": item_id,
+        "objects": list(objects or []),
+        "outcome": outcome,
+        "details": dict(details or {}),
+    }
+    entry = entry_fields(**{k: v for k, v in values.items() if k != "seq"}, seq=seq)
+    values["leaf_hash"] = leaf_hash(canonical(entry)).hex()
+    session.execute(_INSERT_EVENT, values)
+    session.execute(_SET_SIZE, {"new_size": seq + 1})
+    session.info[_HEAD] = (session.get_nested_transaction() or session.get_transaction(), seq + 1)
+    return Event(**values)
 
 
 def event_entry(event: Event) -> dict[str, Any]:
@@ -90,68 +108,3 @@ def event_entry(event: Event) -> dict[str, Any]:
         outcome=event.outcome,
         details=dict(event.details),
     )
-
-
-class LogCorrupt(Exception):
-    """The stored log disagrees with itself; no checkpoint may be signed over it."""
-
-    def __init__(self, seq: int | None, message: str) -> None:
-        super().__init__(message)
-        self.seq = seq
-
-
-def _new_leaves(session: Session, start: int, end: int) -> bytes:
-    """Leaf hashes of events [start, end), re-encoded from their fields so nothing altered gets signed."""
-    leaves = bytearray()
-    columns = [col(c) for c in (Event.seq, Event.occurred_at, Event.actor, Event.event_type, Event.item_id,
-                                Event.objects, Event.outcome, Event.details, Event.leaf_hash)]
-    stmt = sa_select(*columns).where(col(Event.seq) >= start, col(Event.seq) < end).order_by(col(Event.seq))
-    rows = session.execute(stmt)
-    for expected, (seq, occurred_at, actor, event_type, item_id, objects, outcome, details, stored) in enumerate(
-        rows, start
-    ):
-        if seq != expected:
-            raise LogCorrupt(expected, f"event {expected} is missing")
-        fields = entry_fields(seq=seq, occurred_at=occurred_at, actor=actor, event_type=event_type,
-                              item_id=item_id, objects=objects, outcome=outcome, details=details)
-        leaf = leaf_hash(encode(fields))
-        if leaf.hex() != stored:
-            raise LogCorrupt(seq, f"event {seq} no longer matches its leaf hash")
-        leaves += leaf
-    if len(leaves) != (end - start) * 32:
-        raise LogCorrupt(start + len(leaves) // 32, f"the log head says {end} events but fewer are stored")
-    return bytes(leaves)
-
-
-def issue_checkpoint(session: Session, signer: Signer) -> tuple[Checkpoint, bool]:
-    """Sign the current tree (origin = the signer's name); (checkpoint, whether it is new).
-
-    Locks `log_state` so issuers queue; appends are not held up (they lock
-    `log_head`). Before signing, the stored tiles must still reproduce the
-    previous checkpoint's root, so the archive never signs a fork of itself.
-    """
-    state = session.exec(select(LogState).where(LogState.id == 1).with_for_update()).first()
-    if state is None:
-        state = LogState(id=1, tree_size=0)
-    head = session.exec(select(LogHead).where(LogHead.id == 1)).first()
-    size = head.size if head else 0
-    latest = session.exec(select(Checkpoint).order_by(Checkpoint.tree_size.desc()).limit(1)).first()  # type: ignore[attr-defined]
-    if latest is not None and latest.tree_size == size:
-        return latest, False
-    old = state.tree_size
-    if size < old:
-        raise LogCorrupt(size, f"the log head says {size} events, fewer than the {old} already checkpointed")
-    tiles = TileStore(session)
-    if latest is not None and (latest.tree_size != old or tree_root(tiles, old).hex() != latest.root_hash):
-        raise LogCorrupt(None, f"the stored tree no longer reproduces checkpoint {latest.tree_size}; "
-                               "run `evidence log verify`")
-    tiles.extend(old, _new_leaves(session, old, size))
-    root = tree_root(tiles, size)
-    note = signer.sign_note(checkpoint_body(signer.name, size, root))
-    checkpoint = Checkpoint(tree_size=size, root_hash=root.hex(), note=note,
-                            key_id=signer.verifier.key_id.hex(), issued_at=utc_now())
-    state.tree_size = size
-    session.add(state)
-    session.add(checkpoint)
-    session.flush()
-    return checkpoint, True

@@ -19,7 +19,8 @@ from archive.catalog.checkpoints import Checkpoint
 from archive.catalog.events import Event, LogHead
 from archive.custody.checkpoint import VKEY_NAME, Signer, ensure_log_key
 from archive.custody.entry import encode, leaf_hash
-from archive.custody.log import LogCorrupt, event_entry, issue_checkpoint
+from archive.custody.issue import LogCorrupt, issue_checkpoint
+from archive.custody.log import event_entry
 from archive.custody.merkle import ProofError, consistency_proof, inclusion_proof
 from archive.custody.tiles import TileStore
 from archive.custody.verify import VerificationError, Verifier, verify_consistency, verify_inclusion
@@ -116,7 +117,9 @@ def prove_inclusion(archive: Archive, seq: int, checkpoint_size: int | None = No
             chosen = _stored_checkpoint(session, checkpoint_size)
             if chosen.tree_size <= seq:
                 raise CustodyError(f"checkpoint {checkpoint_size} does not cover event {seq}")
-        proof = inclusion_proof(TileStore(session), seq, chosen.tree_size)
+        tiles = TileStore(session)
+        tiles.preload(lambda source: inclusion_proof(source, seq, chosen.tree_size))
+        proof = inclusion_proof(tiles, seq, chosen.tree_size)
     entry = event_entry(event)
     encoded = encode(entry)
     leaf = leaf_hash(encoded)
@@ -144,7 +147,9 @@ def prove_consistency(archive: Archive, old_size: int, new_size: int) -> dict[st
     with transaction(archive.engine) as session:
         old, new = _stored_checkpoint(session, old_size), _stored_checkpoint(session, new_size)
         try:
-            proof = consistency_proof(TileStore(session), old_size, new_size)
+            tiles = TileStore(session)
+            tiles.preload(lambda source: consistency_proof(source, old_size, new_size))
+            proof = consistency_proof(tiles, old_size, new_size)
         except ProofError as exc:
             raise CustodyError(str(exc)) from exc
     try:

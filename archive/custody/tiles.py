@@ -9,15 +9,34 @@ the rightmost tile of each level and adds new ones; nothing is rewritten.
 
 from __future__ import annotations
 
-from sqlalchemy import insert, select, update
+from collections.abc import Callable
+
+from sqlalchemy import and_, insert, or_, select, update
 from sqlmodel import Session, col
 
 from archive.catalog.checkpoints import LogTile
-from archive.custody.merkle import HASH_SIZE, ProofError, subtree_root
+from archive.custody.merkle import HASH_SIZE, ProofError, SubtreeSource, subtree_root
 
 TILE_HEIGHT = 8
 TILE_WIDTH = 1 << TILE_HEIGHT
 TILE_BYTES = TILE_WIDTH * HASH_SIZE
+
+
+def tile_of(level: int, index: int) -> tuple[int, int]:
+    """The tile (tile level, tile index) holding what the subtree at (level, index) is computed from."""
+    tile_level, height = divmod(level, TILE_HEIGHT)
+    return tile_level, (index << height) // TILE_WIDTH
+
+
+class _Recorder:
+    """A stand-in source that only notes which tiles a computation would read."""
+
+    def __init__(self) -> None:
+        self.tiles: set[tuple[int, int]] = set()
+
+    def subtree(self, level: int, index: int) -> bytes:
+        self.tiles.add(tile_of(level, index))
+        return bytes(HASH_SIZE)
 
 
 class TileStore:
@@ -33,6 +52,21 @@ class TileStore:
             stmt = select(col(LogTile.hashes)).where(col(LogTile.level) == level, col(LogTile.idx) == index)
             self._cache[key] = bytes(self.session.execute(stmt).scalar_one_or_none() or b"")
         return self._cache[key]
+
+    def preload(self, computation: Callable[[SubtreeSource], object]) -> None:
+        """Fetch in one query every tile `computation` will read (a proof reads a handful)."""
+        recorder = _Recorder()
+        computation(recorder)
+        wanted = recorder.tiles - self._cache.keys()
+        if not wanted:
+            return
+        stmt = select(col(LogTile.level), col(LogTile.idx), col(LogTile.hashes)).where(
+            or_(*(and_(col(LogTile.level) == lv, col(LogTile.idx) == ix) for lv, ix in sorted(wanted)))
+        )
+        for level, index, hashes in self.session.execute(stmt):
+            self._cache[(level, index)] = bytes(hashes)
+        for key in wanted:
+            self._cache.setdefault(key, b"")
 
     def subtree(self, level: int, index: int) -> bytes:
         tile_level, height = divmod(level, TILE_HEIGHT)

@@ -12,6 +12,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from archive.catalog.items import Item, Provenance, Replica
+from archive.catalog.metadata import ItemMetadata, normalized_view
 from archive.services.errors import Ambiguous, IntegrityError, NotFound, ServiceError
 
 if TYPE_CHECKING:
@@ -64,6 +65,7 @@ def show_item(archive: Archive, ref: str) -> dict[str, Any]:
         provenance = session.exec(
             select(Provenance).where(Provenance.item_id == item.id).order_by(col(Provenance.id))
         ).all()
+        extracted = session.get(ItemMetadata, item.id)
         return {
             "id": item.id,
             "sha256": item.sha256,
@@ -102,7 +104,16 @@ def show_item(archive: Archive, ref: str) -> dict[str, Any]:
                 }
                 for p in provenance
             ],
+            "metadata": normalized_view(extracted),
+            "errors": list(extracted.errors) if extracted is not None else [],
+            "candidates": _candidates(session, item.id),  # near-duplicates to confirm (fingerprint helper)
         }
+
+
+def _candidates(session: Session, item_id: str) -> list[dict[str, Any]]:
+    from archive.similarity import candidates_for
+
+    return candidates_for(session, item_id)
 
 
 def get_item(archive: Archive, ref: str, output: Path, identity_path: Path | None = None) -> dict[str, Any]:

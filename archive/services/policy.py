@@ -2,8 +2,8 @@
 
 Changing it is a custody event (PREMIS "policy assignment"), committed with
 the jobs it makes necessary: a backend added to the policy is back-filled for
-every existing item, and items that now fall short of a higher target turn
-`degraded` and get a repair job. The configuration file is written inside
+every existing item (any item lacking a copy on a policy backend gets a
+back-fill job for exactly those), and statuses follow the new target. The configuration file is written inside
 that same transaction, just before it commits, so a failure leaves neither.
 """
 
@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from archive.catalog.items import Item, Replica
-from archive.catalog.jobs import BACKFILL, REPAIR, enqueue
+from archive.catalog.jobs import BACKFILL, enqueue
 from archive.config import Policy
 from archive.custody.log import append_event
 from archive.services.errors import ServiceError
-from archive.services.repair import REPLACED, policy_names, status_for
+from archive.services.repair import REPLACED, policy_names, status_for, verified_backends
 
 if TYPE_CHECKING:
     from archive.context import Archive
@@ -67,7 +67,6 @@ def set_policy(archive: Archive, copies: int, minimum: int, backends: list[str] 
     old_effective = set(policy_names(archive))
     settings.policy = Policy(copies=copies, minimum=minimum, backends=new_backends)
     added = [name for name in policy_names(archive) if name not in old_effective]
-    backfills = repairs = changed = 0
     try:
         with transaction(archive.engine) as session:
             append_event(
@@ -83,24 +82,39 @@ def set_policy(archive: Archive, copies: int, minimum: int, backends: list[str] 
                     "added": added,
                 },
             )
-            by_item: dict[str, list[Replica]] = {}
-            for replica in session.exec(select(Replica).where(Replica.state != REPLACED)).all():
-                by_item.setdefault(replica.item_id, []).append(replica)
-            for item in session.exec(select(Item)).all():
-                status = status_for(archive, by_item.get(item.id, []))
-                if status != item.status:
-                    item.status = status
-                    session.add(item)
-                    changed += 1
-                if added:
-                    enqueue(session, BACKFILL, item_id=item.id, payload={"backends": added})
-                    backfills += 1
-                elif status == "degraded":
-                    enqueue(session, REPAIR, item_id=item.id, payload={"reason": "policy"})
-                    repairs += 1
+            outcome = reevaluate(archive, session)
             settings.save()  # last: if it fails, the transaction rolls back with it
     except BaseException:
         settings.policy = old_policy
         raise
-    return {**show_policy(archive), "added": added, "backfill_jobs": backfills, "repair_jobs": repairs,
-            "status_changes": changed}
+    return {**show_policy(archive), "added": added, **outcome}
+
+
+def reevaluate(archive: Archive, session: Session) -> dict[str, Any]:
+    """Re-check every item against the current policy, inside the caller's transaction.
+
+    An item lacking a verified original on a policy backend gets a back-fill job
+    for exactly those backends; statuses follow the target. Call this after any
+    change to which backends the policy covers, including adding a backend to
+    the configuration while the policy names none (then it covers every one).
+    """
+    by_item: dict[str, list[Replica]] = {}
+    for replica in session.exec(select(Replica).where(Replica.state != REPLACED)).all():
+        by_item.setdefault(replica.item_id, []).append(replica)
+    wanted = policy_names(archive)
+    backfills = changed = 0
+    lacking_anywhere: set[str] = set()
+    for item in session.exec(select(Item)).all():
+        replicas = by_item.get(item.id, [])
+        status = status_for(archive, replicas)
+        if status != item.status:
+            item.status = status
+            session.add(item)
+            changed += 1
+        present = verified_backends(replicas)
+        lacking = [name for name in wanted if name not in present]
+        if lacking:
+            enqueue(session, BACKFILL, item_id=item.id, payload={"backends": lacking})
+            lacking_anywhere.update(lacking)
+            backfills += 1
+    return {"backfill_jobs": backfills, "backfill_backends": sorted(lacking_anywhere), "status_changes": changed}

@@ -167,10 +167,15 @@ def copy_object(source: Backend, replica: Replica, target: Backend) -> StoredObj
     return stored
 
 
-def write_manifest(target: Backend, data: bytes, original_name: str) -> StoredObject:
-    """Put a manifest beside `original_name`; a fresh name if that one is taken (names are never reused)."""
+def write_manifest(target: Backend, data: bytes, original_name: str, *, fresh_original: bool) -> StoredObject:
+    """Put a manifest beside `original_name`.
+
+    Beside a copy written just now it takes the usual `<object>.manifest`; beside
+    an older copy it gets a new random suffix, because that name was used once
+    (object names are never reused, even for an object since lost).
+    """
     name = original_name + ".manifest"
-    if target.stat(name) is not None:
+    if not fresh_original:
         name = f"{original_name}.r{secrets.token_hex(4)}.manifest"
     return target.put_bytes(name, data)
 
@@ -242,7 +247,9 @@ def repair_item(
             row = _replica_row(item_id, stored, ORIGINAL, list(source_replica.recipients))
             try:
                 sealed = manifest_bytes(session, item, row)
-                new_manifests.append(write_manifest(archive.backends[stored.backend], sealed, stored.name))
+                new_manifests.append(
+                    write_manifest(archive.backends[stored.backend], sealed, stored.name, fresh_original=True)
+                )
             except (StorageError, OSError) as exc:
                 result.failures[stored.backend] = f"manifest: {exc}"
         for original in originals:
@@ -254,8 +261,8 @@ def repair_item(
             if backend is None:
                 continue
             try:
-                new_manifests.append(write_manifest(backend, manifest_bytes(session, item, original),
-                                                    original.object_name))
+                sealed = manifest_bytes(session, item, original)
+                new_manifests.append(write_manifest(backend, sealed, original.object_name, fresh_original=False))
             except (StorageError, OSError) as exc:
                 result.failures[original.backend] = f"manifest: {exc}"
 

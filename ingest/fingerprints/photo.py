@@ -19,20 +19,21 @@ from __future__ import annotations
 import io
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from PIL import Image
 
 from ingest.fingerprints.common import MIN_SIDE, Hash, NoFingerprint
 
-# Pixel counts above this are treated as decompression bombs (Pillow's own limit is 89 MP).
-MAX_PIXELS = 300_000_000
+# Pixel counts above this are treated as decompression bombs (as Pillow does above 2 x 89 MP).
+MAX_PIXELS = 180_000_000
 WORK_SIDE = 128  # the longer side of the reduced picture every hash is taken from
 # Centre crops hashed besides the whole picture: (variant name, fraction of each side kept).
-CROPS: tuple[tuple[str, float], ...] = (("full", 1.0), ("c90", 0.90), ("c80", 0.80))
+CROPS: tuple[tuple[str, float], ...] = (("full", 1.0), ("c94", 0.94), ("c80", 0.80))
+FLAT_STD = 4.0  # a view whose 32 x 32 grey values vary less than this is treated as uniform
 # EXIF orientation -> the transpose that shows the picture upright (as ImageOps.exif_transpose).
 _ORIENT = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -43,18 +44,6 @@ _ORIENT = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
-# The eight rotations and mirrors a re-poster may apply; the query side tries each.
-DIHEDRAL: tuple[tuple[str, Image.Transpose | None], ...] = (
-    ("id", None),
-    ("mirror", Image.Transpose.FLIP_LEFT_RIGHT),
-    ("flip", Image.Transpose.FLIP_TOP_BOTTOM),
-    ("rot180", Image.Transpose.ROTATE_180),
-    ("rot90", Image.Transpose.ROTATE_90),
-    ("rot270", Image.Transpose.ROTATE_270),
-    ("transpose", Image.Transpose.TRANSPOSE),
-    ("transverse", Image.Transpose.TRANSVERSE),
-)
-
 _heif_registered = False
 
 
@@ -77,7 +66,7 @@ Source = str | os.PathLike[str] | bytes | IO[bytes]
 class ViewHash:
     """The pHash and dHash of one view (a centre crop) of one orientation of a picture."""
 
-    transform: str  # one of DIHEDRAL's names
+    transform: str  # "id", "mirror", "rot90" …: how the query picture was turned
     variant: str  # one of CROPS' names
     phash: int
     dhash: int
@@ -93,7 +82,7 @@ def load_reduced(source: Source) -> Image.Image:
     fp: IO[bytes] | str | os.PathLike[str] = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # bombs past 2x raise anyway
             with Image.open(fp) as im:
                 width, height = im.size
                 if width * height > MAX_PIXELS:
@@ -139,87 +128,154 @@ def _to_grey(im: Image.Image) -> Image.Image:
     return grey
 
 
-def canonical(grey: Image.Image) -> Image.Image:
-    """The picture with letterbox/pillarbox bars trimmed, at WORK_SIDE on its longer side."""
+def canonical_forms(grey: Image.Image) -> list[tuple[str, Image.Image]]:
+    """The picture at WORK_SIDE, and also with letterbox/pillarbox bars trimmed when it has any.
+
+    Both are kept because trimming depends on content: brightening can turn a
+    pale edge into a "bar" in a copy that the original did not have.
+    """
     import numpy as np
 
     arr = np.asarray(grey, dtype=np.int16)
+    forms = [("", _fit(grey))]
     top, bottom, left, right = _bars(arr)
     if top or bottom or left or right:
-        grey = grey.crop((left, top, arr.shape[1] - right, arr.shape[0] - bottom))
-    work = grey.copy()
+        trimmed = grey.crop((left, top, arr.shape[1] - right, arr.shape[0] - bottom))
+        if min(trimmed.size) >= 16:
+            forms.append(("t", _fit(trimmed)))
+    return forms
+
+
+def _fit(im: Image.Image) -> Image.Image:
+    work = im.copy()
     work.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.BOX)
     return work
 
 
-def _bars(arr: object) -> tuple[int, int, int, int]:
+def _bars(a: Any) -> tuple[int, int, int, int]:
     """Rows/columns of uniform black or white bars on each edge (at most a third of each side)."""
     import numpy as np
 
-    a = np.asarray(arr)
     h, w = a.shape
 
-    def run(lines: Iterator[object], limit: int) -> int:
-        n = 0
-        ref: float | None = None
-        for line in lines:
-            v = np.asarray(line)
-            mean = float(v.mean())
-            if ref is None:
-                if not (mean < 24 or mean > 232):
-                    return 0
-                ref = mean
-            if abs(mean - ref) > 8 or float(v.std()) > 6 or n >= limit:
-                break
-            n += 1
+    def run(lines: Any, limit: int) -> int:
+        means = lines.mean(axis=1)
+        stds = lines.std(axis=1)
+        ref = float(means[0])
+        if not (ref < 24 or ref > 232):
+            return 0
+        ok = (np.abs(means - ref) <= 8) & (stds <= 6)
+        n = int(np.argmin(ok)) if not ok.all() else len(ok)
+        n = min(n, limit)
         return n if n >= 2 else 0
 
-    top = run((a[i] for i in range(h)), h // 3)
-    bottom = run((a[h - 1 - i] for i in range(h)), h // 3)
-    left = run((a[:, j] for j in range(w)), w // 3)
-    right = run((a[:, w - 1 - j] for j in range(w)), w // 3)
-    return top, bottom, left, right
+    return (
+        run(a, h // 3),
+        run(a[::-1], h // 3),
+        run(a.T, w // 3),
+        run(a.T[::-1], w // 3),
+    )
 
 
-def views(work: Image.Image, transforms: tuple[str, ...] = ("id",)) -> list[ViewHash]:
-    """pHash and dHash of every centre crop of every requested orientation of a canonical picture."""
-    import imagehash
+def _grids(view: Image.Image) -> tuple[Any, Any, Any]:
+    """The three small resizes every hash is computed from (as imagehash does them)."""
+    import numpy as np
+
+    lanczos = Image.Resampling.LANCZOS
+    p = np.asarray(view.resize((32, 32), lanczos), dtype=np.float64)
+    a = np.asarray(view.resize((9, 8), lanczos))
+    b = np.asarray(view.resize((8, 9), lanczos))
+    return p, a, b
+
+
+# The same transposes on a numpy array (row-major), and whether they swap width and height.
+_NP_OPS: dict[str, tuple[Callable[[Any], Any], bool]] = {
+    "id": (lambda x: x, False),
+    "mirror": (lambda x: x[:, ::-1], False),
+    "flip": (lambda x: x[::-1], False),
+    "rot180": (lambda x: x[::-1, ::-1], False),
+    "rot90": (lambda x: x.T[::-1], True),  # counter-clockwise, as Image.Transpose.ROTATE_90
+    "rot270": (lambda x: x[::-1].T, True),
+    "transpose": (lambda x: x.T, True),
+    "transverse": (lambda x: x[::-1, ::-1].T, True),
+}
+
+
+def _bits(diff: Any) -> int:
+    import numpy as np
+
+    return int.from_bytes(np.packbits(diff.reshape(-1)).tobytes(), "big")
+
+
+def _hash_pair(p: Any, a: Any, b: Any, tname: str) -> tuple[int, int]:
+    """pHash and dHash of the picture turned by `tname`, equal to imagehash's on the turned picture."""
+    import numpy as np
+    from scipy.fftpack import dct
+
+    op, swaps = _NP_OPS[tname]
+    pixels = op(p)
+    coeffs = dct(dct(pixels, axis=0), axis=1)[:8, :8]
+    phash = _bits(coeffs > np.median(coeffs))
+    # A turned picture resized to 9 x 8 is the turned 8 x 9 (or 9 x 8) resize of the original.
+    d = op(b if swaps else a).astype(np.int16)
+    dhash = _bits(d[:, 1:] > d[:, :-1])
+    return phash, dhash
+
+
+def views(grey: Image.Image, transforms: tuple[str, ...] = ("id",)) -> list[ViewHash]:
+    """pHash and dHash of every centre crop of every canonical form, in each requested orientation.
+
+    Views that are nearly uniform are skipped: their hashes are noise and would
+    match any other flat picture.
+    """
 
     out = []
-    names = dict(DIHEDRAL)
-    for tname in transforms:
-        method = names[tname]
-        base = work if method is None else work.transpose(method)
-        w, h = base.size
+    for prefix, work in canonical_forms(grey):
+        w, h = work.size
         for variant, keep in CROPS:
             if keep < 1.0:
                 dx, dy = round(w * (1 - keep) / 2), round(h * (1 - keep) / 2)
-                view = base.crop((dx, dy, w - dx, h - dy))
+                view = work.crop((dx, dy, w - dx, h - dy))
             else:
-                view = base
-            out.append(ViewHash(tname, variant, _as_int(imagehash.phash(view)), _as_int(imagehash.dhash(view))))
+                view = work
+            p, a, b = _grids(view)
+            if float(p.std()) < FLAT_STD:
+                continue
+            for tname in transforms:
+                phash, dhash = _hash_pair(p, a, b, tname)
+                out.append(ViewHash(tname, prefix + variant, phash, dhash))
     return out
 
 
-def _as_int(h: object) -> int:
-    return int(str(h), 16)
+def frame_views(grey: Image.Image) -> list[tuple[str, int, int]]:
+    """(variant, pHash, dHash) of a video frame: whole, and with bars trimmed when it has any."""
+    out = []
+    for prefix, work in canonical_forms(grey):
+        p, a, b = _grids(work)
+        if float(p.std()) >= FLAT_STD:
+            out.append((prefix + "frame", *_hash_pair(p, a, b, "id")))
+    return out
 
 
 def photo_hashes(source: Source) -> list[Hash]:
-    """The hashes stored for a picture: pHash and dHash of each centre crop, upright orientation only."""
-    work = canonical(load_reduced(source))
+    """The hashes stored for a picture: pHash and dHash of each view, upright orientation only."""
+    found = views(load_reduced(source))
+    if not found:
+        raise NoFingerprint("picture is uniform: nothing to fingerprint")
     out: list[Hash] = []
-    for v in views(work):
+    for v in found:
         out.append(Hash("phash", v.variant, v.phash))
         out.append(Hash("dhash", v.variant, v.dhash))
     return out
 
 
 def query_views(source: Source | Image.Image, rotations: bool = True) -> list[ViewHash]:
-    """The views a query tries: every crop of every rotation/mirror (or of the upright picture only)."""
+    """The views a query tries: every view of every rotation/mirror (or of the upright picture only)."""
     grey = source if isinstance(source, Image.Image) else load_reduced(source)
-    work = canonical(grey)
-    return views(work, tuple(n for n, _ in DIHEDRAL) if rotations else ("id",))
+    found = views(grey, tuple(_NP_OPS) if rotations else ("id",))
+    if not found:
+        raise NoFingerprint("picture is uniform: nothing to fingerprint")
+    return found
 
 
 def is_picture_path(path: Path) -> bool:

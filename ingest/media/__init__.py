@@ -12,6 +12,7 @@ import mmap
 from pathlib import Path
 from typing import Any
 
+from ingest.media.limits import MAX_XMP_PACKETS
 from ingest.media.model import FIELDS, Detected, Failure, MediaMetadata, Normalized
 from ingest.media.sniff import HEAD_SIZE, identify, mismatch
 
@@ -31,19 +32,33 @@ def _head_tail(source: bytes | Path) -> tuple[bytes, bytes, int]:
         return head, stream.read(), size
 
 
-def extract(source: bytes | Path, *, declared_type: str | None = None, name: str | None = None) -> MediaMetadata:
-    """Everything the file says about itself; failures are recorded on the result, never raised."""
+def extract(
+    source: bytes | Path,
+    *,
+    detected: Detected | None = None,
+    declared_type: str | None = None,
+    name: str | None = None,
+) -> MediaMetadata:
+    """Everything the file says about itself; failures are recorded on the result, never raised.
+
+    Pass `detected` when the format was already identified (the pipeline's Identify step
+    records the sender's claims itself); otherwise identification and the comparison with
+    `declared_type` and `name` happen here.
+    """
     from ingest.media.normalize import normalize
 
     head, tail, size = _head_tail(source)
-    detected = identify(head, tail)
+    claims = detected is None
+    if detected is None:
+        detected = identify(head, tail)
     meta = MediaMetadata(detected=detected, normalized=Normalized())
     meta.raw["file"] = {"file_type": detected.file_type, "mime": detected.mime, "size": size, "also": detected.also}
-    for other in detected.also:
-        meta.fail("identify", f"the bytes are also a valid {other} (polyglot file)")
-    claim = mismatch(detected.mime, declared_type, name)
-    if claim:
-        meta.fail("identify", claim)
+    if claims:
+        for other in detected.also:
+            meta.fail("identify", f"the bytes are also a valid {other} (polyglot file)")
+        claim = mismatch(detected.mime, declared_type, name)
+        if claim:
+            meta.fail("identify", claim)
     if size == 0:
         meta.fail("metadata", "empty file")
     elif detected.file_type is None:
@@ -85,7 +100,9 @@ def _parse(source: bytes | Path, size: int, meta: MediaMetadata) -> None:
             for problem in blocks.problems:
                 meta.fail("metadata", problem)
         groups = meta.raw.setdefault("groups", {})
-        for packet in xmp_packets:
+        if len(xmp_packets) > MAX_XMP_PACKETS:
+            meta.fail("metadata", f"{len(xmp_packets)} XMP packets: only the first {MAX_XMP_PACKETS} were read")
+        for packet in xmp_packets[:MAX_XMP_PACKETS]:
             meta.parsers.append("xmp")
             try:
                 for group, values in parse_xmp(packet).items():
@@ -96,8 +113,6 @@ def _parse(source: bytes | Path, size: int, meta: MediaMetadata) -> None:
             meta.parsers.append("c2pa")
             whole = bytes(data) if path is None or size <= C2PA_IN_MEMORY else None
             meta.c2pa = read_c2pa(whole if isinstance(whole, bytes) else None, meta.detected.mime, c2pa_boxes)
-            if meta.c2pa is not None:
-                meta.raw["c2pa"] = meta.c2pa
     finally:
         if mapped is not None:
             mapped.close()

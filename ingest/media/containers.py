@@ -12,7 +12,7 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 
-from ingest.media.limits import MAX_HEADER_SCAN, MAX_SEGMENT, MAX_XMP
+from ingest.media.limits import MAX_CHUNKS, MAX_HEADER_SCAN, MAX_SEGMENT, MAX_XMP
 
 XMP_SIG = b"http://ns.adobe.com/xap/1.0/\x00"
 XMP_EXT_SIG = b"http://ns.adobe.com/xmp/extension/\x00"
@@ -57,6 +57,7 @@ def walk_jpeg(data: bytes) -> Blocks:
     """JPEG markers up to the first scan: APP1 EXIF/XMP, APP13 IPTC, APP11 JUMBF, SOF size."""
     blocks = Blocks()
     extended: dict[bytes, dict[int, bytes]] = {}
+    jumbf: dict[int, dict[int, bytes]] = {}
     pos, end = 2, min(len(data), MAX_HEADER_SCAN)
     while pos + 4 <= end:
         if data[pos] != 0xFF:
@@ -96,14 +97,22 @@ def walk_jpeg(data: bytes) -> Blocks:
             iptc = _iptc_from_irb(payload[14:])
             if iptc:
                 blocks.iptc = (blocks.iptc or b"") + iptc
-        elif marker == 0xEB and payload[:2] == b"JP":
-            # JPEG XT / JUMBF: CI "JP", box instance (2), sequence number (4), then the box.
-            blocks.jumbf.append(payload[8:])
+        elif marker == 0xEB and payload[:2] == b"JP" and len(payload) > 16:
+            # JPEG XT / JUMBF: CI "JP", box instance (2), sequence number (4), then the box;
+            # every segment repeats the box header, which continuation segments drop.
+            instance, sequence = struct.unpack(">HI", payload[2:8])
+            pieces = jumbf.setdefault(instance, {})
+            if sum(len(p) for p in pieces.values()) < MAX_SEGMENT:
+                pieces[sequence] = payload[8:]
         if marker == 0xDA:
             break
         pos += 2 + length
     for chunks in extended.values():
         blocks.xmp.append(b"".join(chunks[k] for k in sorted(chunks)))
+    for pieces in jumbf.values():
+        ordered = [pieces[k] for k in sorted(pieces)]
+        header = 16 if ordered[0][:4] == b"\x00\x00\x00\x01" else 8  # LBox/TBox (+ XLBox)
+        blocks.jumbf.append(ordered[0] + b"".join(p[header:] for p in ordered[1:]))
     if blocks.width is None:
         blocks.problems.append("no JPEG frame header (SOF): image size unknown")
     return blocks
@@ -112,8 +121,9 @@ def walk_jpeg(data: bytes) -> Blocks:
 def walk_png(data: bytes) -> Blocks:
     """PNG chunks: IHDR size, eXIf, XMP in iTXt, legacy 'Raw profile' EXIF in text chunks, caBX (C2PA)."""
     blocks = Blocks(size_group="PNG")
-    pos = 8
-    while pos + 8 <= min(len(data), MAX_HEADER_SCAN):
+    pos, chunks = 8, 0
+    while pos + 8 <= len(data) and chunks < MAX_CHUNKS:  # chunks are skipped, not read: size does not matter
+        chunks += 1
         length, ctype = struct.unpack(">I4s", data[pos : pos + 8])
         body = data[pos + 8 : pos + 8 + min(length, MAX_SEGMENT)]
         if pos + 12 + length > len(data):
@@ -173,8 +183,9 @@ def _hex_profile(raw: bytes) -> bytes | None:
 def walk_webp(data: bytes) -> Blocks:
     """WebP RIFF chunks: VP8X/VP8/VP8L size, EXIF, XMP, C2PA."""
     blocks = Blocks(size_group="RIFF")
-    pos = 12
-    while pos + 8 <= min(len(data), MAX_HEADER_SCAN):
+    pos, chunks = 12, 0
+    while pos + 8 <= len(data) and chunks < MAX_CHUNKS:
+        chunks += 1
         ctype = data[pos : pos + 4]
         length = struct.unpack("<I", data[pos + 4 : pos + 8])[0]
         body = data[pos + 8 : pos + 8 + min(length, MAX_SEGMENT)]

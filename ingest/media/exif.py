@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import io
 import logging
+import struct
 import threading
 from typing import Any, BinaryIO
 
-from ingest.media.limits import MAX_LIST, MAX_STRING, MAX_TAGS, clip
+from ingest.media.limits import MAX_EXIF_VALUES, MAX_LIST, MAX_SEGMENT, MAX_STRING, MAX_TAGS, MAX_XMP, clip
 
 # exifread's IFD names -> ExifTool's group names.
 _GROUPS = {
@@ -25,6 +26,9 @@ _GROUPS = {
 }
 _ASCII = 2
 _UNDEFINED = 7
+_SUB_IFDS = {0x8769, 0x8825, 0xA005}  # ExifIFD, GPS, Interop pointers
+_XMP_TAG = 700
+_SKIPPED = {700, 0x927C, 0x9286}  # exifread skips XMP, MakerNote and UserComment when not detailed
 
 
 class _Collector(logging.Handler):
@@ -75,6 +79,39 @@ def _value(tag: Any) -> Any:
     return out[0] if len(out) == 1 else out
 
 
+def scan_tiff(tiff: bytes) -> tuple[int, bytes | None]:
+    """How many values exifread would decode one by one, and IFD0's XMP packet (tag 700).
+
+    exifread decodes every value of a tag whose count is under 1000, one seek
+    and read each: an EXIF block of 5,000 such tags (60 KB) costs it seconds.
+    This walk costs microseconds and lets us refuse such a block up front.
+    """
+    if len(tiff) < 8 or tiff[:4] not in (b"II*\x00", b"MM\x00*"):
+        return 0, None
+    endian = "<" if tiff[:2] == b"II" else ">"
+    total, xmp = 0, None
+    pending = [(struct.unpack(endian + "I", tiff[4:8])[0], True)]
+    seen: set[int] = set()
+    while pending and len(seen) < 64:
+        offset, chained = pending.pop()
+        if offset in seen or offset + 2 > len(tiff):
+            continue
+        seen.add(offset)
+        count = struct.unpack(endian + "H", tiff[offset : offset + 2])[0]
+        for i in range(min(count, (len(tiff) - offset - 2) // 12)):
+            tag, kind, n, value = struct.unpack(endian + "HHII", tiff[offset + 2 + 12 * i : offset + 14 + 12 * i])
+            if tag in _SUB_IFDS:
+                pending.append((value, False))
+            elif tag == _XMP_TAG and len(seen) == 1 and n <= MAX_XMP:
+                xmp = tiff[value : value + n] if n > 4 else None
+            if kind != _ASCII and tag not in _SKIPPED and n < 1000:
+                total += n
+        end = offset + 2 + 12 * count
+        if chained and end + 4 <= len(tiff):
+            pending.append((struct.unpack(endian + "I", tiff[end : end + 4])[0], True))
+    return total, xmp
+
+
 def read_exif(stream: BinaryIO) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """EXIF tags grouped as ExifTool groups them, and exifread's warnings.
 
@@ -84,6 +121,11 @@ def read_exif(stream: BinaryIO) -> tuple[dict[str, dict[str, Any]], list[str]]:
     import exifread
 
     warnings: list[str] = []
+    head = stream.read(MAX_SEGMENT)
+    stream.seek(0)
+    values, _ = scan_tiff(head)
+    if values > MAX_EXIF_VALUES:
+        return {}, [f"EXIF declares {values} values, more than {MAX_EXIF_VALUES}: not parsed (corrupt or hostile)"]
     _collector.local.sink = warnings
     try:
         tags = exifread.process_file(stream, details=False, extract_thumbnail=False, truncate_tags=True)

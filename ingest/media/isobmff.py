@@ -184,7 +184,8 @@ class _Walker:
         elif kind == b"uuid" and data[:16] == C2PA_UUID:
             self.movie.c2pa.append(data[:MAX_C2PA])
         elif kind == b"pitm":
-            self.heif["pitm"] = struct.unpack(">H" if data[0] == 0 else ">I", data[4:6] if data[0] == 0 else data[4:8])[0]
+            short = data[0] == 0
+            self.heif["pitm"] = struct.unpack(">H" if short else ">I", data[4:6] if short else data[4:8])[0]
         elif kind == b"ispe" and parent == b"ipco":
             self.heif["index"] += 1
             self.heif["ispe"][self.heif["index"]] = struct.unpack(">II", data[4:12])

@@ -46,6 +46,25 @@ def iso_date(value: Any) -> str | None:
     return out
 
 
+_EXIF_OFFSETS = {"ExifIFD:DateTimeOriginal": "OffsetTimeOriginal", "ExifIFD:DateTimeDigitized": "OffsetTimeDigitized"}
+_OFFSET = re.compile(r"^[+\-]\d{2}:\d{2}$")
+
+
+def _with_exif_offset(iso: str, path: str, groups: Groups) -> str:
+    """An EXIF date with the offset EXIF 2.31 states beside it (OffsetTimeOriginal ...), if any.
+
+    ExifTool keeps the two tags apart; the date and its stated offset together are
+    the ISO 8601 moment, and a date with no stated offset stays without one.
+    """
+    tag = _EXIF_OFFSETS.get(path)
+    offset = groups.get("ExifIFD", {}).get(tag) if tag else None
+    if "T" not in iso or not isinstance(offset, str) or not _OFFSET.match(offset.strip()):
+        return iso
+    if re.search(r"(Z|[+\-]\d{2}:\d{2})$", iso):
+        return iso
+    return iso + offset.strip()
+
+
 def _get(groups: Groups, path: str) -> Any:
     group, _, tag = path.partition(":")
     value = groups.get(group, {}).get(tag)
@@ -106,16 +125,18 @@ def _xmp_coordinate(value: Any) -> float | None:
 
 def _gps(groups: Groups) -> tuple[float | None, float | None, float | None]:
     exif = groups.get("GPS", {})
+    alt = _number(exif.get("GPSAltitude"))
+    if alt is not None and str(exif.get("GPSAltitudeRef", "0")).strip() in ("1", "[1]"):
+        alt = -alt
     if exif.get("GPSLatitude") is not None and exif.get("GPSLongitude") is not None:
         lat, lon = _dms(exif["GPSLatitude"]), _dms(exif["GPSLongitude"])
         if lat is not None and str(exif.get("GPSLatitudeRef", "")).strip().upper().startswith("S"):
             lat = -lat
         if lon is not None and str(exif.get("GPSLongitudeRef", "")).strip().upper().startswith("W"):
             lon = -lon
-        alt = _number(exif.get("GPSAltitude"))
-        if alt is not None and str(exif.get("GPSAltitudeRef", "0")).strip() in ("1", "[1]"):
-            alt = -alt
         return lat, lon, alt
+    if alt is not None:
+        return None, None, alt
     xmp = groups.get("XMP-exif", {})
     if xmp.get("GPSLatitude") and xmp.get("GPSLongitude"):
         alt = _number(xmp.get("GPSAltitude"))
@@ -182,6 +203,7 @@ def normalize(groups: Groups, detected: Detected) -> Normalized:
     for path in originals + created:
         captured = iso_date(_get(groups, path))
         if captured:
+            captured = _with_exif_offset(captured, path, groups)
             break
     lat, lon, alt = _gps(groups)
     if lat is not None and not -90 <= lat <= 90:

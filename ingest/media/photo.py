@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest.media.containers import Blocks, walk_jpeg, walk_png, walk_webp
-from ingest.media.exif import read_exif, read_exif_bytes
+from ingest.media.exif import read_exif, read_exif_bytes, scan_tiff
 from ingest.media.limits import MAX_SEGMENT
 from ingest.media.model import MediaMetadata
 
@@ -21,7 +21,8 @@ def _heif(data: Data, path: Path | None, meta: MediaMetadata) -> Blocks:
     from ingest.media.isobmff import read_bmff
 
     blocks = Blocks()
-    movie = read_bmff(io.BytesIO(data) if path is None else open(path, "rb"), len(data))  # noqa: SIM115
+    with io.BytesIO(data) if path is None else open(path, "rb") as stream:
+        movie = read_bmff(stream, len(data))
     blocks.problems += movie.problems
     blocks.jumbf += movie.c2pa
     if movie.heif_size:
@@ -50,13 +51,14 @@ def _heif(data: Data, path: Path | None, meta: MediaMetadata) -> Blocks:
 
 def _tiff(data: Data, meta: MediaMetadata) -> Blocks:
     blocks = Blocks(size_group="IFD0")
-    groups, warnings = read_exif(io.BytesIO(bytes(data[:MAX_SEGMENT])))
+    head = bytes(data[:MAX_SEGMENT])
+    groups, warnings = read_exif(io.BytesIO(head))
     meta.parsers.append("exifread")
     meta.raw.setdefault("groups", {}).update(groups)
     blocks.problems += [f"exifread: {w}" for w in warnings]
-    packet = groups.get("IFD0", {}).pop("ApplicationNotes", None)  # tag 700: the XMP packet
-    if isinstance(packet, list) and all(isinstance(b, int) for b in packet):
-        blocks.xmp.append(bytes(b & 0xFF for b in packet))
+    _, packet = scan_tiff(head)  # tag 700, which exifread skips
+    if packet:
+        blocks.xmp.append(packet)
     return blocks
 
 

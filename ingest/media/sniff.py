@@ -95,6 +95,16 @@ def _identify(head: bytes) -> tuple[str | None, str]:
     return None, "application/octet-stream"
 
 
+def _zip_end(tail: bytes) -> bool:
+    """Whether the bytes end with a ZIP end-of-central-directory record (its comment reaching the end)."""
+    at = tail.rfind(b"PK\x05\x06")
+    while at >= 0:
+        if len(tail) >= at + 22 and at + 22 + struct.unpack("<H", tail[at + 20 : at + 22])[0] == len(tail):
+            return True
+        at = tail.rfind(b"PK\x05\x06", 0, at)
+    return False
+
+
 def identify(head: bytes, tail: bytes = b"") -> Detected:
     """The format from the first bytes; `tail` (the last 64 KiB) reveals an appended archive."""
     file_type, mime = _identify(head)
@@ -104,7 +114,7 @@ def identify(head: bytes, tail: bytes = b"") -> Detected:
     also: list[str] = []
     # A ZIP is read from its end (the end-of-central-directory record), so any file
     # with one near its end opens as an archive too: the classic JPEG+ZIP polyglot.
-    if file_type != "ZIP" and b"PK\x05\x06" in tail:
+    if file_type != "ZIP" and _zip_end(tail):
         also.append("application/zip")
     return Detected(file_type=file_type, mime=mime, kind=kind, also=also)
 

@@ -61,8 +61,8 @@ def _mi_date(text: str | None) -> str | None:
 def _mediainfo_groups(report: dict[str, Any], file_type: str) -> dict[str, dict[str, Any]]:
     """The Matroska and RIFF groups ExifTool reports, from MediaInfo's tracks."""
     tracks = report.get("mediainfo") or []
-    general = next((t for t in tracks if t.get("track_type") == "General"), {})
-    video = next((t for t in tracks if t.get("track_type") == "Video"), {})
+    general: dict[str, Any] = next((t for t in tracks if t.get("track_type") == "General"), {})
+    video: dict[str, Any] = next((t for t in tracks if t.get("track_type") == "Video"), {})
     groups: dict[str, dict[str, Any]] = {}
     duration = general.get("duration")
     seconds = float(duration) / 1000 if duration not in (None, "") else None
@@ -80,6 +80,7 @@ def _mediainfo_groups(report: dict[str, Any], file_type: str) -> dict[str, dict[
         if date:
             riff["DateTimeOriginal"] = date
         groups["RIFF"] = riff
+        groups["File"] = dict(size)  # ExifTool reads the video stream's BITMAPINFOHEADER into File
         groups["Composite"] = {"Duration": seconds}
     return groups
 
@@ -87,7 +88,7 @@ def _mediainfo_groups(report: dict[str, Any], file_type: str) -> dict[str, dict[
 def _pyav_groups(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """A last resort when MediaInfo read nothing: PyAV's container duration and first video size."""
     pyav = report.get("pyav") or {}
-    video = next((s for s in pyav.get("streams", []) if s.get("type") == "video"), {})
+    video: dict[str, Any] = next((s for s in pyav.get("streams", []) if s.get("type") == "video"), {})
     out: dict[str, dict[str, Any]] = {}
     if pyav.get("duration"):
         out["Composite"] = {"Duration": pyav["duration"]}
@@ -107,6 +108,9 @@ def extract_video(source: bytes | Path, meta: MediaMetadata) -> tuple[list[bytes
     meta.parsers += [f"video:{p}" for p in report.get("parsers", [])]
     for problem in report.get("problems", []):
         meta.fail("metadata", problem)
+    general: dict[str, Any] = next((t for t in report.get("mediainfo") or [] if t.get("track_type") == "General"), {})
+    if str(general.get("istruncated", "")).lower() == "yes":
+        meta.fail("metadata", "mediainfo: the file is truncated (the container declares more data than it holds)")
     groups: dict[str, dict[str, Any]] = report.get("groups", {})
     if file_type in ("MKV", "WEBM", "AVI"):
         groups.update(_mediainfo_groups(report, file_type))

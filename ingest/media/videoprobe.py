@@ -39,11 +39,12 @@ def _mediainfo(source: Path | bytes, out: dict[str, Any]) -> None:
 def _pyav(source: Path | bytes, out: dict[str, Any]) -> None:
     import av
 
-    container = av.open(io.BytesIO(source) if isinstance(source, bytes) else str(source), metadata_errors="replace")
+    target = io.BytesIO(source) if isinstance(source, bytes) else str(source)
+    container: Any = av.open(target, metadata_errors="replace")
     try:
         streams = []
         for stream in container.streams:
-            ctx = stream.codec_context
+            ctx: Any = stream.codec_context
             entry: dict[str, Any] = {"type": stream.type, "codec": ctx.name if ctx else None}
             if stream.type == "video":
                 entry.update(width=ctx.width, height=ctx.height)
@@ -87,7 +88,8 @@ def probe(source: Path | bytes, file_type: str) -> dict[str, Any]:
             try:
                 run()
             except Exception as exc:  # noqa: BLE001 - one parser failing must not hide the others' results
-                out["problems"].append(f"{name}: {type(exc).__name__}: {str(exc)[:300]}")
+                message = str(exc).replace(str(source), "<file>") if isinstance(source, Path) else str(exc)
+                out["problems"].append(f"{name}: {type(exc).__name__}: {message[:300]}")
     return out
 
 

@@ -9,7 +9,7 @@ no device names, nothing personal.
 
 from __future__ import annotations
 
-import json
+import math
 from typing import TYPE_CHECKING, Any
 
 from archive.custody.log import METADATA_EXTRACTION, utc_now
@@ -22,17 +22,22 @@ if TYPE_CHECKING:
     from ingest.media.model import MediaMetadata
 
 
-def _json_safe(value: Any) -> Any:
-    """Raw metadata as plain JSON (strings for anything exotic), whatever a parser returned."""
-    return json.loads(json.dumps(value, default=str, allow_nan=False) if _finite(value) else "{}")
-
-
-def _finite(value: Any) -> bool:
-    try:
-        json.dumps(value, default=str, allow_nan=False)
-    except ValueError:
-        return False
-    return True
+def _plain(value: Any) -> Any:
+    """Raw metadata as plain JSON, whatever a parser returned (NaN, bytes, NUL characters,
+    which PostgreSQL's text cannot hold, included)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if value is None or isinstance(value, int | bool):
+        return value
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)
 
 
 class ExtractMetadata(Step):
@@ -48,7 +53,12 @@ class ExtractMetadata(Step):
             ingestion.fail(self.name, "no plaintext available to read metadata from")
             return
         identified = ingestion.results.get("identify") or {}
-        meta = extract(source, detected=identified.get("detected"))
+        try:
+            meta = extract(source, detected=identified.get("detected"))
+        except OSError as exc:  # the plaintext itself unreadable; the original is kept all the same
+            ingestion.fail(self.name, f"cannot read the file to extract metadata: {exc.strerror or exc}")
+            ingestion.event(METADATA_EXTRACTION, "failure", parsers=[], failures=1)
+            return
         ingestion.results["metadata"] = meta
         for failure in meta.errors:
             ingestion.fail(failure.step, failure.reason)
@@ -59,25 +69,27 @@ class ExtractMetadata(Step):
 
     def save(self, ingestion: Ingestion, session: Session) -> None:
         from archive.catalog.metadata import ItemMetadata
+        from ingest.media.model import Normalized
 
-        meta: MediaMetadata | None = ingestion.results.get("metadata")
-        if meta is None or ingestion.item_id is None:
+        if ingestion.item_id is None:
             return
+        meta: MediaMetadata | None = ingestion.results.get("metadata")
         identified = ingestion.results.get("identify") or {}
-        fields = meta.normalized.to_dict()
-        raw = meta.raw if _finite(meta.raw) else {"error": "raw metadata was not representable as JSON"}
+        detected = identified.get("detected")
+        fields = meta.normalized.to_dict() if meta is not None else Normalized().to_dict()
         session.add(
             ItemMetadata(
                 item_id=ingestion.item_id,
                 **fields,
-                detected_type=meta.detected.file_type,
+                detected_type=detected.file_type if detected is not None else None,
                 declared_type=ingestion.incoming.declared_type,
                 type_mismatch=identified.get("mismatch"),
-                raw=_json_safe(raw),
-                c2pa=_json_safe(meta.c2pa) if meta.c2pa is not None else None,
-                # Every analysis failure on the item (this step's and the others'), for `evidence show`.
-                errors=list(ingestion.errors),
-                parsers=sorted(set(meta.parsers)),
+                raw=_plain(meta.raw) if meta is not None else {},
+                c2pa=_plain(meta.c2pa) if meta is not None and meta.c2pa is not None else None,
+                # Every analysis failure on the item (this step's and the others'), for `evidence show`:
+                # the row is written even when extraction could not run, so failures are never lost.
+                errors=_plain(list(ingestion.errors)),
+                parsers=sorted(set(meta.parsers)) if meta is not None else [],
                 extracted_at=utc_now(),
             )
         )

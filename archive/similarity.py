@@ -1,0 +1,330 @@
+"""Near-duplicate search: the same picture or footage, re-shared, among everything kept.
+
+How a match is decided (why: one hash alone either misses crops or confuses
+distinct pictures). Every stored view of a photo, and every sampled frame of a
+video, has a pHash and a dHash. A query view and a stored view are at distance
+ceil((pHash distance + dHash distance) / 2), a Hamming distance on 0–64; they
+match when that is at most `max_distance` (default 11). An item's distance is
+that of its best-matching view. For a video the share of frames that match
+counts too: `frame_match_share` is the number of matching frames over the
+frame count of the shorter of the two videos, so a clip cut from a long video
+scores high from either side, and at least half must match.
+
+Finding the candidates is exact and sublinear: a pair within distance r has
+pHash or dHash within r, so both hashes are looked up in a `HammingIndex`
+with radius r and the few rows found are checked with both.
+
+Scaling past one machine (for the README): the index is a pure function of
+the fingerprints table and is held in memory by each process that searches
+(about 24 bytes per fingerprint with its tables, 10 million fingerprints in
+~240 MB, a query in a few milliseconds). Past one machine, shard it: assign
+each fingerprint to a shard by item id, let each search worker hold one shard
+(rebuilt from the catalog, or from a snapshot, and refreshed incrementally by
+fingerprint id), send every query to all shards in parallel and merge the
+sorted answers; the answer is exact because every shard answers exactly.
+Multi-index hashing also partitions by chunk value, so very large archives can
+instead route each 16-bit chunk bucket range to its own machine. The catalog
+(PostgreSQL) stays the single source of truth; an index is only a cache.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from archive.hamming import HammingIndex, popcount
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+    from archive.context import Archive
+    from ingest.fingerprints.common import Hash
+
+DEFAULT_MAX_DISTANCE = 11
+MIN_FRAME_SHARE = 0.5
+VIDEO_VARIANTS = frozenset({"frame", "tframe"})
+
+
+@dataclass
+class Match:
+    """One similar item: its id, the distance of its best-matching view, and for videos the frame share."""
+
+    id: str
+    distance: int
+    frame_match_share: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "distance": self.distance}
+        if self.frame_match_share is not None:
+            out["frame_match_share"] = round(self.frame_match_share, 3)
+        return out
+
+
+@dataclass
+class Probe:
+    """What a query compares: (pHash, dHash, group) per view; a group is one video frame or one photo."""
+
+    medium: str  # photo | video
+    views: list[tuple[int, int, int]] = field(default_factory=list)
+
+    @property
+    def groups(self) -> int:
+        return len({g for _, _, g in self.views})
+
+
+def photo_probe(source: Any, rotations: bool = True) -> Probe:
+    """A probe from a picture: every view of every rotation and mirror of it."""
+    from ingest.fingerprints.photo import query_views
+
+    return Probe("photo", [(v.phash, v.dhash, 0) for v in query_views(source, rotations=rotations)])
+
+
+def video_probe(source: Any) -> Probe:
+    """A probe from a video: the views of its sampled frames, grouped by frame."""
+    from ingest.fingerprints.video import frame_hashes
+
+    return _frames_probe((f.offset_ms, f.phash, f.dhash) for f in frame_hashes(source))
+
+
+def _frames_probe(frames: Iterable[tuple[int, int, int]]) -> Probe:
+    groups: dict[int, int] = {}
+    views = []
+    for offset, p, d in frames:
+        views.append((p, d, groups.setdefault(offset, len(groups))))
+    return Probe("video", views)
+
+
+def probe_from_hashes(hashes: Iterable[Hash]) -> Probe:
+    """A probe from stored hashes (no rotations: those were tried when the item was ingested)."""
+    pairs = _pair_up((h.variant, h.offset_ms, h.kind, h.value) for h in hashes)
+    video = any(variant in VIDEO_VARIANTS for variant, _ in pairs)
+    if video:
+        return _frames_probe((offset, p, d) for (_, offset), (p, d) in pairs.items())
+    return Probe("photo", [(p, d, 0) for p, d in pairs.values()])
+
+
+def _pair_up(rows: Iterable[tuple[str, int, str, int]]) -> dict[tuple[str, int], tuple[int, int]]:
+    """(variant, offset) -> (pHash, dHash), from rows of (variant, offset, kind, unsigned value)."""
+    found: dict[tuple[str, int], dict[str, int]] = defaultdict(dict)
+    for variant, offset, kind, value in rows:
+        found[(variant, offset)][kind] = value
+    return {k: (v["phash"], v["dhash"]) for k, v in found.items() if "phash" in v and "dhash" in v}
+
+
+class SimilarityIndex:
+    """Every stored view (pHash, dHash) with its item, searchable by the rule in the module docstring."""
+
+    def __init__(self, item_ids: list[str], item_of: Any, is_video: Any, phash: Any, dhash: Any, frames: Any) -> None:
+        self.item_ids = item_ids
+        self.item_of = np.asarray(item_of, dtype=np.int64)
+        self.is_video = np.asarray(is_video, dtype=bool)
+        self.phash = HammingIndex(phash)
+        self.dhash = HammingIndex(dhash)
+        self.frames = np.asarray(frames, dtype=np.int64)  # per item: sampled frames (videos) or 1
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[tuple[str, str, str, int, int]]) -> SimilarityIndex:
+        """Rows of (item_id, kind, variant, offset_ms, unsigned value)."""
+        per_item: dict[str, list[tuple[str, int, str, int]]] = defaultdict(list)
+        for item_id, kind, variant, offset, value in rows:
+            per_item[item_id].append((variant, offset, kind, value))
+        item_ids: list[str] = []
+        item_of, is_video, ps, ds, frames = [], [], [], [], []
+        for item_id, item_rows in per_item.items():
+            pairs = _pair_up(item_rows)
+            if not pairs:
+                continue
+            index = len(item_ids)
+            item_ids.append(item_id)
+            video = any(variant in VIDEO_VARIANTS for variant, _ in pairs)
+            frames.append(len({offset for _, offset in pairs}) if video else 1)
+            for p, d in pairs.values():
+                item_of.append(index)
+                is_video.append(video)
+                ps.append(p)
+                ds.append(d)
+        return cls(item_ids, item_of, is_video, ps, ds, frames)
+
+    def __len__(self) -> int:
+        return len(self.item_of)
+
+    def nbytes(self) -> int:
+        return self.phash.nbytes() + self.dhash.nbytes() + self.item_of.nbytes + self.is_video.nbytes
+
+    def search(self, probe: Probe, max_distance: int = DEFAULT_MAX_DISTANCE, exclude: str | None = None) -> list[Match]:
+        """Items similar to the probe, best first; `exclude` (the query item itself) never appears."""
+        if len(self) == 0 or not probe.views:
+            return []
+        want_video = probe.medium == "video"
+        best: dict[int, int] = {}
+        matched_groups: dict[int, set[int]] = defaultdict(set)
+        for p, d, group in probe.views:
+            rows_p, _ = self.phash.search(p, max_distance)
+            rows_d, _ = self.dhash.search(d, max_distance)
+            rows = np.union1d(rows_p, rows_d)
+            if len(rows) == 0:
+                continue
+            rows = rows[self.is_video[rows] == want_video]
+            total = popcount(self.phash.values[rows] ^ np.uint64(p)) + popcount(self.dhash.values[rows] ^ np.uint64(d))
+            dist = (total.astype(np.int64) + 1) // 2
+            keep = dist <= max_distance
+            for item, dd in zip(self.item_of[rows[keep]].tolist(), dist[keep].tolist(), strict=True):
+                if dd < best.get(item, 65):
+                    best[item] = dd
+                matched_groups[item].add(group)
+        matches = []
+        for item, distance in best.items():
+            item_id = self.item_ids[item]
+            if item_id == exclude:
+                continue
+            if want_video:
+                shorter = max(1, min(probe.groups, int(self.frames[item])))
+                share = min(1.0, len(matched_groups[item]) / shorter)
+                if share < MIN_FRAME_SHARE:
+                    continue
+                matches.append(Match(item_id, distance, share))
+            else:
+                matches.append(Match(item_id, distance))
+        matches.sort(key=lambda m: (m.distance, -(m.frame_match_share or 0.0), m.id))
+        return matches
+
+
+# One cached index per catalog per process, refreshed by fingerprint id (an index is only a cache).
+_cache: dict[str, tuple[tuple[int, int], list[tuple[str, str, str, int, int]], SimilarityIndex]] = {}
+_cache_lock = threading.Lock()
+
+
+def load_index(archive: Archive) -> SimilarityIndex:
+    """The index over every fingerprint in the catalog, reusing this process's copy when unchanged."""
+    from sqlalchemy import func
+    from sqlmodel import Session, select
+
+    from archive.catalog.fingerprints import Fingerprint
+    from ingest.fingerprints.common import to_unsigned
+
+    key = str(archive.engine.url)
+    with _cache_lock, Session(archive.engine) as session:
+        count, top = session.exec(select(func.count(Fingerprint.id), func.max(Fingerprint.id))).one()  # type: ignore[arg-type]
+        stamp = (int(count or 0), int(top or 0))
+        cached = _cache.get(key)
+        if cached is not None and cached[0] == stamp:
+            return cached[2]
+        columns = (Fingerprint.item_id, Fingerprint.kind, Fingerprint.variant, Fingerprint.offset_ms, Fingerprint.value)
+
+        def fetch(since: int) -> list[tuple[str, str, str, int, int]]:
+            query = select(*columns).where(Fingerprint.id > since)  # type: ignore[call-overload,operator]
+            return [(r[0], r[1], r[2], r[3], to_unsigned(r[4])) for r in session.exec(query)]
+
+        rows: list[tuple[str, str, str, int, int]] = []
+        if cached is not None and cached[0][1] < stamp[1]:
+            rows = cached[1] + fetch(cached[0][1])  # only what was added since
+        if len(rows) != stamp[0]:
+            rows = fetch(0)  # anything else (rows removed, or committed out of id order): reload
+        index = SimilarityIndex.from_rows(rows)
+        _cache[key] = (stamp, rows, index)
+        return index
+
+
+def probe_path(path: str | os.PathLike[str]) -> Probe:
+    """Fingerprint a file for comparison only: by its content, a picture first, else a video."""
+    from ingest.fingerprints.common import NoFingerprint
+
+    try:
+        return photo_probe(Path(path))
+    except NoFingerprint as photo_reason:
+        from ingest.fingerprints.video import looks_like_video
+
+        if looks_like_video(Path(path)):
+            return video_probe(Path(path))
+        raise NoFingerprint(str(photo_reason)) from photo_reason
+
+
+def item_hashes(session: Session, item_id: str) -> list[Hash]:
+    """An item's stored fingerprints."""
+    from sqlmodel import col, select
+
+    from archive.catalog.fingerprints import Fingerprint
+    from ingest.fingerprints.common import Hash, to_unsigned
+
+    rows = session.exec(select(Fingerprint).where(Fingerprint.item_id == item_id).order_by(col(Fingerprint.id))).all()
+    return [Hash(r.kind, r.variant, to_unsigned(r.value), r.offset_ms) for r in rows]
+
+
+def candidates_for(session: Session, item_id: str) -> list[dict[str, Any]]:
+    """The near-duplicate candidates recorded for an item (found when it, or the other, was ingested)."""
+    from sqlmodel import or_, select
+
+    from archive.catalog.fingerprints import Candidate
+
+    rows = session.exec(
+        select(Candidate).where(or_(Candidate.item_id == item_id, Candidate.other_id == item_id))
+    ).all()
+    best: dict[str, dict[str, Any]] = {}
+    for c in rows:
+        other = c.other_id if c.item_id == item_id else c.item_id
+        entry: dict[str, Any] = {"id": other, "distance": c.distance, "state": c.state}
+        if c.frame_match_share is not None:
+            entry["frame_match_share"] = c.frame_match_share
+        if other not in best or entry["distance"] < best[other]["distance"]:
+            best[other] = entry
+    return sorted(best.values(), key=lambda e: (e["distance"], e["id"]))
+
+
+def similar(archive: Archive, target: str, max_distance: int = DEFAULT_MAX_DISTANCE) -> list[Match]:
+    """Items similar to a file (compared only, never ingested) or to an item already kept.
+
+    For an item, the stored upright views are searched afresh and the candidates
+    recorded at ingest (which also tried rotations and mirrors) are added.
+    """
+    from sqlmodel import Session
+
+    from archive.services.errors import ServiceError
+    from ingest.fingerprints.common import NoFingerprint
+
+    if not 0 <= max_distance <= 64:
+        raise ServiceError("--max-distance must be between 0 and 64")
+    path = Path(target)
+    if path.is_file():
+        try:
+            probe = probe_path(path)
+        except NoFingerprint as exc:
+            raise ServiceError(f"{target}: no fingerprint: {exc}") from exc
+        return load_index(archive).search(probe, max_distance)
+    from archive.services.items import resolve_item
+
+    with Session(archive.engine) as session:
+        item = resolve_item(session, target)
+        hashes = item_hashes(session, item.id)
+        recorded = candidates_for(session, item.id)
+    if not hashes:
+        raise ServiceError(f"item {item.id} has no fingerprint (see `evidence show {item.id}` for the reason)")
+    found = {m.id: m for m in load_index(archive).search(probe_from_hashes(hashes), max_distance, exclude=item.id)}
+    for c in recorded:
+        if c["distance"] <= max_distance and c["id"] not in found:
+            found[c["id"]] = Match(c["id"], c["distance"], c.get("frame_match_share"))
+    return sorted(found.values(), key=lambda m: (m.distance, -(m.frame_match_share or 0.0), m.id))
+
+
+def record_candidates(session: Session, item_id: str, matches: list[Match], created_at: str) -> None:
+    """Store near-duplicate candidates for an investigator to confirm; items are never merged."""
+    from archive.catalog.fingerprints import Candidate
+
+    for m in matches:
+        session.add(
+            Candidate(
+                item_id=item_id,
+                other_id=m.id,
+                distance=m.distance,
+                frame_match_share=m.frame_match_share,
+                state="candidate",
+                created_at=created_at,
+            )
+        )
+

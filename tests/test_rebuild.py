@@ -1,0 +1,89 @@
+"""rebuild-catalog: the catalog recreated from one site's manifests and the custodian key."""
+
+from __future__ import annotations
+
+import shutil
+import tomllib
+from pathlib import Path
+
+from tests.conftest import Cli
+from tests.test_worker import rows
+
+GPS = "media/jpg/gps"
+
+
+def test_rebuild_catalog_round_trip(cli: Cli, corpus: Path, tmp_path: Path) -> None:
+    from archive.catalog.events import Event
+
+    reports = cli.json_lines("ingest", str(corpus / GPS))
+    before = {item["id"]: item for item in cli.json("list")}
+    key = cli.home / "keys" / "custodian.key"
+    # The custodian key lives offline; the old catalog is lost.
+    offline = tmp_path / "usb" / "custodian.key"
+    offline.parent.mkdir()
+    shutil.copy(key, offline)
+    (cli.home / "catalog.db").unlink()
+
+    new_home = tmp_path / "rebuilt"
+    result = cli.json("rebuild-catalog", "--from", "site-a", "--identity", str(offline), "--home", str(new_home))
+    assert result["items"] == 4 and result["manifests"] == 4 and result["problems"] == []
+
+    rebuilt = Cli(new_home)
+    after = {item["id"]: item for item in rebuilt.json("list")}
+    assert {k: (v["sha256"], v["size"]) for k, v in after.items()} == {
+        k: (v["sha256"], v["size"]) for k, v in before.items()
+    }
+    assert all(item["status"] == "preserved" for item in after.values())
+    config = tomllib.loads((new_home / "config.toml").read_text())
+    assert [s["name"] for s in config["storage"]] == ["site-a"]
+    assert Path(config["storage"][0]["path"]) == cli.home / "storage" / "site-a"
+    assert config["policy"] == {"copies": 1, "minimum": 1, "backends": ["site-a"]}
+    assert not (new_home / "keys" / "custodian.key").exists()  # the private key is not copied in
+
+    first = reports[0]
+    shown = rebuilt.json("show", first["id"])
+    assert shown["provenance"][0]["original_name"] == Path(first["path"]).name
+    out = tmp_path / "out.jpg"
+    rebuilt("get", first["id"], "-o", str(out), "--identity", str(offline))
+    assert out.read_bytes() == Path(first["path"]).read_bytes()
+    assert rebuilt.json("fixity", "--all")["ok"] == 8
+
+    events = rows(new_home, Event)
+    assert events[0].event_type == "recovery" and events[0].details["phase"] == "start"
+    assert sum(1 for e in events if e.event_type == "recovery" and e.item_id) == 4
+    assert sum(1 for e in events if e.event_type == "fixity check" and e.details.get("against") == "manifest") == 4
+
+
+def test_rebuild_reports_a_corrupt_original_and_refuses_an_existing_home(cli: Cli, corpus: Path,
+                                                                         tmp_path: Path) -> None:
+    report = cli.json_lines("ingest", str(corpus / "media" / "jpg" / "Canon_40D.jpg"))[0]
+    shown = cli.json("show", report["id"])
+    obj = next(r["object"] for r in shown["replicas"] if r["backend"] == "site-b")
+    path = cli.home / "storage" / "site-b" / obj
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    key = str(cli.home / "keys" / "custodian.key")
+    new_home = tmp_path / "rebuilt"
+    code, out, _ = cli("rebuild-catalog", "--from", "site-b", "--identity", key, "--home", str(new_home), expect=1)
+    assert "original corrupt" in out
+    rebuilt = Cli(new_home)
+    item = rebuilt.json("show", report["id"])
+    assert item["status"] == "degraded" and item["replicas"][0]["state"] == "corrupt"
+
+    _, _, err = cli("rebuild-catalog", "--from", "site-a", "--identity", key, "--home", str(new_home), expect=2)
+    assert "already holds an archive" in err
+    _, _, err = cli("rebuild-catalog", "--from", "nowhere", "--identity", key, "--home", str(tmp_path / "x"),
+                    expect=2)
+    assert "no storage backend named 'nowhere'" in err
+
+
+def test_rebuild_with_the_wrong_key_rebuilds_nothing(cli: Cli, corpus: Path, tmp_path: Path) -> None:
+    from archive.age import Identity
+
+    cli("ingest", str(corpus / "media" / "jpg" / "Canon_40D.jpg"))
+    wrong = tmp_path / "wrong.key"
+    wrong.write_text(str(Identity.generate()) + "\n")
+    result = cli.json("rebuild-catalog", "--from", "site-a", "--identity", str(wrong), "--home",
+                      str(tmp_path / "r"), expect=1)
+    assert result["items"] == 0 and "unreadable manifest" in result["problems"][0]["problem"]

@@ -1,0 +1,90 @@
+"""`evidence similar` and candidate links at ingest, end to end through the CLI."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+from tests.conftest import Cli
+
+
+def _tree(path: Path) -> dict[str, int]:
+    return {str(p.relative_to(path)): p.stat().st_size for p in path.rglob("*") if p.is_file() and "-wal" not in p.name
+            and "-shm" not in p.name and not p.name.endswith(".db")}
+
+
+def test_ingest_records_candidates_and_similar_finds_them(cli: Cli, corpus: Path, tmp_path: Path) -> None:
+    media = corpus / "media"
+    photo = media / "jpg/gps/DSCN0010.jpg"
+    mirrored = tmp_path / "reposted.png"
+    with Image.open(photo) as im:
+        ImageOps.mirror(im.resize((320, 240))).save(mirrored)
+    files = [photo, media / "jpg/gps/DSCN0012.jpg", media / "video/phone_gradients.mp4",
+             media / "video/other_sierpinski.webm", media / "video/reshare_gradients_clip.mp4", mirrored]
+    reports = cli.json_lines("ingest", *map(str, files))
+    ids = {Path(r["path"]).name: r["id"] for r in reports}
+    assert all(r["status"] == "preserved" for r in reports)
+
+    # The mirrored re-post is linked to the photo (a candidate, not merged), in both items' views.
+    shown = cli.json("show", ids["reposted.png"])
+    assert [c["id"] for c in shown["candidates"]] == [ids["DSCN0010.jpg"]]
+    assert 0 <= shown["candidates"][0]["distance"] <= 11
+    assert [c["id"] for c in cli.json("show", ids["DSCN0010.jpg"])["candidates"]] == [ids["reposted.png"]]
+    assert cli.json("show", ids["DSCN0012.jpg"])["candidates"] == []
+
+    # The re-shared clip is linked to its source, not to the unrelated video.
+    clip = cli.json("show", ids["reshare_gradients_clip.mp4"])
+    assert [c["id"] for c in clip["candidates"]] == [ids["phone_gradients.mp4"]]
+
+    # By item: the item itself excluded; videos report the share of frames that match.
+    found = cli.json("similar", ids["phone_gradients.mp4"][:8])
+    assert [m["id"] for m in found] == [ids["reshare_gradients_clip.mp4"]]
+    assert found[0]["frame_match_share"] >= 0.5 and 0 <= found[0]["distance"] <= 64
+    found = cli.json("similar", ids["DSCN0010.jpg"])
+    assert [m["id"] for m in found] == [ids["reposted.png"]]
+
+    # One custody event per fingerprinted item, with counts and item ids only.
+    from sqlmodel import Session, select
+
+    from archive.catalog.events import Event
+    from archive.context import Archive
+
+    archive = Archive.open(cli.home)
+    try:
+        with Session(archive.engine) as session:
+            events = session.exec(select(Event).where(Event.event_type == "fingerprint")).all()
+    finally:
+        archive.close()
+    assert len(events) == len(files)
+    for event in events:
+        assert set(event.details) <= {"medium", "fingerprints", "candidates", "fingerprinted"}
+        assert all(c in ids.values() for c in event.details.get("candidates", []))
+
+
+def test_similar_path_is_compared_never_ingested(cli: Cli, corpus: Path, tmp_path: Path) -> None:
+    media = corpus / "media"
+    cli("ingest", str(media / "jpg/gps/DSCN0021.jpg"), str(media / "jpg/exif-org/canon-ixus.jpg"))
+    before_items = cli.json("list")
+    before_files = _tree(cli.home)
+    query = tmp_path / "copy.jpg"
+    with Image.open(media / "jpg/gps/DSCN0021.jpg") as im:
+        im.crop((20, 15, 620, 465)).save(query, quality=35)
+    found = cli.json("similar", str(query))
+    assert [m["id"] for m in found] == [next(i["id"] for i in before_items if i["size"] == os.path.getsize(
+        media / "jpg/gps/DSCN0021.jpg"))]
+    assert cli.json("list") == before_items
+    assert _tree(cli.home) == before_files
+    assert cli.json("similar", str(query), "--max-distance", "0") == []
+    _, out, _ = cli("similar", str(query))
+    assert "distance" in out
+
+
+def test_unfingerprintable_item_records_the_reason(cli: Cli, corpus: Path) -> None:
+    report = cli.json_lines("ingest", str(corpus / "media/exiftool/PNG.png"))[0]
+    shown = cli.json("show", report["id"])
+    assert any(e["step"] == "fingerprint" and "64 px" in e["reason"] for e in shown["errors"])
+    assert shown["candidates"] == []
+    code, _, err = cli("similar", report["id"], expect=None)
+    assert code != 0 and "no fingerprint" in err

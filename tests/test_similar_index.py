@@ -1,0 +1,46 @@
+"""The Hamming index answers exactly what a full scan answers, with and without its tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from archive.hamming import HammingIndex, popcount
+from archive.similarity import Probe, SimilarityIndex
+
+
+@pytest.mark.parametrize("radius", [0, 3, 8, 11, 15, 20])
+def test_tables_agree_with_a_scan(radius: int) -> None:
+    rng = np.random.default_rng(radius)
+    values = rng.integers(0, 2**64, size=50_000, dtype=np.uint64)
+    index = HammingIndex(values, force_tables=True)
+    assert index.uses_tables
+    queries = [int(values[i]) ^ int(rng.integers(0, 2**63)) & int(rng.integers(0, 2**63)) for i in range(20)]
+    queries += [int(values[i]) ^ (1 << (i % 64)) for i in range(20)]
+    for q in queries:
+        rows, dist = index.search(q, radius)
+        expect = np.flatnonzero(popcount(values ^ np.uint64(q)) <= radius)
+        assert sorted(rows.tolist()) == expect.tolist()
+        assert (dist == popcount(values[rows] ^ np.uint64(q))).all()
+
+
+def test_close_values_are_found_among_random_ones() -> None:
+    rng = np.random.default_rng(7)
+    values = rng.integers(0, 2**64, size=100_000, dtype=np.uint64)
+    target = int(values[1234])
+    near = target ^ 0b1011_0000_0000_0001_0000_0000_0000_0001_0000_0000_0000_0001_0000_0000_0001_0000
+    index = HammingIndex(values, force_tables=True)
+    rows, dist = index.search(near, 11)
+    assert 1234 in rows.tolist()
+    assert int(dist[rows.tolist().index(1234)]) == bin(target ^ near).count("1")
+
+
+def test_pair_rule_and_query_exclusion() -> None:
+    rows = [("a", "phash", "full", 0, 0), ("a", "dhash", "full", 0, 0),
+            ("b", "phash", "full", 0, (1 << 12) - 1), ("b", "dhash", "full", 0, 0),  # 12 + 0 -> 6
+            ("c", "phash", "full", 0, (1 << 12) - 1), ("c", "dhash", "full", 0, (1 << 12) - 1)]  # 12 + 12 -> 12
+    index = SimilarityIndex.from_rows(rows)
+    found = index.search(Probe("photo", [(0, 0, 0)]), 11)
+    assert [(m.id, m.distance) for m in found] == [("a", 0), ("b", 6)]
+    assert [m.id for m in index.search(Probe("photo", [(0, 0, 0)]), 12, exclude="a")] == ["b", "c"]
+    assert index.search(Probe("video", [(0, 0, 0)]), 11) == []  # photos and videos are compared apart
