@@ -15,6 +15,7 @@ permutations, about 24 bytes per fingerprint (240 MB for 10 million).
 
 from __future__ import annotations
 
+from functools import lru_cache
 from itertools import combinations
 from typing import Any
 
@@ -33,6 +34,7 @@ def popcount(x: np.ndarray) -> np.ndarray:
     return np.unpackbits(v, axis=-1).sum(axis=-1)  # pragma: no cover - numpy < 2
 
 
+@lru_cache(maxsize=16)
 def _masks(bits: int, radius: int) -> np.ndarray:
     """Every `bits`-bit value with at most `radius` bits set: the flips to try in one chunk."""
     out = [0]
@@ -46,13 +48,30 @@ def _masks(bits: int, radius: int) -> np.ndarray:
 
 
 class HammingIndex:
-    """An immutable index over unsigned 64-bit values; `search` returns row numbers and distances."""
+    """An index over unsigned 64-bit values; `search` returns row numbers and distances.
+
+    Rows appended after the tables were built (`extend`) are scanned linearly
+    until they are many enough to be worth rebuilding the tables for.
+    """
 
     def __init__(self, values: Any, *, force_tables: bool = False) -> None:
         self.values = np.ascontiguousarray(np.asarray(values, dtype=np.uint64))
         self._perms: list[np.ndarray] = []
         self._starts: list[np.ndarray] = []
+        self._tabled = 0  # rows [0, _tabled) are in the tables, the rest are scanned
+        self._force = force_tables
         if len(self.values) >= SCAN_LIMIT or force_tables:
+            self._build()
+
+    def extend(self, values: Any) -> None:
+        """Append rows (numbered after the existing ones)."""
+        new = np.asarray(values, dtype=np.uint64)
+        if len(new) == 0:
+            return
+        self.values = np.concatenate([self.values, new])
+        wants_tables = bool(self._perms) or self._force or len(self.values) >= SCAN_LIMIT
+        tail = len(self.values) - self._tabled
+        if wants_tables and tail > max(SCAN_LIMIT // 4, self._tabled // 8):
             self._build()
 
     def __len__(self) -> int:
@@ -63,16 +82,20 @@ class HammingIndex:
         return bool(self._perms)
 
     def _build(self) -> None:
-        n = len(self.values)
+        """(Re)build the chunk tables; assigned at the end, so a concurrent search sees old or new, whole."""
+        values = self.values
+        n = len(values)
         row_type = np.uint32 if n < (1 << 32) else np.uint64
+        perms, starts_list = [], []
         for c in range(CHUNKS):
-            key = ((self.values >> np.uint64(c * CHUNK_BITS)) & np.uint64(0xFFFF)).astype(np.uint16)
+            key = ((values >> np.uint64(c * CHUNK_BITS)) & np.uint64(0xFFFF)).astype(np.uint16)
             # A stable sort of 16-bit keys is a radix sort in numpy: linear time.
-            self._perms.append(np.argsort(key, kind="stable").astype(row_type))
+            perms.append(np.argsort(key, kind="stable").astype(row_type))
             counts = np.bincount(key, minlength=1 << CHUNK_BITS)
             starts = np.zeros((1 << CHUNK_BITS) + 1, dtype=np.int64)
             np.cumsum(counts, out=starts[1:])
-            self._starts.append(starts)
+            starts_list.append(starts)
+        self._perms, self._starts, self._tabled = perms, starts_list, n
 
     def nbytes(self) -> int:
         """Memory held by the index (values and tables)."""
@@ -82,9 +105,20 @@ class HammingIndex:
         """Rows whose value is within `radius` bits of `query`, and their distances (unsorted)."""
         q = np.uint64(query)
         if not self._perms or radius >= 4 * CHUNKS:
-            dist = popcount(self.values ^ q)
-            rows = np.flatnonzero(dist <= radius)
-            return rows, dist[rows].astype(np.int64)
+            return self._scan(q, radius, 0)
+        rows, dist = self._search_tables(query, radius)
+        if self._tabled < len(self.values):
+            tail_rows, tail_dist = self._scan(q, radius, self._tabled)
+            rows, dist = np.concatenate([rows, tail_rows]), np.concatenate([dist, tail_dist])
+        return rows, dist
+
+    def _scan(self, q: np.uint64, radius: int, start: int) -> tuple[np.ndarray, np.ndarray]:
+        dist = popcount(self.values[start:] ^ q)
+        rows = np.flatnonzero(dist <= radius)
+        return rows + start, dist[rows].astype(np.int64)
+
+    def _search_tables(self, query: int, radius: int) -> tuple[np.ndarray, np.ndarray]:
+        q = np.uint64(query)
         sub_radius = radius // CHUNKS
         masks = _masks(CHUNK_BITS, sub_radius)
         found = []

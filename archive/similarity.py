@@ -121,28 +121,33 @@ def _pair_up(rows: Iterable[tuple[str, int, str, int]]) -> dict[tuple[str, int],
 class SimilarityIndex:
     """Every stored view (pHash, dHash) with its item, searchable by the rule in the module docstring."""
 
-    def __init__(self, item_ids: list[str], item_of: Any, is_video: Any, phash: Any, dhash: Any, frames: Any) -> None:
-        self.item_ids = item_ids
-        self.item_of = np.asarray(item_of, dtype=np.int64)
-        self.is_video = np.asarray(is_video, dtype=bool)
-        self.phash = HammingIndex(phash)
-        self.dhash = HammingIndex(dhash)
-        self.frames = np.asarray(frames, dtype=np.int64)  # per item: sampled frames (videos) or 1
+    def __init__(self) -> None:
+        self.item_ids: list[str] = []
+        self.item_of = np.empty(0, dtype=np.int64)
+        self.is_video = np.empty(0, dtype=bool)
+        self.phash = HammingIndex(np.empty(0, dtype=np.uint64))
+        self.dhash = HammingIndex(np.empty(0, dtype=np.uint64))
+        self.frames = np.empty(0, dtype=np.int64)  # per item: sampled frames (videos) or 1
 
     @classmethod
     def from_rows(cls, rows: Iterable[tuple[str, str, str, int, int]]) -> SimilarityIndex:
         """Rows of (item_id, kind, variant, offset_ms, unsigned value)."""
+        index = cls()
+        index.extend(rows)
+        return index
+
+    def extend(self, rows: Iterable[tuple[str, str, str, int, int]]) -> None:
+        """Add the fingerprints of further items (all of an item's rows at once)."""
         per_item: dict[str, list[tuple[str, int, str, int]]] = defaultdict(list)
         for item_id, kind, variant, offset, value in rows:
             per_item[item_id].append((variant, offset, kind, value))
-        item_ids: list[str] = []
         item_of, is_video, ps, ds, frames = [], [], [], [], []
         for item_id, item_rows in per_item.items():
             pairs = _pair_up(item_rows)
             if not pairs:
                 continue
-            index = len(item_ids)
-            item_ids.append(item_id)
+            index = len(self.item_ids)
+            self.item_ids.append(item_id)
             video = any(variant in VIDEO_VARIANTS for variant, _ in pairs)
             frames.append(len({offset for _, offset in pairs}) if video else 1)
             for p, d in pairs.values():
@@ -150,13 +155,48 @@ class SimilarityIndex:
                 is_video.append(video)
                 ps.append(p)
                 ds.append(d)
-        return cls(item_ids, item_of, is_video, ps, ds, frames)
+        if not item_of:
+            return
+        self.item_of = np.concatenate([self.item_of, np.asarray(item_of, dtype=np.int64)])
+        self.is_video = np.concatenate([self.is_video, np.asarray(is_video, dtype=bool)])
+        self.frames = np.concatenate([self.frames, np.asarray(frames, dtype=np.int64)])
+        self.phash.extend(np.asarray(ps, dtype=np.uint64))
+        self.dhash.extend(np.asarray(ds, dtype=np.uint64))
 
     def __len__(self) -> int:
         return len(self.item_of)
 
     def nbytes(self) -> int:
         return self.phash.nbytes() + self.dhash.nbytes() + self.item_of.nbytes + self.is_video.nbytes
+
+    def _hits(self, probe: Probe, max_distance: int) -> list[tuple[int, int, int]]:
+        """(row, probe view, distance) for every stored view within `max_distance` of a probe view."""
+        qp = np.array([v[0] for v in probe.views], dtype=np.uint64)
+        qd = np.array([v[1] for v in probe.views], dtype=np.uint64)
+        hits: list[tuple[int, int, int]] = []
+        if not self.phash.uses_tables and not self.dhash.uses_tables:
+            # Small index: one vectorised pass over (rows x probe views), a block of rows at a time.
+            for start in range(0, len(self), 1 << 14):
+                p = self.phash.values[start : start + (1 << 14), None]
+                d = self.dhash.values[start : start + (1 << 14), None]
+                total = popcount(p ^ qp[None, :]).astype(np.int16) + popcount(d ^ qd[None, :])
+                dist = (total + 1) // 2
+                rows, views = np.nonzero(dist <= max_distance)
+                hits += zip((rows + start).tolist(), views.tolist(), dist[rows, views].tolist(), strict=True)
+            return hits
+        # Large index: a pair within r has pHash or dHash within r, so look both up, then check both.
+        for view, (p_value, d_value) in enumerate(zip(qp, qd, strict=True)):
+            rows = np.union1d(self.phash.search(int(p_value), max_distance)[0],
+                              self.dhash.search(int(d_value), max_distance)[0])
+            if len(rows) == 0:
+                continue
+            total = popcount(self.phash.values[rows] ^ p_value).astype(np.int16) + popcount(
+                self.dhash.values[rows] ^ d_value
+            )
+            dist = (total + 1) // 2
+            keep = dist <= max_distance
+            hits += [(r, view, dd) for r, dd in zip(rows[keep].tolist(), dist[keep].tolist(), strict=True)]
+        return hits
 
     def search(self, probe: Probe, max_distance: int = DEFAULT_MAX_DISTANCE, exclude: str | None = None) -> list[Match]:
         """Items similar to the probe, best first; `exclude` (the query item itself) never appears."""
@@ -165,20 +205,13 @@ class SimilarityIndex:
         want_video = probe.medium == "video"
         best: dict[int, int] = {}
         matched_groups: dict[int, set[int]] = defaultdict(set)
-        for p, d, group in probe.views:
-            rows_p, _ = self.phash.search(p, max_distance)
-            rows_d, _ = self.dhash.search(d, max_distance)
-            rows = np.union1d(rows_p, rows_d)
-            if len(rows) == 0:
+        for row, view, dist in self._hits(probe, max_distance):
+            if bool(self.is_video[row]) != want_video:
                 continue
-            rows = rows[self.is_video[rows] == want_video]
-            total = popcount(self.phash.values[rows] ^ np.uint64(p)) + popcount(self.dhash.values[rows] ^ np.uint64(d))
-            dist = (total.astype(np.int64) + 1) // 2
-            keep = dist <= max_distance
-            for item, dd in zip(self.item_of[rows[keep]].tolist(), dist[keep].tolist(), strict=True):
-                if dd < best.get(item, 65):
-                    best[item] = dd
-                matched_groups[item].add(group)
+            item = int(self.item_of[row])
+            if dist < best.get(item, 65):
+                best[item] = dist
+            matched_groups[item].add(probe.views[view][2])
         matches = []
         for item, distance in best.items():
             item_id = self.item_ids[item]
@@ -197,7 +230,7 @@ class SimilarityIndex:
 
 
 # One cached index per catalog per process, refreshed by fingerprint id (an index is only a cache).
-_cache: dict[str, tuple[tuple[int, int], list[tuple[str, str, str, int, int]], SimilarityIndex]] = {}
+_cache: dict[str, tuple[tuple[int, int], SimilarityIndex]] = {}
 _cache_lock = threading.Lock()
 
 
@@ -215,20 +248,22 @@ def load_index(archive: Archive) -> SimilarityIndex:
         stamp = (int(count or 0), int(top or 0))
         cached = _cache.get(key)
         if cached is not None and cached[0] == stamp:
-            return cached[2]
+            return cached[1]
         columns = (Fingerprint.item_id, Fingerprint.kind, Fingerprint.variant, Fingerprint.offset_ms, Fingerprint.value)
 
         def fetch(since: int) -> list[tuple[str, str, str, int, int]]:
             query = select(*columns).where(Fingerprint.id > since)  # type: ignore[call-overload,operator]
             return [(r[0], r[1], r[2], r[3], to_unsigned(r[4])) for r in session.exec(query)]
 
-        rows: list[tuple[str, str, str, int, int]] = []
         if cached is not None and cached[0][1] < stamp[1]:
-            rows = cached[1] + fetch(cached[0][1])  # only what was added since
-        if len(rows) != stamp[0]:
-            rows = fetch(0)  # anything else (rows removed, or committed out of id order): reload
-        index = SimilarityIndex.from_rows(rows)
-        _cache[key] = (stamp, rows, index)
+            added = fetch(cached[0][1])  # only what was committed since
+            if cached[0][0] + len(added) == stamp[0]:
+                index = cached[1]
+                index.extend(added)
+                _cache[key] = (stamp, index)
+                return index
+        index = SimilarityIndex.from_rows(fetch(0))  # first use, or rows removed or committed out of order
+        _cache[key] = (stamp, index)
         return index
 
 

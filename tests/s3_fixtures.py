@@ -21,17 +21,16 @@ from tests.servers import WeedServer
 __all__ = ["weed_sites", "site_a", "site_b", "make_backend"]
 
 
-@pytest.fixture(scope="session")
-def weed_sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[WeedServer, WeedServer]]:
-    """Two independent S3 servers (site A and site B), started in parallel."""
-    servers = (
-        WeedServer(tmp_path_factory.mktemp("weed-a")),
-        WeedServer(tmp_path_factory.mktemp("weed-b")),
-    )
+_shared_sites: tuple[WeedServer, WeedServer] | None = None
+
+
+def _start_sites(root: Path) -> tuple[WeedServer, WeedServer]:
+    servers = (WeedServer(root / "weed-a"), WeedServer(root / "weed-b"))
     errors: list[BaseException] = []
 
     def start(server: WeedServer) -> None:
         try:
+            server.root.mkdir(parents=True, exist_ok=True)
             server.start()
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
@@ -41,16 +40,36 @@ def weed_sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[WeedS
         thread.start()
     for thread in threads:
         thread.join()
+    if errors:
+        _stop_all(servers)
+        raise errors[0]
+    return servers
+
+
+def _stop_all(servers: tuple[WeedServer, ...]) -> None:
+    stoppers = [threading.Thread(target=server.stop) for server in servers]
+    for thread in stoppers:
+        thread.start()
+    for thread in stoppers:
+        thread.join()
+
+
+@pytest.fixture(scope="session")
+def weed_sites(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[WeedServer, WeedServer]]:
+    """Two independent S3 servers (site A and site B), started in parallel, once per run.
+
+    Test modules import this fixture by name, which gives each module its own
+    fixture definition; the module-level cache makes them all share one pair.
+    """
+    global _shared_sites
+    if _shared_sites is None:
+        _shared_sites = _start_sites(tmp_path_factory.mktemp("weed"))
+    servers = _shared_sites
     try:
-        if errors:
-            raise errors[0]
         yield servers
     finally:
-        stoppers = [threading.Thread(target=server.stop) for server in servers]
-        for thread in stoppers:
-            thread.start()
-        for thread in stoppers:
-            thread.join()
+        _stop_all(servers)  # idempotent: the first teardown (at session end) stops them
+        _shared_sites = None
 
 
 @pytest.fixture()
@@ -80,8 +99,8 @@ def make_backend(
     """Build a backend of the parametrised kind on a server, with credentials in the environment.
 
     `make_backend(server, bucket=None, versioned=True, lock_bucket=False, secret=None, **options)`
-    makes a fresh bucket unless one is given; `secret` overrides the secret key
-    (wrong-credential tests).
+    uses the server's shared bucket of that flavour with a prefix of its own
+    unless a bucket is given; `secret` overrides the secret key (wrong-credential tests).
     """
     from archive.config import StorageSpec
     from storage.registry import build_backend
@@ -99,9 +118,10 @@ def make_backend(
         endpoint: str | None = None,
         **options: Any,
     ) -> Any:
-        if bucket is None:
-            bucket = server.make_bucket(versioned=versioned, object_lock=lock_bucket)
         name = f"{kind}-{secrets.token_hex(3)}"
+        if bucket is None:
+            bucket = server.shared_bucket(versioned=versioned, object_lock=lock_bucket)
+            options.setdefault("prefix", name)
         prefix = env_prefix(name)
         monkeypatch.setenv(prefix + "ACCESS_KEY", server.access_key)
         monkeypatch.setenv(prefix + "SECRET_KEY", secret if secret is not None else server.secret_key)

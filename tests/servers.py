@@ -76,6 +76,7 @@ class WeedServer:
     filer_port: int = field(default_factory=free_port_pair)
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _log: IO[bytes] | None = field(default=None, repr=False)
+    _buckets: set[str] = field(default_factory=set, repr=False)
 
     @property
     def endpoint(self) -> str:
@@ -216,8 +217,25 @@ class WeedServer:
             self._log.close()
             self._log = None
 
+    def shared_bucket(self, *, versioned: bool = True, object_lock: bool = False) -> str:
+        """One bucket per flavour for the whole run; give each test its own prefix inside it.
+
+        Each weed bucket takes several of its 100 volumes, so a bucket per test
+        runs the server out of volumes (writes then fail with InternalError).
+        """
+        flavour = "locked" if object_lock else "versioned" if versioned else "plain"
+        name = f"shared-{flavour}"
+        if name not in self._buckets:
+            try:
+                self.make_bucket(name, versioned=versioned, object_lock=object_lock)
+            except Exception as exc:  # noqa: BLE001 - made by an earlier run of this server
+                if "BucketAlreadyOwnedByYou" not in str(exc):
+                    raise
+            self._buckets.add(name)
+        return name
+
     def make_bucket(self, name: str | None = None, *, versioned: bool = False, object_lock: bool = False) -> str:
-        """A new bucket on this site (Object Lock implies versioning)."""
+        """A new bucket on this site (Object Lock implies versioning); prefer `shared_bucket`."""
         name = name or f"b-{secrets.token_hex(6)}"
         client = self.client()
         if object_lock:

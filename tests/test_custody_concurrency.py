@@ -49,6 +49,9 @@ def test_concurrent_appends_and_checkpoints(tmp_path: Path, catalog_url: str) ->
         subprocess.Popen([sys.executable, "-c", WORKER, str(home), f"w{n}", str(EACH)], env=env)
         for n in range(WORKERS)
     ]
+    while any(w.poll() is None for w in workers):  # verifying while others append must not cry wolf
+        report = service.verify_log(archive)
+        assert report.ok, report.to_json()
     assert [w.wait(timeout=240) for w in workers] == [0] * WORKERS
 
     with transaction(archive.engine) as session:

@@ -74,7 +74,8 @@ def test_clean_log_verifies_and_proofs_check_out_independently(populated: Archiv
     code, report = run_cli(populated, "verify", "--json")
     assert code == 0
     assert report | {"problems": []} == {"ok": True, "checked_size": 40, "uncovered": 3, "first_bad_seq": None,
-                                         "total_events": 43, "checkpoints": 3, "problems": []}
+                                         "total_events": 43, "checkpoints": 3, "problems": [],
+                                         "more_problems": 0}
     vkey = (populated.home / "keys" / "log.vkey").read_text().strip()
     leaves = leaf_hashes(populated)
 
@@ -128,7 +129,9 @@ def test_checkpoint_command_and_timeline(populated: Archive) -> None:
 
 def test_automatic_checkpoints_wait_for_the_delay(populated: Archive) -> None:
     assert service.maybe_checkpoint(populated, max_age_seconds=3600) is None  # the last one is fresh
-    issued = service.maybe_checkpoint(populated, max_age_seconds=0)
+    assert service.maybe_checkpoint(populated) is None  # nor older than the default delay
+    populated.settings.extra["log"]["checkpoint_delay_seconds"] = 0
+    issued = service.maybe_checkpoint(populated)
     assert issued is not None and issued["tree_size"] == 43
     assert service.maybe_checkpoint(populated, max_age_seconds=0) is None  # nothing new since
 
@@ -275,3 +278,46 @@ def test_appends_are_gapless_across_rollbacks_and_reused_sessions(archive: Archi
         assert session.execute(text("SELECT size FROM log_head")).scalar_one() == 3
     assert [s for s, _ in stored] == [0, 1, 2] and stored[2][1] == third.leaf_hash
     assert service.verify_log(archive).ok
+
+
+def test_a_shifted_log_reports_its_first_bad_event_among_many(populated: Archive) -> None:
+    """Renumbering everything after one deleted event alters dozens of entries; the first is still named."""
+    sql(populated, "DELETE FROM events WHERE seq = 2", "UPDATE events SET seq = seq - 1 WHERE seq > 2",
+        "UPDATE log_head SET size = size - 1")
+    report = service.verify_log(populated)
+    assert not report.ok and report.first_bad_seq == 2
+    assert {p.kind for p in report.problems} >= {"entry-altered", "root-mismatch", "tile-mismatch"}
+
+
+def test_removed_checkpoints_are_noticed_and_no_new_history_is_signed(populated: Archive) -> None:
+    sql(populated, "DELETE FROM checkpoints WHERE tree_size = 40")
+    report = service.verify_log(populated)
+    assert not report.ok and report.first_bad_seq == 25 and report.checked_size == 25
+    sql(populated, "DELETE FROM checkpoints")
+    code, message = run_cli(populated, "checkpoint")
+    assert code != 0 and "no checkpoint covers them" in message
+
+
+def test_saved_proofs_are_checked_offline_with_the_verifier_key(populated: Archive, tmp_path: Path) -> None:
+    vkey = tmp_path / "archive.vkey"
+    vkey.write_text((populated.home / "keys" / "log.vkey").read_text())
+    _, inclusion = run_cli(populated, "prove", "17", "--json")
+    _, consistency = run_cli(populated, "consistency", "10", "40", "--json")
+
+    def check(document: dict[str, Any]) -> tuple[int, Any]:
+        path = tmp_path / "proof.json"
+        path.write_text(json.dumps(document))
+        result = CliRunner().invoke(cli, ["log", "check", str(path), "--vkey", str(vkey), "--json"])
+        return result.exit_code, json.loads(result.output)
+
+    assert check(inclusion) == (0, {"ok": True, "origin": populated.settings.extra["log"]["origin"],
+                                    "leaf_index": 17, "tree_size": 40})
+    assert check(consistency)[0] == 0
+    forged_entry = inclusion["entry"].replace('"actor":"tester"', '"actor":"mallory"')
+    for bad in [{**inclusion, "entry": forged_entry, "leaf_hash": None}, {**inclusion, "leaf_index": 16},
+                {**inclusion, "inclusion_proof": inclusion["inclusion_proof"][:-1]},
+                {**consistency, "consistency_proof": consistency["consistency_proof"][1:]},
+                {**consistency, "old_note": consistency["new_note"]}, {"note": "x"}]:
+        bad = {k: v for k, v in bad.items() if v is not None}
+        code, result = check(bad)
+        assert code == 1 and result["ok"] is False, bad

@@ -96,3 +96,14 @@ def test_lowering_the_target_makes_degraded_items_preserved(cli: Cli, corpus: Pa
     result = cli.json("policy", "set", "--copies", "1", "--minimum", "1")
     assert result["status_changes"] == 1
     assert cli.json("show", report["id"])["status"] == "preserved"
+
+
+def test_the_fixity_pass_back_fills_a_backend_added_while_the_policy_names_none(cli: Cli, corpus: Path) -> None:
+    configure(cli.home, fixity={"interval_seconds": 0})
+    report = cli.json_lines("ingest", str(corpus / "media" / "jpg" / "Canon_40D.jpg"))[0]
+    add_local_backend(cli.home, "site-c")  # the policy names no backends: it now covers site-c too
+    cli.json("fixity", "--all")
+    cli("worker", "--once")
+    shown = cli.json("show", report["id"])
+    assert {r["backend"] for r in shown["replicas"]} == {"site-a", "site-b", "site-c"}
+    assert {m["backend"] for m in shown["manifests"]} == {"site-a", "site-b", "site-c"}

@@ -44,3 +44,46 @@ def test_pair_rule_and_query_exclusion() -> None:
     assert [(m.id, m.distance) for m in found] == [("a", 0), ("b", 6)]
     assert [m.id for m in index.search(Probe("photo", [(0, 0, 0)]), 12, exclude="a")] == ["b", "c"]
     assert index.search(Probe("video", [(0, 0, 0)]), 11) == []  # photos and videos are compared apart
+
+
+def test_rows_added_after_the_tables_are_found_too() -> None:
+    rng = np.random.default_rng(3)
+    values = rng.integers(0, 2**64, size=20_000, dtype=np.uint64)
+    index = HammingIndex(values[:10_000], force_tables=True)
+    for start in range(10_000, 20_000, 2_500):
+        index.extend(values[start : start + 2_500])
+    assert len(index) == 20_000
+    for i in range(0, 20_000, 400):
+        q = int(values[i]) ^ (1 << (i % 64)) ^ (1 << ((i + 7) % 64))
+        rows, _ = index.search(q, 11)
+        assert sorted(rows.tolist()) == np.flatnonzero(popcount(values ^ np.uint64(q)) <= 11).tolist()
+
+
+def test_similarity_index_grows_item_by_item() -> None:
+    index = SimilarityIndex.from_rows([("a", "phash", "full", 0, 5), ("a", "dhash", "full", 0, 5)])
+    index.extend([("b", "phash", "frame", 0, 5), ("b", "dhash", "frame", 0, 5),
+                  ("b", "phash", "frame", 1000, 7), ("b", "dhash", "frame", 1000, 7)])
+    assert [m.id for m in index.search(Probe("photo", [(5, 5, 0)]))] == ["a"]
+    found = index.search(Probe("video", [(5, 5, 0), (7, 7, 1)]))
+    assert [(m.id, m.frame_match_share) for m in found] == [("b", 1.0)]
+
+
+def test_table_path_and_scan_path_agree() -> None:
+    rng = np.random.default_rng(11)
+    base = rng.integers(0, 2**64, size=(3000, 2), dtype=np.uint64)
+    rows = []
+    for i, (p, d) in enumerate(base.tolist()):
+        rows += [(f"item{i // 3}", "phash", f"v{i % 3}", 0, p), (f"item{i // 3}", "dhash", f"v{i % 3}", 0, d)]
+    scan = SimilarityIndex.from_rows(rows)
+    tables = SimilarityIndex.from_rows(rows)
+    tables.phash = HammingIndex(tables.phash.values, force_tables=True)
+    tables.dhash = HammingIndex(tables.dhash.values, force_tables=True)
+    flips = rng.integers(0, 2**64, size=(40, 2), dtype=np.uint64) & rng.integers(0, 2**64, size=(40, 2), dtype=np.uint64)
+    flips &= rng.integers(0, 2**64, size=(40, 2), dtype=np.uint64)  # about 8 bits set each
+    views = [(int(base[i * 70, 0] ^ f[0]), int(base[i * 70, 1] ^ f[1]), 0) for i, f in enumerate(flips)]
+    probe = Probe("photo", views)
+    for radius in (4, 8, 11, 14):
+        assert [(m.id, m.distance) for m in scan.search(probe, radius)] == [
+            (m.id, m.distance) for m in tables.search(probe, radius)
+        ]
+    assert scan.search(probe, 11)

@@ -38,14 +38,16 @@ def by_name(entries: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def test_add_list_remove_local_and_s3(cli: Cli, site_a: WeedServer, monkeypatch: pytest.MonkeyPatch,
                                       tmp_path: Path) -> None:
     cli("storage", "add", "site-c", "--kind", "local", "--path", str(tmp_path / "site-c"))
-    bucket = site_a.make_bucket(versioned=True)
+    bucket = site_a.shared_bucket()
     for kind in ("s3", "minio"):
         set_credentials(monkeypatch, f"{kind}-a", site_a)
-        cli("storage", "add", f"{kind}-a", "--kind", kind, "--endpoint", site_a.endpoint, "--bucket", bucket)
+        cli("storage", "add", f"{kind}-a", "--kind", kind, "--endpoint", site_a.endpoint, "--bucket", bucket,
+            "--prefix", f"{tmp_path.name}-{kind}")
     entries = by_name(cli.json("storage", "list"))
     assert set(entries) >= {"site-a", "site-b", "site-c", "s3-a", "minio-a"}
     assert all(entry["answers"] for entry in entries.values()), entries
-    assert entries["s3-a"]["options"] == {"endpoint": site_a.endpoint, "bucket": bucket}
+    assert entries["s3-a"]["options"] == {"endpoint": site_a.endpoint, "bucket": bucket,
+                                          "prefix": f"{tmp_path.name}-s3"}
     _, text, _ = cli("storage", "list")
     assert "s3-a" in text and "answers" in text
 
@@ -78,7 +80,7 @@ def test_add_refuses_what_does_not_answer(cli: Cli, site_a: WeedServer, monkeypa
                     "--bucket", "no-such-bucket", expect=2)
     assert "bucket does not exist" in err and "no-such-bucket" in err
 
-    bucket = site_a.make_bucket()
+    bucket = site_a.shared_bucket(versioned=False)
     set_credentials(monkeypatch, "badkey", site_a, secret="definitely-wrong-secret")
     _, out, err = cli("storage", "add", "badkey", "--kind", "minio", "--endpoint", site_a.endpoint,
                       "--bucket", bucket, expect=2)
@@ -95,7 +97,7 @@ def test_add_refuses_what_does_not_answer(cli: Cli, site_a: WeedServer, monkeypa
     cli("storage", "add", "site-a", "--kind", "local", "--path", "/tmp/x", expect=2)  # duplicate name
     assert (cli.home / "config.toml").read_text() == before
 
-    locked = site_a.make_bucket(object_lock=True)
+    locked = site_a.shared_bucket(object_lock=True)
     set_credentials(monkeypatch, "locked", site_a)
     cli("storage", "add", "locked", "--kind", "s3", "--endpoint", site_a.endpoint, "--bucket", locked,
         "--object-lock", "compliance", "--retention-days", "1")
@@ -105,9 +107,10 @@ def test_add_refuses_what_does_not_answer(cli: Cli, site_a: WeedServer, monkeypa
 
 def test_remove_refused_while_it_holds_the_only_copy(cli: Cli, site_a: WeedServer,
                                                      monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    bucket = site_a.make_bucket(versioned=True)
+    bucket = site_a.shared_bucket()
     set_credentials(monkeypatch, "s3-only", site_a)
-    cli("storage", "add", "s3-only", "--kind", "s3", "--endpoint", site_a.endpoint, "--bucket", bucket)
+    cli("storage", "add", "s3-only", "--kind", "s3", "--endpoint", site_a.endpoint, "--bucket", bucket,
+        "--prefix", tmp_path.name)
     cli("policy", "set", "--copies", "1", "--minimum", "1", "--backends", "s3-only")
     sample = tmp_path / "evidence.bin"
     sample.write_bytes(b"a file that only the bucket holds" * 1000)

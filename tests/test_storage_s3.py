@@ -77,7 +77,9 @@ def test_read_by_version_survives_an_overwrite(make_backend: Any, site_a: WeedSe
     stored = backend.put_bytes("evidence", b"what the archive received")
     assert stored.version_id
     # someone with bucket access overwrites the key behind the archive's back
-    site_a.client().put_object(Bucket=backend.options.bucket, Key="evidence", Body=b"forged")  # type: ignore[attr-defined]
+    site_a.client().put_object(  # type: ignore[attr-defined]
+        Bucket=backend.options.bucket, Key=backend.key("evidence"), Body=b"forged"
+    )
     with backend.open_reader("evidence", stored.version_id) as stream:
         assert stream.read() == b"what the archive received"
     assert backend.sha256_of("evidence", stored.version_id)[0] == stored.sha256
@@ -131,7 +133,9 @@ def test_wrong_expected_digest_publishes_nothing(make_backend: Any, site_a: Weed
             writer.commit("0" * 64)
         assert backend.stat(name) is None
     if make_backend.kind == "s3":
-        uploads = site_a.client().list_multipart_uploads(Bucket=backend.options.bucket)  # type: ignore[attr-defined]
+        uploads = site_a.client().list_multipart_uploads(  # type: ignore[attr-defined]
+            Bucket=backend.options.bucket, Prefix=backend.options.prefix
+        )
         assert not uploads.get("Uploads")
 
 
@@ -144,19 +148,21 @@ def test_abort_leaves_nothing(make_backend: Any, site_a: WeedServer) -> None:
     writer.abort()  # idempotent
     assert backend.stat("aborted") is None
     if make_backend.kind == "s3":
-        uploads = site_a.client().list_multipart_uploads(Bucket=backend.options.bucket)  # type: ignore[attr-defined]
+        uploads = site_a.client().list_multipart_uploads(  # type: ignore[attr-defined]
+            Bucket=backend.options.bucket, Prefix=backend.options.prefix
+        )
         assert not uploads.get("Uploads")
 
 
 def test_object_lock_compliance_refuses_deletion(make_backend: Any, site_b: WeedServer) -> None:
-    bucket = site_b.make_bucket(object_lock=True)
-    locked = make_backend(site_b, bucket=bucket, object_lock="COMPLIANCE", retention_days=1, part_size_mib=5)
+    locked = make_backend(site_b, lock_bucket=True, object_lock="COMPLIANCE", retention_days=1, part_size_mib=5)
+    bucket = locked.options.bucket
     assert locked.health() is None
     small = locked.put_bytes("locked/small", b"retained evidence")
     large, _ = write_stream(locked, "locked/large", 6)
     for stored in (small, large):
         retention = site_b.client().get_object_retention(  # type: ignore[attr-defined]
-            Bucket=bucket, Key=stored.name, VersionId=stored.version_id
+            Bucket=bucket, Key=locked.key(stored.name), VersionId=stored.version_id
         )["Retention"]
         assert retention["Mode"] == "COMPLIANCE"
         with pytest.raises(RetentionRefused):
@@ -173,9 +179,9 @@ def test_sse_c_round_trip(make_backend: Any, site_b: WeedServer, monkeypatch: py
     from storage.s3_common import env_prefix
 
     key = os.urandom(32)
-    bucket = site_b.make_bucket(versioned=True)
     # the key must be in the environment before the backend is built
-    plain = make_backend(site_b, bucket=bucket)
+    plain = make_backend(site_b)
+    bucket = plain.options.bucket
     name = plain.name + "-ssec"
     monkeypatch.setenv(env_prefix(name) + "SSE_C_KEY", base64.b64encode(key).decode())
     monkeypatch.setenv(env_prefix(name) + "ACCESS_KEY", site_b.access_key)
@@ -184,7 +190,7 @@ def test_sse_c_round_trip(make_backend: Any, site_b: WeedServer, monkeypatch: py
     from storage.registry import build_backend
 
     spec = StorageSpec(name, plain.kind, {"endpoint": site_b.endpoint, "bucket": bucket, "sse": "sse-c",
-                                          "part_size_mib": 5})
+                                          "part_size_mib": 5, "prefix": plain.options.prefix})
     encrypted = build_backend(spec, site_b.root)
     small = encrypted.put_bytes("secret/small", b"only with the key")
     large, digest = write_stream(encrypted, "secret/large", 7)
@@ -195,7 +201,7 @@ def test_sse_c_round_trip(make_backend: Any, site_b: WeedServer, monkeypatch: py
 
 
 def test_wrong_credentials_fail_clearly_and_fast(make_backend: Any, site_a: WeedServer) -> None:
-    bucket = site_a.make_bucket()
+    bucket = site_a.shared_bucket()
     proxy = SlowProxy(site_a.s3_port, delay=0)
     wrong_secret = "not-the-secret-" + os.urandom(4).hex()
     try:
@@ -223,7 +229,7 @@ def test_missing_bucket_is_named(make_backend: Any, site_a: WeedServer) -> None:
 
 
 def test_slow_server_times_out_in_bounded_time(make_backend: Any, site_a: WeedServer) -> None:
-    bucket = site_a.make_bucket()
+    bucket = site_a.shared_bucket()
     proxy = SlowProxy(site_a.s3_port, delay=30)
     try:
         backend = make_backend(

@@ -185,11 +185,40 @@ def test_scheduled_fixity_runs_in_the_worker_and_reschedules_itself(cli: Cli, co
     from archive.catalog.events import Event
     from archive.catalog.jobs import FIXITY_SINGLETON, Job
 
-    configure(cli.home, fixity={"interval_seconds": 3600, "batch_items": 1, "rate_bytes_per_second": 0})
+    configure(cli.home, fixity={"interval_seconds": 3600, "batch_items": 3, "rate_bytes_per_second": 0})
     cli("ingest", str(corpus / "media" / "jpg" / "gps"))
+    # Each `--once` run does one slice of the pass (three items), then hands the turn on.
     _, out, _ = cli("worker", "--once")
-    job = rows(cli.home, Job, Job.unique_key == FIXITY_SINGLETON)[0]
-    assert job.state == "queued" and job.next_run_at > rows(cli.home, Event)[-1].occurred_at
+    assert "1 rescheduled" in out
+    assert len(rows(cli.home, Event, Event.event_type == "fixity check")) == 3 * 4
+    _, out, _ = cli("worker", "--once")
     checks = rows(cli.home, Event, Event.event_type == "fixity check")
     assert len(checks) == 4 * 4  # four items, two originals and two manifests each
-    assert "5 rescheduled" in out  # four one-item slices, then the end of the pass
+    job = rows(cli.home, Job, Job.unique_key == FIXITY_SINGLETON)[0]
+    # The pass is complete: the next one is due after the interval.
+    assert job.state == "queued" and job.next_run_at > checks[-1].occurred_at
+
+
+def test_a_full_disk_degrades_and_the_worker_repairs_once_there_is_room(quick: Cli, tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    root = quick.home / "storage" / "site-b"
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(root)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        big = tmp_path / "video.bin"
+        big.write_bytes(os.urandom(300 * 1024))
+        report = quick.json_lines("ingest", str(big))[0]
+        assert report["status"] == "degraded"
+        assert not list(root.rglob("o/*"))  # nothing half-written left behind on the full disk
+        _, out, _ = quick("worker", "--once")
+        assert "1 retry" in out
+        subprocess.run(["mount", "-o", "remount,size=4m", str(root)], check=True)
+        time.sleep(0.3)
+        quick("worker", "--once")
+        assert quick.json("show", report["id"])["status"] == "preserved"
+        assert quick.json("fixity", "--all")["ok"] == 4
+    finally:
+        subprocess.run(["umount", str(root)], check=False)

@@ -47,28 +47,39 @@ def test_one_site_stops_mid_batch_and_the_worker_restores_every_item(
     cli: Cli, site_a: WeedServer, site_b: WeedServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path  # noqa: F811
 ) -> None:
     from archive.context import Archive
-    from archive.services.ingest import ingest_file
 
     _s3_home(cli, [site_a, site_b], monkeypatch)
     batch = tmp_path / "batch"
     batch.mkdir()
     files = []
-    for n in range(12):
+    for n in range(8):
         path = batch / f"clip-{n:02}.bin"
-        path.write_bytes(os.urandom(256 * 1024 * (1 + n % 4)))
+        path.write_bytes(os.urandom(256 * 1024 * (1 + n % 3)))
         files.append(path)
 
+    # One archive (one set of S3 clients) for the whole test: building a boto3 client costs a second.
     archive = Archive.open(cli.home)
+    try:
+        _batch_with_an_outage(archive, cli, files, site_b, tmp_path)
+    finally:
+        archive.close()
+
+
+def _batch_with_an_outage(archive: Any, cli: Cli, files: list[Path], down: WeedServer, tmp_path: Path) -> None:
+    from archive.services.ingest import ingest_file
+    from archive.services.items import get_item, show_item
+    from archive.services.status import archive_status
+    from archive.services.worker import Worker
+
     reports: list[Any] = []
     stopper: threading.Thread | None = None
     try:
         for n, path in enumerate(files):
-            if n == 3:  # the site goes down while the batch is running
-                stopper = threading.Thread(target=site_b.stop)
+            if n == 2:  # the site goes down while the batch is running
+                stopper = threading.Thread(target=down.stop)
                 stopper.start()
             reports.append(ingest_file(archive, path))
     finally:
-        archive.close()
         if stopper is not None:
             stopper.join()
 
@@ -78,35 +89,30 @@ def test_one_site_stops_mid_batch_and_the_worker_restores_every_item(
             assert report.error  # refused clearly, never silently
     acknowledged = [r for r in reports if r.status != "refused"]
     degraded = [r for r in acknowledged if r.status == "degraded"]
-    assert len(acknowledged) >= 9 and reports[0].status == "preserved"
+    assert len(acknowledged) >= 6 and reports[0].status == "preserved"
     assert degraded and reports[-1].status == "degraded"
-    status = cli.json("status")
+    status = archive_status(archive)
     assert status["items"]["degraded"] == len(degraded)
     assert not next(b for b in status["backends"] if b["name"] == "s3-b")["answers"]
 
-    # While the site is down the worker keeps the jobs, with backoff.
-    import cProfile, pstats
-    from archive.services.repair import repair_item
-    a = Archive.open(cli.home)
-    pr = cProfile.Profile(); pr.enable()
-    t = time.monotonic(); print(repair_item(a, degraded[0].id)); print("one repair", time.monotonic() - t)
-    pr.disable(); pstats.Stats(pr).sort_stats("cumulative").print_stats(25)
-    a.close()
-    _, out, _ = cli("worker", "--once")
-    assert "retry" in out and cli.json("status")["items"]["degraded"] == len(degraded)
+    # While the site is down the worker keeps the jobs, retried with backoff.
+    worker = Worker(archive)
+    worker.run(once=True)
+    assert {outcome for _, _, outcome in worker.ran} == {"retry"}
+    assert archive_status(archive)["items"]["degraded"] == len(degraded)
 
-    site_b.start()
+    down.start()
     time.sleep(0.6)  # past the capped backoff
-    cli("worker", "--once")
-    status = cli.json("status")
+    Worker(archive).run(once=True)
+    status = archive_status(archive)
     assert status["items"] == {"preserved": len(acknowledged), "degraded": 0}
     assert all(b["answers"] for b in status["backends"])
-    assert cli.json("fixity", "--all")["found_problems"] is False
+    assert cli.json("fixity", "--all")["found_problems"] is False  # and through the CLI, in a new process state
 
-    # Nothing acknowledged is lost: every one decrypts, from either site, to the bytes sent.
+    # Nothing acknowledged is lost: every one decrypts to the bytes sent.
     for report in acknowledged:
-        shown = cli.json("show", report.id)
+        shown = show_item(archive, report.id)
         assert {r["backend"] for r in shown["replicas"] if r["state"] == "verified"} == {"s3-a", "s3-b"}
         out_file = tmp_path / "out.bin"
-        cli("get", report.id, "-o", str(out_file))
+        get_item(archive, report.id, out_file)
         assert out_file.read_bytes() == Path(report.path).read_bytes()

@@ -42,10 +42,15 @@ def init(state: CliState, operator: str | None, recipients: tuple[str, ...], cus
 @click.option("--source", default=None, help="Where the files came from (kept as provenance).")
 @click.option("--note", default=None, help="A note kept with the provenance record.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file, per line.")
+# Added by the fingerprint helper (issue 3, photo throughput): files ingested by N worker processes.
+@click.option("--workers", type=click.IntRange(1, 64), default=1, help="Ingest files in N processes at once.")
 @pass_state
-def ingest(state: CliState, paths: tuple[str, ...], source: str | None, note: str | None, as_json: bool) -> None:
+def ingest(
+    state: CliState, paths: tuple[str, ...], source: str | None, note: str | None, as_json: bool, workers: int
+) -> None:
     """Hash, encrypt and replicate files and folders (recursively)."""
-    from archive.services.ingest import expand, ingest_file, refused, sweep_stale_staging
+    from archive.services.batch import ingest_files
+    from archive.services.ingest import expand, sweep_stale_staging
 
     any_refused = False
     with state.archive() as archive:
@@ -59,8 +64,9 @@ def ingest(state: CliState, paths: tuple[str, ...], source: str | None, note: st
             progress.start()
             task = progress.add_task("ingesting", total=len(files))
         try:
-            for path, problem in files:
-                report = refused(path, problem) if problem else ingest_file(archive, path, source=source, note=note)
+            for (path, _), report in zip(
+                files, ingest_files(archive, files, workers=workers, source=source, note=note), strict=True
+            ):
                 any_refused |= report.status == "refused"
                 if as_json:
                     emit_json(report.as_dict())

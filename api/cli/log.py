@@ -118,6 +118,8 @@ def verify(state: CliState, vkey_file: Any, as_json: bool) -> None:
     else:
         for problem in report.problems:
             click.echo(f"FAIL {problem.kind}: {problem}", err=True)
+        if report.more_problems:
+            click.echo(f"… and {report.more_problems} more altered or missing events", err=True)
         if report.ok:
             click.echo(f"ok: {report.checked_size} events verified against {report.checkpoints} checkpoints")
         else:
@@ -125,6 +127,46 @@ def verify(state: CliState, vkey_file: Any, as_json: bool) -> None:
         if report.uncovered:
             click.echo(f"{report.uncovered} events after the latest checkpoint cannot be proven yet")
     sys.exit(0 if report.ok else 1)
+
+
+@log.command("check")
+@click.argument("document", type=click.File("r"))
+@click.option("--vkey", "vkey_file", type=click.File("r"), required=True,
+              help="The archive's verifier key, as you received it (C2SP vkey).")
+@click.option("--json", "as_json", is_flag=True, help="ok, and what was proven, as JSON.")
+def check(document: Any, vkey_file: Any, as_json: bool) -> None:
+    """Check offline a proof saved from `log prove --json` or `log consistency --json` (no archive needed)."""
+    import json
+
+    from archive.custody.verify import (
+        VerificationError,
+        Verifier,
+        check_consistency_document,
+        check_inclusion_document,
+    )
+
+    try:
+        verifier = Verifier.decode(vkey_file.read())
+        data = json.load(document)
+        if "inclusion_proof" in data:
+            body = check_inclusion_document(data, verifier)
+            result = {"ok": True, "origin": body.origin, "leaf_index": data["leaf_index"], "tree_size": body.tree_size}
+            message = f"ok: event {data['leaf_index']} is in checkpoint {body.tree_size} of {body.origin}"
+        else:
+            old, new = check_consistency_document(data, verifier)
+            result = {"ok": True, "origin": new.origin, "old_size": old.tree_size, "new_size": new.tree_size}
+            message = f"ok: checkpoint {new.tree_size} of {new.origin} extends checkpoint {old.tree_size}"
+    except (VerificationError, KeyError, TypeError, ValueError) as exc:
+        problem = f"{type(exc).__name__}: {exc}" if isinstance(exc, KeyError) else str(exc)
+        if as_json:
+            emit_json({"ok": False, "error": problem})
+        else:
+            click.echo(f"FAILED: {problem}", err=True)
+        sys.exit(1)
+    if as_json:
+        emit_json(result)
+    else:
+        click.echo(message)
 
 
 @log.command("key")

@@ -21,7 +21,8 @@ def worker(state: CliState, once: bool, max_jobs: int | None, verbose: bool) -> 
     """Run the durable job queue (SIGTERM or Ctrl-C stops after the current job)."""
     from archive.services.worker import Worker
 
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("archive").setLevel(logging.INFO if verbose else logging.WARNING)
     stop = threading.Event()
 
     def _stop(_signum: int, _frame: Any) -> None:

@@ -146,11 +146,19 @@ def ensure_singleton(engine: Engine, kind: str, unique_key: str, payload: dict[s
         pass  # another worker created it a moment ago
 
 
-def claim(engine: Engine, owner: str, lease_seconds: float, kinds: list[str] | None = None) -> Job | None:
+def claim(
+    engine: Engine,
+    owner: str,
+    lease_seconds: float,
+    kinds: list[str] | None = None,
+    *,
+    due_by: str | None = None,
+) -> Job | None:
     """Take one due job under a lease, or None when nothing is due.
 
-    Due means queued with `next_run_at` reached, or running under a lease that
-    has expired (its worker died or stalled).
+    Due means queued with `next_run_at` reached (or reached by `due_by`, which
+    a `--once` run sets to its start so a job it retried is not taken again in
+    the same run), or running under a lease that has expired (its worker died).
     """
     from archive.db import transaction
 
@@ -158,7 +166,7 @@ def claim(engine: Engine, owner: str, lease_seconds: float, kinds: list[str] | N
     with transaction(engine) as session:
         query = select(Job).where(
             or_(
-                and_(col(Job.state) == QUEUED, col(Job.next_run_at) <= now),
+                and_(col(Job.state) == QUEUED, col(Job.next_run_at) <= min(now, due_by or now)),
                 and_(col(Job.state) == RUNNING, col(Job.lease_expires_at) <= now),
             )
         )

@@ -26,7 +26,7 @@ from sqlalchemy import Text, cast, select
 from sqlalchemy.engine import Engine
 from sqlmodel import col
 
-from archive.catalog.checkpoints import Checkpoint, LogTile
+from archive.catalog.checkpoints import Checkpoint, LogState, LogTile
 from archive.catalog.events import Event, LogHead
 from archive.custody.entry import encode, entry_fields
 from archive.custody.merkle import HASH_SIZE, MemoryTree, consistency_proof
@@ -76,6 +76,10 @@ class CheckpointInvalid(LogError):
     kind = "checkpoint-invalid"
 
 
+class CheckpointMissing(LogError):
+    kind = "checkpoint-missing"
+
+
 class RootMismatch(LogError):
     kind = "root-mismatch"
 
@@ -90,6 +94,7 @@ class AuditReport:
     checkpoints: int = 0
     checked_size: int = 0
     problems: list[LogError] = field(default_factory=list)
+    more_problems: int = 0  # exact problems found beyond the first MAX_PROBLEMS, not listed
 
     @property
     def ok(self) -> bool:
@@ -109,8 +114,11 @@ class AuditReport:
         return min(candidates) if candidates else (0 if self.problems else None)
 
     def add(self, problem: LogError) -> None:
-        if len(self.problems) < MAX_PROBLEMS:
+        """Keep every checkpoint-level problem (one per checkpoint at most) and the first exact ones."""
+        if problem.end is not None or sum(p.end is None for p in self.problems) < MAX_PROBLEMS:
             self.problems.append(problem)
+        else:
+            self.more_problems += 1
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -121,6 +129,7 @@ class AuditReport:
             "total_events": self.total_events,
             "checkpoints": self.checkpoints,
             "problems": [{"kind": p.kind, "seq": p.seq, "message": str(p)} for p in self.problems],
+            "more_problems": self.more_problems,
         }
 
 
@@ -191,7 +200,10 @@ def _compare_tiles(engine: Engine, tree: MemoryTree, report: AuditReport) -> Non
 def audit_log(engine: Engine, verifier: Verifier, origin: str | None) -> AuditReport:
     """Verify the whole stored log against its checkpoints; collect every problem found."""
     report = AuditReport()
-    with transaction(engine) as session:  # before the events: appends made meanwhile only add to them
+    # Read in this order, and before the events, so that appends and checkpoints made meanwhile
+    # (even between statements, under READ COMMITTED) only ever add to what is checked.
+    with transaction(engine) as session:
+        state = session.get(LogState, 1)
         checkpoints = session.execute(select(Checkpoint).order_by(col(Checkpoint.tree_size))).scalars().all()
         head = session.get(LogHead, 1)
     tree = MemoryTree(_rehash(engine, report))
@@ -200,6 +212,9 @@ def audit_log(engine: Engine, verifier: Verifier, origin: str | None) -> AuditRe
     _compare_tiles(engine, tree, report)
     report.checkpoints = len(checkpoints)
     report.checked_size = checkpoints[-1].tree_size if checkpoints else 0
+    if state is not None and state.tree_size > report.checked_size:
+        message = f"checkpoints were removed: the stored tree was signed up to {state.tree_size} events"
+        report.add(CheckpointMissing(report.checked_size, message, state.tree_size))
     good: CheckpointBody | None = None
     for row in checkpoints:
         start, size = (good.tree_size if good else 0), row.tree_size

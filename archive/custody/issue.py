@@ -67,6 +67,9 @@ def issue_checkpoint(session: Session, signer: Signer) -> tuple[Checkpoint, bool
     old = state.tree_size
     if size < old:
         raise LogCorrupt(size, f"the log head says {size} events, fewer than the {old} already checkpointed")
+    if latest is None and old > 0:
+        raise LogCorrupt(None, f"the stored tree holds {old} events but no checkpoint covers them; "
+                               "run `evidence log verify`")
     tiles = TileStore(session)
     if latest is not None and (latest.tree_size != old or tree_root(tiles, old).hex() != latest.root_hash):
         raise LogCorrupt(None, f"the stored tree no longer reproduces checkpoint {latest.tree_size}; "

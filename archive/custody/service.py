@@ -72,12 +72,16 @@ def _age_seconds(issued_at: str) -> float:
     return (datetime.now(UTC) - issued).total_seconds()
 
 
-def maybe_checkpoint(archive: Archive, max_age_seconds: float = CHECKPOINT_DELAY_SECONDS) -> dict[str, Any] | None:
+def maybe_checkpoint(archive: Archive, max_age_seconds: float | None = None) -> dict[str, Any] | None:
     """Issue a checkpoint if events wait for one and the last is older than `max_age_seconds`.
 
-    Cheap when there is nothing to do (two small reads), so it can end every
-    CLI command and every turn of the worker loop.
+    The delay defaults to the config's `[log] checkpoint_delay_seconds`, else
+    CHECKPOINT_DELAY_SECONDS. Cheap when there is nothing to do (two small
+    reads), so it can end every CLI command and every turn of the worker loop.
     """
+    if max_age_seconds is None:
+        max_age_seconds = float(archive.settings.extra.get("log", {}).get("checkpoint_delay_seconds",
+                                                                         CHECKPOINT_DELAY_SECONDS))
     with transaction(archive.engine) as session:
         head = session.get(LogHead, 1)
         newest = col(Checkpoint.tree_size).desc()

@@ -3,7 +3,9 @@
 Meant to be read by an auditor in one sitting: opening a C2SP signed note
 with a C2SP verifier key, reading a C2SP tlog-checkpoint, and the RFC 9162
 section 2.1.3.2 and 2.1.4.2 proof-checking algorithms, step by step.
-Every failure raises a `VerificationError` saying what did not match.
+Every failure raises a `VerificationError` saying what did not match. The
+last two functions check, offline, the proof documents `evidence log prove
+--json` and `evidence log consistency --json` hand to outsiders.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -184,3 +188,31 @@ def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: 
         raise ProofFailed(f"consistency proof does not lead to the root of size {old_size}")
     if sr != new_root:
         raise ProofFailed(f"consistency proof does not lead to the root of size {new_size}")
+
+
+def check_inclusion_document(document: dict[str, Any], verifier: Verifier) -> CheckpointBody:
+    """Check a `log prove --json` document offline: signed note, entry, leaf hash and audit path."""
+    body = parse_checkpoint(open_note(document["note"], verifier))
+    entry = str(document["entry"])
+    leaf = hashlib.sha256(b"\x00" + entry.encode("utf-8")).digest()
+    index = int(document["leaf_index"])
+    if json.loads(entry).get("seq") != index:
+        raise ProofFailed(f"the entry's own sequence number is not the leaf index {index}")
+    if leaf.hex() != document.get("leaf_hash", leaf.hex()):
+        raise ProofFailed("the entry does not hash to the leaf hash given")
+    if int(document.get("tree_size", body.tree_size)) != body.tree_size:
+        raise ProofFailed("the tree size given is not the signed one")
+    verify_inclusion(leaf, index, body.tree_size, [bytes.fromhex(h) for h in document["inclusion_proof"]],
+                     body.root_hash)
+    return body
+
+
+def check_consistency_document(document: dict[str, Any], verifier: Verifier) -> tuple[CheckpointBody, CheckpointBody]:
+    """Check a `log consistency --json` document offline: both signed notes and the proof between them."""
+    old = parse_checkpoint(open_note(document["old_note"], verifier))
+    new = parse_checkpoint(open_note(document["new_note"], verifier))
+    if old.origin != new.origin:
+        raise ProofFailed(f"the checkpoints come from two logs: {old.origin} and {new.origin}")
+    verify_consistency(old.tree_size, new.tree_size, old.root_hash, new.root_hash,
+                       [bytes.fromhex(h) for h in document["consistency_proof"]])
+    return old, new

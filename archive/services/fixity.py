@@ -6,7 +6,9 @@ private key and can run on the server. Each copy checked is a custody event
 (PREMIS "fixity check"); a missing or corrupt copy changes the replica's
 state, may turn the item `degraded`, and queues a repair job in the same
 transaction, so the worker heals it without anyone asking. `--repair` also
-repairs at once.
+repairs at once. An item lacking a copy on a backend the policy now covers
+gets a back-fill job the same way, so the scheduled pass also reconciles the
+archive with its policy.
 
 A full pass walks items in id order and keeps its position in a cursor row,
 written in the transaction that records each item's checks: a restart
@@ -27,7 +29,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from archive.catalog.items import Item, Replica
-from archive.catalog.jobs import REPAIR, enqueue, read_cursor, write_cursor
+from archive.catalog.jobs import BACKFILL, REPAIR, enqueue, read_cursor, write_cursor
 from archive.custody.log import FIXITY_CHECK, append_event, utc_now
 from archive.services.errors import ServiceError
 from archive.services.repair import (
@@ -37,8 +39,10 @@ from archive.services.repair import (
     VERIFIED,
     live_replicas,
     manifest_of,
+    policy_names,
     refresh_status,
     repair_item,
+    verified_backends,
 )
 from storage.base import CHUNK, ObjectMissing, StorageError
 
@@ -219,8 +223,12 @@ def check_item(
         current = live_replicas(session, item_id)
         originals = [r for r in current if r.role == "original" and r.state == VERIFIED]
         manifests_short = any(manifest_of(r, current) is None for r in originals)
+        lacking = [name for name in policy_names(archive) if name not in verified_backends(current)]
         if status == "degraded" or manifests_short or any(r.state != VERIFIED for r in current):
             enqueue(session, REPAIR, item_id=item_id, payload={"reason": "fixity"})
+        elif lacking:
+            # A policy backend without a copy (e.g. one added while the policy names none): back-fill it.
+            enqueue(session, BACKFILL, item_id=item_id, payload={"backends": lacking})
         if cursor is not None:
             write_cursor(session, PASS_CURSOR, cursor, None)
     report.items += 1

@@ -119,15 +119,18 @@ def manifest_of(original: Replica, replicas: list[Replica]) -> Replica | None:
     return None
 
 
-def manifest_bytes(session: Session, item: Item, original: Replica) -> bytes:
+def first_provenance(session: Session, item_id: str) -> Provenance | None:
+    return session.exec(
+        select(Provenance).where(Provenance.item_id == item_id).order_by(col(Provenance.id)).limit(1)
+    ).first()
+
+
+def manifest_bytes(item: Item, original: Replica, first: Provenance | None) -> bytes:
     """The encrypted manifest for `original`, rebuilt from the catalog in the ingest's format."""
     from archive.age import Recipient, encrypt_bytes
     from ingest.pipeline import Incoming, Ingestion
     from ingest.steps.manifest import manifest_document
 
-    first = session.exec(
-        select(Provenance).where(Provenance.item_id == item.id).order_by(col(Provenance.id)).limit(1)
-    ).first()
     ingestion = Ingestion(
         incoming=Incoming(path=Path("."), original_name=(first.original_name if first else None) or "unnamed"),
         actor="",
@@ -207,64 +210,68 @@ def repair_item(
     """
     from archive.db import transaction
 
+    # Read what is needed and let go of the catalog before any byte moves: on SQLite
+    # an open session holds the write lock, and a copy can take minutes.
     with Session(archive.engine) as session:
         item = session.get(Item, item_id)
         if item is None:
             raise NotFound(f"no item {item_id!r}")
         replicas = live_replicas(session, item_id)
-        originals = [r for r in replicas if r.role == ORIGINAL and r.state == VERIFIED]
-        wanted = list(targets) if targets else policy_names(archive)
-        policy = set(policy_names(archive))
-        present = verified_backends(replicas)
-        missing = [name for name in wanted if name not in present]
-        # Sources: verified originals, policy backends first.
-        sources = sorted(originals, key=lambda r: (r.backend not in policy, r.id or 0))
-        result = RepairResult(item_id=item_id, status=item.status)
-        new_originals: list[tuple[StoredObject, Replica]] = []
-        for name in missing:
-            target = archive.backends.get(name)
-            if target is None:
-                result.failures[name] = "backend not configured"
-                continue
-            if not sources:
-                result.failures[name] = "no verified copy to repair from"
-                continue
-            errors = []
-            for source_replica in sources:
-                source = archive.backends.get(source_replica.backend)
-                if source is None:
-                    continue
-                try:
-                    new_originals.append((copy_object(source, source_replica, target), source_replica))
-                    break
-                except (StorageError, OSError) as exc:
-                    errors.append(f"from {source_replica.backend}: {exc}")
-            else:
-                result.failures[name] = "; ".join(errors) or "no readable source"
-        # Manifests: every verified original (old or new) on a wanted backend needs one.
-        new_manifests: list[StoredObject] = []
-        for stored, source_replica in new_originals:
-            row = _replica_row(item_id, stored, ORIGINAL, list(source_replica.recipients))
-            try:
-                sealed = manifest_bytes(session, item, row)
-                new_manifests.append(
-                    write_manifest(archive.backends[stored.backend], sealed, stored.name, fresh_original=True)
-                )
-            except (StorageError, OSError) as exc:
-                result.failures[stored.backend] = f"manifest: {exc}"
-        for original in originals:
-            if original.backend not in wanted and original.backend not in policy:
-                continue
-            if manifest_of(original, replicas) is not None:
-                continue
-            backend = archive.backends.get(original.backend)
-            if backend is None:
+        first = first_provenance(session, item_id)
+    policy = set(policy_names(archive))
+    # A back-fill target dropped from the policy since the job was queued is no longer wanted.
+    wanted = [name for name in targets if name in policy] if targets else policy_names(archive)
+    originals = [r for r in replicas if r.role == ORIGINAL and r.state == VERIFIED]
+    present = verified_backends(replicas)
+    missing = [name for name in wanted if name not in present]
+    # Sources: verified originals, policy backends first.
+    sources = sorted(originals, key=lambda r: (r.backend not in policy, r.id or 0))
+    result = RepairResult(item_id=item_id, status=item.status)
+    new_originals: list[tuple[StoredObject, Replica]] = []
+    for name in missing:
+        target = archive.backends.get(name)
+        if target is None:
+            result.failures[name] = "backend not configured"
+            continue
+        if not sources:
+            result.failures[name] = "no verified copy to repair from"
+            continue
+        errors = []
+        for source_replica in sources:
+            source = archive.backends.get(source_replica.backend)
+            if source is None:
                 continue
             try:
-                sealed = manifest_bytes(session, item, original)
-                new_manifests.append(write_manifest(backend, sealed, original.object_name, fresh_original=False))
+                new_originals.append((copy_object(source, source_replica, target), source_replica))
+                break
             except (StorageError, OSError) as exc:
-                result.failures[original.backend] = f"manifest: {exc}"
+                errors.append(f"from {source_replica.backend}: {exc}")
+        else:
+            result.failures[name] = "; ".join(errors) or "no readable source"
+    # Manifests: every verified original (old or new) on a wanted backend needs one.
+    new_manifests: list[StoredObject] = []
+    for stored, source_replica in new_originals:
+        row = _replica_row(item_id, stored, ORIGINAL, list(source_replica.recipients))
+        try:
+            sealed = manifest_bytes(item, row, first)
+            new_manifests.append(
+                write_manifest(archive.backends[stored.backend], sealed, stored.name, fresh_original=True)
+            )
+        except (StorageError, OSError) as exc:
+            result.failures[stored.backend] = f"manifest: {exc}"
+    for original in originals:
+        if original.backend not in wanted and original.backend not in policy:
+            continue
+        if manifest_of(original, replicas) is not None:
+            continue
+        backend = archive.backends.get(original.backend)
+        if backend is None:
+            continue
+        try:
+            sealed = manifest_bytes(item, original, first)
+            new_manifests.append(write_manifest(backend, sealed, original.object_name, fresh_original=False))
+        except (StorageError, OSError) as exc:
+            result.failures[original.backend] = f"manifest: {exc}"
 
     with transaction(archive.engine) as session:
         item = session.get(Item, item_id)

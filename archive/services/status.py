@@ -37,9 +37,10 @@ def archive_status(archive: Archive) -> dict[str, Any]:
     with Session(archive.engine) as session:
         items = dict(session.exec(select(Item.status, func.count()).group_by(Item.status)).all())  # type: ignore[call-overload]
         rows = session.exec(
-            select(Replica.backend, Replica.state, func.count(), func.coalesce(func.sum(Replica.size), 0))  # type: ignore[call-overload]
+            select(Replica.backend, Replica.role, Replica.state, func.count(),  # type: ignore[call-overload]
+                   func.coalesce(func.sum(Replica.size), 0))
             .where(col(Replica.state) != REPLACED)
-            .group_by(Replica.backend, Replica.state)
+            .group_by(Replica.backend, Replica.role, Replica.state)
         ).all()
         jobs = dict(session.exec(select(Job.state, func.count()).group_by(Job.state)).all())  # type: ignore[call-overload]
         cursor = read_cursor(session, PASS_CURSOR)
@@ -51,21 +52,24 @@ def archive_status(archive: Archive) -> dict[str, Any]:
             "kind": backend.kind,
             "in_policy": name in in_policy,
             "objects": 0,
+            "originals": 0,
             "bytes": 0,
             "missing": 0,
             "corrupt": 0,
             "answers": health[name] is None,
             "error": health[name],
         }
-    for name, state, count, size in rows:
+    for name, role, state, count, size in rows:
         entry = per_backend.setdefault(
             name,
-            {"name": name, "kind": None, "in_policy": False, "objects": 0, "bytes": 0, "missing": 0, "corrupt": 0,
-             "answers": False, "error": "not configured"},
+            {"name": name, "kind": None, "in_policy": False, "objects": 0, "originals": 0, "bytes": 0, "missing": 0,
+             "corrupt": 0, "answers": False, "error": "not configured"},
         )
         if state == "verified":
-            entry["objects"] += int(count)
+            entry["objects"] += int(count)  # originals and their manifests
             entry["bytes"] += int(size)
+            if role == "original":
+                entry["originals"] += int(count)
         elif state in ("missing", "corrupt"):
             entry[state] += int(count)
     return {

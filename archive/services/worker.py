@@ -141,9 +141,9 @@ class Worker:
         if FixitySettings.from_settings(self.archive.settings).interval_seconds > 0:
             ensure_singleton(self.archive.engine, FIXITY, FIXITY_SINGLETON)
 
-    def run_one(self) -> bool:
+    def run_one(self, due_by: str | None = None) -> bool:
         """Claim and run one due job; False when none was due."""
-        job = claim(self.archive.engine, self.owner, self.config.lease_seconds, self.kinds)
+        job = claim(self.archive.engine, self.owner, self.config.lease_seconds, self.kinds, due_by=due_by)
         if job is None:
             return False
         self._execute(job)
@@ -165,6 +165,7 @@ class Worker:
         except Reschedule as again:
             finish(engine, job, self.owner, reschedule_in=again.seconds, payload=again.payload)
             self.ran.append((job.id, job.kind, "rescheduled"))
+            log.info("job %s (%s) ran; next run in %.0f s", job.id, job.kind, again.seconds)
         except Exception as exc:  # noqa: BLE001 - every failure is retried with backoff, never lost
             log.warning("job %s (%s) failed: %s", job.id, job.kind, exc)
             retry_later(engine, job, self.owner, f"{type(exc).__name__}: {exc}",
@@ -173,6 +174,7 @@ class Worker:
         else:
             finish(engine, job, self.owner)
             self.ran.append((job.id, job.kind, "done"))
+            log.info("job %s (%s) done", job.id, job.kind)
         finally:
             stop.set()
             beat.join()
@@ -187,16 +189,19 @@ class Worker:
                 log.exception("lease renewal failed")
 
     def run(self, *, once: bool = False, stop: threading.Event | None = None, max_jobs: int | None = None) -> int:
-        """Run jobs until stopped; with `once`, until no job is due. Returns how many ran."""
+        """Run jobs until stopped; with `once`, each job due at the start at most once. Returns how many ran."""
+        from archive.catalog.jobs import now_stamp
+
         stop = stop or threading.Event()
         self.schedule()
+        due_by = now_stamp() if once else None
         count = 0
         while not stop.is_set():
             _checkpoint(self.archive)
             if max_jobs is not None and count >= max_jobs:
                 break
             try:
-                ran = self.run_one()
+                ran = self.run_one(due_by)
             except Exception:  # noqa: BLE001 - the catalog unreachable for a moment: wait and retry
                 log.exception("claiming a job failed")
                 ran = False

@@ -106,6 +106,8 @@ class FingerprintMedia(Step):
         )
 
     def save(self, ingestion: Ingestion, session: Session) -> None:
+        from sqlalchemy import insert
+
         from archive.catalog.fingerprints import Fingerprint
         from archive.custody.log import utc_now
         from archive.similarity import record_candidates
@@ -114,14 +116,14 @@ class FingerprintMedia(Step):
         result: FingerprintResult | None = ingestion.results.get("fingerprint")
         if result is None or ingestion.item_id is None:
             return
-        for h in result.hashes:
-            session.add(
-                Fingerprint(
-                    item_id=ingestion.item_id,
-                    kind=h.kind,
-                    variant=h.variant,
-                    offset_ms=h.offset_ms,
-                    value=to_signed(h.value),
-                )
+        if result.hashes:
+            # One multi-row insert: a video brings hundreds of rows, a photo a dozen.
+            session.execute(
+                insert(Fingerprint),
+                [
+                    {"item_id": ingestion.item_id, "kind": h.kind, "variant": h.variant, "offset_ms": h.offset_ms,
+                     "value": to_signed(h.value)}
+                    for h in result.hashes
+                ],
             )
         record_candidates(session, ingestion.item_id, result.candidates, utc_now())
