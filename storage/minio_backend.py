@@ -44,7 +44,7 @@ from storage.base import (
     StoredObject,
     VerificationFailed,
 )
-from storage.s3 import AUTH_CODES, DIGEST_CODES, check_name
+from storage.s3 import AUTH_CODES, DIGEST_CODES, PROBE_TIMEOUT, check_name
 from storage.s3_common import (
     AuthFailed,
     BucketMissing,
@@ -332,6 +332,7 @@ class MinioBackend(Backend):
         self.options = options
         self._credentials = credentials
         self._client: Any = None
+        self._probe: Any = None
         self._lock = threading.Lock()
         self._sse_c_key = sse_c_key_from_env(name) if options.sse == "sse-c" else None
 
@@ -351,7 +352,16 @@ class MinioBackend(Backend):
                     self._client = self._make_client()
         return self._client
 
-    def _make_client(self) -> Any:
+    @property
+    def probe_client(self) -> Any:
+        """A client for health checks: short timeouts, no retries, so `storage list` never hangs."""
+        if self._probe is None:
+            with self._lock:
+                if self._probe is None:
+                    self._probe = self._make_client(probe=True)
+        return self._probe
+
+    def _make_client(self, *, probe: bool = False) -> Any:
         import urllib3
         from minio import Minio
 
@@ -360,13 +370,17 @@ class MinioBackend(Backend):
         url = urlsplit(opts.endpoint or "")
         if url.scheme not in ("http", "https") or not url.netloc:
             raise StorageError(f"{self.where}: endpoint must look like http(s)://host:port")
+        connect, read = opts.connect_timeout, opts.read_timeout
+        retries = 0 if probe else opts.max_attempts - 1
+        if probe:
+            connect, read = min(connect, PROBE_TIMEOUT), min(read, PROBE_TIMEOUT)
         http = urllib3.PoolManager(
-            timeout=urllib3.Timeout(connect=opts.connect_timeout, read=opts.read_timeout),
+            timeout=urllib3.Timeout(connect=connect, read=read),
             maxsize=10,
             retries=urllib3.Retry(
-                total=opts.max_attempts - 1,
-                connect=opts.max_attempts - 1,
-                read=opts.max_attempts - 1,
+                total=retries,
+                connect=retries,
+                read=retries,
                 backoff_factor=0.2,
                 status_forcelist=[500, 502, 503, 504],
                 raise_on_status=False,
@@ -478,7 +492,7 @@ class MinioBackend(Backend):
     def check(self) -> None:
         """Raise a clear `StorageError` unless the bucket answers as configured."""
         try:
-            exists = self.client.bucket_exists(self.options.bucket)
+            exists = self.probe_client.bucket_exists(self.options.bucket)
         except Exception as exc:  # noqa: BLE001 - translated
             error = translate(exc, self.where, "open bucket")
             if isinstance(error, AuthFailed):
@@ -489,7 +503,7 @@ class MinioBackend(Backend):
             raise BucketMissing(f"{self.where}: the bucket does not exist")
         if self.options.object_lock:
             try:
-                config = self.client.get_object_lock_config(self.options.bucket)
+                config = self.probe_client.get_object_lock_config(self.options.bucket)
             except Exception as exc:  # noqa: BLE001 - no lock configuration at all
                 raise StorageError(
                     f"{self.where}: object_lock is configured but the bucket has no Object Lock"

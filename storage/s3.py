@@ -70,6 +70,7 @@ AUTH_CODES = {
     "InvalidClientTokenId",
 }
 MISSING_CODES = {"NoSuchKey", "NoSuchVersion", "404", "NotFound"}
+PROBE_TIMEOUT = 5.0  # seconds, connect and read, for health checks
 DIGEST_CODES = {"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch", "InvalidChecksum"}
 
 
@@ -399,6 +400,7 @@ class S3Backend(Backend):
         self.options = options
         self._credentials = credentials
         self._client: Any = None
+        self._probe: Any = None
         self._lock = threading.Lock()
         self._sse_c_key = sse_c_key_from_env(name) if options.sse == "sse-c" else None
 
@@ -419,7 +421,16 @@ class S3Backend(Backend):
                     self._client = self._make_client()
         return self._client
 
-    def _make_client(self) -> Any:
+    @property
+    def probe_client(self) -> Any:
+        """A client for health checks: short timeouts, one attempt, so `storage list` never hangs."""
+        if self._probe is None:
+            with self._lock:
+                if self._probe is None:
+                    self._probe = self._make_client(probe=True)
+        return self._probe
+
+    def _make_client(self, *, probe: bool = False) -> Any:
         import boto3
         from botocore.config import Config
 
@@ -429,9 +440,9 @@ class S3Backend(Backend):
         if opts.endpoint:
             s3_config["addressing_style"] = "path"
         config = Config(
-            connect_timeout=opts.connect_timeout,
-            read_timeout=opts.read_timeout,
-            retries={"max_attempts": opts.max_attempts, "mode": "standard"},
+            connect_timeout=min(opts.connect_timeout, PROBE_TIMEOUT) if probe else opts.connect_timeout,
+            read_timeout=min(opts.read_timeout, PROBE_TIMEOUT) if probe else opts.read_timeout,
+            retries={"max_attempts": 1 if probe else opts.max_attempts, "mode": "standard"},
             s3=s3_config,
             max_pool_connections=max(10, opts.concurrency * 2),
             request_checksum_calculation="when_required",
@@ -547,7 +558,7 @@ class S3Backend(Backend):
     def check(self) -> None:
         """Raise a clear `StorageError` unless the bucket answers as configured."""
         try:
-            self.client.head_bucket(Bucket=self.options.bucket)
+            self.probe_client.head_bucket(Bucket=self.options.bucket)
         except Exception as exc:  # noqa: BLE001 - translated
             error = translate(exc, self.where, "open bucket")
             if isinstance(error, ObjectMissing):
@@ -558,7 +569,7 @@ class S3Backend(Backend):
             raise error from exc
         if self.options.object_lock:
             try:
-                config = self.client.get_object_lock_configuration(Bucket=self.options.bucket)
+                config = self.probe_client.get_object_lock_configuration(Bucket=self.options.bucket)
             except Exception as exc:  # noqa: BLE001 - translated
                 raise StorageError(
                     f"{self.where}: object_lock is configured but the bucket has no Object Lock"

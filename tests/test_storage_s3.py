@@ -236,6 +236,9 @@ def test_slow_server_times_out_in_bounded_time(make_backend: Any, site_a: WeedSe
             site_a, bucket=bucket, endpoint=proxy.endpoint, connect_timeout=1, read_timeout=1, max_attempts=2
         )
         started = time.monotonic()
+        assert "in time" in (backend.health() or "")
+        assert time.monotonic() - started < 4
+        started = time.monotonic()
         with pytest.raises(Unreachable, match="in time"):
             backend.put_bytes("slow", b"data")
         elapsed = time.monotonic() - started

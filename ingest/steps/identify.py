@@ -18,11 +18,6 @@ if TYPE_CHECKING:
 TAIL_SIZE = 65_536 + 22  # a ZIP's end-of-central-directory record lies within this of the end
 
 
-def sniff(head: bytes) -> str:
-    """The MIME type the first bytes show (kept for callers of the first version)."""
-    return identify(head).mime
-
-
 class Identify(Step):
     name = "identify"
 
