@@ -268,17 +268,27 @@ def load_index(archive: Archive) -> SimilarityIndex:
 
 
 def probe_path(path: str | os.PathLike[str]) -> Probe:
-    """Fingerprint a file for comparison only: by its content, a picture first, else a video."""
+    """Fingerprint a file for comparison only, choosing picture or video by its content."""
+    from PIL import Image, UnidentifiedImageError
+
     from ingest.fingerprints.common import NoFingerprint
+    from ingest.fingerprints.photo import _register_heif
 
+    _register_heif()
     try:
+        with Image.open(path):
+            is_picture = True
+    except (UnidentifiedImageError, OSError, ValueError):
+        is_picture = False
+    except Exception:  # noqa: BLE001 - e.g. a decompression bomb: the photo path gives the reason
+        is_picture = True
+    if is_picture:
         return photo_probe(Path(path))
-    except NoFingerprint as photo_reason:
-        from ingest.fingerprints.video import looks_like_video
+    from ingest.fingerprints.video import looks_like_video
 
-        if looks_like_video(Path(path)):
-            return video_probe(Path(path))
-        raise NoFingerprint(str(photo_reason)) from photo_reason
+    if looks_like_video(Path(path)):
+        return video_probe(Path(path))
+    raise NoFingerprint("neither a picture nor a video that can be decoded")
 
 
 def item_hashes(session: Session, item_id: str) -> list[Hash]:

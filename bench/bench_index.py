@@ -96,7 +96,7 @@ def main() -> None:
     similar.phash = HammingIndex(values[:views], force_tables=True)
     similar.dhash = HammingIndex(values[views : 2 * views], force_tables=True)
     times = []
-    for i in range(20):
+    for _ in range(20):
         row = int(rng.integers(views))
         probe_views = [(near(rng, int(values[row]), 4), near(rng, int(values[views + row]), 4), 0)]
         probe_views += [(int(a), int(b), 0) for a, b in rng.integers(0, 2**64, size=(47, 2), dtype=np.uint64)]

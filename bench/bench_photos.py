@@ -144,9 +144,10 @@ def main() -> None:
         shutil.rmtree(work / "floor-a")
         shutil.rmtree(work / "floor-b")
         ingest_s, reports = ingest(paths, work / "home", args.workers)
-    statuses = {}
+    statuses: dict[str, int] = {}
     for r in reports:
-        statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+        status = str(r["status"])
+        statuses[status] = statuses.get(status, 0) + 1
     n = len(paths)
     print(f"photos: {n} ({size / n / 1e6:.2f} MB each, {WIDTH}x{HEIGHT}), workers {args.workers}")
     print(f"floor  (SHA-256 + one fsync'd copy per replica): {floor_s:6.2f} s  {n / floor_s:7.1f} photos/s")

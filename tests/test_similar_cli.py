@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 from PIL import Image, ImageOps
 
 from tests.conftest import Cli
@@ -88,3 +89,53 @@ def test_unfingerprintable_item_records_the_reason(cli: Cli, corpus: Path) -> No
     assert shown["candidates"] == []
     code, _, err = cli("similar", report["id"], expect=None)
     assert code != 0 and "no fingerprint" in err
+
+
+def test_fingerprints_and_candidates_on_each_database(
+    tmp_path: Path, catalog_url: str, corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """64-bit hashes with the top bit set survive a BIGINT column; candidates link both ways."""
+    monkeypatch.setenv("EVIDENCE_DATABASE_URL", catalog_url)
+    cli = Cli(tmp_path / "home")
+    cli("init", "--operator", "tester")
+    video = corpus / "media/video"
+    reports = cli.json_lines("ingest", str(video / "phone_gradients.mp4"), str(video / "reshare_gradients_clip.mp4"))
+    source, clip = (r["id"] for r in reports)
+    assert [c["id"] for c in cli.json("show", clip)["candidates"]] == [source]
+    assert [m["id"] for m in cli.json("similar", source)] == [clip]
+
+    from sqlmodel import Session, select
+
+    from archive.catalog.fingerprints import Fingerprint
+    from archive.db import make_engine
+    from archive.similarity import item_hashes
+    from ingest.fingerprints.video import video_hashes
+
+    engine = make_engine(catalog_url)
+    try:
+        with Session(engine) as session:
+            stored = item_hashes(session, source)
+            assert any(row.value < 0 for row in session.exec(select(Fingerprint)).all())
+    finally:
+        engine.dispose()
+    assert sorted((h.kind, h.variant, h.offset_ms, h.value) for h in stored) == sorted(
+        (h.kind, h.variant, h.offset_ms, h.value) for h in video_hashes(video / "phone_gradients.mp4")
+    )
+
+
+def test_ingest_with_worker_processes(cli: Cli, corpus: Path, tmp_path: Path) -> None:
+    """`--workers 2`: reports in input order, the same bytes twice become one item and a duplicate."""
+    import shutil
+
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    names = ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]
+    for name, source in zip(names, ["jpg/gps/DSCN0010.jpg", "jpg/gps/DSCN0012.jpg", "jpg/gps/DSCN0010.jpg",
+                                    "jpg/exif-org/canon-ixus.jpg"], strict=True):
+        shutil.copy(corpus / "media" / source, folder / name)
+    reports = cli.json_lines("ingest", "--workers", "2", str(folder))
+    assert [Path(r["path"]).name for r in reports] == names
+    assert all(r["status"] == "preserved" for r in reports)
+    assert reports[0]["id"] == reports[2]["id"]
+    assert sorted(r["duplicate"] for r in reports) == [False, False, False, True]
+    assert len(cli.json("list")) == 3

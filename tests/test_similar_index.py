@@ -78,8 +78,9 @@ def test_table_path_and_scan_path_agree() -> None:
     tables = SimilarityIndex.from_rows(rows)
     tables.phash = HammingIndex(tables.phash.values, force_tables=True)
     tables.dhash = HammingIndex(tables.dhash.values, force_tables=True)
-    flips = rng.integers(0, 2**64, size=(40, 2), dtype=np.uint64) & rng.integers(0, 2**64, size=(40, 2), dtype=np.uint64)
-    flips &= rng.integers(0, 2**64, size=(40, 2), dtype=np.uint64)  # about 8 bits set each
+    flips = rng.integers(0, 2**64, size=(40, 2), dtype=np.uint64)
+    for _ in range(2):
+        flips &= rng.integers(0, 2**64, size=(40, 2), dtype=np.uint64)  # about 8 bits set each
     views = [(int(base[i * 70, 0] ^ f[0]), int(base[i * 70, 1] ^ f[1]), 0) for i, f in enumerate(flips)]
     probe = Probe("photo", views)
     for radius in (4, 8, 11, 14):

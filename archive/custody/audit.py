@@ -41,7 +41,7 @@ from archive.custody.verify import (
 )
 from archive.db import transaction
 
-CHUNK = 50_000
+CHUNK = 10_000  # rows per read transaction: short, since SQLite reads here take the write lock
 MAX_PROBLEMS = 50
 
 

@@ -21,7 +21,6 @@ import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Any
 
 from PIL import Image
@@ -121,8 +120,13 @@ def _to_grey(im: Image.Image) -> Image.Image:
         flat = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         flat.alpha_composite(rgba)
         im = flat
-    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-        im = im.point(lambda v: v / 256).convert("L")  # type: ignore[arg-type,operator]
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        import numpy as np
+
+        # 16-bit (and 32-bit) grey: scale to 8 bits; Pillow's own conversion would clip to white.
+        wide = np.asarray(im, dtype=np.float64)
+        top = float(wide.max()) or 1.0
+        im = Image.fromarray((wide * (255.0 / top)).clip(0, 255).astype(np.uint8))
     grey = im.convert("L")
     grey.thumbnail((WORK_SIDE * 2, WORK_SIDE * 2), Image.Resampling.BOX)
     return grey
@@ -277,7 +281,3 @@ def query_views(source: Source | Image.Image, rotations: bool = True) -> list[Vi
         raise NoFingerprint("picture is uniform: nothing to fingerprint")
     return found
 
-
-def is_picture_path(path: Path) -> bool:
-    """Cheap test by name, for choosing which fingerprinter to try first (content decides in the end)."""
-    return path.suffix.lower() in {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".heic", ".heif", ".gif", ".bmp"}
