@@ -90,10 +90,10 @@ def video_probe(source: Any) -> Probe:
     """A probe from a video: the views of its sampled frames, grouped by frame."""
     from ingest.fingerprints.video import frame_hashes
 
-    return _frames_probe((f.offset_ms, f.phash, f.dhash) for f in frame_hashes(source))
+    return frames_probe((f.offset_ms, f.phash, f.dhash) for f in frame_hashes(source))
 
 
-def _frames_probe(frames: Iterable[tuple[int, int, int]]) -> Probe:
+def frames_probe(frames: Iterable[tuple[int, int, int]]) -> Probe:
     groups: dict[int, int] = {}
     views = []
     for offset, p, d in frames:
@@ -106,7 +106,7 @@ def probe_from_hashes(hashes: Iterable[Hash]) -> Probe:
     pairs = _pair_up((h.variant, h.offset_ms, h.kind, h.value) for h in hashes)
     video = any(variant in VIDEO_VARIANTS for variant, _ in pairs)
     if video:
-        return _frames_probe((offset, p, d) for (_, offset), (p, d) in pairs.items())
+        return frames_probe((offset, p, d) for (_, offset), (p, d) in pairs.items())
     return Probe("photo", [(p, d, 0) for p, d in pairs.values()])
 
 
@@ -236,14 +236,22 @@ _cache_lock = threading.Lock()
 
 def load_index(archive: Archive) -> SimilarityIndex:
     """The index over every fingerprint in the catalog, reusing this process's copy when unchanged."""
+    from sqlmodel import Session
+
+    with Session(archive.engine) as session:
+        return index_in(session)
+
+
+def index_in(session: Session) -> SimilarityIndex:
+    """The index as this session sees the catalog (inside an ingest's transaction: everything committed)."""
     from sqlalchemy import func
-    from sqlmodel import Session, select
+    from sqlmodel import select
 
     from archive.catalog.fingerprints import Fingerprint
     from ingest.fingerprints.common import to_unsigned
 
-    key = str(archive.engine.url)
-    with _cache_lock, Session(archive.engine) as session:
+    key = str(session.get_bind().engine.url)
+    with _cache_lock:
         count, top = session.exec(select(func.count(Fingerprint.id), func.max(Fingerprint.id))).one()  # type: ignore[arg-type]
         stamp = (int(count or 0), int(top or 0))
         cached = _cache.get(key)

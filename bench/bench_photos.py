@@ -11,7 +11,9 @@ Ingest: the real `evidence ingest --json --workers N` command in a fresh archive
 home on the same disk: SHA-256, identify, metadata, fingerprint (with the
 near-duplicate search), age encryption, verified writes to both replicas,
 catalog commit with custody events. Floor, in the same run: `hashlib.sha256`
-over every file plus one fsync'd copy of it into each replica root.
+over every file plus one fsync'd copy of it into each replica root. Also the
+ingest's CPU time per photo (load-independent), and the throughput that allows
+on this machine's cores.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import argparse
 import hashlib
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -29,6 +32,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 CACHE = Path(__file__).parent / ".cache" / "photos"
+INGEST_CPU = 0.0  # CPU seconds (user + system) of the ingest command and its worker processes
 WIDTH, HEIGHT = 4000, 3000
 
 
@@ -114,9 +118,13 @@ def ingest(paths: list[Path], home: Path, workers: int) -> tuple[float, list[dic
     args = [*run, "ingest", "--json", str(folder)]
     if workers > 1:
         args += ["--workers", str(workers)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(args, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    global INGEST_CPU
+    INGEST_CPU = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if done.returncode != 0:
         print(done.stderr[-2000:], file=sys.stderr)
     reports = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
@@ -153,6 +161,9 @@ def main() -> None:
     print(f"floor  (SHA-256 + one fsync'd copy per replica): {floor_s:6.2f} s  {n / floor_s:7.1f} photos/s")
     print(f"ingest (full pipeline):                          {ingest_s:6.2f} s  {n / ingest_s:7.1f} photos/s")
     print(f"ingest / floor: {ingest_s / floor_s:.2f}   statuses: {statuses}")
+    cores = os.cpu_count() or 1
+    print(f"ingest CPU: {INGEST_CPU / n * 1e3:.0f} ms per photo (all processes), so at most "
+          f"{n * cores / INGEST_CPU:.0f} photos/s on {cores} idle cores; load average now {os.getloadavg()[0]:.1f}")
     if statuses.get("preserved", 0) != n:
         sys.exit(1)
 

@@ -321,3 +321,16 @@ def test_saved_proofs_are_checked_offline_with_the_verifier_key(populated: Archi
         bad = {k: v for k, v in bad.items() if v is not None}
         code, result = check(bad)
         assert code == 1 and result["ok"] is False, bad
+
+
+def test_item_proofs_for_an_export_check_out_independently(populated: Archive) -> None:
+    bundle = service.item_proofs(populated, ITEM_B)
+    assert bundle["item"] == ITEM_B and bundle["checkpoint"]["tree_size"] == 40
+    seqs = [p["leaf_index"] for p in bundle["proofs"]]
+    assert seqs == [s for s in range(40) if s % 3] and bundle["uncovered"] == [40, 41]
+    leaves = leaf_hashes(populated)
+    for proof in bundle["proofs"]:
+        origin, size, root = ref_open_checkpoint(proof["note"], bundle["vkey"])
+        assert size == 40 and root == ref_mth(leaves[:40])
+        path = [bytes.fromhex(h) for h in proof["inclusion_proof"]]
+        assert ref_verify_inclusion(leaves[proof["leaf_index"]], proof["leaf_index"], 40, path, root)

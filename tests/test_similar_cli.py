@@ -124,7 +124,8 @@ def test_fingerprints_and_candidates_on_each_database(
 
 
 def test_ingest_with_worker_processes(cli: Cli, corpus: Path, tmp_path: Path) -> None:
-    """`--workers 2`: reports in input order, the same bytes twice become one item and a duplicate."""
+    """`--workers 2`: reports in input order, the same bytes twice become one item and a duplicate,
+    near-duplicates ingested side by side are linked."""
     import shutil
 
     folder = tmp_path / "batch"
@@ -133,9 +134,14 @@ def test_ingest_with_worker_processes(cli: Cli, corpus: Path, tmp_path: Path) ->
     for name, source in zip(names, ["jpg/gps/DSCN0010.jpg", "jpg/gps/DSCN0012.jpg", "jpg/gps/DSCN0010.jpg",
                                     "jpg/exif-org/canon-ixus.jpg"], strict=True):
         shutil.copy(corpus / "media" / source, folder / name)
+    with Image.open(folder / "a.jpg") as im:
+        ImageOps.mirror(im).save(folder / "e.png")  # a near-duplicate in flight beside its original
+    names.append("e.png")
     reports = cli.json_lines("ingest", "--workers", "2", str(folder))
     assert [Path(r["path"]).name for r in reports] == names
     assert all(r["status"] == "preserved" for r in reports)
     assert reports[0]["id"] == reports[2]["id"]
-    assert sorted(r["duplicate"] for r in reports) == [False, False, False, True]
-    assert len(cli.json("list")) == 3
+    assert sorted(r["duplicate"] for r in reports) == [False, False, False, False, True]
+    assert len(cli.json("list")) == 4
+    # Candidates are searched inside each item's transaction: concurrent near-duplicates still link.
+    assert [c["id"] for c in cli.json("show", reports[4]["id"])["candidates"]] == [reports[0]["id"]]

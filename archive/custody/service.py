@@ -107,40 +107,76 @@ def _stored_checkpoint(session: Any, size: int) -> Checkpoint:
     return found
 
 
+def _chosen_checkpoint(session: Any, checkpoint_size: int | None) -> Checkpoint:
+    if checkpoint_size is not None:
+        return _stored_checkpoint(session, checkpoint_size)
+    latest = session.execute(select(Checkpoint).order_by(col(Checkpoint.tree_size).desc()).limit(1)).scalar()
+    if latest is None:
+        raise CustodyError("no checkpoint yet; run `evidence log checkpoint`")
+    return latest
+
+
+def _inclusion_document(event: Event, checkpoint: Checkpoint, tiles: TileStore) -> dict[str, Any]:
+    """What `log prove --json` prints; checked here as an auditor would before anyone sees it."""
+    entry = event_entry(event)
+    encoded = encode(entry)
+    leaf = leaf_hash(encoded)
+    proof = inclusion_proof(tiles, event.seq, checkpoint.tree_size)
+    try:
+        verify_inclusion(leaf, event.seq, checkpoint.tree_size, proof, bytes.fromhex(checkpoint.root_hash))
+    except VerificationError as exc:
+        raise CustodyError(f"event {event.seq} does not verify against checkpoint {checkpoint.tree_size} ({exc}); "
+                           "run `evidence log verify`") from exc
+    return {
+        "event": entry,
+        "entry": encoded.decode("utf-8"),
+        "leaf_index": event.seq,
+        "leaf_hash": leaf.hex(),
+        "tree_size": checkpoint.tree_size,
+        "root_hash": checkpoint.root_hash,
+        "inclusion_proof": [h.hex() for h in proof],
+        "note": checkpoint.note,
+    }
+
+
 def prove_inclusion(archive: Archive, seq: int, checkpoint_size: int | None = None) -> dict[str, Any]:
     """The event, its leaf hash, and its audit path to a signed root (by default the latest checkpoint)."""
     with transaction(archive.engine) as session:
         event = session.get(Event, seq)
         if event is None:
             raise CustodyError(f"no event with sequence number {seq}")
-        if checkpoint_size is None:
-            chosen = session.execute(select(Checkpoint).order_by(col(Checkpoint.tree_size).desc()).limit(1)).scalar()
-            if chosen is None or chosen.tree_size <= seq:
+        chosen = _chosen_checkpoint(session, checkpoint_size)
+        if chosen.tree_size <= seq:
+            if checkpoint_size is None:
                 raise CustodyError(f"event {seq} is not covered by a checkpoint yet; run `evidence log checkpoint`")
-        else:
-            chosen = _stored_checkpoint(session, checkpoint_size)
-            if chosen.tree_size <= seq:
-                raise CustodyError(f"checkpoint {checkpoint_size} does not cover event {seq}")
+            raise CustodyError(f"checkpoint {checkpoint_size} does not cover event {seq}")
         tiles = TileStore(session)
         tiles.preload(lambda source: inclusion_proof(source, seq, chosen.tree_size))
-        proof = inclusion_proof(tiles, seq, chosen.tree_size)
-    entry = event_entry(event)
-    encoded = encode(entry)
-    leaf = leaf_hash(encoded)
-    try:
-        verify_inclusion(leaf, seq, chosen.tree_size, proof, bytes.fromhex(chosen.root_hash))
-    except VerificationError as exc:
-        raise CustodyError(f"event {seq} does not verify against checkpoint {chosen.tree_size} ({exc}); "
-                           "run `evidence log verify`") from exc
+        return _inclusion_document(event, chosen, tiles)
+
+
+def item_proofs(archive: Archive, ref: str, checkpoint_size: int | None = None) -> dict[str, Any]:
+    """Everything an outsider needs to check an item's custody offline: for export bundles.
+
+    The verifier key, one checkpoint (the latest unless given), and the
+    inclusion proof of each of the item's events it covers; later events are
+    listed by sequence number as not yet provable.
+    """
+    with transaction(archive.engine) as session:
+        item_id = _resolve_item_id(session, ref)
+        chosen = _chosen_checkpoint(session, checkpoint_size)
+        stmt = select(Event).where(col(Event.item_id) == item_id).order_by(col(Event.seq))
+        events = session.execute(stmt).scalars().all()
+        covered = [e for e in events if e.seq < chosen.tree_size]
+        tiles = TileStore(session)
+        tiles.preload(lambda source: [inclusion_proof(source, e.seq, chosen.tree_size) for e in covered])
+        proofs = [_inclusion_document(e, chosen, tiles) for e in covered]
     return {
-        "event": entry,
-        "entry": encoded.decode("utf-8"),
-        "leaf_index": seq,
-        "leaf_hash": leaf.hex(),
-        "tree_size": chosen.tree_size,
-        "root_hash": chosen.root_hash,
-        "inclusion_proof": [h.hex() for h in proof],
-        "note": chosen.note,
+        "item": item_id,
+        "vkey": verifier_key(archive).encode(),
+        "checkpoint": _checkpoint_json(chosen),
+        "proofs": proofs,
+        "uncovered": [e.seq for e in events if e.seq >= chosen.tree_size],
     }
 
 

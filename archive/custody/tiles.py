@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlmodel import Session, col
 
 from archive.catalog.checkpoints import LogTile
@@ -20,6 +20,12 @@ from archive.custody.merkle import HASH_SIZE, ProofError, SubtreeSource, subtree
 TILE_HEIGHT = 8
 TILE_WIDTH = 1 << TILE_HEIGHT
 TILE_BYTES = TILE_WIDTH * HASH_SIZE
+
+
+# One statement, compiled once, whatever the tiles asked for.
+_TILES_AT_LEVEL = select(col(LogTile.idx), col(LogTile.hashes)).where(
+    col(LogTile.level) == bindparam("level"), col(LogTile.idx).in_(bindparam("indexes", expanding=True))
+)
 
 
 def tile_of(level: int, index: int) -> tuple[int, int]:
@@ -49,22 +55,19 @@ class TileStore:
     def tile(self, level: int, index: int) -> bytes:
         key = (level, index)
         if key not in self._cache:
-            stmt = select(col(LogTile.hashes)).where(col(LogTile.level) == level, col(LogTile.idx) == index)
-            self._cache[key] = bytes(self.session.execute(stmt).scalar_one_or_none() or b"")
+            found = self.session.execute(_TILES_AT_LEVEL, {"level": level, "indexes": [index]}).first()
+            self._cache[key] = bytes(found[1]) if found else b""
         return self._cache[key]
 
     def preload(self, computation: Callable[[SubtreeSource], object]) -> None:
-        """Fetch in one query every tile `computation` will read (a proof reads a handful)."""
+        """Fetch up front every tile `computation` will read: one query per tile level, a handful for a proof."""
         recorder = _Recorder()
         computation(recorder)
         wanted = recorder.tiles - self._cache.keys()
-        if not wanted:
-            return
-        stmt = select(col(LogTile.level), col(LogTile.idx), col(LogTile.hashes)).where(
-            or_(*(and_(col(LogTile.level) == lv, col(LogTile.idx) == ix) for lv, ix in sorted(wanted)))
-        )
-        for level, index, hashes in self.session.execute(stmt):
-            self._cache[(level, index)] = bytes(hashes)
+        for level in sorted({lv for lv, _ in wanted}):
+            indexes = sorted(ix for lv, ix in wanted if lv == level)
+            for index, hashes in self.session.execute(_TILES_AT_LEVEL, {"level": level, "indexes": indexes}):
+                self._cache[(level, index)] = bytes(hashes)
         for key in wanted:
             self._cache.setdefault(key, b"")
 

@@ -4,7 +4,11 @@ Runs on the plaintext after Identify (and metadata). It never refuses a file:
 a picture too small, uniform, broken or a decompression bomb gets no
 fingerprint and the reason is recorded on the item. Near-duplicates already in
 the archive become candidate links for an investigator to confirm; nothing is
-merged. The custody event carries counts and item ids only.
+merged. The search for them runs in `save`, inside the item's transaction, so
+files ingested side by side (worker processes) still find each other: on
+SQLite that transaction holds the write lock, so every earlier item is visible
+and no other can commit meanwhile. The custody event carries counts and item
+ids only.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ if TYPE_CHECKING:
     from sqlmodel import Session
 
     from archive.context import Archive
-    from archive.similarity import Match
+    from archive.similarity import Match, Probe
     from ingest.fingerprints.common import Hash
+    from ingest.pipeline import PendingEvent
 
 FINGERPRINT_EVENT = "fingerprint"  # no PREMIS event fits a perceptual hash; named as the step
 
@@ -28,7 +33,9 @@ FINGERPRINT_EVENT = "fingerprint"  # no PREMIS event fits a perceptual hash; nam
 class FingerprintResult:
     medium: str  # photo | video
     hashes: list[Hash] = field(default_factory=list)
+    probe: Probe | None = None  # what the near-duplicate search compares (photos: every rotation too)
     candidates: list[Match] = field(default_factory=list)
+    event: PendingEvent | None = None
 
 
 def medium_of(media_type: str | None) -> str | None:
@@ -42,9 +49,9 @@ def medium_of(media_type: str | None) -> str | None:
     return None
 
 
-def compute(source: Any, medium: str) -> tuple[list[Hash], Any]:
+def compute(source: Any, medium: str) -> tuple[list[Hash], Probe]:
     """The hashes to store and the probe to search with (photos: every rotation and mirror too)."""
-    from archive.similarity import Probe, _frames_probe
+    from archive.similarity import Probe, frames_probe
 
     if medium == "photo":
         from ingest.fingerprints.common import Hash, NoFingerprint
@@ -66,7 +73,7 @@ def compute(source: Any, medium: str) -> tuple[list[Hash], Any]:
         for f in frames
         for h in (Hash("phash", f.variant, f.phash, f.offset_ms), Hash("dhash", f.variant, f.dhash, f.offset_ms))
     ]
-    return hashes, _frames_probe((f.offset_ms, f.phash, f.dhash) for f in frames)
+    return hashes, frames_probe((f.offset_ms, f.phash, f.dhash) for f in frames)
 
 
 class FingerprintMedia(Step):
@@ -75,7 +82,6 @@ class FingerprintMedia(Step):
     def run(self, ingestion: Ingestion, archive: Archive) -> None:
         if "fingerprint" in ingestion.results:
             return
-        from archive.similarity import load_index
         from ingest.fingerprints.common import NoFingerprint
 
         medium = medium_of(ingestion.media_type)
@@ -95,27 +101,25 @@ class FingerprintMedia(Step):
             ingestion.fail(self.name, f"{type(exc).__name__}: {exc}")
             ingestion.event(FINGERPRINT_EVENT, "failure", medium=medium, fingerprinted=False)
             return
-        candidates = load_index(archive).search(probe, exclude=ingestion.item_id)
-        ingestion.results["fingerprint"] = FingerprintResult(medium, hashes, candidates)
-        ingestion.event(
-            FINGERPRINT_EVENT,
-            "success",
-            medium=medium,
-            fingerprints=len(hashes),
-            candidates=[m.id for m in candidates],
-        )
+        ingestion.event(FINGERPRINT_EVENT, "success", medium=medium, fingerprints=len(hashes), candidates=[])
+        ingestion.results["fingerprint"] = FingerprintResult(medium, hashes, probe, event=ingestion.events[-1])
 
     def save(self, ingestion: Ingestion, session: Session) -> None:
         from sqlalchemy import insert
 
         from archive.catalog.fingerprints import Fingerprint
         from archive.custody.log import utc_now
-        from archive.similarity import record_candidates
+        from archive.similarity import index_in, record_candidates
         from ingest.fingerprints.common import to_signed
 
         result: FingerprintResult | None = ingestion.results.get("fingerprint")
         if result is None or ingestion.item_id is None:
             return
+        if result.probe is not None:
+            # Searched before this item's own rows are added, so the cached index never holds uncommitted rows.
+            result.candidates = index_in(session).search(result.probe, exclude=ingestion.item_id)
+            if result.event is not None:
+                result.event.details["candidates"] = [m.id for m in result.candidates]
         if result.hashes:
             # One multi-row insert: a video brings hundreds of rows, a photo a dozen.
             session.execute(
