@@ -33,6 +33,7 @@ def init(state: CliState, operator: str | None, recipients: tuple[str, ...], cus
     )
     click.echo(f"archive created at {info['home']}")
     click.echo(f"recipients: {', '.join(info['recipients'])}")
+    click.echo(f"custody log verifier key (give it to your witnesses): {info['log_verifier_key']}")
     if info["custodian_identity"]:
         click.echo(OFFLINE_WARNING.format(path=info["custodian_identity"]), err=True)
 

@@ -62,6 +62,9 @@ def init_home(
         policy=Policy(copies=2, minimum=1, backends=[]),
     )
     settings.save()
+    from archive.custody.checkpoint import ensure_log_key
+
+    signer = ensure_log_key(settings)  # publishes keys/log.vkey from day one
     from archive.context import Archive
 
     archive = Archive(settings=settings, actor=settings.actor())
@@ -82,4 +85,5 @@ def init_home(
         "custodian_identity": str(identity_path) if identity_path else None,
         "recipients": settings.recipients,
         "storage": [spec.name for spec in storage],
+        "log_verifier_key": signer.verifier.encode(),
     }
