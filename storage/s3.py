@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import io
 import threading
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, BinaryIO
@@ -162,7 +163,9 @@ class S3Writer(ObjectWriter):
         self._opts = backend.options
         self._sha = hashlib.sha256()
         self._size = 0
-        self._buffer = bytearray()
+        # bytes received but not yet sent, as zero-copy views of the caller's chunks
+        self._pending: deque[memoryview] = deque()
+        self._pending_size = 0
         self._upload_id: str | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._futures: list[Future[dict[str, Any]]] = []
@@ -179,23 +182,37 @@ class S3Writer(ObjectWriter):
         if self._failure is not None:
             self.abort()
             raise self._failure
+        if not data:
+            return
+        if not isinstance(data, bytes):
+            data = bytes(data)  # the caller may reuse a mutable buffer; bytes are safe to keep
         self._sha.update(data)
         self._size += len(data)
-        self._buffer += data
+        self._pending.append(memoryview(data))
+        self._pending_size += len(data)
+        # Send whole parts, keeping at least one byte back so the last part is never empty.
         part_size = self._opts.part_size
-        if len(self._buffer) <= part_size:
-            return
-        # Cut whole parts off the front, keeping at least one byte back so the
-        # last part is never empty; move the remainder down once.
-        view = memoryview(self._buffer)
-        offset = 0
-        try:
-            while len(self._buffer) - offset > part_size:
-                self._send_part(bytes(view[offset : offset + part_size]))
-                offset += part_size
-        finally:
-            view.release()
-        del self._buffer[:offset]
+        while self._pending_size > part_size:
+            self._send_part(self._take(part_size))
+
+    def _take(self, size: int) -> bytes:
+        """The next `size` pending bytes as one object: one copy at most, none when a chunk is a whole part."""
+        pieces: list[memoryview] = []
+        taken = 0
+        while taken < size:
+            view = self._pending[0]
+            need = size - taken
+            if len(view) <= need:
+                pieces.append(self._pending.popleft())
+                taken += len(view)
+            else:
+                pieces.append(view[:need])
+                self._pending[0] = view[need:]
+                taken = size
+        self._pending_size -= size
+        if len(pieces) == 1 and isinstance(pieces[0].obj, bytes) and len(pieces[0]) == len(pieces[0].obj):
+            return pieces[0].obj
+        return b"".join(pieces)
 
     def _start_multipart(self) -> None:
         backend = self._backend
@@ -286,8 +303,7 @@ class S3Writer(ObjectWriter):
     def _put_single(self, expected_sha256: str) -> StoredObject:
         backend = self._backend
         self._check_whole(expected_sha256)
-        body = bytes(self._buffer)
-        self._buffer = bytearray()
+        body = self._take(self._pending_size)
         checksum = b64_sha256(self._sha.digest())
         try:
             response = backend.client.put_object(
@@ -307,9 +323,8 @@ class S3Writer(ObjectWriter):
 
     def _complete_multipart(self, expected_sha256: str) -> StoredObject:
         backend = self._backend
-        if self._buffer:
-            self._send_part(bytes(self._buffer))
-            self._buffer = bytearray()
+        if self._pending_size:
+            self._send_part(self._take(self._pending_size))
         parts = [future.result() for future in self._futures]  # raises the first part failure
         self._check_whole(expected_sha256)
         composite = composite_sha256([part["digest"] for part in parts])
@@ -379,7 +394,8 @@ class S3Writer(ObjectWriter):
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
-        self._buffer = bytearray()
+        self._pending.clear()
+        self._pending_size = 0
         if self._upload_id is not None:
             upload_id, self._upload_id = self._upload_id, None
             try:
