@@ -38,9 +38,20 @@ def make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        reader = conn.get_execution_options().get("evidence_read_only", False)
+        conn.exec_driver_sql("BEGIN" if reader else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def read_only(engine: Engine) -> Engine:
+    """The same engine for sessions that only read: on SQLite they take no write lock.
+
+    In WAL mode readers never block the writer, so lookups (deduplication,
+    show, list, similarity) do not queue behind ingests in other processes.
+    A session on it must not write: SQLite would refuse the lock upgrade.
+    """
+    return engine.execution_options(evidence_read_only=True)
 
 
 def migrate(engine: Engine) -> None:

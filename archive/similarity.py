@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from archive.db import read_only
 from archive.hamming import HammingIndex, popcount
 
 if TYPE_CHECKING:
@@ -238,7 +239,7 @@ def load_index(archive: Archive) -> SimilarityIndex:
     """The index over every fingerprint in the catalog, reusing this process's copy when unchanged."""
     from sqlmodel import Session
 
-    with Session(archive.engine) as session:
+    with Session(read_only(archive.engine)) as session:
         return index_in(session)
 
 
@@ -352,7 +353,7 @@ def similar(archive: Archive, target: str, max_distance: int = DEFAULT_MAX_DISTA
         return load_index(archive).search(probe, max_distance)
     from archive.services.items import resolve_item
 
-    with Session(archive.engine) as session:
+    with Session(read_only(archive.engine)) as session:
         item = resolve_item(session, target)
         hashes = item_hashes(session, item.id)
         recorded = candidates_for(session, item.id)

@@ -13,6 +13,7 @@ from sqlmodel import Session, col, select
 
 from archive.catalog.items import Item, Provenance, Replica
 from archive.catalog.metadata import ItemMetadata, normalized_view
+from archive.db import read_only
 from archive.services.errors import Ambiguous, IntegrityError, NotFound, ServiceError
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ def resolve_item(session: Session, ref: str) -> Item:
 
 
 def list_items(archive: Archive) -> list[dict[str, Any]]:
-    with Session(archive.engine) as session:
+    with Session(read_only(archive.engine)) as session:
         counts = dict(
             session.exec(select(Provenance.item_id, func.count()).group_by(Provenance.item_id)).all()  # type: ignore[call-overload]
         )
@@ -59,7 +60,7 @@ def list_items(archive: Archive) -> list[dict[str, Any]]:
 
 def show_item(archive: Archive, ref: str) -> dict[str, Any]:
     """Everything the catalog knows about one item."""
-    with Session(archive.engine) as session:
+    with Session(read_only(archive.engine)) as session:
         item = resolve_item(session, ref)
         replicas = session.exec(select(Replica).where(Replica.item_id == item.id).order_by(col(Replica.id))).all()
         provenance = session.exec(
@@ -131,7 +132,7 @@ def get_item(archive: Archive, ref: str, output: Path, identity_path: Path | Non
     if not identity_path.is_file():
         raise ServiceError(f"no identity at {identity_path}: pass --identity with the custodian key")
     identities = Identity.read(identity_path)
-    with Session(archive.engine) as session:
+    with Session(read_only(archive.engine)) as session:
         item = resolve_item(session, ref)
         replicas = session.exec(
             select(Replica).where(Replica.item_id == item.id, Replica.role == "original").order_by(col(Replica.id))

@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 
 from archive.catalog.items import Item, Replica
 from archive.catalog.jobs import Job, read_cursor
+from archive.db import read_only
 from archive.services.fixity import PASS_CURSOR
 from archive.services.repair import REPLACED, policy_names
 
@@ -34,7 +35,7 @@ def archive_status(archive: Archive) -> dict[str, Any]:
     backends = archive.backends
     with ThreadPoolExecutor(max_workers=max(1, len(backends))) as pool:
         health = dict(zip(backends, pool.map(_health, backends.values()), strict=True))
-    with Session(archive.engine) as session:
+    with Session(read_only(archive.engine)) as session:
         items = dict(session.exec(select(Item.status, func.count()).group_by(Item.status)).all())  # type: ignore[call-overload]
         rows = session.exec(
             select(Replica.backend, Replica.role, Replica.state, func.count(),  # type: ignore[call-overload]

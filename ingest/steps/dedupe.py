@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from sqlmodel import Session, select
 
 from archive.catalog.items import Item
+from archive.db import read_only
 from ingest.pipeline import Ingestion, Step
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ class Deduplicate(Step):
     def run(self, ingestion: Ingestion, archive: Archive) -> None:
         if ingestion.item_id is not None:
             return
-        with Session(archive.engine) as session:
+        with Session(read_only(archive.engine)) as session:
             existing = session.exec(select(Item).where(Item.sha256 == ingestion.sha256)).first()
         if existing is None:
             ingestion.item_id = str(uuid.uuid4())  # random: an id says nothing about the file
