@@ -25,6 +25,7 @@ class Archive:
     settings: Settings
     actor: str
     _engine: Engine | None = field(default=None, repr=False)
+    log_size_at_open: int = 0
 
     @classmethod
     def open(cls, home: str | os.PathLike[str] | None = None, as_name: str | None = None) -> Archive:
@@ -42,7 +43,21 @@ class Archive:
 
             self._engine = make_engine(self.settings.catalog_url())
             migrate(self._engine)
+            self.log_size_at_open = self.log_size()
         return self._engine
+
+    def log_size(self) -> int:
+        """How many custody events the log holds now."""
+        from sqlalchemy import text
+
+        from archive.db import read_only
+
+        with read_only(self.engine).connect() as conn:
+            return int(conn.execute(text("SELECT size FROM log_head WHERE id = 1")).scalar_one())
+
+    def added_events(self) -> bool:
+        """Whether events were appended (by anyone) since this archive opened its catalog."""
+        return self._engine is not None and self.log_size() > self.log_size_at_open
 
     @cached_property
     def backends(self) -> dict[str, Backend]:

@@ -40,12 +40,11 @@ class CliState:
 
 def _checkpoint_new_events(archive: Any) -> None:
     """Sign a checkpoint over whatever events the command added, so they can be witnessed at once."""
-    if archive._engine is None:
-        return  # the command never opened the catalog
     from archive.custody.service import maybe_checkpoint
 
     try:
-        maybe_checkpoint(archive, max_age_seconds=0)
+        if archive.added_events():
+            maybe_checkpoint(archive, max_age_seconds=0)
     except Exception as exc:  # noqa: BLE001 - the command's own result must not be lost
         click.echo(f"warning: no checkpoint issued: {exc}", err=True)
 

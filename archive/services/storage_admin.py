@@ -153,12 +153,18 @@ def add_storage(
             details={"storage": name, "kind": kind, **public_options(options)},
         )
         settings.storage.append(spec)
+        archive.__dict__.pop("backends", None)  # the cached backend map is stale now
         try:
+            if not settings.policy.backends:
+                # The policy covers every backend, so this one joins it: back-fill now.
+                from archive.services.policy import reevaluate
+
+                reevaluate(archive, session)
             settings.save()
         except BaseException:
             settings.storage.remove(spec)
+            archive.__dict__.pop("backends", None)
             raise
-    archive.__dict__.pop("backends", None)  # the cached backend map is stale now
     return describe(spec, backend if check else None)
 
 
