@@ -1,7 +1,9 @@
 """A storage root on a local (or mounted) file system.
 
 Writes are atomic and durable: bytes go to a staging file, which is fsync'd,
-read back and hashed (the verification), then hard-linked under its final name
+read back and hashed (the verification: a large file is made durable and read
+back in 64 MiB segments as it is written, the remainder after the final fsync),
+then hard-linked under its final name
 (which fails rather than overwrite: names are never reused) and the directory
 is fsync'd. A crash at any point leaves either no object or a complete one;
 stale staging files are swept on the next start.
@@ -30,6 +32,7 @@ from storage.base import (
 
 STAGING = ".staging"
 WRITEBACK_EVERY = 16 * 1024 * 1024
+VERIFY_EVERY = 64 * 1024 * 1024
 
 
 def _writeback_starter() -> Callable[[int, int, int], object] | None:
@@ -80,11 +83,13 @@ class LocalWriter(ObjectWriter):
         self._tmp = staging / f"{os.getpid()}-{secrets.token_hex(8)}.tmp"
         try:
             staging.mkdir(parents=True, exist_ok=True)
-            self._fd: int | None = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            self._fd: int | None = os.open(self._tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         except OSError as exc:
             raise StorageError(_describe(exc, backend.root)) from exc
         self._size = 0
         self._flushed = 0
+        self._read_back = hashlib.sha256()  # over the bytes read back from disk so far
+        self._verified = 0
 
     def write(self, data: bytes) -> None:
         assert self._fd is not None, "write after commit or abort"
@@ -97,19 +102,39 @@ class LocalWriter(ObjectWriter):
             self.abort()
             raise StorageError(_describe(exc, self._backend.root)) from exc
         self._size += len(data)
-        if _start_writeback is not None and self._size - self._flushed >= WRITEBACK_EVERY:
-            _start_writeback(self._fd, self._flushed, self._size - self._flushed)
-            self._flushed = self._size
+        try:
+            if _start_writeback is not None and self._size - self._flushed >= WRITEBACK_EVERY:
+                _start_writeback(self._fd, self._flushed, self._size - self._flushed)
+                self._flushed = self._size
+            if self._size - self._verified >= VERIFY_EVERY:
+                # Make what we have durable and read it back now, while the other threads
+                # still hash and encrypt, instead of re-reading the whole file at the end.
+                os.fdatasync(self._fd)
+                self._read_back_to(self._size)
+        except OSError as exc:
+            self.abort()
+            raise StorageError(_describe(exc, self._backend.root)) from exc
+
+    def _read_back_to(self, end: int) -> None:
+        assert self._fd is not None
+        while self._verified < end:
+            chunk = os.pread(self._fd, min(CHUNK, end - self._verified), self._verified)
+            if not chunk:
+                break
+            self._read_back.update(chunk)
+            self._verified += len(chunk)
 
     def commit(self, expected_sha256: str) -> StoredObject:
         assert self._fd is not None, "commit after commit or abort"
         root = self._backend.root
         try:
             os.fsync(self._fd)
+            self._read_back_to(self._size)  # whatever was not read back during the writes
+            size = os.fstat(self._fd).st_size
             os.close(self._fd)
             self._fd = None
-            digest, size = self._backend.hash_file(self._tmp)
-            if digest != expected_sha256 or size != self._size:
+            digest = self._read_back.hexdigest()
+            if digest != expected_sha256 or size != self._size or self._verified != size:
                 raise VerificationFailed(
                     f"{self._backend.name}: read-back of {self._name} does not match what was sent"
                 )
