@@ -73,6 +73,16 @@ class ObjectWriter(ABC):
     def abort(self) -> None:
         """Discard the staged bytes; safe to call more than once."""
 
+    def digest_covers_sent_bytes(self) -> None:
+        """The caller promises that the digest it will pass to `commit` is its own
+        SHA-256 of exactly the bytes it writes here (ingest computes it as it sends).
+
+        A backend that verifies by reading back may then compare what it reads
+        with the bytes sent, which is as strong as hashing the read-back (equal
+        bytes, equal hash) and far cheaper. Backends that check a checksum the
+        server computed ignore this.
+        """
+
 
 class Backend(ABC):
     """A place that keeps encrypted objects (a disk, a bucket)."""

@@ -72,3 +72,34 @@ def test_sweep_removes_staging_of_dead_processes_only(tmp_path: Path) -> None:
 def test_missing_root_reports_unhealthy(tmp_path: Path) -> None:
     assert LocalBackend("a", tmp_path / "nope").health() is not None
     assert LocalBackend("a", tmp_path).health() is None
+
+
+@pytest.mark.parametrize("compare", [False, True])
+def test_a_copy_changed_on_disk_before_commit_is_caught(tmp_path: Path, compare: bool) -> None:
+    """Both verification modes (hash the read-back; compare it with the bytes sent) catch a bad copy."""
+    backend = LocalBackend("a", tmp_path)
+    writer = backend.open_writer("o/w")
+    if compare:
+        writer.digest_covers_sent_bytes()
+    data = os.urandom(300_000)
+    writer.write(data)
+    staged = next((tmp_path / STAGING).iterdir())
+    with open(staged, "r+b") as stream:  # the disk (or the kernel) hands back other bytes
+        stream.seek(1234)
+        stream.write(b"\x00" if data[1234] else b"\x01")
+    with pytest.raises(StorageError, match="does not match"):
+        writer.commit(hashlib.sha256(data).hexdigest())
+    assert backend.stat("o/w") is None
+
+
+def test_comparison_mode_verifies_large_writes_in_segments(tmp_path: Path) -> None:
+    backend = LocalBackend("a", tmp_path)
+    writer = backend.open_writer("o/big")
+    writer.digest_covers_sent_bytes()
+    digest = hashlib.sha256()
+    for _ in range(80):  # 80 MiB: more than two read-back segments
+        block = os.urandom(1 << 20)
+        digest.update(block)
+        writer.write(block)
+    stored = writer.commit(digest.hexdigest())
+    assert stored.size == 80 << 20 and backend.sha256_of("o/big")[0] == digest.hexdigest()

@@ -127,6 +127,7 @@ class Receive(Step):
             except StorageError as exc:
                 ingestion.storage_errors[backend.name] = str(exc)
                 continue
+            writer.digest_covers_sent_bytes()  # we hash the ciphertext exactly as sent
             ingestion.staged.append(Staged(backend.name, name, writer))
         if not ingestion.staged:
             raise Refused("no storage backend could accept the file: " + "; ".join(ingestion.storage_errors.values()))
