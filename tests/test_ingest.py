@@ -10,8 +10,6 @@ import subprocess
 import tomllib
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import Cli
 
 
@@ -220,7 +218,7 @@ def test_extra_recipients_can_open_originals(tmp_path: Path, corpus: Path) -> No
 
 
 def test_every_step_is_a_custody_event_without_personal_details(cli: Cli, corpus: Path) -> None:
-    from sqlmodel import Session, select
+    from sqlmodel import Session, col, select
 
     from archive.catalog.events import Event
     from archive.context import Archive
@@ -228,7 +226,7 @@ def test_every_step_is_a_custody_event_without_personal_details(cli: Cli, corpus
     cli("ingest", str(corpus / "media" / "jpg" / "Canon_40D.jpg"), "--source", "Witness Name", "--note", "secret note")
     archive = Archive.open(cli.home)
     with Session(archive.engine) as session:
-        events = session.exec(select(Event).order_by(Event.seq)).all()
+        events = session.exec(select(Event).order_by(col(Event.seq))).all()
     archive.close()
     assert [e.seq for e in events] == list(range(len(events)))
     types = [e.event_type for e in events]
