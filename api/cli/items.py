@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,8 @@ from typing import Any
 import click
 
 from api.cli.main import CliState, emit_json, fail, pass_state
+
+BATCH = 8  # files from which a default ingest spreads over every core
 
 
 @click.command()
@@ -43,11 +46,15 @@ def init(state: CliState, operator: str | None, recipients: tuple[str, ...], cus
 @click.option("--source", default=None, help="Where the files came from (kept as provenance).")
 @click.option("--note", default=None, help="A note kept with the provenance record.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file, per line.")
-# Added by the fingerprint helper (issue 3, photo throughput): files ingested by N worker processes.
-@click.option("--workers", type=click.IntRange(1, 64), default=1, help="Ingest files in N processes at once.")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Ingest files in N processes at once (default: one per core for batches of 8 files or more).",
+)
 @pass_state
 def ingest(
-    state: CliState, paths: tuple[str, ...], source: str | None, note: str | None, as_json: bool, workers: int
+    state: CliState, paths: tuple[str, ...], source: str | None, note: str | None, as_json: bool, workers: int | None
 ) -> None:
     """Hash, encrypt and replicate files and folders (recursively)."""
     from archive.services.batch import ingest_files
@@ -57,6 +64,8 @@ def ingest(
     with state.archive() as archive:
         sweep_stale_staging(archive)
         files = list(expand(list(paths)))
+        if workers is None:  # decoding photos for fingerprints is CPU-bound: use every core on a batch
+            workers = min(os.cpu_count() or 1, 8) if len(files) >= BATCH else 1
         progress = None
         if not as_json and len(files) > 1 and sys.stderr.isatty():
             from rich.progress import Progress
