@@ -36,7 +36,6 @@ from urllib.parse import urlsplit
 
 from storage.base import (
     CHUNK,
-    Backend,
     ObjectInfo,
     ObjectMissing,
     ObjectWriter,
@@ -49,13 +48,13 @@ from storage.s3_common import (
     AuthFailed,
     BucketMissing,
     Credentials,
+    RemoteBackend,
     RetentionRefused,
     S3Options,
     Unreachable,
     b64_sha256,
     credentials_from_env,
     env_prefix,
-    sse_c_key_from_env,
 )
 
 _EOF = object()
@@ -320,46 +319,15 @@ class _ResponseReader(io.RawIOBase):
         super().close()
 
 
-class MinioBackend(Backend):
+class MinioBackend(RemoteBackend):
     """A bucket (and optional prefix) on MinIO, or any S3 server, through the minio SDK."""
 
     kind = "minio"
 
     def __init__(self, name: str, options: S3Options, credentials: Credentials | None = None) -> None:
-        super().__init__(name)
         if not options.endpoint:
             raise StorageError(f"storage {name!r}: the minio driver needs an endpoint")
-        self.options = options
-        self._credentials = credentials
-        self._client: Any = None
-        self._probe: Any = None
-        self._lock = threading.Lock()
-        self._sse_c_key = sse_c_key_from_env(name) if options.sse == "sse-c" else None
-
-    @classmethod
-    def from_options(cls, name: str, options: dict[str, Any]) -> MinioBackend:
-        return cls(name, S3Options.from_dict(name, options))
-
-    @property
-    def where(self) -> str:
-        return self.options.where(self.name)
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    self._client = self._make_client()
-        return self._client
-
-    @property
-    def probe_client(self) -> Any:
-        """A client for health checks: short timeouts, no retries, so `storage list` never hangs."""
-        if self._probe is None:
-            with self._lock:
-                if self._probe is None:
-                    self._probe = self._make_client(probe=True)
-        return self._probe
+        super().__init__(name, options, credentials)
 
     def _make_client(self, *, probe: bool = False) -> Any:
         import urllib3

@@ -40,7 +40,6 @@ from typing import Any, BinaryIO
 
 from storage.base import (
     CHUNK,
-    Backend,
     ObjectInfo,
     ObjectMissing,
     ObjectWriter,
@@ -51,15 +50,13 @@ from storage.base import (
 from storage.s3_common import (
     AuthFailed,
     BucketMissing,
-    Credentials,
+    RemoteBackend,
     RetentionRefused,
-    S3Options,
     Unreachable,
     b64_sha256,
     composite_sha256,
     credentials_from_env,
     env_prefix,
-    sse_c_key_from_env,
 )
 
 AUTH_CODES = {
@@ -406,45 +403,10 @@ class S3Writer(ObjectWriter):
                 pass
 
 
-class S3Backend(Backend):
+class S3Backend(RemoteBackend):
     """A bucket (and optional prefix) on an S3-compatible server."""
 
     kind = "s3"
-
-    def __init__(self, name: str, options: S3Options, credentials: Credentials | None = None) -> None:
-        super().__init__(name)
-        self.options = options
-        self._credentials = credentials
-        self._client: Any = None
-        self._probe: Any = None
-        self._lock = threading.Lock()
-        self._sse_c_key = sse_c_key_from_env(name) if options.sse == "sse-c" else None
-
-    @classmethod
-    def from_options(cls, name: str, options: dict[str, Any]) -> S3Backend:
-        return cls(name, S3Options.from_dict(name, options))
-
-    @property
-    def where(self) -> str:
-        return self.options.where(self.name)
-
-    @property
-    def client(self) -> Any:
-        """The boto3 client, made once (client creation is slow and not thread-safe)."""
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    self._client = self._make_client()
-        return self._client
-
-    @property
-    def probe_client(self) -> Any:
-        """A client for health checks: short timeouts, one attempt, so `storage list` never hangs."""
-        if self._probe is None:
-            with self._lock:
-                if self._probe is None:
-                    self._probe = self._make_client(probe=True)
-        return self._probe
 
     def _make_client(self, *, probe: bool = False) -> Any:
         import boto3

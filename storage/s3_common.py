@@ -11,11 +11,12 @@ from __future__ import annotations
 import base64
 import os
 import re
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from storage.base import StorageError
+from storage.base import Backend, StorageError
 
 LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")
 SSE_MODES = ("sse-c", "aws:kms", "sse-s3")
@@ -159,3 +160,49 @@ def composite_sha256(part_digests: list[bytes]) -> str:
 
     outer = hashlib.sha256(b"".join(part_digests)).digest()
     return f"{b64_sha256(outer)}-{len(part_digests)}"
+
+
+class RemoteBackend(Backend):
+    """What the S3 and MinIO drivers share: options, credentials and lazily made clients.
+
+    A subclass says how to make its SDK's client (`_make_client`); a second,
+    short-timeout client answers health checks so `storage list` never hangs.
+    """
+
+    def __init__(self, name: str, options: S3Options, credentials: Credentials | None = None) -> None:
+        super().__init__(name)
+        self.options = options
+        self._credentials = credentials
+        self._client: Any = None
+        self._probe: Any = None
+        self._lock = threading.Lock()
+        self._sse_c_key = sse_c_key_from_env(name) if options.sse == "sse-c" else None
+
+    @classmethod
+    def from_options(cls, name: str, options: dict[str, Any]) -> Any:
+        return cls(name, S3Options.from_dict(name, options))
+
+    @property
+    def where(self) -> str:
+        return self.options.where(self.name)
+
+    @property
+    def client(self) -> Any:
+        """The SDK client, made once (client creation is slow and not thread-safe)."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._make_client()
+        return self._client
+
+    @property
+    def probe_client(self) -> Any:
+        """A client for health checks: short timeouts, one attempt."""
+        if self._probe is None:
+            with self._lock:
+                if self._probe is None:
+                    self._probe = self._make_client(probe=True)
+        return self._probe
+
+    def _make_client(self, *, probe: bool = False) -> Any:
+        raise NotImplementedError
