@@ -15,7 +15,7 @@ GPS = "media/jpg/gps"
 def test_rebuild_catalog_round_trip(cli: Cli, corpus: Path, tmp_path: Path) -> None:
     from archive.catalog.events import Event
 
-    reports = cli.json_lines("ingest", str(corpus / GPS))
+    reports = cli.json_lines("ingest", str(corpus / GPS), "--source", "field team 3", "--note", "via Signal")
     before = {item["id"]: item for item in cli.json("list")}
     key = cli.home / "keys" / "custodian.key"
     # The custodian key lives offline; the old catalog is lost.
@@ -43,6 +43,8 @@ def test_rebuild_catalog_round_trip(cli: Cli, corpus: Path, tmp_path: Path) -> N
     first = reports[0]
     shown = rebuilt.json("show", first["id"])
     assert shown["provenance"][0]["original_name"] == Path(first["path"]).name
+    sealed = shown["provenance"][0]  # who sent it survives the loss of the catalog
+    assert (sealed["source"], sealed["note"], sealed["actor"]) == ("field team 3", "via Signal", "tester")
     out = tmp_path / "out.jpg"
     rebuilt("get", first["id"], "-o", str(out), "--identity", str(offline))
     assert out.read_bytes() == Path(first["path"]).read_bytes()

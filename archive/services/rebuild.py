@@ -197,9 +197,12 @@ def _commit_item(rebuilt: Archive, backend_name: str, item_id: str, founds: list
         session.add(item)
         session.flush()
         received = sorted(founds, key=lambda f: str(f.document.get("received_at") or ""))[0].document
+        sealed = received.get("provenance") or {}  # manifests written since provenance was sealed in them
         session.add(Provenance(item_id=item_id, original_name=received.get("original_name"),
-                               received_at=str(received.get("received_at") or now), actor=rebuilt.actor,
-                               note=f"recovered from the manifest on {backend_name}"))
+                               received_at=str(received.get("received_at") or now),
+                               actor=str(sealed.get("actor") or rebuilt.actor), source=sealed.get("source"),
+                               declared_type=sealed.get("declared_type"),
+                               note=sealed.get("note") if sealed else f"recovered from the manifest on {backend_name}"))
         rows: list[Replica] = []
         for found in founds:
             document = found.document

@@ -132,8 +132,14 @@ def manifest_bytes(item: Item, original: Replica, first: Provenance | None) -> b
     from ingest.steps.manifest import manifest_document
 
     ingestion = Ingestion(
-        incoming=Incoming(path=Path("."), original_name=(first.original_name if first else None) or "unnamed"),
-        actor="",
+        incoming=Incoming(
+            path=Path("."),
+            original_name=(first.original_name if first else None) or "unnamed",
+            source=first.source if first else None,
+            note=first.note if first else None,
+            declared_type=first.declared_type if first else None,
+        ),
+        actor=first.actor if first else "",
         item_id=item.id,
         sha256=item.sha256,
         size=item.size,

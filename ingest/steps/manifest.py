@@ -35,6 +35,16 @@ def manifest_document(ingestion: Ingestion, object_name: str) -> dict[str, Any]:
         "ciphertext_sha256": ingestion.ciphertext_sha256,
         "ciphertext_size": ingestion.ciphertext_size,
         "recipients": ingestion.recipients,
+        # Who handed the archive these bytes: sealed here too, so a catalog rebuilt
+        # from storage alone still knows the source of the first arrival.
+        "provenance": {
+            "source": ingestion.incoming.source,
+            "note": ingestion.incoming.note,
+            "original_name": ingestion.incoming.original_name,
+            "declared_type": ingestion.incoming.declared_type,
+            "received_at": ingestion.results.get("received_at"),
+            "actor": ingestion.actor,
+        },
     }
 
 
