@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from archive.custody.log import FORMAT_IDENTIFICATION
 from ingest.media.sniff import HEAD_SIZE, identify, mismatch
 from ingest.pipeline import Ingestion, Step
 
@@ -38,3 +39,10 @@ class Identify(Step):
             ingestion.fail(self.name, claim)
         for other in detected.also:
             ingestion.fail(self.name, f"the bytes are also a valid {other} (polyglot file)")
+        ingestion.event(
+            FORMAT_IDENTIFICATION,
+            "warning" if claim or detected.also else "success",
+            format=detected.mime,
+            declared_mismatch=bool(claim),
+            polyglot=list(detected.also),
+        )

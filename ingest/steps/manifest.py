@@ -10,8 +10,8 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from archive.age import Recipient, decrypt_bytes, encrypt_bytes
-from archive.custody.log import utc_now
-from ingest.pipeline import Ingestion, Step
+from archive.custody.log import INFORMATION_PACKAGE_CREATION, utc_now
+from ingest.pipeline import Ingestion, PendingEvent, Step
 from storage.base import StorageError
 
 if TYPE_CHECKING:
@@ -73,3 +73,11 @@ class WriteManifest(Step):
                 ingestion.fail(self.name, f"{stored.backend}: manifest not written ({exc})")
                 continue
             ingestion.manifests.append(manifest)
+            ingestion.events.append(
+                PendingEvent(
+                    INFORMATION_PACKAGE_CREATION,
+                    "success",
+                    {"object": "manifest", "backend": manifest.backend, "verified": "sha256"},
+                    [f"{manifest.backend}:{manifest.name}"],
+                )
+            )
