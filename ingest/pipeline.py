@@ -12,6 +12,7 @@ kept all the same. Only a step that cannot keep the evidence raises `Refused`.
 
 from __future__ import annotations
 
+import logging
 from abc import ABC
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,6 +157,15 @@ def run_pipeline(ingestion: Ingestion, archive: Archive, steps: list[Step] | Non
         ingestion.status = "refused"
         ingestion.fail("ingest", str(exc))
         _record_refusal(ingestion, archive, str(exc))
+    except Exception as exc:  # noqa: BLE001 - one file's failure must not end a batch
+        # Not acknowledged: the catalog did not commit (CommitToCatalog is last). Objects
+        # already published stay where they are: deleting after a commit attempt whose
+        # outcome is unknown could delete acknowledged evidence.
+        logging.getLogger(__name__).exception("ingest failed unexpectedly")
+        ingestion.status = "refused"
+        ingestion.fail("ingest", f"internal error ({type(exc).__name__}): {exc}; the file was not acknowledged")
+        # The event gets the error's type only: its message may name the file.
+        _record_refusal(ingestion, archive, f"internal error ({type(exc).__name__})")
     finally:
         for step in steps:
             step.cleanup(ingestion)

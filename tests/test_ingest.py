@@ -9,6 +9,9 @@ import stat
 import subprocess
 import tomllib
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tests.conftest import Cli
 
@@ -248,3 +251,23 @@ def test_global_as_option(cli: Cli, corpus: Path) -> None:
     assert result.exit_code == 0
     item = json.loads(result.stdout)["id"]
     assert cli.json("show", item)["provenance"][0]["actor"] == "alice"
+
+
+def test_an_unexpected_failure_refuses_that_file_and_the_batch_goes_on(
+    cli: Cli, corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ingest.steps.manifest import WriteManifest
+
+    original = WriteManifest.run
+
+    def flaky(self: WriteManifest, ingestion: Any, archive: Any) -> None:
+        if ingestion.incoming.original_name == "Canon_40D.jpg":
+            raise RuntimeError("disk controller on fire")
+        original(self, ingestion, archive)
+
+    monkeypatch.setattr(WriteManifest, "run", flaky)
+    files = [corpus / "media/jpg/Canon_40D.jpg", corpus / "media/jpg/Nikon_D70.jpg"]
+    reports = cli.json_lines("ingest", *map(str, files), expect=1)
+    assert [r["status"] for r in reports] == ["refused", "preserved"]
+    assert "internal error (RuntimeError)" in reports[0]["error"] and "not acknowledged" in reports[0]["error"]
+    assert [i["id"] for i in cli.json("list")] == [reports[1]["id"]]
