@@ -87,15 +87,28 @@ class Settings:
         return [Recipient.parse(text) for text in self.recipients]
 
     def actor(self, as_name: str | None = None) -> str:
-        """Who is acting: --as, else the configured operator, else the OS user."""
+        """Who is acting: --as, else the configured operator, else the OS user.
+
+        Checked here, before any byte is written: the name goes into every
+        custody event, whose canonical encoding needs valid UTF-8 text.
+        """
         if as_name:
-            return as_name
-        if self.operator:
-            return self.operator
+            name = as_name
+        elif self.operator:
+            name = self.operator
+        else:
+            try:
+                name = getpass.getuser()
+            except Exception:  # noqa: BLE001 - no user name in a bare container
+                name = f"uid:{os.getuid()}"
+        name = name.strip()
         try:
-            return getpass.getuser()
-        except Exception:  # noqa: BLE001 - no user name in a bare container
-            return f"uid:{os.getuid()}"
+            name.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ConfigError(f"operator name {name!r} is not valid text: pass --as NAME") from exc
+        if not name or len(name) > 255 or any(ch < " " for ch in name):
+            raise ConfigError(f"operator name {name!r} is empty, too long or has control characters: pass --as NAME")
+        return name
 
     def to_toml(self) -> dict[str, Any]:
         data: dict[str, Any] = {}

@@ -91,6 +91,22 @@ class Ingestion:
         """Record an analysis failure on the item; the original is kept regardless."""
         self.errors.append({"step": step, "reason": reason})
 
+    def withdraw(self, archive: Archive) -> None:
+        """Delete the copies this ingest published, when it is certain they were never acknowledged.
+
+        Only for a refusal decided before, or a catalog transaction known to have
+        rolled back: never after a commit whose outcome is unknown.
+        """
+        from storage.base import StorageError
+
+        for stored in [*self.manifests, *self.stored]:
+            try:
+                archive.backends[stored.backend].delete(stored.name, stored.version_id)
+            except StorageError:
+                pass  # left behind; rebuild-catalog recognises the same bytes under another id
+        self.manifests.clear()
+        self.stored.clear()
+
     def open_plaintext(self) -> Any:
         """A binary stream over the original's bytes, for analysis steps."""
         import io

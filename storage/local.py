@@ -78,6 +78,20 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _make_dirs(path: Path) -> list[Path]:
+    """mkdir -p that returns the folders it created, outermost first."""
+    missing: list[Path] = []
+    while not path.is_dir():
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir()
+        except FileExistsError:
+            pass  # another writer made it a moment ago
+    return list(reversed(missing))
+
+
 def _describe(exc: OSError, root: Path) -> str:
     if exc.errno == errno.ENOSPC:
         return f"storage root {root} is full"
@@ -178,10 +192,12 @@ class LocalWriter(ObjectWriter):
                     f"{self._backend.name}: read-back of {self._name} does not match what was sent"
                 )
             final = self._backend.path_of(self._name)
-            final.parent.mkdir(parents=True, exist_ok=True)
+            created = _make_dirs(final.parent)
             os.link(self._tmp, final)
             os.unlink(self._tmp)
             _fsync_dir(final.parent)
+            for directory in created:  # a new folder must itself survive a power cut
+                _fsync_dir(directory.parent)
         except OSError as exc:
             self.abort()
             if exc.errno == errno.EEXIST:

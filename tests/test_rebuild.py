@@ -5,6 +5,9 @@ from __future__ import annotations
 import shutil
 import tomllib
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tests.conftest import Cli
 from tests.test_worker import rows
@@ -89,3 +92,45 @@ def test_rebuild_with_the_wrong_key_rebuilds_nothing(cli: Cli, corpus: Path, tmp
     result = cli.json("rebuild-catalog", "--from", "site-a", "--identity", str(wrong), "--home",
                       str(tmp_path / "r"), expect=1)
     assert result["items"] == 0 and "unreadable manifest" in result["problems"][0]["problem"]
+
+
+def test_rebuild_survives_copies_left_by_an_unacknowledged_ingest(
+    cli: Cli, corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash between publishing and the catalog commit leaves a second manifest for the same bytes."""
+    from ingest.steps.catalog import CommitToCatalog
+
+    source = corpus / GPS / "DSCN0010.jpg"
+    real_run = CommitToCatalog.run
+
+    def crash(self: CommitToCatalog, ingestion: Any, archive: Any) -> None:
+        raise OSError("catalog disk vanished")
+
+    monkeypatch.setattr(CommitToCatalog, "run", crash)
+    assert cli.json_lines("ingest", str(source), expect=1)[0]["status"] == "refused"
+    monkeypatch.setattr(CommitToCatalog, "run", real_run)
+    kept = cli.json_lines("ingest", str(source))[0]
+    assert kept["status"] == "preserved"
+    manifests = list((cli.home / "storage" / "site-a").rglob("*.manifest"))
+    assert len(manifests) == 2  # the unacknowledged ingest's copies stay (its commit outcome was unknown)
+
+    new_home = tmp_path / "rebuilt"
+    key = cli.home / "keys" / "custodian.key"
+    result = cli.json("rebuild-catalog", "--from", "site-a", "--identity", str(key), "--home", str(new_home), expect=1)
+    assert result["items"] == 1 and result["manifests"] == 2
+    assert any("other ids" in p["problem"] for p in result["problems"])
+    rebuilt = Cli(new_home)
+    [item] = rebuilt.json("list")
+    assert item["sha256"] == kept["sha256"]
+    out = tmp_path / "out.jpg"
+    rebuilt("get", item["id"], "-o", str(out), "--identity", str(key))
+    assert out.read_bytes() == source.read_bytes()
+
+
+def test_an_operator_name_that_is_not_text_is_refused_before_anything_is_written(cli: Cli, corpus: Path) -> None:
+    code, _, err = cli("--as", "op\udcff", "ingest", str(corpus / GPS / "DSCN0010.jpg"), expect=None)
+    assert code == 2 and "not valid text" in err
+    code, _, err = cli("--as", "op\nerator", "ingest", str(corpus / GPS / "DSCN0010.jpg"), expect=None)
+    assert code == 2 and "control characters" in err
+    assert cli.json("list") == []
+    assert not list((cli.home / "storage").rglob("o/*/*"))

@@ -163,6 +163,9 @@ def get_item(archive: Archive, ref: str, output: Path, identity_path: Path | Non
             tmp.unlink(missing_ok=True)
             failures.append(f"{replica.backend}: {exc}")
             continue
+        except BaseException:  # Ctrl-C, SIGTERM: leave no partial plaintext behind
+            tmp.unlink(missing_ok=True)
+            raise
         with transaction(archive.engine) as session:
             append_event(
                 session,

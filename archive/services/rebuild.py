@@ -172,8 +172,17 @@ def rebuild_catalog(archive: Archive, backend_name: str, identity_path: Path, ne
             if found.state != VERIFIED:
                 report.problems.append({"manifest": info.name, "item": str(found.document.get("item_id")),
                                         "problem": f"original {found.state}"})
-            by_item.setdefault(str(found.document["item_id"]), []).append(found)
-        for item_id, founds in sorted(by_item.items()):
+            # By content, not by id: an ingest that published its copies but never
+            # committed (killed, or beaten to the same bytes by a concurrent ingest)
+            # leaves a second manifest, under another id, for the same bytes.
+            by_item.setdefault(str(found.document["sha256"]), []).append(found)
+        for founds in by_item.values():
+            founds.sort(key=lambda f: (str(f.document.get("received_at") or ""), str(f.document["item_id"])))
+            item_id = str(founds[0].document["item_id"])
+            others = sorted({str(f.document["item_id"]) for f in founds} - {item_id})
+            if others:
+                report.problems.append({"item": item_id, "problem": "the same bytes under other ids, "
+                                        f"from ingests that were never acknowledged: {', '.join(others)}"})
             _commit_item(rebuilt, backend_name, item_id, founds, report)
         with transaction(rebuilt.engine) as session:
             append_event(session, RECOVERY, actor=rebuilt.actor,

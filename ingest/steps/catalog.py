@@ -45,7 +45,9 @@ class CommitToCatalog(Step):
             with transaction(archive.engine) as session:
                 self._write(ingestion, session, ingestion.pipeline)
         except IntegrityError as exc:
-            # The same bytes committed by another ingest a moment ago: ours are surplus.
+            # The same bytes committed by another ingest a moment ago: the transaction
+            # rolled back, so our copies were never acknowledged and are surplus.
+            ingestion.withdraw(archive)
             raise Refused("the same file was being ingested concurrently; retry to add provenance") from exc
 
     def _write(self, ingestion: Ingestion, session: Session, steps: list[Step]) -> None:

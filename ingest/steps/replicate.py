@@ -47,21 +47,11 @@ class Replicate(Step):
             ingestion.events.append(_replication_event(stored))
         policy = archive.settings.policy
         if len(ingestion.stored) < max(1, policy.minimum):
-            self._withdraw(ingestion, archive)
+            verified = len(ingestion.stored)
+            ingestion.withdraw(archive)
             reasons = "; ".join(f"{b}: {r}" for b, r in ingestion.storage_errors.items())
-            raise Refused(
-                f"only {len(ingestion.stored)} verified copies, the policy needs {policy.minimum} ({reasons})"
-            )
+            raise Refused(f"only {verified} verified copies, the policy needs {policy.minimum} ({reasons})")
         ingestion.status = "preserved" if len(ingestion.stored) >= policy.copies else "degraded"
-
-    @staticmethod
-    def _withdraw(ingestion: Ingestion, archive: Archive) -> None:
-        for stored in ingestion.stored:
-            try:
-                archive.backends[stored.backend].delete(stored.name, stored.version_id)
-            except StorageError:
-                pass  # an unacknowledged orphan; fixity's orphan sweep reports it
-        ingestion.stored.clear()
 
 
 def _replication_event(stored: StoredObject) -> PendingEvent:
