@@ -51,6 +51,7 @@ from storage.s3_common import (
     RemoteBackend,
     RetentionRefused,
     S3Options,
+    SdkBodyReader,
     Unreachable,
     b64_sha256,
     credentials_from_env,
@@ -294,31 +295,6 @@ class MinioWriter(ObjectWriter):
             self._thread.join()
 
 
-class _ResponseReader(io.RawIOBase):
-    def __init__(self, response: Any, where: str, name: str) -> None:
-        self._response = response
-        self._where = where
-        self._name = name
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        try:
-            data = self._response.read(len(buffer))
-        except Exception as exc:  # noqa: BLE001 - every read failure is a storage failure
-            raise translate(exc, self._where, "read", name=self._name) from exc
-        size = len(data)
-        buffer[:size] = data
-        return size
-
-    def close(self) -> None:
-        if not self.closed:
-            self._response.close()
-            self._response.release_conn()
-        super().close()
-
-
 class MinioBackend(RemoteBackend):
     """A bucket (and optional prefix) on MinIO, or any S3 server, through the minio SDK."""
 
@@ -402,7 +378,11 @@ class MinioBackend(RemoteBackend):
             if isinstance(error, ObjectMissing):
                 self._raise_if_bucket_missing()
             raise error from exc
-        return io.BufferedReader(_ResponseReader(response, self.where, name), CHUNK)
+        def release() -> None:
+            response.close()
+            response.release_conn()
+
+        return io.BufferedReader(SdkBodyReader(response.read, release, translate, self.where, name), CHUNK)
 
     def stat(self, name: str, version_id: str | None = None) -> ObjectInfo | None:
         try:

@@ -52,6 +52,7 @@ from storage.s3_common import (
     BucketMissing,
     RemoteBackend,
     RetentionRefused,
+    SdkBodyReader,
     Unreachable,
     b64_sha256,
     composite_sha256,
@@ -122,32 +123,6 @@ def translate(exc: Exception, where: str, action: str, *, name: str | None = Non
     if isinstance(exc, BotoCoreError):
         return StorageError(f"{what}: {exc}")
     return StorageError(f"{what}: {type(exc).__name__}: {exc}")
-
-
-class _BodyReader(io.RawIOBase):
-    """A raw stream over a GetObject body whose network failures become `StorageError`s."""
-
-    def __init__(self, body: Any, where: str, name: str) -> None:
-        self._body = body
-        self._where = where
-        self._name = name
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        try:
-            data = self._body.read(len(buffer))
-        except Exception as exc:  # noqa: BLE001 - every read failure is a storage failure
-            raise translate(exc, self._where, "read", name=self._name) from exc
-        size = len(data)
-        buffer[:size] = data
-        return size
-
-    def close(self) -> None:
-        if not self.closed:
-            self._body.close()
-        super().close()
 
 
 class S3Writer(ObjectWriter):
@@ -480,7 +455,8 @@ class S3Backend(RemoteBackend):
             if isinstance(error, ObjectMissing):
                 self._raise_if_bucket_missing()
             raise error from exc
-        return io.BufferedReader(_BodyReader(response["Body"], self.where, name), CHUNK)
+        body = response["Body"]
+        return io.BufferedReader(SdkBodyReader(body.read, body.close, translate, self.where, name), CHUNK)
 
     def stat(self, name: str, version_id: str | None = None) -> ObjectInfo | None:
         try:

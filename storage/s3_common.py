@@ -9,9 +9,11 @@ Credentials never live in the configuration: they come from
 from __future__ import annotations
 
 import base64
+import io
 import os
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -206,3 +208,42 @@ class RemoteBackend(Backend):
 
     def _make_client(self, *, probe: bool = False) -> Any:
         raise NotImplementedError
+
+
+class SdkBodyReader(io.RawIOBase):
+    """A raw stream over an SDK's response body whose failures become `StorageError`s.
+
+    `translate` is the driver's own mapping of its SDK's exceptions; `release`
+    hands the connection back when the stream is closed.
+    """
+
+    def __init__(
+        self,
+        read: Callable[[int], bytes],
+        release: Callable[[], None],
+        translate: Callable[..., StorageError],
+        where: str,
+        name: str,
+    ) -> None:
+        self._read = read
+        self._release = release
+        self._translate = translate
+        self._where = where
+        self._name = name
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            data = self._read(len(buffer))
+        except Exception as exc:  # noqa: BLE001 - every read failure is a storage failure
+            raise self._translate(exc, self._where, "read", name=self._name) from exc
+        size = len(data)
+        buffer[:size] = data
+        return size
+
+    def close(self) -> None:
+        if not self.closed:
+            self._release()
+        super().close()
