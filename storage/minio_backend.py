@@ -430,13 +430,6 @@ class MinioBackend(RemoteBackend):
         except Exception as exc:  # noqa: BLE001 - translated
             raise translate(exc, self.where, "delete", name=name) from exc
 
-    def health(self) -> str | None:
-        try:
-            self.check()
-        except StorageError as exc:
-            return str(exc)
-        return None
-
     def check(self) -> None:
         """Raise a clear `StorageError` unless the bucket answers as configured."""
         try:

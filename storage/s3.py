@@ -501,14 +501,6 @@ class S3Backend(RemoteBackend):
         except Exception as exc:  # noqa: BLE001 - translated
             raise translate(exc, self.where, "delete", name=name) from exc
 
-    def health(self) -> str | None:
-        """None when the bucket answers with these credentials (and has Object Lock if configured)."""
-        try:
-            self.check()
-        except StorageError as exc:
-            return str(exc)
-        return None
-
     def check(self) -> None:
         """Raise a clear `StorageError` unless the bucket answers as configured."""
         try:

@@ -209,6 +209,18 @@ class RemoteBackend(Backend):
     def _make_client(self, *, probe: bool = False) -> Any:
         raise NotImplementedError
 
+    def check(self) -> None:
+        """Raise a clear `StorageError` unless the bucket answers as configured."""
+        raise NotImplementedError
+
+    def health(self) -> str | None:
+        """None when the bucket answers with these credentials (and has Object Lock if configured)."""
+        try:
+            self.check()
+        except StorageError as exc:
+            return str(exc)
+        return None
+
 
 class SdkBodyReader(io.RawIOBase):
     """A raw stream over an SDK's response body whose failures become `StorageError`s.
