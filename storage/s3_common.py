@@ -171,14 +171,18 @@ class RemoteBackend(Backend):
     short-timeout client answers health checks so `storage list` never hangs.
     """
 
-    def __init__(self, name: str, options: S3Options, credentials: Credentials | None = None) -> None:
+    def __init__(
+        self, name: str, options: S3Options, credentials: Credentials | None = None, sse_c_key: bytes | None = None
+    ) -> None:
         super().__init__(name)
         self.options = options
         self._credentials = credentials
         self._client: Any = None
         self._probe: Any = None
         self._lock = threading.Lock()
-        self._sse_c_key = sse_c_key_from_env(name) if options.sse == "sse-c" else None
+        if options.sse == "sse-c" and sse_c_key is None:
+            sse_c_key = sse_c_key_from_env(name)
+        self._sse_c_key = sse_c_key if options.sse == "sse-c" else None
 
     @classmethod
     def from_options(cls, name: str, options: dict[str, Any]) -> Any:
