@@ -9,17 +9,30 @@ exist, after the backend has *verified* it (a checksum the backend computed over
 what it stored, or a read-back). `abort()` leaves nothing behind, so a duplicate
 or refused upload costs no cleanup. Reads go by version id where the backend
 has versions, so an overwrite of the same name cannot change what is read.
+
+Each site also carries a marker (`.evidence-root.json`) naming the archive it
+belongs to. A backend built with `expected_archive_id` is *unavailable* while
+its marker is missing or foreign: an unmounted disk or a wrong bucket must
+never look like an empty site, or fixity would call every copy missing and
+repair would write the archive onto the wrong disk.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from datetime import UTC, datetime
+from typing import BinaryIO, Protocol
 
-CHUNK = 1024 * 1024
+MIB = 1024 * 1024
+CHUNK = MIB  # one read or write of a stream: large enough for SHA-256's speed, small for memory
+MARKER_NAME = ".evidence-root.json"
+MARKER_FORMAT = "evidence-root/1"
+MARKER_MAX_BYTES = 4096  # a marker is a few fields; anything larger is not one
 
 
 class StorageError(Exception):
@@ -32,6 +45,76 @@ class ObjectMissing(StorageError):
 
 class VerificationFailed(StorageError):
     """The backend holds bytes other than the ones sent."""
+
+
+class SiteUnavailable(StorageError):
+    """The site's marker is missing or foreign: it is not (or not now) this archive's site."""
+
+
+class MarkerExists(StorageError):
+    """A marker is already there; markers are never overwritten."""
+
+
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+def hash_stream(stream: Readable, *, on_chunk: Callable[[int], None] | None = None) -> tuple[str, int]:
+    """SHA-256 (hex) and size of everything left in `stream`, read in bounded chunks.
+
+    The one read-and-hash loop of the archive: fixity, read-back verification
+    and rebuild all call it, so memory never grows with the object.
+    `on_chunk(n)` runs before each chunk is hashed (rate limiting).
+    """
+    digest = hashlib.sha256()
+    size = 0
+    while chunk := stream.read(CHUNK):
+        if on_chunk is not None:
+            on_chunk(len(chunk))
+        digest.update(chunk)
+        size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def check_name(name: str) -> str:
+    """Object names are opaque but relative, without '..', and never hidden (dot names are the site's own)."""
+    if not name or name.startswith(("/", ".")) or ".." in name.split("/"):
+        raise StorageError(f"invalid object name {name!r}")
+    return name
+
+
+def utc_timestamp() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class Marker:
+    """Which archive a storage site belongs to, written once when the site is added."""
+
+    archive_id: str
+    backend: str
+    created_at: str
+
+    def to_bytes(self) -> bytes:
+        document = {"format": MARKER_FORMAT, "archive_id": self.archive_id, "backend": self.backend,
+                    "created_at": self.created_at}
+        return (json.dumps(document, sort_keys=True, indent=2) + "\n").encode("utf-8")
+
+    @classmethod
+    def from_bytes(cls, data: bytes, where: str) -> Marker:
+        """Parse a marker; raises `StorageError` naming `where` when it is not one."""
+        try:
+            if len(data) > MARKER_MAX_BYTES:
+                raise ValueError("too large")
+            document = json.loads(data.decode("utf-8"))
+            if not isinstance(document, dict):
+                raise ValueError("not a JSON object")
+            fields = [document.get(key) for key in ("archive_id", "backend", "created_at")]
+            if not all(isinstance(v, str) and v for v in fields):
+                raise ValueError("archive_id, backend and created_at must be non-empty strings")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise StorageError(f"{where}: marker {MARKER_NAME} is garbled ({exc})") from exc
+        return cls(*(str(v) for v in fields))
 
 
 @dataclass(frozen=True)
@@ -88,9 +171,16 @@ class Backend(ABC):
     """A place that keeps encrypted objects (a disk, a bucket)."""
 
     kind: str = ""
+    # What to suggest when the marker is missing; local roots say "is the disk mounted?".
+    marker_hint = "is this the right site?"
+    # How long a good marker is trusted before writes check it again (0: every write).
+    marker_ttl_seconds = 0.0
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, expected_archive_id: str | None = None) -> None:
         self.name = name
+        # Set by whoever builds the backend for an archive; None (tools, tests) skips the marker rule.
+        self.expected_archive_id = expected_archive_id
+        self._marker_ok_until = 0.0
 
     @abstractmethod
     def open_writer(self, name: str, size_hint: int | None = None) -> ObjectWriter: ...
@@ -109,13 +199,63 @@ class Backend(ABC):
     def delete(self, name: str, version_id: str | None = None) -> None:
         """Remove an object. Callers (policy) decide when this is allowed."""
 
-    def health(self) -> str | None:
-        """None when the backend answers, else a short reason."""
+    def _read_marker_bytes(self) -> bytes | None:
+        """The marker's bytes, None when there is none; `StorageError` when unreadable."""
+        raise StorageError(f"storage {self.name!r} keeps no marker")
+
+    def _create_marker(self, data: bytes) -> None:
+        """Write the marker only if none exists (raise `MarkerExists` otherwise)."""
+        raise StorageError(f"storage {self.name!r} keeps no marker")
+
+    def read_marker(self) -> Marker | None:
+        """The site's marker, None when it has none; raises `StorageError` when unreadable or garbled."""
+        data = self._read_marker_bytes()
+        return None if data is None else Marker.from_bytes(data, f"storage {self.name!r}")
+
+    def write_marker(self, marker: Marker) -> None:
+        """Write the marker; an existing one is never overwritten (`MarkerExists`)."""
+        self._create_marker(marker.to_bytes())
+        self._marker_ok_until = 0.0
+
+    def check_marker(self) -> str | None:
+        """Why this site is unavailable to the archive it was built for, or None.
+
+        The one rule fixity, repair and status share: with `expected_archive_id`
+        set, a missing, unreadable or foreign marker makes the site unavailable,
+        never empty.
+        """
+        if self.expected_archive_id is None:
+            return None
+        try:
+            marker = self.read_marker()
+        except StorageError as exc:
+            return f"unavailable: {exc}"
+        if marker is None:
+            return f"unavailable: marker {MARKER_NAME} missing \u2014 {self.marker_hint}"
+        if marker.archive_id != self.expected_archive_id:
+            return f"unavailable: marker belongs to archive {marker.archive_id}"
+        return None
+
+    def require_marker(self) -> None:
+        """Raise `SiteUnavailable` unless the marker is this archive's: called before every write."""
+        if self.expected_archive_id is None or time.monotonic() < self._marker_ok_until:
+            return
+        reason = self.check_marker()
+        if reason is not None:
+            raise SiteUnavailable(f"storage {self.name!r}: {reason}")
+        self._marker_ok_until = time.monotonic() + self.marker_ttl_seconds
+
+    def reachability(self) -> str | None:
+        """None when the backend answers at all, else a short reason (no marker check)."""
         try:
             next(iter(self.list("\x00never")), None)
         except Exception as exc:  # noqa: BLE001 - any failure means "does not answer"
             return str(exc) or type(exc).__name__
         return None
+
+    def health(self) -> str | None:
+        """None when the backend answers and is this archive's site, else a short reason."""
+        return self.reachability() or self.check_marker()
 
     def put_bytes(self, name: str, data: bytes) -> StoredObject:
         """Write a small object in one call (manifests)."""
@@ -127,12 +267,9 @@ class Backend(ABC):
             writer.abort()
             raise
 
-    def sha256_of(self, name: str, version_id: str | None = None) -> tuple[str, int]:
+    def sha256_of(
+        self, name: str, version_id: str | None = None, *, on_chunk: Callable[[int], None] | None = None
+    ) -> tuple[str, int]:
         """Re-read an object and hash it: the fixity check that needs no key."""
-        digest = hashlib.sha256()
-        size = 0
         with self.open_reader(name, version_id) as stream:
-            while chunk := stream.read(CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-        return digest.hexdigest(), size
+            return hash_stream(stream, on_chunk=on_chunk)

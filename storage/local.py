@@ -21,18 +21,23 @@ from typing import BinaryIO
 
 from storage.base import (
     CHUNK,
+    MARKER_MAX_BYTES,
+    MARKER_NAME,
+    MIB,
     Backend,
+    MarkerExists,
     ObjectInfo,
     ObjectMissing,
     ObjectWriter,
     StorageError,
     StoredObject,
     VerificationFailed,
+    check_name,
 )
 
 STAGING = ".staging"
-WRITEBACK_EVERY = 16 * 1024 * 1024
-VERIFY_EVERY = 32 * 1024 * 1024
+WRITEBACK_EVERY = 16 * MIB
+VERIFY_EVERY = 32 * MIB
 
 
 SYNC_WRITE = 2  # SYNC_FILE_RANGE_WRITE: start writing the range out, do not wait
@@ -222,19 +227,58 @@ class LocalWriter(ObjectWriter):
 
 class LocalBackend(Backend):
     kind = "local"
+    marker_hint = "is the disk mounted?"
 
-    def __init__(self, name: str, root: str | Path) -> None:
-        super().__init__(name)
+    def __init__(self, name: str, root: str | Path, expected_archive_id: str | None = None) -> None:
+        super().__init__(name, expected_archive_id)
         self.root = Path(root)
 
     def path_of(self, name: str) -> Path:
-        if not name or name.startswith(("/", ".")) or ".." in name.split("/"):
-            raise StorageError(f"invalid object name {name!r}")
-        return self.root / name
+        return self.root / check_name(name)
 
     def open_writer(self, name: str, size_hint: int | None = None) -> ObjectWriter:
         self.path_of(name)  # validate before staging anything
+        # Checked on every write (a stat and a 100-byte read): a disk can be unmounted at any moment,
+        # and the bare mount point beneath it must never receive evidence.
+        self.require_marker()
         return LocalWriter(self, name)
+
+    def _read_marker_bytes(self) -> bytes | None:
+        try:
+            with open(self.root / MARKER_NAME, "rb") as stream:
+                return stream.read(MARKER_MAX_BYTES + 1)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageError(_describe(exc, self.root)) from exc
+
+    def _create_marker(self, data: bytes) -> None:
+        """Staged, fsync'd, then linked into place: a crash never leaves half a marker, and a link never overwrites."""
+        final = self.root / MARKER_NAME
+        staging = self.root / STAGING
+        tmp = staging / f"{os.getpid()}-{secrets.token_hex(8)}.marker"
+        try:
+            staging.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            try:
+                os.link(tmp, final)
+            except FileExistsError as exc:
+                raise MarkerExists(f"storage {self.name!r}: {final} already exists") from exc
+            _fsync_dir(self.root)
+        except MarkerExists:
+            raise
+        except OSError as exc:
+            raise StorageError(_describe(exc, self.root)) from exc
+        finally:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
 
     def open_reader(self, name: str, version_id: str | None = None) -> BinaryIO:
         try:
@@ -259,7 +303,7 @@ class LocalBackend(Backend):
             for filename in sorted(filenames):
                 path = Path(dirpath) / filename
                 name = path.relative_to(self.root).as_posix()
-                if name.startswith(prefix):
+                if name.startswith(prefix) and name != MARKER_NAME:  # the marker is the site's, not an object
                     yield ObjectInfo(name, path.stat().st_size)
 
     def delete(self, name: str, version_id: str | None = None) -> None:
@@ -270,7 +314,7 @@ class LocalBackend(Backend):
             raise ObjectMissing(f"{self.name}: object {name} is missing") from exc
         _fsync_dir(path.parent)
 
-    def health(self) -> str | None:
+    def reachability(self) -> str | None:
         if not self.root.is_dir():
             return f"storage root {self.root} does not exist"
         if not os.access(self.root, os.W_OK):
@@ -292,13 +336,3 @@ class LocalBackend(Backend):
                 except OSError:
                     pass
         return removed
-
-    @staticmethod
-    def hash_file(path: Path) -> tuple[str, int]:
-        digest = hashlib.sha256()
-        size = 0
-        with open(path, "rb") as stream:
-            while chunk := stream.read(CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-        return digest.hexdigest(), size

@@ -40,6 +40,8 @@ from typing import Any, BinaryIO
 
 from storage.base import (
     CHUNK,
+    MARKER_MAX_BYTES,
+    MARKER_NAME,
     ObjectInfo,
     ObjectMissing,
     ObjectWriter,
@@ -48,36 +50,17 @@ from storage.base import (
     VerificationFailed,
 )
 from storage.s3_common import (
-    AuthFailed,
+    PROBE_TIMEOUT,
     BucketMissing,
     RemoteBackend,
-    RetentionRefused,
     SdkBodyReader,
     Unreachable,
     b64_sha256,
+    check_sent,
+    classify,
     composite_sha256,
     credentials_from_env,
-    env_prefix,
 )
-
-AUTH_CODES = {
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "InvalidToken",
-    "ExpiredToken",
-    "AuthorizationHeaderMalformed",
-    "InvalidClientTokenId",
-}
-MISSING_CODES = {"NoSuchKey", "NoSuchVersion", "404", "NotFound"}
-PROBE_TIMEOUT = 5.0  # seconds, connect and read, for health checks
-DIGEST_CODES = {"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch", "InvalidChecksum"}
-
-
-def check_name(name: str) -> str:
-    """Object names are opaque but must stay inside the bucket's prefix."""
-    if not name or name.startswith(("/", ".")) or ".." in name.split("/"):
-        raise StorageError(f"invalid object name {name!r}")
-    return name
 
 
 def translate(exc: Exception, where: str, action: str, *, name: str | None = None) -> StorageError:
@@ -98,22 +81,7 @@ def translate(exc: Exception, where: str, action: str, *, name: str | None = Non
         error = exc.response.get("Error", {})
         code = str(error.get("Code", ""))
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        message = str(error.get("Message", "")) or code
-        if code in AUTH_CODES:
-            return AuthFailed(f"{what}: the server refused the credentials ({code})")
-        if code == "NoSuchBucket":
-            return BucketMissing(f"{what}: the bucket does not exist")
-        if code in ("AccessDenied", "403") or status == 403:
-            if action == "delete":
-                return RetentionRefused(f"{what}: the server refused the deletion (retention or access policy)")
-            return AuthFailed(f"{what}: access denied (wrong credentials, or no permission on the bucket)")
-        if code in ("PreconditionFailed", "ConditionalRequestConflict") or status == 412:
-            return StorageError(f"{what}: an object of that name already exists (names are never reused)")
-        if code in DIGEST_CODES:
-            return VerificationFailed(f"{what}: the server received bytes other than those sent ({code})")
-        if code in MISSING_CODES or status == 404:
-            return ObjectMissing(f"{what}: no such object or version")
-        return StorageError(f"{what}: {code or status}: {message}")
+        return classify(what, action, code, status, str(error.get("Message", "")))
     if isinstance(exc, ConnectTimeoutError | EndpointConnectionError):
         return Unreachable(f"{what}: the server does not answer")
     if isinstance(exc, ReadTimeoutError):
@@ -144,7 +112,7 @@ class S3Writer(ObjectWriter):
         self._slots = threading.Semaphore(self._opts.concurrency)
         self._failure: BaseException | None = None
         self._done = False
-        backend.ensure_absent(name)
+        backend.prepare_write(name)
 
     # -- streaming ---------------------------------------------------------------
 
@@ -266,15 +234,9 @@ class S3Writer(ObjectWriter):
         self._done = True
         return stored
 
-    def _check_whole(self, expected_sha256: str) -> None:
-        if self._sha.hexdigest() != expected_sha256:
-            raise VerificationFailed(
-                f"{self._backend.where}: the bytes written for {self._name} do not hash to the expected SHA-256"
-            )
-
     def _put_single(self, expected_sha256: str) -> StoredObject:
         backend = self._backend
-        self._check_whole(expected_sha256)
+        check_sent(backend.where, self._name, self._sha.hexdigest(), expected_sha256)
         body = self._take(self._pending_size)
         checksum = b64_sha256(self._sha.digest())
         try:
@@ -298,7 +260,7 @@ class S3Writer(ObjectWriter):
         if self._pending_size:
             self._send_part(self._take(self._pending_size))
         parts = [future.result() for future in self._futures]  # raises the first part failure
-        self._check_whole(expected_sha256)
+        check_sent(backend.where, self._name, self._sha.hexdigest(), expected_sha256)
         composite = composite_sha256([part["digest"] for part in parts])
         try:
             response = backend.client.complete_multipart_upload(
@@ -336,25 +298,12 @@ class S3Writer(ObjectWriter):
         expected_sha256: str,
         detail: dict[str, object],
     ) -> None:
-        """The server's checksum must equal ours; without one, read the object back."""
+        """The server's checksum (asked for when the response had none) must equal ours; else read back."""
         backend = self._backend
         if server is None:
             server = backend.server_checksum(self._name, version_id)
-        try:
-            if server is not None and server != ours:
-                raise VerificationFailed(
-                    f"{backend.where}: {self._name}: server checksum {server} differs from ours {ours}"
-                )
-            if server is None or self._opts.verify == "readback":
-                digest, size = backend.sha256_of(self._name, version_id)
-                if digest != expected_sha256 or size != self._size:
-                    raise VerificationFailed(f"{backend.where}: read-back of {self._name} does not match what was sent")
-                detail["verified_by"] = "read-back"
-            else:
-                detail["verified_by"] = "server checksum"
-        except VerificationFailed:
-            backend.discard_bad_version(self._name, version_id)
-            raise
+        backend.confirm(self._name, version_id, server=server, ours=ours, expected_sha256=expected_sha256,
+                        size=self._size, detail=detail)
 
     def abort(self) -> None:
         """Stop sending, abort any multipart upload; nothing was published, so nothing is deleted."""
@@ -412,9 +361,6 @@ class S3Backend(RemoteBackend):
         )
 
     # -- request arguments ---------------------------------------------------------
-
-    def key(self, name: str) -> str:
-        return self.options.prefix + check_name(name)
 
     def sse_c_args(self) -> dict[str, Any]:
         if self._sse_c_key is None:
@@ -486,7 +432,9 @@ class S3Backend(RemoteBackend):
             )
             for page in pages:
                 for entry in page.get("Contents", []):
-                    yield ObjectInfo(str(entry["Key"])[strip:], int(entry["Size"]))
+                    name = str(entry["Key"])[strip:]
+                    if name != MARKER_NAME:  # the marker is the site's, not an object
+                        yield ObjectInfo(name, int(entry["Size"]))
         except StorageError:
             raise
         except Exception as exc:  # noqa: BLE001 - translated
@@ -509,10 +457,7 @@ class S3Backend(RemoteBackend):
             error = translate(exc, self.where, "open bucket")
             if isinstance(error, ObjectMissing):
                 error = BucketMissing(f"{self.where}: the bucket does not exist")
-            if isinstance(error, AuthFailed):
-                prefix = env_prefix(self.name)
-                error = AuthFailed(f"{error}; check {prefix}ACCESS_KEY and {prefix}SECRET_KEY")
-            raise error from exc
+            raise self.with_auth_hint(error) from exc
         if self.options.object_lock:
             try:
                 config = self.probe_client.get_object_lock_configuration(Bucket=self.options.bucket)
@@ -525,10 +470,33 @@ class S3Backend(RemoteBackend):
 
     # -- helpers ----------------------------------------------------------------------
 
-    def ensure_absent(self, name: str) -> None:
-        """Fail early when the name is taken: names are never reused (the write is conditional too)."""
-        if self.stat(name) is not None:
-            raise StorageError(f"{self.where}: object {name} already exists (names are never reused)")
+    def _get_marker(self) -> bytes:
+        try:
+            response = self.client.get_object(Bucket=self.options.bucket, Key=self.marker_key, **self.sse_c_args())
+        except Exception as exc:  # noqa: BLE001 - translated
+            raise translate(exc, self.where, "read", name=MARKER_NAME) from exc
+        body = response["Body"]
+        try:
+            return bytes(body.read(MARKER_MAX_BYTES + 1))
+        except Exception as exc:  # noqa: BLE001 - translated
+            raise translate(exc, self.where, "read", name=MARKER_NAME) from exc
+        finally:
+            body.close()
+
+    def _put_marker(self, data: bytes) -> None:
+        """One conditional PutObject (`If-None-Match: *`): atomic, so two writers can never both win."""
+        try:
+            self.client.put_object(
+                Bucket=self.options.bucket,
+                Key=self.marker_key,
+                Body=data,
+                ContentType="application/json",
+                ChecksumSHA256=b64_sha256(hashlib.sha256(data).digest()),
+                IfNoneMatch="*",
+                **self.write_args(),
+            )
+        except Exception as exc:  # noqa: BLE001 - translated
+            raise translate(exc, self.where, "write", name=MARKER_NAME) from exc
 
     def _raise_if_bucket_missing(self) -> None:
         try:
@@ -538,12 +506,3 @@ class S3Backend(RemoteBackend):
             if isinstance(error, ObjectMissing | BucketMissing):
                 raise BucketMissing(f"{self.where}: the bucket does not exist") from exc
             raise error from exc
-
-    def discard_bad_version(self, name: str, version_id: str | None) -> None:
-        """Best effort: remove a version this writer itself just published and found wrong."""
-        if self.options.object_lock:
-            return  # retained: the catalog will simply never reference it
-        try:
-            self.delete(name, version_id)
-        except StorageError:
-            pass

@@ -1,4 +1,4 @@
-"""What the two S3 drivers (boto3 and minio) share: credentials, options, retention, errors.
+"""What the two S3 drivers (boto3 and minio) share: credentials, options, errors, verification, markers.
 
 Credentials never live in the configuration: they come from
 `EVIDENCE_STORAGE_<NAME>_ACCESS_KEY` and `..._SECRET_KEY` (NAME upper-cased,
@@ -9,6 +9,7 @@ Credentials never live in the configuration: they come from
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import os
 import re
@@ -18,12 +19,35 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from storage.base import Backend, StorageError
+from storage.base import (
+    MARKER_NAME,
+    MIB,
+    Backend,
+    MarkerExists,
+    ObjectMissing,
+    StorageError,
+    VerificationFailed,
+    check_name,
+)
 
 LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")
 SSE_MODES = ("sse-c", "aws:kms", "sse-s3")
-MIB = 1024 * 1024
 MIN_PART_SIZE = 5 * MIB  # S3's floor for every part but the last
+PROBE_TIMEOUT = 5.0  # seconds, connect and read, for health checks
+MARKER_TTL = 30.0  # seconds a bucket's good marker is trusted before a write checks it again
+
+# S3 error codes, as both SDKs report them.
+AUTH_CODES = {
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "InvalidToken",
+    "ExpiredToken",
+    "AuthorizationHeaderMalformed",
+    "InvalidClientTokenId",
+}
+MISSING_CODES = {"NoSuchKey", "NoSuchVersion", "404", "NotFound", "ResourceNotFound", "NoSuchObject"}
+DIGEST_CODES = {"BadDigest", "InvalidDigest", "XAmzContentSHA256Mismatch", "InvalidChecksum"}
+PRECONDITION_CODES = {"PreconditionFailed", "ConditionalRequestConflict"}
 
 
 class AuthFailed(StorageError):
@@ -40,6 +64,33 @@ class Unreachable(StorageError):
 
 class RetentionRefused(StorageError):
     """The server refused to delete or overwrite an object under retention (Object Lock)."""
+
+
+class NameTaken(StorageError):
+    """A conditional write found the name taken: names are never reused."""
+
+
+def classify(what: str, action: str, code: str, status: int, message: str) -> StorageError:
+    """An S3 error response (code, HTTP status, message) as the archive's error type.
+
+    Both drivers call this with what their SDK parsed, so an error means the
+    same thing whichever SDK met it; `what` names the backend and the object.
+    """
+    if code in AUTH_CODES:
+        return AuthFailed(f"{what}: the server refused the credentials ({code})")
+    if code == "NoSuchBucket":
+        return BucketMissing(f"{what}: the bucket does not exist")
+    if code in ("AccessDenied", "403") or status == 403:
+        if action == "delete":
+            return RetentionRefused(f"{what}: the server refused the deletion (retention or access policy)")
+        return AuthFailed(f"{what}: access denied (wrong credentials, or no permission on the bucket)")
+    if code in PRECONDITION_CODES or status == 412:
+        return NameTaken(f"{what}: an object of that name already exists (names are never reused)")
+    if code in DIGEST_CODES:
+        return VerificationFailed(f"{what}: the server received bytes other than those sent ({code})")
+    if code in MISSING_CODES or status == 404:
+        return ObjectMissing(f"{what}: no such object or version")
+    return StorageError(f"{what}: {code or status}: {message}".rstrip(": "))
 
 
 def env_prefix(name: str) -> str:
@@ -156,25 +207,39 @@ def b64_sha256(digest: bytes) -> str:
     return base64.b64encode(digest).decode("ascii")
 
 
+def check_sent(where: str, name: str, ours: str, expected_sha256: str) -> None:
+    """The bytes the writer received must hash to what the caller expects, before anything is published."""
+    if ours != expected_sha256:
+        raise VerificationFailed(f"{where}: the bytes written for {name} do not hash to the expected SHA-256")
+
+
 def composite_sha256(part_digests: list[bytes]) -> str:
     """S3's checksum of a multipart object: SHA-256 over the parts' SHA-256s, then '-N'."""
-    import hashlib
-
     outer = hashlib.sha256(b"".join(part_digests)).digest()
     return f"{b64_sha256(outer)}-{len(part_digests)}"
 
 
 class RemoteBackend(Backend):
-    """What the S3 and MinIO drivers share: options, credentials and lazily made clients.
+    """What the S3 and MinIO drivers share: options, credentials, lazily made clients,
+    object keys, the verification rule and the marker's place.
 
-    A subclass says how to make its SDK's client (`_make_client`); a second,
+    A subclass says how to make its SDK's client (`_make_client`), how to check
+    the bucket (`check`), and the few SDK calls its marker needs; a second,
     short-timeout client answers health checks so `storage list` never hangs.
     """
 
+    marker_hint = "is this the right bucket and prefix?"
+    marker_ttl_seconds = MARKER_TTL  # a bucket is not unmounted: a GET per write would only cost time
+
     def __init__(
-        self, name: str, options: S3Options, credentials: Credentials | None = None, sse_c_key: bytes | None = None
+        self,
+        name: str,
+        options: S3Options,
+        credentials: Credentials | None = None,
+        sse_c_key: bytes | None = None,
+        expected_archive_id: str | None = None,
     ) -> None:
-        super().__init__(name)
+        super().__init__(name, expected_archive_id)
         self.options = options
         self._credentials = credentials
         self._client: Any = None
@@ -217,13 +282,108 @@ class RemoteBackend(Backend):
         """Raise a clear `StorageError` unless the bucket answers as configured."""
         raise NotImplementedError
 
-    def health(self) -> str | None:
+    def reachability(self) -> str | None:
         """None when the bucket answers with these credentials (and has Object Lock if configured)."""
         try:
             self.check()
         except StorageError as exc:
             return str(exc)
         return None
+
+    def with_auth_hint(self, error: StorageError) -> StorageError:
+        """A refused credential names the variables to check (never their values)."""
+        if isinstance(error, AuthFailed):
+            prefix = env_prefix(self.name)
+            return AuthFailed(f"{error}; check {prefix}ACCESS_KEY and {prefix}SECRET_KEY")
+        return error
+
+    # -- names -------------------------------------------------------------------------
+
+    def key(self, name: str) -> str:
+        return self.options.prefix + check_name(name)
+
+    @property
+    def marker_key(self) -> str:
+        """The marker sits at the (prefixed) root, where no object name can land (they never start with '.')."""
+        return self.options.prefix + MARKER_NAME
+
+    def prepare_write(self, name: str) -> None:
+        """Before a write: the site must be this archive's, and the name must be free.
+
+        The name check fails early; the boto3 driver's write is conditional too.
+        """
+        self.require_marker()
+        if self.stat(name) is not None:
+            raise StorageError(f"{self.where}: object {name} already exists (names are never reused)")
+
+    # -- verification ------------------------------------------------------------------
+
+    def confirm(
+        self,
+        name: str,
+        version_id: str | None,
+        *,
+        server: str | None,
+        ours: str | None,
+        expected_sha256: str,
+        size: int,
+        detail: dict[str, object],
+    ) -> None:
+        """The rule both drivers follow: the server's checksum must equal ours; without one, read back.
+
+        `ours` is None when the SDK sent no checksum the server could echo. A
+        version found wrong is discarded (unless retained), then the error raised.
+        """
+        try:
+            if server is not None and ours is not None and server != ours:
+                raise VerificationFailed(f"{self.where}: {name}: server checksum {server} differs from ours {ours}")
+            if server is None or ours is None or self.options.verify == "readback":
+                digest, stored = self.sha256_of(name, version_id)
+                if digest != expected_sha256 or stored != size:
+                    raise VerificationFailed(f"{self.where}: read-back of {name} does not match what was sent")
+                detail["verified_by"] = "read-back"
+            else:
+                detail["verified_by"] = "server checksum"
+        except VerificationFailed:
+            self.discard_bad_version(name, version_id)
+            raise
+
+    def discard_bad_version(self, name: str, version_id: str | None) -> None:
+        """Best effort: remove a version this writer itself just published and found wrong."""
+        if self.options.object_lock:
+            return  # retained: the catalog will simply never reference it
+        try:
+            self.delete(name, version_id)
+        except StorageError:
+            pass
+
+    # -- the marker ----------------------------------------------------------------------
+
+    def _get_marker(self) -> bytes:
+        """The marker object's bytes (bounded); `ObjectMissing` when absent."""
+        raise NotImplementedError
+
+    def _put_marker(self, data: bytes) -> None:
+        """Write the marker object; `NameTaken` when the server refuses an existing one."""
+        raise NotImplementedError
+
+    def _raise_if_bucket_missing(self) -> None:
+        raise NotImplementedError
+
+    def _read_marker_bytes(self) -> bytes | None:
+        try:
+            return self._get_marker()
+        except ObjectMissing:
+            self._raise_if_bucket_missing()  # a missing bucket is not a missing marker
+            return None
+
+    def _create_marker(self, data: bytes) -> None:
+        if self._read_marker_bytes() is not None:
+            raise MarkerExists(f"{self.where}: marker {MARKER_NAME} already exists")
+        try:
+            self._put_marker(data)
+        except NameTaken as exc:
+            raise MarkerExists(f"{self.where}: marker {MARKER_NAME} already exists") from exc
 
 
 class SdkBodyReader(io.RawIOBase):

@@ -126,7 +126,9 @@ def make_backend(
         monkeypatch.setenv(prefix + "ACCESS_KEY", server.access_key)
         monkeypatch.setenv(prefix + "SECRET_KEY", secret if secret is not None else server.secret_key)
         spec = StorageSpec(name, kind, {"endpoint": endpoint or server.endpoint, "bucket": bucket, **options})
-        return build_backend(spec, Path("/nonexistent"))
+        from storage.secrets import Secrets
+
+        return build_backend(spec, Path("/nonexistent"), Secrets(Path("/nonexistent/storage-secrets.toml")))
 
     make.kind = kind  # type: ignore[attr-defined]
     return make

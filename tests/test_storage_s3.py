@@ -188,10 +188,11 @@ def test_sse_c_round_trip(make_backend: Any, site_b: WeedServer, monkeypatch: py
     monkeypatch.setenv(env_prefix(name) + "SECRET_KEY", site_b.secret_key)
     from archive.config import StorageSpec
     from storage.registry import build_backend
+    from storage.secrets import Secrets
 
     spec = StorageSpec(name, plain.kind, {"endpoint": site_b.endpoint, "bucket": bucket, "sse": "sse-c",
                                           "part_size_mib": 5, "prefix": plain.options.prefix})
-    encrypted = build_backend(spec, site_b.root)
+    encrypted = build_backend(spec, site_b.root, Secrets(site_b.root / "no-secrets.toml"))
     small = encrypted.put_bytes("secret/small", b"only with the key")
     large, digest = write_stream(encrypted, "secret/large", 7)
     assert encrypted.sha256_of("secret/small", small.version_id)[0] == small.sha256
