@@ -36,6 +36,7 @@ FAILED = "failed"  # only for jobs no handler can ever run (unknown kind)
 REPAIR = "repair"
 BACKFILL = "backfill"
 FIXITY = "fixity"
+FINGERPRINT = "fingerprint"  # the rest of a video that ingest fingerprinted only in part
 
 FIXITY_SINGLETON = "fixity:scheduled"
 

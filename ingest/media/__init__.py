@@ -38,12 +38,15 @@ def extract(
     detected: Detected | None = None,
     declared_type: str | None = None,
     name: str | None = None,
+    native: bool = True,
 ) -> MediaMetadata:
     """Everything the file says about itself; failures are recorded on the result, never raised.
 
     Pass `detected` when the format was already identified (the pipeline's Identify step
     records the sender's claims itself); otherwise identification and the comparison with
-    `declared_type` and `name` happen here.
+    `declared_type` and `name` happen here. With `native` False only the pure-Python
+    parsers run (no MediaInfo, PyAV, libheif or c2pa-rs): the second try after a
+    native library brought the sandbox child down.
     """
     from ingest.media.normalize import normalize
 
@@ -65,7 +68,7 @@ def extract(
         meta.fail("metadata", "unknown format: no metadata parser applies")
     else:
         try:
-            _parse(source, size, meta)
+            _parse(source, size, meta, native)
         except Exception as exc:  # noqa: BLE001 - a parser bug must never lose the file
             meta.fail("metadata", f"extraction failed: {type(exc).__name__}: {exc}")
     try:
@@ -76,7 +79,7 @@ def extract(
     return meta
 
 
-def _parse(source: bytes | Path, size: int, meta: MediaMetadata) -> None:
+def _parse(source: bytes | Path, size: int, meta: MediaMetadata, native: bool) -> None:
     from ingest.media.c2pa import read_c2pa
     from ingest.media.photo import extract_photo
     from ingest.media.video import extract_video
@@ -93,9 +96,9 @@ def _parse(source: bytes | Path, size: int, meta: MediaMetadata) -> None:
         data = mapped
     try:
         if meta.detected.kind == "video":
-            xmp_packets, c2pa_boxes = extract_video(source, meta)
+            xmp_packets, c2pa_boxes = extract_video(source, meta, native)
         else:
-            blocks = extract_photo(data, path, meta)
+            blocks = extract_photo(data, path, meta, native)
             xmp_packets, c2pa_boxes = blocks.xmp, blocks.jumbf
             for problem in blocks.problems:
                 meta.fail("metadata", problem)
@@ -112,7 +115,9 @@ def _parse(source: bytes | Path, size: int, meta: MediaMetadata) -> None:
         if c2pa_boxes:
             meta.parsers.append("c2pa")
             whole = bytes(data) if path is None or size <= C2PA_IN_MEMORY else None
-            meta.c2pa = read_c2pa(whole if isinstance(whole, bytes) else None, meta.detected.mime, c2pa_boxes)
+            meta.c2pa = read_c2pa(
+                whole if isinstance(whole, bytes) else None, meta.detected.mime, c2pa_boxes, validate=native
+            )
     finally:
         if mapped is not None:
             mapped.close()

@@ -58,6 +58,11 @@ def walk_jpeg(data: bytes) -> Blocks:
     blocks = Blocks()
     extended: dict[bytes, dict[int, bytes]] = {}
     jumbf: dict[int, dict[int, bytes]] = {}
+    # Running totals per block: re-summing what was collected on every segment was quadratic.
+    held: dict[bytes, int] = {}
+    jumbf_held: dict[int, int] = {}
+    iptc_parts: list[bytes] = []
+    iptc_size = 0
     pos, end = 2, min(len(data), MAX_HEADER_SCAN)
     while pos + 4 <= end:
         if data[pos] != 0xFF:
@@ -91,22 +96,27 @@ def walk_jpeg(data: bytes) -> Blocks:
             body = payload[len(XMP_EXT_SIG) :]
             guid, offset = body[:32], struct.unpack(">I", body[36:40])[0]
             chunks = extended.setdefault(guid, {})
-            if sum(len(c) for c in chunks.values()) < MAX_XMP:
+            if held.get(guid, 0) < MAX_XMP and offset not in chunks:
                 chunks[offset] = body[40:]
+                held[guid] = held.get(guid, 0) + len(body) - 40
         elif marker == 0xED and payload.startswith(b"Photoshop 3.0\x00"):
             iptc = _iptc_from_irb(payload[14:])
-            if iptc:
-                blocks.iptc = (blocks.iptc or b"") + iptc
+            if iptc and iptc_size < MAX_SEGMENT:
+                iptc_parts.append(iptc)  # joined once below: adding bytes to bytes per segment was quadratic
+                iptc_size += len(iptc)
         elif marker == 0xEB and payload[:2] == b"JP" and len(payload) > 16:
             # JPEG XT / JUMBF: CI "JP", box instance (2), sequence number (4), then the box;
             # every segment repeats the box header, which continuation segments drop.
             instance, sequence = struct.unpack(">HI", payload[2:8])
             pieces = jumbf.setdefault(instance, {})
-            if sum(len(p) for p in pieces.values()) < MAX_SEGMENT:
+            if jumbf_held.get(instance, 0) < MAX_SEGMENT and sequence not in pieces:
                 pieces[sequence] = payload[8:]
+                jumbf_held[instance] = jumbf_held.get(instance, 0) + len(payload) - 8
         if marker == 0xDA:
             break
         pos += 2 + length
+    if iptc_parts:
+        blocks.iptc = b"".join(iptc_parts)
     for chunks in extended.values():
         blocks.xmp.append(b"".join(chunks[k] for k in sorted(chunks)))
     for pieces in jumbf.values():

@@ -1,10 +1,10 @@
 """Bounds on what metadata parsing may cost, whatever the file claims about itself.
 
-Photo parsers run in-process (a process per photo would cost more than the
-parsing: the photo pipeline must reach 40 photos/s on two cores), so they are
-bounded structurally: they only ever see the metadata segments, capped in size,
-and never decode pixels. Video parsers (native libraries walking whole
-containers) run in a child process with an address-space limit and a timeout.
+Two layers. Structurally, here: parsers only ever see the metadata segments,
+capped in size, never decode pixels, and stop at counts and depths below. And
+as processes: every parser runs in a sandbox child (`ingest.sandbox`) with an
+address-space, CPU-time and wall-clock limit, so whatever slips past these
+bounds (a native crash, a loop) costs one child and is recorded on the item.
 """
 
 from __future__ import annotations
@@ -25,10 +25,6 @@ MAX_BOX_DEPTH = 16
 MAX_C2PA = 8 * 1024 * 1024  # raw manifest bytes kept
 MAX_JUMBF_DEPTH = 32  # nesting of C2PA/JUMBF boxes handed to the C2PA library
 MAX_JUMBF_BOXES = 20_000
-
-VIDEO_TIMEOUT = 30.0  # seconds for the video probe child
-VIDEO_MEMORY = 1024 * 1024 * 1024  # address space of the probe child (RLIMIT_AS)
-VIDEO_CPU = 30  # CPU seconds of the probe child (RLIMIT_CPU)
 
 
 def clip(value: str, limit: int = MAX_STRING) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+MAX_FAILURES = 50  # failures recorded per file
+
 # The normalized fields, in the order `evidence show` prints them.
 FIELDS = (
     "media_type",
@@ -79,4 +81,30 @@ class MediaMetadata:
     c2pa: dict[str, Any] | None = None  # manifest store and validation result, when present
 
     def fail(self, step: str, reason: str) -> None:
-        self.errors.append(Failure(step, reason[:500]))
+        """Record a failure; past MAX_FAILURES only a count is kept (a hostile file can cause millions)."""
+        if len(self.errors) < MAX_FAILURES:
+            self.errors.append(Failure(step, reason[:500]))
+        elif len(self.errors) == MAX_FAILURES:
+            self.errors.append(Failure(step, "more failures than this were found: the rest were not recorded"))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, as it crosses the sandbox's process boundary."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MediaMetadata:
+        """The inverse of `to_dict`, keeping only known fields (the data came from a sandboxed child)."""
+        detected = data.get("detected") or {}
+        return cls(
+            detected=Detected(
+                file_type=detected.get("file_type"),
+                mime=str(detected.get("mime") or "application/octet-stream"),
+                kind=str(detected.get("kind") or "other"),
+                also=[str(a) for a in detected.get("also") or []],
+            ),
+            normalized=Normalized(**{k: v for k, v in (data.get("normalized") or {}).items() if k in FIELDS}),
+            raw=dict(data.get("raw") or {}),
+            errors=[Failure(str(e["step"]), str(e["reason"])[:500]) for e in data.get("errors") or []],
+            parsers=[str(p) for p in data.get("parsers") or []],
+            c2pa=data.get("c2pa"),
+        )

@@ -16,7 +16,7 @@ from ingest.media.model import MediaMetadata
 Data = bytes | Any  # bytes, or an mmap of the file (same slicing and find)
 
 
-def _heif(data: Data, path: Path | None, meta: MediaMetadata) -> Blocks:
+def _heif(data: Data, path: Path | None, meta: MediaMetadata, native: bool) -> Blocks:
     """HEIC/HEIF: EXIF and XMP through pillow-heif; the stored size from the primary item's ispe box."""
     from ingest.media.isobmff import read_bmff
 
@@ -27,6 +27,11 @@ def _heif(data: Data, path: Path | None, meta: MediaMetadata) -> Blocks:
     blocks.jumbf += movie.c2pa
     if movie.heif_size:
         blocks.width, blocks.height = movie.heif_size
+    if not native:  # libheif brought the sandbox child down on this file before: exifread alone
+        groups, warnings = read_exif(io.BytesIO(bytes(data[:MAX_SEGMENT])))
+        meta.raw.setdefault("groups", {}).update(groups)
+        blocks.problems += [f"exifread: {w}" for w in warnings]
+        return blocks
     meta.parsers.append("pillow-heif")
     try:
         import pillow_heif
@@ -69,7 +74,7 @@ def _gif(data: Data) -> Blocks:
     return blocks
 
 
-def extract_photo(data: Data, path: Path | None, meta: MediaMetadata) -> Blocks:
+def extract_photo(data: Data, path: Path | None, meta: MediaMetadata, native: bool = True) -> Blocks:
     """Fill `meta.raw` with the photo's groups; returns the blocks found (for XMP and C2PA)."""
     file_type = meta.detected.file_type
     if file_type == "JPEG":
@@ -81,7 +86,7 @@ def extract_photo(data: Data, path: Path | None, meta: MediaMetadata) -> Blocks:
     elif file_type == "TIFF":
         return _tiff(data, meta)
     elif file_type in ("HEIC", "HEIF", "AVIF"):
-        blocks = _heif(data, path, meta)
+        blocks = _heif(data, path, meta, native)
     elif file_type == "GIF":
         blocks = _gif(data)
     else:

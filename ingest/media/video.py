@@ -1,51 +1,18 @@
-"""Video container metadata: the probe runs in a bounded child process.
+"""Video container metadata: the probe's report turned into ExifTool's groups.
 
-A process per video is affordable (videos are few and large); a process per
-photo is not, which is why photos are parsed in-process (see `limits`). If the
-child dies, runs out of time or memory, the pure-Python box walker still reads
-MP4/MOV headers in-process, and the failure is recorded.
+The native parsers (MediaInfo, PyAV) run in the same sandbox child as the
+rest of metadata extraction (see `ingest.sandbox`): the ingest process never
+calls them, and a crash or a hang there is one child's end and a failure
+recorded on the item.
 """
 
 from __future__ import annotations
 
 import base64
-import json
-import resource
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-from ingest.media.limits import VIDEO_CPU, VIDEO_MEMORY, VIDEO_TIMEOUT
 from ingest.media.model import MediaMetadata
-
-
-def _limit_child() -> None:
-    """Runs in the child before exec: cap its address space and CPU time."""
-    resource.setrlimit(resource.RLIMIT_AS, (VIDEO_MEMORY, VIDEO_MEMORY))
-    resource.setrlimit(resource.RLIMIT_CPU, (VIDEO_CPU, VIDEO_CPU + 5))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-
-def run_probe(source: bytes | Path, file_type: str) -> dict[str, Any]:
-    """The child's report; raises RuntimeError when the child fails as a whole."""
-    arg = "-" if isinstance(source, bytes) else str(source)
-    try:
-        done = subprocess.run(  # noqa: S603 - our own module, fixed arguments
-            [sys.executable, "-m", "ingest.media.videoprobe", arg, file_type],
-            input=source if isinstance(source, bytes) else None,
-            capture_output=True,
-            timeout=VIDEO_TIMEOUT,
-            preexec_fn=_limit_child,  # noqa: PLW1509 - only setrlimit, no locks taken
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise RuntimeError(f"video probe took longer than {VIDEO_TIMEOUT:.0f} s and was stopped") from exc
-    if done.returncode != 0:
-        tail = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no message"]
-        raise RuntimeError(f"video probe exited with status {done.returncode}: {tail[0][:300]}")
-    result: dict[str, Any] = json.loads(done.stdout)
-    return result
 
 
 def _mi_date(text: str | None) -> str | None:
@@ -97,14 +64,12 @@ def _pyav_groups(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def extract_video(source: bytes | Path, meta: MediaMetadata) -> tuple[list[bytes], list[bytes]]:
+def extract_video(source: bytes | Path, meta: MediaMetadata, native: bool = True) -> tuple[list[bytes], list[bytes]]:
     """Fill `meta.raw` with the video's groups; returns XMP packets and C2PA boxes found."""
+    from ingest.media.videoprobe import probe
+
     file_type = meta.detected.file_type or ""
-    try:
-        report = run_probe(source, file_type)
-    except (RuntimeError, ValueError, OSError) as exc:
-        meta.fail("metadata", str(exc))
-        report = _fallback(source, file_type, meta)
+    report = probe(source, file_type, native)
     meta.parsers += [f"video:{p}" for p in report.get("parsers", [])]
     for problem in report.get("problems", []):
         meta.fail("metadata", problem)
@@ -127,25 +92,3 @@ def extract_video(source: bytes | Path, meta: MediaMetadata) -> tuple[list[bytes
     xmp = [base64.b64decode(p) for p in report.get("xmp", [])]
     c2pa = [base64.b64decode(p) for p in report.get("c2pa", [])]
     return xmp, c2pa
-
-
-def _fallback(source: bytes | Path, file_type: str, meta: MediaMetadata) -> dict[str, Any]:
-    """In-process, pure Python: the box walker alone (bounded by its own limits)."""
-    if file_type in ("MKV", "WEBM", "AVI"):
-        return {}
-    import io
-
-    from ingest.media.isobmff import read_bmff
-
-    if isinstance(source, bytes):
-        movie = read_bmff(io.BytesIO(source), len(source))
-    else:
-        with open(source, "rb") as stream:
-            movie = read_bmff(stream, source.stat().st_size)
-    return {
-        "groups": movie.groups,
-        "parsers": ["bmff"],
-        "problems": [f"bmff: {p}" for p in movie.problems],
-        "xmp": [base64.b64encode(p).decode() for p in movie.xmp],
-        "c2pa": [base64.b64encode(p).decode() for p in movie.c2pa],
-    }

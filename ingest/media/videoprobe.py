@@ -1,11 +1,9 @@
-"""The video probe, run in a child process: native parsers meet hostile containers here.
+"""The video probe: native parsers meet hostile containers here.
 
 MediaInfo (through pymediainfo) and FFmpeg (through PyAV) are C/C++ walking
 whatever the file claims; a crash, a runaway allocation or an endless loop
-must cost one child, not the ingest worker. The parent (`ingest.media.video`)
-starts `python -m ingest.media.videoprobe PATH` (or `-` with the bytes on
-stdin) under an address-space and CPU limit and a timeout, and reads one JSON
-object from stdout.
+must cost one sandbox child (`ingest.sandbox`, where all metadata extraction
+runs), not the ingest process. The report is JSON-safe data.
 
 Each library fills the ExifTool groups it agrees with ExifTool on:
 the ISO-BMFF walker for MP4/MOV/3GP (movie-header duration, zero dates, the
@@ -17,8 +15,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
-import sys
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -73,15 +69,19 @@ def _bmff(stream: BinaryIO, size: int, out: dict[str, Any]) -> None:
     out["problems"] += [f"bmff: {p}" for p in movie.problems]
 
 
-def probe(source: Path | bytes, file_type: str) -> dict[str, Any]:
-    """Everything the video parsers say, as JSON-safe data; each parser's failure is noted, not raised."""
+def probe(source: Path | bytes, file_type: str, native: bool = True) -> dict[str, Any]:
+    """Everything the video parsers say, as JSON-safe data; each parser's failure is noted, not raised.
+
+    `native` False runs the pure-Python box walker only.
+    """
     out: dict[str, Any] = {"groups": {}, "problems": [], "parsers": []}
     stream: BinaryIO = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")  # noqa: SIM115
     size = len(source) if isinstance(source, bytes) else source.stat().st_size
     steps: list[tuple[str, Any]] = []
     if file_type not in ("MKV", "WEBM", "AVI"):
         steps.append(("bmff", lambda: _bmff(stream, size, out)))
-    steps += [("mediainfo", lambda: _mediainfo(source, out)), ("pyav", lambda: _pyav(source, out))]
+    if native:
+        steps += [("mediainfo", lambda: _mediainfo(source, out)), ("pyav", lambda: _pyav(source, out))]
     with stream:
         for name, run in steps:
             out["parsers"].append(name)
@@ -91,13 +91,3 @@ def probe(source: Path | bytes, file_type: str) -> dict[str, Any]:
                 message = str(exc).replace(str(source), "<file>") if isinstance(source, Path) else str(exc)
                 out["problems"].append(f"{name}: {type(exc).__name__}: {message[:300]}")
     return out
-
-
-def main() -> None:
-    arg, file_type = sys.argv[1], sys.argv[2]
-    source: Path | bytes = sys.stdin.buffer.read() if arg == "-" else Path(arg)
-    json.dump(probe(source, file_type), sys.stdout)
-
-
-if __name__ == "__main__":
-    main()

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from xml.parsers import expat
 
-from ingest.media.limits import MAX_LIST, MAX_XMP, MAX_XMP_DEPTH, MAX_XMP_VALUES, clip
+from ingest.media.limits import MAX_LIST, MAX_STRING, MAX_XMP, MAX_XMP_DEPTH, MAX_XMP_VALUES, clip
 
 RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 _XML = "http://www.w3.org/XML/1998/namespace"
@@ -49,7 +49,9 @@ class _Element:
     name: str
     attrs: dict[str, str]
     children: list[_Element] = field(default_factory=list)
-    text: list[str] = field(default_factory=list)
+    text: list[str] = field(default_factory=list)  # pieces as expat hands them over, joined once at the end
+    size: int = 0  # characters held in `text`, kept as it grows (summing it per callback was quadratic)
+    total: int = 0  # characters the packet gave this element, held or not
 
 
 def _split(qname: str) -> tuple[str, str]:
@@ -60,11 +62,13 @@ def _split(qname: str) -> tuple[str, str]:
 def _tree(packet: bytes) -> tuple[_Element, dict[str, str]]:
     """A small element tree, refusing DTDs and excessive depth or size."""
     parser = expat.ParserCreate(namespace_separator=_SEP)
+    parser.buffer_text = True  # one callback per text run, not one per line or entity
     parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
     root = _Element("", "#root", {})
     stack = [root]
     prefixes: dict[str, str] = {}
     count = 0
+    held = 0  # characters of text held over the whole tree, bounded whatever the packet's shape
 
     def refuse(*_: Any) -> None:
         raise XMPError("XMP packet declares a DTD or entities (refused)")
@@ -85,8 +89,15 @@ def _tree(packet: bytes) -> tuple[_Element, dict[str, str]]:
         stack.pop()
 
     def text(data: str) -> None:
-        if sum(len(t) for t in stack[-1].text) < MAX_XMP:
-            stack[-1].text.append(data)
+        nonlocal held
+        element = stack[-1]
+        element.total += len(data)
+        if element.size < MAX_STRING + 1 and held < MAX_XMP:
+            # Only the first MAX_STRING characters of a value are ever kept (`clip`): hold no more.
+            piece = data[: MAX_STRING + 1 - element.size]
+            element.text.append(piece)
+            element.size += len(piece)
+            held += len(piece)
 
     def namespace(prefix: str | None, uri: str) -> None:
         if prefix and uri not in prefixes:
@@ -106,7 +117,10 @@ def _tree(packet: bytes) -> tuple[_Element, dict[str, str]]:
 
 
 def _text(element: _Element) -> str:
-    return clip("".join(element.text).strip())
+    text = "".join(element.text).strip()
+    if element.total > element.size and len(text) > MAX_STRING:
+        return text[:MAX_STRING] + f"…[{element.total - MAX_STRING} more characters cut]"
+    return clip(text)
 
 
 def _prop_value(element: _Element) -> Any:

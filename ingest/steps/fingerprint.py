@@ -1,6 +1,7 @@
 """FingerprintMedia: perceptual hashes of a photo or video, and near-duplicate candidates.
 
-Runs on the plaintext after Identify (and metadata). It never refuses a file:
+Runs on the plaintext after Identify (and metadata), decoding in a sandbox
+child (`ingest.sandbox`). It never refuses a file:
 a picture too small, uniform, broken or a decompression bomb gets no
 fingerprint and the reason is recorded on the item. Near-duplicates already in
 the archive become candidate links for an investigator to confirm; nothing is
@@ -8,12 +9,15 @@ merged. The search for them runs in `save`, inside the item's transaction, so
 files ingested side by side (worker processes) still find each other: on
 SQLite that transaction holds the write lock, so every earlier item is visible
 and no other can commit meanwhile. The custody event carries counts and item
-ids only.
+ids only, and for a video how much of it was fingerprinted: decoding stops
+after `INGEST_VIDEO_BUDGET` seconds, and a job committed with the item lets
+the worker fingerprint the rest (`archive.services.analysis`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ingest.pipeline import Ingestion, Step
@@ -29,6 +33,10 @@ if TYPE_CHECKING:
 FINGERPRINT_EVENT = "fingerprint"  # no PREMIS event fits a perceptual hash; named as the step
 
 
+INGEST_VIDEO_BUDGET = 120.0  # seconds of frame decoding at ingest; the worker fingerprints the rest
+PENDING_NOTE = "frames sampled from the first"  # starts the item note the worker clears when it finishes
+
+
 @dataclass
 class FingerprintResult:
     medium: str  # photo | video
@@ -36,6 +44,21 @@ class FingerprintResult:
     probe: Probe | None = None  # what the near-duplicate search compares (photos: every rotation too)
     candidates: list[Match] = field(default_factory=list)
     event: PendingEvent | None = None
+    # Videos: how much was fingerprinted. `covered` seconds from the start (all of it when `complete`).
+    covered: float | None = None
+    duration: float | None = None
+    complete: bool = True
+
+
+@dataclass
+class Computed:
+    """What one sandboxed fingerprinting run produced."""
+
+    hashes: list[Hash]
+    probe: Probe
+    covered: float | None = None
+    duration: float | None = None
+    complete: bool = True
 
 
 def medium_of(media_type: str | None) -> str | None:
@@ -49,31 +72,51 @@ def medium_of(media_type: str | None) -> str | None:
     return None
 
 
-def compute(source: Any, medium: str) -> tuple[list[Hash], Probe]:
-    """The hashes to store and the probe to search with (photos: every rotation and mirror too)."""
+def compute(
+    source: bytes | Path, medium: str, *, start: float = 0.0, budget: float = INGEST_VIDEO_BUDGET
+) -> Computed:
+    """The hashes to store and the probe to search with, decoded in a sandbox child.
+
+    Raises NoFingerprint (the file has nothing to fingerprint, and why) or
+    SandboxFailure (the decoder crashed, hung or ran out of memory).
+    """
     from archive.similarity import Probe, frames_probe
+    from ingest import sandbox
+    from ingest.fingerprints.common import Hash, NoFingerprint
 
     if medium == "photo":
-        from ingest.fingerprints.common import Hash, NoFingerprint
-        from ingest.fingerprints.photo import load_reduced, views
+        out = sandbox.run("photo_fingerprint", source, {}, sandbox.PHOTO_DECODE)
+        if "none" in out:
+            raise NoFingerprint(str(out["none"]))
+        hashes = [Hash(str(k), str(v), int(value), int(offset)) for k, v, value, offset in out["hashes"]]
+        return Computed(hashes, Probe("photo", [(int(p), int(d), int(g)) for p, d, g in out["probe"]]))
+    out = sandbox.run("video_fingerprint", source, {"start": start, "budget": budget}, sandbox.video_decode(budget))
+    if "none" in out:
+        raise NoFingerprint(str(out["none"]))
+    frames = [(int(o), str(v), int(p), int(d)) for o, v, p, d in out["frames"]]
+    hashes = [h for o, v, p, d in frames for h in (Hash("phash", v, p, o), Hash("dhash", v, d, o))]
+    return Computed(
+        hashes,
+        frames_probe((o, p, d) for o, _, p, d in frames),
+        covered=float(out["covered"]),
+        duration=float(out["duration"]) if out.get("duration") is not None else None,
+        complete=bool(out["complete"]),
+    )
 
-        grey = load_reduced(source)
-        all_views = views(grey, ("id", "mirror", "flip", "rot180", "rot90", "rot270", "transpose", "transverse"))
-        upright = [v for v in all_views if v.transform == "id"]
-        if not upright:
-            raise NoFingerprint("picture is uniform: nothing to fingerprint")
-        hashes = [h for v in upright for h in (Hash("phash", v.variant, v.phash), Hash("dhash", v.variant, v.dhash))]
-        return hashes, Probe("photo", [(v.phash, v.dhash, 0) for v in all_views])
-    from ingest.fingerprints.common import Hash
-    from ingest.fingerprints.video import frame_hashes
 
-    frames = frame_hashes(source)
-    hashes = [
-        h
-        for f in frames
-        for h in (Hash("phash", f.variant, f.phash, f.offset_ms), Hash("dhash", f.variant, f.dhash, f.offset_ms))
-    ]
-    return hashes, frames_probe((f.offset_ms, f.phash, f.dhash) for f in frames)
+def coverage_details(covered: float | None, duration: float | None, complete: bool) -> dict[str, Any]:
+    """How much of a video was fingerprinted, for the custody event (milliseconds: events hold no floats)."""
+    return {
+        "covered_ms": round((covered or 0.0) * 1000),
+        "duration_ms": round(duration * 1000) if duration is not None else None,
+        "complete": complete,
+    }
+
+
+def pending_note(covered: float, duration: float | None) -> str:
+    """The item's note while a video is only partly fingerprinted."""
+    whole = f"{duration:.0f} s" if duration else "an unknown duration"
+    return f"{PENDING_NOTE} {covered:.0f} s of {whole}; the worker fingerprints the rest"
 
 
 class FingerprintMedia(Step):
@@ -83,6 +126,7 @@ class FingerprintMedia(Step):
         if "fingerprint" in ingestion.results:
             return
         from ingest.fingerprints.common import NoFingerprint
+        from ingest.sandbox import SandboxFailure
 
         medium = medium_of(ingestion.media_type)
         if medium is None:
@@ -92,17 +136,31 @@ class FingerprintMedia(Step):
             ingestion.fail(self.name, "no plaintext available to fingerprint")
             return
         try:
-            hashes, probe = compute(source, medium)
+            done = compute(source, medium)
         except NoFingerprint as exc:
             ingestion.fail(self.name, str(exc))
             ingestion.event(FINGERPRINT_EVENT, "warning", medium=medium, fingerprinted=False)
+            return
+        except SandboxFailure as exc:  # the decoder crashed, hung or ran out of memory: recorded, file kept
+            ingestion.fail(self.name, exc.reason)
+            ingestion.event(FINGERPRINT_EVENT, "failure", medium=medium, fingerprinted=False, sandbox=exc.kind)
             return
         except Exception as exc:  # noqa: BLE001 - an analysis failure never loses the file
             ingestion.fail(self.name, f"{type(exc).__name__}: {exc}")
             ingestion.event(FINGERPRINT_EVENT, "failure", medium=medium, fingerprinted=False)
             return
-        ingestion.event(FINGERPRINT_EVENT, "success", medium=medium, fingerprints=len(hashes), candidates=[])
-        ingestion.results["fingerprint"] = FingerprintResult(medium, hashes, probe, event=ingestion.events[-1])
+        coverage: dict[str, Any] = {}
+        if medium == "video":
+            coverage = coverage_details(done.covered, done.duration, done.complete)
+            if not done.complete:
+                ingestion.fail(self.name, pending_note(done.covered or 0.0, done.duration))
+        ingestion.event(
+            FINGERPRINT_EVENT, "success", medium=medium, fingerprints=len(done.hashes), candidates=[], **coverage
+        )
+        ingestion.results["fingerprint"] = FingerprintResult(
+            medium, done.hashes, done.probe, event=ingestion.events[-1],
+            covered=done.covered, duration=done.duration, complete=done.complete,
+        )
 
     def save(self, ingestion: Ingestion, session: Session) -> None:
         from sqlalchemy import insert
@@ -131,3 +189,8 @@ class FingerprintMedia(Step):
                 ],
             )
         record_candidates(session, ingestion.item_id, result.candidates, utc_now())
+        if not result.complete:
+            from archive.catalog.jobs import FINGERPRINT, enqueue
+
+            # The rest of a long video, committed with the item: the worker resumes where ingest stopped.
+            enqueue(session, FINGERPRINT, item_id=ingestion.item_id, payload={"start": result.covered or 0.0})

@@ -1,7 +1,8 @@
 """ExtractMetadata: what the file says about itself (dates, place, device, size, duration).
 
 Runs after Identify on the plaintext (bytes in memory, or the temporary
-plaintext file for large originals). Extraction never refuses a file: each
+plaintext file for large originals), inside a sandbox child (`ingest.sandbox`):
+a parser that crashes, hangs or exhausts memory costs that child only. Extraction never refuses a file: each
 parser failure becomes an item failure, and the original is kept regardless.
 The custody event names the parsers and the outcome only: no coordinates,
 no device names, nothing personal.
@@ -10,16 +11,17 @@ no device names, nothing personal.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from archive.custody.log import METADATA_EXTRACTION, utc_now
+from ingest.media.model import Detected, MediaMetadata, Normalized
 from ingest.pipeline import Ingestion, Step
 
 if TYPE_CHECKING:
     from sqlmodel import Session
 
     from archive.context import Archive
-    from ingest.media.model import MediaMetadata
 
 
 def _plain(value: Any) -> Any:
@@ -40,21 +42,47 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+def sandboxed_extract(source: bytes | Path, detected: Detected | None, ingestion: Ingestion) -> MediaMetadata:
+    """`ingest.media.extract` in a sandbox child; a child that dies is recorded and a second,
+    pure-Python-only try keeps what can still be read (a movie header's date, EXIF)."""
+    from dataclasses import asdict
+
+    from ingest import sandbox
+
+    options: dict[str, Any] = {"detected": asdict(detected) if detected is not None else None}
+    try:
+        return MediaMetadata.from_dict(sandbox.run("metadata", source, options, sandbox.METADATA))
+    except sandbox.SandboxFailure as exc:
+        ingestion.fail("metadata", exc.reason)
+        failure = exc
+    if failure.kind in ("crash", "memory"):  # a hang or a CPU loop has spent the file's time already
+        options["native"] = False
+        try:
+            meta = MediaMetadata.from_dict(sandbox.run("metadata", source, options, sandbox.METADATA))
+            meta.parsers.append("sandbox:pure-python-retry")
+            return meta
+        except sandbox.SandboxFailure as again:
+            ingestion.fail("metadata", f"pure-Python parsers alone: {again.reason}")
+    detected = detected or Detected(file_type=None, mime="application/octet-stream", kind="other")
+    meta = MediaMetadata(detected, Normalized(media_type=detected.mime if detected.file_type else None))
+    meta.parsers.append("sandbox:failed")
+    return meta
+
+
 class ExtractMetadata(Step):
     name = "metadata"
 
     def run(self, ingestion: Ingestion, archive: Archive) -> None:
         if "metadata" in ingestion.results:
             return
-        from ingest.media import extract
-
         source = ingestion.plaintext if ingestion.plaintext is not None else ingestion.plaintext_path
         if source is None:
             ingestion.fail(self.name, "no plaintext available to read metadata from")
             return
         identified = ingestion.results.get("identify") or {}
+        detected = identified.get("detected")
         try:
-            meta = extract(source, detected=identified.get("detected"))
+            meta = sandboxed_extract(source, detected, ingestion)
         except OSError as exc:  # the plaintext itself unreadable; the original is kept all the same
             ingestion.fail(self.name, f"cannot read the file to extract metadata: {exc.strerror or exc}")
             ingestion.event(METADATA_EXTRACTION, "failure", parsers=[], failures=1)
@@ -69,7 +97,6 @@ class ExtractMetadata(Step):
 
     def save(self, ingestion: Ingestion, session: Session) -> None:
         from archive.catalog.metadata import ItemMetadata
-        from ingest.media.model import Normalized
 
         if ingestion.item_id is None:
             return
