@@ -1,8 +1,14 @@
-"""Settings in one place: the home folder, its `config.toml`, and the environment.
+"""Settings in two kinds: what a process needs to start, and what the archive runs under.
 
-The home holds `config.toml`, the SQLite catalog (unless `EVIDENCE_DATABASE_URL`
-names another database), the local storage roots and `keys/`. Secrets never go
-in the config file: storage credentials come from the environment.
+`config.toml` in the home holds only what a process needs to start: where the
+catalog is (`database_url`, else `EVIDENCE_DATABASE_URL`, else SQLite in the
+home), the default operator, and tuning sections (`[worker]`, `[fixity]`,
+`[log]`). Everything that changes while the archive runs (storage sites, the
+replication policy, the age recipients originals are encrypted to) lives in the
+catalog (`archive.catalog.settings`), changes in the same transaction as its
+custody event, and is read fresh by every use case as a `RuntimeConfig`.
+Secrets never go in either: storage credentials come from the secrets file or
+the environment (`storage.secrets`).
 """
 
 from __future__ import annotations
@@ -18,10 +24,12 @@ from archive.age import Recipient
 
 CONFIG_NAME = "config.toml"
 DEFAULT_HOME = "./evidence-data"
+# Keys an older config.toml kept that now live in the catalog (moved on first start).
+LEGACY_KEYS = ("recipients", "policy", "storage")
 
 
 class ConfigError(Exception):
-    """The home or its configuration is missing or wrong; the message says how to fix it."""
+    """The home or its configuration is missing or wrong; the message says what is wrong."""
 
 
 def resolve_home(home: str | os.PathLike[str] | None) -> Path:
@@ -37,7 +45,7 @@ def database_url_from_env(home: Path | None = None) -> str:
 
 @dataclass
 class StorageSpec:
-    """One configured backend: a name, a kind, and kind-specific options."""
+    """One storage site: a name, a kind, and its non-secret, kind-specific options."""
 
     name: str
     kind: str
@@ -53,18 +61,55 @@ class Policy:
 
     copies: int = 2
     minimum: int = 1
-    backends: list[str] = field(default_factory=list)  # empty: every configured backend
+    backends: list[str] = field(default_factory=list)  # empty: every storage site
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"copies": self.copies, "minimum": self.minimum, "backends": list(self.backends)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Policy:
+        return cls(
+            copies=int(data.get("copies", 2)),
+            minimum=int(data.get("minimum", 1)),
+            backends=[str(name) for name in data.get("backends", [])],
+        )
+
+
+@dataclass
+class RuntimeConfig:
+    """The configuration one use case runs under, read from the catalog as it begins."""
+
+    archive_id: str
+    recipients: list[str] = field(default_factory=list)
+    storage: list[StorageSpec] = field(default_factory=list)
+    policy: Policy = field(default_factory=Policy)
+
+    def age_recipients(self) -> list[Recipient]:
+        if not self.recipients:
+            raise ConfigError("no recipients configured: ingest would have no one to encrypt originals to")
+        return [Recipient.parse(text) for text in self.recipients]
+
+    def site(self, name: str) -> StorageSpec | None:
+        return next((spec for spec in self.storage if spec.name == name), None)
+
+    def site_names(self) -> list[str]:
+        return [spec.name for spec in self.storage]
+
+    def policy_names(self) -> list[str]:
+        """The sites the policy writes to: those it names, else every site."""
+        return list(self.policy.backends) or self.site_names()
 
 
 @dataclass
 class Settings:
+    """What a process needs to start: the home, the catalog's address, tuning sections."""
+
     home: Path
     operator: str | None = None
     database_url: str | None = None
-    recipients: list[str] = field(default_factory=list)
-    storage: list[StorageSpec] = field(default_factory=list)
-    policy: Policy = field(default_factory=Policy)
-    extra: dict[str, Any] = field(default_factory=dict)  # sections owned by later features
+    extra: dict[str, Any] = field(default_factory=dict)  # [worker], [fixity], [log] …
+    # What an older config.toml held that now belongs in the catalog; moved on first start.
+    legacy: dict[str, Any] = field(default_factory=dict)
 
     @property
     def config_path(self) -> Path:
@@ -81,13 +126,12 @@ class Settings:
     def catalog_url(self) -> str:
         return os.environ.get("EVIDENCE_DATABASE_URL") or self.database_url or (f"sqlite:///{self.home / 'catalog.db'}")
 
-    def age_recipients(self) -> list[Recipient]:
-        if not self.recipients:
-            raise ConfigError(f"{self.config_path}: no recipients configured; ingest would have no one to encrypt to")
-        return [Recipient.parse(text) for text in self.recipients]
+    def section(self, name: str) -> dict[str, Any]:
+        value = self.extra.get(name, {})
+        return value if isinstance(value, dict) else {}
 
     def actor(self, as_name: str | None = None) -> str:
-        """Who is acting: --as, else the configured operator, else the OS user.
+        """Who is acting: the name given, else the configured operator, else the OS user.
 
         Checked here, before any byte is written: the name goes into every
         custody event, whose canonical encoding needs valid UTF-8 text.
@@ -101,14 +145,7 @@ class Settings:
                 name = getpass.getuser()
             except Exception:  # noqa: BLE001 - no user name in a bare container
                 name = f"uid:{os.getuid()}"
-        name = name.strip()
-        try:
-            name.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise ConfigError(f"operator name {name!r} is not valid text: pass --as NAME") from exc
-        if not name or len(name) > 255 or any(ch < " " for ch in name):
-            raise ConfigError(f"operator name {name!r} is empty, too long or has control characters: pass --as NAME")
-        return name
+        return check_actor(name)
 
     def to_toml(self) -> dict[str, Any]:
         data: dict[str, Any] = {}
@@ -116,13 +153,6 @@ class Settings:
             data["operator"] = self.operator
         if self.database_url:
             data["database_url"] = self.database_url
-        data["recipients"] = list(self.recipients)
-        data["policy"] = {
-            "copies": self.policy.copies,
-            "minimum": self.policy.minimum,
-            "backends": list(self.policy.backends),
-        }
-        data["storage"] = [spec.to_toml() for spec in self.storage]
         data.update(self.extra)
         return data
 
@@ -138,33 +168,42 @@ class Settings:
         os.replace(tmp, self.config_path)
 
 
+def check_actor(name: str) -> str:
+    """An operator name fit for custody events: valid text, 1–255 characters, no control characters."""
+    name = name.strip()
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ConfigError(f"operator name {name!r} is not valid text") from exc
+    if not name or len(name) > 255 or any(ch < " " for ch in name):
+        raise ConfigError(f"operator name {name!r} is empty, longer than 255 characters or has control characters")
+    return name
+
+
+def legacy_config(legacy: dict[str, Any]) -> tuple[list[str], list[StorageSpec], Policy]:
+    """The recipients, storage sites and policy an older config.toml held."""
+    storage = []
+    for entry in legacy.get("storage", []):
+        entry = dict(entry)
+        name, kind = entry.pop("name"), entry.pop("kind")
+        storage.append(StorageSpec(name, kind, entry))
+    return list(legacy.get("recipients", [])), storage, Policy.from_dict(legacy.get("policy", {}))
+
+
 def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
     path = resolve_home(home)
     config_path = path / CONFIG_NAME
     if not config_path.is_file():
-        raise ConfigError(f"no archive at {path} (run `evidence init` first, or pass --home)")
+        raise ConfigError(f"no archive at {path} (create one with `evidence init`, or choose another home)")
     try:
         data = tomllib.loads(config_path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{config_path}: {exc}") from exc
-    known = {"operator", "database_url", "recipients", "policy", "storage"}
-    storage = []
-    for entry in data.get("storage", []):
-        entry = dict(entry)
-        name, kind = entry.pop("name"), entry.pop("kind")
-        storage.append(StorageSpec(name, kind, entry))
-    policy_data = data.get("policy", {})
-    policy = Policy(
-        copies=int(policy_data.get("copies", 2)),
-        minimum=int(policy_data.get("minimum", 1)),
-        backends=list(policy_data.get("backends", [])),
-    )
+    known = {"operator", "database_url", *LEGACY_KEYS}
     return Settings(
         home=path,
         operator=data.get("operator") or None,
         database_url=data.get("database_url") or None,
-        recipients=list(data.get("recipients", [])),
-        storage=storage,
-        policy=policy,
         extra={k: v for k, v in data.items() if k not in known},
+        legacy={k: data[k] for k in LEGACY_KEYS if k in data},
     )

@@ -1,36 +1,86 @@
-"""An open archive: settings, the catalog engine and the acting operator.
+"""The archive as a process holds it (`Runtime`) and as one use case sees it (`Archive`).
 
-Every service function takes an `Archive`, so the CLI and the HTTP API call the
-same code with the same rules.
+A `Runtime` lives as long as its process (a CLI command, a worker, an API
+server): the catalog engine, the pool of storage clients, parsed keys and the
+clock are made once and shared. An `Archive` is made for one use case (one
+command, one job, one request): who acts, and the configuration as the catalog
+held it when the use case began. Every service function takes an `Archive`, so
+the CLI, the worker and the HTTP API call the same code with the same rules,
+and a long-running process sees every `storage add` and `policy set` at its
+next use case.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from archive.config import Settings, load_settings
+from archive.config import ConfigError, RuntimeConfig, Settings, check_actor, load_settings
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
+    from archive.age import Recipient
+    from archive.custody.checkpoint import Signer
     from storage.base import Backend
+    from storage.registry import BackendPool
+
+# PREMIS has no event type for this; it is the archive's own.
+CONFIGURATION_MOVED = "configuration moved"
+
+
+class KeyRing:
+    """Public keys and the log's signing key, parsed once per process (and again only when changed)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._recipients: tuple[tuple[str, ...], list[Recipient]] | None = None
+        self._signer: Signer | None = None
+
+    def recipients(self, texts: list[str]) -> list[Recipient]:
+        key = tuple(texts)
+        held = self._recipients
+        if held is None or held[0] != key:
+            if not texts:
+                raise ConfigError("no recipients configured: ingest would have no one to encrypt originals to")
+            from archive.age import Recipient
+
+            held = (key, [Recipient.parse(text) for text in texts])
+            self._recipients = held
+        return held[1]
+
+    def signer(self) -> Signer:
+        with self._lock:
+            if self._signer is None:
+                from archive.custody.checkpoint import ensure_log_key
+
+                self._signer = ensure_log_key(self._settings)
+            return self._signer
+
+
+def utc_clock() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass
-class Archive:
+class Runtime:
+    """What one process keeps for its whole life: engine, storage clients, keys, clock."""
+
     settings: Settings
-    actor: str
+    clock: Callable[[], datetime] = utc_clock
     _engine: Engine | None = field(default=None, repr=False)
     log_size_at_open: int = 0
 
     @classmethod
-    def open(cls, home: str | os.PathLike[str] | None = None, as_name: str | None = None) -> Archive:
-        settings = load_settings(home)
-        return cls(settings=settings, actor=settings.actor(as_name))
+    def open(cls, home: str | os.PathLike[str] | None = None) -> Runtime:
+        return cls(settings=load_settings(home))
 
     @property
     def home(self) -> Path:
@@ -41,10 +91,42 @@ class Archive:
         if self._engine is None:
             from archive.db import make_engine, migrate
 
-            self._engine = make_engine(self.settings.catalog_url())
-            migrate(self._engine)
+            engine = make_engine(self.settings.catalog_url())
+            migrate(engine)
+            self._engine = engine
             self.log_size_at_open = self.log_size()
         return self._engine
+
+    @cached_property
+    def keys(self) -> KeyRing:
+        return KeyRing(self.settings)
+
+    @cached_property
+    def pool(self) -> BackendPool:
+        from storage.registry import BackendPool
+        from storage.secrets import SECRETS_NAME, Secrets
+
+        pool = BackendPool(self.home, Secrets(self.settings.keys_dir / SECRETS_NAME))
+        pool.on_build = _sweep_staging
+        return pool
+
+    def config(self) -> RuntimeConfig:
+        """The run-time configuration as the catalog holds it now (an older home's is moved in first)."""
+        from sqlmodel import Session
+
+        from archive.catalog.settings import read_config
+        from archive.db import read_only, transaction
+
+        with Session(read_only(self.engine)) as session:
+            config = read_config(session)
+        if config is not None:
+            return config
+        with transaction(self.engine) as session:
+            return adopt_legacy_config(self, session)
+
+    def archive(self, actor: str) -> Archive:
+        """A view for one use case, acting as `actor`, under the configuration as it is now."""
+        return Archive(runtime=self, actor=check_actor(actor))
 
     def log_size(self) -> int:
         """How many custody events the log holds now."""
@@ -56,21 +138,136 @@ class Archive:
             return int(conn.execute(text("SELECT size FROM log_head WHERE id = 1")).scalar_one())
 
     def added_events(self) -> bool:
-        """Whether events were appended (by anyone) since this archive opened its catalog."""
+        """Whether events were appended (by anyone) since this process opened the catalog."""
         return self._engine is not None and self.log_size() > self.log_size_at_open
 
-    @cached_property
-    def backends(self) -> dict[str, Backend]:
-        from storage.registry import backends
+    def finish(self) -> str | None:
+        """End a use case run by this process: sign a checkpoint over any events it added.
 
-        return backends(self.settings)
+        Returns a warning when no checkpoint could be signed (the use case's own
+        result stands; the worker signs one later).
+        """
+        from archive.custody.service import maybe_checkpoint
 
-    def policy_backends(self) -> list[Backend]:
-        from storage.registry import policy_backends
-
-        return policy_backends(self.settings)
+        try:
+            if self.added_events():
+                maybe_checkpoint(self.archive("archive"), max_age_seconds=0)
+        except Exception as exc:  # noqa: BLE001 - the command's own result must not be lost
+            return f"no checkpoint issued: {exc}"
+        return None
 
     def close(self) -> None:
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+
+
+def _sweep_staging(backend: Backend) -> None:
+    """Staging files a killed process left on a local root (ciphertext only, never published)."""
+    from storage.local import LocalBackend
+
+    if isinstance(backend, LocalBackend):
+        try:
+            backend.sweep_staging()
+        except OSError:
+            pass  # an unreadable root is reported by its health check, not here
+
+
+def adopt_legacy_config(runtime: Runtime, session: object) -> RuntimeConfig:
+    """Move an older home's recipients, storage and policy from config.toml into the catalog, with an event.
+
+    Runs once, in the caller's transaction; the file loses those keys after the commit.
+    """
+    import secrets as random
+
+    from sqlmodel import Session
+
+    from archive.catalog.settings import ARCHIVE_ID, POLICY, RECIPIENTS, add_site, put_setting, read_config
+    from archive.config import legacy_config
+    from archive.custody.log import append_event
+
+    assert isinstance(session, Session)
+    append_event(session, CONFIGURATION_MOVED, actor="archive",
+                 details={"moved": "configuration from config.toml into the catalog"})
+    existing = read_config(session)  # another process may have moved it while we waited for the lock
+    if existing is not None:
+        return existing
+    settings = runtime.settings
+    recipients, storage, policy = legacy_config(settings.legacy)
+    origin = str(settings.section("log").get("origin") or "")
+    archive_id = origin.rsplit("/", 1)[-1] if origin else random.token_hex(16)
+    put_setting(session, ARCHIVE_ID, archive_id)
+    put_setting(session, RECIPIENTS, recipients)
+    put_setting(session, POLICY, policy.as_dict())
+    for spec in storage:
+        add_site(session, spec)
+    session.info.setdefault("after_commit", []).append(_forget_legacy(settings))
+    config = read_config(session)
+    assert config is not None
+    return config
+
+
+def _forget_legacy(settings: Settings) -> Callable[[], None]:
+    def forget() -> None:
+        if settings.legacy:
+            settings.legacy = {}
+            settings.save()
+
+    return forget
+
+
+@dataclass
+class Archive:
+    """The archive as one use case sees it: who acts, the configuration at its start, the process's runtime."""
+
+    runtime: Runtime
+    actor: str
+
+    @classmethod
+    def open(cls, home: str | os.PathLike[str] | None = None, as_name: str | None = None) -> Archive:
+        runtime = Runtime.open(home)
+        return cls(runtime=runtime, actor=runtime.settings.actor(as_name))
+
+    @property
+    def settings(self) -> Settings:
+        return self.runtime.settings
+
+    @property
+    def home(self) -> Path:
+        return self.runtime.home
+
+    @property
+    def engine(self) -> Engine:
+        return self.runtime.engine
+
+    @cached_property
+    def config(self) -> RuntimeConfig:
+        return self.runtime.config()
+
+    def refresh(self) -> None:
+        """Read the configuration again (after this use case changed it)."""
+        self.__dict__.pop("config", None)
+        self.__dict__.pop("backends", None)
+
+    @cached_property
+    def backends(self) -> dict[str, Backend]:
+        """Every storage site, by name, in order; one whose credentials are missing reports why."""
+        return self.runtime.pool.backends(self.config.storage, self.config.archive_id)
+
+    def policy_backends(self) -> list[Backend]:
+        """The sites the policy writes to, in order."""
+        names = self.config.policy_names()
+        missing = [name for name in names if name not in self.backends]
+        if missing:
+            raise ConfigError(f"the policy names storage that does not exist: {', '.join(missing)}")
+        return [self.backends[name] for name in names]
+
+    def recipients(self) -> list[Recipient]:
+        """The age recipients originals are encrypted to now (parsed once per process)."""
+        return self.runtime.keys.recipients(self.config.recipients)
+
+    def for_actor(self, actor: str) -> Archive:
+        return Archive(runtime=self.runtime, actor=check_actor(actor))
+
+    def close(self) -> None:
+        self.runtime.close()

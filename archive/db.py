@@ -102,7 +102,13 @@ def migrate(engine: Engine) -> None:
 
 @contextmanager
 def transaction(engine: Engine) -> Iterator[Session]:
-    """One unit of work: everything inside commits together or not at all."""
+    """One unit of work: everything inside commits together or not at all.
+
+    Callables in `session.info["after_commit"]` run once the commit succeeded
+    (tidying files whose content the transaction made obsolete).
+    """
     with Session(engine, expire_on_commit=False) as session:
         with session.begin():
             yield session
+        for hook in session.info.pop("after_commit", []):
+            hook()

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 class Refused(Exception):
     """The file cannot be kept as evidence; the message is the reason given to the sender."""
 
+    code = "refused"  # a stable reason code callers branch on (subclasses refine it), never the wording
+
 
 @dataclass
 class Incoming:
@@ -79,6 +81,7 @@ class Ingestion:
     storage_errors: dict[str, str] = field(default_factory=dict)
     duplicate: bool = False
     status: str | None = None  # preserved | degraded | refused
+    refusal_code: str | None = None  # the Refused subclass's code, when refused
     errors: list[dict[str, str]] = field(default_factory=list)
     events: list[PendingEvent] = field(default_factory=list)
     results: dict[str, Any] = field(default_factory=dict)  # step name -> its typed result
@@ -171,6 +174,7 @@ def run_pipeline(ingestion: Ingestion, archive: Archive, steps: list[Step] | Non
             step.run(ingestion, archive)
     except Refused as exc:
         ingestion.status = "refused"
+        ingestion.refusal_code = exc.code
         ingestion.fail("ingest", str(exc))
         _record_refusal(ingestion, archive, str(exc))
     except Exception as exc:  # noqa: BLE001 - one file's failure must not end a batch

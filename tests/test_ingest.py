@@ -21,7 +21,8 @@ def sha256(path: Path) -> str:
 
 
 def stored_files(home: Path) -> list[Path]:
-    return sorted(p for p in (home / "storage").rglob("*") if p.is_file())
+    """The stored objects (originals, manifests), not the site's own marker or log copy."""
+    return sorted(p for p in (home / "storage").glob("*/o/**/*") if p.is_file())
 
 
 def test_init_creates_home_keys_and_roots(cli: Cli) -> None:
@@ -29,8 +30,9 @@ def test_init_creates_home_keys_and_roots(cli: Cli) -> None:
     key = home / "keys" / "custodian.key"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     config = tomllib.loads((home / "config.toml").read_text())
-    assert config["recipients"] == [(home / "keys" / "custodian.pub").read_text().strip()]
-    assert [s["name"] for s in config["storage"]] == ["site-a", "site-b"]
+    assert "recipients" not in config and "storage" not in config  # run-time configuration is in the catalog
+    assert cli.json("encrypt-to", "list")["recipients"] == [(home / "keys" / "custodian.pub").read_text().strip()]
+    assert [s["name"] for s in cli.json("storage", "list")] == ["site-a", "site-b"]
     assert (home / "catalog.db").is_file()
     assert all((home / "storage" / s).is_dir() for s in ("site-a", "site-b"))
     code, _, err = cli("init", expect=None)
@@ -107,7 +109,13 @@ def test_duplicate_is_stored_once_with_second_provenance(cli: Cli, corpus: Path,
     before = stored_files(cli.home)
     second = cli.json_lines("ingest", str(copy), "--source", "b", "--note", "re-sent")[0]
     assert second["duplicate"] is True and second["id"] == first["id"]
-    assert stored_files(cli.home) == before
+    # No second copy of the bytes: only an encrypted addendum beside each original, for rebuild-catalog.
+    added = sorted(set(stored_files(cli.home)) - set(before))
+    assert set(before) <= set(stored_files(cli.home)) and len(added) == 2
+    originals = {r["object"] for r in cli.json("show", first["id"])["replicas"]}
+    for path in added:
+        original, _, suffix = path.relative_to(path.parents[2]).as_posix().partition(".")  # o/xx/<object>.<r>.arrival
+        assert suffix.endswith(".arrival") and original in originals
     shown = cli.json("show", first["id"])
     assert [p["source"] for p in shown["provenance"]] == ["a", "b"]
     assert shown["provenance"][1]["original_name"] == "renamed.jpg"

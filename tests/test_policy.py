@@ -10,36 +10,46 @@ from tests.test_worker import configure, rows
 
 
 def add_local_backend(home: Path, name: str) -> None:
-    """What `evidence storage add NAME --kind local` does (that command belongs to another module)."""
-    from archive.config import StorageSpec, load_settings
+    """A site entered in the catalog (with its marker) but, unlike `storage add`, without a back-fill."""
+    from archive.catalog.settings import add_site
+    from archive.config import StorageSpec
+    from archive.context import Archive
+    from archive.db import transaction
+    from archive.services.storage_admin import mark_site
 
-    settings = load_settings(home)
     (home / "storage" / name).mkdir(parents=True)
-    settings.storage.append(StorageSpec(name, "local", {"path": f"storage/{name}"}))
-    settings.save()
+    spec = StorageSpec(name, "local", {"path": f"storage/{name}"})
+    archive = Archive.open(home)
+    try:
+        mark_site(archive, archive.runtime.pool.get(spec, archive.config.archive_id))
+        with transaction(archive.engine) as session:
+            add_site(session, spec)
+    finally:
+        archive.close()
 
 
 def test_policy_show_and_set(cli: Cli) -> None:
     shown = cli.json("policy", "show")
     assert shown["copies"] == 2 and shown["minimum"] == 1 and shown["effective_backends"] == ["site-a", "site-b"]
     cli("policy", "set", "--copies", "2", "--minimum", "2", "--backends", "site-a,site-b")
-    config = tomllib.loads((cli.home / "config.toml").read_text())
-    assert config["policy"] == {"copies": 2, "minimum": 2, "backends": ["site-a", "site-b"]}
+    shown = cli.json("policy", "show")
+    assert (shown["copies"], shown["minimum"], shown["backends"]) == (2, 2, ["site-a", "site-b"])
+    assert "policy" not in tomllib.loads((cli.home / "config.toml").read_text())  # it lives in the catalog
     _, out, _ = cli("policy", "show")
     assert "minimum:  2" in out
 
 
 def test_policy_is_validated(cli: Cli) -> None:
     for args, message in [
-        (["--copies", "3", "--minimum", "1"], "number of backends (2)"),
+        (["--copies", "3", "--minimum", "1"], "number of storage sites (2)"),
         (["--copies", "1", "--minimum", "2"], "minimum (2) ≤ copies (1)"),
         (["--copies", "1", "--minimum", "0"], "1 ≤ minimum"),
-        (["--copies", "1", "--minimum", "1", "--backends", "site-a,nowhere"], "unknown storage backend(s): nowhere"),
-        (["--copies", "2", "--minimum", "1", "--backends", "site-a"], "number of backends (1)"),
+        (["--copies", "1", "--minimum", "1", "--backends", "site-a,nowhere"], "unknown storage site(s): nowhere"),
+        (["--copies", "2", "--minimum", "1", "--backends", "site-a"], "number of storage sites (1)"),
     ]:
         _, _, err = cli("policy", "set", *args, expect=2)
         assert message in err, err
-    assert tomllib.loads((cli.home / "config.toml").read_text())["policy"]["copies"] == 2
+    assert cli.json("policy", "show")["copies"] == 2
 
 
 def test_changing_the_policy_is_a_custody_event(cli: Cli) -> None:

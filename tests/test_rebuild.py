@@ -80,7 +80,7 @@ def test_rebuild_reports_a_corrupt_original_and_refuses_an_existing_home(cli: Cl
     assert "already holds an archive" in err
     _, _, err = cli("rebuild-catalog", "--from", "nowhere", "--identity", key, "--home", str(tmp_path / "x"),
                     expect=2)
-    assert "no storage backend named 'nowhere'" in err
+    assert "no storage site named 'nowhere'" in err
 
 
 def test_rebuild_with_the_wrong_key_rebuilds_nothing(cli: Cli, corpus: Path, tmp_path: Path) -> None:

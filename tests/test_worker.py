@@ -204,10 +204,12 @@ def test_a_full_disk_degrades_and_the_worker_repairs_once_there_is_room(quick: C
     import subprocess
 
     root = quick.home / "storage" / "site-b"
+    marker = (root / ".evidence-root.json").read_bytes()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(root)],
                       capture_output=True).returncode != 0:
         pytest.skip("cannot mount a tmpfs here (needs root)")
     try:
+        (root / ".evidence-root.json").write_bytes(marker)  # the new disk is prepared as this archive's site
         big = tmp_path / "video.bin"
         big.write_bytes(os.urandom(300 * 1024))
         report = quick.json_lines("ingest", str(big))[0]

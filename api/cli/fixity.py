@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from api.cli.main import CliState, emit_json, pass_state
+from archive.services.errors import ServiceError
 
 
 @click.command()
@@ -59,23 +60,62 @@ def fixity(
 
 
 @click.command("rebuild-catalog")
-@click.option("--from", "backend", required=True, help="The backend whose manifests to read.")
+@click.option("--from", "site", required=True,
+              help="The storage site to read: a site name of the current home, or with --kind a new description.")
+@click.option("--kind", type=click.Choice(["local", "s3", "minio"]), default=None,
+              help="Describe the site here instead of looking it up (needs no old home at all).")
+@click.option("--path", default=None, help="local: the folder of the site.")
+@click.option("--endpoint", default=None, help="s3/minio: the server.")
+@click.option("--bucket", default=None, help="s3/minio: the bucket.")
+@click.option("--region", default=None, help="s3/minio: the region.")
+@click.option("--prefix", default=None, help="s3/minio: the folder inside the bucket.")
 @click.option("--identity", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="The custodian's age identity file (decrypts the manifests).")
-@click.option("--home", "new_home", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--into", "--home", "new_home", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="A new, empty home for the rebuilt catalog.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_state
-def rebuild_catalog(state: CliState, backend: str, identity: Path, new_home: Path, as_json: bool) -> None:
-    """Recreate the item catalog from the manifests on one backend, in a new home.
+def rebuild_catalog(
+    state: CliState,
+    site: str,
+    kind: str | None,
+    path: str | None,
+    endpoint: str | None,
+    bucket: str | None,
+    region: str | None,
+    prefix: str | None,
+    identity: Path,
+    new_home: Path,
+    as_json: bool,
+) -> None:
+    """Recreate the catalog from the manifests on one storage site, in a new home.
 
-    The backend is looked up in the current home's configuration (the global
-    --home or EVIDENCE_HOME); the new home gets a configuration pointing at it.
+    With --kind (and --path, or --endpoint and --bucket) the site is described
+    on the command line and nothing of the old home is needed; the archive id
+    is taken from the site's marker. Credentials for a remote site come from
+    the new home's keys/storage-secrets.toml or the environment.
     """
+    from archive.config import StorageSpec
     from archive.services.rebuild import rebuild_catalog as rebuild
+    from archive.services.storage_admin import build_options
 
-    with state.archive() as archive:
-        report = rebuild(archive, backend, identity, new_home)
+    if kind is not None:
+        options = build_options(kind, path=path, endpoint=endpoint, bucket=bucket, region=region, prefix=prefix)
+        spec = StorageSpec(site, kind, options)
+        actor = state.as_name or "recovery"
+        report = rebuild(spec, identity, new_home, actor)
+    else:
+        with state.archive() as archive:
+            found = archive.config.site(site)
+            if found is None:
+                known = ", ".join(archive.config.site_names()) or "none"
+                raise ServiceError(f"no storage site named {site!r} in {archive.home} (sites: {known}); "
+                                   "describe it with its kind instead")
+            spec = StorageSpec(found.name, found.kind, dict(found.options))
+            if spec.kind == "local" and not Path(spec.options["path"]).is_absolute():
+                spec.options["path"] = str(archive.home / spec.options["path"])
+            report = rebuild(spec, identity, new_home, archive.actor, recipients=archive.config.recipients,
+                             secrets_home=archive.home)
     if as_json:
         emit_json(report.as_dict())
     else:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,8 +9,6 @@ from typing import Any
 import click
 
 from api.cli.main import CliState, emit_json, fail, pass_state
-
-BATCH = 8  # files from which a default ingest spreads over every core
 
 
 @click.command()
@@ -58,14 +55,12 @@ def ingest(
 ) -> None:
     """Hash, encrypt and replicate files and folders (recursively)."""
     from archive.services.batch import ingest_files
-    from archive.services.ingest import expand, sweep_stale_staging
+    from archive.services.ingest import batch_workers, expand
 
     any_refused = False
     with state.archive() as archive:
-        sweep_stale_staging(archive)
         files = list(expand(list(paths)))
-        if workers is None:  # decoding photos for fingerprints is CPU-bound: use every core on a batch
-            workers = min(os.cpu_count() or 1, 8) if len(files) >= BATCH else 1
+        workers = batch_workers(len(files), workers)
         progress = None
         if not as_json and len(files) > 1 and sys.stderr.isatty():
             from rich.progress import Progress

@@ -33,20 +33,11 @@ class CliState:
             yield archive
         finally:
             try:
-                _checkpoint_new_events(archive)
+                warning = archive.runtime.finish()
+                if warning:
+                    click.echo(f"warning: {warning}", err=True)
             finally:
                 archive.close()
-
-
-def _checkpoint_new_events(archive: Any) -> None:
-    """Sign a checkpoint over whatever events the command added, so they can be witnessed at once."""
-    from archive.custody.service import maybe_checkpoint
-
-    try:
-        if archive.added_events():
-            maybe_checkpoint(archive, max_age_seconds=0)
-    except Exception as exc:  # noqa: BLE001 - the command's own result must not be lost
-        click.echo(f"warning: no checkpoint issued: {exc}", err=True)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -54,8 +45,17 @@ def fail(message: str, code: int = 2) -> NoReturn:
     sys.exit(code)
 
 
+def plain(data: Any) -> Any:
+    """A service's typed result as JSON-ready data (the same shape the HTTP API serializes)."""
+    if hasattr(data, "as_dict"):
+        return data.as_dict()
+    if isinstance(data, list):
+        return [plain(entry) for entry in data]
+    return data
+
+
 def emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, ensure_ascii=False, indent=None, default=str))
+    click.echo(json.dumps(plain(data), ensure_ascii=False, indent=None, default=str))
 
 
 class ArchiveGroup(click.Group):
@@ -85,9 +85,9 @@ pass_state: Callable[..., Any] = click.make_pass_decorator(CliState)
 
 
 def _register() -> None:
-    from api.cli import fixity, items, log, media, policy, storage, worker
+    from api.cli import encrypt_to, fixity, items, log, media, policy, storage, worker
 
-    for module in (items, log, policy, fixity, worker, media, storage):
+    for module in (items, log, policy, fixity, worker, media, storage, encrypt_to):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -24,11 +24,11 @@ def policy_show(state: CliState, as_json: bool) -> None:
     if as_json:
         emit_json(data)
         return
-    click.echo(f"copies:   {data['copies']}")
-    click.echo(f"minimum:  {data['minimum']}")
-    named = ", ".join(data["backends"]) if data["backends"] else "(every configured backend)"
+    click.echo(f"copies:   {data.copies}")
+    click.echo(f"minimum:  {data.minimum}")
+    named = ", ".join(data.backends) if data.backends else "(every storage site)"
     click.echo(f"backends: {named}")
-    click.echo(f"in use:   {', '.join(data['effective_backends'])}")
+    click.echo(f"in use:   {', '.join(data.effective_backends)}")
 
 
 @policy.command("set")
@@ -47,13 +47,13 @@ def policy_set(state: CliState, copies: int, minimum: int, backends: str | None,
     if as_json:
         emit_json(data)
         return
-    on = ", ".join(data["effective_backends"])
-    click.echo(f"policy: {data['copies']} copies, minimum {data['minimum']}, on {on}")
-    if data["backfill_jobs"]:
-        onto = ", ".join(data["backfill_backends"])
-        click.echo(f"back-fill queued for {data['backfill_jobs']} items (onto {onto}); `evidence worker` runs it")
-    if data["status_changes"]:
-        click.echo(f"{data['status_changes']} items changed status under the new target")
+    on = ", ".join(data.effective_backends)
+    click.echo(f"policy: {data.copies} copies, minimum {data.minimum}, on {on}")
+    if data.backfill_jobs:
+        onto = ", ".join(data.backfill_backends)
+        click.echo(f"back-fill queued for {data.backfill_jobs} items (onto {onto}); `evidence worker` runs it")
+    if data.status_changes:
+        click.echo(f"{data.status_changes} items changed status under the new target")
 
 
 @click.command()

@@ -1,8 +1,8 @@
 """`evidence storage add|list|remove`: the places that keep the encrypted copies.
 
 Thin: parse, call `archive.services.storage_admin`, print. Credentials are
-never options here; they come from `EVIDENCE_STORAGE_<NAME>_ACCESS_KEY` and
-`EVIDENCE_STORAGE_<NAME>_SECRET_KEY` (and `..._SSE_C_KEY` for SSE-C).
+never options here; they come from `keys/storage-secrets.toml` (mode 0600) or
+`EVIDENCE_STORAGE_<NAME>_ACCESS_KEY` / `_SECRET_KEY` (and `_SSE_C_KEY` for SSE-C).
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def storage_add(
     if as_json:
         emit_json(entry)
         return
-    click.echo(f"added storage {entry['name']} ({entry['kind']}): it answers")
+    click.echo(f"added storage {entry.name} ({entry.kind}): it answers, marked for this archive")
 
 
 @storage.command("list")
@@ -85,18 +85,17 @@ def storage_list(state: CliState, as_json: bool, no_check: bool) -> None:
         emit_json(entries)
         return
     for entry in entries:
-        where = entry["options"].get("path") or (
-            f"{entry['options'].get('endpoint', 'AWS')}/{entry['options'].get('bucket')}"
-        )
-        lock = entry["options"].get("object_lock")
-        extra = f" [{lock} {entry['options'].get('retention_days')}d]" if lock else ""
-        if "answers" not in entry:
+        options = entry.options
+        where = options.get("path") or f"{options.get('endpoint', 'AWS')}/{options.get('bucket')}"
+        lock = options.get("object_lock")
+        extra = f" [{lock} {options.get('retention_days')}d]" if lock else ""
+        if entry.answers is None:
             status = ""
-        elif entry["answers"]:
+        elif entry.answers:
             status = "  answers"
         else:
-            status = f"  DOES NOT ANSWER: {entry['reason']}"
-        click.echo(f"{entry['name']:<16} {entry['kind']:<6} {where}{extra}{status}")
+            status = f"  UNAVAILABLE: {entry.reason}"
+        click.echo(f"{entry.name:<16} {entry.kind:<6} {where}{extra}{status}")
 
 
 @storage.command("remove")
@@ -112,7 +111,7 @@ def storage_remove(state: CliState, name: str, as_json: bool) -> None:
     if as_json:
         emit_json(entry)
         return
-    click.echo(f"removed storage {entry['name']}; its objects were left in place")
+    click.echo(f"removed storage {entry.name}; its objects were left in place")
 
 
 COMMANDS = [storage]

@@ -6,8 +6,9 @@ from archive.catalog.fingerprints import Candidate, Fingerprint
 from archive.catalog.items import Item, Provenance, Replica
 from archive.catalog.jobs import Cursor, Job
 from archive.catalog.metadata import ItemMetadata
+from archive.catalog.settings import ArchiveSetting, StorageSite
 
 __all__ = [
-    "Candidate", "Checkpoint", "Cursor", "Event", "Fingerprint", "Item", "ItemMetadata", "Job", "LogHead",
-    "LogState", "LogTile", "Provenance", "Replica",
+    "ArchiveSetting", "Candidate", "Checkpoint", "Cursor", "Event", "Fingerprint", "Item", "ItemMetadata", "Job", "LogHead",
+    "LogState", "LogTile", "Provenance", "Replica", "StorageSite",
 ]

@@ -17,7 +17,7 @@ from sqlmodel import col
 
 from archive.catalog.checkpoints import Checkpoint
 from archive.catalog.events import Event, LogHead
-from archive.custody.checkpoint import VKEY_NAME, Signer, ensure_log_key
+from archive.custody.checkpoint import VKEY_NAME, Signer
 from archive.custody.entry import encode, leaf_hash
 from archive.custody.issue import LogCorrupt, issue_checkpoint
 from archive.custody.log import event_entry
@@ -53,7 +53,8 @@ def _checkpoint_json(checkpoint: Checkpoint, new: bool | None = None) -> dict[st
 
 
 def log_signer(archive: Archive) -> Signer:
-    return ensure_log_key(archive.settings)
+    """The checkpoint signer, read once per process."""
+    return archive.runtime.keys.signer()
 
 
 def checkpoint(archive: Archive) -> dict[str, Any]:

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from archive.context import Archive
 
+BATCH = 8  # files from which a batch spreads over every core by default
+
 
 @dataclass
 class IngestReport:
@@ -25,6 +27,7 @@ class IngestReport:
     status: str  # preserved | degraded | refused
     duplicate: bool
     error: str | None
+    code: str | None = None  # why refused, as a stable code ("concurrent": the same bytes were in flight)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,6 +113,7 @@ def ingest_file(
         status=ingestion.status or "refused",
         duplicate=ingestion.duplicate,
         error=ingestion.errors[-1]["reason"] if refused else None,
+        code=ingestion.refusal_code if refused else None,
     )
 
 
@@ -117,10 +121,12 @@ def refused(path: Path, reason: str) -> IngestReport:
     return IngestReport(str(path), None, None, None, "refused", False, reason)
 
 
-def sweep_stale_staging(archive: Archive) -> None:
-    """Remove staging files a killed ingest left behind (ciphertext only, never published)."""
-    from storage.local import LocalBackend
+def batch_workers(files: int, requested: int | None = None) -> int:
+    """How many processes a batch of `files` uses: as asked, else one per core from BATCH files on.
 
-    for backend in archive.backends.values():
-        if isinstance(backend, LocalBackend):
-            backend.sweep_staging()
+    Decoding photos for fingerprints is CPU-bound and the catalog work holds
+    the GIL, so a batch gains from processes, a single file does not.
+    """
+    if requested is not None:
+        return max(1, requested)
+    return min(os.cpu_count() or 1, 8) if files >= BATCH else 1

@@ -1,11 +1,12 @@
 """Rebuilding the item catalog from one storage site, for the day the database is lost.
 
-Every original has an encrypted manifest beside it (`<object>.manifest`, see
-`ingest.steps.manifest`). With the custodian identity, the manifests on one
-backend are enough to recreate each item, its stored copy and its first
-provenance (the file name and time of receipt; sources are deliberately not in
-the manifest). Each original's ciphertext is re-hashed and checked against the
-SHA-256 its manifest recorded before it is entered as a verified copy.
+Every original has an encrypted manifest beside it (`<object>.manifest`), and
+an encrypted addendum for each later arrival of the same bytes
+(`<object>.<random>.arrival`; names and formats in `archive.objects`). With the
+custodian identity, these on one backend are enough to recreate each item, its
+stored copy and every provenance row (who sent it, when, under which name).
+Each original's ciphertext is re-hashed and checked against the SHA-256 its
+manifest recorded before it is entered as a verified copy.
 
 The rebuilt catalog lives in a *new* home whose configuration points at the
 same backend, so the old home is never overwritten. The new custody log opens
@@ -19,23 +20,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlmodel import Session, select
+from sqlmodel import select
 
 from archive.catalog.items import Item, Provenance, Replica
 from archive.config import CONFIG_NAME, Policy, Settings, StorageSpec
 from archive.custody.log import FIXITY_CHECK, append_event, utc_now
+from archive.objects import ARRIVAL_FORMAT, ARRIVAL_SUFFIX, MANIFEST_FORMAT, MANIFEST_SUFFIX, Role, unseal
 from archive.services.errors import ServiceError
 from archive.services.repair import CORRUPT, MISSING, REPLACED, VERIFIED, status_for
 from storage.base import CHUNK, StorageError
 
 if TYPE_CHECKING:
+    from sqlmodel import Session
+
     from archive.age import Identity
     from archive.context import Archive
     from storage.base import Backend
 
 # PREMIS event type (id.loc.gov/vocabulary/preservation/eventType/rec).
 RECOVERY = "recovery"
-MANIFEST_SUFFIX = ".manifest"
 
 
 @dataclass
@@ -51,16 +54,28 @@ class Found:
 
 
 @dataclass
+class Arrival:
+    """One addendum read back: a later arrival of the bytes beside `document["object"]`."""
+
+    name: str
+    sha256: str
+    size: int
+    document: dict[str, Any]
+
+
+@dataclass
 class RebuildReport:
     home: str
     backend: str
     manifests: int = 0
+    arrivals: int = 0
     items: int = 0
     replicas: int = 0
     problems: list[dict[str, str]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"home": self.home, "backend": self.backend, "manifests": self.manifests, "items": self.items,
+        return {"home": self.home, "backend": self.backend, "manifests": self.manifests,
+                "arrivals": self.arrivals, "items": self.items,
                 "replicas": self.replicas, "problems": self.problems}
 
 
@@ -71,6 +86,15 @@ def _absolute_spec(spec: StorageSpec, home: Path) -> StorageSpec:
         path = Path(options["path"])
         options["path"] = str(path if path.is_absolute() else (home / path).absolute())
     return StorageSpec(spec.name, spec.kind, options)
+
+
+def _read_marker(backend: Backend) -> str | None:
+    """The archive id the site's marker names, if it has one."""
+    try:
+        found = backend.read_marker()
+    except StorageError as exc:
+        raise ServiceError(f"storage site {backend.name!r}: {exc}") from exc
+    return None if found is None else found.archive_id
 
 
 def _read_all(backend: Backend, name: str) -> bytes:
@@ -89,10 +113,8 @@ def _rehash(backend: Backend, name: str, version_id: str | None) -> tuple[str, i
 
 
 def _examine(backend: Backend, name: str, identities: list[Identity]) -> Found:
-    from ingest.steps.manifest import read_manifest
-
     data = _read_all(backend, name)
-    document = read_manifest(data, identities)
+    document = unseal(data, identities, MANIFEST_FORMAT)
     found = Found(name, hashlib.sha256(data).hexdigest(), len(data), document, VERIFIED)
     original = str(document["object"])
     info = backend.stat(original)
@@ -106,57 +128,97 @@ def _examine(backend: Backend, name: str, identities: list[Identity]) -> Found:
     return found
 
 
-def _new_settings(old: Settings, spec: StorageSpec, home: Path, identities: list[Identity]) -> Settings:
-    custodian = str(identities[0].recipient)
-    recipients = list(old.recipients) or [custodian]
-    return Settings(
-        home=home,
-        operator=old.operator,
-        recipients=recipients,
-        storage=[spec],
-        policy=Policy(copies=1, minimum=1, backends=[spec.name]),
-    )
+def _read_arrival(backend: Backend, name: str, identities: list[Identity]) -> Arrival:
+    data = _read_all(backend, name)
+    document = unseal(data, identities, ARRIVAL_FORMAT)
+    if not isinstance(document.get("sha256"), str) or not isinstance(document.get("provenance"), dict):
+        raise ValueError("the addendum names no sha256 or provenance")
+    return Arrival(name, hashlib.sha256(data).hexdigest(), len(data), document)
 
 
-def rebuild_catalog(archive: Archive, backend_name: str, identity_path: Path, new_home: Path) -> RebuildReport:
-    """Recreate the catalog in `new_home` from the manifests on `backend_name`."""
+def _provenance_key(sealed: dict[str, Any]) -> tuple[str, ...]:
+    """Arrivals are the same when everything sealed about them is (copies beside several originals)."""
+    fields = ("received_at", "source", "note", "original_name", "declared_type", "actor")
+    return tuple(str(sealed.get(name) or "") for name in fields)
+
+
+def rebuild_catalog(
+    spec: StorageSpec,
+    identity_path: Path,
+    new_home: Path,
+    actor: str,
+    *,
+    recipients: list[str] | None = None,
+    secrets_home: Path | None = None,
+) -> RebuildReport:
+    """Recreate the catalog in `new_home` from the manifests on the one site `spec` describes.
+
+    Nothing but the site and the custodian identity is needed: the archive id
+    comes from the site's marker, so the rebuilt archive is the same archive
+    (its log continues under the same origin). `secrets_home` is where to find
+    the site's credentials (an old home's keys/, else the new home's, else the
+    environment).
+    """
+    import secrets as random
+
     from archive.age import AgeError, Identity
-    from archive.context import Archive as ArchiveContext
+    from archive.catalog.settings import ARCHIVE_ID, POLICY, RECIPIENTS, add_site, put_setting
+    from archive.context import Runtime
     from archive.db import transaction
     from storage.registry import build_backend
+    from storage.secrets import SECRETS_NAME, Secrets
 
-    spec = next((s for s in archive.settings.storage if s.name == backend_name), None)
-    if spec is None:
-        raise ServiceError(f"no storage backend named {backend_name!r} in {archive.settings.config_path}")
+    backend_name = spec.name
     new_home = new_home.expanduser().absolute()
     if (new_home / CONFIG_NAME).exists():
         raise ServiceError(f"{new_home} already holds an archive: rebuild into a new, empty home")
     if not identity_path.is_file():
         raise ServiceError(f"no identity file at {identity_path}")
     identities = Identity.read(identity_path)
-    spec = _absolute_spec(spec, archive.home)
-    backend = build_backend(spec, new_home)
+    if spec.kind == "local":
+        spec = _absolute_spec(spec, Path.cwd())
+    keys_dir = (secrets_home or new_home) / "keys"
+    backend = build_backend(spec, new_home, Secrets(keys_dir / SECRETS_NAME))
+    marker = _read_marker(backend)
+    backend.expected_archive_id = marker
     problem = backend.health()
     if problem is not None:
-        raise ServiceError(f"backend {backend_name} does not answer: {problem}")
+        raise ServiceError(f"storage site {backend_name!r} does not answer: {problem}")
 
     new_home.mkdir(parents=True, exist_ok=True)
     keys = new_home / "keys"
     keys.mkdir(mode=0o700, exist_ok=True)
-    (keys / "custodian.pub").write_text(str(identities[0].recipient) + "\n", encoding="utf-8")
-    settings = _new_settings(archive.settings, spec, new_home, identities)
+    custodian = str(identities[0].recipient)
+    (keys / "custodian.pub").write_text(custodian + "\n", encoding="utf-8")
+    archive_id = marker or random.token_hex(16)
+    settings = Settings(home=new_home, extra={"log": {"origin": f"evidence-archive/{archive_id}"}})
     settings.save()
-    rebuilt = ArchiveContext(settings=settings, actor=archive.actor)
+    runtime = Runtime(settings)
+    with transaction(runtime.engine) as session:
+        if session.exec(select(Item).limit(1)).first() is not None:
+            raise ServiceError(f"the catalog of {new_home} is not empty ({settings.catalog_url()})")
+        put_setting(session, ARCHIVE_ID, archive_id)
+        put_setting(session, RECIPIENTS, list(recipients or [custodian]))
+        put_setting(session, POLICY, Policy(copies=1, minimum=1, backends=[spec.name]).as_dict())
+        add_site(session, spec)
+    rebuilt = runtime.archive(actor)
     report = RebuildReport(home=str(new_home), backend=backend_name)
     try:
-        with Session(rebuilt.engine) as session:
-            if session.exec(select(Item).limit(1)).first() is not None:
-                raise ServiceError(f"the catalog of {new_home} is not empty ({settings.catalog_url()})")
         with transaction(rebuilt.engine) as session:
             append_event(session, RECOVERY, actor=rebuilt.actor,
                          details={"action": "rebuild catalog", "backend": backend_name, "phase": "start"})
         by_item: dict[str, list[Found]] = {}
+        arrivals: dict[str, list[Arrival]] = {}
         for info in backend.list(""):
+            if info.name.endswith(ARRIVAL_SUFFIX):
+                report.arrivals += 1
+                try:
+                    arrival = _read_arrival(backend, info.name, identities)
+                except (AgeError, ValueError, KeyError, TypeError, StorageError, OSError) as exc:
+                    report.problems.append({"arrival": info.name, "problem": f"unreadable addendum: {exc}"})
+                    continue
+                arrivals.setdefault(str(arrival.document["sha256"]), []).append(arrival)
+                continue
             if not info.name.endswith(MANIFEST_SUFFIX):
                 continue
             report.manifests += 1
@@ -176,14 +238,17 @@ def rebuild_catalog(archive: Archive, backend_name: str, identity_path: Path, ne
             # committed (killed, or beaten to the same bytes by a concurrent ingest)
             # leaves a second manifest, under another id, for the same bytes.
             by_item.setdefault(str(found.document["sha256"]), []).append(found)
-        for founds in by_item.values():
+        for sha256, founds in by_item.items():
             founds.sort(key=lambda f: (str(f.document.get("received_at") or ""), str(f.document["item_id"])))
             item_id = str(founds[0].document["item_id"])
             others = sorted({str(f.document["item_id"]) for f in founds} - {item_id})
             if others:
                 report.problems.append({"item": item_id, "problem": "the same bytes under other ids, "
                                         f"from ingests that were never acknowledged: {', '.join(others)}"})
-            _commit_item(rebuilt, backend_name, item_id, founds, report)
+            _commit_item(rebuilt, backend_name, item_id, founds, report, arrivals.pop(sha256, []))
+        for orphans in arrivals.values():  # later arrivals of bytes whose manifest this site lacks
+            report.problems.extend({"arrival": a.name, "item": str(a.document.get("item_id")),
+                                    "problem": "addendum without a manifest for its bytes"} for a in orphans)
         with transaction(rebuilt.engine) as session:
             append_event(session, RECOVERY, actor=rebuilt.actor,
                          details={"action": "rebuild catalog", "backend": backend_name, "phase": "end",
@@ -194,7 +259,8 @@ def rebuild_catalog(archive: Archive, backend_name: str, identity_path: Path, ne
     return report
 
 
-def _commit_item(rebuilt: Archive, backend_name: str, item_id: str, founds: list[Found], report: RebuildReport) -> None:
+def _commit_item(rebuilt: Archive, backend_name: str, item_id: str, founds: list[Found], report: RebuildReport,
+                 arrivals: list[Arrival]) -> None:
     from archive.db import transaction
 
     doc = founds[0].document
@@ -212,6 +278,7 @@ def _commit_item(rebuilt: Archive, backend_name: str, item_id: str, founds: list
                                actor=str(sealed.get("actor") or rebuilt.actor), source=sealed.get("source"),
                                declared_type=sealed.get("declared_type"),
                                note=sealed.get("note") if sealed else f"recovered from the manifest on {backend_name}"))
+        _add_later_arrivals(session, item_id, sealed, arrivals)
         rows: list[Replica] = []
         for found in founds:
             document = found.document
@@ -229,6 +296,13 @@ def _commit_item(rebuilt: Archive, backend_name: str, item_id: str, founds: list
             session.add(original)
             session.add(manifest)
             rows += [original, manifest]
+            for arrival in arrivals:
+                if arrival.document.get("object") == original.object_name:
+                    rows.append(Replica(item_id=item_id, role=str(Role.ARRIVAL), backend=backend_name,
+                                        object_name=arrival.name, ciphertext_sha256=arrival.sha256,
+                                        size=arrival.size, recipients=list(document.get("recipients", [])),
+                                        state=manifest.state, verified_at=now))
+                    session.add(rows[-1])
             append_event(session, FIXITY_CHECK, actor=rebuilt.actor, item_id=item_id,
                          objects=[f"{backend_name}:{original.object_name}"],
                          outcome="success" if found.state == VERIFIED else "failure",
@@ -243,3 +317,17 @@ def _commit_item(rebuilt: Archive, backend_name: str, item_id: str, founds: list
                      details={"action": "item recreated from manifest", "status": item.status})
     report.items += 1
     report.replicas += len(founds)
+
+
+def _add_later_arrivals(session: Session, item_id: str, first: dict[str, Any], arrivals: list[Arrival]) -> None:
+    """One provenance row per distinct later arrival, in the order they were received."""
+    seen = {_provenance_key(first)} if first else set()
+    for arrival in sorted(arrivals, key=lambda a: _provenance_key(a.document["provenance"])):
+        sealed = arrival.document["provenance"]
+        if (key := _provenance_key(sealed)) in seen:
+            continue
+        seen.add(key)
+        session.add(Provenance(item_id=item_id, source=sealed.get("source"), note=sealed.get("note"),
+                               original_name=sealed.get("original_name"), declared_type=sealed.get("declared_type"),
+                               received_at=str(sealed.get("received_at") or utc_now()),
+                               actor=str(sealed.get("actor") or "")))

@@ -16,16 +16,25 @@ catalog entry.
 
 from __future__ import annotations
 
-import json
-import secrets
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session, col, select
 
 from archive.catalog.items import Item, Provenance, Replica
+from archive.config import RuntimeConfig
 from archive.custody.log import REPLICATION, append_event, utc_now
+from archive.objects import (
+    Role,
+    arrival_document,
+    arrival_name,
+    is_beside,
+    manifest_document,
+    manifest_name,
+    new_object_name,
+    provenance_fields,
+    seal,
+)
 from archive.services.errors import NotFound
 from storage.base import CHUNK, StorageError
 
@@ -33,8 +42,9 @@ if TYPE_CHECKING:
     from archive.context import Archive
     from storage.base import Backend, StoredObject
 
-ORIGINAL = "original"
-MANIFEST = "manifest"
+ORIGINAL = Role.ORIGINAL
+MANIFEST = Role.MANIFEST
+ARRIVAL = Role.ARRIVAL
 VERIFIED = "verified"
 MISSING = "missing"
 CORRUPT = "corrupt"
@@ -51,6 +61,7 @@ class RepairResult:
     status: str
     written: list[str] = field(default_factory=list)
     manifests: list[str] = field(default_factory=list)
+    arrivals: list[str] = field(default_factory=list)  # backends that got addenda (later arrivals)
     failures: dict[str, str] = field(default_factory=dict)
     complete: bool = True
 
@@ -60,6 +71,7 @@ class RepairResult:
             "status": self.status,
             "written": self.written,
             "manifests": self.manifests,
+            "arrivals": self.arrivals,
             "failures": self.failures,
             "complete": self.complete,
         }
@@ -69,21 +81,24 @@ class RepairIncomplete(Exception):
     """Some wanted copies could not be made yet (a backend is down); retry later."""
 
 
-def policy_names(archive: Archive) -> list[str]:
-    """The backends the policy writes to (all configured ones when it names none)."""
-    settings = archive.settings
-    return list(settings.policy.backends) or [spec.name for spec in settings.storage]
+def _config(source: Archive | RuntimeConfig) -> RuntimeConfig:
+    return source if isinstance(source, RuntimeConfig) else source.config
+
+
+def policy_names(source: Archive | RuntimeConfig) -> list[str]:
+    """The sites the policy writes to (every site when it names none)."""
+    return _config(source).policy_names()
 
 
 def verified_backends(replicas: list[Replica], role: str = ORIGINAL) -> set[str]:
     return {r.backend for r in replicas if r.role == role and r.state == VERIFIED}
 
 
-def status_for(archive: Archive, replicas: list[Replica]) -> str:
-    """preserved when the policy's target of verified originals (on its backends) is met."""
-    wanted = set(policy_names(archive))
-    count = len(verified_backends(replicas) & wanted)
-    return "preserved" if count >= archive.settings.policy.copies else "degraded"
+def status_for(source: Archive | RuntimeConfig, replicas: list[Replica]) -> str:
+    """preserved when the policy's target of verified originals (on its sites) is met."""
+    config = _config(source)
+    count = len(verified_backends(replicas) & set(config.policy_names()))
+    return "preserved" if count >= config.policy.copies else "degraded"
 
 
 def live_replicas(session: Session, item_id: str) -> list[Replica]:
@@ -105,18 +120,48 @@ def refresh_status(session: Session, archive: Archive, item: Item) -> str:
     return status
 
 
+def _beside(original: Replica, replicas: list[Replica], role: str) -> list[Replica]:
+    return [r for r in replicas if r.role == role and r.state == VERIFIED and r.backend == original.backend
+            and is_beside(original.object_name, r.object_name)]
+
+
 def manifest_of(original: Replica, replicas: list[Replica]) -> Replica | None:
     """The verified manifest written for this original object, if any."""
-    for r in replicas:
-        if (
-            r.role == MANIFEST
-            and r.state == VERIFIED
-            and r.backend == original.backend
-            and r.object_name.startswith(original.object_name + ".")
-            and r.object_name.endswith(".manifest")
-        ):
-            return r
-    return None
+    found = _beside(original, replicas, MANIFEST)
+    return found[0] if found else None
+
+
+def arrivals_of(original: Replica, replicas: list[Replica]) -> list[Replica]:
+    """The verified addenda (later arrivals) beside this original object."""
+    return _beside(original, replicas, ARRIVAL)
+
+
+def sidecars_short(original: Replica, replicas: list[Replica], later_arrivals: int) -> bool:
+    """Whether a verified original lacks its manifest or an addendum for some later arrival."""
+    return manifest_of(original, replicas) is None or len(arrivals_of(original, replicas)) < later_arrivals
+
+
+def later_arrivals(session: Session, item_id: str) -> int:
+    """How many arrivals after the first the catalog records (each needs an addendum beside every original)."""
+    from sqlalchemy import func
+
+    count = session.exec(select(func.count()).select_from(Provenance).where(Provenance.item_id == item_id)).one()
+    return max(0, int(count) - 1)
+
+
+def retire_replaced(session: Session, current: list[Replica], backend: str) -> list[str]:
+    """Mark the bad originals on `backend`, and the objects beside them, replaced by a new verified copy."""
+    retired = []
+    for old in current:
+        if old.role == ORIGINAL and old.backend == backend and old.state in (MISSING, CORRUPT):
+            old.state = REPLACED
+            session.add(old)
+            retired.append(old.object_name)
+            for described in current:  # its manifest and addenda describe the bad copy: retire them too
+                if described.backend == backend and is_beside(old.object_name, described.object_name):
+                    described.state = REPLACED
+                    session.add(described)
+    return retired
 
 
 def first_provenance(session: Session, item_id: str) -> Provenance | None:
@@ -125,39 +170,49 @@ def first_provenance(session: Session, item_id: str) -> Provenance | None:
     ).first()
 
 
+def all_provenance(session: Session, item_id: str) -> list[Provenance]:
+    return list(session.exec(select(Provenance).where(Provenance.item_id == item_id).order_by(col(Provenance.id))))
+
+
+def _sealed_provenance(p: Provenance) -> dict[str, Any]:
+    return provenance_fields(source=p.source, note=p.note, original_name=p.original_name,
+                             declared_type=p.declared_type, received_at=p.received_at, actor=p.actor)
+
+
 def manifest_bytes(item: Item, original: Replica, first: Provenance | None) -> bytes:
     """The encrypted manifest for `original`, rebuilt from the catalog in the ingest's format."""
-    from archive.age import Recipient, encrypt_bytes
-    from ingest.pipeline import Incoming, Ingestion
-    from ingest.steps.manifest import manifest_document
-
-    ingestion = Ingestion(
-        incoming=Incoming(
-            path=Path("."),
-            original_name=(first.original_name if first else None) or "unnamed",
-            source=first.source if first else None,
-            note=first.note if first else None,
-            declared_type=first.declared_type if first else None,
-        ),
-        actor=first.actor if first else "",
-        item_id=item.id,
-        sha256=item.sha256,
-        size=item.size,
-        media_type=item.media_type,
-        recipients=list(original.recipients),
-        ciphertext_sha256=original.ciphertext_sha256,
-        ciphertext_size=original.size,
-        results={"received_at": first.received_at if first else item.created_at},
+    provenance = _sealed_provenance(first) if first is not None else provenance_fields(
+        source=None, note=None, original_name="unnamed", declared_type=None, received_at=item.created_at, actor="")
+    document = manifest_document(
+        item_id=item.id, sha256=item.sha256, size=item.size, media_type=item.media_type,
+        object_name=original.object_name, ciphertext_sha256=original.ciphertext_sha256,
+        ciphertext_size=original.size, recipients=list(original.recipients), provenance=provenance,
     )
-    document = manifest_document(ingestion, original.object_name)
-    recipients = [Recipient.parse(r) for r in original.recipients]
-    return encrypt_bytes(json.dumps(document, sort_keys=True).encode(), recipients)
+    return seal(document, list(original.recipients))
 
 
-def new_object_name() -> str:
-    from ingest.steps.receive import new_object_name as name
+def write_arrivals(target: Backend, item: Item, original: Replica, later: list[Provenance]) -> list[StoredObject]:
+    """A fresh set of addenda beside `original`, one per later arrival, sealed from the catalog."""
+    written = []
+    for arrival in later:
+        document = arrival_document(item_id=item.id, sha256=item.sha256, object_name=original.object_name,
+                                    provenance=_sealed_provenance(arrival))
+        written.append(target.put_bytes(arrival_name(original.object_name), seal(document, list(original.recipients))))
+    return written
 
-    return name()
+
+def site_problem(archive: Archive, name: str, seen: dict[str, str | None]) -> str | None:
+    """Why site `name` must be neither read nor written now (not configured, not answering, marker
+    missing or foreign), else None; asked once per repair and kept in `seen`.
+
+    An unmounted disk or a wrong bucket is unavailable, never empty: nothing is
+    copied onto it and no row of it is retired, and the repair stays incomplete
+    so the worker tries again later.
+    """
+    if name not in seen:
+        backend = archive.backends.get(name)
+        seen[name] = "backend not configured" if backend is None else backend.health()
+    return seen[name]
 
 
 def copy_object(source: Backend, replica: Replica, target: Backend) -> StoredObject:
@@ -183,16 +238,13 @@ def write_manifest(target: Backend, data: bytes, original_name: str, *, fresh_or
     an older copy it gets a new random suffix, because that name was used once
     (object names are never reused, even for an object since lost).
     """
-    name = original_name + ".manifest"
-    if not fresh_original:
-        name = f"{original_name}.r{secrets.token_hex(4)}.manifest"
-    return target.put_bytes(name, data)
+    return target.put_bytes(manifest_name(original_name, fresh=fresh_original), data)
 
 
 def _replica_row(item_id: str, stored: StoredObject, role: str, recipients: list[str]) -> Replica:
     return Replica(
         item_id=item_id,
-        role=role,
+        role=str(role),
         backend=stored.backend,
         object_name=stored.name,
         version_id=stored.version_id,
@@ -223,7 +275,8 @@ def repair_item(
         if item is None:
             raise NotFound(f"no item {item_id!r}")
         replicas = live_replicas(session, item_id)
-        first = first_provenance(session, item_id)
+        arrivals = all_provenance(session, item_id)
+    first, later = (arrivals[0] if arrivals else None), arrivals[1:]
     policy = set(policy_names(archive))
     # A back-fill target dropped from the policy since the job was queued is no longer wanted.
     wanted = [name for name in targets if name in policy] if targets else policy_names(archive)
@@ -234,10 +287,12 @@ def repair_item(
     sources = sorted(originals, key=lambda r: (r.backend not in policy, r.id or 0))
     result = RepairResult(item_id=item_id, status=item.status)
     new_originals: list[tuple[StoredObject, Replica]] = []
+    seen: dict[str, str | None] = {}
     for name in missing:
         target = archive.backends.get(name)
-        if target is None:
-            result.failures[name] = "backend not configured"
+        problem = site_problem(archive, name, seen)
+        if target is None or problem is not None:
+            result.failures[name] = problem or "backend not configured"
             continue
         if not sources:
             result.failures[name] = "no verified copy to repair from"
@@ -245,7 +300,7 @@ def repair_item(
         errors = []
         for source_replica in sources:
             source = archive.backends.get(source_replica.backend)
-            if source is None:
+            if source is None or site_problem(archive, source_replica.backend, seen) is not None:
                 continue
             try:
                 new_originals.append((copy_object(source, source_replica, target), source_replica))
@@ -254,28 +309,38 @@ def repair_item(
                 errors.append(f"from {source_replica.backend}: {exc}")
         else:
             result.failures[name] = "; ".join(errors) or "no readable source"
-    # Manifests: every verified original (old or new) on a wanted backend needs one.
-    new_manifests: list[StoredObject] = []
+    # Side objects: every verified original (old or new) on a wanted backend needs its
+    # manifest and one addendum per later arrival, sealed again from the catalog.
+    new_manifests: list[tuple[StoredObject, str]] = []  # (manifest, the original it describes)
+    new_arrivals: list[tuple[StoredObject, str]] = []
     for stored, source_replica in new_originals:
         row = _replica_row(item_id, stored, ORIGINAL, list(source_replica.recipients))
+        target = archive.backends[stored.backend]
         try:
             sealed = manifest_bytes(item, row, first)
-            new_manifests.append(
-                write_manifest(archive.backends[stored.backend], sealed, stored.name, fresh_original=True)
-            )
+            new_manifests.append((write_manifest(target, sealed, stored.name, fresh_original=True), stored.name))
+            new_arrivals += [(a, stored.name) for a in write_arrivals(target, item, row, later)]
         except (StorageError, OSError) as exc:
             result.failures[stored.backend] = f"manifest: {exc}"
     for original in originals:
         if original.backend not in wanted and original.backend not in policy:
             continue
-        if manifest_of(original, replicas) is not None:
+        problem = site_problem(archive, original.backend, seen)
+        if problem is not None:  # nothing is written beside copies on a site that is not there
+            if manifest_of(original, replicas) is None:
+                result.failures[original.backend] = f"manifest: {problem}"
             continue
         backend = archive.backends.get(original.backend)
-        if backend is None:
+        if backend is None or not sidecars_short(original, replicas, len(later)):
             continue
         try:
-            sealed = manifest_bytes(item, original, first)
-            new_manifests.append(write_manifest(backend, sealed, original.object_name, fresh_original=False))
+            if manifest_of(original, replicas) is None:
+                sealed = manifest_bytes(item, original, first)
+                written = write_manifest(backend, sealed, original.object_name, fresh_original=False)
+                new_manifests.append((written, original.object_name))
+            if len(arrivals_of(original, replicas)) < len(later):
+                # Which arrival an addendum holds is sealed inside it: write the whole set again.
+                new_arrivals += [(a, original.object_name) for a in write_arrivals(backend, item, original, later)]
         except (StorageError, OSError) as exc:
             result.failures[original.backend] = f"manifest: {exc}"
 
@@ -290,14 +355,7 @@ def repair_item(
                 _discard(archive, stored)
                 discarded.add(stored.name)
                 continue
-            for old in current:
-                if old.role == ORIGINAL and old.backend == stored.backend and old.state != VERIFIED:
-                    old.state = REPLACED
-                    session.add(old)
-                    for described in current:  # its manifest describes the bad copy: retire it too
-                        if described.role == MANIFEST and described.object_name.startswith(old.object_name + "."):
-                            described.state = REPLACED
-                            session.add(described)
+            retire_replaced(session, current, stored.backend)
             session.add(_replica_row(item_id, stored, ORIGINAL, list(source_replica.recipients)))
             present.add(stored.backend)
             result.written.append(stored.backend)
@@ -310,25 +368,26 @@ def repair_item(
                 details={"backend": stored.backend, "from": source_replica.backend, "verified": "sha256",
                          "size": stored.size, "reason": reason},
             )
-        for stored in new_manifests:
-            if any(stored.name.startswith(name + ".") for name in discarded):
-                _discard(archive, stored)
-                continue
-            for old in current:
-                if (old.role == MANIFEST and old.backend == stored.backend and old.state != VERIFIED
-                        and stored.name.startswith(old.object_name.removesuffix(".manifest") + ".")):
-                    old.state = REPLACED
-                    session.add(old)
-            session.add(_replica_row(item_id, stored, MANIFEST, []))
-            result.manifests.append(stored.backend)
-            append_event(
-                session,
-                REPLICATION,
-                actor=archive.actor,
-                item_id=item_id,
-                objects=[f"{stored.backend}:{stored.name}"],
-                details={"backend": stored.backend, "role": MANIFEST, "verified": "sha256", "reason": reason},
-            )
+        for role, written_beside in ((MANIFEST, new_manifests), (ARRIVAL, new_arrivals)):
+            for stored, original_name in written_beside:
+                if original_name in discarded:
+                    _discard(archive, stored)
+                    continue
+                for old in current:  # what the new side objects stand in for, beside the same original
+                    if (old.role == role and old.backend == stored.backend and is_beside(original_name, old.object_name)
+                            and (old.state != VERIFIED or role == ARRIVAL)):
+                        old.state = REPLACED
+                        session.add(old)
+                session.add(_replica_row(item_id, stored, role, []))
+                (result.manifests if role == MANIFEST else result.arrivals).append(stored.backend)
+                append_event(
+                    session,
+                    REPLICATION,
+                    actor=archive.actor,
+                    item_id=item_id,
+                    objects=[f"{stored.backend}:{stored.name}"],
+                    details={"backend": stored.backend, "role": role, "verified": "sha256", "reason": reason},
+                )
         for name, why in result.failures.items():
             append_event(session, REPLICATION, actor=archive.actor, item_id=item_id, outcome="failure",
                          details={"backend": name, "reason": why[:500], "purpose": reason})

@@ -54,36 +54,43 @@ def init_home(
     storage = [StorageSpec(name, "local", {"path": f"storage/{name}"}) for name in ("site-a", "site-b")]
     for spec in storage:
         (home / spec.options["path"]).mkdir(parents=True, exist_ok=True)
-    settings = Settings(
-        home=home,
-        operator=operator,
-        recipients=[custodian, *[r for r in recipients if r != custodian]],
-        storage=storage,
-        policy=Policy(copies=2, minimum=1, backends=[]),
-    )
+    settings = Settings(home=home, operator=operator)
     settings.save()
     from archive.custody.checkpoint import ensure_log_key
 
-    signer = ensure_log_key(settings)  # publishes keys/log.vkey from day one
-    from archive.context import Archive
-
-    archive = Archive(settings=settings, actor=settings.actor())
+    signer = ensure_log_key(settings)  # publishes keys/log.vkey from day one; the origin names the archive
+    from archive.catalog.settings import ARCHIVE_ID, POLICY, RECIPIENTS, add_site, put_setting
+    from archive.context import Runtime
     from archive.custody.log import CREATION, append_event
     from archive.db import transaction
 
-    with transaction(archive.engine) as session:  # creates and migrates the catalog
+    archive_id = signer.name.rsplit("/", 1)[-1]
+    all_recipients = [custodian, *[r for r in recipients if r != custodian]]
+    runtime = Runtime(settings)
+    actor = settings.actor()
+    with transaction(runtime.engine) as session:  # creates and migrates the catalog
         append_event(
             session,
             CREATION,
-            actor=archive.actor,
-            details={"created": "archive", "recipients": settings.recipients, "storage": [s.name for s in storage]},
+            actor=actor,
+            details={"created": "archive", "recipients": all_recipients, "storage": [s.name for s in storage]},
         )
-    archive.close()
+        put_setting(session, ARCHIVE_ID, archive_id)
+        put_setting(session, RECIPIENTS, all_recipients)
+        put_setting(session, POLICY, Policy(copies=2, minimum=1, backends=[]).as_dict())
+        for spec in storage:
+            add_site(session, spec)
+    from archive.services.storage_admin import mark_site
+
+    archive = runtime.archive(actor)
+    for backend in archive.backends.values():
+        mark_site(archive, backend)
+    runtime.close()
     return {
         "home": str(home),
         "config": str(home / CONFIG_NAME),
         "custodian_identity": str(identity_path) if identity_path else None,
-        "recipients": settings.recipients,
+        "recipients": all_recipients,
         "storage": [spec.name for spec in storage],
         "log_verifier_key": signer.verifier.encode(),
     }

@@ -76,7 +76,7 @@ def archive_status(archive: Archive) -> dict[str, Any]:
     return {
         "items": {"preserved": int(items.get("preserved", 0)), "degraded": int(items.get("degraded", 0)),
                   **{k: int(v) for k, v in items.items() if k not in ("preserved", "degraded")}},
-        "policy": {"copies": archive.settings.policy.copies, "minimum": archive.settings.policy.minimum,
+        "policy": {"copies": archive.config.policy.copies, "minimum": archive.config.policy.minimum,
                    "backends": policy_names(archive)},
         "backends": list(per_backend.values()),
         "jobs": {k: int(v) for k, v in jobs.items()},

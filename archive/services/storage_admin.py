@@ -6,17 +6,20 @@ Why these rules:
   the credentials work, Object Lock is on when a retention is asked for), so a
   typo shows up now, not as a degraded item at the next ingest.
 - Secrets never reach the configuration, the custody log or the output: S3
-  credentials and SSE-C keys stay in `EVIDENCE_STORAGE_<NAME>_*` variables,
-  and only non-secret options are saved or shown.
+  credentials and SSE-C keys stay in the secrets file or the environment
+  (`storage.secrets`), and only non-secret options are saved or shown.
 - Removing a backend is refused while it holds the only verified copy of any
   original, and while the policy still needs it; a removal never deletes data.
-- Adding or removing is a custody event, written in the same transaction as
-  the configuration change (the file is replaced just before the commit).
+- Sites live in the catalog: adding or removing one commits with its custody
+  event, and every running worker sees it at its next job.
+- Each site carries a marker naming this archive, written when it is added, so
+  an unmounted disk or a wrong bucket is *unavailable*, never mistaken for empty.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,11 +28,11 @@ from archive.services.errors import NotFound, ServiceError
 
 if TYPE_CHECKING:
     from archive.context import Archive
+    from storage.base import Backend
 
 STORAGE_ADDED = "storage added"
 STORAGE_REMOVED = "storage removed"
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-KINDS = ("local", "s3", "minio")
 # option keys that may be shown and logged; anything else is dropped from output
 PUBLIC_OPTIONS = (
     "path",
@@ -68,24 +71,26 @@ def build_options(
     kms_key_id: str | None = None,
 ) -> dict[str, Any]:
     """The options a kind needs, checked for consistency; nothing secret is accepted here."""
+    from storage.registry import KINDS
+
     if kind not in KINDS:
         raise ServiceError(f"unknown storage kind {kind!r} (known: {', '.join(KINDS)})")
     if kind == "local":
         if not path:
-            raise ServiceError("a local storage needs --path")
-        given = (("--endpoint", endpoint), ("--bucket", bucket), ("--object-lock", object_lock))
-        stray = [flag for flag, value in given if value]
+            raise ServiceError("a local storage site needs a path")
+        given = (("an endpoint", endpoint), ("a bucket", bucket), ("an Object Lock mode", object_lock))
+        stray = [what for what, value in given if value]
         if stray:
-            raise ServiceError(f"{', '.join(stray)} only apply to s3 and minio storage")
+            raise ServiceError(f"{', '.join(stray)}: only s3 and minio storage sites have these")
         return {"path": path}
     if not endpoint and kind == "minio":
-        raise ServiceError("a minio storage needs --endpoint")
+        raise ServiceError("a minio storage site needs an endpoint")
     if not bucket:
-        raise ServiceError(f"a {kind} storage needs --bucket")
+        raise ServiceError(f"a {kind} storage site needs a bucket")
     if bool(object_lock) != (retention_days is not None):
-        raise ServiceError("--object-lock and --retention-days go together")
+        raise ServiceError("an Object Lock mode and a retention period go together")
     if retention_days is not None and retention_days < 1:
-        raise ServiceError("--retention-days must be at least 1")
+        raise ServiceError("the retention period must be at least 1 day")
     options: dict[str, Any] = {"bucket": bucket}
     for key, value in (
         ("endpoint", endpoint),
@@ -101,36 +106,81 @@ def build_options(
     return options
 
 
-def _backend_for(archive: Archive, spec: StorageSpec) -> Any:
-    from storage.registry import build_backend
-
-    return build_backend(spec, archive.home)
+def _backend_for(archive: Archive, spec: StorageSpec) -> Backend:
+    return archive.runtime.pool.get(spec, archive.config.archive_id)
 
 
-def _check(backend: Any) -> None:
+def _check(backend: Backend) -> None:
     """Raise the backend's own clear error unless it answers as configured."""
+    from storage.base import StorageError
+
     check = getattr(backend, "check", None)
     if check is not None:
         check()
         return
     reason = backend.health()
-    if reason is not None:
-        from storage.base import StorageError
-
+    if reason is not None and "marker" not in reason:  # a new site has no marker yet: it gets one now
         raise StorageError(f"storage {backend.name!r}: {reason}")
+
+
+def mark_site(archive: Archive, backend: Backend) -> None:
+    """Give a site the marker naming this archive; a site that names another archive is refused."""
+    from storage.base import Marker, MarkerExists, StorageError, utc_timestamp
+
+    archive_id = archive.config.archive_id
+    try:
+        marker = backend.read_marker()
+        if marker is None:
+            try:
+                backend.write_marker(Marker(archive_id, backend.name, utc_timestamp()))
+            except MarkerExists:
+                pass  # written meanwhile: checked below
+            marker = backend.read_marker()
+    except StorageError as exc:
+        raise ServiceError(f"storage {backend.name!r}: cannot write its marker: {exc}") from exc
+    if marker is None or marker.archive_id != archive_id:
+        owner = marker.archive_id if marker else "none"
+        raise ServiceError(f"storage {backend.name!r} belongs to another archive ({owner}); use an empty site")
+
+
+@dataclass
+class SiteInfo:
+    """A storage site as shown to people and scripts: never a secret."""
+
+    name: str
+    kind: str
+    options: dict[str, Any]
+    answers: bool | None = None
+    reason: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {"name": self.name, "kind": self.kind, "options": self.options}
+        if self.answers is not None:
+            entry["answers"] = self.answers
+            entry["reason"] = self.reason
+        return entry
+
+
+def describe(spec: StorageSpec, *, checked: bool = False, reason: str | None = None) -> SiteInfo:
+    return SiteInfo(spec.name, spec.kind, public_options(spec.options), answers=(reason is None) if checked else None,
+                    reason=reason)
 
 
 def add_storage(
     archive: Archive, name: str, kind: str, options: dict[str, Any], *, check: bool = True
-) -> dict[str, Any]:
-    """Validate, check that it answers, then save it to the config and log the custody event."""
+) -> SiteInfo:
+    """Validate, check that it answers, mark it, then record it in the catalog with its custody event.
+
+    When the policy covers every site, the new one joins it and every item gets a
+    back-fill job, in the same transaction.
+    """
+    from archive.catalog.settings import StorageSite, add_site
     from archive.custody.log import append_event
     from archive.db import transaction
 
-    settings = archive.settings
     if not NAME_PATTERN.match(name):
         raise ServiceError(f"invalid storage name {name!r}: lower-case letters, digits, '-' and '_' (up to 63)")
-    if any(spec.name == name for spec in settings.storage):
+    if archive.config.site(name) is not None:
         raise ServiceError(f"a storage named {name!r} already exists")
     options = dict(options)
     if kind == "local":
@@ -145,6 +195,7 @@ def add_storage(
     backend = _backend_for(archive, spec)
     if check:
         _check(backend)
+        mark_site(archive, backend)
     with transaction(archive.engine) as session:
         append_event(
             session,
@@ -152,45 +203,34 @@ def add_storage(
             actor=archive.actor,
             details={"storage": name, "kind": kind, **public_options(options)},
         )
-        settings.storage.append(spec)
-        archive.__dict__.pop("backends", None)  # the cached backend map is stale now
-        try:
-            if not settings.policy.backends:
-                # The policy covers every backend, so this one joins it: back-fill now.
-                from archive.services.policy import reevaluate
+        if session.get(StorageSite, name) is not None:  # added by someone else meanwhile
+            raise ServiceError(f"a storage named {name!r} already exists")
+        add_site(session, spec)
+        archive.refresh()
+        if not archive.config.policy.backends:
+            # The policy covers every site, so this one joins it: back-fill now.
+            from archive.services.policy import reevaluate
 
-                reevaluate(archive, session)
-            settings.save()
-        except BaseException:
-            settings.storage.remove(spec)
-            archive.__dict__.pop("backends", None)
-            raise
-    return describe(spec, backend if check else None)
+            reevaluate(archive, session, archive.config)
+    archive.refresh()
+    return describe(spec, checked=check)
 
 
-def describe(spec: StorageSpec, backend: Any | None = None, *, reason: str | None = None) -> dict[str, Any]:
-    entry: dict[str, Any] = {"name": spec.name, "kind": spec.kind, "options": public_options(spec.options)}
-    if backend is not None:
-        entry["answers"] = reason is None
-        entry["reason"] = reason
-    return entry
-
-
-def list_storage(archive: Archive, *, check: bool = True) -> list[dict[str, Any]]:
-    """Every configured backend with its non-secret options and, if asked, whether it answers."""
+def list_storage(archive: Archive, *, check: bool = True) -> list[SiteInfo]:
+    """Every storage site with its non-secret options and, if asked, whether it answers."""
     from concurrent.futures import ThreadPoolExecutor
 
-    specs = list(archive.settings.storage)
+    specs = list(archive.config.storage)
+    backends = archive.backends
 
-    def one(spec: StorageSpec) -> dict[str, Any]:
+    def one(spec: StorageSpec) -> SiteInfo:
         if not check:
             return describe(spec)
         try:
-            backend = _backend_for(archive, spec)
-            reason = backend.health()
-        except Exception as exc:  # noqa: BLE001 - a backend that cannot even be built does not answer
-            return {**describe(spec), "answers": False, "reason": str(exc)}
-        return describe(spec, backend, reason=reason)
+            reason = backends[spec.name].health()
+        except Exception as exc:  # noqa: BLE001 - a backend that cannot even be asked does not answer
+            reason = str(exc) or type(exc).__name__
+        return describe(spec, checked=True, reason=reason)
 
     if not specs:
         return []
@@ -220,25 +260,25 @@ def sole_copies(archive: Archive, name: str, limit: int = 5) -> tuple[int, list[
     return int(count), [str(item) for item in sample]
 
 
-def remove_storage(archive: Archive, name: str) -> dict[str, Any]:
-    """Forget a backend (its data stays where it is); refused while anything depends on it alone."""
+def remove_storage(archive: Archive, name: str) -> SiteInfo:
+    """Forget a site (its data stays where it is); refused while anything depends on it alone."""
+    from archive.catalog.settings import remove_site
     from archive.custody.log import append_event
     from archive.db import transaction
 
-    settings = archive.settings
-    spec = next((s for s in settings.storage if s.name == name), None)
+    config = archive.config
+    spec = config.site(name)
     if spec is None:
-        known = ", ".join(s.name for s in settings.storage) or "none"
+        known = ", ".join(config.site_names()) or "none"
         raise NotFound(f"no storage named {name!r} (configured: {known})")
-    if name in settings.policy.backends:
+    policy = config.policy
+    if name in policy.backends:
+        raise ServiceError(f"storage {name!r} is named in the replication policy; take it out of the policy first")
+    remaining = len(policy.backends) if policy.backends else len(config.storage) - 1
+    if remaining < policy.copies:
         raise ServiceError(
-            f"storage {name!r} is named in the replication policy; change it first (`evidence policy set --backends`)"
-        )
-    remaining = len(settings.policy.backends) if settings.policy.backends else len(settings.storage) - 1
-    if remaining < settings.policy.copies:
-        raise ServiceError(
-            f"removing {name!r} would leave {remaining} backend(s) for a policy of {settings.policy.copies} copies; "
-            "add another storage or lower the policy first"
+            f"removing {name!r} would leave {remaining} site(s) for a policy of {policy.copies} copies; "
+            "add another storage site or lower the policy first"
         )
     count, sample = sole_copies(archive, name)
     if count:
@@ -253,12 +293,6 @@ def remove_storage(archive: Archive, name: str) -> dict[str, Any]:
             actor=archive.actor,
             details={"storage": name, "kind": spec.kind, **public_options(spec.options)},
         )
-        index = settings.storage.index(spec)
-        settings.storage.remove(spec)
-        try:
-            settings.save()
-        except BaseException:
-            settings.storage.insert(index, spec)
-            raise
-    archive.__dict__.pop("backends", None)
+        remove_site(session, name)
+    archive.refresh()
     return describe(spec)

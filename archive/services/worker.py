@@ -102,16 +102,11 @@ HANDLERS: dict[str, Handler] = {REPAIR: _repair, BACKFILL: _repair, FIXITY: _fix
 
 
 def _checkpoint(archive: Archive) -> None:
-    """Let the custody log sign a checkpoint when one is due (if that feature is installed)."""
+    """Sign a checkpoint when one is due."""
+    from archive.custody.service import maybe_checkpoint
+
     try:
-        from archive.custody import service
-    except ImportError:
-        return
-    hook = getattr(service, "maybe_checkpoint", None)
-    if hook is None:
-        return
-    try:
-        hook(archive)
+        maybe_checkpoint(archive)
     except Exception:  # noqa: BLE001 - a checkpoint failure must not stop repairs
         log.exception("checkpoint failed")
 
@@ -161,7 +156,8 @@ class Worker:
         beat = threading.Thread(target=self._heartbeat, args=(job, stop), daemon=True)
         beat.start()
         try:
-            handler(self.archive, job)
+            # A fresh view per job: the configuration (sites, policy, recipients) as it is now.
+            handler(self.archive.for_actor(self.archive.actor), job)
         except Reschedule as again:
             finish(engine, job, self.owner, reschedule_in=again.seconds, payload=again.payload)
             self.ran.append((job.id, job.kind, "rescheduled"))

@@ -19,6 +19,12 @@ if TYPE_CHECKING:
     from storage.base import StoredObject
 
 
+class ConcurrentIngest(Refused):
+    """Another ingest committed the same bytes first: retrying makes this arrival a duplicate."""
+
+    code = "concurrent"
+
+
 def _replica(ingestion: Ingestion, stored: StoredObject, role: str, now: str) -> Replica:
     assert ingestion.item_id is not None
     return Replica(
@@ -48,7 +54,7 @@ class CommitToCatalog(Step):
             # The same bytes committed by another ingest a moment ago: the transaction
             # rolled back, so our copies were never acknowledged and are surplus.
             ingestion.withdraw(archive)
-            raise Refused("the same file was being ingested concurrently; retry to add provenance") from exc
+            raise ConcurrentIngest("the same file was being ingested concurrently; retry to add provenance") from exc
 
     def _write(self, ingestion: Ingestion, session: Session, steps: list[Step]) -> None:
         assert ingestion.item_id is not None and ingestion.sha256 is not None and ingestion.size is not None

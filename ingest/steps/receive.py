@@ -14,7 +14,6 @@ import errno
 import hashlib
 import os
 import queue
-import secrets
 import stat
 import threading
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from archive.age import Encryptor
 from archive.custody.log import ENCRYPTION, MESSAGE_DIGEST
+from archive.objects import new_object_name
 from ingest.pipeline import Ingestion, Refused, Staged, Step
 from storage.base import StorageError
 
@@ -34,12 +34,6 @@ IN_MEMORY_LIMIT = 64 * 1024 * 1024  # analysis gets bytes in memory up to this s
 SMALL_FILE = 16 * 1024 * 1024  # up to this size, one thread does the pass (photos)
 QUEUE_DEPTH = 8
 _DONE = b""
-
-
-def new_object_name() -> str:
-    """An opaque, random object name: it reveals nothing about the content or its source."""
-    token = secrets.token_hex(16)
-    return f"o/{token[:2]}/{token}"
 
 
 class _Sink(threading.Thread):
@@ -95,7 +89,7 @@ class Receive(Step):
     def run(self, ingestion: Ingestion, archive: Archive) -> None:
         if ingestion.sha256 is not None:
             return  # already received (idempotent)
-        recipients = archive.settings.age_recipients()
+        recipients = archive.recipients()
         backends = archive.policy_backends()
         fd = _open_source(ingestion)
         try:

@@ -4,6 +4,12 @@ Every backend verifies its own copy (a read-back or its own checksum) in
 parallel. Fewer verified copies than the policy's minimum means the file is
 refused and the copies just published are withdrawn: nothing was acknowledged,
 so nothing acknowledged is touched. Fewer than the target means `degraded`.
+
+For a duplicate arrival whose item lost its copies, `Deduplicate` kept the
+staged copies on the backends lacking a verified original: they are verified
+and published the same way, but never refused (the item is acknowledged
+already; the arrival is recorded whatever happens to its bytes), and the
+status is recomputed from the catalog when the restore commits.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from storage.base import StorageError, StoredObject
 if TYPE_CHECKING:
     from archive.context import Archive
 
+RESTORED_FROM = "duplicate arrival"  # in a replication event: the copy was made from a later arrival's bytes
+
 
 def _commit(entry: Staged, expected: str) -> StoredObject | Exception:
     try:
@@ -28,9 +36,10 @@ def _commit(entry: Staged, expected: str) -> StoredObject | Exception:
 
 class Replicate(Step):
     name = "replicate"
+    runs_on_duplicates = True  # a duplicate may restore lost copies
 
     def run(self, ingestion: Ingestion, archive: Archive) -> None:
-        if ingestion.stored:
+        if ingestion.stored or (ingestion.duplicate and not ingestion.staged):
             return
         assert ingestion.ciphertext_sha256 is not None
         staged, ingestion.staged = list(ingestion.staged), []
@@ -41,17 +50,32 @@ class Replicate(Step):
                 ingestion.storage_errors[entry.backend] = str(outcome)
             else:
                 ingestion.stored.append(outcome)
+        if ingestion.duplicate:
+            self._restored(ingestion, [entry.backend for entry in staged])
+            return
         for backend, reason in ingestion.storage_errors.items():
             ingestion.event(REPLICATION, "failure", backend=backend, reason=reason)
         for stored in ingestion.stored:
             ingestion.events.append(_replication_event(stored))
-        policy = archive.settings.policy
+        policy = archive.config.policy
         if len(ingestion.stored) < max(1, policy.minimum):
             verified = len(ingestion.stored)
             ingestion.withdraw(archive)
             reasons = "; ".join(f"{b}: {r}" for b, r in ingestion.storage_errors.items())
             raise Refused(f"only {verified} verified copies, the policy needs {policy.minimum} ({reasons})")
         ingestion.status = "preserved" if len(ingestion.stored) >= policy.copies else "degraded"
+
+    @staticmethod
+    def _restored(ingestion: Ingestion, targets: list[str]) -> None:
+        """Events for a restore from a duplicate arrival; `CommitToCatalog` names the arrival in them."""
+        for backend in targets:
+            if backend in ingestion.storage_errors:
+                ingestion.event(REPLICATION, "failure", backend=backend, reason=ingestion.storage_errors[backend],
+                                restored_from=RESTORED_FROM)
+        for stored in ingestion.stored:
+            event = _replication_event(stored)
+            event.details["restored_from"] = RESTORED_FROM
+            ingestion.events.append(event)
 
 
 def _replication_event(stored: StoredObject) -> PendingEvent:
