@@ -78,6 +78,7 @@ class Ingestion:
     staged: list[Staged] = field(default_factory=list)
     stored: list[StoredObject] = field(default_factory=list)
     manifests: list[StoredObject] = field(default_factory=list)
+    arrivals: list[StoredObject] = field(default_factory=list)  # addenda of a later arrival (archive.objects)
     storage_errors: dict[str, str] = field(default_factory=dict)
     duplicate: bool = False
     status: str | None = None  # preserved | degraded | refused
@@ -102,11 +103,12 @@ class Ingestion:
         """
         from storage.base import StorageError
 
-        for stored in [*self.manifests, *self.stored]:
+        for stored in [*self.arrivals, *self.manifests, *self.stored]:
             try:
                 archive.backends[stored.backend].delete(stored.name, stored.version_id)
             except StorageError:
                 pass  # left behind; rebuild-catalog recognises the same bytes under another id
+        self.arrivals.clear()
         self.manifests.clear()
         self.stored.clear()
 

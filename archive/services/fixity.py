@@ -33,15 +33,17 @@ from archive.catalog.jobs import BACKFILL, REPAIR, enqueue, read_cursor, write_c
 from archive.custody.log import FIXITY_CHECK, append_event, utc_now
 from archive.services.errors import ServiceError
 from archive.services.repair import (
+    ARRIVAL,
     CORRUPT,
     MANIFEST,
     MISSING,
     VERIFIED,
+    later_arrivals,
     live_replicas,
-    manifest_of,
     policy_names,
     refresh_status,
     repair_item,
+    sidecars_short,
     verified_backends,
 )
 from storage.base import CHUNK, ObjectMissing, StorageError
@@ -222,7 +224,8 @@ def check_item(
         status = refresh_status(session, archive, item)
         current = live_replicas(session, item_id)
         originals = [r for r in current if r.role == "original" and r.state == VERIFIED]
-        manifests_short = any(manifest_of(r, current) is None for r in originals)
+        later = later_arrivals(session, item_id)
+        manifests_short = any(sidecars_short(r, current, later) for r in originals)
         lacking = [name for name in policy_names(archive) if name not in verified_backends(current)]
         if status == "degraded" or manifests_short or any(r.state != VERIFIED for r in current):
             enqueue(session, REPAIR, item_id=item_id, payload={"reason": "fixity"})
@@ -316,7 +319,8 @@ def _needs_repair(archive: Archive, item_id: str) -> bool:
         if item is None:
             return False
         current = live_replicas(session, item_id)
+        later = later_arrivals(session, item_id)
     originals = [r for r in current if r.role == "original" and r.state == VERIFIED]
-    return item.status == "degraded" or any(manifest_of(r, current) is None for r in originals) or any(
-        r.state != VERIFIED and r.role == MANIFEST for r in current
+    return item.status == "degraded" or any(sidecars_short(r, current, later) for r in originals) or any(
+        r.state != VERIFIED and r.role in (MANIFEST, ARRIVAL) for r in current
     )

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 from sqlalchemy.exc import IntegrityError
 
 from archive.catalog.items import Item, Provenance, Replica
-from archive.custody.log import INGESTION, append_event, utc_now
+from archive.custody.log import FIXITY_CHECK, INGESTION, append_event, utc_now
 from archive.db import transaction
+from archive.objects import Role
 from ingest.pipeline import Ingestion, Refused, Step
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ def _replica(ingestion: Ingestion, stored: StoredObject, role: str, now: str) ->
     assert ingestion.item_id is not None
     return Replica(
         item_id=ingestion.item_id,
-        role=role,
+        role=str(role),
         backend=stored.backend,
         object_name=stored.name,
         version_id=stored.version_id,
@@ -42,6 +43,14 @@ def _replica(ingestion: Ingestion, stored: StoredObject, role: str, now: str) ->
     )
 
 
+def _name_arrival(ingestion: Ingestion, provenance: Provenance) -> None:
+    """Events of a restore say which arrival's bytes made the copy (its provenance row)."""
+    for pending in ingestion.events:
+        if pending.details.get("restored_from"):
+            pending.details["arrival"] = provenance.id
+            pending.details["received_at"] = provenance.received_at
+
+
 class CommitToCatalog(Step):
     name = "catalog"
     runs_on_duplicates = True
@@ -49,14 +58,14 @@ class CommitToCatalog(Step):
     def run(self, ingestion: Ingestion, archive: Archive) -> None:
         try:
             with transaction(archive.engine) as session:
-                self._write(ingestion, session, ingestion.pipeline)
+                self._write(ingestion, session, ingestion.pipeline, archive)
         except IntegrityError as exc:
             # The same bytes committed by another ingest a moment ago: the transaction
             # rolled back, so our copies were never acknowledged and are surplus.
             ingestion.withdraw(archive)
             raise ConcurrentIngest("the same file was being ingested concurrently; retry to add provenance") from exc
 
-    def _write(self, ingestion: Ingestion, session: Session, steps: list[Step]) -> None:
+    def _write(self, ingestion: Ingestion, session: Session, steps: list[Step], archive: Archive) -> None:
         assert ingestion.item_id is not None and ingestion.sha256 is not None and ingestion.size is not None
         now = utc_now()
         received_at = ingestion.results.setdefault("received_at", now)
@@ -72,24 +81,26 @@ class CommitToCatalog(Step):
                 )
             )
             for stored in ingestion.stored:
-                session.add(_replica(ingestion, stored, "original", now))
+                session.add(_replica(ingestion, stored, Role.ORIGINAL, now))
             for stored in ingestion.manifests:
-                session.add(_replica(ingestion, stored, "manifest", now))
+                session.add(_replica(ingestion, stored, Role.MANIFEST, now))
             session.flush()
         incoming = ingestion.incoming
-        session.add(
-            Provenance(
-                item_id=ingestion.item_id,
-                source=incoming.source,
-                note=incoming.note,
-                original_name=incoming.original_name,
-                declared_type=incoming.declared_type,
-                received_at=received_at,
-                actor=ingestion.actor,
-            )
+        provenance = Provenance(
+            item_id=ingestion.item_id,
+            source=incoming.source,
+            note=incoming.note,
+            original_name=incoming.original_name,
+            declared_type=incoming.declared_type,
+            received_at=received_at,
+            actor=ingestion.actor,
         )
-        if not ingestion.duplicate:
-            for step in steps:
+        session.add(provenance)
+        if ingestion.duplicate:
+            session.flush()
+            self._duplicate(ingestion, session, archive, provenance, now)
+        for step in steps:
+            if not ingestion.duplicate or step.runs_on_duplicates:
                 step.save(ingestion, session)
         for pending in ingestion.events:
             append_event(
@@ -109,3 +120,35 @@ class CommitToCatalog(Step):
             outcome="success",
             details={"duplicate": ingestion.duplicate, "status": ingestion.status, "size": ingestion.size},
         )
+
+    def _duplicate(
+        self, ingestion: Ingestion, session: Session, archive: Archive, provenance: Provenance, now: str
+    ) -> None:
+        """A later arrival: its addenda and any copies it restored, checked against the catalog as it is now."""
+        from archive.services.repair import MISSING, VERIFIED, live_replicas, refresh_status, retire_replaced
+        from ingest.steps.dedupe import DuplicateArrival
+
+        assert ingestion.item_id is not None
+        item = session.get(Item, ingestion.item_id)
+        assert item is not None
+        found: DuplicateArrival | None = ingestion.results.get("deduplicate")
+        current = live_replicas(session, item.id)
+        vanished = set(found.vanished if found is not None else [])
+        for row in current:  # gone when looked for just now: recorded like a fixity check
+            if row.id in vanished and row.state == VERIFIED:
+                row.state = MISSING
+                session.add(row)
+                append_event(session, FIXITY_CHECK, actor=ingestion.actor, item_id=item.id,
+                             objects=[f"{row.backend}:{row.object_name}"], outcome="failure",
+                             details={"backend": row.backend, "role": row.role, "result": MISSING,
+                                      "detail": "absent when the same file arrived again", "algorithm": "stat"})
+        for stored in ingestion.stored:
+            retire_replaced(session, current, stored.backend)
+            session.add(_replica(ingestion, stored, Role.ORIGINAL, now))
+        for stored in ingestion.manifests:
+            session.add(_replica(ingestion, stored, Role.MANIFEST, now))
+        for stored in ingestion.arrivals:
+            session.add(_replica(ingestion, stored, Role.ARRIVAL, now))
+        session.flush()
+        _name_arrival(ingestion, provenance)
+        ingestion.status = refresh_status(session, archive, item)

@@ -1,18 +1,100 @@
-"""Deduplicate: the same bytes are kept once; a second arrival is more provenance."""
+"""Deduplicate: the same bytes are kept once; a second arrival is more provenance,
+and, when the item's copies are lost or damaged, the bytes that restore it.
+
+A duplicate's staged copies are normally discarded. But when the item is short
+of its policy (verified originals on too few policy backends, or rows that
+fixity found missing or corrupt), the newly received bytes are the same
+original (same SHA-256, freshly encrypted) and may be the only good ones left:
+their staged copies on the backends that lack a verified original are kept,
+and `Replicate` verifies and publishes them. A quick `stat` re-checks the rows
+that still say verified, so a deleted copy is noticed before the next audit; a
+backend that does not answer is never taken for an empty one.
+"""
 
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
-from archive.catalog.items import Item
+from archive.catalog.items import Item, Provenance
 from archive.db import read_only
+from archive.objects import Role, provenance_fields
 from ingest.pipeline import Ingestion, Step
+from storage.base import StorageError
 
 if TYPE_CHECKING:
+    from archive.catalog.items import Replica
     from archive.context import Archive
+
+
+@dataclass(frozen=True)
+class KeptCopy:
+    """A verified original the item still has (it gets this arrival's addendum)."""
+
+    backend: str
+    object_name: str
+
+
+@dataclass
+class DuplicateArrival:
+    """What Deduplicate found for bytes the archive already holds."""
+
+    item_id: str
+    sha256: str
+    size: int
+    media_type: str | None
+    arrivals: list[dict[str, Any]]  # the provenance already recorded, first arrival first
+    kept: list[KeptCopy] = field(default_factory=list)
+    restore: list[str] = field(default_factory=list)  # backends whose new copy restores the item
+    vanished: list[int] = field(default_factory=list)  # replica rows saying verified whose object is gone
+
+
+def _present(archive: Archive, replica: Replica, health: dict[str, str | None]) -> bool | None:
+    """True/False when a backend says whether it holds the object; None when it cannot tell."""
+    backend = archive.backends.get(replica.backend)
+    if backend is None:
+        return None
+    if replica.backend not in health:
+        health[replica.backend] = backend.health()
+    if health[replica.backend] is not None:
+        return None
+    try:
+        return backend.stat(replica.object_name, replica.version_id) is not None
+    except (StorageError, OSError):
+        return None
+
+
+def examine(archive: Archive, item: Item, replicas: list[Replica], provenance: list[Provenance]) -> DuplicateArrival:
+    """Which copies the item still has, and which backends the new bytes should restore."""
+    from archive.services.repair import CORRUPT, MISSING, VERIFIED, policy_names, status_for
+
+    found = DuplicateArrival(
+        item_id=item.id, sha256=item.sha256, size=item.size, media_type=item.media_type,
+        arrivals=[provenance_fields(source=p.source, note=p.note, original_name=p.original_name,
+                                    declared_type=p.declared_type, received_at=p.received_at, actor=p.actor)
+                  for p in provenance],
+    )
+    health: dict[str, str | None] = {}
+    originals = [r for r in replicas if r.role == Role.ORIGINAL]
+    good = []
+    for replica in originals:
+        if replica.state != VERIFIED:
+            continue
+        if _present(archive, replica, health) is False:
+            assert replica.id is not None
+            found.vanished.append(replica.id)
+            continue
+        good.append(replica)
+        found.kept.append(KeptCopy(replica.backend, replica.object_name))
+    bad_rows = bool(found.vanished) or any(r.state in (MISSING, CORRUPT) for r in originals)
+    if status_for(archive, good) == "preserved" and not bad_rows:
+        return found
+    present = {r.backend for r in good}
+    found.restore = [name for name in policy_names(archive) if name not in present]
+    return found
 
 
 class Deduplicate(Step):
@@ -20,17 +102,29 @@ class Deduplicate(Step):
     runs_on_duplicates = True
 
     def run(self, ingestion: Ingestion, archive: Archive) -> None:
+        from archive.services.repair import live_replicas
+
         if ingestion.item_id is not None:
             return
         with Session(read_only(archive.engine)) as session:
             existing = session.exec(select(Item).where(Item.sha256 == ingestion.sha256)).first()
-        if existing is None:
-            ingestion.item_id = str(uuid.uuid4())  # random: an id says nothing about the file
-            return
+            if existing is None:
+                ingestion.item_id = str(uuid.uuid4())  # random: an id says nothing about the file
+                return
+            replicas = live_replicas(session, existing.id)
+            provenance = list(session.exec(
+                select(Provenance).where(Provenance.item_id == existing.id).order_by(col(Provenance.id))
+            ).all())
+        found = examine(archive, existing, replicas, provenance)
         ingestion.item_id = existing.id
         ingestion.duplicate = True
         ingestion.status = existing.status
         ingestion.media_type = existing.media_type
-        for entry in ingestion.staged:  # never published, so nothing acknowledged is touched
-            entry.writer.abort()
-        ingestion.staged.clear()
+        ingestion.results[self.name] = found
+        keep = []
+        for entry in ingestion.staged:
+            if entry.backend in found.restore:
+                keep.append(entry)
+            else:
+                entry.writer.abort()  # never published, so nothing acknowledged is touched
+        ingestion.staged[:] = keep

@@ -2,7 +2,8 @@
 
 Its `save` runs inside the transaction that commits the item, so a degraded
 item (or one whose manifest could not be written) can never be acknowledged
-without the job that will heal it: both commit, or neither does.
+without the job that will heal it: both commit, or neither does. A later
+arrival gets one too when its restore fell short or an addendum was not written.
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ if TYPE_CHECKING:
 
 class EnqueueRepair(Step):
     name = "enqueue-repair"
+    runs_on_duplicates = True
 
     def save(self, ingestion: Ingestion, session: Session) -> None:
-        short = ingestion.status == "degraded" or len(ingestion.manifests) < len(ingestion.stored)
+        side_objects_failed = any(error["step"] == "manifest" for error in ingestion.errors)
+        short = (ingestion.status == "degraded" or len(ingestion.manifests) < len(ingestion.stored)
+                 or side_objects_failed)
         if short and ingestion.item_id is not None:
             reasons = sorted(ingestion.storage_errors)
             enqueue(session, REPAIR, item_id=ingestion.item_id, payload={"reason": "ingest", "failed": reasons})
