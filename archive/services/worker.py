@@ -36,6 +36,7 @@ from archive.catalog.jobs import (
     renew,
     retry_later,
 )
+from archive.services.analysis import FINGERPRINT, fingerprint_rest
 
 if TYPE_CHECKING:
     from archive.config import Settings
@@ -98,7 +99,7 @@ def _fixity(archive: Archive, job: Job) -> None:
     raise Reschedule(interval if report.pass_complete else 0.0)
 
 
-HANDLERS: dict[str, Handler] = {REPAIR: _repair, BACKFILL: _repair, FIXITY: _fixity}
+HANDLERS: dict[str, Handler] = {REPAIR: _repair, BACKFILL: _repair, FIXITY: _fixity, FINGERPRINT: fingerprint_rest}
 
 
 def _checkpoint(archive: Archive) -> None:
