@@ -19,7 +19,6 @@ system.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -46,7 +45,7 @@ from archive.services.repair import (
     sidecars_short,
     verified_backends,
 )
-from storage.base import CHUNK, ObjectMissing, StorageError
+from storage.base import ObjectMissing, StorageError
 
 if TYPE_CHECKING:
     from archive.config import Settings
@@ -134,14 +133,7 @@ class FixityReport:
 
 def _hash(archive: Archive, replica: Replica, limiter: RateLimiter) -> tuple[str, int]:
     backend = archive.backends[replica.backend]
-    digest = hashlib.sha256()
-    size = 0
-    with backend.open_reader(replica.object_name, replica.version_id) as stream:
-        while chunk := stream.read(CHUNK):
-            limiter.consume(len(chunk))
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
+    return backend.sha256_of(replica.object_name, replica.version_id, on_chunk=limiter.consume)
 
 
 def _check_copy(archive: Archive, replica: Replica, limiter: RateLimiter, health: dict[str, str | None]) -> CopyCheck:
@@ -153,12 +145,20 @@ def _check_copy(archive: Archive, replica: Replica, limiter: RateLimiter, health
     if replica.backend not in health:
         health[replica.backend] = backend.health()
     if health[replica.backend] is not None:
-        # A backend that does not answer says nothing about its copies: never call them missing.
+        # A backend that does not answer, or whose marker is missing or foreign (an unmounted
+        # disk, a wrong bucket), says nothing about its copies: never call them missing.
         check.result, check.detail = UNAVAILABLE, health[replica.backend]
         return check
     try:
         digest, size = _hash(archive, replica, limiter)
     except ObjectMissing as exc:
+        # The disk may have gone since the pass began: only a site that still carries
+        # this archive's marker can say a copy is missing.
+        gone = backend.check_marker()
+        if gone is not None:
+            health[replica.backend] = gone
+            check.result, check.detail = UNAVAILABLE, gone
+            return check
         check.result, check.detail = MISSING, str(exc)
         return check
     except (StorageError, OSError) as exc:
