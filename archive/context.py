@@ -121,6 +121,11 @@ class Runtime:
             config = read_config(session)
         if config is not None:
             return config
+        if not self.settings.legacy:
+            raise ConfigError(
+                f"the catalog ({_where(self.settings.catalog_url())}) holds no archive: it is empty or was lost; "
+                "recover it from a storage site with `evidence rebuild-catalog`"
+            )
         with transaction(self.engine) as session:
             return adopt_legacy_config(self, session)
 
@@ -160,6 +165,16 @@ class Runtime:
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+
+
+def _where(url: str) -> str:
+    """A catalog URL without its password."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL is shown as the kind only
+        return url.split(":", 1)[0]
 
 
 def _sweep_staging(backend: Backend) -> None:

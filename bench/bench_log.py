@@ -28,7 +28,7 @@ from sqlalchemy import insert, text
 
 from archive.catalog.events import Event
 from archive.config import Settings
-from archive.context import Archive
+from archive.context import Archive, Runtime
 from archive.custody import service
 from archive.custody.entry import canonical, entry_fields, leaf_hash
 from archive.custody.log import ACCESS, FIXITY_CHECK, REPLICATION, append_event, utc_now
@@ -111,7 +111,7 @@ def main() -> None:
         home.mkdir(parents=True, exist_ok=True)
         settings = Settings(home=home, database_url=args.database_url)
         settings.save()
-        archive = Archive(settings=settings, actor="bench")
+        archive = Runtime(settings).archive("bench")
         dialect = archive.engine.dialect.name
         print(f"custody log benchmark on {dialect}, home {home}, load average {os.getloadavg()[0]:.1f}")
 

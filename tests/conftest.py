@@ -106,3 +106,31 @@ def cli(tmp_path: Path) -> Cli:
     runner = Cli(tmp_path / "home")
     runner("init", "--operator", "tester")
     return runner
+
+
+def replace_sites(home: Path, specs: list[Any], copies: int = 2, minimum: int = 1) -> None:
+    """Test set-up: make `specs` the archive's only storage sites (marked) under a policy covering them all.
+
+    Quicker than `storage add` and `storage remove` one by one, for tests about what comes after.
+    """
+    from sqlmodel import select
+
+    from archive.catalog.settings import POLICY, StorageSite, add_site, put_setting
+    from archive.config import Policy
+    from archive.context import Archive
+    from archive.db import transaction
+    from archive.services.storage_admin import mark_site
+
+    archive = Archive.open(home)
+    try:
+        for spec in specs:
+            mark_site(archive, archive.runtime.pool.get(spec, archive.config.archive_id))
+        with transaction(archive.engine) as session:
+            for row in session.exec(select(StorageSite)).all():
+                session.delete(row)
+            session.flush()
+            for spec in specs:
+                add_site(session, spec)
+            put_setting(session, POLICY, Policy(copies=copies, minimum=minimum, backends=[]).as_dict())
+    finally:
+        archive.close()

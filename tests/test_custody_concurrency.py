@@ -12,7 +12,7 @@ from sqlalchemy import text
 from test_custody_rfc import ref_mth, ref_open_checkpoint
 
 from archive.config import Settings
-from archive.context import Archive
+from archive.context import Runtime
 from archive.custody import service
 from archive.db import transaction
 
@@ -41,7 +41,7 @@ def test_concurrent_appends_and_checkpoints(tmp_path: Path, catalog_url: str) ->
     home.mkdir()
     settings = Settings(home=home, database_url=catalog_url)
     settings.save()
-    archive = Archive(settings=settings, actor="parent")
+    archive = Runtime(settings).archive("parent")
     archive.engine  # noqa: B018 - migrate once, before the workers race
     service.log_signer(archive)
     env = {k: v for k, v in os.environ.items() if k != "EVIDENCE_DATABASE_URL"}

@@ -14,7 +14,7 @@ from test_custody_rfc import ref_mth, ref_open_checkpoint, ref_verify_consistenc
 
 from api.cli.main import cli
 from archive.config import Settings
-from archive.context import Archive
+from archive.context import Archive, Runtime
 from archive.custody import service
 from archive.custody.log import ACCESS, FIXITY_CHECK, INGESTION, append_event
 from archive.db import transaction
@@ -31,7 +31,7 @@ def archive(tmp_path: Path, catalog_url: str, monkeypatch: pytest.MonkeyPatch) -
     home.mkdir()
     settings = Settings(home=home, database_url=catalog_url)
     settings.save()
-    opened = Archive(settings=settings, actor="tester")
+    opened = Runtime(settings).archive("tester")
     yield opened
     opened.close()
 

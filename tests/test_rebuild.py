@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import tomllib
 from pathlib import Path
@@ -28,7 +29,10 @@ def test_rebuild_catalog_round_trip(cli: Cli, corpus: Path, tmp_path: Path) -> N
     (cli.home / "catalog.db").unlink()
 
     new_home = tmp_path / "rebuilt"
-    result = cli.json("rebuild-catalog", "--from", "site-a", "--identity", str(offline), "--home", str(new_home))
+    site = cli.home / "storage" / "site-a"
+    # Nothing of the old home is needed: the site is described on the command line.
+    result = Cli(tmp_path / "nowhere").json("rebuild-catalog", "--from", "site-a", "--kind", "local",
+                                           "--path", str(site), "--identity", str(offline), "--into", str(new_home))
     assert result["items"] == 4 and result["manifests"] == 4 and result["problems"] == []
 
     rebuilt = Cli(new_home)
@@ -37,10 +41,16 @@ def test_rebuild_catalog_round_trip(cli: Cli, corpus: Path, tmp_path: Path) -> N
         k: (v["sha256"], v["size"]) for k, v in before.items()
     }
     assert all(item["status"] == "preserved" for item in after.values())
+    sites = rebuilt.json("storage", "list")
+    assert [s["name"] for s in sites] == ["site-a"] and sites[0]["answers"]
+    assert Path(sites[0]["options"]["path"]) == site
+    policy = rebuilt.json("policy", "show")
+    assert (policy["copies"], policy["minimum"], policy["backends"]) == (1, 1, ["site-a"])
+    # The same archive: its id comes from the site's marker, and the log continues under the same origin.
+    marker = json.loads((site / ".evidence-root.json").read_text())
     config = tomllib.loads((new_home / "config.toml").read_text())
-    assert [s["name"] for s in config["storage"]] == ["site-a"]
-    assert Path(config["storage"][0]["path"]) == cli.home / "storage" / "site-a"
-    assert config["policy"] == {"copies": 1, "minimum": 1, "backends": ["site-a"]}
+    assert config["log"]["origin"] == f"evidence-archive/{marker['archive_id']}"
+    assert tomllib.loads((cli.home / "config.toml").read_text())["log"]["origin"] == config["log"]["origin"]
     assert not (new_home / "keys" / "custodian.key").exists()  # the private key is not copied in
 
     first = reports[0]

@@ -16,16 +16,13 @@ pytestmark = pytest.mark.slow
 def test_rebuild_catalog_from_an_s3_site(
     cli: Cli, site_a: WeedServer, monkeypatch: pytest.MonkeyPatch, corpus: Path, tmp_path: Path  # noqa: F811
 ) -> None:
-    from archive.config import Policy, StorageSpec, load_settings
     from storage.s3_common import env_prefix
 
     monkeypatch.setenv(env_prefix("vault") + "ACCESS_KEY", site_a.access_key)
     monkeypatch.setenv(env_prefix("vault") + "SECRET_KEY", site_a.secret_key)
-    settings = load_settings(cli.home)
-    settings.storage.append(StorageSpec("vault", "s3", {"endpoint": site_a.endpoint,
-                                                        "bucket": site_a.make_bucket(versioned=True)}))
-    settings.policy = Policy(copies=3, minimum=2, backends=[])
-    settings.save()
+    cli("storage", "add", "vault", "--kind", "s3", "--endpoint", site_a.endpoint,
+        "--bucket", site_a.make_bucket(versioned=True))
+    cli("policy", "set", "--copies", "3", "--minimum", "2")
     reports = cli.json_lines("ingest", str(corpus / "media" / "jpg" / "gps"))
     assert {r["status"] for r in reports} == {"preserved"}
 

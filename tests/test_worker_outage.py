@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Cli
+from tests.conftest import Cli, replace_sites
 from tests.s3_fixtures import site_a, site_b, weed_sites  # noqa: F401 - fixtures
 from tests.servers import WeedServer
 from tests.test_worker import configure
@@ -24,21 +24,19 @@ pytestmark = pytest.mark.slow
 
 
 def _s3_home(cli: Cli, sites: list[WeedServer], monkeypatch: pytest.MonkeyPatch) -> None:
-    from archive.config import Policy, StorageSpec, load_settings
+    from archive.config import StorageSpec
     from storage.s3_common import env_prefix
 
-    settings = load_settings(cli.home)
-    settings.storage = []
+    specs = []
     for label, server in zip(("s3-a", "s3-b"), sites, strict=True):
         monkeypatch.setenv(env_prefix(label) + "ACCESS_KEY", server.access_key)
         monkeypatch.setenv(env_prefix(label) + "SECRET_KEY", server.secret_key)
         bucket = server.make_bucket(versioned=True)
-        settings.storage.append(StorageSpec(label, "s3", {
+        specs.append(StorageSpec(label, "s3", {
             "endpoint": server.endpoint, "bucket": bucket, "connect_timeout": 1, "read_timeout": 10,
             "max_attempts": 1,
         }))
-    settings.policy = Policy(copies=2, minimum=1, backends=[])
-    settings.save()
+    replace_sites(cli.home, specs)
     configure(cli.home, worker={"backoff_base_seconds": 0.1, "backoff_cap_seconds": 0.5},
               fixity={"interval_seconds": 0})
 

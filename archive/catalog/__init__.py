@@ -9,6 +9,6 @@ from archive.catalog.metadata import ItemMetadata
 from archive.catalog.settings import ArchiveSetting, StorageSite
 
 __all__ = [
-    "ArchiveSetting", "Candidate", "Checkpoint", "Cursor", "Event", "Fingerprint", "Item", "ItemMetadata", "Job", "LogHead",
-    "LogState", "LogTile", "Provenance", "Replica", "StorageSite",
+    "ArchiveSetting", "Candidate", "Checkpoint", "Cursor", "Event", "Fingerprint", "Item", "ItemMetadata", "Job",
+    "LogHead", "LogState", "LogTile", "Provenance", "Replica", "StorageSite",
 ]

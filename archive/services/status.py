@@ -74,6 +74,7 @@ def archive_status(archive: Archive) -> dict[str, Any]:
         elif state in ("missing", "corrupt"):
             entry[state] += int(count)
     return {
+        "archive_id": archive.config.archive_id,
         "items": {"preserved": int(items.get("preserved", 0)), "degraded": int(items.get("degraded", 0)),
                   **{k: int(v) for k, v in items.items() if k not in ("preserved", "degraded")}},
         "policy": {"copies": archive.config.policy.copies, "minimum": archive.config.policy.minimum,

@@ -1,0 +1,193 @@
+"""Configuration that changes at run time lives in the catalog: atomic with its event, seen by running workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Cli
+from tests.test_worker import configure, rows
+
+JPG = "media/jpg/gps"
+
+
+def _wait(predicate: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def test_a_running_worker_picks_up_storage_add_and_policy_set(cli: Cli, corpus: Path, tmp_path: Path) -> None:
+    """Finding 1: a worker started before the change must copy onto the new site, not mark the jobs done."""
+    configure(cli.home, worker={"poll_seconds": 0.2}, fixity={"interval_seconds": 0})
+    reports = cli.json_lines("ingest", str(corpus / JPG))
+    env = {**os.environ, "EVIDENCE_HOME": str(cli.home)}
+    worker = subprocess.Popen([sys.executable, "-m", "api.cli", "worker"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        time.sleep(1.0)  # the worker is up and polling, under the old configuration
+        cli("storage", "add", "site-c", "--kind", "local", "--path", str(tmp_path / "site-c"))
+        cli("policy", "set", "--copies", "3", "--minimum", "1")
+
+        def on_site_c() -> bool:
+            shown = [cli.json("show", r["id"]) for r in reports]
+            return all({r["backend"] for r in s["replicas"] if r["state"] == "verified"} >= {"site-c"}
+                       for s in shown)
+
+        _wait(on_site_c, 30, "the running worker to back-fill site-c")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(10)
+    assert all(cli.json("show", r["id"])["status"] == "preserved" for r in reports)
+    objects = [p for p in (tmp_path / "site-c").glob("o/**/*") if p.is_file()]
+    assert len(objects) == 2 * len(reports)  # an original and its manifest each
+    assert cli.json("fixity", "--all")["found_problems"] is False
+
+
+def test_a_failed_policy_change_leaves_neither_the_change_nor_its_event(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding 2: the change and its custody event commit together or not at all."""
+    from archive.catalog.events import Event
+    from archive.context import Archive
+    from archive.services import policy
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the catalog failed mid-transaction")
+
+    before = cli.json("policy", "show")
+    monkeypatch.setattr(policy, "reevaluate", broken)
+    archive = Archive.open(cli.home)
+    try:
+        with pytest.raises(RuntimeError):
+            policy.set_policy(archive, 1, 1)
+    finally:
+        archive.close()
+    assert cli.json("policy", "show") == before
+    assert rows(cli.home, Event, Event.event_type == "policy assignment") == []
+
+
+def test_a_failed_storage_add_leaves_no_site_and_no_event(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from archive.catalog import settings as catalog_settings
+    from archive.catalog.events import Event
+    from archive.context import Archive
+    from archive.services.storage_admin import add_storage
+
+    real = catalog_settings.add_site
+
+    def add_then_fail(session: object, spec: object) -> None:
+        real(session, spec)  # type: ignore[arg-type]
+        raise OSError("disk full while committing")
+
+    monkeypatch.setattr(catalog_settings, "add_site", add_then_fail)
+    archive = Archive.open(cli.home)
+    try:
+        with pytest.raises(OSError):
+            add_storage(archive, "site-c", "local", {"path": str(tmp_path / "c")})
+    finally:
+        archive.close()
+    monkeypatch.undo()
+    assert [s["name"] for s in cli.json("storage", "list")] == ["site-a", "site-b"]
+    assert rows(cli.home, Event, Event.event_type == "storage added") == []
+
+
+def test_recipients_change_with_an_event_and_new_originals_follow(cli: Cli, corpus: Path, tmp_path: Path) -> None:
+    from archive.age import Identity
+    from archive.catalog.events import Event
+
+    escrow = Identity.generate()
+    key = tmp_path / "escrow.key"
+    key.write_text(str(escrow) + "\n")
+    listed = cli.json("encrypt-to", "add", str(escrow.recipient))
+    assert listed["recipients"][-1] == str(escrow.recipient) and listed["added"] == str(escrow.recipient)
+    event = rows(cli.home, Event, Event.event_type == "policy assignment")[-1]
+    assert event.details["added"] == str(escrow.recipient)
+    report = cli.json_lines("ingest", str(corpus / "media" / "jpg" / "Canon_40D.jpg"))[0]
+    replica = cli.json("show", report["id"])["replicas"][0]
+    obj = cli.home / "storage" / replica["backend"] / replica["object"]
+    opened = subprocess.run(["age", "-d", "-i", str(key), str(obj)], capture_output=True, check=True).stdout
+    assert opened == (corpus / "media" / "jpg" / "Canon_40D.jpg").read_bytes()  # the escrow key opens it
+    _, _, err = cli("encrypt-to", "add", "age1notakey", expect=2)
+    assert "not an age recipient" in err
+    custodian = (cli.home / "keys" / "custodian.pub").read_text().strip()
+    cli("encrypt-to", "remove", str(escrow.recipient))
+    _, _, err = cli("encrypt-to", "remove", custodian, expect=2)
+    assert "last recipient" in err
+
+
+def _make_legacy(home: Path) -> None:
+    """Turn a home into what an older version left: sites, policy and recipients only in config.toml."""
+    from sqlalchemy import text
+
+    from archive.context import Archive
+
+    archive = Archive.open(home)
+    config = archive.config
+    with archive.engine.begin() as conn:
+        conn.execute(text("DELETE FROM storage_sites"))
+        conn.execute(text("DELETE FROM archive_settings"))
+    archive.close()
+    import tomli_w
+
+    data = tomllib.loads((home / "config.toml").read_text())
+    data["recipients"] = config.recipients
+    data["policy"] = {"copies": 2, "minimum": 1, "backends": []}
+    data["storage"] = [{"name": s.name, "kind": s.kind, **s.options} for s in config.storage]
+    (home / "config.toml").write_text(tomli_w.dumps(data))
+
+
+def test_an_older_home_moves_its_configuration_into_the_catalog_with_an_event(cli: Cli, corpus: Path) -> None:
+    from archive.catalog.events import Event
+
+    report = cli.json_lines("ingest", str(corpus / "media" / "jpg" / "Canon_40D.jpg"))[0]
+    origin = tomllib.loads((cli.home / "config.toml").read_text())["log"]["origin"]
+    _make_legacy(cli.home)
+    assert [s["name"] for s in cli.json("storage", "list")] == ["site-a", "site-b"]
+    data = tomllib.loads((cli.home / "config.toml").read_text())
+    assert not {"recipients", "policy", "storage"} & set(data)
+    moved = rows(cli.home, Event, Event.event_type == "configuration moved")
+    assert len(moved) == 1
+    # The same archive id as before (from the log's origin), so the sites' markers still match.
+    assert all(s["answers"] for s in cli.json("storage", "list"))
+    assert origin.endswith(cli.json("status")["archive_id"])
+    assert cli.json("fixity", "--all")["found_problems"] is False
+    assert cli.json("show", report["id"])["status"] == "preserved"
+
+
+def test_a_lost_catalog_is_a_clear_error_not_a_new_archive(cli: Cli) -> None:
+    (cli.home / "catalog.db").unlink()
+    code, _, err = cli("storage", "list", expect=2)
+    assert "holds no archive" in err and "rebuild-catalog" in err
+
+
+def test_a_worker_reuses_its_storage_clients_across_jobs_and_rebuilds_them_on_change(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """Finding 6: no client per file; a changed description gets a new one."""
+    from archive.context import Archive
+
+    archive = Archive.open(cli.home)
+    try:
+        first = archive.for_actor("a").backends
+        second = archive.for_actor("b").backends
+        assert all(first[name] is second[name] for name in first)
+        from archive.services.storage_admin import add_storage
+
+        add_storage(archive, "site-c", "local", {"path": str(tmp_path / "c")})
+        third = archive.for_actor("c").backends
+        assert set(third) == {"site-a", "site-b", "site-c"}
+        assert third["site-a"] is first["site-a"]
+    finally:
+        archive.close()
