@@ -262,3 +262,35 @@ def test_stopped_server_fails_fast_and_recovers(make_backend: Any, site_b: WeedS
     site_b.start()
     assert backend.health() is None
     assert backend.sha256_of("before", stored.version_id)[0] == stored.sha256
+
+
+def test_a_bucket_marker_is_written_once_and_enforced(make_backend: Any, site_a: WeedServer) -> None:
+    from storage.base import MARKER_NAME, Marker, MarkerExists, SiteUnavailable
+    from storage.markers import ForeignMarker, ensure_marker
+    from storage.s3_common import NameTaken
+
+    backend = make_backend(site_a)
+    assert backend.read_marker() is None
+    marker = ensure_marker(backend, "archive-1")
+    assert backend.read_marker() == marker and backend.health() is None
+    with pytest.raises(MarkerExists):
+        backend.write_marker(Marker("archive-2", backend.name, marker.created_at))
+    if backend.kind == "s3":  # the write itself is conditional, not only the check before it
+        with pytest.raises(NameTaken):
+            backend._put_marker(b"{}")
+    with pytest.raises(ForeignMarker):
+        ensure_marker(backend, "archive-2")
+    backend.put_bytes("items/one", b"evidence")
+    assert [o.name for o in backend.list("")] == ["items/one"]  # the marker is not an object
+
+    key = backend.options.prefix + MARKER_NAME
+    site_a.client().delete_object(Bucket=backend.options.bucket, Key=key)  # type: ignore[attr-defined]
+    assert backend.health() == f"unavailable: marker {MARKER_NAME} missing \u2014 is this the right bucket and prefix?"
+    backend._marker_ok_until = 0.0  # a write trusts a good marker for MARKER_TTL seconds
+    with pytest.raises(SiteUnavailable):
+        backend.put_bytes("items/two", b"evidence")
+    assert backend.stat("items/two") is None
+
+    backend.write_marker(marker)  # restored (over the delete marker of a versioned bucket)
+    assert backend.read_marker() == marker and backend.health() is None
+    assert backend.put_bytes("items/two", b"evidence").size == 8
