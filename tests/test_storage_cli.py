@@ -129,3 +129,32 @@ def test_remove_refused_while_it_holds_the_only_copy(cli: Cli, site_a: WeedServe
     cli("worker", "--once")  # back-fills the item onto site-a
     cli("storage", "remove", "s3-only")
     assert "s3-only" not in by_name(cli.json("storage", "list", "--no-check"))
+
+
+def test_credentials_from_the_secrets_file_and_a_site_without_any(
+    cli: Cli, site_a: WeedServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Credentials come from keys/storage-secrets.toml (0600, re-read) or the environment; none: unavailable."""
+    import os
+
+    secrets_file = cli.home / "keys" / "storage-secrets.toml"
+    secrets_file.write_text(f'[vault]\naccess_key = "{site_a.access_key}"\nsecret_key = "{site_a.secret_key}"\n')
+    os.chmod(secrets_file, 0o600)
+    for var in list(os.environ):
+        if var.startswith(env_prefix("vault")):
+            monkeypatch.delenv(var)
+    cli("storage", "add", "vault", "--kind", "s3", "--endpoint", site_a.endpoint,
+        "--bucket", site_a.shared_bucket(), "--prefix", f"{tmp_path.name}-vault")
+    assert by_name(cli.json("storage", "list"))["vault"]["answers"]
+
+    os.chmod(secrets_file, 0o644)  # readable by others: refused, and the site says why
+    vault = by_name(cli.json("storage", "list"))["vault"]
+    assert not vault["answers"] and "readable by others" in vault["reason"]
+    os.chmod(secrets_file, 0o600)
+
+    secrets_file.write_text("# no sites\n")  # re-read on change: the site now has no credentials at all
+    vault = by_name(cli.json("storage", "list"))["vault"]
+    assert not vault["answers"] and "no credentials" in vault["reason"]
+    status = {b["name"]: b for b in cli.json("status")["backends"]}
+    assert not status["vault"]["answers"] and "no credentials" in status["vault"]["error"]
+    assert site_a.secret_key not in json.dumps(cli.json("storage", "list"))
