@@ -75,3 +75,31 @@ def test_a_duplicate_of_a_healthy_item_keeps_no_second_copy(cli: Cli, corpus: Pa
     assert len(_originals(cli, first["id"])) == 2
     stored = [p for p in (cli.home / "storage").rglob("o/*/*") if p.is_file()]
     assert len([p for p in stored if "." not in p.name]) == 2  # the two originals of the first arrival only
+
+
+def test_a_site_without_its_marker_is_neither_restored_onto_nor_called_missing(cli: Cli, corpus: Path,
+                                                                              tmp_path: Path) -> None:
+    from archive.catalog.jobs import Job
+
+    source = corpus / PHOTO
+    first = cli.json_lines("ingest", str(source), "--source", "X")[0]
+    for path in (cli.home / "storage" / "site-a").rglob("o/*/*"):
+        path.unlink()
+    site_b = cli.home / "storage" / "site-b"
+    marker = site_b / ".evidence-root.json"
+    saved = marker.read_bytes()
+    marker.unlink()  # as if the disk were unmounted
+    before = sorted(site_b.rglob("*"))
+    again = cli.json_lines("ingest", str(source), "--source", "Y")[0]
+    assert again["duplicate"] is True and again["status"] == "preserved"
+    assert sorted(site_b.rglob("*")) == before  # nothing written there, not even an addendum
+    states = {(r["backend"], r["state"]) for r in _originals(cli, first["id"])}
+    assert states == {("site-a", "replaced"), ("site-a", "verified"), ("site-b", "verified")}
+    assert any(j.kind == "repair" and j.item_id == first["id"] for j in rows(cli.home, Job))
+    marker.write_bytes(saved)  # the disk is back: the repair adds the addendum it missed
+    cli("worker", "--once")
+    assert len(list(site_b.rglob("*.arrival"))) == 1
+    assert cli.json("fixity", "--all", "--restart")["found_problems"] is False
+    out = tmp_path / "out.jpg"
+    cli("get", first["id"], "-o", str(out))
+    assert out.read_bytes() == source.read_bytes()

@@ -48,19 +48,28 @@ class DuplicateArrival:
     media_type: str | None
     arrivals: list[dict[str, Any]]  # the provenance already recorded, first arrival first
     kept: list[KeptCopy] = field(default_factory=list)
+    # Sites that could not say whether they hold their copy (down, or marker missing): their copies
+    # count as kept, nothing is written to them now, and a repair job adds the addendum later.
+    unanswered: list[str] = field(default_factory=list)
     restore: list[str] = field(default_factory=list)  # backends whose new copy restores the item
     vanished: list[int] = field(default_factory=list)  # replica rows saying verified whose object is gone
 
 
+def _answers(archive: Archive, name: str, health: dict[str, str | None]) -> bool:
+    """Whether a site answers and carries this archive's marker (asked once per ingest)."""
+    backend = archive.backends.get(name)
+    if backend is None:
+        return False
+    if name not in health:
+        health[name] = backend.health()
+    return health[name] is None
+
+
 def _present(archive: Archive, replica: Replica, health: dict[str, str | None]) -> bool | None:
     """True/False when a backend says whether it holds the object; None when it cannot tell."""
-    backend = archive.backends.get(replica.backend)
-    if backend is None:
+    if not _answers(archive, replica.backend, health):
         return None
-    if replica.backend not in health:
-        health[replica.backend] = backend.health()
-    if health[replica.backend] is not None:
-        return None
+    backend = archive.backends[replica.backend]
     try:
         return backend.stat(replica.object_name, replica.version_id) is not None
     except (StorageError, OSError):
@@ -83,17 +92,22 @@ def examine(archive: Archive, item: Item, replicas: list[Replica], provenance: l
     for replica in originals:
         if replica.state != VERIFIED:
             continue
-        if _present(archive, replica, health) is False:
+        answer = _present(archive, replica, health)
+        if answer is False:
             assert replica.id is not None
             found.vanished.append(replica.id)
             continue
         good.append(replica)
-        found.kept.append(KeptCopy(replica.backend, replica.object_name))
+        if answer:
+            found.kept.append(KeptCopy(replica.backend, replica.object_name))
+        else:
+            found.unanswered.append(replica.backend)
     bad_rows = bool(found.vanished) or any(r.state in (MISSING, CORRUPT) for r in originals)
     if status_for(archive, good) == "preserved" and not bad_rows:
         return found
     present = {r.backend for r in good}
-    found.restore = [name for name in policy_names(archive) if name not in present]
+    # Never onto a site that cannot answer for itself (an unmounted disk is not an empty one).
+    found.restore = [name for name in policy_names(archive) if name not in present and _answers(archive, name, health)]
     return found
 
 

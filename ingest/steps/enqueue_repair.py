@@ -22,9 +22,10 @@ class EnqueueRepair(Step):
     runs_on_duplicates = True
 
     def save(self, ingestion: Ingestion, session: Session) -> None:
+        duplicate = ingestion.results.get("deduplicate")
         side_objects_failed = any(error["step"] == "manifest" for error in ingestion.errors)
         short = (ingestion.status == "degraded" or len(ingestion.manifests) < len(ingestion.stored)
-                 or side_objects_failed)
+                 or side_objects_failed or bool(duplicate is not None and duplicate.unanswered))
         if short and ingestion.item_id is not None:
             reasons = sorted(ingestion.storage_errors)
             enqueue(session, REPAIR, item_id=ingestion.item_id, payload={"reason": "ingest", "failed": reasons})
