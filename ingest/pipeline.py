@@ -154,12 +154,12 @@ def default_steps() -> list[Step]:
 
     return [
         Receive(),  # one pass: SHA-256, size, age encryption, staged writes to every backend
-        Deduplicate(),  # the same bytes already kept: add provenance, drop the staged copies
+        Deduplicate(),  # the same bytes already kept: add provenance; keep staged copies only to restore lost ones
         Identify(),  # the format from the bytes, not the name
         ExtractMetadata(),  # what the file says about itself: date, place, device, size (never refuses)
         FingerprintMedia(),  # perceptual hashes; near-duplicates become candidate links (never refuses)
         Replicate(),  # verify and publish the staged copies; enough of them, or refuse
-        WriteManifest(),  # an encrypted manifest beside each original, for recovery
+        WriteManifest(),  # an encrypted manifest beside each original, an addendum per later arrival
         EnqueueRepair(),  # short of the policy: a repair job, committed with the item
         CommitToCatalog(),  # item, replicas, provenance, results and events in one transaction
     ]
