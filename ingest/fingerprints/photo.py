@@ -98,6 +98,8 @@ def load_reduced(source: Source) -> Image.Image:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise NoFingerprint(f"decompression bomb: {exc}") from exc
+    except Image.UnidentifiedImageError as exc:  # its message names the in-memory stream, not the file
+        raise NoFingerprint("cannot decode picture: no image format Pillow reads matches it") from exc
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a reason, never a crash
         raise NoFingerprint(f"cannot decode picture: {type(exc).__name__}: {exc}") from exc
     if orientation in _ORIENT:
