@@ -70,7 +70,8 @@ def zero_length_video() -> bytes:
         return struct.pack(">I4s", 8 + len(body), kind) + body
 
     mvhd = box(b"mvhd", struct.pack(">B3xIIII", 0, 0, 0, 1000, 0) + b"\x00" * 80)
-    tkhd = box(b"tkhd", struct.pack(">B3xIIIII", 0, 0, 0, 1, 0, 0) + b"\x00" * 52 + struct.pack(">II", 64 << 16, 64 << 16))
+    size = struct.pack(">II", 64 << 16, 64 << 16)
+    tkhd = box(b"tkhd", struct.pack(">B3xIIIII", 0, 0, 0, 1, 0, 0) + b"\x00" * 52 + size)
     mdhd = box(b"mdhd", struct.pack(">B3xIIII", 0, 0, 0, 1000, 0) + b"\x00" * 4)
     hdlr = box(b"hdlr", b"\x00" * 8 + b"vide" + b"\x00" * 12 + b"v\x00")
     stsd = box(b"stsd", struct.pack(">B3xI", 0, 0))

@@ -11,8 +11,9 @@ children (`ingest.sandbox`), so a hostile file costs a child, not a worker.
 Should a worker die all the same (killed, out of memory elsewhere), the pool
 is rebuilt and every file whose report was not back yet is run again: one
 already committed becomes a duplicate with its own provenance, which is
-harmless. A file in flight through `MAX_WORKER_DEATHS` pool deaths is refused
-with that reason instead of being retried forever.
+harmless. A file in flight through `ISOLATE_AFTER` deaths runs alone, and one
+whose worker dies `MAX_WORKER_DEATHS` times alone is refused with that reason
+instead of being retried forever (files beside it are never blamed).
 
 Two effects of concurrency, both handled or bounded: the same bytes ingested by
 two workers at once make one of them refuse with the code "concurrent" (that
@@ -37,7 +38,9 @@ if TYPE_CHECKING:
 
 CONCURRENT = "concurrent"  # ingest.steps.catalog.ConcurrentIngest.code
 KILL_ENV = "EVIDENCE_BATCH_TEST_KILL"
-MAX_WORKER_DEATHS = 3  # pool deaths a file may be in flight for before it is refused
+ISOLATE_AFTER = 2  # pool deaths a file may be in flight for before it runs alone
+MAX_WORKER_DEATHS = 3  # deaths of a worker running a file alone before the file is refused
+ISOLATE = "isolate"
 
 _worker_archive: Archive | None = None
 
@@ -89,8 +92,8 @@ def ingest_files(
         return
     pool = _Pool(archive, workers)
     try:
-        # Each file's future and the pool generation it runs on (None: not submitted).
-        flight: list[tuple[Future[IngestReport], int] | None] = [
+        # Each file's future and the pool generation it runs on; ISOLATE: run it alone; None: not submitted.
+        flight: list[tuple[Future[IngestReport], int] | str | None] = [
             None if problem else (pool.submit(path, options), pool.generation) for path, problem in files
         ]
         deaths = [0] * len(files)
@@ -100,15 +103,11 @@ def ingest_files(
                 continue
             report: IngestReport | None = None
             while report is None:
-                if deaths[index] >= MAX_WORKER_DEATHS:
-                    report = refused(
-                        path,
-                        f"an ingest worker process died {deaths[index]} times while this file was in flight; "
-                        "it may have been acknowledged: ingest it again to check (a duplicate is harmless)",
-                    )
-                    break
                 entry = flight[index]
-                assert entry is not None
+                if entry == ISOLATE:
+                    report = _alone(archive, path, options)
+                    break
+                assert isinstance(entry, tuple)
                 try:
                     report = entry[0].result()
                 except BrokenProcessPool:
@@ -122,23 +121,46 @@ def ingest_files(
 
 def _rerun_in_flight(
     pool: _Pool,
-    flight: list[tuple[Future[IngestReport], int] | None],
+    flight: list[tuple[Future[IngestReport], int] | str | None],
     deaths: list[int],
     files: list[tuple[Path, str | None]],
     start: int,
     generation: int,
     options: dict[str, Any],
 ) -> None:
-    """A worker of pool `generation` died: start a fresh pool and resubmit what had no report yet."""
+    """A worker of pool `generation` died: start a fresh pool and resubmit what had no report yet.
+
+    Which file killed it is unknown (several were in flight), so a file in flight
+    for ISOLATE_AFTER deaths runs alone later, where a death is its own.
+    """
     if generation == pool.generation:
         pool.restart()
     for later in range(start, len(files)):
         entry = flight[later]
-        if entry is None or entry[1] != generation or (entry[0].done() and entry[0].exception() is None):
-            continue  # not submitted, already on the fresh pool, or its report is safely back
+        if not isinstance(entry, tuple) or entry[1] != generation:
+            continue  # not submitted, to run alone, or already on the fresh pool
+        if entry[0].done() and entry[0].exception() is None:
+            continue  # its report is safely back
         deaths[later] += 1
-        if deaths[later] < MAX_WORKER_DEATHS:
-            flight[later] = (pool.submit(files[later][0], options), pool.generation)
+        flight[later] = ISOLATE if deaths[later] >= ISOLATE_AFTER else (pool.submit(files[later][0], options),
+                                                                         pool.generation)
+
+
+def _alone(archive: Archive, path: Path, options: dict[str, Any]) -> IngestReport:
+    """Ingest one suspect file in a pool of its own, so a worker's death is attributable to it."""
+    for _ in range(MAX_WORKER_DEATHS):
+        single = _Pool(archive, 1)
+        try:
+            return single.submit(path, options).result()
+        except BrokenProcessPool:
+            continue
+        finally:
+            single.close()
+    return refused(
+        path,
+        f"an ingest worker process died {MAX_WORKER_DEATHS} times on this file alone; "
+        "it may have been acknowledged: ingest it again to check (a duplicate is harmless)",
+    )
 
 
 class _Pool:
