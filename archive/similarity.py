@@ -29,7 +29,6 @@ instead route each 16-bit chunk bucket range to its own machine. The catalog
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import defaultdict
 from collections.abc import Iterable
@@ -276,28 +275,29 @@ def index_in(session: Session) -> SimilarityIndex:
         return index
 
 
-def probe_path(path: str | os.PathLike[str]) -> Probe:
-    """Fingerprint a file for comparison only, choosing picture or video by its content."""
-    from PIL import Image, UnidentifiedImageError
+def probe_upload(source: bytes | Path) -> Probe:
+    """Fingerprint bytes handed to the archive for comparison only, decoded in a sandbox child.
 
+    The kind (picture or video) comes from the bytes, never from a name. Raises
+    NoFingerprint (with the reason) when there is nothing to compare.
+    """
     from ingest.fingerprints.common import NoFingerprint
-    from ingest.fingerprints.photo import _register_heif
+    from ingest.media.sniff import HEAD_SIZE, identify
+    from ingest.sandbox import SandboxFailure
+    from ingest.steps.fingerprint import compute, medium_of
 
-    _register_heif()
+    if isinstance(source, bytes):
+        head = source[:HEAD_SIZE]
+    else:
+        with open(source, "rb") as stream:
+            head = stream.read(HEAD_SIZE)
+    medium = medium_of(identify(head).mime)
+    if medium is None:
+        raise NoFingerprint("neither a picture nor a video that can be decoded")
     try:
-        with Image.open(path):
-            is_picture = True
-    except (UnidentifiedImageError, OSError, ValueError):
-        is_picture = False
-    except Exception:  # noqa: BLE001 - e.g. a decompression bomb: the photo path gives the reason
-        is_picture = True
-    if is_picture:
-        return photo_probe(Path(path))
-    from ingest.fingerprints.video import looks_like_video
-
-    if looks_like_video(Path(path)):
-        return video_probe(Path(path))
-    raise NoFingerprint("neither a picture nor a video that can be decoded")
+        return compute(source, medium).probe
+    except SandboxFailure as exc:
+        raise NoFingerprint(str(exc)) from exc
 
 
 def item_hashes(session: Session, item_id: str) -> list[Hash]:
@@ -331,34 +331,49 @@ def candidates_for(session: Session, item_id: str) -> list[dict[str, Any]]:
     return sorted(best.values(), key=lambda e: (e["distance"], e["id"]))
 
 
-def similar(archive: Archive, target: str, max_distance: int = DEFAULT_MAX_DISTANCE) -> list[Match]:
-    """Items similar to a file (compared only, never ingested) or to an item already kept.
+def _check_distance(max_distance: int) -> None:
+    from archive.services.errors import ServiceError
 
-    For an item, the stored upright views are searched afresh and the candidates
-    recorded at ingest (which also tried rotations and mirrors) are added.
+    if not 0 <= max_distance <= 64:
+        raise ServiceError(f"the largest distance must be between 0 and 64, not {max_distance}")
+
+
+def similar_to_upload(archive: Archive, source: bytes | Path, max_distance: int = DEFAULT_MAX_DISTANCE) -> list[Match]:
+    """Items that look like the bytes handed in (compared only, never ingested).
+
+    `source` is the uploaded content itself, or a temporary file the caller
+    spooled it to: never a path a remote caller chose, so nobody can make the
+    server read its own files.
+    """
+    from archive.services.errors import ServiceError
+    from ingest.fingerprints.common import NoFingerprint
+
+    _check_distance(max_distance)
+    try:
+        probe = probe_upload(source)
+    except NoFingerprint as exc:
+        raise ServiceError(f"no fingerprint: {exc}") from exc
+    return load_index(archive).search(probe, max_distance)
+
+
+def similar_to_item(archive: Archive, ref: str, max_distance: int = DEFAULT_MAX_DISTANCE) -> list[Match]:
+    """Items that look like an item already kept (an id or a unique prefix).
+
+    The stored upright views are searched afresh and the candidates recorded at
+    ingest (which also tried rotations and mirrors) are added.
     """
     from sqlmodel import Session
 
     from archive.services.errors import ServiceError
-    from ingest.fingerprints.common import NoFingerprint
-
-    if not 0 <= max_distance <= 64:
-        raise ServiceError("--max-distance must be between 0 and 64")
-    path = Path(target)
-    if path.is_file():
-        try:
-            probe = probe_path(path)
-        except NoFingerprint as exc:
-            raise ServiceError(f"{target}: no fingerprint: {exc}") from exc
-        return load_index(archive).search(probe, max_distance)
     from archive.services.items import resolve_item
 
+    _check_distance(max_distance)
     with Session(read_only(archive.engine)) as session:
-        item = resolve_item(session, target)
+        item = resolve_item(session, ref)
         hashes = item_hashes(session, item.id)
         recorded = candidates_for(session, item.id)
     if not hashes:
-        raise ServiceError(f"item {item.id} has no fingerprint (see `evidence show {item.id}` for the reason)")
+        raise ServiceError(f"item {item.id} has no fingerprint (its record says why)")
     found = {m.id: m for m in load_index(archive).search(probe_from_hashes(hashes), max_distance, exclude=item.id)}
     for c in recorded:
         if c["distance"] <= max_distance and c["id"] not in found:

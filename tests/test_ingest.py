@@ -189,7 +189,7 @@ def test_get_refuses_loudly_when_every_copy_is_corrupt(cli: Cli, corpus: Path, t
         path.write_bytes(bytes(data))
     out = tmp_path / "out.jpg"
     code, _, err = cli("get", report["id"], "-o", str(out), expect=None)
-    assert code == 3 and "REFUSED" in err
+    assert code == 1 and "REFUSED" in err
     assert not out.exists() and not list(tmp_path.glob(".evidence-get-*"))
 
 
@@ -210,7 +210,7 @@ def test_get_with_wrong_identity_is_refused(cli: Cli, corpus: Path, tmp_path: Pa
     other = tmp_path / "other.key"
     other.write_text(str(Identity.generate()) + "\n")
     code, _, err = cli("get", report["id"], "-o", str(tmp_path / "o"), "--identity", str(other), expect=None)
-    assert code == 3 and "no identity matches" in err
+    assert code == 1 and "no identity matches" in err
 
 
 def test_extra_recipients_can_open_originals(tmp_path: Path, corpus: Path) -> None:

@@ -72,14 +72,31 @@ def test_similar_path_is_compared_never_ingested(cli: Cli, corpus: Path, tmp_pat
     query = tmp_path / "copy.jpg"
     with Image.open(media / "jpg/gps/DSCN0021.jpg") as im:
         im.crop((20, 15, 620, 465)).save(query, quality=35)
-    found = cli.json("similar", str(query))
+    found = cli.json("similar", "--file", str(query))
     assert [m["id"] for m in found] == [next(i["id"] for i in before_items if i["size"] == os.path.getsize(
         media / "jpg/gps/DSCN0021.jpg"))]
     assert cli.json("list") == before_items
     assert _tree(cli.home) == before_files
-    assert cli.json("similar", str(query), "--max-distance", "0") == []
-    _, out, _ = cli("similar", str(query))
+    assert cli.json("similar", "--file", str(query), "--max-distance", "0") == []
+    _, out, _ = cli("similar", "--file", str(query))
     assert "distance" in out
+
+
+def test_similar_never_reads_a_server_path_named_as_a_target(cli: Cli, corpus: Path) -> None:
+    """A target is an item reference, never a file on the server (over HTTP that would probe its files)."""
+    cli("ingest", str(corpus / "media/jpg/gps/DSCN0021.jpg"))
+    code, _, err = cli("similar", str(corpus / "media/jpg/gps/DSCN0021.jpg"), expect=2)
+    assert "no item" in err.lower() or "not an item" in err.lower()
+    from archive.context import Archive
+    from archive.services.errors import ServiceError
+    from archive.similarity import similar_to_item
+
+    archive = Archive.open(cli.home)
+    try:
+        with pytest.raises(ServiceError):
+            similar_to_item(archive, "/etc/passwd")
+    finally:
+        archive.close()
 
 
 def test_unfingerprintable_item_records_the_reason(cli: Cli, corpus: Path) -> None:

@@ -154,10 +154,10 @@ def get(state: CliState, item: str, output: Path, identity: Path | None) -> None
         try:
             result = get_item(archive, item, output, identity)
         except IntegrityError as exc:
-            fail(f"REFUSED: {exc}", code=3)
-    for failure in result["failures"]:
+            fail(f"REFUSED: {exc}", code=1)  # a check failed: nothing was written under that name
+    for failure in result.failures:
         click.echo(f"warning: a copy failed and was skipped: {failure}", err=True)
-    click.echo(f"{output}: {result['size']} bytes, SHA-256 {result['sha256']} verified (from {result['backend']})")
+    click.echo(f"{output}: {result.size} bytes, SHA-256 {result.sha256} verified (from {result.backend})")
 
 
 COMMANDS = [init, ingest, list_, show, get]

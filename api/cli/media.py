@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
 import click
 
-from api.cli.main import CliState, emit_json, pass_state
+from api.cli.main import CliState, emit_json, fail, pass_state
 
 
 @click.command()
-@click.argument("target")
+@click.argument("target", required=False)
+@click.option("--file", "file", type=click.File("rb"), default=None,
+              help="Compare this file (read here, handed over as bytes; never ingested). '-' reads standard input.")
 @click.option(
     "--max-distance",
     type=click.IntRange(0, 64),
@@ -17,13 +24,21 @@ from api.cli.main import CliState, emit_json, pass_state
 )
 @click.option("--json", "as_json", is_flag=True, help="A JSON list of {id, distance[, frame_match_share]}.")
 @pass_state
-def similar(state: CliState, target: str, max_distance: int | None, as_json: bool) -> None:
-    """Items that look like TARGET: a file (compared, never ingested) or an ITEM id or prefix."""
-    from archive.similarity import DEFAULT_MAX_DISTANCE
-    from archive.similarity import similar as find_similar
+def similar(state: CliState, target: str | None, file: BinaryIO | None, max_distance: int | None,
+            as_json: bool) -> None:
+    """Items that look like an ITEM (an id or a unique prefix), or like the bytes of --file."""
+    from archive.similarity import DEFAULT_MAX_DISTANCE, similar_to_item, similar_to_upload
 
+    distance = DEFAULT_MAX_DISTANCE if max_distance is None else max_distance
+    if (target is None) == (file is None):
+        fail("name an ITEM, or give --file (not both)")
     with state.archive() as archive:
-        matches = find_similar(archive, target, DEFAULT_MAX_DISTANCE if max_distance is None else max_distance)
+        if file is not None:
+            with spooled(file) as source:
+                matches = similar_to_upload(archive, source, distance)
+        else:
+            assert target is not None
+            matches = similar_to_item(archive, target, distance)
     if as_json:
         emit_json([m.as_dict() for m in matches])
         return
@@ -32,6 +47,23 @@ def similar(state: CliState, target: str, max_distance: int | None, as_json: boo
     for m in matches:
         share = "" if m.frame_match_share is None else f"  frames {m.frame_match_share:.0%}"
         click.echo(f"{m.id}  distance {m.distance}{share}")
+
+
+@contextmanager
+def spooled(stream: BinaryIO, in_memory: int = 64 * 1024 * 1024) -> Iterator[bytes | Path]:
+    """The bytes of `stream`: in memory when small, else in a private temporary file removed afterwards."""
+    import shutil
+    import tempfile
+
+    head = stream.read(in_memory + 1)
+    if len(head) <= in_memory:
+        yield head
+        return
+    with tempfile.NamedTemporaryFile(prefix=".evidence-query-") as spool:
+        spool.write(head)
+        shutil.copyfileobj(stream, spool, 1024 * 1024)
+        spool.flush()
+        yield Path(spool.name)
 
 
 COMMANDS = [similar]

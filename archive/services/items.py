@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 from archive.catalog.items import Item, Provenance, Replica
 from archive.catalog.metadata import ItemMetadata, normalized_view
 from archive.db import read_only
-from archive.services.errors import Ambiguous, IntegrityError, NotFound, ServiceError
+from archive.services.errors import Ambiguous, NotFound, ServiceError
 
 if TYPE_CHECKING:
     from archive.context import Archive
@@ -117,78 +117,46 @@ def _candidates(session: Session, item_id: str) -> list[dict[str, Any]]:
     return candidates_for(session, item_id)
 
 
-def get_item(archive: Archive, ref: str, output: Path, identity_path: Path | None = None) -> dict[str, Any]:
-    """Decrypt an original to `output`, refusing unless its SHA-256 matches the catalog.
+@dataclass
+class Retrieved:
+    """An original written out after its SHA-256 matched."""
+
+    id: str
+    sha256: str
+    size: int
+    backend: str
+    failures: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def get_item(archive: Archive, ref: str, output: Path, identity_path: Path | None = None) -> Retrieved:
+    """Decrypt an original to `output`, refusing unless its SHA-256 matches.
 
     Copies are tried in turn; the plaintext goes to a temporary file beside
     `output` and is renamed only after the hash matched, so a bad copy never
     leaves a wrong file under the requested name. Reading is a custody event.
     """
-    from archive.age import Identity, decrypt_stream
-    from archive.custody.log import ACCESS, append_event
-    from archive.db import transaction
+    from archive.services.originals import open_original
 
-    identity_path = identity_path or archive.settings.custodian_identity_path
-    if not identity_path.is_file():
-        raise ServiceError(f"no identity at {identity_path}: pass --identity with the custodian key")
-    identities = Identity.read(identity_path)
-    with Session(read_only(archive.engine)) as session:
-        item = resolve_item(session, ref)
-        replicas = session.exec(
-            select(Replica).where(Replica.item_id == item.id, Replica.role == "original").order_by(col(Replica.id))
-        ).all()
-    failures: list[str] = []
+    original = open_original(archive, ref, identity_path)
     output = output.absolute()
-    for replica in replicas:
-        backend = archive.backends.get(replica.backend)
-        if backend is None:
-            failures.append(f"{replica.backend}: backend not configured")
-            continue
+    for copy in original.copies:
         fd, tmp_name = tempfile.mkstemp(prefix=".evidence-get-", dir=output.parent)
         tmp = Path(tmp_name)
         try:
-            digest = hashlib.sha256()
-            size = 0
-            with backend.open_reader(replica.object_name, replica.version_id) as stream, os.fdopen(fd, "wb") as out:
-                for chunk in decrypt_stream(stream, identities):
-                    digest.update(chunk)
-                    size += len(chunk)
+            with os.fdopen(fd, "wb") as out:
+                for chunk in copy.chunks():
                     out.write(chunk)
-            if digest.hexdigest() != item.sha256 or size != item.size:
-                raise IntegrityError(
-                    f"{replica.backend}: decrypted bytes do not match the catalog's SHA-256 for item {item.id}"
-                )
             os.replace(tmp, output)
         except Exception as exc:  # noqa: BLE001 - any failure of one copy: try the next
             tmp.unlink(missing_ok=True)
-            failures.append(f"{replica.backend}: {exc}")
+            original.failures.append(f"{copy.replica.backend}: {exc}")
             continue
         except BaseException:  # Ctrl-C, SIGTERM: leave no partial plaintext behind
             tmp.unlink(missing_ok=True)
             raise
-        with transaction(archive.engine) as session:
-            append_event(
-                session,
-                ACCESS,
-                actor=archive.actor,
-                item_id=item.id,
-                objects=[f"{replica.backend}:{replica.object_name}"],
-                details={"action": "decrypt original", "verified": "sha256"},
-            )
-        return {
-            "id": item.id,
-            "sha256": item.sha256,
-            "size": item.size,
-            "backend": replica.backend,
-            "failures": failures,
-        }
-    with transaction(archive.engine) as session:
-        append_event(
-            session,
-            ACCESS,
-            actor=archive.actor,
-            item_id=item.id,
-            outcome="failure",
-            details={"action": "decrypt original", "failures": len(failures)},
-        )
-    raise IntegrityError(f"item {item.id}: no copy could be read and verified: " + "; ".join(failures))
+        item = original.item
+        return Retrieved(item.id, item.sha256, item.size, copy.replica.backend, original.failures)
+    raise original.refuse()

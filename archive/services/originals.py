@@ -1,0 +1,142 @@
+"""Reading an original back: one primitive that streams verified plaintext, for every reader.
+
+`get` (to a file), export and download (over HTTP) all read through
+`open_original`, so every one of them checks the decrypted bytes against the
+item's SHA-256 and records the access as a custody event, and none can hand
+out a copy that does not match. Verification needs every byte, so the
+stream holds back its final chunk until the digest is checked: a consumer
+never receives the whole of a bad copy, and a mismatch is an `IntegrityError`
+raised in place of that last chunk.
+
+Copies are offered in turn (`OriginalCopy`); a reader that can restart (a
+file it owns) moves to the next copy on any failure, a reader that cannot (an
+HTTP response already under way) stops at the first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlmodel import Session, col, select
+
+from archive.catalog.items import Item, Replica
+from archive.db import read_only
+from archive.services.errors import IntegrityError, ServiceError
+
+if TYPE_CHECKING:
+    from archive.age import Identity
+    from archive.context import Archive
+    from storage.base import Backend
+
+
+def identities_at(archive: Archive, identity_path: Path | None) -> list[Identity]:
+    """The age identities that open originals: the file given, else the custodian key in the home."""
+    from archive.age import AgeError, Identity
+
+    path = identity_path or archive.settings.custodian_identity_path
+    if not path.is_file():
+        raise ServiceError(f"no identity at {path}: reading originals needs the custodian's identity")
+    try:
+        return Identity.read(path)
+    except (AgeError, OSError, UnicodeDecodeError) as exc:
+        raise ServiceError(f"{path} holds no usable age identity ({type(exc).__name__})") from exc
+
+
+@dataclass
+class OriginalCopy:
+    """One stored copy of an original, ready to be decrypted and verified as it streams."""
+
+    archive: Archive
+    item: Item
+    replica: Replica
+    backend: Backend
+    identities: list[Identity]
+    purpose: str
+    size: int = 0
+
+    def chunks(self) -> Iterator[bytes]:
+        """Plaintext chunks; the last one only after the SHA-256 matched (else `IntegrityError`)."""
+        from archive.age import decrypt_stream
+
+        digest = hashlib.sha256()
+        held: bytes | None = None
+        self.size = 0
+        with self.backend.open_reader(self.replica.object_name, self.replica.version_id) as stream:
+            for chunk in decrypt_stream(stream, self.identities):
+                if held is not None:
+                    yield held
+                digest.update(chunk)
+                self.size += len(chunk)
+                held = chunk
+        if digest.hexdigest() != self.item.sha256 or self.size != self.item.size:
+            raise IntegrityError(
+                f"{self.replica.backend}: decrypted bytes do not match the SHA-256 recorded for item {self.item.id}"
+            )
+        self._record_access()
+        if held is not None:
+            yield held
+
+    def _record_access(self) -> None:
+        from archive.custody.log import ACCESS, append_event
+        from archive.db import transaction
+
+        with transaction(self.archive.engine) as session:
+            append_event(
+                session,
+                ACCESS,
+                actor=self.archive.actor,
+                item_id=self.item.id,
+                objects=[f"{self.replica.backend}:{self.replica.object_name}"],
+                details={"action": self.purpose, "verified": "sha256"},
+            )
+
+
+@dataclass
+class Original:
+    """An item's original as stored: each copy to try, and what went wrong with those tried."""
+
+    archive: Archive
+    item: Item
+    copies: list[OriginalCopy]
+    failures: list[str] = field(default_factory=list)
+
+    def refuse(self) -> IntegrityError:
+        """Record that no copy could be read and verified, and the error to raise."""
+        from archive.custody.log import ACCESS, append_event
+        from archive.db import transaction
+
+        with transaction(self.archive.engine) as session:
+            append_event(session, ACCESS, actor=self.archive.actor, item_id=self.item.id, outcome="failure",
+                         details={"action": "decrypt original", "failures": len(self.failures)})
+        return IntegrityError(f"item {self.item.id}: no copy could be read and verified: " + "; ".join(self.failures))
+
+
+def open_original(
+    archive: Archive, ref: str, identity_path: Path | None = None, *, purpose: str = "decrypt original"
+) -> Original:
+    """The copies of an item's original (an id or unique prefix), verified ones first.
+
+    Reading needs the custodian's identity (or another recipient's); nothing is
+    decrypted until a copy's `chunks()` is consumed.
+    """
+    from archive.services.items import resolve_item
+
+    identities = identities_at(archive, identity_path)
+    with Session(read_only(archive.engine)) as session:
+        item = resolve_item(session, ref)
+        replicas = session.exec(
+            select(Replica).where(Replica.item_id == item.id, Replica.role == "original").order_by(col(Replica.id))
+        ).all()
+    replicas = sorted(replicas, key=lambda r: r.state != "verified")  # a known-bad copy is the last resort
+    original = Original(archive, item, [])
+    for replica in replicas:
+        backend = archive.backends.get(replica.backend)
+        if backend is None:
+            original.failures.append(f"{replica.backend}: no such storage site")
+            continue
+        original.copies.append(OriginalCopy(archive, item, replica, backend, identities, purpose))
+    return original
