@@ -9,7 +9,11 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import Cli
+from tests.s3_fixtures import site_a, weed_sites  # noqa: F401 - fixtures
+from tests.servers import WeedServer
 
 PHOTO = "media/jpg/Canon_40D.jpg"
 ARRIVAL_NAME = re.compile(r"^o/[0-9a-f]{2}/[0-9a-f]{32}\.[0-9a-f]{16}\.arrival$")
@@ -112,6 +116,40 @@ def test_a_restoring_duplicate_brings_every_earlier_arrival_with_it(cli: Cli, co
     report, rebuilt = _rebuild(cli, "site-a", tmp_path)
     assert report["problems"] == [] and report["arrivals"] == 2
     assert [s for s, _, _ in _sources(rebuilt, first["id"])] == ["X", "Y", "Z"]
+    out = tmp_path / "out.jpg"
+    rebuilt("get", first["id"], "-o", str(out), "--identity", str(cli.home / "keys" / "custodian.key"))
+    assert out.read_bytes() == source.read_bytes()
+
+
+@pytest.mark.slow
+def test_on_an_s3_site_a_duplicate_restores_and_rebuild_reads_every_arrival(
+    cli: Cli, site_a: WeedServer, monkeypatch: pytest.MonkeyPatch, corpus: Path, tmp_path: Path  # noqa: F811
+) -> None:
+    from storage.s3_common import env_prefix
+
+    monkeypatch.setenv(env_prefix("vault") + "ACCESS_KEY", site_a.access_key)
+    monkeypatch.setenv(env_prefix("vault") + "SECRET_KEY", site_a.secret_key)
+    bucket = site_a.make_bucket()
+    cli("storage", "add", "vault", "--kind", "s3", "--endpoint", site_a.endpoint, "--bucket", bucket)
+    cli("policy", "set", "--copies", "3", "--minimum", "2")
+    source = corpus / PHOTO
+    first = cli.json_lines("ingest", str(source), "--source", "X")[0]
+    assert first["status"] == "preserved"
+    client: Any = site_a.client()
+    listed = client.list_objects_v2(Bucket=bucket).get("Contents", [])
+    assert [o["Key"] for o in listed if o["Key"].startswith("o/")]  # the original and its manifest are there
+    for entry in listed:
+        if entry["Key"].startswith("o/"):
+            client.delete_object(Bucket=bucket, Key=entry["Key"])
+    for path in (cli.home / "storage").rglob("o/*/*"):
+        path.unlink()
+    again = cli.json_lines("ingest", str(source), "--source", "Y")[0]
+    assert again["duplicate"] is True and again["status"] == "preserved"
+    assert cli.json("fixity", "--all")["found_problems"] is False
+
+    report, rebuilt = _rebuild(cli, "vault", tmp_path)
+    assert report["problems"] == [] and report["arrivals"] == 1
+    assert [s for s, _, _ in _sources(rebuilt, first["id"])] == ["X", "Y"]
     out = tmp_path / "out.jpg"
     rebuilt("get", first["id"], "-o", str(out), "--identity", str(cli.home / "keys" / "custodian.key"))
     assert out.read_bytes() == source.read_bytes()
