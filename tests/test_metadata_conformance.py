@@ -151,6 +151,7 @@ def test_captured_at_keeps_an_offset_only_when_the_file_states_one() -> None:
     assert extracted("jpg/xmp/BlueSquare.jpg").normalized.captured_at == "2005-09-07T15:07:40-07:00"
     assert extracted("jpg/tests/30-type_error.jpg").normalized.captured_at == "2013-07-05T03:18:27Z"
     assert extracted("exiftool/Matroska.mkv").normalized.captured_at == "2010-02-03T21:17:48Z"
+    assert extracted("exiftool/RIFF.avi").normalized.captured_at == "2003-03-10T15:04:43"  # the IDIT chunk
     assert extracted("video/reshare_gradients_clip.mp4").normalized.captured_at is None  # 0000:00:00 00:00:00
 
 
@@ -194,3 +195,26 @@ def test_exif_offset_tags_complete_the_date() -> None:
     assert normalize(stated, jpeg).captured_at == "2024-03-01T10:00:00+03:00"
     unstated = {"ExifIFD": {"DateTimeOriginal": "2024:03:01 10:00:00", "OffsetTimeOriginal": "   :  "}}
     assert normalize(unstated, jpeg).captured_at == "2024-03-01T10:00:00"
+
+
+def test_riff_dates_in_the_forms_exiftool_converts() -> None:
+    from ingest.media.riff import riff_date
+
+    assert riff_date("Mon Mar 10 15:04:43 2003\n\x00") == "2003:03:10 15:04:43"
+    assert riff_date("10 Mar 2003 15:04:43") == "2003:03:10 15:04:43"
+    assert riff_date("2003-03-10 15:04:43") == "2003:03:10 15:04:43"
+    assert riff_date("sometime") is None
+
+
+def test_avi_capture_time_survives_lying_chunk_sizes() -> None:
+    import struct
+
+    from ingest.media import extract
+
+    idit = b"IDIT" + struct.pack("<I", 26) + b"Mon Mar 10 15:04:43 2003\n\x00"
+    movi = b"LIST" + struct.pack("<I", 0x7FFFFFF0) + b"movi"  # claims 2 GiB of media data that is not there
+    body = b"AVI " + b"LIST" + struct.pack("<I", 4 + len(idit)) + b"hdrl" + idit + movi
+    avi = b"RIFF" + struct.pack("<I", 0xFFFFFFF0) + body
+    meta = extract(avi)
+    assert meta.normalized.captured_at == "2003-03-10T15:04:43"
+    assert any("runs past the end" in e.reason for e in meta.errors)

@@ -78,7 +78,9 @@ def extract_video(source: bytes | Path, meta: MediaMetadata, native: bool = True
         meta.fail("metadata", "mediainfo: the file is truncated (the container declares more data than it holds)")
     groups: dict[str, dict[str, Any]] = report.get("groups", {})
     if file_type in ("MKV", "WEBM", "AVI"):
-        groups.update(_mediainfo_groups(report, file_type))
+        for name, values in _mediainfo_groups(report, file_type).items():
+            # What the chunk walker read (the IDIT capture time) is what ExifTool reads: it wins.
+            groups[name] = {**values, **groups.get(name, {})}
     if not any(g in groups for g in ("QuickTime", "Matroska", "RIFF")):
         for name, values in _pyav_groups(report).items():
             groups.setdefault(name, values)

@@ -7,8 +7,9 @@ runs), not the ingest process. The report is JSON-safe data.
 
 Each library fills the ExifTool groups it agrees with ExifTool on:
 the ISO-BMFF walker for MP4/MOV/3GP (movie-header duration, zero dates, the
-3GPP location PyAV drops), MediaInfo for Matroska/WebM and AVI (PyAV cannot
-open some Matroska files and has no AVI duration), PyAV for codecs.
+3GPP location PyAV drops), the RIFF walker for AVI (the IDIT capture time),
+MediaInfo for Matroska/WebM and AVI (PyAV cannot open some Matroska files and
+has no AVI duration), PyAV for codecs.
 """
 
 from __future__ import annotations
@@ -69,6 +70,15 @@ def _bmff(stream: BinaryIO, size: int, out: dict[str, Any]) -> None:
     out["problems"] += [f"bmff: {p}" for p in movie.problems]
 
 
+def _riff(stream: BinaryIO, size: int, out: dict[str, Any]) -> None:
+    from ingest.media.riff import read_riff
+
+    riff = read_riff(stream, size)
+    out["groups"].update(riff.groups)
+    out["xmp"] = [base64.b64encode(p).decode() for p in riff.xmp]
+    out["problems"] += [f"riff: {p}" for p in riff.problems]
+
+
 def probe(source: Path | bytes, file_type: str, native: bool = True) -> dict[str, Any]:
     """Everything the video parsers say, as JSON-safe data; each parser's failure is noted, not raised.
 
@@ -78,7 +88,9 @@ def probe(source: Path | bytes, file_type: str, native: bool = True) -> dict[str
     stream: BinaryIO = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")  # noqa: SIM115
     size = len(source) if isinstance(source, bytes) else source.stat().st_size
     steps: list[tuple[str, Any]] = []
-    if file_type not in ("MKV", "WEBM", "AVI"):
+    if file_type == "AVI":
+        steps.append(("riff", lambda: _riff(stream, size, out)))
+    elif file_type not in ("MKV", "WEBM"):
         steps.append(("bmff", lambda: _bmff(stream, size, out)))
     if native:
         steps += [("mediainfo", lambda: _mediainfo(source, out)), ("pyav", lambda: _pyav(source, out))]
