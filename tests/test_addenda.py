@@ -121,6 +121,26 @@ def test_a_restoring_duplicate_brings_every_earlier_arrival_with_it(cli: Cli, co
     assert out.read_bytes() == source.read_bytes()
 
 
+
+def test_the_same_arrival_sealed_beside_two_originals_is_one_provenance_row(
+    cli: Cli, corpus: Path, tmp_path: Path
+) -> None:
+    source = corpus / PHOTO
+    first = cli.json_lines("ingest", str(source), "--source", "X")[0]
+    cli.json_lines("ingest", str(source), "--source", "Y")
+    for replica in cli.json("show", first["id"])["replicas"]:  # damaged in place: their addenda stay beside them
+        path = cli.home / "storage" / replica["backend"] / replica["object"]
+        data = path.read_bytes()
+        path.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))
+    cli.json("fixity", "--all", expect=1)
+    cli.json_lines("ingest", str(source), "--source", "Z")
+    report, rebuilt = _rebuild(cli, "site-a", tmp_path, expect=1)
+    assert report["arrivals"] == 3  # Y beside the damaged copy; Y and Z beside the restored one
+    assert [p["problem"] for p in report["problems"]] == ["original corrupt"]
+    assert [s for s, _, _ in _sources(rebuilt, first["id"])] == ["X", "Y", "Z"]
+    assert rebuilt.json("show", first["id"])["status"] == "preserved"
+
+
 @pytest.mark.slow
 def test_on_an_s3_site_a_duplicate_restores_and_rebuild_reads_every_arrival(
     cli: Cli, site_a: WeedServer, monkeypatch: pytest.MonkeyPatch, corpus: Path, tmp_path: Path  # noqa: F811
