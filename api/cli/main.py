@@ -8,6 +8,7 @@ service function and prints; heavy libraries are imported inside commands, so
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -59,17 +60,29 @@ def emit_json(data: Any) -> None:
 
 
 class ArchiveGroup(click.Group):
-    """Turns the archive's own errors into one clear line and exit code 2."""
+    """Exit codes for every command: 0 ok, 1 a check failed (verification, fixity, a refusal), 2 an error.
+
+    The archive's own errors become one clear line and exit code 2; so does
+    anything unexpected (set EVIDENCE_DEBUG=1 for the traceback).
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
         from archive.age import AgeError
-        from archive.services.errors import ServiceError
+        from archive.services.errors import IntegrityError, ServiceError
         from storage.base import StorageError
 
         try:
             return super().invoke(ctx)
+        except IntegrityError as exc:  # stored bytes do not match: a check failed
+            fail(str(exc), code=1)
         except (ConfigError, ServiceError, StorageError, AgeError) as exc:
             fail(str(exc))
+        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # an error in the environment (disk, database): exit 2, never 1 ("a check failed")
+            if os.environ.get("EVIDENCE_DEBUG"):
+                raise
+            fail(f"internal error ({type(exc).__name__}): {exc}")
 
 
 @click.group(cls=ArchiveGroup)

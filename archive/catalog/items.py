@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Column
 from sqlmodel import Field, SQLModel
+
+
+class ItemStatus(StrEnum):
+    """An acknowledged item's standing against the replication policy."""
+
+    PRESERVED = "preserved"  # every copy the policy asks for exists and is verified
+    DEGRADED = "degraded"  # fewer verified copies than the target; the worker is repairing it
+
+
+class ReplicaState(StrEnum):
+    """What the last check found of one stored object."""
+
+    VERIFIED = "verified"
+    MISSING = "missing"
+    CORRUPT = "corrupt"
+    REPLACED = "replaced"  # a missing or corrupt copy a repair has replaced: history, no longer checked
 
 
 class Item(SQLModel, table=True):
@@ -17,7 +34,7 @@ class Item(SQLModel, table=True):
     sha256: str = Field(index=True, unique=True, max_length=64)
     size: int
     media_type: str | None = Field(default=None, max_length=255)
-    status: str = Field(max_length=16)  # preserved | degraded
+    status: str = Field(max_length=16)  # an ItemStatus
     created_at: str = Field(max_length=32)
 
 
@@ -36,7 +53,7 @@ class Replica(SQLModel, table=True):
     size: int
     recipients: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     checksum_detail: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
-    state: str = Field(default="verified", max_length=16)  # verified | missing | corrupt
+    state: str = Field(default=ReplicaState.VERIFIED, max_length=16)  # a ReplicaState
     verified_at: str = Field(max_length=32)
 
 

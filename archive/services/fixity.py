@@ -273,7 +273,7 @@ def run_fixity(
             ids = [resolve_item(session, item).id]
     elif sample is not None:
         if sample < 1:
-            raise ServiceError("--sample needs a positive number")
+            raise ServiceError("a sample needs a positive number of items")
         with Session(archive.engine) as session:
             ids = list(session.exec(select(Item.id).order_by(func.random()).limit(sample)).all())
     if not all_items:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session, col, select
 
-from archive.catalog.items import Item, Provenance, Replica
+from archive.catalog.items import Item, ItemStatus, Provenance, Replica, ReplicaState
 from archive.config import RuntimeConfig
 from archive.custody.log import REPLICATION, append_event, utc_now
 from archive.objects import (
@@ -45,11 +45,11 @@ if TYPE_CHECKING:
 ORIGINAL = Role.ORIGINAL
 MANIFEST = Role.MANIFEST
 ARRIVAL = Role.ARRIVAL
-VERIFIED = "verified"
-MISSING = "missing"
-CORRUPT = "corrupt"
+VERIFIED = ReplicaState.VERIFIED
+MISSING = ReplicaState.MISSING
+CORRUPT = ReplicaState.CORRUPT
 # A missing or corrupt copy that a repair has replaced: kept as history, no longer checked.
-REPLACED = "replaced"
+REPLACED = ReplicaState.REPLACED
 LIVE_STATES = (VERIFIED, MISSING, CORRUPT)
 
 
@@ -98,7 +98,7 @@ def status_for(source: Archive | RuntimeConfig, replicas: list[Replica]) -> str:
     """preserved when the policy's target of verified originals (on its sites) is met."""
     config = _config(source)
     count = len(verified_backends(replicas) & set(config.policy_names()))
-    return "preserved" if count >= config.policy.copies else "degraded"
+    return ItemStatus.PRESERVED if count >= config.policy.copies else ItemStatus.DEGRADED
 
 
 def live_replicas(session: Session, item_id: str) -> list[Replica]:
