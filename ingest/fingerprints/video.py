@@ -97,7 +97,7 @@ def sample_video(
             container.seek(int(start / stream.time_base), stream=stream, backward=True, any_frame=False)
         try:
             for frame in container.decode(stream):
-                if time.monotonic() > deadline:
+                if frames and time.monotonic() > deadline:  # every run makes progress, however small its budget
                     break
                 t = frame.time if frame.time is not None else 0.0
                 if t + 1e-6 < next_t:

@@ -72,9 +72,7 @@ def medium_of(media_type: str | None) -> str | None:
     return None
 
 
-def compute(
-    source: bytes | Path, medium: str, *, start: float = 0.0, budget: float = INGEST_VIDEO_BUDGET
-) -> Computed:
+def compute(source: bytes | Path, medium: str, *, start: float = 0.0, budget: float | None = None) -> Computed:
     """The hashes to store and the probe to search with, decoded in a sandbox child.
 
     Raises NoFingerprint (the file has nothing to fingerprint, and why) or
@@ -90,6 +88,7 @@ def compute(
             raise NoFingerprint(str(out["none"]))
         hashes = [Hash(str(k), str(v), int(value), int(offset)) for k, v, value, offset in out["hashes"]]
         return Computed(hashes, Probe("photo", [(int(p), int(d), int(g)) for p, d, g in out["probe"]]))
+    budget = INGEST_VIDEO_BUDGET if budget is None else budget
     out = sandbox.run("video_fingerprint", source, {"start": start, "budget": budget}, sandbox.video_decode(budget))
     if "none" in out:
         raise NoFingerprint(str(out["none"]))
