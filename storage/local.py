@@ -7,6 +7,10 @@ as each reaches the device, the rest after the final fsync), then hard-linked
 under its final name (which fails rather than overwrite: names are never
 reused) and the directory is fsync'd. A crash at any point leaves either no object or a complete one;
 stale staging files are swept on the next start.
+
+The root's marker (`.evidence-root.json`) is checked before every write when
+the backend knows its archive: an unmounted drive leaves a bare, writable mount
+point, and evidence must never land there.
 """
 
 from __future__ import annotations
