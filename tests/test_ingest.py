@@ -49,7 +49,7 @@ def test_ingest_corpus_folder_and_read_back(cli: Cli, corpus: Path, tmp_path: Pa
     reports = cli.json_lines("ingest", str(folder), "--source", "field team 3")
     assert len(reports) == 4
     for report in reports:
-        assert set(report) == {"path", "id", "sha256", "size", "status", "duplicate", "error"}
+        assert set(report) == {"path", "id", "sha256", "size", "status", "duplicate", "error", "code"}
         assert report["status"] == "preserved" and report["duplicate"] is False and report["error"] is None
         assert report["sha256"] == sha256(Path(report["path"]))
     listed = cli.json("list")
