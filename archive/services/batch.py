@@ -50,6 +50,9 @@ def _init_worker(home: str, actor: str) -> None:
     from archive.context import Archive
 
     _worker_archive = Archive.open(home, actor)
+    from ingest import sandbox
+
+    sandbox.warm()  # the worker's sandbox child imports its parsers while the first file is received
 
 
 def _ingest_in_worker(path: str, options: dict[str, Any]) -> IngestReport:

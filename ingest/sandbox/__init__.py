@@ -294,6 +294,13 @@ def run(task: str, source: bytes | Path, options: dict[str, Any], limits: Limits
     return pool().run(task, source, options, limits)
 
 
+def warm() -> None:
+    """Start one child now, so its imports overlap the first file's hashing and encryption."""
+    current = pool()
+    with current.slots:
+        current._give_back(current._take())
+
+
 def shutdown() -> None:
     """Stop this process's idle children (they are started again when next needed)."""
     global _pool
