@@ -216,3 +216,38 @@ def check_consistency_document(document: dict[str, Any], verifier: Verifier) -> 
     verify_consistency(old.tree_size, new.tree_size, old.root_hash, new.root_hash,
                        [bytes.fromhex(h) for h in document["consistency_proof"]])
     return old, new
+
+
+@dataclass(frozen=True)
+class ProofChecked:
+    """What a saved proof document showed, once every signature and hash checked out."""
+
+    origin: str
+    message: str
+    leaf_index: int | None = None
+    tree_size: int | None = None
+    old_size: int | None = None
+    new_size: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"ok": True, "origin": self.origin}
+        for key in ("leaf_index", "tree_size", "old_size", "new_size"):
+            if getattr(self, key) is not None:
+                data[key] = getattr(self, key)
+        return data
+
+
+def check_document(document: dict[str, Any], verifier: Verifier) -> ProofChecked:
+    """Check a saved inclusion or consistency proof offline; raises `VerificationError` naming what failed."""
+    try:
+        if "inclusion_proof" in document:
+            body = check_inclusion_document(document, verifier)
+            index = int(document["leaf_index"])
+            return ProofChecked(body.origin, f"event {index} is in checkpoint {body.tree_size} of {body.origin}",
+                                leaf_index=index, tree_size=body.tree_size)
+        old, new = check_consistency_document(document, verifier)
+    except (KeyError, TypeError, ValueError) as exc:
+        detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise VerificationError(f"not a proof document: {detail}") from exc
+    return ProofChecked(new.origin, f"checkpoint {new.tree_size} of {new.origin} extends checkpoint {old.tree_size}",
+                        old_size=old.tree_size, new_size=new.tree_size)
