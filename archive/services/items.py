@@ -107,7 +107,7 @@ def show_item(archive: Archive, ref: str) -> dict[str, Any]:
             ],
             "metadata": normalized_view(extracted),
             "errors": list(extracted.errors) if extracted is not None else [],
-            "candidates": _candidates(session, item.id),  # near-duplicates to confirm (fingerprint helper)
+            "candidates": _candidates(session, item.id),  # near-duplicates for an investigator to confirm
         }
 
 
