@@ -21,8 +21,13 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs or a
 
 @contextmanager
 def mounted(target: Path, *args: str) -> Iterator[None]:
+    """Mount over a storage root; a fresh file system gets the root's marker, as a prepared disk would."""
+    marker = target / ".evidence-root.json"
+    saved = marker.read_bytes() if marker.exists() else None
     subprocess.run(["mount", *args, str(target)], check=True)
     try:
+        if saved is not None and not marker.exists():
+            marker.write_bytes(saved)
         yield
     finally:
         subprocess.run(["umount", "-l", str(target)], check=False)
