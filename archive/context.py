@@ -127,7 +127,9 @@ class Runtime:
                 "recover it from a storage site with `evidence rebuild-catalog`"
             )
         with transaction(self.engine) as session:
-            return adopt_legacy_config(self, session)
+            config = adopt_legacy_config(self, session)
+        claim_legacy_sites(self, config)
+        return config
 
     def archive(self, actor: str) -> Archive:
         """A view for one use case, acting as `actor`, under the configuration as it is now."""
@@ -220,6 +222,41 @@ def adopt_legacy_config(runtime: Runtime, session: object) -> RuntimeConfig:
     config = read_config(session)
     assert config is not None
     return config
+
+
+def claim_legacy_sites(runtime: Runtime, config: RuntimeConfig) -> None:
+    """Give an older home's sites the marker they never had, but only sites that are clearly this archive's.
+
+    A site the catalog keeps copies on gets the marker only if one of those
+    copies is there: a disk unmounted during the move shows an empty folder,
+    which must stay unavailable, never be claimed. A site with no copies yet
+    is claimed as it is.
+    """
+    from storage.base import StorageError
+    from storage.markers import ensure_marker
+
+    for spec in config.storage:
+        backend = runtime.pool.get(spec, config.archive_id)
+        try:
+            if backend.read_marker() is None and holds_its_copies(runtime, backend):
+                ensure_marker(backend, config.archive_id)
+        except StorageError:
+            continue  # unreachable now: it stays unavailable, and `evidence status` says why
+
+
+def holds_its_copies(runtime: Runtime, backend: Backend) -> bool:
+    """Whether a site without a marker visibly holds what the catalog keeps there (or nothing is kept there)."""
+    from sqlmodel import Session, col, select
+
+    from archive.catalog.items import Replica, ReplicaState
+    from archive.db import read_only
+
+    with Session(read_only(runtime.engine)) as session:
+        sample = session.exec(
+            select(Replica).where(Replica.backend == backend.name, Replica.state == ReplicaState.VERIFIED)
+            .order_by(col(Replica.id)).limit(1)
+        ).first()
+    return sample is None or backend.stat(sample.object_name, sample.version_id) is not None
 
 
 def _forget_legacy(settings: Settings) -> Callable[[], None]:

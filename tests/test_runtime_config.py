@@ -135,6 +135,8 @@ def _make_legacy(home: Path) -> None:
 
     archive = Archive.open(home)
     config = archive.config
+    for spec in config.storage:  # older versions wrote no markers either
+        (home / spec.options["path"] / ".evidence-root.json").unlink()
     with archive.engine.begin() as conn:
         conn.execute(text("DELETE FROM storage_sites"))
         conn.execute(text("DELETE FROM archive_settings"))
@@ -162,6 +164,34 @@ def test_an_older_home_moves_its_configuration_into_the_catalog_with_an_event(cl
     # The same archive id as before (from the log's origin), so the sites' markers still match.
     assert all(s["answers"] for s in cli.json("storage", "list"))
     assert origin.endswith(cli.json("status")["archive_id"])
+    assert cli.json("fixity", "--all")["found_problems"] is False
+    assert cli.json("show", report["id"])["status"] == "preserved"
+
+
+def test_moving_an_older_home_never_claims_a_site_whose_copies_are_not_there(cli: Cli, corpus: Path) -> None:
+    """An unmounted disk during the move shows an empty folder: it must stay unavailable, not get a marker."""
+    import shutil
+
+    from archive.catalog.events import Event
+
+    report = cli.json_lines("ingest", str(corpus / "media" / "jpg" / "Canon_40D.jpg"))[0]
+    _make_legacy(cli.home)
+    site_b = cli.home / "storage" / "site-b"
+    shutil.move(site_b, cli.home / "disk-b")  # unmounted: the mount point is empty
+    site_b.mkdir()
+    sites = {s["name"]: s for s in cli.json("storage", "list")}
+    assert sites["site-a"]["answers"] and not sites["site-b"]["answers"]
+    assert "marker" in sites["site-b"]["reason"] and not (site_b / ".evidence-root.json").exists()
+    fixity = cli.json("fixity", "--all", expect=None)
+    assert fixity["missing"] == 0  # unavailable, never called missing
+    _, _, err = cli("storage", "claim", "site-b", expect=2)  # the empty mount point is not claimed
+    assert "does not hold the copies" in err
+    site_b.rmdir()
+    shutil.move(cli.home / "disk-b", site_b)  # mounted again: the operator claims it
+    cli("storage", "list")
+    assert not (site_b / ".evidence-root.json").exists()
+    assert cli.json("storage", "claim", "site-b")["answers"]
+    assert rows(cli.home, Event, Event.event_type == "storage claimed")[0].details == {"storage": "site-b"}
     assert cli.json("fixity", "--all")["found_problems"] is False
     assert cli.json("show", report["id"])["status"] == "preserved"
 

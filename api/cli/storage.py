@@ -114,4 +114,20 @@ def storage_remove(state: CliState, name: str, as_json: bool) -> None:
     click.echo(f"removed storage {entry.name}; its objects were left in place")
 
 
+@storage.command("claim")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def storage_claim(state: CliState, name: str, as_json: bool) -> None:
+    """Write the marker on a site that holds this archive's copies but has none (a disk from an older version)."""
+    from archive.services.storage_admin import claim_storage
+
+    with state.archive() as archive:
+        entry = claim_storage(archive, name)
+    if as_json:
+        emit_json(entry)
+        return
+    click.echo(f"storage {entry.name} carries this archive's marker" + ("" if entry.answers else f"; {entry.reason}"))
+
+
 COMMANDS = [storage]

@@ -125,22 +125,45 @@ def _check(backend: Backend) -> None:
 
 def mark_site(archive: Archive, backend: Backend) -> None:
     """Give a site the marker naming this archive; a site that names another archive is refused."""
-    from storage.base import Marker, MarkerExists, StorageError, utc_timestamp
+    from storage.base import StorageError
+    from storage.markers import ensure_marker
 
-    archive_id = archive.config.archive_id
+    try:
+        ensure_marker(backend, archive.config.archive_id)
+    except StorageError as exc:
+        raise ServiceError(str(exc)) from exc
+
+
+STORAGE_CLAIMED = "storage claimed"
+
+
+def claim_storage(archive: Archive, name: str) -> SiteInfo:
+    """Give a site back its marker (a disk from an older version, a replaced bucket), with a custody event.
+
+    Only a site that visibly holds this archive's copies is claimed: an empty
+    mount point, or someone else's disk, stays unavailable.
+    """
+    from archive.context import holds_its_copies
+    from archive.custody.log import append_event
+    from archive.db import transaction
+    from storage.base import StorageError
+
+    spec = archive.config.site(name)
+    if spec is None:
+        raise NotFound(f"no storage named {name!r} (configured: {', '.join(archive.config.site_names()) or 'none'})")
+    backend = archive.backends[name]
     try:
         marker = backend.read_marker()
-        if marker is None:
-            try:
-                backend.write_marker(Marker(archive_id, backend.name, utc_timestamp()))
-            except MarkerExists:
-                pass  # written meanwhile: checked below
-            marker = backend.read_marker()
+        if marker is None and not holds_its_copies(archive.runtime, backend):
+            raise ServiceError(f"storage {name!r} does not hold the copies the catalog keeps there: "
+                               "is the right disk mounted, the right bucket named?")
     except StorageError as exc:
-        raise ServiceError(f"storage {backend.name!r}: cannot write its marker: {exc}") from exc
-    if marker is None or marker.archive_id != archive_id:
-        owner = marker.archive_id if marker else "none"
-        raise ServiceError(f"storage {backend.name!r} belongs to another archive ({owner}); use an empty site")
+        raise ServiceError(str(exc)) from exc
+    mark_site(archive, backend)
+    if marker is None:
+        with transaction(archive.engine) as session:
+            append_event(session, STORAGE_CLAIMED, actor=archive.actor, details={"storage": name})
+    return describe(spec, checked=True, reason=backend.health())
 
 
 @dataclass

@@ -103,11 +103,16 @@ HANDLERS: dict[str, Handler] = {REPAIR: _repair, BACKFILL: _repair, FIXITY: _fix
 
 
 def _checkpoint(archive: Archive) -> None:
-    """Sign a checkpoint when one is due."""
-    from archive.custody.service import maybe_checkpoint
+    """Sign a checkpoint when one is due, and bring every site's copy of the log up to date.
+
+    The mirror is cheap when no site lacks anything (a cursor read each), so a
+    site added or remounted a moment ago catches up within one poll.
+    """
+    from archive.custody.service import maybe_checkpoint, mirror_to_sites
 
     try:
         maybe_checkpoint(archive)
+        mirror_to_sites(archive)
     except Exception:  # noqa: BLE001 - a checkpoint failure must not stop repairs
         log.exception("checkpoint failed")
 
@@ -194,7 +199,7 @@ class Worker:
         due_by = now_stamp() if once else None
         count = 0
         while not stop.is_set():
-            _checkpoint(self.archive)
+            _checkpoint(self.archive.for_actor(self.archive.actor))  # the sites as they are now
             if max_jobs is not None and count >= max_jobs:
                 break
             try:
