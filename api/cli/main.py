@@ -98,9 +98,9 @@ pass_state: Callable[..., Any] = click.make_pass_decorator(CliState)
 
 
 def _register() -> None:
-    from api.cli import encrypt_to, fixity, items, log, media, policy, storage, worker
+    from api.cli import analysis, encrypt_to, fixity, items, log, media, policy, storage, worker
 
-    for module in (items, log, policy, fixity, worker, media, storage, encrypt_to):
+    for module in (items, log, policy, fixity, worker, media, storage, encrypt_to, analysis):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -37,6 +37,7 @@ REPAIR = "repair"
 BACKFILL = "backfill"
 FIXITY = "fixity"
 FINGERPRINT = "fingerprint"  # the rest of a video that ingest fingerprinted only in part
+ANALYSIS = "analysis"  # metadata or fingerprints back-filled for an item that lacks them
 
 FIXITY_SINGLETON = "fixity:scheduled"
 
@@ -238,6 +239,24 @@ def finish(
         row.updated_at = now_stamp()
         session.add(row)
         return True
+
+
+def delete_finished(session: Session, before: str) -> dict[str, int]:
+    """Delete done and failed jobs last changed before `before`, in the caller's transaction; how many of each.
+
+    Queued and running jobs are never touched: only history whose work is over.
+    """
+    from sqlalchemy import delete
+
+    gone = session.execute(
+        delete(Job)
+        .where(col(Job.state).in_((DONE, FAILED)), col(Job.updated_at) < before)
+        .returning(col(Job.state))
+    ).all()
+    counts = {DONE: 0, FAILED: 0}
+    for (state,) in gone:
+        counts[state] += 1
+    return counts
 
 
 def backoff_delay(attempts: int, base: float, cap: float) -> float:

@@ -8,7 +8,8 @@ taken again after its worker died does no harm. Several workers may run at
 once on PostgreSQL; on SQLite they take turns on the write lock.
 
 Settings (`[worker]` in config.toml): lease_seconds, poll_seconds,
-backoff_base_seconds, backoff_cap_seconds. The scheduled fixity pass is set in
+backoff_base_seconds, backoff_cap_seconds, job_retention_days (finished jobs
+older than this are pruned, see `archive.services.retention`). The scheduled fixity pass is set in
 `[fixity]` (see `archive.services.fixity.FixitySettings`).
 """
 
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from archive.catalog.jobs import (
+    ANALYSIS,
     BACKFILL,
     FIXITY,
     FIXITY_SINGLETON,
@@ -37,6 +39,8 @@ from archive.catalog.jobs import (
     retry_later,
 )
 from archive.services.analysis import FINGERPRINT, fingerprint_rest
+from archive.services.backfill import run_analysis
+from archive.services.retention import DEFAULT_RETENTION_DAYS
 
 if TYPE_CHECKING:
     from archive.config import Settings
@@ -51,6 +55,7 @@ class WorkerSettings:
     poll_seconds: float = 5.0
     backoff_base_seconds: float = 30.0
     backoff_cap_seconds: float = 3600.0
+    job_retention_days: float = DEFAULT_RETENTION_DAYS
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerSettings:
@@ -60,6 +65,7 @@ class WorkerSettings:
             poll_seconds=float(data.get("poll_seconds", cls.poll_seconds)),
             backoff_base_seconds=float(data.get("backoff_base_seconds", cls.backoff_base_seconds)),
             backoff_cap_seconds=float(data.get("backoff_cap_seconds", cls.backoff_cap_seconds)),
+            job_retention_days=float(data.get("job_retention_days", cls.job_retention_days)),
         )
 
 
@@ -99,7 +105,9 @@ def _fixity(archive: Archive, job: Job) -> None:
     raise Reschedule(interval if report.pass_complete else 0.0)
 
 
-HANDLERS: dict[str, Handler] = {REPAIR: _repair, BACKFILL: _repair, FIXITY: _fixity, FINGERPRINT: fingerprint_rest}
+HANDLERS: dict[str, Handler] = {
+    REPAIR: _repair, BACKFILL: _repair, FIXITY: _fixity, FINGERPRINT: fingerprint_rest, ANALYSIS: run_analysis,
+}
 
 
 def _checkpoint(archive: Archive) -> None:
@@ -115,6 +123,19 @@ def _checkpoint(archive: Archive) -> None:
         mirror_to_sites(archive)
     except Exception:  # noqa: BLE001 - a checkpoint failure must not stop repairs
         log.exception("checkpoint failed")
+
+
+def _prune(archive: Archive, retention_days: float) -> None:
+    """Delete finished jobs past their retention when a pass is due (at most hourly)."""
+    from archive.services.retention import prune_finished_jobs
+
+    try:
+        pruned = prune_finished_jobs(archive, retention_days=retention_days)
+    except Exception:  # noqa: BLE001 - pruning is housekeeping: it must not stop the jobs
+        log.exception("pruning finished jobs failed")
+        return
+    if pruned is not None and pruned.deleted:
+        log.info("pruned %d finished jobs (%d done, %d failed)", pruned.deleted, pruned.done, pruned.failed)
 
 
 @dataclass
@@ -200,6 +221,7 @@ class Worker:
         count = 0
         while not stop.is_set():
             _checkpoint(self.archive.for_actor(self.archive.actor))  # the sites as they are now
+            _prune(self.archive, self.config.job_retention_days)
             if max_jobs is not None and count >= max_jobs:
                 break
             try:
