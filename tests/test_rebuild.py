@@ -21,18 +21,23 @@ def test_rebuild_catalog_round_trip(cli: Cli, corpus: Path, tmp_path: Path) -> N
 
     reports = cli.json_lines("ingest", str(corpus / GPS), "--source", "field team 3", "--note", "via Signal")
     before = {item["id"]: item for item in cli.json("list")}
+    witnessed = cli.json("log", "checkpoint")  # what a witness keeps, with the verifier key
+    (tmp_path / "log.vkey").write_text((cli.home / "keys" / "log.vkey").read_text())
+    old_events = rows(cli.home, Event)
     key = cli.home / "keys" / "custodian.key"
     # The custodian key lives offline; the old catalog is lost.
     offline = tmp_path / "usb" / "custodian.key"
     offline.parent.mkdir()
     shutil.copy(key, offline)
     (cli.home / "catalog.db").unlink()
+    shutil.rmtree(cli.home / "keys")  # and the server's keys with it
 
     new_home = tmp_path / "rebuilt"
     site = cli.home / "storage" / "site-a"
     # Nothing of the old home is needed: the site is described on the command line.
     result = Cli(tmp_path / "nowhere").json("rebuild-catalog", "--from", "site-a", "--kind", "local",
-                                           "--path", str(site), "--identity", str(offline), "--into", str(new_home))
+                                           "--path", str(site), "--identity", str(offline), "--into", str(new_home),
+                                           "--vkey", str(tmp_path / "log.vkey"))
     assert result["items"] == 4 and result["manifests"] == 4 and result["problems"] == []
 
     rebuilt = Cli(new_home)
@@ -63,9 +68,20 @@ def test_rebuild_catalog_round_trip(cli: Cli, corpus: Path, tmp_path: Path) -> N
     assert out.read_bytes() == Path(first["path"]).read_bytes()
     assert rebuilt.json("fixity", "--all")["ok"] == 8
 
+    # The same log goes on: every witnessed event is there under its sequence number, the same key signs on.
     events = rows(new_home, Event)
-    assert events[0].event_type == "recovery" and events[0].details["phase"] == "start"
+    size = witnessed["tree_size"]
+    assert result["log_events"] == size and result["log_key"] == "given"
+    assert [(e.seq, e.leaf_hash) for e in events[:size]] == [(e.seq, e.leaf_hash) for e in old_events[:size]]
+    assert events[size].event_type == "recovery" and events[size].details["phase"] == "start"
     assert sum(1 for e in events if e.event_type == "recovery" and e.item_id) == 4
+    vkey = str(tmp_path / "log.vkey")
+    rebuilt("log", "verify", "--vkey", vkey)
+    latest = rebuilt.json("log", "checkpoint")["tree_size"]
+    proof = rebuilt.json("log", "consistency", str(size), str(latest))
+    proof_file = tmp_path / "proof.json"
+    proof_file.write_text(json.dumps(proof))
+    assert rebuilt.json("log", "check", str(proof_file), "--vkey", vkey)["ok"]  # the witness's key, offline
     assert sum(1 for e in events if e.event_type == "fixity check" and e.details.get("against") == "manifest") == 4
 
 
@@ -99,9 +115,10 @@ def test_rebuild_with_the_wrong_key_rebuilds_nothing(cli: Cli, corpus: Path, tmp
     cli("ingest", str(corpus / "media" / "jpg" / "Canon_40D.jpg"))
     wrong = tmp_path / "wrong.key"
     wrong.write_text(str(Identity.generate()) + "\n")
-    result = cli.json("rebuild-catalog", "--from", "site-a", "--identity", str(wrong), "--home",
-                      str(tmp_path / "r"), expect=1)
-    assert result["items"] == 0 and "unreadable manifest" in result["problems"][0]["problem"]
+    _, _, err = cli("rebuild-catalog", "--from", "site-a", "--identity", str(wrong), "--home",
+                    str(tmp_path / "r"), expect=2)
+    assert "cannot be opened" in err and "no identity matches" in err
+    assert not (tmp_path / "r").exists()  # refused before anything was made
 
 
 def test_rebuild_survives_copies_left_by_an_unacknowledged_ingest(
@@ -144,3 +161,19 @@ def test_an_operator_name_that_is_not_text_is_refused_before_anything_is_written
     assert code == 2 and "control characters" in err
     assert cli.json("list") == []
     assert not list((cli.home / "storage").rglob("o/*/*"))
+
+
+def test_rebuild_refuses_a_site_whose_copy_of_the_log_was_altered(cli: Cli, corpus: Path, tmp_path: Path) -> None:
+    """An attacker with the bucket rewrites an event in the site's log: the rebuild will not take it over."""
+    cli("ingest", str(corpus / "media" / "jpg" / "Canon_40D.jpg"))
+    site = cli.home / "storage" / "site-a"
+    bundles = sorted((site / "log" / "tile" / "entries").rglob("*"))
+    bundle = next(p for p in bundles if p.is_file())
+    data = bundle.read_bytes()
+    bundle.chmod(0o644)
+    bundle.write_bytes(data.replace(b"tester", b"someone", 1) if b"tester" in data else data[:-1] + b"x")
+    key = str(cli.home / "keys" / "custodian.key")
+    _, _, err = Cli(tmp_path / "nowhere")("rebuild-catalog", "--from", "site-a", "--kind", "local", "--path",
+                                          str(site), "--identity", key, "--into", str(tmp_path / "r"), expect=2)
+    assert "does not verify" in err
+    assert not (tmp_path / "r").exists()

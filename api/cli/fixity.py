@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -73,6 +74,8 @@ def fixity(
               help="The custodian's age identity file (decrypts the manifests).")
 @click.option("--into", "--home", "new_home", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="A new, empty home for the rebuilt catalog.")
+@click.option("--vkey", "vkey_file", type=click.File("r"), default=None,
+              help="The log's verifier key as your witnesses hold it (default: the one the site keeps).")
 @click.option("--json", "as_json", is_flag=True)
 @pass_state
 def rebuild_catalog(
@@ -86,15 +89,19 @@ def rebuild_catalog(
     prefix: str | None,
     identity: Path,
     new_home: Path,
+    vkey_file: Any,
     as_json: bool,
 ) -> None:
     """Recreate the catalog from the manifests on one storage site, in a new home.
 
     With --kind (and --path, or --endpoint and --bucket) the site is described
     on the command line and nothing of the old home is needed; the archive id
-    is taken from the site's marker. Credentials for a remote site come from
-    the new home's keys/storage-secrets.toml or the environment.
+    is taken from the site's marker, and the custody log the site keeps is
+    checked and continued (with the signing key it keeps sealed to the
+    custodian). Credentials for a remote site come from the new home's
+    keys/storage-secrets.toml or the environment.
     """
+    vkey = vkey_file.read() if vkey_file else None
     from archive.config import StorageSpec
     from archive.services.rebuild import rebuild_catalog as rebuild
     from archive.services.storage_admin import build_options
@@ -103,7 +110,7 @@ def rebuild_catalog(
         options = build_options(kind, path=path, endpoint=endpoint, bucket=bucket, region=region, prefix=prefix)
         spec = StorageSpec(site, kind, options)
         actor = state.as_name or "recovery"
-        report = rebuild(spec, identity, new_home, actor)
+        report = rebuild(spec, identity, new_home, actor, vkey=vkey)
     else:
         with state.archive() as archive:
             found = archive.config.site(site)
@@ -115,12 +122,13 @@ def rebuild_catalog(
             if spec.kind == "local" and not Path(spec.options["path"]).is_absolute():
                 spec.options["path"] = str(archive.home / spec.options["path"])
             report = rebuild(spec, identity, new_home, archive.actor, recipients=archive.config.recipients,
-                             secrets_home=archive.home)
+                             secrets_home=archive.home, vkey=vkey)
     if as_json:
         emit_json(report.as_dict())
     else:
         click.echo(f"rebuilt {report.items} items ({report.replicas} copies) from {report.manifests} manifests "
-                   f"on {report.backend} into {report.home}")
+                   f"on {report.backend} into {report.home}; {report.log_events} custody events taken over "
+                   f"(log key {report.log_key})")
         for problem in report.problems:
             click.echo(f"  problem: {problem}")
     sys.exit(1 if report.problems else 0)

@@ -14,6 +14,7 @@ Layout under `log/` on each site (tlog-tiles paths, with its index encoding
     log/tile/entries/<N>.p/<W>   a partial bundle
     log/checkpoints/<size>       the signed checkpoint note of that size
     log/vkey                     the verifier key the notes are signed with
+    log/signing-key.age          the signing key, age-encrypted to the archive's recipients
 
 Every object is written once and never overwritten: full tiles and bundles are
 immutable by construction, a partial one has its width in its name, and each
@@ -32,7 +33,7 @@ checkpoint. It does name the acting operator, as the chain of custody must.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -55,6 +56,9 @@ if TYPE_CHECKING:
 LOG_PREFIX = "log/"
 CHECKPOINTS = LOG_PREFIX + "checkpoints/"
 VKEY = LOG_PREFIX + "vkey"
+# The checkpoint signing key, age-encrypted to the archive's recipients: with the custodian
+# identity, a catalog rebuilt from this site alone goes on signing the same log.
+SEALED_SIGNING_KEY = LOG_PREFIX + "signing-key.age"
 CURSOR_PREFIX = "log-mirror:"
 MAX_ENTRY = 0xFFFF  # an entry bundle records each entry's length in two bytes
 
@@ -203,7 +207,9 @@ def _entries(session: Session, start: int, end: int) -> list[bytes]:
     return entries
 
 
-def _mirror_site(engine: Engine, backend: Backend, vkey: str | None, result: MirrorResult) -> None:
+def _mirror_site(
+    engine: Engine, backend: Backend, vkey: str | None, result: MirrorResult, sealed_key: Callable[[], bytes] | None
+) -> None:
     from archive.catalog.jobs import read_cursor, write_cursor
     from archive.db import transaction
 
@@ -223,6 +229,9 @@ def _mirror_site(engine: Engine, backend: Backend, vkey: str | None, result: Mir
             done = min(int(cursor.value), size)
         if vkey is not None:
             _put_once(backend, VKEY, (vkey.strip() + "\n").encode("ascii"), result)
+        if sealed_key is not None and backend.stat(SEALED_SIGNING_KEY) is None:
+            backend.put_bytes(SEALED_SIGNING_KEY, sealed_key())  # encryption is randomized: write once, never compare
+            result.written += 1
         for index, width in bundles_between(done, size):
             entries = _entries(session, index * TILE_WIDTH, index * TILE_WIDTH + width)
             leaves = b"".join(leaf_hash(entry) for entry in entries)
@@ -236,19 +245,26 @@ def _mirror_site(engine: Engine, backend: Backend, vkey: str | None, result: Mir
         write_cursor(session, _cursor_name(backend.name), str(size), {"marker": claim})
 
 
-def mirror_log(engine: Engine, backends: Iterable[Backend], *, vkey: str | None = None) -> dict[str, MirrorResult]:
+def mirror_log(
+    engine: Engine,
+    backends: Iterable[Backend],
+    *,
+    vkey: str | None = None,
+    sealed_key: Callable[[], bytes] | None = None,
+) -> dict[str, MirrorResult]:
     """Put what each site lacks of the log up to the latest checkpoint on it: tiles, entries, the checkpoint.
 
     Idempotent and cheap when nothing is new (a cursor read per site, no
     request to it). A site that is unavailable (its marker missing or foreign:
     writes refuse), or whose copy conflicts, is reported in its result and
-    skipped; the others go on. `vkey` (the verifier key text) is stored once.
+    skipped; the others go on. `vkey` (the verifier key text) is stored once,
+    and so is the sealed signing key (`sealed_key()` makes it when a site lacks it).
     """
     results: dict[str, MirrorResult] = {}
     for backend in backends:
         result = results[backend.name] = MirrorResult(backend.name)
         try:  # every write checks the site's marker: an unavailable site fails here and is skipped
-            _mirror_site(engine, backend, vkey, result)
+            _mirror_site(engine, backend, vkey, result, sealed_key)
         except (StorageError, OSError, VerificationError) as exc:
             result.error = str(exc)
     return results

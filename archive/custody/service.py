@@ -79,8 +79,15 @@ def mirror_to_sites(archive: Archive, signer: Signer | None = None) -> dict[str,
     from archive.custody.mirror import mirror_log
 
     try:
-        vkey = (signer or log_signer(archive)).verifier.encode()
-        results = mirror_log(archive.engine, archive.backends.values(), vkey=vkey)
+        signer = signer or log_signer(archive)
+        vkey = signer.verifier.encode()
+
+        def sealed() -> bytes:
+            from archive.custody.recover import seal_signing_key
+
+            return seal_signing_key(signer, archive.recipients())
+
+        results = mirror_log(archive.engine, archive.backends.values(), vkey=vkey, sealed_key=sealed)
     except Exception as exc:  # noqa: BLE001 - the checkpoint stands whatever happens to its copies
         return {"error": str(exc) or type(exc).__name__}
     return {name: asdict(result) for name, result in results.items()}

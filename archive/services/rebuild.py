@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
     from archive.age import Identity
     from archive.context import Archive
+    from archive.custody.checkpoint import Signer
+    from archive.custody.mirror import MirroredLog
+    from archive.custody.verify import Verifier
     from storage.base import Backend
 
 # PREMIS event type (id.loc.gov/vocabulary/preservation/eventType/rec).
@@ -72,11 +75,14 @@ class RebuildReport:
     items: int = 0
     replicas: int = 0
     problems: list[dict[str, str]] = field(default_factory=list)
+    log_events: int = 0  # custody events taken over from the site's copy of the log
+    log_key: str = "given"  # where the key the site's log was checked with came from
 
     def as_dict(self) -> dict[str, Any]:
         return {"home": self.home, "backend": self.backend, "manifests": self.manifests,
                 "arrivals": self.arrivals, "items": self.items,
-                "replicas": self.replicas, "problems": self.problems}
+                "replicas": self.replicas, "problems": self.problems,
+                "log_events": self.log_events, "log_key": self.log_key}
 
 
 def _absolute_spec(spec: StorageSpec, home: Path) -> StorageSpec:
@@ -86,6 +92,54 @@ def _absolute_spec(spec: StorageSpec, home: Path) -> StorageSpec:
         path = Path(options["path"])
         options["path"] = str(path if path.is_absolute() else (home / path).absolute())
     return StorageSpec(spec.name, spec.kind, options)
+
+
+def _write_private(path: Path, text: str) -> None:
+    import os
+
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as stream:
+        stream.write(text)
+        stream.flush()
+        os.fsync(stream.fileno())
+
+
+def _site_log(
+    backend: Backend, identities: list[Identity], vkey: str | None, report: RebuildReport
+) -> tuple[MirroredLog | None, Signer | None, Verifier | None]:
+    """The site's copy of the custody log, checked, and the signing key it keeps sealed (either may be missing).
+
+    The verifier key should come from outside the site (a witness, the
+    published log.vkey); without one the site's own is used and the report says so.
+    """
+    from archive.custody.mirror import CHECKPOINTS, MirrorError, read_mirrored_log
+    from archive.custody.recover import RecoveryError, unseal_signing_key
+    from archive.custody.verify import VerificationError, Verifier
+
+    if next(iter(backend.list(CHECKPOINTS)), None) is None:
+        report.problems.append({"log": "the site holds no copy of the custody log: a new log was started"})
+        return None, None, None
+    try:
+        verifier = Verifier.decode(vkey) if vkey else None
+        site_log = read_mirrored_log(backend, verifier)
+        verifier = verifier or Verifier.decode(site_log.vkey or "")
+    except (MirrorError, VerificationError, StorageError) as exc:
+        raise ServiceError(f"the custody log on {backend.name!r} does not verify: {exc}") from exc
+    if vkey is None:
+        report.log_key = "from the site itself: compare it with the key your witnesses hold"
+    try:
+        signer = unseal_signing_key(backend, identities)
+    except RecoveryError as exc:
+        raise ServiceError(str(exc)) from exc
+    if signer is None:
+        report.problems.append({"log": "the site keeps no sealed signing key: its log is checked against, "
+                                "and a new log was started under a new name"})
+    return site_log, signer, verifier
+
+
+def _logged_items(site_log: MirroredLog) -> set[str]:
+    return {str(event["item"]) for event in site_log.events()
+            if event.get("type") == "ingestion" and event.get("item") and event.get("outcome") != "failure"}
 
 
 def _read_marker(backend: Backend) -> str | None:
@@ -150,6 +204,7 @@ def rebuild_catalog(
     *,
     recipients: list[str] | None = None,
     secrets_home: Path | None = None,
+    vkey: str | None = None,
 ) -> RebuildReport:
     """Recreate the catalog in `new_home` from the manifests on the one site `spec` describes.
 
@@ -185,15 +240,30 @@ def rebuild_catalog(
     if problem is not None:
         raise ServiceError(f"storage site {backend_name!r} does not answer: {problem}")
 
+    report = RebuildReport(home=str(new_home), backend=backend_name)
+    archive_id = marker or random.token_hex(16)
+    site_log, signer, verifier = _site_log(backend, identities, vkey, report)
+    if signer is not None:
+        origin = signer.name
+    elif site_log is not None:  # the old log cannot be signed on: a new one, under a name of its own
+        origin = f"evidence-archive/{archive_id}-rebuilt-{random.token_hex(4)}"
+    else:
+        origin = f"evidence-archive/{archive_id}"
+
     new_home.mkdir(parents=True, exist_ok=True)
     keys = new_home / "keys"
     keys.mkdir(mode=0o700, exist_ok=True)
     custodian = str(identities[0].recipient)
     (keys / "custodian.pub").write_text(custodian + "\n", encoding="utf-8")
-    archive_id = marker or random.token_hex(16)
-    settings = Settings(home=new_home, extra={"log": {"origin": f"evidence-archive/{archive_id}"}})
+    if signer is not None:
+        from archive.custody.checkpoint import SIGNING_KEY_NAME, VKEY_NAME
+
+        _write_private(keys / SIGNING_KEY_NAME, signer.encode() + "\n")
+        (keys / VKEY_NAME).write_text(signer.verifier.encode() + "\n", encoding="ascii")
+    settings = Settings(home=new_home, extra={"log": {"origin": origin}})
     settings.save()
     runtime = Runtime(settings)
+    logged: set[str] | None = None
     with transaction(runtime.engine) as session:
         if session.exec(select(Item).limit(1)).first() is not None:
             raise ServiceError(f"the catalog of {new_home} is not empty ({settings.catalog_url()})")
@@ -201,8 +271,15 @@ def rebuild_catalog(
         put_setting(session, RECIPIENTS, list(recipients or [custodian]))
         put_setting(session, POLICY, Policy(copies=1, minimum=1, backends=[spec.name]).as_dict())
         add_site(session, spec)
+        if site_log is not None and signer is not None and verifier is not None:
+            from archive.custody.recover import take_over
+
+            recovered = take_over(session, site_log, signer, verifier)
+            report.log_events = recovered.events
+            logged = recovered.items
+        elif site_log is not None:
+            logged = _logged_items(site_log)
     rebuilt = runtime.archive(actor)
-    report = RebuildReport(home=str(new_home), backend=backend_name)
     try:
         with transaction(rebuilt.engine) as session:
             append_event(session, RECOVERY, actor=rebuilt.actor,
@@ -245,6 +322,9 @@ def rebuild_catalog(
             if others:
                 report.problems.append({"item": item_id, "problem": "the same bytes under other ids, "
                                         f"from ingests that were never acknowledged: {', '.join(others)}"})
+            if logged is not None and item_id not in logged:
+                report.problems.append({"item": item_id, "problem": "not in the site's custody log (ingested "
+                                        "after its last checkpoint, or not recorded by this archive)"})
             _commit_item(rebuilt, backend_name, item_id, founds, report, arrivals.pop(sha256, []))
         for orphans in arrivals.values():  # later arrivals of bytes whose manifest this site lacks
             report.problems.extend({"arrival": a.name, "item": str(a.document.get("item_id")),
