@@ -28,7 +28,7 @@ from archive.custody.log import FIXITY_CHECK, append_event, utc_now
 from archive.objects import ARRIVAL_FORMAT, ARRIVAL_SUFFIX, MANIFEST_FORMAT, MANIFEST_SUFFIX, Role, unseal
 from archive.services.errors import ServiceError
 from archive.services.repair import CORRUPT, MISSING, REPLACED, VERIFIED, status_for
-from storage.base import CHUNK, StorageError
+from storage.base import StorageError
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -156,16 +156,6 @@ def _read_all(backend: Backend, name: str) -> bytes:
         return bytes(stream.read())
 
 
-def _rehash(backend: Backend, name: str, version_id: str | None) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with backend.open_reader(name, version_id) as stream:
-        while chunk := stream.read(CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
-
-
 def _examine(backend: Backend, name: str, identities: list[Identity]) -> Found:
     data = _read_all(backend, name)
     document = unseal(data, identities, MANIFEST_FORMAT)
@@ -176,7 +166,7 @@ def _examine(backend: Backend, name: str, identities: list[Identity]) -> Found:
         found.state = MISSING
         return found
     found.version_id = info.version_id
-    digest, size = _rehash(backend, original, info.version_id)
+    digest, size = backend.sha256_of(original, info.version_id)
     if digest != document.get("ciphertext_sha256") or size != document.get("ciphertext_size"):
         found.state = CORRUPT
     return found
