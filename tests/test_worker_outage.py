@@ -89,7 +89,7 @@ def _batch_with_an_outage(archive: Any, cli: Cli, files: list[Path], down: WeedS
     degraded = [r for r in acknowledged if r.status == "degraded"]
     assert len(acknowledged) >= 6 and reports[0].status == "preserved"
     assert degraded and reports[-1].status == "degraded"
-    status = archive_status(archive)
+    status = archive_status(archive).as_dict()
     assert status["items"]["degraded"] == len(degraded)
     assert not next(b for b in status["backends"] if b["name"] == "s3-b")["answers"]
 
@@ -97,12 +97,12 @@ def _batch_with_an_outage(archive: Any, cli: Cli, files: list[Path], down: WeedS
     worker = Worker(archive)
     worker.run(once=True)
     assert {outcome for _, _, outcome in worker.ran} == {"retry"}
-    assert archive_status(archive)["items"]["degraded"] == len(degraded)
+    assert archive_status(archive).as_dict()["items"]["degraded"] == len(degraded)
 
     down.start()
     time.sleep(0.6)  # past the capped backoff
     Worker(archive).run(once=True)
-    status = archive_status(archive)
+    status = archive_status(archive).as_dict()
     assert status["items"] == {"preserved": len(acknowledged), "degraded": 0}
     assert all(b["answers"] for b in status["backends"])
     assert cli.json("fixity", "--all")["found_problems"] is False  # and through the CLI, in a new process state
@@ -110,7 +110,7 @@ def _batch_with_an_outage(archive: Any, cli: Cli, files: list[Path], down: WeedS
     # Nothing acknowledged is lost: every one decrypts to the bytes sent.
     for report in acknowledged:
         shown = show_item(archive, report.id)
-        assert {r["backend"] for r in shown["replicas"] if r["state"] == "verified"} == {"s3-a", "s3-b"}
+        assert {r.backend for r in shown.replicas if r.state == "verified"} == {"s3-a", "s3-b"}
         out_file = tmp_path / "out.bin"
         get_item(archive, report.id, out_file)
         assert out_file.read_bytes() == Path(report.path).read_bytes()

@@ -103,7 +103,7 @@ def list_(state: CliState, as_json: bool) -> None:
         emit_json(items)
         return
     for item in items:
-        click.echo(f"{item['id']}  {item['status']:9}  {item['size']:>12}  {item['sha256']}")
+        click.echo(f"{item.id}  {item.status:9}  {item.size:>12}  {item.sha256}")
 
 
 def _print_tree(data: Any, indent: int = 0) -> None:
@@ -137,7 +137,7 @@ def show(state: CliState, item: str, as_json: bool) -> None:
     if as_json:
         emit_json(data)
     else:
-        _print_tree(data)
+        _print_tree(data.as_dict())
 
 
 @click.command()

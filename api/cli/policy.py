@@ -64,10 +64,11 @@ def status(state: CliState, as_json: bool) -> None:
     from archive.services.status import archive_status
 
     with state.archive() as archive:
-        data = archive_status(archive)
+        result = archive_status(archive)
     if as_json:
-        emit_json(data)
+        emit_json(result)
         return
+    data = result.as_dict()
     items = data["items"]
     click.echo("items: " + ", ".join(f"{count} {name}" for name, count in items.items()))
     pol = data["policy"]

@@ -40,26 +40,86 @@ def resolve_item(session: Session, ref: str) -> Item:
     return matches[0]
 
 
-def list_items(archive: Archive) -> list[dict[str, Any]]:
+@dataclass
+class ItemSummary:
+    """One line of `list`: what the item is, never who sent it."""
+
+    id: str
+    sha256: str
+    size: int
+    status: str
+    duplicate: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class StoredCopy:
+    """One stored object of an item (an original, or a manifest or addendum beside it)."""
+
+    backend: str
+    object: str
+    state: str
+    version_id: str | None = None
+    ciphertext_sha256: str | None = None
+    size: int | None = None
+    recipients: list[str] | None = None
+    verified_at: str | None = None
+
+
+@dataclass
+class Arrival:
+    """One time the bytes were handed to the archive, and by whom."""
+
+    source: str | None
+    note: str | None
+    original_name: str | None
+    declared_type: str | None
+    received_at: str
+    actor: str
+
+
+@dataclass
+class ItemRecord:
+    """Everything the catalog knows about one item."""
+
+    id: str
+    sha256: str
+    size: int
+    media_type: str | None
+    status: str
+    created_at: str
+    duplicate: bool
+    replicas: list[StoredCopy]
+    manifests: list[StoredCopy]
+    arrivals: list[StoredCopy]  # the sealed addenda of later arrivals, beside each original
+    provenance: list[Arrival]
+    metadata: dict[str, Any] | None  # the normalized fields; None when none could be read
+    errors: list[dict[str, Any]]
+    candidates: list[dict[str, Any]]  # near-duplicates for an investigator to confirm
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("manifests", "arrivals"):  # side objects: where and in what state, no more
+            data[key] = [{"backend": c["backend"], "object": c["object"], "state": c["state"]} for c in data[key]]
+        return data
+
+
+def list_items(archive: Archive) -> list[ItemSummary]:
     with Session(read_only(archive.engine)) as session:
         counts = dict(
             session.exec(select(Provenance.item_id, func.count()).group_by(Provenance.item_id)).all()  # type: ignore[call-overload]
         )
         items = session.exec(select(Item).order_by(col(Item.created_at), col(Item.id))).all()
-        return [
-            {
-                "id": item.id,
-                "sha256": item.sha256,
-                "size": item.size,
-                "status": item.status,
-                "duplicate": counts.get(item.id, 0) > 1,
-            }
-            for item in items
-        ]
+        return [ItemSummary(item.id, item.sha256, item.size, item.status, counts.get(item.id, 0) > 1)
+                for item in items]
 
 
-def show_item(archive: Archive, ref: str) -> dict[str, Any]:
+def show_item(archive: Archive, ref: str) -> ItemRecord:
     """Everything the catalog knows about one item."""
+    from archive.objects import Role
+
     with Session(read_only(archive.engine)) as session:
         item = resolve_item(session, ref)
         replicas = session.exec(select(Replica).where(Replica.item_id == item.id).order_by(col(Replica.id))).all()
@@ -67,48 +127,32 @@ def show_item(archive: Archive, ref: str) -> dict[str, Any]:
             select(Provenance).where(Provenance.item_id == item.id).order_by(col(Provenance.id))
         ).all()
         extracted = session.get(ItemMetadata, item.id)
-        return {
-            "id": item.id,
-            "sha256": item.sha256,
-            "size": item.size,
-            "media_type": item.media_type,
-            "status": item.status,
-            "created_at": item.created_at,
-            "duplicate": len(provenance) > 1,
-            "replicas": [
-                {
-                    "backend": r.backend,
-                    "object": r.object_name,
-                    "version_id": r.version_id,
-                    "ciphertext_sha256": r.ciphertext_sha256,
-                    "size": r.size,
-                    "recipients": list(r.recipients),
-                    "state": r.state,
-                    "verified_at": r.verified_at,
-                }
+
+        def copies(role: str) -> list[StoredCopy]:
+            return [
+                StoredCopy(r.backend, r.object_name, r.state, r.version_id, r.ciphertext_sha256, r.size,
+                           list(r.recipients), r.verified_at)
                 for r in replicas
-                if r.role == "original"
-            ],
-            "manifests": [
-                {"backend": r.backend, "object": r.object_name, "state": r.state}
-                for r in replicas
-                if r.role == "manifest"
-            ],
-            "provenance": [
-                {
-                    "source": p.source,
-                    "note": p.note,
-                    "original_name": p.original_name,
-                    "declared_type": p.declared_type,
-                    "received_at": p.received_at,
-                    "actor": p.actor,
-                }
-                for p in provenance
-            ],
-            "metadata": normalized_view(extracted),
-            "errors": list(extracted.errors) if extracted is not None else [],
-            "candidates": _candidates(session, item.id),  # near-duplicates for an investigator to confirm
-        }
+                if r.role == role
+            ]
+
+        return ItemRecord(
+            id=item.id,
+            sha256=item.sha256,
+            size=item.size,
+            media_type=item.media_type,
+            status=item.status,
+            created_at=item.created_at,
+            duplicate=len(provenance) > 1,
+            replicas=copies(Role.ORIGINAL),
+            manifests=copies(Role.MANIFEST),
+            arrivals=copies(Role.ARRIVAL),
+            provenance=[Arrival(p.source, p.note, p.original_name, p.declared_type, p.received_at, p.actor)
+                        for p in provenance],
+            metadata=normalized_view(extracted),
+            errors=list(extracted.errors) if extracted is not None else [],
+            candidates=_candidates(session, item.id),
+        )
 
 
 def _candidates(session: Session, item_id: str) -> list[dict[str, Any]]:

@@ -8,14 +8,16 @@ health probe asks each backend in parallel with its own bounded timeouts.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from archive.catalog.items import Item, Replica
+from archive.catalog.items import Item, ItemStatus, Replica, ReplicaState
 from archive.catalog.jobs import Job, read_cursor
 from archive.db import read_only
+from archive.objects import Role
 from archive.services.fixity import PASS_CURSOR
 from archive.services.repair import REPLACED, policy_names
 
@@ -31,7 +33,36 @@ def _health(backend: Backend) -> str | None:
         return str(exc) or type(exc).__name__
 
 
-def archive_status(archive: Archive) -> dict[str, Any]:
+@dataclass
+class SiteStatus:
+    """One storage site: what the catalog says it holds, and whether it answers as this archive's site."""
+
+    name: str
+    kind: str | None
+    in_policy: bool
+    objects: int = 0  # originals and the sealed documents beside them
+    originals: int = 0
+    bytes: int = 0
+    missing: int = 0
+    corrupt: int = 0
+    answers: bool = False
+    error: str | None = None
+
+
+@dataclass
+class ArchiveStatus:
+    archive_id: str
+    items: dict[str, int]
+    policy: dict[str, Any]
+    backends: list[SiteStatus]
+    jobs: dict[str, int]
+    fixity_pass: dict[str, Any] | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def archive_status(archive: Archive) -> ArchiveStatus:
     backends = archive.backends
     with ThreadPoolExecutor(max_workers=max(1, len(backends))) as pool:
         health = dict(zip(backends, pool.map(_health, backends.values()), strict=True))
@@ -45,42 +76,31 @@ def archive_status(archive: Archive) -> dict[str, Any]:
         ).all()
         jobs = dict(session.exec(select(Job.state, func.count()).group_by(Job.state)).all())  # type: ignore[call-overload]
         cursor = read_cursor(session, PASS_CURSOR)
-    per_backend: dict[str, dict[str, Any]] = {}
     in_policy = set(policy_names(archive))
-    for name, backend in backends.items():
-        per_backend[name] = {
-            "name": name,
-            "kind": backend.kind,
-            "in_policy": name in in_policy,
-            "objects": 0,
-            "originals": 0,
-            "bytes": 0,
-            "missing": 0,
-            "corrupt": 0,
-            "answers": health[name] is None,
-            "error": health[name],
-        }
-    for name, role, state, count, size in rows:
-        entry = per_backend.setdefault(
-            name,
-            {"name": name, "kind": None, "in_policy": False, "objects": 0, "originals": 0, "bytes": 0, "missing": 0,
-             "corrupt": 0, "answers": False, "error": "not configured"},
-        )
-        if state == "verified":
-            entry["objects"] += int(count)  # originals and their manifests
-            entry["bytes"] += int(size)
-            if role == "original":
-                entry["originals"] += int(count)
-        elif state in ("missing", "corrupt"):
-            entry[state] += int(count)
-    return {
-        "archive_id": archive.config.archive_id,
-        "items": {"preserved": int(items.get("preserved", 0)), "degraded": int(items.get("degraded", 0)),
-                  **{k: int(v) for k, v in items.items() if k not in ("preserved", "degraded")}},
-        "policy": {"copies": archive.config.policy.copies, "minimum": archive.config.policy.minimum,
-                   "backends": policy_names(archive)},
-        "backends": list(per_backend.values()),
-        "jobs": {k: int(v) for k, v in jobs.items()},
-        "fixity_pass": None if cursor is None else {"position": cursor.value, **cursor.state,
-                                                    "updated_at": cursor.updated_at},
+    sites = {
+        name: SiteStatus(name, backend.kind, name in in_policy, answers=health[name] is None, error=health[name])
+        for name, backend in backends.items()
     }
+    for name, role, state, count, size in rows:
+        site = sites.setdefault(name, SiteStatus(name, None, False, error="not configured"))
+        if state == ReplicaState.VERIFIED:
+            site.objects += int(count)
+            site.bytes += int(size)
+            if role == Role.ORIGINAL:
+                site.originals += int(count)
+        elif state == ReplicaState.MISSING:
+            site.missing += int(count)
+        elif state == ReplicaState.CORRUPT:
+            site.corrupt += int(count)
+    policy = archive.config.policy
+    return ArchiveStatus(
+        archive_id=archive.config.archive_id,
+        items={ItemStatus.PRESERVED: int(items.get(ItemStatus.PRESERVED, 0)),
+               ItemStatus.DEGRADED: int(items.get(ItemStatus.DEGRADED, 0)),
+               **{str(k): int(v) for k, v in items.items() if k not in (ItemStatus.PRESERVED, ItemStatus.DEGRADED)}},
+        policy={"copies": policy.copies, "minimum": policy.minimum, "backends": policy_names(archive)},
+        backends=list(sites.values()),
+        jobs={str(k): int(v) for k, v in jobs.items()},
+        fixity_pass=None if cursor is None else {"position": cursor.value, **cursor.state,
+                                                 "updated_at": cursor.updated_at},
+    )
