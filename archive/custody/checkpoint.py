@@ -107,10 +107,11 @@ def _locked(directory: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _write_new(path: Path, text: str, mode: int) -> None:
+def write_new(path: Path, text: str, mode: int = 0o600) -> None:
+    """Create a file that must not exist yet (a key), durably, readable by its owner only by default."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "w", encoding="ascii") as stream:
-        stream.write(text + "\n")
+    with os.fdopen(fd, "w", encoding="utf-8") as stream:
+        stream.write(text)
         stream.flush()
         os.fsync(stream.fileno())
 
@@ -137,7 +138,7 @@ def ensure_log_key(settings: Settings) -> Signer:
             if origin is None:
                 origin = ORIGIN_PREFIX + secrets.token_hex(16)
             signer = Signer.generate(str(origin))
-            _write_new(path, signer.encode(), 0o600)
+            write_new(path, signer.encode() + "\n")
         if section.get("origin") != signer.name:
             section["origin"] = signer.name
             settings.save()

@@ -94,16 +94,6 @@ def _absolute_spec(spec: StorageSpec, home: Path) -> StorageSpec:
     return StorageSpec(spec.name, spec.kind, options)
 
 
-def _write_private(path: Path, text: str) -> None:
-    import os
-
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as stream:
-        stream.write(text)
-        stream.flush()
-        os.fsync(stream.fileno())
-
-
 def _site_log(
     backend: Backend, identities: list[Identity], vkey: str | None, report: RebuildReport
 ) -> tuple[MirroredLog | None, Signer | None, Verifier | None]:
@@ -246,9 +236,9 @@ def rebuild_catalog(
     custodian = str(identities[0].recipient)
     (keys / "custodian.pub").write_text(custodian + "\n", encoding="utf-8")
     if signer is not None:
-        from archive.custody.checkpoint import SIGNING_KEY_NAME, VKEY_NAME
+        from archive.custody.checkpoint import SIGNING_KEY_NAME, VKEY_NAME, write_new
 
-        _write_private(keys / SIGNING_KEY_NAME, signer.encode() + "\n")
+        write_new(keys / SIGNING_KEY_NAME, signer.encode() + "\n")
         (keys / VKEY_NAME).write_text(signer.verifier.encode() + "\n", encoding="ascii")
     settings = Settings(home=new_home, extra={"log": {"origin": origin}})
     settings.save()

@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from archive.age import Identity, Recipient
 from archive.config import CONFIG_NAME, ConfigError, Policy, Settings, StorageSpec
+from archive.custody.checkpoint import write_new
 
 OFFLINE_WARNING = (
     "WARNING: the custodian identity {path} can open every original. In production it belongs "
     "offline (an encrypted USB key in a safe), not on the server: move it away and pass "
     "--identity when you need to read originals."
 )
-
-
-def _write_secret(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as stream:
-        stream.write(text)
-        stream.flush()
-        os.fsync(stream.fileno())
 
 
 def init_home(
@@ -49,7 +41,7 @@ def init_home(
         identity = Identity.generate()
         identity_path = keys / "custodian.key"
         custodian = str(identity.recipient)
-        _write_secret(identity_path, f"# custodian identity (age); public key: {custodian}\n{identity}\n")
+        write_new(identity_path, f"# custodian identity (age); public key: {custodian}\n{identity}\n")
     (keys / "custodian.pub").write_text(custodian + "\n", encoding="utf-8")
     storage = [StorageSpec(name, "local", {"path": f"storage/{name}"}) for name in ("site-a", "site-b")]
     for spec in storage:
