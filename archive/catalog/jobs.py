@@ -13,6 +13,8 @@ transaction's up-front write lock (`BEGIN IMMEDIATE`, see `archive.db`) makes
 the claim atomic. A worker that dies leaves its lease to expire, and the job
 is claimed again. Handlers must therefore be idempotent. A failed attempt is
 retried with exponential backoff up to a cap; jobs never wait for a human.
+Finished jobs are deleted after a retention period (`delete_finished`, called
+by `archive.services.retention`).
 
 Times are stored as fixed-width UTC strings (`YYYY-MM-DDTHH:MM:SS.ffffffZ`),
 like every other time in the catalog; they sort and compare as text.

@@ -75,6 +75,7 @@ class ItemState:
     last_fingerprint_outcome: str | None  # of the latest fingerprint event (None: never ran)
     fingerprint_pending: bool  # a fingerprint job queued or running
     queued_steps: set[str] = field(default_factory=set)  # steps an analysis job already queued will run
+    queued_redo: bool = False  # that job runs them whether or not they are missing
 
 
 def _check_steps(steps: Iterable[str]) -> list[str]:
@@ -144,10 +145,13 @@ def item_states(session: Session, item_ids: list[str] | None = None) -> dict[str
         Job.item_id,
     )).all())
     queued: dict[str, set[str]] = {}
+    redo: set[str] = set()
     analyses = select(Job.item_id, Job.payload).where(col(Job.kind) == ANALYSIS, col(Job.state) == QUEUED)
     for item_id, payload in session.exec(only(analyses, Job.item_id)).all():
         if item_id is not None:
             queued.setdefault(item_id, set()).update(payload.get("steps") or STEPS)
+            if not payload.get("only_missing", True):
+                redo.add(item_id)
     states: dict[str, ItemState] = {}
     for item_id, media_type in items:
         meta_type, parsers = metadata.get(item_id, (None, None))
@@ -158,6 +162,7 @@ def item_states(session: Session, item_ids: list[str] | None = None) -> dict[str
             last_fingerprint_outcome=outcomes.get(item_id),
             fingerprint_pending=item_id in pending,
             queued_steps=queued.get(item_id, set()),
+            queued_redo=item_id in redo,
         )
     return states
 
@@ -180,7 +185,9 @@ def queue_analysis_backfill(
             todo = missing_steps(state, wanted) if only_missing else [s for s in wanted if applies(s, state)]
             if not todo or (only_missing and set(todo) <= state.queued_steps):
                 continue  # nothing lacking, or a job already queued will do it
-            enqueue(session, ANALYSIS, item_id=item_id, payload={"steps": todo, "only_missing": only_missing})
+            # Merged into a job already queued for the item: one that redoes everything keeps doing so.
+            keep = only_missing and not state.queued_redo
+            enqueue(session, ANALYSIS, item_id=item_id, payload={"steps": todo, "only_missing": keep})
             jobs += 1
             for step in todo:
                 by_step[step] += 1
