@@ -112,3 +112,32 @@ def test_a_segfault_in_fingerprinting_keeps_the_metadata(
     shown = cli.json("show", report["id"])
     assert shown["metadata"]["make"] == "NIKON"
     assert any(e["step"] == "fingerprint" and "SIGSEGV" in e["reason"] for e in shown["errors"])
+
+
+def test_one_request_for_several_tasks_blames_each_failure_on_its_task(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A photo's metadata and fingerprint share one request (bytes sent once), each with its own outcome."""
+    sandbox.shutdown()
+    data = (corpus / PHOTO).read_bytes()
+    tasks: list[tuple[str, dict[str, object], sandbox.Limits]] = [
+        ("metadata", {}, sandbox.METADATA), ("photo_fingerprint", {}, sandbox.PHOTO_DECODE)
+    ]
+    meta, prints = sandbox.run_many(tasks, data)
+    assert isinstance(meta, dict) and meta["normalized"]["make"] == "NIKON"
+    assert isinstance(prints, dict) and prints["hashes"]
+    assert sandbox.pool().started == 1
+    monkeypatch.setenv(sandbox.FAULT_ENV, "segv@metadata:MARK-meta,hang@photo_fingerprint:MARK-print")
+    sandbox.shutdown()
+    try:
+        crashed, after = sandbox.run_many(tasks, marked(corpus, tmp_path, "m.jpg", "MARK-meta").read_bytes())
+        assert isinstance(crashed, sandbox.SandboxFailure) and crashed.kind == "crash"
+        assert isinstance(after, dict) and after["hashes"]  # the task not reached ran alone, in a fresh child
+        quick = sandbox.Limits(memory=sandbox.PHOTO_DECODE.memory, cpu_seconds=5, wall_seconds=2.0)
+        found, hung = sandbox.run_many([tasks[0], ("photo_fingerprint", {}, quick)],
+                                       marked(corpus, tmp_path, "p.jpg", "MARK-print").read_bytes())
+        assert isinstance(found, dict) and found["normalized"]["make"] == "NIKON"
+        assert isinstance(hung, sandbox.SandboxFailure) and hung.kind == "timeout"
+    finally:
+        monkeypatch.delenv(sandbox.FAULT_ENV)
+        sandbox.shutdown()

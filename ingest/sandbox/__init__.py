@@ -23,6 +23,11 @@ the file's bytes (small files) or nothing (the child opens the path). The
 reply is JSON only, so a child subverted by a hostile file can lie about what
 it found but cannot hand the parent an object to execute (no pickle).
 
+One request may name several tasks over the same file (`run_many`: a photo's
+metadata and its fingerprint): the bytes cross the pipe once, and the child
+replies once per task as each finishes, so every task keeps its own limits
+and a crash or a hang is still blamed on the task that was running.
+
 Test hooks: `EVIDENCE_SANDBOX_TEST_FAULT` (read only in the child, never from
 a file) holds `fault[@task]:marker` pairs separated by commas, fault one of
 hang | oom | segv | cpu; a file whose first 64 KiB contain the marker makes
@@ -64,6 +69,8 @@ class Limits:
     cpu_seconds: int  # CPU time (all threads)
     wall_seconds: float  # elapsed time before the parent kills the child
 
+
+PREFETCHED = "sandbox:prefetched"  # in `Ingestion.results`: task name -> its outcome, run with an earlier request
 
 METADATA = Limits(memory=1024 * MIB, cpu_seconds=15, wall_seconds=20.0)
 PHOTO_DECODE = Limits(memory=1536 * MIB, cpu_seconds=15, wall_seconds=20.0)
@@ -146,10 +153,9 @@ class _Child:
                 pass
 
     def request(self, header: dict[str, Any], payload: bytes | None, limits: Limits) -> dict[str, Any]:
-        """Send one request and wait for its reply; raises SandboxFailure (the child is then dead)."""
+        """Send one request and wait for its (first) reply; raises SandboxFailure (the child is then dead)."""
         assert self.process.stdin is not None and self.process.stdout is not None
         self.uses += 1
-        deadline = time.monotonic() + limits.wall_seconds
         body = json.dumps(header).encode()
         try:
             self.process.stdin.write(_HEADER.pack(len(body)) + body)
@@ -158,6 +164,11 @@ class _Child:
             self.process.stdin.flush()
         except (BrokenPipeError, OSError):
             raise self._died(limits) from None
+        return self.reply(limits)
+
+    def reply(self, limits: Limits) -> dict[str, Any]:
+        """The next reply, within `limits.wall_seconds` from now; raises SandboxFailure (the child is then dead)."""
+        deadline = time.monotonic() + limits.wall_seconds
         size_bytes = self._read(4, deadline, limits)
         (size,) = _HEADER.unpack(size_bytes)
         if size > MAX_REPLY:
@@ -240,40 +251,74 @@ class Pool:
 
     def run(self, task: str, source: bytes | Path, options: dict[str, Any], limits: Limits) -> dict[str, Any]:
         """Run `task` on `source` in a child; its result, or SandboxFailure."""
-        header: dict[str, Any] = {"task": task, "options": options, "limits": limits.__dict__}
+        outcome = self.run_many([(task, options, limits)], source)[0]
+        if isinstance(outcome, SandboxFailure):
+            raise outcome
+        return outcome
+
+    def run_many(
+        self, tasks: list[tuple[str, dict[str, Any], Limits]], source: bytes | Path
+    ) -> list[dict[str, Any] | SandboxFailure]:
+        """Run several tasks on `source` in one child, the bytes sent once; each task's result or failure.
+
+        Each task has its own limits (its wall-clock time counts from the previous
+        task's reply). A task the child did not reach because it died or retired
+        runs again alone, in a fresh child.
+        """
+        header: dict[str, Any] = {
+            "tasks": [{"task": task, "options": options, "limits": limits.__dict__} for task, options, limits in tasks]
+        }
         payload: bytes | None = None
         if isinstance(source, bytes):
             header["size"] = len(source)
             payload = source
         else:
             header["path"] = str(source)
+        outcomes: list[dict[str, Any] | SandboxFailure] = []
         with self.slots:
             child = self._take()
+            alive = True
             try:
-                reply = child.request(header, payload, limits)
-            except SandboxFailure:
-                child.kill()
-                raise
+                for index, (_, _, limits) in enumerate(tasks):
+                    try:
+                        reply = child.request(header, payload, limits) if index == 0 else child.reply(limits)
+                    except SandboxFailure as failure:
+                        child.kill()
+                        outcomes.append(failure)
+                        alive = False
+                        break
+                    outcomes.append(_outcome(reply, limits))
+                    if reply.get("retire"):
+                        child.kill()
+                        alive = False
+                        break
             except BaseException:
                 child.kill()  # interrupted mid-request: the pipe's state is unknown
                 raise
-            if reply.get("retire"):
-                child.kill()
-            else:
+            if alive:
                 self._give_back(child)
-        if reply.get("ok"):
-            result: dict[str, Any] = reply["result"]
-            return result
-        kind = str(reply.get("kind", "error"))
-        if kind == "memory":
-            raise SandboxFailure("memory", f"parser exceeded its memory limit ({limits.memory // MIB} MiB)")
-        raise SandboxFailure(kind, str(reply.get("message", "unknown error"))[:500])
+        for task, options, limits in tasks[len(outcomes):]:  # not reached: the child ended on an earlier task
+            try:
+                outcomes.append(self.run(task, source, options, limits))
+            except SandboxFailure as failure:
+                outcomes.append(failure)
+        return outcomes
 
     def close(self) -> None:
         with self.lock:
             idle, self.idle = self.idle, []
         for child in idle:
             child.kill()
+
+
+def _outcome(reply: dict[str, Any], limits: Limits) -> dict[str, Any] | SandboxFailure:
+    if reply.get("ok"):
+        result: dict[str, Any] = reply["result"]
+        return result
+    kind = str(reply.get("kind", "error"))
+    if kind == "memory":
+        return SandboxFailure("memory", f"parser exceeded its memory limit ({limits.memory // MIB} MiB)")
+    return SandboxFailure(kind, str(reply.get("message", "unknown error"))[:500])
 
 
 _pool: Pool | None = None
@@ -292,6 +337,13 @@ def pool() -> Pool:
 def run(task: str, source: bytes | Path, options: dict[str, Any], limits: Limits) -> dict[str, Any]:
     """Run a registered task on untrusted `source` in a sandbox child (see the module docstring)."""
     return pool().run(task, source, options, limits)
+
+
+def run_many(
+    tasks: list[tuple[str, dict[str, Any], Limits]], source: bytes | Path
+) -> list[dict[str, Any] | SandboxFailure]:
+    """Several registered tasks on the same untrusted `source`, in one child request (see `Pool.run_many`)."""
+    return pool().run_many(tasks, source)
 
 
 def warm() -> None:

@@ -108,31 +108,43 @@ def child_main() -> None:
             source = data
         else:
             source = Path(header["path"])
-        task = tasks.get(header.get("task", ""))
-        if task is None:
-            _reply(stdout, {"ok": False, "kind": "error", "message": f"no sandbox task {header.get('task')!r}"})
-            continue
-        try:
-            _set_limits(header["limits"])
-            if faults:
-                head = _head(source)
-                for fault, only, marker in faults:
-                    if (only is None or only == header["task"]) and marker in head:
-                        _misbehave(fault)
-            result = task(source, header.get("options") or {})
-        except MemoryError:
-            del source
-            _reply(stdout, {"ok": False, "kind": "memory", "retire": True})
-            return  # a fresh child for the next file: this one's heap may be fragmented or torn
-        except Exception as exc:  # noqa: BLE001 - reported to the parent as the task's failure
-            _reply(stdout, {"ok": False, "kind": "error", "message": f"{type(exc).__name__}: {exc}"})
-            continue
-        try:
-            _reply(stdout, {"ok": True, "result": result})
-        except MemoryError:
-            _reply(stdout, {"ok": False, "kind": "memory", "retire": True})
-            return
+        # One task (older callers) or several over the same file, answered one reply each, in order.
+        requests = header.get("tasks") or [header]
+        for request in requests:
+            if not _serve(stdout, tasks, faults, source, request):
+                return  # retired: a fresh child for the rest
 
+
+def _serve(
+    out: IO[bytes], tasks: dict[str, Task], faults: list[tuple[str, str | None, bytes]],
+    source: bytes | Path, request: dict[str, Any],
+) -> bool:
+    """Run one task and reply; False when this child must retire (its heap may be torn)."""
+    name = str(request.get("task", ""))
+    task = tasks.get(name)
+    if task is None:
+        _reply(out, {"ok": False, "kind": "error", "message": f"no sandbox task {name!r}"})
+        return True
+    try:
+        _set_limits(request["limits"])
+        if faults:
+            head = _head(source)
+            for fault, only, marker in faults:
+                if (only is None or only == name) and marker in head:
+                    _misbehave(fault)
+        result = task(source, request.get("options") or {})
+    except MemoryError:
+        _reply(out, {"ok": False, "kind": "memory", "retire": True})
+        return False
+    except Exception as exc:  # noqa: BLE001 - reported to the parent as the task's failure
+        _reply(out, {"ok": False, "kind": "error", "message": f"{type(exc).__name__}: {exc}"})
+        return True
+    try:
+        _reply(out, {"ok": True, "result": result})
+    except MemoryError:
+        _reply(out, {"ok": False, "kind": "memory", "retire": True})
+        return False
+    return True
 
 if __name__ == "__main__":
     child_main()

@@ -72,9 +72,13 @@ def medium_of(media_type: str | None) -> str | None:
     return None
 
 
-def compute(source: bytes | Path, medium: str, *, start: float = 0.0, budget: float | None = None) -> Computed:
+def compute(
+    source: bytes | Path, medium: str, *, start: float = 0.0, budget: float | None = None,
+    prefetched: dict[str, Any] | Exception | None = None,
+) -> Computed:
     """The hashes to store and the probe to search with, decoded in a sandbox child.
 
+    `prefetched`: a photo's sandbox outcome already obtained with the metadata request.
     Raises NoFingerprint (the file has nothing to fingerprint, and why) or
     SandboxFailure (the decoder crashed, hung or ran out of memory).
     """
@@ -83,7 +87,10 @@ def compute(source: bytes | Path, medium: str, *, start: float = 0.0, budget: fl
     from ingest.fingerprints.common import Hash, NoFingerprint
 
     if medium == "photo":
-        out = sandbox.run("photo_fingerprint", source, {}, sandbox.PHOTO_DECODE)
+        if isinstance(prefetched, Exception):
+            raise prefetched
+        out = prefetched if prefetched is not None else sandbox.run("photo_fingerprint", source, {},
+                                                                    sandbox.PHOTO_DECODE)
         if "none" in out:
             raise NoFingerprint(str(out["none"]))
         hashes = [Hash(str(k), str(v), int(value), int(offset)) for k, v, value, offset in out["hashes"]]
@@ -134,8 +141,11 @@ class FingerprintMedia(Step):
         if source is None:
             ingestion.fail(self.name, "no plaintext available to fingerprint")
             return
+        from ingest.sandbox import PREFETCHED
+
+        prefetched = (ingestion.results.pop(PREFETCHED, None) or {}).get("photo_fingerprint")
         try:
-            done = compute(source, medium)
+            done = compute(source, medium, prefetched=prefetched)
         except NoFingerprint as exc:
             ingestion.fail(self.name, str(exc))
             ingestion.event(FINGERPRINT_EVENT, "warning", medium=medium, fingerprinted=False)

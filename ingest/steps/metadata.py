@@ -49,12 +49,25 @@ def sandboxed_extract(source: bytes | Path, detected: Detected | None, ingestion
 
     from ingest import sandbox
 
+    if detected is not None and detected.file_type is None:
+        # No parser applies to an unknown format: extraction only notes that, from the head and tail
+        # the Identify step already read here. Nothing untrusted is parsed, so no child is needed.
+        from ingest.media import extract
+
+        return extract(source, detected=detected)
     options: dict[str, Any] = {"detected": asdict(detected) if detected is not None else None}
-    try:
-        return MediaMetadata.from_dict(sandbox.run("metadata", source, options, sandbox.METADATA))
-    except sandbox.SandboxFailure as exc:
-        ingestion.fail("metadata", exc.reason)
-        failure = exc
+    tasks = [("metadata", options, sandbox.METADATA)]
+    if (ingestion.media_type or "").startswith("image/"):
+        # A photo's fingerprint decode rides in the same request: its bytes cross the pipe once.
+        # The fingerprint step takes the outcome from there (each task keeps its own limits).
+        tasks.append(("photo_fingerprint", {}, sandbox.PHOTO_DECODE))
+    outcomes = sandbox.run_many(tasks, source)
+    if len(outcomes) > 1:
+        ingestion.results[sandbox.PREFETCHED] = {"photo_fingerprint": outcomes[1]}
+    if not isinstance(outcomes[0], sandbox.SandboxFailure):
+        return MediaMetadata.from_dict(outcomes[0])
+    failure = outcomes[0]
+    ingestion.fail("metadata", failure.reason)
     if failure.kind in ("crash", "memory"):  # a hang or a CPU loop has spent the file's time already
         options["native"] = False
         try:

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 READ_SIZE = 1024 * 1024  # a multiple of age's 64 KiB chunk
 IN_MEMORY_LIMIT = 64 * 1024 * 1024  # analysis gets bytes in memory up to this size
 SMALL_FILE = 16 * 1024 * 1024  # up to this size, one thread does the pass (photos)
-QUEUE_DEPTH = 8
+QUEUE_DEPTH = 32
 _DONE = b""
 
 
@@ -96,6 +96,12 @@ class Receive(Step):
             size = os.fstat(fd).st_size
             if size == 0:
                 raise Refused("zero-byte file, there is nothing to keep")
+            if size <= IN_MEMORY_LIMIT:
+                # A photo's analysis follows in a sandbox child: start it now, so its imports
+                # overlap this pass. (A large file's pass needs both cores; its child starts later.)
+                from ingest import sandbox
+
+                sandbox.warm()
             self._pass(ingestion, fd, size, recipients, backends)
         finally:
             os.close(fd)
