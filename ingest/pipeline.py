@@ -129,6 +129,9 @@ class Step(ABC):
     name: str = ""
     # False for steps that only concern new items (analysis is not redone for a duplicate).
     runs_on_duplicates: bool = False
+    # True for analysis steps (what the file says about itself): an unexpected error in one is
+    # recorded on the item and the file is kept, never refused.
+    analysis: bool = False
 
     def run(self, ingestion: Ingestion, archive: Archive) -> None:
         """Do the work; put results on `ingestion`."""
@@ -173,7 +176,10 @@ def run_pipeline(ingestion: Ingestion, archive: Archive, steps: list[Step] | Non
         for step in steps:
             if ingestion.duplicate and not step.runs_on_duplicates:
                 continue
-            step.run(ingestion, archive)
+            if step.analysis:
+                _analyse(step, ingestion, archive)
+            else:
+                step.run(ingestion, archive)
     except Refused as exc:
         ingestion.status = "refused"
         ingestion.refusal_code = exc.code
@@ -193,6 +199,21 @@ def run_pipeline(ingestion: Ingestion, archive: Archive, steps: list[Step] | Non
             step.cleanup(ingestion)
         ingestion.plaintext = None
     return ingestion
+
+
+def _analyse(step: Step, ingestion: Ingestion, archive: Archive) -> None:
+    """Run an analysis step; whatever goes wrong in it is a failure on the item, never a refusal.
+
+    Evidence is never discarded because its metadata cannot be read, not even
+    when the reading code itself has a bug.
+    """
+    try:
+        step.run(ingestion, archive)
+    except Refused:
+        raise
+    except Exception as exc:  # noqa: BLE001 - an analysis bug must not cost the evidence
+        logging.getLogger(__name__).exception("analysis step %s failed unexpectedly", step.name)
+        ingestion.fail(step.name, f"internal error ({type(exc).__name__}); the file is kept")
 
 
 def _record_refusal(ingestion: Ingestion, archive: Archive, reason: str) -> None:

@@ -127,6 +127,7 @@ def pending_note(covered: float, duration: float | None) -> str:
 
 class FingerprintMedia(Step):
     name = "fingerprint"
+    analysis = True
 
     def run(self, ingestion: Ingestion, archive: Archive) -> None:
         if "fingerprint" in ingestion.results:

@@ -21,6 +21,7 @@ TAIL_SIZE = 65_536 + 22  # a ZIP's end-of-central-directory record lies within t
 
 class Identify(Step):
     name = "identify"
+    analysis = True
 
     def run(self, ingestion: Ingestion, archive: Archive) -> None:
         if "identify" in ingestion.results:

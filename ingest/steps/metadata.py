@@ -84,6 +84,7 @@ def sandboxed_extract(source: bytes | Path, detected: Detected | None, ingestion
 
 class ExtractMetadata(Step):
     name = "metadata"
+    analysis = True
 
     def run(self, ingestion: Ingestion, archive: Archive) -> None:
         if "metadata" in ingestion.results:
