@@ -77,6 +77,8 @@ def test_rebuild_catalog_round_trip(cli: Cli, corpus: Path, tmp_path: Path) -> N
     assert sum(1 for e in events if e.event_type == "recovery" and e.item_id) == 4
     vkey = str(tmp_path / "log.vkey")
     rebuilt("log", "verify", "--vkey", vkey)
+    mirrored = [int(p.name) for p in (site / "log" / "checkpoints").iterdir()]
+    assert max(mirrored) > size  # the continued log is back on the site, signed over the recovery
     latest = rebuilt.json("log", "checkpoint")["tree_size"]
     proof = rebuilt.json("log", "consistency", str(size), str(latest))
     proof_file = tmp_path / "proof.json"

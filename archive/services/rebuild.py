@@ -314,6 +314,9 @@ def rebuild_catalog(
                          details={"action": "rebuild catalog", "backend": backend_name, "phase": "end",
                                   "manifests": report.manifests, "items": report.items,
                                   "problems": len(report.problems)})
+        warning = runtime.finish()  # sign over the recovery, and put the continued log back on the site
+        if warning:
+            report.problems.append({"log": warning})
     finally:
         rebuilt.close()
     return report
