@@ -154,10 +154,10 @@ class Runtime:
         Returns a warning when no checkpoint could be signed (the use case's own
         result stands; the worker signs one later).
         """
-        from archive.custody.service import maybe_checkpoint
-
         try:
-            if self.added_events():
+            if self.added_events():  # a command that only read loads no custody code
+                from archive.custody.service import maybe_checkpoint
+
                 maybe_checkpoint(self.archive("archive"), max_age_seconds=0)
         except Exception as exc:  # noqa: BLE001 - the command's own result must not be lost
             return f"no checkpoint issued: {exc}"

@@ -1,15 +1,20 @@
-"""Connecting to the catalog (SQLite by default, PostgreSQL at scale) and migrating it."""
+"""Connecting to the catalog (SQLite by default, PostgreSQL at scale) and migrating it.
+
+Only SQLAlchemy Core at import: SQLModel (and pydantic with it) loads when a session is opened.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, create_engine
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -107,6 +112,8 @@ def transaction(engine: Engine) -> Iterator[Session]:
     Callables in `session.info["after_commit"]` run once the commit succeeded
     (tidying files whose content the transaction made obsolete).
     """
+    from sqlmodel import Session  # here: a command that only reads need not load the ORM and pydantic
+
     with Session(engine, expire_on_commit=False) as session:
         with session.begin():
             yield session

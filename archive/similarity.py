@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from archive.catalog.fingerprints import candidates_for
 from archive.db import read_only
 from archive.hamming import HammingIndex, popcount
 
@@ -309,26 +310,6 @@ def item_hashes(session: Session, item_id: str) -> list[Hash]:
 
     rows = session.exec(select(Fingerprint).where(Fingerprint.item_id == item_id).order_by(col(Fingerprint.id))).all()
     return [Hash(r.kind, r.variant, to_unsigned(r.value), r.offset_ms) for r in rows]
-
-
-def candidates_for(session: Session, item_id: str) -> list[dict[str, Any]]:
-    """The near-duplicate candidates recorded for an item (found when it, or the other, was ingested)."""
-    from sqlmodel import or_, select
-
-    from archive.catalog.fingerprints import Candidate
-
-    rows = session.exec(
-        select(Candidate).where(or_(Candidate.item_id == item_id, Candidate.other_id == item_id))
-    ).all()
-    best: dict[str, dict[str, Any]] = {}
-    for c in rows:
-        other = c.other_id if c.item_id == item_id else c.item_id
-        entry: dict[str, Any] = {"id": other, "distance": c.distance, "state": c.state}
-        if c.frame_match_share is not None:
-            entry["frame_match_share"] = c.frame_match_share
-        if other not in best or entry["distance"] < best[other]["distance"]:
-            best[other] = entry
-    return sorted(best.values(), key=lambda e: (e["distance"], e["id"]))
 
 
 def _check_distance(max_distance: int) -> None:

@@ -62,7 +62,11 @@ def wrap(totals: Totals, label: str, func: Callable[..., Any]) -> Callable[..., 
 
 
 def instrument(totals: Totals) -> None:
-    from ingest.pipeline import Step, default_steps
+    """Time every step, and inside them the custody events, the fsyncs and the sandbox requests."""
+    import archive.custody.log as log
+    import storage.local as local
+    from ingest import sandbox
+    from ingest.pipeline import default_steps
 
     for step in default_steps():
         cls = type(step)
@@ -70,7 +74,14 @@ def instrument(totals: Totals) -> None:
             cls.run = wrap(totals, f"{step.name}", cls.run)  # type: ignore[method-assign]
         if "save" in cls.__dict__:
             cls.save = wrap(totals, f"  {step.name}.save (in commit)", cls.save)  # type: ignore[method-assign]
-    _ = Step
+    sandbox.Pool.run_many = wrap(totals, "    sandbox requests (all)", sandbox.Pool.run_many)  # type: ignore[method-assign]
+    import ingest.steps.catalog as catalog
+
+    append = wrap(totals, "    custody events (append_event)", log.append_event)
+    log.append_event = catalog.append_event = append  # type: ignore[assignment]
+    # local.py calls os.fsync through the os module: objects, staging files and folders
+    os.fsync = wrap(totals, "    fsync of stored objects and folders", os.fsync)
+    _ = local
 
 
 def main() -> None:
@@ -101,9 +112,13 @@ def main() -> None:
     n = max(1, len(files) - 1)
     print(f"{n} file(s) after one warm-up; ms per file; load average {os.getloadavg()[0]:.2f}")
     print(f"{'step':<38} {'wall':>8} {'CPU':>8} {'sandbox CPU':>12}")
-    for label, (w, c, s, _calls) in totals.items():
-        print(f"{label:<38} {w / n * 1e3:>8.1f} {c / n * 1e3:>8.1f} {s / n * 1e3:>12.1f}")
+    for label, (w, c, s, calls) in totals.items():
+        print(f"{label:<38} {w / n * 1e3:>8.1f} {c / n * 1e3:>8.1f} {s / n * 1e3:>12.1f}   ({calls / n:.1f} calls)")
     print(f"{'whole ingest_file':<38} {wall / n * 1e3:>8.1f} {cpu / n * 1e3:>8.1f}")
+    if "    sandbox requests (all)" in totals:
+        w, c, s, _ = totals["    sandbox requests (all)"]
+        print(f"sandbox IPC (request wall - child CPU, parent side): {(w - s) / n * 1e3:.1f} ms per file, "
+              f"of which the parent's own CPU {c / n * 1e3:.1f} ms")
     archive.runtime.finish()
     archive.close()
     if tmp is not None:

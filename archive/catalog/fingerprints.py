@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from sqlalchemy import BigInteger, Column
 from sqlmodel import Field, SQLModel
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
 
 
 class Fingerprint(SQLModel, table=True):
@@ -37,3 +42,24 @@ class Candidate(SQLModel, table=True):
     frame_match_share: float | None = None
     state: str = Field(default="candidate", max_length=16)  # candidate | confirmed | rejected
     created_at: str = Field(max_length=32)
+
+
+def candidates_for(session: Session, item_id: str) -> list[dict[str, Any]]:
+    """The near-duplicate candidates recorded for an item (found when it, or the other, was ingested).
+
+    Here, beside the table, so that showing an item needs no similarity index (nor NumPy).
+    """
+    from sqlmodel import or_, select
+
+    rows = session.exec(
+        select(Candidate).where(or_(Candidate.item_id == item_id, Candidate.other_id == item_id))
+    ).all()
+    best: dict[str, dict[str, Any]] = {}
+    for c in rows:
+        other = c.other_id if c.item_id == item_id else c.item_id
+        entry: dict[str, Any] = {"id": other, "distance": c.distance, "state": c.state}
+        if c.frame_match_share is not None:
+            entry["frame_match_share"] = c.frame_match_share
+        if other not in best or entry["distance"] < best[other]["distance"]:
+            best[other] = entry
+    return sorted(best.values(), key=lambda e: (e["distance"], e["id"]))
