@@ -156,6 +156,14 @@ class ObjectWriter(ABC):
     def abort(self) -> None:
         """Discard the staged bytes; safe to call more than once."""
 
+    def finish_writes(self) -> None:
+        """No more bytes will come: a backend may start making them durable and verifying them now,
+        in the background, so that `commit` later only waits for that and publishes.
+
+        Why: ingest has analysis to do between the last write and the commit; the
+        disk's flush then overlaps it instead of following it. Optional (default: nothing).
+        """
+
     def digest_covers_sent_bytes(self) -> None:
         """The caller promises that the digest it will pass to `commit` is its own
         SHA-256 of exactly the bytes it writes here (ingest computes it as it sends).

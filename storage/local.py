@@ -5,7 +5,9 @@ and read back (the verification: compared with the bytes sent when the caller
 hashed exactly those, else hashed; a large file is read back in 32 MiB segments
 as each reaches the device, the rest after the final fsync), then hard-linked
 under its final name (which fails rather than overwrite: names are never
-reused) and the directory is fsync'd. A crash at any point leaves either no object or a complete one;
+reused) and the directory is fsync'd. `finish_writes` starts the fsync and the
+read-back in a thread as soon as the last byte is written, so they overlap
+whatever the caller does before `commit` (ingest: identification and analysis). A crash at any point leaves either no object or a complete one;
 stale staging files are swept on the next start.
 
 The root's marker (`.evidence-root.json`) is checked before every write when
@@ -19,6 +21,7 @@ import errno
 import hashlib
 import os
 import secrets
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -127,9 +130,11 @@ class LocalWriter(ObjectWriter):
         self._read_back = hashlib.sha256()  # over the bytes read back from disk so far
         self._verified = 0
         self._unverified: list[bytes] | None = None  # sent, not yet read back (comparison mode)
+        self._syncing: threading.Thread | None = None  # the fsync and read-back started by finish_writes
+        self._sync_error: BaseException | None = None
 
     def write(self, data: bytes) -> None:
-        assert self._fd is not None, "write after commit or abort"
+        assert self._fd is not None and self._syncing is None, "write after finish_writes, commit or abort"
         view = memoryview(data)
         try:
             while view:
@@ -143,15 +148,17 @@ class LocalWriter(ObjectWriter):
             self._unverified.append(bytes(data))  # a reference, not a copy, for bytes
         try:
             if _sync_file_range is not None and self._size - self._flushed >= WRITEBACK_EVERY:
-                _sync_file_range(self._fd, self._flushed, self._size - self._flushed, SYNC_WRITE)
+                started = self._flushed
+                _sync_file_range(self._fd, started, self._size - started, SYNC_WRITE)
                 self._flushed = self._size
-            if self._size - self._verified >= VERIFY_EVERY:
-                # Wait until what we have is on the device and read it back now, while the
-                # other threads still hash and encrypt, instead of re-reading it all at the end.
-                if _sync_file_range is not None:
-                    _sync_file_range(self._fd, self._verified, self._size - self._verified, SYNC_WAIT)
-                else:
-                    os.fdatasync(self._fd)
+                if started - self._verified >= VERIFY_EVERY - WRITEBACK_EVERY:
+                    # Wait for the segments whose write-back started earlier and read them back,
+                    # while the one just started stays in flight: the device never runs dry
+                    # while we wait, and the other threads go on hashing and encrypting.
+                    _sync_file_range(self._fd, self._verified, started - self._verified, SYNC_WAIT)
+                    self._read_back_to(started)
+            elif _sync_file_range is None and self._size - self._verified >= VERIFY_EVERY:
+                os.fdatasync(self._fd)
                 self._read_back_to(self._size)
         except OSError as exc:
             self.abort()
@@ -164,7 +171,7 @@ class LocalWriter(ObjectWriter):
     def _read_back_to(self, end: int) -> None:
         assert self._fd is not None
         if self._unverified is not None:
-            self._compare_back()
+            self._compare_back(end)
             return
         while self._verified < end:
             chunk = os.pread(self._fd, min(CHUNK, end - self._verified), self._verified)
@@ -173,23 +180,54 @@ class LocalWriter(ObjectWriter):
             self._read_back.update(chunk)
             self._verified += len(chunk)
 
-    def _compare_back(self) -> None:
-        """Read back what was sent since the last check and compare it byte for byte."""
+    def _compare_back(self, end: int) -> None:
+        """Read back the blocks sent that lie wholly before `end` and compare them byte for byte."""
         assert self._fd is not None and self._unverified is not None
-        for block in self._unverified:
+        pending = self._unverified
+        done = 0
+        for block in pending:
+            if self._verified + len(block) > end:
+                break
             if os.pread(self._fd, len(block), self._verified) != block:
                 raise VerificationFailed(
                     f"{self._backend.name}: read-back of {self._name} does not match what was sent"
                 )
             self._verified += len(block)
-        self._unverified.clear()
+            done += 1
+        del pending[:done]
+
+    def _make_durable(self) -> None:
+        """fsync, then read back whatever was not read back during the writes."""
+        assert self._fd is not None
+        os.fsync(self._fd)
+        self._read_back_to(self._size)
+
+    def _durable_in_background(self) -> None:
+        try:
+            self._make_durable()
+        except BaseException as exc:  # noqa: BLE001 - handed to commit, which raises it
+            self._sync_error = exc
+
+    def finish_writes(self) -> None:
+        """Start the fsync and the read-back in a thread; `commit` waits for it, then publishes."""
+        if self._fd is not None and self._syncing is None:
+            self._syncing = threading.Thread(target=self._durable_in_background, name="fsync", daemon=True)
+            self._syncing.start()
+
+    def _wait_for_sync(self) -> None:
+        if self._syncing is not None:
+            self._syncing.join()
 
     def commit(self, expected_sha256: str) -> StoredObject:
         assert self._fd is not None, "commit after commit or abort"
         root = self._backend.root
         try:
-            os.fsync(self._fd)
-            self._read_back_to(self._size)  # whatever was not read back during the writes
+            if self._syncing is None:
+                self._make_durable()
+            else:
+                self._wait_for_sync()
+                if self._sync_error is not None:
+                    raise self._sync_error
             size = os.fstat(self._fd).st_size
             os.close(self._fd)
             self._fd = None
@@ -218,6 +256,7 @@ class LocalWriter(ObjectWriter):
         return StoredObject(self._backend.name, self._name, size, digest)
 
     def abort(self) -> None:
+        self._wait_for_sync()  # never close a descriptor another thread is still using
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

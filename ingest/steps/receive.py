@@ -118,6 +118,8 @@ class Receive(Step):
             self._streaming_pass(ingestion, fd, size, encryptor, staged)
         if ingestion.size == 0:
             raise Refused("zero-byte file, there is nothing to keep")
+        for entry in ingestion.staged:
+            entry.writer.finish_writes()  # the flush to disk overlaps the analysis; Replicate waits for it
 
     @staticmethod
     def _open_writers(ingestion: Ingestion, backends: list[Backend], size: int) -> list[Staged]:
