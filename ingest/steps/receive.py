@@ -155,16 +155,25 @@ class Receive(Step):
             total += len(block)
         plaintext = b"".join(chunks)
         del chunks
-        sealed = encryptor.header() + encryptor.update(plaintext) + encryptor.finalize()
+        # Encrypted 1 MiB at a time and kept as pieces: one 4 MB update and the joins around it
+        # cost twice the CPU (fresh large buffers fault their pages in), for the same bytes.
+        sealed = [encryptor.header()]
+        sealed += [encryptor.update(plaintext[at : at + READ_SIZE]) for at in range(0, len(plaintext), READ_SIZE)]
+        sealed.append(encryptor.finalize())
+        cipher_digest = hashlib.sha256()
+        for piece in sealed:
+            cipher_digest.update(piece)
         for entry in staged:
             try:
-                entry.writer.write(sealed)
+                for piece in sealed:
+                    if piece:
+                        entry.writer.write(piece)
             except StorageError as exc:
                 self._drop(ingestion, entry, exc)
         ingestion.sha256 = hashlib.sha256(plaintext).hexdigest()
         ingestion.size = len(plaintext)
-        ingestion.ciphertext_sha256 = hashlib.sha256(sealed).hexdigest()
-        ingestion.ciphertext_size = len(sealed)
+        ingestion.ciphertext_sha256 = cipher_digest.hexdigest()
+        ingestion.ciphertext_size = sum(len(piece) for piece in sealed)
         ingestion.plaintext = plaintext
 
     def _streaming_pass(
