@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 READ_SIZE = 1024 * 1024  # a multiple of age's 64 KiB chunk
 IN_MEMORY_LIMIT = 64 * 1024 * 1024  # analysis gets bytes in memory up to this size
 SMALL_FILE = 16 * 1024 * 1024  # up to this size, one thread does the pass (photos)
-QUEUE_DEPTH = 32
+QUEUE_DEPTH = 8
 _DONE = b""
 
 
