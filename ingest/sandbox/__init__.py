@@ -37,6 +37,7 @@ the child misbehave that way. Without the variable no content can trigger it.
 from __future__ import annotations
 
 import atexit
+import fcntl
 import json
 import os
 import resource
@@ -58,6 +59,7 @@ HARD_MEMORY = 4096 * MIB  # the most any task may ask for; the child cannot rais
 MAX_REPLY = 256 * MIB  # a reply larger than this is treated as a misbehaving child
 MAX_USES = 500  # requests one child serves before it is retired (bounds slow leaks in native code)
 _HEADER = struct.Struct(">I")
+PIPE_SIZE = 1024 * 1024  # Linux's default pipe-max-size
 _PROJECT_ROOT = str(Path(__file__).resolve().parents[1])
 
 
@@ -134,6 +136,12 @@ class _Child:
             close_fds=True,
         )
         self.uses = 0
+        for stream in (self.process.stdin, self.process.stdout):
+            try:  # a photo crosses in a few large writes instead of sixty 64 KiB ones, each a wake-up
+                assert stream is not None
+                fcntl.fcntl(stream.fileno(), fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+            except (OSError, AttributeError):
+                pass  # not Linux, or above /proc/sys/fs/pipe-max-size: the default size works too
 
     def alive(self) -> bool:
         return self.process.poll() is None
