@@ -5,10 +5,14 @@ and read back (the verification: compared with the bytes sent when the caller
 hashed exactly those, else hashed; a large file is read back in 32 MiB segments
 as each reaches the device, the rest after the final fsync), then hard-linked
 under its final name (which fails rather than overwrite: names are never
-reused) and the directory is fsync'd. `finish_writes` starts the fsync and the
-read-back in a thread as soon as the last byte is written, so they overlap
-whatever the caller does before `commit` (ingest: identification and analysis). A crash at any point leaves either no object or a complete one;
-stale staging files are swept on the next start.
+reused) and the directory is fsync'd. A crash at any point leaves either no
+object or a complete one; stale staging files are swept on the next start.
+
+`finish_writes` starts the fsync and the read-back in a thread as soon as the
+last byte is written, so they overlap whatever the caller does before `commit`
+(ingest: identification and analysis). While a large file streams in, each
+writer starts write-back every 16 MiB and waits for (and reads back) the
+segments before the one just started, so the device always has work queued.
 
 The root's marker (`.evidence-root.json`) is checked before every write when
 the backend knows its archive: an unmounted drive leaves a bare, writable mount
