@@ -221,3 +221,17 @@ def test_a_worker_reuses_its_storage_clients_across_jobs_and_rebuilds_them_on_ch
         assert third["site-a"] is first["site-a"]
     finally:
         archive.close()
+
+
+def test_a_site_cannot_be_added_where_another_site_already_is(cli: Cli, tmp_path: Path) -> None:
+    """One disk must never count as two copies: the same folder, one inside it, one around it, the home."""
+    home = cli.home
+    for path in (home / "storage" / "site-a", home / "storage" / "site-a" / ".." / "site-a",
+                 home / "storage" / "site-a" / "o", home / "storage", home):
+        _, _, err = cli("storage", "add", "dup", "--kind", "local", "--path", str(path), expect=2)
+        assert "another place" in err or "archive's home" in err, (path, err)
+    cli("storage", "add", "site-c", "--kind", "local", "--path", str(home / "storage" / "site-c"))  # a new folder
+    linked = tmp_path / "alias"
+    linked.symlink_to(home / "storage" / "site-a")
+    _, _, err = cli("storage", "add", "alias", "--kind", "local", "--path", str(linked), expect=2)
+    assert "another place" in err

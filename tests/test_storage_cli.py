@@ -158,3 +158,19 @@ def test_credentials_from_the_secrets_file_and_a_site_without_any(
     status = {b["name"]: b for b in cli.json("status")["backends"]}
     assert not status["vault"]["answers"] and "no credentials" in status["vault"]["error"]
     assert site_a.secret_key not in json.dumps(cli.json("storage", "list"))
+
+
+def test_a_bucket_prefix_already_used_by_a_site_is_refused(
+    cli: Cli, site_a: WeedServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    bucket = site_a.shared_bucket()
+    for name in ("cloud", "cloud2", "cloud3"):
+        set_credentials(monkeypatch, name, site_a)
+    cli("storage", "add", "cloud", "--kind", "s3", "--endpoint", site_a.endpoint, "--bucket", bucket,
+        "--prefix", f"{tmp_path.name}/p1")
+    for prefix in (f"{tmp_path.name}/p1", f"{tmp_path.name}", f"{tmp_path.name}/p1/inner"):
+        _, _, err = cli("storage", "add", "cloud2", "--kind", "minio", "--endpoint", site_a.endpoint + "/",
+                        "--bucket", bucket, "--prefix", prefix, expect=2)
+        assert "another place" in err
+    cli("storage", "add", "cloud3", "--kind", "s3", "--endpoint", site_a.endpoint, "--bucket", bucket,
+        "--prefix", f"{tmp_path.name}/p2")

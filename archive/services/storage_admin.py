@@ -123,15 +123,45 @@ def _check(backend: Backend) -> None:
         raise StorageError(f"storage {backend.name!r}: {reason}")
 
 
+def _location(spec: StorageSpec, home: Path) -> tuple[str, ...]:
+    """Where a site keeps its objects, as a path of parts: a folder, or endpoint, bucket and prefix."""
+    if spec.kind == "local":
+        path = Path(spec.options["path"])
+        return ("file", *(path if path.is_absolute() else home / path).resolve().parts)
+    endpoint = str(spec.options.get("endpoint") or "aws").rstrip("/").lower()
+    prefix = [part for part in str(spec.options.get("prefix") or "").split("/") if part]
+    return ("s3", endpoint, str(spec.options["bucket"]), *prefix)
+
+
+def _refuse_overlap(archive: Archive, spec: StorageSpec) -> None:
+    """Refuse a site that is, contains or sits inside another site (or the home): it would not be another copy."""
+
+    def inside(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+        return a[: len(b)] == b
+
+    new = _location(spec, archive.home)
+    for other in archive.config.storage:
+        where = _location(other, archive.home)
+        if inside(new, where) or inside(where, new):
+            raise ServiceError(f"that location is, contains or is inside storage {other.name!r}: "
+                               "a copy there would not be a copy in another place")
+    home = ("file", *archive.home.resolve().parts)
+    if spec.kind == "local" and inside(home, new):  # a folder inside the home (storage/site-c) is fine
+        raise ServiceError("that location is or contains the archive's home: choose a folder of its own")
+
+
 def mark_site(archive: Archive, backend: Backend) -> None:
     """Give a site the marker naming this archive; a site that names another archive is refused."""
     from storage.base import StorageError
     from storage.markers import ensure_marker
 
     try:
-        ensure_marker(backend, archive.config.archive_id)
+        marker = ensure_marker(backend, archive.config.archive_id)
     except StorageError as exc:
         raise ServiceError(str(exc)) from exc
+    if marker.backend != backend.name:
+        raise ServiceError(f"that location is already this archive's storage {marker.backend!r} (its marker says so): "
+                           "a second site there would not be a copy in another place")
 
 
 STORAGE_CLAIMED = "storage claimed"
@@ -215,6 +245,7 @@ def add_storage(
             except OSError as exc:
                 raise ServiceError(f"cannot create storage root {options['path']}: {exc.strerror or exc}") from exc
     spec = StorageSpec(name, kind, options)
+    _refuse_overlap(archive, spec)
     backend = _backend_for(archive, spec)
     if check:
         _check(backend)
