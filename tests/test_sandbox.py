@@ -141,3 +141,29 @@ def test_one_request_for_several_tasks_blames_each_failure_on_its_task(
     finally:
         monkeypatch.delenv(sandbox.FAULT_ENV)
         sandbox.shutdown()
+
+
+@pytest.mark.parametrize("fault", ["hang", "cpu"])
+def test_a_video_whose_every_parser_hangs_is_kept_within_30_seconds(
+    cli: Cli, corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    """Every task on the file misbehaves (metadata, probing, frame decoding): the limits add up to under 30 s."""
+    data = (corpus / "media" / "video" / "phone_gradients.mp4").read_bytes()
+    first = int.from_bytes(data[:4], "big")  # the ftyp box; a `free` box carrying the marker follows it
+    video = tmp_path / f"{fault}.mp4"
+    video.write_bytes(data[:first] + (16).to_bytes(4, "big") + b"free" + b"VIDMARK!" + data[first:])
+    monkeypatch.setenv(sandbox.FAULT_ENV, f"{fault}:VIDMARK!")
+    sandbox.shutdown()
+    try:
+        start = time.perf_counter()
+        (report,) = cli.json_lines("ingest", str(video))
+        assert time.perf_counter() - start < 30
+    finally:
+        monkeypatch.delenv(sandbox.FAULT_ENV)
+        sandbox.shutdown()
+    assert report["status"] == "preserved"
+    shown = cli.json("show", report["id"])
+    assert {e["step"] for e in shown["errors"]} >= {"metadata", "fingerprint"}
+    out = tmp_path / "back.mp4"
+    cli("get", report["id"], "-o", str(out))
+    assert out.read_bytes() == video.read_bytes()

@@ -33,7 +33,9 @@ if TYPE_CHECKING:
 FINGERPRINT_EVENT = "fingerprint"  # no PREMIS event fits a perceptual hash; named as the step
 
 
-INGEST_VIDEO_BUDGET = 120.0  # seconds of frame decoding at ingest; the worker fingerprints the rest
+# Seconds of frame decoding at ingest: a file is acknowledged within 30 s whatever it holds,
+# and the worker fingerprints the rest of a long video as a job.
+INGEST_VIDEO_BUDGET = 10.0
 PENDING_NOTE = "frames sampled from the first"  # starts the item note the worker clears when it finishes
 
 
