@@ -103,3 +103,40 @@ def test_a_site_without_its_marker_is_neither_restored_onto_nor_called_missing(c
     out = tmp_path / "out.jpg"
     cli("get", first["id"], "-o", str(out))
     assert out.read_bytes() == source.read_bytes()
+
+
+def test_a_duplicate_restores_copies_corrupted_before_any_check_found_it(
+    cli: Cli, corpus: Path, tmp_path: Path
+) -> None:
+    """No fixity pass has run: the arrival itself re-hashes the copies and finds them bad."""
+    source = corpus / PHOTO
+    first = cli.json_lines("ingest", str(source), "--source", "X")[0]
+    _corrupt_every_copy(cli, first["id"])
+    assert cli.json("show", first["id"])["status"] == "preserved"  # nobody knows yet
+    again = cli.json_lines("ingest", str(source), "--source", "Y")[0]
+    _assert_restored(cli, source, first, again, tmp_path)
+
+
+def test_a_failed_read_marks_the_copy_bad_and_queues_its_repair(cli: Cli, corpus: Path, tmp_path: Path) -> None:
+    """`get` is a check too: a copy that does not decrypt to the recorded bytes is recorded as corrupt."""
+    from archive.catalog.events import Event
+    from archive.catalog.jobs import Job
+
+    source = corpus / PHOTO
+    first = cli.json_lines("ingest", str(source))[0]
+    replica = _originals(cli, first["id"])[0]
+    path = cli.home / "storage" / replica["backend"] / replica["object"]
+    data = bytearray(path.read_bytes())
+    data[-20] ^= 0xFF
+    path.write_bytes(bytes(data))
+    out = tmp_path / "out.jpg"
+    cli("get", first["id"], "-o", str(out))  # the other copy serves
+    assert out.read_bytes() == source.read_bytes()
+    states = {r["backend"]: r["state"] for r in _originals(cli, first["id"])}
+    assert states[replica["backend"]] == "corrupt"
+    assert cli.json("show", first["id"])["status"] == "degraded"
+    failed = [e for e in rows(cli.home, Event) if e.event_type == "fixity check" and e.outcome == "failure"]
+    assert failed and failed[-1].details["backend"] == replica["backend"]
+    assert any(j.kind == "repair" and j.item_id == first["id"] for j in rows(cli.home, Job))
+    cli("worker", "--once")
+    assert cli.json("show", first["id"])["status"] == "preserved"

@@ -211,6 +211,7 @@ def get_item(archive: Archive, ref: str, output: Path, identity_path: Path | Non
         except Exception as exc:  # noqa: BLE001 - any failure of one copy: try the next
             tmp.unlink(missing_ok=True)
             original.failures.append(f"{copy.replica.backend}: {exc}")
+            copy.record_bad(exc)
             continue
         except BaseException:  # Ctrl-C, SIGTERM: leave no partial plaintext behind
             tmp.unlink(missing_ok=True)

@@ -80,6 +80,40 @@ class OriginalCopy:
         if held is not None:
             yield held
 
+    def record_bad(self, problem: Exception) -> None:
+        """A read is a check too: a copy that is gone or decrypts to other bytes is recorded so, and repaired.
+
+        Only what the copy itself shows counts (absent, failed authentication or
+        the wrong SHA-256); a site that cannot be reached says nothing about it.
+        """
+        from archive.age import AgeError
+        from archive.catalog.items import ReplicaState
+        from archive.catalog.jobs import REPAIR, enqueue
+        from archive.custody.log import FIXITY_CHECK, append_event
+        from archive.db import transaction
+        from archive.services.repair import refresh_status
+        from storage.base import ObjectMissing
+
+        if isinstance(problem, ObjectMissing):
+            state = ReplicaState.MISSING
+        elif isinstance(problem, (AgeError, IntegrityError)):
+            state = ReplicaState.CORRUPT
+        else:
+            return
+        with transaction(self.archive.engine) as session:
+            row = session.get(Replica, self.replica.id)
+            item = session.get(Item, self.item.id)
+            if row is None or item is None or row.state != ReplicaState.VERIFIED:
+                return
+            row.state = state
+            session.add(row)
+            append_event(session, FIXITY_CHECK, actor=self.archive.actor, item_id=item.id,
+                         objects=[f"{row.backend}:{row.object_name}"], outcome="failure",
+                         details={"backend": row.backend, "role": row.role, "result": str(state),
+                                  "detail": "found when reading the original", "algorithm": "SHA-256"})
+            refresh_status(session, self.archive, item)
+            enqueue(session, REPAIR, item_id=item.id)
+
     def _record_access(self) -> None:
         from archive.custody.log import ACCESS, append_event
         from archive.db import transaction

@@ -133,15 +133,17 @@ class CommitToCatalog(Step):
         assert item is not None
         found: DuplicateArrival | None = ingestion.results.get("deduplicate")
         current = live_replicas(session, item.id)
-        vanished = set(found.vanished if found is not None else [])
-        for row in current:  # gone when looked for just now: recorded like a fixity check
+        vanished = found.vanished if found is not None else {}
+        for row in current:  # found bad when looked at just now: recorded like a fixity check
             if row.id in vanished and row.state == VERIFIED:
-                row.state = MISSING
+                row.state = vanished[row.id]
                 session.add(row)
+                detail = ("absent" if row.state == MISSING else "other bytes than recorded") + \
+                    " when the same file arrived again"
                 append_event(session, FIXITY_CHECK, actor=ingestion.actor, item_id=item.id,
                              objects=[f"{row.backend}:{row.object_name}"], outcome="failure",
-                             details={"backend": row.backend, "role": row.role, "result": MISSING,
-                                      "detail": "absent when the same file arrived again", "algorithm": "stat"})
+                             details={"backend": row.backend, "role": row.role, "result": row.state, "detail": detail,
+                                      "algorithm": "stat" if row.state == MISSING else "SHA-256"})
         for stored in ingestion.stored:
             retire_replaced(session, current, stored.backend)
             session.add(_replica(ingestion, stored, Role.ORIGINAL, now))

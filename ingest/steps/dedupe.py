@@ -52,7 +52,8 @@ class DuplicateArrival:
     # count as kept, nothing is written to them now, and a repair job adds the addendum later.
     unanswered: list[str] = field(default_factory=list)
     restore: list[str] = field(default_factory=list)  # backends whose new copy restores the item
-    vanished: list[int] = field(default_factory=list)  # replica rows saying verified whose object is gone
+    # Replica rows saying verified whose object is gone ("missing") or holds other bytes ("corrupt").
+    vanished: dict[int, str] = field(default_factory=dict)
 
 
 def _answers(archive: Archive, name: str, health: dict[str, str | None]) -> bool:
@@ -65,15 +66,27 @@ def _answers(archive: Archive, name: str, health: dict[str, str | None]) -> bool
     return health[name] is None
 
 
-def _present(archive: Archive, replica: Replica, health: dict[str, str | None]) -> bool | None:
-    """True/False when a backend says whether it holds the object; None when it cannot tell."""
+# Copies up to this size are re-hashed when the same file arrives again (a corruption no fixity
+# pass has found yet must not cost the only good bytes); larger ones are only looked for.
+RECHECK_BYTES = 64 * 1024 * 1024
+
+
+def _present(archive: Archive, replica: Replica, health: dict[str, str | None]) -> str | None:
+    """What a copy's site says of it: "verified", "missing" or "corrupt"; None when it cannot tell."""
+    from storage.base import ObjectMissing
+
     if not _answers(archive, replica.backend, health):
         return None
     backend = archive.backends[replica.backend]
     try:
-        return backend.stat(replica.object_name, replica.version_id) is not None
+        if replica.size > RECHECK_BYTES:
+            return "verified" if backend.stat(replica.object_name, replica.version_id) is not None else "missing"
+        digest, size = backend.sha256_of(replica.object_name, replica.version_id)
+    except ObjectMissing:
+        return "missing"
     except (StorageError, OSError):
         return None
+    return "verified" if (digest, size) == (replica.ciphertext_sha256, replica.size) else "corrupt"
 
 
 def examine(archive: Archive, item: Item, replicas: list[Replica], provenance: list[Provenance]) -> DuplicateArrival:
@@ -93,9 +106,9 @@ def examine(archive: Archive, item: Item, replicas: list[Replica], provenance: l
         if replica.state != VERIFIED:
             continue
         answer = _present(archive, replica, health)
-        if answer is False:
+        if answer in (MISSING, CORRUPT):
             assert replica.id is not None
-            found.vanished.append(replica.id)
+            found.vanished[replica.id] = str(answer)
             continue
         good.append(replica)
         if answer:
