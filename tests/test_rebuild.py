@@ -175,7 +175,34 @@ def test_rebuild_refuses_a_site_whose_copy_of_the_log_was_altered(cli: Cli, corp
     bundle.chmod(0o644)
     bundle.write_bytes(data.replace(b"tester", b"someone", 1) if b"tester" in data else data[:-1] + b"x")
     key = str(cli.home / "keys" / "custodian.key")
-    _, _, err = Cli(tmp_path / "nowhere")("rebuild-catalog", "--from", "site-a", "--kind", "local", "--path",
-                                          str(site), "--identity", key, "--into", str(tmp_path / "r"), expect=2)
-    assert "does not verify" in err
-    assert not (tmp_path / "r").exists()
+    result = Cli(tmp_path / "nowhere").json("rebuild-catalog", "--from", "site-a", "--kind", "local", "--path",
+                                            str(site), "--identity", key, "--into", str(tmp_path / "r"), expect=1)
+    assert any("does not verify" in p.get("log", "") for p in result["problems"])
+    assert result["log_events"] == 0 and result["items"] == 1  # the evidence is recovered all the same
+    origin = tomllib.loads((tmp_path / "r" / "config.toml").read_text())["log"]["origin"]
+    assert "-rebuilt-" in origin  # a new log, under a name of its own: never mistaken for the old one
+
+
+def test_rebuild_does_not_take_over_a_log_rolled_back_behind_a_witnessed_checkpoint(
+    cli: Cli, corpus: Path, tmp_path: Path
+) -> None:
+    cli("ingest", str(corpus / "media" / "jpg" / "Canon_40D.jpg"))
+    early = cli.json("log", "checkpoint")["tree_size"]
+    cli("ingest", str(corpus / "media" / "jpg" / "Nikon_D70.jpg"))
+    witnessed = tmp_path / "witnessed.txt"
+    witnessed.write_text(cli.json("log", "checkpoint")["note"])
+    site = cli.home / "storage" / "site-a"
+    for path in (site / "log" / "checkpoints").iterdir():  # the attacker rolls the site's log back
+        if int(path.name) > early:
+            path.unlink()
+    key = str(cli.home / "keys" / "custodian.key")
+    vkey = str(cli.home / "keys" / "log.vkey")
+    args = ["rebuild-catalog", "--from", "site-a", "--kind", "local", "--path", str(site), "--identity", key,
+            "--vkey", vkey]
+    result = Cli(tmp_path / "nowhere").json(*args, "--into", str(tmp_path / "r"), "--checkpoint", str(witnessed),
+                                            expect=1)
+    assert any("does not extend the witnessed checkpoint" in p.get("log", "") for p in result["problems"])
+    assert result["log_events"] == 0 and result["items"] == 2
+    # Without the witness's checkpoint the shorter log is taken over, and the report says how much.
+    plain = Cli(tmp_path / "nowhere").json(*args, "--into", str(tmp_path / "r2"), expect=1)
+    assert plain["log_events"] == early

@@ -76,6 +76,8 @@ def fixity(
               help="A new, empty home for the rebuilt catalog.")
 @click.option("--vkey", "vkey_file", type=click.File("r"), default=None,
               help="The log's verifier key as your witnesses hold it (default: the one the site keeps).")
+@click.option("--checkpoint", "checkpoint_file", type=click.File("r"), default=None,
+              help="A checkpoint a witness kept: the site's log must extend it to be taken over.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_state
 def rebuild_catalog(
@@ -90,6 +92,7 @@ def rebuild_catalog(
     identity: Path,
     new_home: Path,
     vkey_file: Any,
+    checkpoint_file: Any,
     as_json: bool,
 ) -> None:
     """Recreate the catalog from the manifests on one storage site, in a new home.
@@ -102,6 +105,7 @@ def rebuild_catalog(
     keys/storage-secrets.toml or the environment.
     """
     vkey = vkey_file.read() if vkey_file else None
+    witnessed = checkpoint_file.read() if checkpoint_file else None
     from archive.config import StorageSpec
     from archive.services.rebuild import rebuild_catalog as rebuild
     from archive.services.storage_admin import build_options
@@ -110,7 +114,7 @@ def rebuild_catalog(
         options = build_options(kind, path=path, endpoint=endpoint, bucket=bucket, region=region, prefix=prefix)
         spec = StorageSpec(site, kind, options)
         actor = state.as_name or "recovery"
-        report = rebuild(spec, identity, new_home, actor, vkey=vkey)
+        report = rebuild(spec, identity, new_home, actor, vkey=vkey, witnessed=witnessed)
     else:
         with state.archive() as archive:
             found = archive.config.site(site)
@@ -122,7 +126,7 @@ def rebuild_catalog(
             if spec.kind == "local" and not Path(spec.options["path"]).is_absolute():
                 spec.options["path"] = str(archive.home / spec.options["path"])
             report = rebuild(spec, identity, new_home, archive.actor, recipients=archive.config.recipients,
-                             secrets_home=archive.home, vkey=vkey)
+                             secrets_home=archive.home, vkey=vkey, witnessed=witnessed)
     if as_json:
         emit_json(report.as_dict())
     else:
@@ -130,7 +134,9 @@ def rebuild_catalog(
                    f"on {report.backend} into {report.home}; {report.log_events} custody events taken over "
                    f"(log key {report.log_key})")
         for problem in report.problems:
-            click.echo(f"  problem: {problem}")
+            where = ", ".join(f"{k} {v}" for k, v in problem.items() if k != "problem" and k != "log")
+            text = problem.get("problem") or problem.get("log", "")
+            click.echo(f"  problem: {where + ': ' if where else ''}{text}")
     sys.exit(1 if report.problems else 0)
 
 

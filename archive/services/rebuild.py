@@ -94,37 +94,66 @@ def _absolute_spec(spec: StorageSpec, home: Path) -> StorageSpec:
     return StorageSpec(spec.name, spec.kind, options)
 
 
+@dataclass
+class SiteLog:
+    """What the site's copy of the custody log allows: take it over, only check against it, or neither."""
+
+    present: bool = False  # the site has a copy at all (a new log then needs a name of its own)
+    log: MirroredLog | None = None  # checked; None when absent or when it does not verify
+    signer: Signer | None = None  # the sealed signing key, when the log may be continued
+    verifier: Verifier | None = None
+
+
 def _site_log(
-    backend: Backend, identities: list[Identity], vkey: str | None, report: RebuildReport
-) -> tuple[MirroredLog | None, Signer | None, Verifier | None]:
-    """The site's copy of the custody log, checked, and the signing key it keeps sealed (either may be missing).
+    backend: Backend, identities: list[Identity], vkey: str | None, witnessed: str | None, report: RebuildReport
+) -> SiteLog:
+    """The site's copy of the custody log, checked, and the signing key it keeps sealed.
 
     The verifier key should come from outside the site (a witness, the
-    published log.vkey); without one the site's own is used and the report says so.
+    published log.vkey); without one the site's own is used and the report says
+    so. A `witnessed` checkpoint (a signed note someone outside kept) must be
+    extended by the site's log, so a log rolled back on the site is not taken
+    over. A log that does not verify is reported and not taken over, and the
+    items are recovered all the same: one bad byte in the log must not cost
+    the evidence.
     """
+    from archive.custody.merkle import MemoryTree
     from archive.custody.mirror import CHECKPOINTS, MirrorError, read_mirrored_log
     from archive.custody.recover import RecoveryError, unseal_signing_key
-    from archive.custody.verify import VerificationError, Verifier
+    from archive.custody.verify import VerificationError, Verifier, open_note, parse_checkpoint
 
     if next(iter(backend.list(CHECKPOINTS)), None) is None:
         report.problems.append({"log": "the site holds no copy of the custody log: a new log was started"})
-        return None, None, None
+        return SiteLog()
+    found = SiteLog(present=True)
     try:
         verifier = Verifier.decode(vkey) if vkey else None
         site_log = read_mirrored_log(backend, verifier)
         verifier = verifier or Verifier.decode(site_log.vkey or "")
+        if witnessed is not None:
+            body = parse_checkpoint(open_note(witnessed, verifier))
+            entries = site_log.entries[: body.tree_size]
+            from archive.custody.entry import leaf_hash
+
+            tree = MemoryTree(b"".join(leaf_hash(entry) for entry in entries))
+            if len(entries) < body.tree_size or tree.root(body.tree_size) != body.root_hash:
+                raise VerificationError(f"it does not extend the witnessed checkpoint of {body.tree_size} events "
+                                        f"(the site's log holds {site_log.tree_size}): it was rolled back or rewritten")
     except (MirrorError, VerificationError, StorageError) as exc:
-        raise ServiceError(f"the custody log on {backend.name!r} does not verify: {exc}") from exc
+        report.problems.append({"log": f"the site's copy of the custody log does not verify ({exc}); it was not "
+                                "taken over, and a new log was started under a new name"})
+        return found
+    found.log, found.verifier = site_log, verifier
     if vkey is None:
         report.log_key = "from the site itself: compare it with the key your witnesses hold"
     try:
-        signer = unseal_signing_key(backend, identities)
+        found.signer = unseal_signing_key(backend, identities)
     except RecoveryError as exc:
         raise ServiceError(str(exc)) from exc
-    if signer is None:
+    if found.signer is None:
         report.problems.append({"log": "the site keeps no sealed signing key: its log is checked against, "
                                 "and a new log was started under a new name"})
-    return site_log, signer, verifier
+    return found
 
 
 def _logged_items(site_log: MirroredLog) -> set[str]:
@@ -185,6 +214,7 @@ def rebuild_catalog(
     recipients: list[str] | None = None,
     secrets_home: Path | None = None,
     vkey: str | None = None,
+    witnessed: str | None = None,
 ) -> RebuildReport:
     """Recreate the catalog in `new_home` from the manifests on the one site `spec` describes.
 
@@ -222,10 +252,11 @@ def rebuild_catalog(
 
     report = RebuildReport(home=str(new_home), backend=backend_name)
     archive_id = marker or random.token_hex(16)
-    site_log, signer, verifier = _site_log(backend, identities, vkey, report)
+    site = _site_log(backend, identities, vkey, witnessed, report)
+    site_log, signer, verifier = site.log, site.signer, site.verifier
     if signer is not None:
         origin = signer.name
-    elif site_log is not None:  # the old log cannot be signed on: a new one, under a name of its own
+    elif site.present:  # the old log cannot be signed on: a new one, under a name of its own
         origin = f"evidence-archive/{archive_id}-rebuilt-{random.token_hex(4)}"
     else:
         origin = f"evidence-archive/{archive_id}"
