@@ -77,6 +77,7 @@ class Runtime:
     clock: Callable[[], datetime] = utc_clock
     _engine: Engine | None = field(default=None, repr=False)
     log_size_at_open: int = 0
+    warnings: list[str] = field(default_factory=list)  # for whoever runs the process to show
 
     @classmethod
     def open(cls, home: str | os.PathLike[str] | None = None) -> Runtime:
@@ -120,6 +121,10 @@ class Runtime:
         with Session(read_only(self.engine)) as session:
             config = read_config(session)
         if config is not None:
+            if self.settings.legacy and not self.warnings:
+                keys = ", ".join(sorted(self.settings.legacy))
+                self.warnings.append(f"{self.settings.config_path}: {keys} are ignored there; they live in the "
+                                     "catalog now (evidence storage, policy, encrypt-to)")
             return config
         if not self.settings.legacy:
             raise ConfigError(

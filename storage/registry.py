@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 
 from archive.config import ConfigError, StorageSpec
 from storage.base import Backend, ObjectInfo, ObjectWriter, StorageError
-from storage.secrets import Secrets
+from storage.secrets import SECRETS_NAME, Secrets
 
 KINDS = ("local", "s3", "minio")
 
@@ -69,7 +69,8 @@ def _remote(cls: Any, spec: StorageSpec, secrets: Secrets) -> Backend:
     try:
         credentials = credentials_from_env(spec.name, environ)
     except StorageError as exc:
-        return Unavailable(spec.name, spec.kind, f"unavailable: no credentials ({exc})")
+        return Unavailable(spec.name, spec.kind, f"unavailable: no credentials (give them in keys/{SECRETS_NAME} "
+                                                 f"under [{spec.name}], or in the environment: {exc})")
     options = S3Options.from_dict(spec.name, spec.options)
     sse_c_key = sse_c_key_from_env(spec.name, environ) if options.sse == "sse-c" else None
     backend: Backend = cls(spec.name, options, credentials=credentials, sse_c_key=sse_c_key)

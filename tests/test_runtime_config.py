@@ -184,7 +184,7 @@ def test_moving_an_older_home_never_claims_a_site_whose_copies_are_not_there(cli
     assert "marker" in sites["site-b"]["reason"] and not (site_b / ".evidence-root.json").exists()
     fixity = cli.json("fixity", "--all", expect=None)
     assert fixity["missing"] == 0  # unavailable, never called missing
-    _, _, err = cli("storage", "claim", "site-b", expect=2)  # the empty mount point is not claimed
+    _, _, err = cli("storage", "claim", "site-b", expect=1)  # the empty mount point is not claimed: a check failed
     assert "does not hold the copies" in err
     site_b.rmdir()
     shutil.move(cli.home / "disk-b", site_b)  # mounted again: the operator claims it
@@ -235,3 +235,27 @@ def test_a_site_cannot_be_added_where_another_site_already_is(cli: Cli, tmp_path
     linked.symlink_to(home / "storage" / "site-a")
     _, _, err = cli("storage", "add", "alias", "--kind", "local", "--path", str(linked), expect=2)
     assert "another place" in err
+
+
+def test_settings_put_back_into_config_toml_are_ignored_with_a_warning(cli: Cli) -> None:
+    """Nobody changes the policy by editing a file: no event, no effect, and the operator is told."""
+    from archive.catalog.events import Event
+
+    path = cli.home / "config.toml"
+    path.write_text(path.read_text() + '\nrecipients = ["age1qqqq"]\n\n[policy]\ncopies = 1\nminimum = 1\n')
+    _, _, err = cli("policy", "show")
+    assert "ignored" in err and "policy" in err
+    assert cli.json("policy", "show")["copies"] == 2
+    assert rows(cli.home, Event, Event.event_type == "policy assignment") == []
+
+
+def test_get_never_overwrites_and_names_a_missing_folder(cli: Cli, corpus: Path, tmp_path: Path) -> None:
+    report = cli.json_lines("ingest", str(corpus / "media" / "jpg" / "Canon_40D.jpg"))[0]
+    out = tmp_path / "out.jpg"
+    out.write_bytes(b"mine")
+    _, _, err = cli("get", report["id"], "-o", str(out), expect=2)
+    assert "already exists" in err and out.read_bytes() == b"mine"
+    cli("get", report["id"], "-o", str(out), "--force")
+    assert out.read_bytes() == (corpus / "media" / "jpg" / "Canon_40D.jpg").read_bytes()
+    _, _, err = cli("get", report["id"], "-o", str(tmp_path / "nowhere" / "x.jpg"), expect=2)
+    assert "no folder" in err and "internal error" not in err

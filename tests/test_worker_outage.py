@@ -112,5 +112,5 @@ def _batch_with_an_outage(archive: Any, cli: Cli, files: list[Path], down: WeedS
         shown = show_item(archive, report.id)
         assert {r.backend for r in shown.replicas if r.state == "verified"} == {"s3-a", "s3-b"}
         out_file = tmp_path / "out.bin"
-        get_item(archive, report.id, out_file)
+        get_item(archive, report.id, out_file, overwrite=True)
         assert out_file.read_bytes() == Path(report.path).read_bytes()

@@ -144,15 +144,16 @@ def show(state: CliState, item: str, as_json: bool) -> None:
 @click.argument("item")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--identity", type=click.Path(dir_okay=False, path_type=Path), default=None, help="age identity file.")
+@click.option("--force", is_flag=True, help="Replace the output file if it exists.")
 @pass_state
-def get(state: CliState, item: str, output: Path, identity: Path | None) -> None:
+def get(state: CliState, item: str, output: Path, identity: Path | None, force: bool) -> None:
     """Decrypt an original to a file, verifying its SHA-256 against the catalog."""
     from archive.services.errors import IntegrityError
     from archive.services.items import get_item
 
     with state.archive() as archive:
         try:
-            result = get_item(archive, item, output, identity)
+            result = get_item(archive, item, output, identity, overwrite=force)
         except IntegrityError as exc:
             fail(f"REFUSED: {exc}", code=1)  # a check failed: nothing was written under that name
     for failure in result.failures:

@@ -35,8 +35,8 @@ class CliState:
         finally:
             try:
                 warning = archive.runtime.finish()
-                if warning:
-                    click.echo(f"warning: {warning}", err=True)
+                for text in [*archive.runtime.warnings, *([warning] if warning else [])]:
+                    click.echo(f"warning: {text}", err=True)
             finally:
                 archive.close()
 
@@ -68,12 +68,12 @@ class ArchiveGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         from archive.age import AgeError
-        from archive.services.errors import IntegrityError, ServiceError
+        from archive.services.errors import CheckFailed, ServiceError
         from storage.base import StorageError
 
         try:
             return super().invoke(ctx)
-        except IntegrityError as exc:  # stored bytes do not match: a check failed
+        except CheckFailed as exc:  # stored bytes do not match, a site is not what it should be …
             fail(str(exc), code=1)
         except (ConfigError, ServiceError, StorageError, AgeError) as exc:
             fail(str(exc))

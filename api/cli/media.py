@@ -49,10 +49,12 @@ def similar(state: CliState, target: str | None, file: BinaryIO | None, max_dist
         click.echo(f"{m.id}  distance {m.distance}{share}")
 
 
+QUERY_LIMIT = 4 * 1024 * 1024 * 1024  # a query file larger than this is refused, never spooled without end
+
+
 @contextmanager
-def spooled(stream: BinaryIO, in_memory: int = 64 * 1024 * 1024) -> Iterator[bytes | Path]:
+def spooled(stream: BinaryIO, in_memory: int = 64 * 1024 * 1024, limit: int = QUERY_LIMIT) -> Iterator[bytes | Path]:
     """The bytes of `stream`: in memory when small, else in a private temporary file removed afterwards."""
-    import shutil
     import tempfile
 
     head = stream.read(in_memory + 1)
@@ -61,7 +63,12 @@ def spooled(stream: BinaryIO, in_memory: int = 64 * 1024 * 1024) -> Iterator[byt
         return
     with tempfile.NamedTemporaryFile(prefix=".evidence-query-") as spool:
         spool.write(head)
-        shutil.copyfileobj(stream, spool, 1024 * 1024)
+        size = len(head)
+        while chunk := stream.read(1024 * 1024):
+            size += len(chunk)
+            if size > limit:
+                fail(f"a file to compare may be at most {limit // 2**30} GiB")
+            spool.write(chunk)
         spool.flush()
         yield Path(spool.name)
 

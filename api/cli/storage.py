@@ -94,7 +94,8 @@ def storage_list(state: CliState, as_json: bool, no_check: bool) -> None:
         elif entry.answers:
             status = "  answers"
         else:
-            status = f"  UNAVAILABLE: {entry.reason}"
+            reason = str(entry.reason or "").removeprefix("unavailable: ")
+            status = f"  UNAVAILABLE: {reason}"
         click.echo(f"{entry.name:<16} {entry.kind:<6} {where}{extra}{status}")
 
 

@@ -13,5 +13,9 @@ class Ambiguous(ServiceError):
     """An id prefix that matches more than one item."""
 
 
-class IntegrityError(ServiceError):
+class CheckFailed(ServiceError):
+    """A check the request depends on failed (the caller's exit code 1, not 2): the message says which."""
+
+
+class IntegrityError(CheckFailed):
     """Stored bytes do not match what the catalog recorded: refuse loudly."""

@@ -189,7 +189,9 @@ class Retrieved:
         return asdict(self)
 
 
-def get_item(archive: Archive, ref: str, output: Path, identity_path: Path | None = None) -> Retrieved:
+def get_item(
+    archive: Archive, ref: str, output: Path, identity_path: Path | None = None, *, overwrite: bool = False
+) -> Retrieved:
     """Decrypt an original to `output`, refusing unless its SHA-256 matches.
 
     Copies are tried in turn; the plaintext goes to a temporary file beside
@@ -198,8 +200,12 @@ def get_item(archive: Archive, ref: str, output: Path, identity_path: Path | Non
     """
     from archive.services.originals import open_original
 
-    original = open_original(archive, ref, identity_path)
     output = output.absolute()
+    if not output.parent.is_dir():
+        raise ServiceError(f"there is no folder {output.parent} to write the original into")
+    if output.exists() and not overwrite:
+        raise ServiceError(f"{output} already exists; nothing was overwritten")
+    original = open_original(archive, ref, identity_path)
     for copy in original.copies:
         fd, tmp_name = tempfile.mkstemp(prefix=".evidence-get-", dir=output.parent)
         tmp = Path(tmp_name)

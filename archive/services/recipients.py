@@ -54,7 +54,7 @@ def add_recipient(archive: Archive, text: str) -> Recipients:
     try:
         recipient = str(Recipient.parse(text.strip()))
     except (AgeError, ValueError) as exc:
-        raise ServiceError(f"not an age recipient (age1…): {exc}") from exc
+        raise ServiceError(f"{text.strip()[:80]!r} is not an age recipient (age1…)") from exc
     current = list(archive.config.recipients)
     if recipient in current:
         raise ServiceError("that recipient is already in the list")

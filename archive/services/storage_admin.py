@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from archive.config import StorageSpec
-from archive.services.errors import NotFound, ServiceError
+from archive.services.errors import CheckFailed, NotFound, ServiceError
 
 if TYPE_CHECKING:
     from archive.context import Archive
@@ -185,8 +185,8 @@ def claim_storage(archive: Archive, name: str) -> SiteInfo:
     try:
         marker = backend.read_marker()
         if marker is None and not holds_its_copies(archive.runtime, backend):
-            raise ServiceError(f"storage {name!r} does not hold the copies the catalog keeps there: "
-                               "is the right disk mounted, the right bucket named?")
+            raise CheckFailed(f"storage {name!r} does not hold the copies the catalog keeps there: "
+                              "is the right disk mounted, the right bucket named?")
     except StorageError as exc:
         raise ServiceError(str(exc)) from exc
     mark_site(archive, backend)
