@@ -242,6 +242,8 @@ class Backend(ABC):
             return f"unavailable: marker {MARKER_NAME} missing \u2014 {self.marker_hint}"
         if marker.archive_id != self.expected_archive_id:
             return f"unavailable: marker belongs to archive {marker.archive_id}"
+        if marker.backend != self.name:  # another site of this archive mounted or linked here: not a second copy
+            return f"unavailable: this is the archive's site {marker.backend!r} (its marker says so), not {self.name!r}"
         return None
 
     def require_marker(self) -> None:

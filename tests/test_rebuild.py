@@ -206,3 +206,39 @@ def test_rebuild_does_not_take_over_a_log_rolled_back_behind_a_witnessed_checkpo
     # Without the witness's checkpoint the shorter log is taken over, and the report says how much.
     plain = Cli(tmp_path / "nowhere").json(*args, "--into", str(tmp_path / "r2"), expect=1)
     assert plain["log_events"] == early
+
+
+def test_rebuild_with_a_swapped_sealed_key_recovers_the_items_and_takes_over_no_log(
+    cli: Cli, corpus: Path, tmp_path: Path
+) -> None:
+    """The site's sealed signing key was replaced (another key, sealed to the custodian): nothing crashes."""
+    from archive.age import Identity, Recipient
+    from archive.custody.checkpoint import Signer
+    from archive.custody.recover import seal_signing_key
+
+    cli("ingest", str(corpus / "media" / "jpg" / "Canon_40D.jpg"))
+    site = cli.home / "storage" / "site-a"
+    key = cli.home / "keys" / "custodian.key"
+    custodian = Identity.read(key)[0].recipient
+    sealed = site / "log" / "signing-key.age"
+    sealed.chmod(0o644)
+    other = Signer.generate(tomllib.loads((cli.home / "config.toml").read_text())["log"]["origin"])
+    sealed.write_bytes(seal_signing_key(other, [Recipient.parse(str(custodian))]))
+    result = Cli(tmp_path / "nowhere").json("rebuild-catalog", "--from", "site-a", "--kind", "local", "--path",
+                                            str(site), "--identity", str(key), "--into", str(tmp_path / "r"),
+                                            expect=1)
+    assert result["items"] == 1 and result["log_events"] == 0
+    assert any("cannot be continued" in p.get("log", "") for p in result["problems"])
+
+
+def test_rebuild_keeps_the_name_the_site_marker_gives_it(cli: Cli, corpus: Path, tmp_path: Path) -> None:
+    report = cli.json_lines("ingest", str(corpus / "media" / "jpg" / "Canon_40D.jpg"))[0]
+    site = cli.home / "storage" / "site-b"
+    key = str(cli.home / "keys" / "custodian.key")
+    result = Cli(tmp_path / "nowhere").json("rebuild-catalog", "--from", "whatever", "--kind", "local", "--path",
+                                            str(site), "--identity", key, "--into", str(tmp_path / "r"))
+    assert result["backend"] == "site-b" and result["items"] == 1
+    rebuilt = Cli(tmp_path / "r")
+    assert [s["name"] for s in rebuilt.json("storage", "list")] == ["site-b"]
+    assert rebuilt.json("fixity", "--all")["found_problems"] is False
+    assert rebuilt.json("show", report["id"])["status"] == "preserved"

@@ -259,3 +259,19 @@ def test_get_never_overwrites_and_names_a_missing_folder(cli: Cli, corpus: Path,
     assert out.read_bytes() == (corpus / "media" / "jpg" / "Canon_40D.jpg").read_bytes()
     _, _, err = cli("get", report["id"], "-o", str(tmp_path / "nowhere" / "x.jpg"), expect=2)
     assert "no folder" in err and "internal error" not in err
+
+
+def test_a_site_swapped_for_another_site_after_it_was_added_is_unavailable(cli: Cli, corpus: Path,
+                                                                          tmp_path: Path) -> None:
+    """The wrong disk mounted (here: linked) at a site's place must not count as a second copy."""
+    usb = tmp_path / "usb"
+    cli("storage", "add", "usb", "--kind", "local", "--path", str(usb))
+    cli("policy", "set", "--copies", "2", "--minimum", "1", "--backends", "site-a,usb")
+    usb.rename(tmp_path / "usb.away")
+    usb.symlink_to(cli.home / "storage" / "site-a")
+    report = cli.json_lines("ingest", str(corpus / "media" / "jpg" / "Canon_40D.jpg"))[0]
+    assert report["status"] == "degraded"
+    shown = cli.json("show", report["id"])
+    assert [r["backend"] for r in shown["replicas"]] == ["site-a"]
+    sites = {s["name"]: s for s in cli.json("storage", "list")}
+    assert not sites["usb"]["answers"] and "'site-a'" in sites["usb"]["reason"]

@@ -85,6 +85,21 @@ def _event(seq: int, entry: bytes) -> Event:
     return event
 
 
+def check_take_over(log: MirroredLog, signer: Signer, verifier: Verifier) -> None:
+    """Everything `take_over` requires, checked before anything is made: raises `RecoveryError` saying what."""
+    from archive.custody.entry import FORMAT
+
+    if signer.verifier.encode() != verifier.encode():
+        raise RecoveryError("the sealed signing key is not the key the site's checkpoints are signed with")
+    for seq, entry in enumerate(log.entries):
+        _event(seq, entry)
+        if json.loads(entry).get("format") != FORMAT:
+            raise RecoveryError(f"entry {seq} of the site's log has an unknown format")
+    for tree_size, note in log.checkpoints.items():
+        if parse_checkpoint(open_note(note, verifier)).origin != signer.name:
+            raise RecoveryError(f"checkpoint {tree_size} is for another log than the sealed key signs")
+
+
 def take_over(session: Session, log: MirroredLog, signer: Signer, verifier: Verifier) -> Recovered:
     """Make the site's checked log this (empty) catalog's log, in the caller's transaction.
 

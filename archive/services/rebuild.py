@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from archive.custody.checkpoint import Signer
     from archive.custody.mirror import MirroredLog
     from archive.custody.verify import Verifier
-    from storage.base import Backend
+    from storage.base import Backend, Marker
 
 # PREMIS event type (id.loc.gov/vocabulary/preservation/eventType/rec).
 RECOVERY = "recovery"
@@ -119,7 +119,7 @@ def _site_log(
     """
     from archive.custody.merkle import MemoryTree
     from archive.custody.mirror import CHECKPOINTS, MirrorError, read_mirrored_log
-    from archive.custody.recover import RecoveryError, unseal_signing_key
+    from archive.custody.recover import RecoveryError, check_take_over, unseal_signing_key
     from archive.custody.verify import VerificationError, Verifier, open_note, parse_checkpoint
 
     if next(iter(backend.list(CHECKPOINTS)), None) is None:
@@ -150,9 +150,16 @@ def _site_log(
         found.signer = unseal_signing_key(backend, identities)
     except RecoveryError as exc:
         raise ServiceError(str(exc)) from exc
-    if found.signer is None:
-        report.problems.append({"log": "the site keeps no sealed signing key: its log is checked against, "
-                                "and a new log was started under a new name"})
+    if found.signer is not None:
+        try:
+            check_take_over(site_log, found.signer, verifier)
+        except (RecoveryError, VerificationError) as exc:  # signed by some other key: trusted for nothing
+            report.problems.append({"log": f"the site's copy of the custody log cannot be continued ({exc}); "
+                                    "it was not taken over, and a new log was started under a new name"})
+            found.signer = found.log = found.verifier = None
+    elif found.signer is None:
+        report.problems.append({"log": "the site keeps no sealed signing key: items are checked against its "
+                                "log, and a new log was started under a new name"})
     return found
 
 
@@ -161,13 +168,12 @@ def _logged_items(site_log: MirroredLog) -> set[str]:
             if event.get("type") == "ingestion" and event.get("item") and event.get("outcome") != "failure"}
 
 
-def _read_marker(backend: Backend) -> str | None:
-    """The archive id the site's marker names, if it has one."""
+def _read_marker(backend: Backend) -> Marker | None:
+    """The site's marker (the archive it belongs to, its name there), if it has one."""
     try:
-        found = backend.read_marker()
+        return backend.read_marker()
     except StorageError as exc:
         raise ServiceError(f"storage site {backend.name!r}: {exc}") from exc
-    return None if found is None else found.archive_id
 
 
 def _read_all(backend: Backend, name: str) -> bytes:
@@ -244,7 +250,12 @@ def rebuild_catalog(
         spec = _absolute_spec(spec, Path.cwd())
     keys_dir = (secrets_home or new_home) / "keys"
     backend = build_backend(spec, new_home, Secrets(keys_dir / SECRETS_NAME))
-    marker = _read_marker(backend)
+    found_marker = _read_marker(backend)
+    marker = found_marker.archive_id if found_marker else None
+    if found_marker is not None and found_marker.backend != spec.name:  # the site keeps its own name
+        spec = StorageSpec(found_marker.backend, spec.kind, spec.options)
+        backend_name = spec.name
+        backend = build_backend(spec, new_home, Secrets(keys_dir / SECRETS_NAME))
     backend.expected_archive_id = marker
     problem = backend.health()
     if problem is not None:
