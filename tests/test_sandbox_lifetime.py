@@ -51,3 +51,44 @@ def test_a_child_stuck_on_a_file_dies_with_its_killed_parent() -> None:
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+def _descendants(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            for child in map(int, f.read().split()):
+                found += [child, *_descendants(child)]
+    return found
+
+
+def test_a_killed_batch_leaves_no_worker_or_sandbox_process_behind(tmp_path: Path, corpus: Path) -> None:
+    """`ingest --workers 2` killed with SIGKILL: its pool workers must not go on ingesting unreported files."""
+    home = tmp_path / "home"
+    env = {**os.environ, "EVIDENCE_SANDBOX_TEST_FAULT": "hang:HANGMARK"}
+    subprocess.run([sys.executable, "-m", "api.cli", "--home", str(home), "init"], env=env, check=True,
+                   capture_output=True, cwd=Path(__file__).resolve().parents[1])
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    photo = (corpus / "media" / "jpg" / "Canon_40D.jpg").read_bytes()
+    for n in range(8):
+        (folder / f"{n}.jpg").write_bytes(photo[:2] + b"\xff\xfe\x00\x0bHANGMARK" + bytes([n]) + photo[2:])
+    batch = subprocess.Popen([sys.executable, "-m", "api.cli", "--home", str(home), "ingest", str(folder),
+                              "--workers", "2"], env=env, cwd=Path(__file__).resolve().parents[1],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        helpers: list[int] = []
+        while time.monotonic() < deadline and len(helpers) < 3:
+            time.sleep(0.5)
+            helpers = _descendants(batch.pid)
+        assert len(helpers) >= 3  # pool workers and their sandbox children
+        batch.send_signal(signal.SIGKILL)
+        batch.wait(10)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(_alive(pid) for pid in helpers):
+            time.sleep(0.2)
+        assert not [pid for pid in helpers if _alive(pid)], "processes of a killed batch live on"
+    finally:
+        if batch.poll() is None:
+            batch.kill()

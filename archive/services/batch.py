@@ -48,6 +48,9 @@ _worker_archive: Archive | None = None
 def _init_worker(home: str, actor: str) -> None:
     global _worker_archive
     from archive.context import Archive
+    from archive.lifetime import die_with_parent
+
+    die_with_parent()  # a batch whose command was killed must not go on ingesting unreported files
 
     _worker_archive = Archive.open(home, actor)
     from ingest import sandbox

@@ -89,32 +89,11 @@ def _read_exact(stream: IO[bytes], count: int) -> bytes | None:
     return data if len(data) == count else None
 
 
-def _die_with_parent() -> None:
-    """Exit as soon as the process that started this child is gone, even in the middle of a task.
-
-    A parent killed with SIGKILL cannot kill its children; without this a child
-    stuck on a hostile file would live on, holding that file's bytes in memory.
-    A thread watches the parent (re-parented children see another parent id);
-    `prctl(PR_SET_PDEATHSIG)` is not used because it fires when the *thread*
-    that started the child ends, which for a pool is any thread.
-    """
-    import threading
-    import time
-
-    parent = os.getppid()
-
-    def watch() -> None:
-        while True:
-            time.sleep(0.5)
-            if os.getppid() != parent:
-                os._exit(1)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-
-
 def child_main() -> None:
     """Serve requests on stdin/stdout until the parent closes the pipe (or dies)."""
-    _die_with_parent()
+    from archive.lifetime import die_with_parent
+
+    die_with_parent()
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # a library printing must not corrupt the protocol
     tasks = _tasks()  # imports the parsers once, before the first file
