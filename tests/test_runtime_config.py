@@ -235,6 +235,28 @@ def test_a_site_cannot_be_added_where_another_site_already_is(cli: Cli, tmp_path
     linked.symlink_to(home / "storage" / "site-a")
     _, _, err = cli("storage", "add", "alias", "--kind", "local", "--path", str(linked), expect=2)
     assert "another place" in err
+    for inner in (home / "keys", home / "elsewhere"):  # the keys and the catalog are no place for copies
+        _, _, err = cli("storage", "add", "inner", "--kind", "local", "--path", str(inner), expect=2)
+        assert "only its storage/ folder" in err
+
+
+def test_a_bind_mount_of_part_of_a_site_is_no_new_site(cli: Cli, tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("bind mounts need root")
+    objects = cli.home / "storage" / "site-a" / "o"
+    objects.mkdir(exist_ok=True)
+    mount_point = tmp_path / "bound"
+    mount_point.mkdir()
+    if subprocess.run(["mount", "--bind", str(objects), str(mount_point)], capture_output=True).returncode != 0:
+        pytest.skip("cannot bind-mount here")
+    try:
+        _, _, err = cli("storage", "add", "bound", "--kind", "local", "--path", str(mount_point / "x"), expect=2)
+        assert "another place" in err
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=False)
 
 
 def test_settings_put_back_into_config_toml_are_ignored_with_a_warning(cli: Cli) -> None:

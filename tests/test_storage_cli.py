@@ -172,5 +172,9 @@ def test_a_bucket_prefix_already_used_by_a_site_is_refused(
         _, _, err = cli("storage", "add", "cloud2", "--kind", "minio", "--endpoint", site_a.endpoint + "/",
                         "--bucket", bucket, "--prefix", prefix, expect=2)
         assert "another place" in err
+    alias = site_a.endpoint.replace("127.0.0.1", "localhost")  # the same server under another name
+    _, _, err = cli("storage", "add", "cloud2", "--kind", "s3", "--endpoint", alias, "--bucket", bucket,
+                    "--prefix", f"{tmp_path.name}/p1/deeper", expect=2)
+    assert "another place" in err
     cli("storage", "add", "cloud3", "--kind", "s3", "--endpoint", site_a.endpoint, "--bucket", bucket,
         "--prefix", f"{tmp_path.name}/p2")

@@ -123,30 +123,28 @@ def _check(backend: Backend) -> None:
         raise StorageError(f"storage {backend.name!r}: {reason}")
 
 
-def _location(spec: StorageSpec, home: Path) -> tuple[str, ...]:
-    """Where a site keeps its objects, as a path of parts: a folder, or endpoint, bucket and prefix."""
-    if spec.kind == "local":
-        path = Path(spec.options["path"])
-        return ("file", *(path if path.is_absolute() else home / path).resolve().parts)
-    endpoint = str(spec.options.get("endpoint") or "aws").rstrip("/").lower()
-    prefix = [part for part in str(spec.options.get("prefix") or "").split("/") if part]
-    return ("s3", endpoint, str(spec.options["bucket"]), *prefix)
-
-
 def _refuse_overlap(archive: Archive, spec: StorageSpec) -> None:
-    """Refuse a site that is, contains or sits inside another site (or the home): it would not be another copy."""
+    """Refuse a site that is, contains or sits inside another site, the home, or the home's keys.
 
-    def inside(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
-        return a[: len(b)] == b
+    A copy there would not be a copy in another place (`storage.locations`
+    sees through symlinks, bind mounts and endpoint aliases). Inside the home
+    only its storage/ folder may hold sites: the keys and the catalog live beside it.
+    """
+    from storage.locations import home_key, location_keys, overlap
 
-    new = _location(spec, archive.home)
+    new = location_keys(spec.kind, spec.options, archive.home)
     for other in archive.config.storage:
-        where = _location(other, archive.home)
-        if inside(new, where) or inside(where, new):
+        if overlap(new, location_keys(other.kind, other.options, archive.home)):
             raise ServiceError(f"that location is, contains or is inside storage {other.name!r}: "
                                "a copy there would not be a copy in another place")
-    home = ("file", *archive.home.resolve().parts)
-    if spec.kind == "local" and inside(home, new):  # a folder inside the home (storage/site-c) is fine
+    if spec.kind != "local":
+        return
+    home, storage = home_key(archive.home), home_key(archive.home / "storage")
+    place = new[0]
+    if place[: len(home)] == home and place[: len(storage)] != storage or place == storage:
+        raise ServiceError("inside the archive's home only its storage/ folder may hold storage sites "
+                           "(the keys and the catalog are there)")
+    if home[: len(place)] == place:
         raise ServiceError("that location is or contains the archive's home: choose a folder of its own")
 
 
@@ -239,6 +237,7 @@ def add_storage(
     if kind == "local":
         path = Path(options["path"]).expanduser()
         options["path"] = str(path if path.is_absolute() else path.absolute())
+        _refuse_overlap(archive, StorageSpec(name, kind, options))  # before anything is made there
         if check:
             try:
                 Path(options["path"]).mkdir(parents=True, exist_ok=True)
