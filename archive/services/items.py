@@ -203,7 +203,7 @@ def get_item(
     output = output.absolute()
     if not output.parent.is_dir():
         raise ServiceError(f"there is no folder {output.parent} to write the original into")
-    if output.exists() and not overwrite:
+    if os.path.lexists(output) and not overwrite:  # a dangling link too: never replaced unasked
         raise ServiceError(f"{output} already exists; nothing was overwritten")
     original = open_original(archive, ref, identity_path)
     for copy in original.copies:

@@ -75,7 +75,7 @@ class Limits:
 PREFETCHED = "sandbox:prefetched"  # in `Ingestion.results`: task name -> its outcome, run with an earlier request
 
 # A file's whole analysis at ingest must end within 30 s whatever the file does (each task below
-# can run once per file: 10 + 10 s for a photo, 10 + 15 s for a video). Real files need a
+# can run once per file: 10 + 10 s for a photo, 10 + 11 s for a video). Real files need a
 # fraction of this: a 12 MP photo's metadata and reduced decode take tens of milliseconds.
 METADATA = Limits(memory=1024 * MIB, cpu_seconds=8, wall_seconds=10.0)
 PHOTO_DECODE = Limits(memory=1536 * MIB, cpu_seconds=8, wall_seconds=10.0)

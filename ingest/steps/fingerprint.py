@@ -35,7 +35,7 @@ FINGERPRINT_EVENT = "fingerprint"  # no PREMIS event fits a perceptual hash; nam
 
 # Seconds of frame decoding at ingest: a file is acknowledged within 30 s whatever it holds,
 # and the worker fingerprints the rest of a long video as a job.
-INGEST_VIDEO_BUDGET = 10.0
+INGEST_VIDEO_BUDGET = 6.0
 PENDING_NOTE = "frames sampled from the first"  # starts the item note the worker clears when it finishes
 
 
