@@ -140,3 +140,18 @@ def test_a_failed_read_marks_the_copy_bad_and_queues_its_repair(cli: Cli, corpus
     assert any(j.kind == "repair" and j.item_id == first["id"] for j in rows(cli.home, Job))
     cli("worker", "--once")
     assert cli.json("show", first["id"])["status"] == "preserved"
+
+
+def test_a_duplicate_finds_damaged_manifests_and_queues_their_repair(cli: Cli, corpus: Path) -> None:
+    source = corpus / PHOTO
+    first = cli.json_lines("ingest", str(source), "--source", "X")[0]
+    for manifest in cli.json("show", first["id"])["manifests"]:
+        path = cli.home / "storage" / manifest["backend"] / manifest["object"]
+        data = bytearray(path.read_bytes())
+        data[-5] ^= 0xFF
+        path.write_bytes(bytes(data))
+    cli.json_lines("ingest", str(source), "--source", "Y")
+    states = [m["state"] for m in cli.json("show", first["id"])["manifests"]]
+    assert states.count("corrupt") == 2
+    cli("worker", "--once")
+    assert cli.json("fixity", "--all", "--restart")["found_problems"] is False

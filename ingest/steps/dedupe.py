@@ -115,6 +115,12 @@ def examine(archive: Archive, item: Item, replicas: list[Replica], provenance: l
             found.kept.append(KeptCopy(replica.backend, replica.object_name))
         else:
             found.unanswered.append(replica.backend)
+    for side in replicas:  # the sealed documents beside the originals: small, so always re-hashed
+        if side.role != Role.ORIGINAL and side.state == VERIFIED and side.size <= RECHECK_BYTES:
+            answer = _present(archive, side, health)
+            if answer in (MISSING, CORRUPT):
+                assert side.id is not None
+                found.vanished[side.id] = str(answer)
     bad_rows = bool(found.vanished) or any(r.state in (MISSING, CORRUPT) for r in originals)
     if status_for(archive, good) == "preserved" and not bad_rows:
         return found

@@ -25,7 +25,8 @@ class EnqueueRepair(Step):
         duplicate = ingestion.results.get("deduplicate")
         side_objects_failed = any(error["step"] == "manifest" for error in ingestion.errors)
         short = (ingestion.status == "degraded" or len(ingestion.manifests) < len(ingestion.stored)
-                 or side_objects_failed or bool(duplicate is not None and duplicate.unanswered))
+                 or side_objects_failed
+                 or bool(duplicate is not None and (duplicate.unanswered or duplicate.vanished)))
         if short and ingestion.item_id is not None:
             reasons = sorted(ingestion.storage_errors)
             enqueue(session, REPAIR, item_id=ingestion.item_id, payload={"reason": "ingest", "failed": reasons})
