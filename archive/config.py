@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from archive.age import Recipient
-
 CONFIG_NAME = "config.toml"
 DEFAULT_HOME = "./evidence-data"
 # Keys an older config.toml kept that now live in the catalog (moved on first start).
@@ -83,11 +81,6 @@ class RuntimeConfig:
     recipients: list[str] = field(default_factory=list)
     storage: list[StorageSpec] = field(default_factory=list)
     policy: Policy = field(default_factory=Policy)
-
-    def age_recipients(self) -> list[Recipient]:
-        if not self.recipients:
-            raise ConfigError("no recipients configured: ingest would have no one to encrypt originals to")
-        return [Recipient.parse(text) for text in self.recipients]
 
     def site(self, name: str) -> StorageSpec | None:
         return next((spec for spec in self.storage if spec.name == name), None)

@@ -54,23 +54,25 @@ QUERY_LIMIT = 4 * 1024 * 1024 * 1024  # a query file larger than this is refused
 
 @contextmanager
 def spooled(stream: BinaryIO, in_memory: int = 64 * 1024 * 1024, limit: int = QUERY_LIMIT) -> Iterator[bytes | Path]:
-    """The bytes of `stream`: in memory when small, else in a private temporary file removed afterwards."""
-    import tempfile
+    """The bytes of `stream`: as bytes when small, else a sealed in-memory file (never a file on disk)."""
+    from ingest.sandbox.memory import in_memory as memory
 
     head = stream.read(in_memory + 1)
     if len(head) <= in_memory:
         yield head
         return
-    with tempfile.NamedTemporaryFile(prefix=".evidence-query-") as spool:
-        spool.write(head)
+
+    def chunks() -> Iterator[bytes]:
         size = len(head)
+        yield head
         while chunk := stream.read(1024 * 1024):
             size += len(chunk)
             if size > limit:
                 fail(f"a file to compare may be at most {limit // 2**30} GiB")
-            spool.write(chunk)
-        spool.flush()
-        yield Path(spool.name)
+            yield chunk
+
+    with memory(chunks(), "evidence-query") as path:
+        yield path
 
 
 COMMANDS = [similar]

@@ -100,6 +100,16 @@ def check_take_over(log: MirroredLog, signer: Signer, verifier: Verifier) -> Non
             raise RecoveryError(f"checkpoint {tree_size} is for another log than the sealed key signs")
 
 
+def logged_items(entries: list[bytes]) -> set[str]:
+    """Ids of the items a log's entries record as ingested (what a rebuilt manifest must match)."""
+    items = set()
+    for entry in entries:
+        fields = json.loads(entry)
+        if fields.get("type") == "ingestion" and fields.get("item") and fields.get("outcome") != "failure":
+            items.add(str(fields["item"]))
+    return items
+
+
 def take_over(session: Session, log: MirroredLog, signer: Signer, verifier: Verifier) -> Recovered:
     """Make the site's checked log this (empty) catalog's log, in the caller's transaction.
 
@@ -113,14 +123,11 @@ def take_over(session: Session, log: MirroredLog, signer: Signer, verifier: Veri
     head = session.get(LogHead, 1)
     if head is not None and head.size:
         raise RecoveryError("the new catalog's log is not empty")
-    items: set[str] = set()
     leaves = bytearray()
     for seq, entry in enumerate(log.entries):
         event = _event(seq, entry)
         if json.loads(entry).get("format") != FORMAT:
             raise RecoveryError(f"entry {seq} of the site's log has an unknown format")
-        if event.event_type == "ingestion" and event.item_id and event.outcome != "failure":
-            items.add(event.item_id)
         session.add(event)
         leaves += bytes.fromhex(event.leaf_hash)
     session.flush()
@@ -142,4 +149,4 @@ def take_over(session: Session, log: MirroredLog, signer: Signer, verifier: Veri
         session.add(Checkpoint(tree_size=tree_size, root_hash=body.root_hash.hex(), note=note,
                                key_id=verifier.key_id.hex(), issued_at=utc_now()))
     session.flush()
-    return Recovered(origin or signer.name, size, len(log.checkpoints), items)
+    return Recovered(origin or signer.name, size, len(log.checkpoints), logged_items(log.entries))

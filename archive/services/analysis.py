@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 
     from archive.catalog.jobs import Job
     from archive.context import Archive
-    from archive.services.originals import OriginalCopy
     from archive.similarity import Probe
     from ingest.fingerprints.common import Hash
 
@@ -58,6 +57,7 @@ def plaintext(archive: Archive, item_id: str, *, purpose: str) -> Iterator[bytes
     identity, NotFound when the item is gone, IntegrityError when no copy verifies.
     """
     from archive.services.originals import open_original
+    from ingest.sandbox.memory import fd_path, memory_file
 
     identity = archive.settings.custodian_identity_path
     if not identity.is_file():
@@ -67,7 +67,7 @@ def plaintext(archive: Archive, item_id: str, *, purpose: str) -> Iterator[bytes
     held: bytes | int | None = None
     for copy in original.copies:
         try:
-            held = b"".join(copy.chunks()) if small else _into_memory_file(copy)
+            held = b"".join(copy.chunks()) if small else memory_file(copy.chunks(), "evidence-original")
             break
         except Exception as exc:  # noqa: BLE001 - any failure of one copy: try the next
             original.failures.append(f"{copy.replica.backend}: {exc}")
@@ -77,28 +77,9 @@ def plaintext(archive: Archive, item_id: str, *, purpose: str) -> Iterator[bytes
         yield held
         return
     try:
-        yield Path(f"/proc/{os.getpid()}/fd/{held}")
+        yield fd_path(held)
     finally:
         os.close(held)
-
-
-def _into_memory_file(copy: OriginalCopy) -> int:
-    """Stream one copy into a new memfd, sealed against change once verified; its descriptor."""
-    import fcntl
-
-    fd = os.memfd_create("evidence-original", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
-    try:
-        for chunk in copy.chunks():
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(fd, view):]
-        # The child opens it read-only; sealed, not even a subverted child could alter what later tasks read.
-        fcntl.fcntl(fd, fcntl.F_ADD_SEALS,
-                    fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
 
 
 def fingerprint_rest(archive: Archive, job: Job, *, budget: float = JOB_BUDGET) -> None:

@@ -163,11 +163,6 @@ def _site_log(
     return found
 
 
-def _logged_items(site_log: MirroredLog) -> set[str]:
-    return {str(event["item"]) for event in site_log.events()
-            if event.get("type") == "ingestion" and event.get("item") and event.get("outcome") != "failure"}
-
-
 def _read_marker(backend: Backend) -> Marker | None:
     """The site's marker (the archive it belongs to, its name there), if it has one."""
     try:
@@ -300,7 +295,9 @@ def rebuild_catalog(
             report.log_events = recovered.events
             logged = recovered.items
         elif site_log is not None:
-            logged = _logged_items(site_log)
+            from archive.custody.recover import logged_items
+
+            logged = logged_items(site_log.entries)
     rebuilt = runtime.archive(actor)
     try:
         with transaction(rebuilt.engine) as session:

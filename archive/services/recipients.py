@@ -13,12 +13,11 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from archive.services.errors import ServiceError
+from archive.services.policy import POLICY_ASSIGNMENT  # a change to the rules new objects follow
 
 if TYPE_CHECKING:
     from archive.context import Archive
 
-# PREMIS event type: a change to the rules the archive applies to new objects.
-POLICY_ASSIGNMENT = "policy assignment"
 
 
 @dataclass

@@ -154,11 +154,12 @@ def mark_site(archive: Archive, backend: Backend) -> None:
     from storage.markers import ensure_marker
 
     try:
-        marker = ensure_marker(backend, archive.config.archive_id)
+        ensure_marker(backend, archive.config.archive_id)
     except StorageError as exc:
         raise ServiceError(str(exc)) from exc
-    if marker.backend != backend.name:
-        raise ServiceError(f"that location is already this archive's storage {marker.backend!r} (its marker says so): "
+    problem = backend.check_marker()  # the one rule: e.g. another of this archive's sites is already there
+    if problem is not None:
+        raise ServiceError(f"storage {backend.name!r}: {problem}: "
                            "a second site there would not be a copy in another place")
 
 
