@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from archive.age import Recipient
     from archive.custody.checkpoint import Signer
+    from archive.keys.catalog import CatalogKeys
     from storage.base import Backend
     from storage.registry import BackendPool
 
@@ -43,6 +44,7 @@ class KeyRing:
         self._lock = threading.Lock()
         self._recipients: tuple[tuple[str, ...], list[Recipient]] | None = None
         self._signer: Signer | None = None
+        self._catalog: CatalogKeys | None = None
 
     def recipients(self, texts: list[str]) -> list[Recipient]:
         key = tuple(texts)
@@ -55,6 +57,22 @@ class KeyRing:
             held = (key, [Recipient.parse(text) for text in texts])
             self._recipients = held
         return held[1]
+
+    def catalog(self) -> CatalogKeys:
+        """The catalog key (every held version); `Locked` when this process has none.
+
+        Read from `keys/catalog.key` in the embedded default (see `archive.keys`).
+        """
+        with self._lock:
+            if self._catalog is None:
+                from archive.keys.catalog import CATALOG_KEY_NAME, CatalogKeys
+                from archive.services.errors import Locked
+
+                path = self._settings.keys_dir / CATALOG_KEY_NAME
+                if not path.is_file():
+                    raise Locked("the catalog key is not unlocked here: a custodian must run `evidence unlock`")
+                self._catalog = CatalogKeys.parse(path.read_text(encoding="ascii"))
+            return self._catalog
 
     def signer(self) -> Signer:
         with self._lock:

@@ -19,3 +19,7 @@ class CheckFailed(ServiceError):
 
 class IntegrityError(CheckFailed):
     """Stored bytes do not match what the catalog recorded: refuse loudly."""
+
+
+class Locked(ServiceError):
+    """The access identity or the catalog key is not unlocked in this process: a custodian must unlock it."""
