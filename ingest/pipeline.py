@@ -68,6 +68,7 @@ class Ingestion:
     item_id: str | None = None
     sha256: str | None = None
     size: int | None = None
+    salt: str | None = None  # the commitment's salt (archive.custody.commit), sealed with the item
     media_type: str | None = None
     # Plaintext for analysis: bytes in memory for small files, else the source path.
     plaintext: bytes | None = None
@@ -228,7 +229,7 @@ def _record_refusal(ingestion: Ingestion, archive: Archive, reason: str) -> None
                 INGESTION,
                 actor=ingestion.actor,
                 outcome="failure",
-                details={"refused": reason, "size": ingestion.size},
+                details={"refused": reason},
             )
     except Exception:  # noqa: BLE001 - the catalog being down must not hide the refusal itself
         pass

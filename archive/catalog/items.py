@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column
+from sqlalchemy import JSON, Column, LargeBinary
 from sqlmodel import Field, SQLModel
 
 
@@ -14,6 +14,7 @@ class ItemStatus(StrEnum):
 
     PRESERVED = "preserved"  # every copy the policy asks for exists and is verified
     DEGRADED = "degraded"  # fewer verified copies than the target; the worker is repairing it
+    MERGED = "merged"  # ingested while locked, found on settlement to be another item's bytes: all moved there
 
 
 class ReplicaState(StrEnum):
@@ -31,8 +32,11 @@ class Item(SQLModel, table=True):
     __tablename__ = "items"
 
     id: str = Field(primary_key=True, max_length=36)
-    sha256: str = Field(index=True, unique=True, max_length=64)
-    size: int
+    # Sealed {"sha256", "size", "salt"} (archive.catalog.secrets); version 0: pending, sealed with age.
+    sealed: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+    key_version: int | None = Field(default=None, index=True)
+    lookup: str | None = Field(default=None, index=True, unique=True, max_length=64)  # keyed hash of the SHA-256
+    size_bucket: str | None = Field(default=None, max_length=32)  # power-of-two class, for statistics
     media_type: str | None = Field(default=None, max_length=255)
     status: str = Field(max_length=16)  # an ItemStatus
     created_at: str = Field(max_length=32)
@@ -50,7 +54,6 @@ class Replica(SQLModel, table=True):
     object_name: str = Field(max_length=255)
     version_id: str | None = Field(default=None, max_length=255)
     ciphertext_sha256: str = Field(max_length=64)
-    size: int
     recipients: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     checksum_detail: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     state: str = Field(default=ReplicaState.VERIFIED, max_length=16)  # a ReplicaState
@@ -64,9 +67,8 @@ class Provenance(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     item_id: str = Field(foreign_key="items.id", index=True, max_length=36)
-    source: str | None = None
-    note: str | None = None
-    original_name: str | None = None
-    declared_type: str | None = Field(default=None, max_length=255)
+    # Sealed {"source", "note", "original_name", "declared_type"}; version 0: pending, sealed with age.
+    sealed: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+    key_version: int | None = Field(default=None, index=True)
     received_at: str = Field(max_length=32)
-    actor: str = Field(max_length=255)
+    actor: str = Field(max_length=255)  # a user id (archive.catalog.users) or "archive", never a name

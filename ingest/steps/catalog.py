@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.exc import IntegrityError
 
 from archive.catalog.items import Item, Provenance, Replica
+from archive.catalog.secrets import Sealer, new_item, new_provenance, sealer
 from archive.custody.log import FIXITY_CHECK, INGESTION, append_event, utc_now
 from archive.db import transaction
 from archive.objects import Role
@@ -35,7 +36,6 @@ def _replica(ingestion: Ingestion, stored: StoredObject, role: str, now: str) ->
         object_name=stored.name,
         version_id=stored.version_id,
         ciphertext_sha256=stored.sha256,
-        size=stored.size,
         recipients=list(ingestion.recipients),
         checksum_detail=stored.checksum_detail,
         state="verified",
@@ -56,25 +56,30 @@ class CommitToCatalog(Step):
     runs_on_duplicates = True
 
     def run(self, ingestion: Ingestion, archive: Archive) -> None:
+        keys = sealer(archive)  # locked: the rows are sealed pending, to be settled once unlocked
         try:
             with transaction(archive.engine) as session:
-                self._write(ingestion, session, ingestion.pipeline, archive)
+                self._write(ingestion, session, ingestion.pipeline, archive, keys)
         except IntegrityError as exc:
             # The same bytes committed by another ingest a moment ago: the transaction
             # rolled back, so our copies were never acknowledged and are surplus.
             ingestion.withdraw(archive)
             raise ConcurrentIngest("the same file was being ingested concurrently; retry to add provenance") from exc
 
-    def _write(self, ingestion: Ingestion, session: Session, steps: list[Step], archive: Archive) -> None:
+    def _write(
+        self, ingestion: Ingestion, session: Session, steps: list[Step], archive: Archive, keys: Sealer
+    ) -> None:
         assert ingestion.item_id is not None and ingestion.sha256 is not None and ingestion.size is not None
         now = utc_now()
         received_at = ingestion.results.setdefault("received_at", now)
         if not ingestion.duplicate:
             session.add(
-                Item(
+                new_item(
+                    keys,
                     id=ingestion.item_id,
                     sha256=ingestion.sha256,
                     size=ingestion.size,
+                    salt=ingestion.salt,
                     media_type=ingestion.media_type,
                     status=ingestion.status or "degraded",
                     created_at=received_at,
@@ -86,7 +91,8 @@ class CommitToCatalog(Step):
                 session.add(_replica(ingestion, stored, Role.MANIFEST, now))
             session.flush()
         incoming = ingestion.incoming
-        provenance = Provenance(
+        provenance = new_provenance(
+            keys,
             item_id=ingestion.item_id,
             source=incoming.source,
             note=incoming.note,
@@ -118,7 +124,7 @@ class CommitToCatalog(Step):
             actor=ingestion.actor,
             item_id=ingestion.item_id,
             outcome="success",
-            details={"duplicate": ingestion.duplicate, "status": ingestion.status, "size": ingestion.size},
+            details={"duplicate": ingestion.duplicate, "status": ingestion.status},
         )
 
     def _duplicate(
@@ -143,6 +149,7 @@ class CommitToCatalog(Step):
                 append_event(session, FIXITY_CHECK, actor=ingestion.actor, item_id=item.id,
                              objects=[f"{row.backend}:{row.object_name}"], outcome="failure",
                              details={"backend": row.backend, "role": row.role, "result": row.state, "detail": detail,
+                                      "ciphertext_sha256": row.ciphertext_sha256,
                                       "algorithm": "stat" if row.state == MISSING else "SHA-256"})
         for stored in ingestion.stored:
             retire_replaced(session, current, stored.backend)

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 from sqlmodel import Session, col, select
 
 from archive.catalog.items import Item, Provenance
+from archive.catalog.secrets import ItemSecret, find_item_by_sha256, item_secret, provenance_fields
 from archive.db import read_only
-from archive.objects import Role, provenance_fields
+from archive.objects import Role
 from ingest.pipeline import Ingestion, Step
 from storage.base import StorageError
 
@@ -47,6 +48,7 @@ class DuplicateArrival:
     size: int
     media_type: str | None
     arrivals: list[dict[str, Any]]  # the provenance already recorded, first arrival first
+    salt: str | None = None  # the item's commitment salt (sealed in the catalog, needed by its addenda)
     kept: list[KeptCopy] = field(default_factory=list)
     # Sites that could not say whether they hold their copy (down, or marker missing): their copies
     # count as kept, nothing is written to them now, and a repair job adds the addendum later.
@@ -71,33 +73,35 @@ def _answers(archive: Archive, name: str, health: dict[str, str | None]) -> bool
 RECHECK_BYTES = 64 * 1024 * 1024
 
 
-def _present(archive: Archive, replica: Replica, health: dict[str, str | None]) -> str | None:
-    """What a copy's site says of it: "verified", "missing" or "corrupt"; None when it cannot tell."""
+def _present(archive: Archive, replica: Replica, health: dict[str, str | None], size: int) -> str | None:
+    """What a copy's site says of it: "verified", "missing" or "corrupt"; None when it cannot tell.
+
+    `size` is what the copy holds, about: the catalog keeps no exact object size (it would name the file).
+    """
     from storage.base import ObjectMissing
 
     if not _answers(archive, replica.backend, health):
         return None
     backend = archive.backends[replica.backend]
     try:
-        if replica.size > RECHECK_BYTES:
+        if size > RECHECK_BYTES:
             return "verified" if backend.stat(replica.object_name, replica.version_id) is not None else "missing"
-        digest, size = backend.sha256_of(replica.object_name, replica.version_id)
+        digest, _ = backend.sha256_of(replica.object_name, replica.version_id)
     except ObjectMissing:
         return "missing"
     except (StorageError, OSError):
         return None
-    return "verified" if (digest, size) == (replica.ciphertext_sha256, replica.size) else "corrupt"
+    return "verified" if digest == replica.ciphertext_sha256 else "corrupt"
 
 
-def examine(archive: Archive, item: Item, replicas: list[Replica], provenance: list[Provenance]) -> DuplicateArrival:
+def examine(archive: Archive, item: Item, secret: ItemSecret, replicas: list[Replica],
+            arrivals: list[dict[str, Any]]) -> DuplicateArrival:
     """Which copies the item still has, and which backends the new bytes should restore."""
     from archive.services.repair import CORRUPT, MISSING, VERIFIED, policy_names, status_for
 
     found = DuplicateArrival(
-        item_id=item.id, sha256=item.sha256, size=item.size, media_type=item.media_type,
-        arrivals=[provenance_fields(source=p.source, note=p.note, original_name=p.original_name,
-                                    declared_type=p.declared_type, received_at=p.received_at, actor=p.actor)
-                  for p in provenance],
+        item_id=item.id, sha256=secret.sha256, size=secret.size, media_type=item.media_type, arrivals=arrivals,
+        salt=secret.salt,
     )
     health: dict[str, str | None] = {}
     originals = [r for r in replicas if r.role == Role.ORIGINAL]
@@ -105,7 +109,7 @@ def examine(archive: Archive, item: Item, replicas: list[Replica], provenance: l
     for replica in originals:
         if replica.state != VERIFIED:
             continue
-        answer = _present(archive, replica, health)
+        answer = _present(archive, replica, health, secret.size)
         if answer in (MISSING, CORRUPT):
             assert replica.id is not None
             found.vanished[replica.id] = str(answer)
@@ -116,8 +120,8 @@ def examine(archive: Archive, item: Item, replicas: list[Replica], provenance: l
         else:
             found.unanswered.append(replica.backend)
     for side in replicas:  # the sealed documents beside the originals: small, so always re-hashed
-        if side.role != Role.ORIGINAL and side.state == VERIFIED and side.size <= RECHECK_BYTES:
-            answer = _present(archive, side, health)
+        if side.role != Role.ORIGINAL and side.state == VERIFIED:
+            answer = _present(archive, side, health, 0)
             if answer in (MISSING, CORRUPT):
                 assert side.id is not None
                 found.vanished[side.id] = str(answer)
@@ -135,20 +139,31 @@ class Deduplicate(Step):
     runs_on_duplicates = True
 
     def run(self, ingestion: Ingestion, archive: Archive) -> None:
+        from archive.services.errors import Locked
         from archive.services.repair import live_replicas
 
         if ingestion.item_id is not None:
             return
+        assert ingestion.sha256 is not None
+        try:
+            keys = archive.runtime.keys.catalog()
+        except Locked:
+            # No key, no keyed hash: the item is kept as new, and settlement merges it into
+            # the item holding the same bytes, if any, once unlocked (archive.services.settle).
+            ingestion.item_id = str(uuid.uuid4())
+            return
         with Session(read_only(archive.engine)) as session:
-            existing = session.exec(select(Item).where(Item.sha256 == ingestion.sha256)).first()
+            existing = find_item_by_sha256(session, keys, ingestion.sha256)
             if existing is None:
                 ingestion.item_id = str(uuid.uuid4())  # random: an id says nothing about the file
                 return
             replicas = live_replicas(session, existing.id)
-            provenance = list(session.exec(
+            provenance = session.exec(
                 select(Provenance).where(Provenance.item_id == existing.id).order_by(col(Provenance.id))
-            ).all())
-        found = examine(archive, existing, replicas, provenance)
+            ).all()
+            arrivals = [provenance_fields(keys, p) for p in provenance]
+            secret = item_secret(keys, existing)
+        found = examine(archive, existing, secret, replicas, arrivals)
         ingestion.item_id = existing.id
         ingestion.duplicate = True
         ingestion.status = existing.status

@@ -1,0 +1,92 @@
+"""Users: the random ids that events and provenance name instead of people.
+
+A custody log is handed to outsiders and a catalog may be seized; neither may
+say who handled the evidence. Events and provenance therefore carry a user id
+(`u-` and 16 random hex digits); the name behind it is sealed here under the
+catalog key, and found again by a keyed hash of the name. A process without
+the catalog key (locked) cannot compute that hash, so it writes a *pending*
+row sealed with age to the archive's recipients; settlement
+(`archive.services.settle`) seals it properly. A name used by two locked
+processes may thus get two ids: both stay valid, and `resolve` keeps using
+the oldest.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Column, LargeBinary
+from sqlmodel import Field, SQLModel, col, select
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+    from archive.catalog.secrets import CatalogKeys, Opener, Sealer
+
+TABLE = "users"
+LOOKUP = "user-name"
+SYSTEM = "archive"  # the archive's own actions: a literal, not a person
+
+
+class User(SQLModel, table=True):
+    """One person (or automation) acting on the archive, by random id."""
+
+    __tablename__ = TABLE
+
+    id: str = Field(primary_key=True, max_length=18)
+    sealed: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # {"name": ...}
+    key_version: int = Field(index=True)  # 0: pending, sealed with age
+    lookup: str | None = Field(default=None, index=True, max_length=64)
+    created_at: str = Field(max_length=32)
+
+
+def new_user_id() -> str:
+    return "u-" + secrets.token_hex(8)
+
+
+def is_user_id(actor: str) -> bool:
+    return len(actor) == 18 and actor.startswith("u-") and all(c in "0123456789abcdef" for c in actor[2:])
+
+
+def find(session: Session, sealer: Sealer, name: str) -> str | None:
+    """The oldest id sealed under this name, or None (always None while locked: no lookup key)."""
+    from archive.catalog.secrets import CatalogKeys
+
+    if not isinstance(sealer, CatalogKeys):
+        return None
+    hashes = sealer.lookups(LOOKUP, name)
+    row = session.exec(
+        select(User.id).where(col(User.lookup).in_(hashes)).order_by(col(User.created_at), col(User.id)).limit(1)
+    ).first()
+    return row
+
+
+def resolve(session: Session, sealer: Sealer, name: str, now: str) -> str:
+    """The id acting under `name`, created (sealed, or pending when locked) on first use."""
+    if name == SYSTEM:
+        return SYSTEM
+    found = find(session, sealer, name)
+    if found is not None:
+        return found
+    from archive.catalog.secrets import CatalogKeys, seal_row
+
+    user_id = new_user_id()
+    version, blob = seal_row(sealer, TABLE, user_id, {"name": name})
+    lookup = sealer.lookup(LOOKUP, name) if isinstance(sealer, CatalogKeys) else None
+    session.add(User(id=user_id, sealed=blob, key_version=version, lookup=lookup, created_at=now))
+    session.flush()
+    return user_id
+
+
+def name_of(session: Session, opener: Opener | CatalogKeys | None, user_id: str) -> str | None:
+    """The name behind an id, when this process can open it (None otherwise)."""
+    from archive.catalog.secrets import open_row
+
+    if not is_user_id(user_id):
+        return user_id if user_id == SYSTEM else None
+    user = session.get(User, user_id)
+    if user is None:
+        return None
+    fields = open_row(opener, TABLE, user.id, user.key_version, user.sealed)
+    return None if fields is None else str(fields.get("name"))
