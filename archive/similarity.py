@@ -14,6 +14,10 @@ Finding the candidates is exact and sublinear: a pair within distance r has
 pHash or dHash within r, so both hashes are looked up in a `HammingIndex`
 with radius r and the few rows found are checked with both.
 
+The fingerprints are sealed in the catalog (`archive.catalog.fingerprints`):
+the index is built in memory after unlocking, by opening them, and refreshed
+incrementally by row id; a locked process cannot search and says so.
+
 Scaling past one machine (for the README): the index is a pure function of
 the fingerprints table and is held in memory by each process that searches
 (about 24 bytes per fingerprint with its tables, 10 million fingerprints in
@@ -46,6 +50,7 @@ if TYPE_CHECKING:
     from sqlmodel import Session
 
     from archive.context import Archive
+    from archive.keys.catalog import CatalogKeys
     from ingest.fingerprints.common import Hash
 
 DEFAULT_MAX_DISTANCE = 11
@@ -230,48 +235,70 @@ class SimilarityIndex:
         return matches
 
 
-# One cached index per catalog per process, refreshed by fingerprint id (an index is only a cache).
-_cache: dict[str, tuple[tuple[int, int], SimilarityIndex]] = {}
+# One cached index per catalog per process, refreshed by row id (an index is only a cache).
+_cache: dict[str, tuple[tuple[int, int, int], SimilarityIndex]] = {}
 _cache_lock = threading.Lock()
+
+
+def catalog_keys(archive: Archive) -> CatalogKeys:
+    """The catalog key that opens the fingerprints; `Locked` with what to do when this process has none."""
+    from archive.catalog.sealing import catalog_keys as keys_for
+
+    return keys_for(archive, "the near-duplicate search (fingerprints are sealed in the catalog)")
 
 
 def load_index(archive: Archive) -> SimilarityIndex:
     """The index over every fingerprint in the catalog, reusing this process's copy when unchanged."""
     from sqlmodel import Session
 
+    keys = catalog_keys(archive)
     with Session(read_only(archive.engine)) as session:
-        return index_in(session)
+        return index_in(session, keys)
 
 
-def index_in(session: Session) -> SimilarityIndex:
-    """The index as this session sees the catalog (inside an ingest's transaction: everything committed)."""
-    from sqlalchemy import func
-    from sqlmodel import select
+def index_in(session: Session, keys: CatalogKeys) -> SimilarityIndex:
+    """The index as this session sees the catalog (inside an ingest's transaction: everything committed).
 
-    from archive.catalog.fingerprints import Fingerprint
-    from ingest.fingerprints.common import to_unsigned
+    Built in memory by opening the sealed rows: the catalog holds no
+    fingerprint in clear. Rows written while locked (pending) join once settled.
+    """
+    from sqlalchemy import case, func
+    from sqlmodel import col, select
+
+    from archive.catalog.fingerprints import ItemFingerprints, open_hashes
+    from archive.catalog.sealing import PENDING
 
     key = str(session.get_bind().engine.url)
     with _cache_lock:
-        count, top = session.exec(select(func.count(Fingerprint.id), func.max(Fingerprint.id))).one()  # type: ignore[arg-type]
-        stamp = (int(count or 0), int(top or 0))
+        pending = func.sum(case((col(ItemFingerprints.key_version) == PENDING, 1), else_=0))
+        count, top, waiting = session.exec(
+            select(func.count(col(ItemFingerprints.id)), func.max(col(ItemFingerprints.id)), pending)
+        ).one()
+        stamp = (int(count or 0), int(top or 0), int(waiting or 0))
         cached = _cache.get(key)
         if cached is not None and cached[0] == stamp:
             return cached[1]
-        columns = (Fingerprint.item_id, Fingerprint.kind, Fingerprint.variant, Fingerprint.offset_ms, Fingerprint.value)
 
-        def fetch(since: int) -> list[tuple[str, str, str, int, int]]:
-            query = select(*columns).where(Fingerprint.id > since)  # type: ignore[call-overload,operator]
-            return [(r[0], r[1], r[2], r[3], to_unsigned(r[4])) for r in session.exec(query)]
+        def fetch(since: int) -> tuple[int, list[tuple[str, str, str, int, int]]]:
+            query = select(ItemFingerprints.item_id, ItemFingerprints.key_version, ItemFingerprints.sealed).where(
+                col(ItemFingerprints.id) > since, col(ItemFingerprints.key_version) != PENDING
+            )
+            rows: list[tuple[str, str, str, int, int]] = []
+            opened = 0
+            for item_id, version, blob in session.exec(query):
+                opened += 1
+                rows += [(item_id, h.kind, h.variant, h.offset_ms, h.value)
+                         for h in open_hashes(keys, item_id, version, blob)]
+            return opened, rows
 
-        if cached is not None and cached[0][1] < stamp[1]:
-            added = fetch(cached[0][1])  # only what was committed since
-            if cached[0][0] + len(added) == stamp[0]:
+        if cached is not None and cached[0][1] < stamp[1] and cached[0][2] == stamp[2]:
+            opened, added = fetch(cached[0][1])  # only what was committed since
+            if cached[0][0] + opened == stamp[0]:
                 index = cached[1]
                 index.extend(added)
                 _cache[key] = (stamp, index)
                 return index
-        index = SimilarityIndex.from_rows(fetch(0))  # first use, or rows removed or committed out of order
+        index = SimilarityIndex.from_rows(fetch(0)[1])  # first use, or rows replaced, settled or removed
         _cache[key] = (stamp, index)
         return index
 
@@ -301,15 +328,14 @@ def probe_upload(source: bytes | Path) -> Probe:
         raise NoFingerprint(str(exc)) from exc
 
 
-def item_hashes(session: Session, item_id: str) -> list[Hash]:
-    """An item's stored fingerprints."""
-    from sqlmodel import col, select
+def item_hashes(session: Session, keys: CatalogKeys, item_id: str) -> list[Hash]:
+    """An item's stored fingerprints, opened."""
+    from sqlmodel import select
 
-    from archive.catalog.fingerprints import Fingerprint
-    from ingest.fingerprints.common import Hash, to_unsigned
+    from archive.catalog.fingerprints import ItemFingerprints, open_hashes
 
-    rows = session.exec(select(Fingerprint).where(Fingerprint.item_id == item_id).order_by(col(Fingerprint.id))).all()
-    return [Hash(r.kind, r.variant, to_unsigned(r.value), r.offset_ms) for r in rows]
+    row = session.exec(select(ItemFingerprints).where(ItemFingerprints.item_id == item_id)).first()
+    return [] if row is None else open_hashes(keys, row.item_id, row.key_version, row.sealed)
 
 
 def _check_distance(max_distance: int) -> None:
@@ -330,6 +356,7 @@ def similar_to_upload(archive: Archive, source: bytes | Path, max_distance: int 
     from ingest.fingerprints.common import NoFingerprint
 
     _check_distance(max_distance)
+    catalog_keys(archive)  # locked: say so before decoding anything
     try:
         probe = probe_upload(source)
     except NoFingerprint as exc:
@@ -349,9 +376,10 @@ def similar_to_item(archive: Archive, ref: str, max_distance: int = DEFAULT_MAX_
     from archive.services.items import resolve_item
 
     _check_distance(max_distance)
+    keys = catalog_keys(archive)
     with Session(read_only(archive.engine)) as session:
         item = resolve_item(session, ref)
-        hashes = item_hashes(session, item.id)
+        hashes = item_hashes(session, keys, item.id)
         recorded = candidates_for(session, item.id)
     if not hashes:
         raise ServiceError(f"item {item.id} has no fingerprint (its record says why)")

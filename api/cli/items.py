@@ -92,13 +92,19 @@ def ingest(
 
 @click.command("list")
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--box", metavar="LAT1,LON1,LAT2,LON2", help="Only items captured inside this GPS box.")
 @pass_state
-def list_(state: CliState, as_json: bool) -> None:
-    """List every item."""
+def list_(state: CliState, as_json: bool, box: str | None) -> None:
+    """List every item (or those captured inside a GPS box)."""
     from archive.services.items import list_items
 
     with state.archive() as archive:
         items = list_items(archive)
+        if box is not None:
+            from archive.services.search import Box, items_in_box
+
+            inside = set(items_in_box(archive, Box.parse(box)))
+            items = [item for item in items if item.id in inside]
     if as_json:
         emit_json(items)
         return

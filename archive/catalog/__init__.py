@@ -2,13 +2,13 @@
 
 from archive.catalog.checkpoints import Checkpoint, LogState, LogTile
 from archive.catalog.events import Event, LogHead
-from archive.catalog.fingerprints import Candidate, Fingerprint
+from archive.catalog.fingerprints import Candidate, ItemFingerprints
 from archive.catalog.items import Item, Provenance, Replica
 from archive.catalog.jobs import Cursor, Job
 from archive.catalog.metadata import ItemMetadata
 from archive.catalog.settings import ArchiveSetting, StorageSite
 
 __all__ = [
-    "ArchiveSetting", "Candidate", "Checkpoint", "Cursor", "Event", "Fingerprint", "Item", "ItemMetadata", "Job",
+    "ArchiveSetting", "Candidate", "Checkpoint", "Cursor", "Event", "Item", "ItemFingerprints", "ItemMetadata", "Job",
     "LogHead", "LogState", "LogTile", "Provenance", "Replica", "StorageSite",
 ]

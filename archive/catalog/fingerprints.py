@@ -1,32 +1,72 @@
-"""Perceptual fingerprints of items, and the near-duplicate candidates they suggest."""
+"""Perceptual fingerprints of items (sealed), and the near-duplicate candidates they suggest.
+
+Candidates stay in clear: a pair of item ids and a distance says that two
+items look alike, nothing about what they show nor who made them.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BigInteger, Column
+from sqlalchemy import Column, LargeBinary
 from sqlmodel import Field, SQLModel
+
+from archive.catalog.sealing import SealedTable, open_row, register
 
 if TYPE_CHECKING:
     from sqlmodel import Session
 
+    from archive.catalog.sealing import Sealer
+    from archive.keys.catalog import CatalogKeys
+    from ingest.fingerprints.common import Hash
 
-class Fingerprint(SQLModel, table=True):
-    """One 64-bit perceptual hash of one view of a photo, or of one sampled video frame.
+SEALED_TABLE = "item_fingerprints"
+register(SealedTable(SEALED_TABLE, "item_id"))
 
-    `value` is the unsigned hash stored as a signed 64-bit integer (a BIGINT on
-    every database); `variant` names the view ("full", "c94", "tfull" …, "frame"),
-    `offset_ms` the frame's time in a video (0 for photos).
+
+class ItemFingerprints(SQLModel, table=True):
+    """Every perceptual hash of one item, sealed in one row bound to the item id.
+
+    Sealed because a fingerprint exists to match a known picture: in clear, a
+    stolen catalog would confirm that the archive holds it. One row per item
+    also hides how many frames a video has (its duration). `id` grows with
+    every write, so a process's in-memory index refreshes incrementally by it
+    (`archive.similarity`). The sealed fields are
+    `{"hashes": [[kind, variant, offset_ms, unsigned value], ...]}`.
     """
 
-    __tablename__ = "fingerprints"
+    __tablename__ = "item_fingerprints"
 
     id: int | None = Field(default=None, primary_key=True)
-    item_id: str = Field(foreign_key="items.id", index=True, max_length=36)
-    kind: str = Field(max_length=16)  # phash | dhash
-    variant: str = Field(max_length=16)
-    offset_ms: int = 0
-    value: int = Field(sa_column=Column(BigInteger, nullable=False))
+    item_id: str = Field(foreign_key="items.id", unique=True, max_length=36)
+    key_version: int = Field(default=0, index=True)
+    sealed: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+def seal_hashes(sealer: Sealer, item_id: str, hashes: list[Hash]) -> ItemFingerprints:
+    """The row holding an item's hashes, sealed to its id."""
+    fields = {"hashes": [[h.kind, h.variant, h.offset_ms, h.value] for h in hashes]}
+    version, blob = sealer.seal(SEALED_TABLE, item_id, fields)
+    return ItemFingerprints(item_id=item_id, key_version=version, sealed=blob)
+
+
+def open_hashes(keys: CatalogKeys, item_id: str, version: int, blob: bytes) -> list[Hash]:
+    """An item's hashes from its sealed row (`Locked` for a row not settled yet)."""
+    from ingest.fingerprints.common import Hash
+
+    fields = open_row(keys, SEALED_TABLE, item_id, version, blob)
+    return [Hash(str(k), str(v), int(value), int(offset)) for k, v, offset, value in fields.get("hashes", [])]
+
+
+def replace_hashes(session: Session, sealer: Sealer, item_id: str, hashes: list[Hash]) -> None:
+    """Store an item's hashes in place of any it had (a new row, so the index sees the change by id)."""
+    from sqlalchemy import delete
+    from sqlmodel import col
+
+    session.execute(delete(ItemFingerprints).where(col(ItemFingerprints.item_id) == item_id))
+    if hashes:
+        session.add(seal_hashes(sealer, item_id, hashes))
+    session.flush()
 
 
 class Candidate(SQLModel, table=True):

@@ -132,3 +132,22 @@ def open_row(keys: CatalogKeys, table: str, row_id: object, version: int, blob: 
         raise Locked(f"{table} row {row_id} was written while the archive was locked and is not settled yet: "
                      "it opens once a custodian runs `evidence unlock`")
     return keys.open(table, row_id, version, blob)
+
+
+def catalog_keys_or_locked(sealer: Sealer, purpose: str) -> CatalogKeys:
+    """The sealer's catalog key, or `Locked` naming what needs it."""
+    from archive.services.errors import Locked
+
+    if sealer.keys is None:
+        raise Locked(f"{purpose} needs the catalog key: a custodian must run `evidence unlock`")
+    return sealer.keys
+
+
+def keys_if_unlocked(archive: Archive) -> CatalogKeys | None:
+    """The catalog key when this process holds it, else None (readers that can show the clear columns)."""
+    from archive.services.errors import Locked
+
+    try:
+        return archive.runtime.keys.catalog()
+    except Locked:
+        return None

@@ -6,10 +6,11 @@ a file for many minutes), records how much it covered, and commits a
 run at a time, in the same sandbox children as ingest.
 
 Why it may wait: ingest saw the plaintext as it arrived; the worker sees only
-ciphertext and holds public keys by design. Decoding the original needs an
-identity that opens it: the custodian key (`keys/custodian.key`) when the
-operator has made it available to the worker. Without it the job waits and
-retries later, saying so; it never fails for good.
+ciphertext and needs no secret to ingest. Decoding the original needs the
+access identity, unlocked by a custodian (`evidence unlock`, or the worker's
+own `--unlock`); an older home's custodian key left in `keys/` also serves.
+A locked worker keeps ingesting and repairing; these jobs wait and retry
+later, saying why, and never fail for good.
 
 Why in memory: the decrypted original is evidence in clear; written to a
 temporary file, a crash would leave it at rest. `plaintext` keeps it as bytes
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from sqlmodel import Session
 
     from archive.catalog.jobs import Job
+    from archive.catalog.sealing import Sealer
     from archive.context import Archive
     from archive.similarity import Probe
     from ingest.fingerprints.common import Hash
@@ -53,16 +55,16 @@ def plaintext(archive: Archive, item_id: str, *, purpose: str) -> Iterator[bytes
     """An original's verified plaintext, never on disk: its bytes, or the path of a sealed in-memory file.
 
     Copies are tried in turn (each read is an access event, see
-    `archive.services.originals`). Raises NeedsIdentity without the custodian
-    identity, NotFound when the item is gone, IntegrityError when no copy verifies.
+    `archive.services.originals`). Raises NeedsIdentity while the access
+    identity is locked here, NotFound when the item is gone, IntegrityError when no copy verifies.
     """
     from archive.services.originals import open_original
     from ingest.sandbox.memory import fd_path, memory_file
 
-    identity = archive.settings.custodian_identity_path
-    if not identity.is_file():
-        raise NeedsIdentity("needs the custodian identity to decode the original")
-    original = open_original(archive, item_id, identity, purpose=purpose)
+    original = open_original(archive, item_id, None, purpose=purpose) if can_decode(archive) else None
+    if original is None:
+        raise NeedsIdentity("needs the access identity to decode the original: locked here until a custodian "
+                            "runs `evidence unlock`")
     small = original.item.size <= SMALL_ORIGINAL
     held: bytes | int | None = None
     for copy in original.copies:
@@ -80,6 +82,18 @@ def plaintext(archive: Archive, item_id: str, *, purpose: str) -> Iterator[bytes
         yield fd_path(held)
     finally:
         os.close(held)
+
+
+def can_decode(archive: Archive) -> bool:
+    """Whether this process holds an identity that opens originals: the access identity unlocked here, or
+    (an older home, before `evidence keys add-access`) the custodian key left in the home."""
+    from archive.services.errors import Locked
+
+    try:
+        archive.runtime.keys.access_identities()
+    except Locked:
+        return archive.settings.custodian_identity_path.is_file()
+    return True
 
 
 def fingerprint_rest(archive: Archive, job: Job, *, budget: float = JOB_BUDGET) -> None:
@@ -113,26 +127,31 @@ def fingerprint_rest(archive: Archive, job: Job, *, budget: float = JOB_BUDGET) 
 
 def _record(archive: Archive, item_id: str, start: float, done: Any, *, failure: str | None = None) -> None:
     """Store one run's frames, its custody event, and the item's note on coverage, in one transaction."""
-    from archive.catalog.metadata import ItemMetadata
+    from archive.catalog.metadata import ItemMetadata, metadata_fields, reseal
+    from archive.catalog.sealing import PENDING, sealer_for
     from archive.custody.log import append_event
     from archive.db import transaction
     from ingest.steps.fingerprint import FINGERPRINT_EVENT, PENDING_NOTE, coverage_details, pending_note
 
+    sealer = sealer_for(archive)
     with transaction(archive.engine) as session:
         details: dict[str, Any] = {"medium": "video", "resumed_from_ms": round(start * 1000)}
         if done is not None:
-            fresh = store_fingerprints(session, item_id, done.hashes, done.probe, from_ms=round(start * 1000))
+            fresh = store_fingerprints(session, sealer, item_id, done.hashes, done.probe, from_ms=round(start * 1000))
             details.update(coverage_details(done.covered, done.duration, done.complete))
             details.update(fingerprints=len(done.hashes), candidates=fresh)
         row = session.get(ItemMetadata, item_id)
-        if row is not None:
-            errors = [e for e in row.errors if not (e.get("step") == "fingerprint" and
-                                                     str(e.get("reason", "")).startswith(PENDING_NOTE))]
+        if row is not None and sealer.keys is not None and row.key_version != PENDING:
+            # The failures are sealed with the metadata: opened, amended and sealed again.
+            fields = metadata_fields(sealer.keys, row)
+            errors = [e for e in fields.get("errors") or [] if not (e.get("step") == "fingerprint" and
+                                                                     str(e.get("reason", "")).startswith(PENDING_NOTE))]
             if failure is not None:
                 errors.append({"step": "fingerprint", "reason": f"the rest of the video: {failure}"[:500]})
             elif not done.complete:
                 errors.append({"step": "fingerprint", "reason": pending_note(done.covered, done.duration)})
-            row.errors = errors
+            fields["errors"] = errors
+            reseal(row, sealer, fields)
             session.add(row)
         append_event(
             session, FINGERPRINT_EVENT, actor=archive.actor, item_id=item_id,
@@ -141,36 +160,38 @@ def _record(archive: Archive, item_id: str, start: float, done: Any, *, failure:
 
 
 def store_fingerprints(
-    session: Session, item_id: str, hashes: list[Hash], probe: Probe | None, *, from_ms: int = 0
+    session: Session, sealer: Sealer, item_id: str, hashes: list[Hash], probe: Probe | None, *, from_ms: int = 0
 ) -> list[str]:
     """Replace an item's fingerprints from `from_ms` on and record new near-duplicate candidates.
 
-    Idempotent, so a job taken again stores nothing twice: rows from `from_ms`
-    on are replaced, and a pair already suggested (either way round) is not
-    suggested again. Returns the ids of the newly suggested items.
+    Idempotent, so a job taken again stores nothing twice: hashes from
+    `from_ms` on are replaced (those before are kept, opened from the item's
+    sealed row), and a pair already suggested (either way round) is not
+    suggested again. Returns the ids of the newly suggested items. A locked
+    process suggests nothing (it cannot open the index) and cannot resume a
+    video whose earlier frames it cannot open (`Locked`).
     """
-    from sqlalchemy import delete, insert, or_
+    from sqlalchemy import or_
     from sqlmodel import col, select
 
-    from archive.catalog.fingerprints import Candidate, Fingerprint
+    from archive.catalog.fingerprints import Candidate, ItemFingerprints, open_hashes, replace_hashes
+    from archive.catalog.sealing import catalog_keys_or_locked
     from archive.custody.log import utc_now
     from archive.similarity import index_in, record_candidates
-    from ingest.fingerprints.common import to_signed
 
-    session.execute(
-        delete(Fingerprint).where(col(Fingerprint.item_id) == item_id, col(Fingerprint.offset_ms) >= from_ms)
-    )
+    kept: list[Hash] = []
+    row = session.exec(select(ItemFingerprints).where(ItemFingerprints.item_id == item_id)).first()
+    if row is not None and from_ms > 0:
+        keys = catalog_keys_or_locked(sealer, "resuming a video's fingerprints")
+        kept = [h for h in open_hashes(keys, item_id, row.key_version, row.sealed) if h.offset_ms < from_ms]
+    if row is not None:
+        session.delete(row)
+        session.flush()
     # Searched before the item's own rows are added, so the cached index never holds uncommitted rows.
-    matches = index_in(session).search(probe, exclude=item_id) if probe is not None and probe.views else []
-    if hashes:
-        session.execute(
-            insert(Fingerprint),
-            [
-                {"item_id": item_id, "kind": h.kind, "variant": h.variant, "offset_ms": h.offset_ms,
-                 "value": to_signed(h.value)}
-                for h in hashes
-            ],
-        )
+    matches = []
+    if sealer.keys is not None and probe is not None and probe.views:
+        matches = index_in(session, sealer.keys).search(probe, exclude=item_id)
+    replace_hashes(session, sealer, item_id, kept + list(hashes))
     pairs = session.exec(
         select(Candidate).where(or_(col(Candidate.item_id) == item_id, col(Candidate.other_id) == item_id))
     ).all()

@@ -11,7 +11,7 @@ steps' own custody events ("metadata extraction", "fingerprint").
 
 What counts as missing (`missing_steps`):
 - metadata: no `ItemMetadata` row, or one whose extraction never finished
-  (the step noted that its sandbox child died: `SANDBOX_DIED` in `parsers`);
+  (the step noted that its sandbox child died: the row's clear `complete` is False);
 - fingerprint: a photo or video with no `Fingerprint` rows and no fingerprint
   job under way, unless its last fingerprint event settled that there is
   nothing to fingerprint (outcome "warning": uniform, too small …). A failure
@@ -37,14 +37,13 @@ if TYPE_CHECKING:
 
     from archive.catalog.items import Item
     from archive.catalog.jobs import Job
+    from archive.catalog.metadata import ItemMetadata
     from archive.context import Archive
     from ingest.pipeline import Ingestion
 
 METADATA = "metadata"
 FINGERPRINT = "fingerprint"
 STEPS = (METADATA, FINGERPRINT)
-# What ExtractMetadata notes in `parsers` when its sandbox child died: the result is incomplete.
-SANDBOX_DIED = ("sandbox:failed", "sandbox:pure-python-retry")
 # PREMIS has no event type for planning work; this one is the archive's own.
 ANALYSIS_QUEUED = "analysis queued"
 
@@ -70,7 +69,7 @@ class ItemState:
     """What the catalog holds of one item's analysis results."""
 
     media_type: str | None
-    metadata_parsers: list[str] | None  # None: no metadata row
+    metadata_complete: bool | None  # None: no metadata row; False: a sandbox child died during extraction
     fingerprinted: bool
     last_fingerprint_outcome: str | None  # of the latest fingerprint event (None: never ran)
     fingerprint_pending: bool  # a fingerprint job queued or running
@@ -95,8 +94,7 @@ def missing_steps(state: ItemState, steps: Iterable[str]) -> list[str]:
     missing: list[str] = []
     for step in steps:
         if step == METADATA:
-            parsers = state.metadata_parsers
-            if parsers is None or any(mark in parsers for mark in SANDBOX_DIED):
+            if not state.metadata_complete:
                 missing.append(step)
         elif step == FINGERPRINT and applies(step, state) and not (
             state.fingerprinted or state.fingerprint_pending or state.last_fingerprint_outcome == "warning"
@@ -117,7 +115,7 @@ def item_states(session: Session, item_ids: list[str] | None = None) -> dict[str
     from sqlmodel import col, select
 
     from archive.catalog.events import Event
-    from archive.catalog.fingerprints import Fingerprint
+    from archive.catalog.fingerprints import ItemFingerprints
     from archive.catalog.items import Item
     from archive.catalog.jobs import ANALYSIS, QUEUED, RUNNING, Job
     from archive.catalog.jobs import FINGERPRINT as FINGERPRINT_JOB
@@ -129,12 +127,12 @@ def item_states(session: Session, item_ids: list[str] | None = None) -> dict[str
 
     items = session.exec(only(select(Item.id, Item.media_type), Item.id)).all()
     metadata = {
-        item_id: (media_type, parsers)
-        for item_id, media_type, parsers in session.exec(
-            only(select(ItemMetadata.item_id, ItemMetadata.media_type, ItemMetadata.parsers), ItemMetadata.item_id)
+        item_id: (media_type, complete)
+        for item_id, media_type, complete in session.exec(
+            only(select(ItemMetadata.item_id, ItemMetadata.media_type, ItemMetadata.complete), ItemMetadata.item_id)
         ).all()
     }
-    fingerprinted = set(session.exec(only(select(Fingerprint.item_id).distinct(), Fingerprint.item_id)).all())
+    fingerprinted = set(session.exec(only(select(ItemFingerprints.item_id), ItemFingerprints.item_id)).all())
     outcomes: dict[str, str] = {}
     events = only(select(Event.item_id, Event.outcome).where(Event.event_type == FINGERPRINT_EVENT), Event.item_id)
     for item_id, outcome in session.exec(events.order_by(col(Event.seq))).all():
@@ -154,10 +152,10 @@ def item_states(session: Session, item_ids: list[str] | None = None) -> dict[str
                 redo.add(item_id)
     states: dict[str, ItemState] = {}
     for item_id, media_type in items:
-        meta_type, parsers = metadata.get(item_id, (None, None))
+        meta_type, complete = metadata.get(item_id, (None, None))
         states[item_id] = ItemState(
             media_type=media_type or meta_type,
-            metadata_parsers=list(parsers) if parsers is not None else None,
+            metadata_complete=complete,
             fingerprinted=item_id in fingerprinted,
             last_fingerprint_outcome=outcomes.get(item_id),
             fingerprint_pending=item_id in pending,
@@ -175,6 +173,7 @@ def queue_analysis_backfill(
     from archive.catalog.jobs import ANALYSIS, enqueue
     from archive.custody.log import append_event
     from archive.db import transaction
+    from archive.services.analysis import can_decode
 
     wanted = _check_steps(steps)
     with transaction(archive.engine) as session:
@@ -196,7 +195,7 @@ def queue_analysis_backfill(
                          details={"steps": wanted, "only_missing": only_missing, "jobs": jobs, **by_step})
     return BackfillQueued(
         steps=wanted, only_missing=only_missing, items_checked=len(states), jobs=jobs, by_step=by_step,
-        needs_identity=bool(jobs) and not archive.settings.custodian_identity_path.is_file(),
+        needs_identity=bool(jobs) and not can_decode(archive),
     )
 
 
@@ -226,7 +225,7 @@ def run_analysis(archive: Archive, job: Job) -> None:
         state = item_states(session, [item.id])[item.id]
         needed = missing_steps(state, asked) if only_missing else [s for s in asked if applies(s, state)]
         row = session.get(ItemMetadata, item.id)
-        errors = list(row.errors) if row is not None else []
+        errors = _sealed_errors(archive, row)
         first = session.exec(
             select(Provenance).where(Provenance.item_id == item.id).order_by(col(Provenance.id)).limit(1)
         ).first()
@@ -287,12 +286,13 @@ def _store(archive: Archive, ingestion: Ingestion, needed: list[str]) -> None:
     from archive.catalog.items import Item
     from archive.catalog.jobs import FINGERPRINT as FINGERPRINT_JOB
     from archive.catalog.jobs import enqueue
-    from archive.catalog.metadata import ItemMetadata
+    from archive.catalog.metadata import ItemMetadata, metadata_fields, reseal
+    from archive.catalog.sealing import PENDING, sealer_for
     from archive.custody.log import append_event
     from archive.db import transaction
     from archive.services.analysis import store_fingerprints
     from ingest.steps.fingerprint import FingerprintResult
-    from ingest.steps.metadata import ExtractMetadata, _plain
+    from ingest.steps.metadata import SEALER, ExtractMetadata, _plain
 
     item_id = ingestion.item_id
     assert item_id is not None
@@ -300,17 +300,21 @@ def _store(archive: Archive, ingestion: Ingestion, needed: list[str]) -> None:
         if session.get(Item, item_id) is None:
             return  # deleted while we decoded it
         row = session.get(ItemMetadata, item_id)
+        sealer = sealer_for(archive)
         if METADATA in needed:
             if row is not None:
                 session.delete(row)
                 session.flush()
+            ingestion.results.setdefault(SEALER, sealer)
             ExtractMetadata().save(ingestion, session)  # the row as ingest writes it, failures included
-        elif row is not None:
-            row.errors = _plain(list(ingestion.errors))
+        elif row is not None and sealer.keys is not None and row.key_version != PENDING:
+            fields = metadata_fields(sealer.keys, row)
+            fields["errors"] = _plain(list(ingestion.errors))
+            reseal(row, sealer, fields)  # the failures are sealed with the rest
             session.add(row)
         result: FingerprintResult | None = ingestion.results.get("fingerprint")
         if FINGERPRINT in needed and result is not None:
-            fresh = store_fingerprints(session, item_id, result.hashes, result.probe)
+            fresh = store_fingerprints(session, sealer, item_id, result.hashes, result.probe)
             if result.event is not None:
                 result.event.details["candidates"] = fresh
             if not result.complete:  # the rest of a long video, as after ingest
@@ -319,3 +323,17 @@ def _store(archive: Archive, ingestion: Ingestion, needed: list[str]) -> None:
             append_event(session, pending.event_type, actor=archive.actor, item_id=item_id,
                          objects=pending.objects, outcome=pending.outcome,
                          details={**pending.details, "backfill": True})
+
+
+def _sealed_errors(archive: Archive, row: ItemMetadata | None) -> list[dict[str, str]]:
+    """The item's recorded failures, opened from its sealed metadata (kept when the steps run again)."""
+    from archive.catalog.metadata import metadata_fields
+    from archive.catalog.sealing import PENDING, sealer_for
+    from archive.services.analysis import NeedsIdentity
+
+    if row is None:
+        return []
+    keys = sealer_for(archive).keys
+    if keys is None or row.key_version == PENDING:
+        raise NeedsIdentity("needs the catalog key (`evidence unlock`) to read the item's sealed metadata")
+    return list(metadata_fields(keys, row).get("errors") or [])

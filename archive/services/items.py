@@ -131,7 +131,8 @@ def show_item(archive: Archive, ref: str) -> ItemRecord:
     from sqlmodel import Session, col, select
 
     from archive.catalog.items import Provenance, Replica
-    from archive.catalog.metadata import ItemMetadata, normalized_view
+    from archive.catalog.metadata import ItemMetadata, errors_of, normalized_view
+    from archive.catalog.sealing import keys_if_unlocked
     from archive.objects import Role
 
     with Session(read_only(archive.engine)) as session:
@@ -163,8 +164,8 @@ def show_item(archive: Archive, ref: str) -> ItemRecord:
             arrivals=copies(Role.ARRIVAL),
             provenance=[Arrival(p.source, p.note, p.original_name, p.declared_type, p.received_at, p.actor)
                         for p in provenance],
-            metadata=normalized_view(extracted),
-            errors=list(extracted.errors) if extracted is not None else [],
+            metadata=normalized_view(extracted, keys_if_unlocked(archive)),
+            errors=errors_of(extracted, keys_if_unlocked(archive)),
             candidates=_candidates(session, item.id),
         )
 

@@ -8,8 +8,9 @@ the archive become candidate links for an investigator to confirm; nothing is
 merged. The search for them runs in `save`, inside the item's transaction, so
 files ingested side by side (worker processes) still find each other: on
 SQLite that transaction holds the write lock, so every earlier item is visible
-and no other can commit meanwhile. The custody event carries counts and item
-ids only, and for a video how much of it was fingerprinted: decoding stops
+and no other can commit meanwhile. The hashes are sealed in one catalog row per item
+(`archive.catalog.fingerprints`): they exist to match a known picture. The
+custody event carries counts and item ids only, and for a video how much of it was fingerprinted: decoding stops
 after `INGEST_VIDEO_BUDGET` seconds, and a job committed with the item lets
 the worker fingerprint the rest (`archive.services.analysis`).
 """
@@ -132,6 +133,9 @@ class FingerprintMedia(Step):
     analysis = True
 
     def run(self, ingestion: Ingestion, archive: Archive) -> None:
+        from ingest.steps.metadata import remember_sealer
+
+        remember_sealer(ingestion, archive)
         if "fingerprint" in ingestion.results:
             return
         from ingest.fingerprints.common import NoFingerprint
@@ -175,31 +179,23 @@ class FingerprintMedia(Step):
         )
 
     def save(self, ingestion: Ingestion, session: Session) -> None:
-        from sqlalchemy import insert
-
-        from archive.catalog.fingerprints import Fingerprint
+        from archive.catalog.fingerprints import replace_hashes
         from archive.custody.log import utc_now
         from archive.similarity import index_in, record_candidates
-        from ingest.fingerprints.common import to_signed
+        from ingest.steps.metadata import step_sealer
 
         result: FingerprintResult | None = ingestion.results.get("fingerprint")
         if result is None or ingestion.item_id is None:
             return
-        if result.probe is not None:
+        sealer = step_sealer(ingestion)
+        if result.probe is not None and sealer.keys is not None:
             # Searched before this item's own rows are added, so the cached index never holds uncommitted rows.
-            result.candidates = index_in(session).search(result.probe, exclude=ingestion.item_id)
+            # A locked process cannot open the fingerprints, so it suggests none (the hashes are kept pending).
+            result.candidates = index_in(session, sealer.keys).search(result.probe, exclude=ingestion.item_id)
             if result.event is not None:
                 result.event.details["candidates"] = [m.id for m in result.candidates]
         if result.hashes:
-            # One multi-row insert: a video brings hundreds of rows, a photo a dozen.
-            session.execute(
-                insert(Fingerprint),
-                [
-                    {"item_id": ingestion.item_id, "kind": h.kind, "variant": h.variant, "offset_ms": h.offset_ms,
-                     "value": to_signed(h.value)}
-                    for h in result.hashes
-                ],
-            )
+            replace_hashes(session, sealer, ingestion.item_id, result.hashes)
         record_candidates(session, ingestion.item_id, result.candidates, utc_now())
         if not result.complete:
             from archive.catalog.jobs import FINGERPRINT, enqueue

@@ -5,7 +5,8 @@ plaintext file for large originals), inside a sandbox child (`ingest.sandbox`):
 a parser that crashes, hangs or exhausts memory costs that child only. Extraction never refuses a file: each
 parser failure becomes an item failure, and the original is kept regardless.
 The custody event names the parsers and the outcome only: no coordinates,
-no device names, nothing personal.
+no device names, nothing personal; the catalog row keeps them sealed
+(`archive.catalog.metadata`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ from ingest.pipeline import Ingestion, Step
 if TYPE_CHECKING:
     from sqlmodel import Session
 
+    from archive.catalog.sealing import Sealer
     from archive.context import Archive
+
+SEALER = "sealer"  # ingestion.results key: the catalog sealer of the process (`archive.catalog.sealing`)
 
 
 def _plain(value: Any) -> Any:
@@ -87,6 +91,7 @@ class ExtractMetadata(Step):
     analysis = True
 
     def run(self, ingestion: Ingestion, archive: Archive) -> None:
+        remember_sealer(ingestion, archive)
         if "metadata" in ingestion.results:
             return
         source = ingestion.plaintext if ingestion.plaintext is not None else ingestion.plaintext_path
@@ -110,7 +115,7 @@ class ExtractMetadata(Step):
         ingestion.event(METADATA_EXTRACTION, "warning" if meta.errors else "success", **details)
 
     def save(self, ingestion: Ingestion, session: Session) -> None:
-        from archive.catalog.metadata import ItemMetadata
+        from archive.catalog.metadata import new_metadata
 
         if ingestion.item_id is None:
             return
@@ -118,19 +123,33 @@ class ExtractMetadata(Step):
         identified = ingestion.results.get("identify") or {}
         detected = identified.get("detected")
         fields = meta.normalized.to_dict() if meta is not None else Normalized().to_dict()
-        session.add(
-            ItemMetadata(
-                item_id=ingestion.item_id,
-                **fields,
-                detected_type=detected.file_type if detected is not None else None,
-                declared_type=ingestion.incoming.declared_type,
-                type_mismatch=identified.get("mismatch"),
-                raw=_plain(meta.raw) if meta is not None else {},
-                c2pa=_plain(meta.c2pa) if meta is not None and meta.c2pa is not None else None,
-                # Every analysis failure on the item (this step's and the others'), for `evidence show`:
-                # the row is written even when extraction could not run, so failures are never lost.
-                errors=_plain(list(ingestion.errors)),
-                parsers=sorted(set(meta.parsers)) if meta is not None else [],
-                extracted_at=utc_now(),
-            )
+        fields.update(
+            declared_type=ingestion.incoming.declared_type,
+            type_mismatch=identified.get("mismatch"),
+            raw=_plain(meta.raw) if meta is not None else {},
+            c2pa=_plain(meta.c2pa) if meta is not None and meta.c2pa is not None else None,
+            # Every analysis failure on the item (this step's and the others'), for `evidence show`:
+            # the row is written even when extraction could not run, so failures are never lost.
+            errors=_plain(list(ingestion.errors)),
+            parsers=sorted(set(meta.parsers)) if meta is not None else [],
+            extracted_at=utc_now(),
         )
+        # Sealed to the item: places, devices, owners and signers never reach the catalog in clear.
+        session.add(new_metadata(step_sealer(ingestion), ingestion.item_id, fields,
+                                 detected_type=detected.file_type if detected is not None else None))
+
+
+def remember_sealer(ingestion: Ingestion, archive: Archive) -> None:
+    """Keep this process's sealer on the ingestion for `save`, which sees only the session."""
+    from archive.catalog.sealing import sealer_for
+
+    if SEALER not in ingestion.results:
+        ingestion.results[SEALER] = sealer_for(archive)
+
+
+def step_sealer(ingestion: Ingestion) -> Sealer:
+    """The sealer `remember_sealer` kept (steps whose `run` saw the archive)."""
+    sealer: Sealer | None = ingestion.results.get(SEALER)
+    if sealer is None:
+        raise RuntimeError("no sealer: the step's run() must call remember_sealer first")
+    return sealer

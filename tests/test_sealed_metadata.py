@@ -1,0 +1,295 @@
+"""Sealed metadata and fingerprints: a stolen catalog holds no place, device, owner, signer or fingerprint.
+
+Attacks the promise directly: real ingests of corpus files that carry GPS
+positions, serial numbers, an owner name and a C2PA signature, then a byte
+search of the raw SQLite file (and its WAL) or a `pg_dump`; the coarse cell
+checked against its size on the ground; the box search against positions
+chosen on both sides of its edges; the near-duplicate search with and
+without the key; sealed values swapped between rows.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import io
+import json
+import math
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Cli
+
+SIGNER_CN = "Kestrel Witness 7731"
+SIGNER_ORG = "Zanzibar Media Collective"
+
+
+def _signed_jpeg(corpus: Path) -> bytes:
+    """A corpus JPEG signed with C2PA by a throwaway certificate naming a distinctive signer."""
+    c2pa = pytest.importorskip("c2pa")
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn),
+                          x509.NameAttribute(NameOID.ORGANIZATION_NAME, SIGNER_ORG)])
+
+    now = datetime.datetime.now(datetime.UTC)
+    root_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    start, end = now - datetime.timedelta(days=1), now + datetime.timedelta(days=9)
+    root = (
+        x509.CertificateBuilder(subject_name=name("Root CA 7731"), issuer_name=name("Root CA 7731"),
+                                not_valid_before=start, not_valid_after=end)
+        .public_key(root_key.public_key()).serial_number(x509.random_serial_number())
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(root_key.public_key()), critical=False)
+        .sign(root_key, hashes.SHA256())
+    )
+    leaf = (
+        x509.CertificateBuilder(subject_name=name(SIGNER_CN), issuer_name=root.subject,
+                                not_valid_before=start, not_valid_after=end)
+        .public_key(leaf_key.public_key()).serial_number(x509.random_serial_number())
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(leaf_key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()), critical=False)
+        .sign(root_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    chain = leaf.public_bytes(pem) + root.public_bytes(pem)
+    key = leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    signer = c2pa.Signer.from_info(c2pa.C2paSignerInfo(b"es256", chain, key, None))
+    manifest = {"claim_generator_info": [{"name": "evidence-test", "version": "1"}], "title": "x.jpg",
+                "format": "image/jpeg", "assertions": []}
+    out = io.BytesIO()
+    with c2pa.Builder(json.dumps(manifest)) as builder:
+        builder.sign(signer, "image/jpeg", io.BytesIO((corpus / "media/jpg/Canon_40D.jpg").read_bytes()), out)
+    return out.getvalue()
+
+
+# (corpus file, values it carries that identify a person or a device)
+SENSITIVE = {
+    "exiftool/GPS.jpg": ["FUJIFILM", "FinePixS1Pro"],
+    "jpg/exif-org/canon-ixus.jpg": ["Tom Rowan", "Sarah Clifton", "Canon DIGITAL IXUS"],
+    "jpg/Panasonic_DMC-FZ30.jpg": ["S010604030293"],
+    "jpg/Reconyx_HC500_Hyperfire.jpg": ["H500EE06130468"],
+    "jpg/gps/DSCN0010.jpg": ["COOLPIX"],
+}
+POSITIONS = {"exiftool/GPS.jpg": (54.9896666666667, -1.91416666666667),
+             "jpg/gps/DSCN0010.jpg": (43.4674483333333, 11.8851266666639)}
+
+
+def _ingest_sensitive(cli: Cli, corpus: Path, tmp_path: Path) -> dict[str, str]:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in SENSITIVE:
+        shutil.copy(corpus / "media" / name, folder / Path(name).name)
+    (folder / "signed.jpg").write_bytes(_signed_jpeg(corpus))
+    ids = {}
+    for report in cli.json_lines("ingest", *sorted(str(p) for p in folder.iterdir())):
+        assert report["status"] == "preserved", report
+        ids[Path(report["path"]).name if "path" in report else report["id"]] = report["id"]
+    return ids
+
+
+def _dump(cli: Cli, catalog_url: str) -> bytes:
+    """What a thief gets: the raw SQLite file with its WAL, or a pg_dump of the database."""
+    if catalog_url.startswith("sqlite"):
+        db = Path(catalog_url.removeprefix("sqlite:///"))
+        return b"".join(p.read_bytes() for p in (db, Path(f"{db}-wal")) if p.exists())
+    return subprocess.run(["pg_dump", "--dbname", catalog_url], check=True, capture_output=True).stdout
+
+
+def _forms_of_float(value: float) -> list[bytes]:
+    text = repr(value)
+    return [text[: text.index(".") + 6].encode(), struct.pack(">d", value), struct.pack("<d", value)]
+
+
+def _forms_of_hash(value: int) -> list[bytes]:
+    signed = value - (1 << 64) if value >= 1 << 63 else value
+    raw = struct.pack(">Q", value)
+    return [str(value).encode(), str(signed).encode(), f"{value:016x}".encode(), raw, raw[::-1],
+            base64.b64encode(raw).rstrip(b"=")]
+
+
+def test_a_stolen_catalog_holds_no_metadata_nor_fingerprint(
+    tmp_path: Path, corpus: Path, catalog_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EVIDENCE_DATABASE_URL", catalog_url)
+    cli = Cli(tmp_path / "home")
+    cli("init", "--operator", "tester")
+    ids = _ingest_sensitive(cli, corpus, tmp_path)
+    shown = {item["id"]: cli.json("show", item["id"]) for item in cli.json("list")}
+    # The archive itself still knows everything: show opens the sealed fields.
+    makes = {s["metadata"]["make"] for s in shown.values() if s["metadata"]}
+    assert {"FUJIFILM", "Canon", "NIKON"} <= makes
+    located = [s["metadata"] for s in shown.values() if s["metadata"] and s["metadata"]["latitude"] is not None]
+    assert any(abs(m["latitude"] - 54.98966) < 1e-4 for m in located)
+
+    from sqlmodel import Session
+
+    from archive.context import Archive
+    from archive.similarity import item_hashes
+
+    archive = Archive.open(cli.home)
+    try:
+        keys = archive.runtime.keys.catalog()
+        with Session(archive.engine) as session:
+            hashes = [h for item_id in shown for h in item_hashes(session, keys, item_id)]
+    finally:
+        archive.close()
+    assert len(hashes) >= 5 * 6, "every photo has fingerprints"
+
+    dump = _dump(cli, catalog_url)
+    secrets: list[bytes] = [SIGNER_CN.encode(), SIGNER_ORG.encode()]
+    secrets += [v.encode() for values in SENSITIVE.values() for v in values]
+    for lat, lon in POSITIONS.values():
+        secrets += _forms_of_float(lat) + _forms_of_float(lon)
+    found = [s for s in secrets if s in dump]
+    assert found == [], f"in clear in the stolen catalog: {found}"
+    leaked = [h for h in hashes if any(form in dump for form in _forms_of_hash(h.value))]
+    assert leaked == [], f"{len(leaked)} fingerprints in clear in the stolen catalog"
+    assert len(ids) == len(SENSITIVE) + 1
+
+
+def test_the_clear_location_cell_is_no_finer_than_10_km() -> None:
+    import random
+
+    from archive.catalog.metadata import cell_bounds, coarse_cell
+
+    def km_east_west(lat: float, west: float, east: float) -> float:
+        return 6371.0 * math.radians(east - west) * math.cos(math.radians(lat))
+
+    rng = random.Random(9)
+    points = [(rng.uniform(-90, 90), rng.uniform(-180, 180)) for _ in range(20000)]
+    points += [(54.9896666666667, -1.91416666666667), (89.99, 3.0), (-89.99, -179.99), (0.0, 0.0), (69.6, 18.9)]
+    for lat, lon in points:
+        cell = coarse_cell(lat, lon)
+        assert cell is not None
+        south, west, north, east = cell_bounds(cell)
+        assert south - 1e-9 <= lat <= north + 1e-9 and west - 1e-9 <= lon <= east + 1e-9
+        assert 6371.0 * math.radians(north - south) >= 10.0
+        poleward = max(abs(south), abs(north))
+        if poleward < 89.9:  # the polar caps: one cell round the pole, wider than any
+            assert km_east_west(min(poleward, 90.0), west, east) >= 10.0, (lat, lon, cell)
+    assert coarse_cell(None, 3.0) is None and coarse_cell(91.0, 0.0) is None
+
+
+def _set_positions(home: Path, positions: dict[str, tuple[float, float] | None]) -> None:
+    """Give items chosen positions (their rows rewritten as ingest writes them, sealed)."""
+    from archive.catalog.metadata import ItemMetadata, metadata_fields, new_metadata
+    from archive.catalog.sealing import Sealer
+    from archive.context import Archive
+    from archive.db import transaction
+
+    archive = Archive.open(home)
+    try:
+        keys = archive.runtime.keys.catalog()
+        with transaction(archive.engine) as session:
+            for item_id, position in positions.items():
+                row = session.get(ItemMetadata, item_id)
+                assert row is not None
+                fields = metadata_fields(keys, row)
+                fields["latitude"], fields["longitude"] = position or (None, None)
+                fresh = new_metadata(Sealer(keys), item_id, fields, detected_type=row.detected_type)
+                session.delete(row)
+                session.flush()
+                session.add(fresh)
+    finally:
+        archive.close()
+
+
+def test_box_search_finds_exactly_the_items_inside(cli: Cli, tmp_path: Path) -> None:
+    folder = tmp_path / "files"
+    folder.mkdir()
+    for n in range(7):
+        (folder / f"note{n}.txt").write_text(f"statement {n}\n")
+    ids = [r["id"] for r in cli.json_lines("ingest", *sorted(str(p) for p in folder.iterdir()))]
+    box = (43.4670, 11.8840, 43.4680, 11.8860)
+    positions: dict[str, tuple[float, float] | None] = {
+        ids[0]: (43.4674, 11.8851),  # inside
+        ids[1]: (43.4670, 11.8840),  # on the corner: inside
+        ids[2]: (43.4681, 11.8851),  # 11 m north of the box, same coarse cell
+        ids[3]: (43.4674, 11.8839),  # 8 m west of it, same cell
+        ids[4]: (-33.9, 18.4),  # far away
+        ids[5]: None,  # no position
+        ids[6]: (43.4680, 11.8860),  # the opposite corner: inside
+    }
+    _set_positions(cli.home, positions)
+    from archive.catalog.metadata import coarse_cell
+
+    assert coarse_cell(43.4681, 11.8851) == coarse_cell(43.4674, 11.8851)  # the cell alone cannot tell them apart
+    inside = sorted([ids[0], ids[1], ids[6]])
+    text = ",".join(map(str, box))
+    assert sorted(item["id"] for item in cli.json("list", "--box", text)) == inside
+    swapped = f"{box[2]},{box[3]},{box[0]},{box[1]}"  # corners in the other order: the same box
+    assert sorted(item["id"] for item in cli.json("list", "--box", swapped)) == inside
+    # A box spanning far more cells than are listed opens every located item and still filters exactly.
+    assert sorted(item["id"] for item in cli.json("list", "--box", "-60,-20,60,20")) == sorted([*inside, ids[2],
+                                                                                              ids[3], ids[4]])
+    _, _, err = cli("list", "--box", "43.4,11.8,43.5", expect=2)
+    assert "LAT1,LON1,LAT2,LON2" in err
+
+
+def _lock(home: Path) -> Path:
+    """Take the catalog key away (as `evidence lock` would); returns where it went."""
+    aside = home.parent / "catalog.key.aside"
+    (home / "keys" / "catalog.key").rename(aside)
+    return aside
+
+
+def test_similar_works_after_unlock_and_says_when_locked(cli: Cli, corpus: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    source = corpus / "media/jpg/gps/DSCN0010.jpg"
+    smaller = tmp_path / "reshared.jpg"
+    with Image.open(source) as image:
+        image.convert("RGB").resize((image.width // 2, image.height // 2)).save(smaller, quality=70)
+    original, copy = (r["id"] for r in cli.json_lines("ingest", str(source), str(smaller)))
+    assert [c["id"] for c in cli.json("show", copy)["candidates"]] == [original]
+    assert [m["id"] for m in cli.json("similar", original)] == [copy]
+    aside = _lock(cli.home)
+    code, out, err = cli("similar", original, expect=None)
+    assert code != 0 and "unlock" in err and copy not in out
+    code, _, err = cli("similar", "--file", str(smaller), expect=None)
+    assert code != 0 and "unlock" in err
+    aside.rename(cli.home / "keys" / "catalog.key")
+    assert [m["id"] for m in cli.json("similar", "--file", str(smaller))][:1] in ([original], [copy])
+    assert {m["id"] for m in cli.json("similar", "--file", str(smaller))} == {original, copy}
+
+
+def test_a_sealed_value_moved_to_another_row_does_not_open(cli: Cli, corpus: Path) -> None:
+    from sqlmodel import Session, select
+
+    from archive.catalog.fingerprints import ItemFingerprints, open_hashes
+    from archive.catalog.metadata import ItemMetadata, metadata_fields
+    from archive.context import Archive
+    from archive.keys.catalog import CatalogKeyError
+
+    a, b = (r["id"] for r in cli.json_lines(
+        "ingest", str(corpus / "media/exiftool/GPS.jpg"), str(corpus / "media/jpg/gps/DSCN0012.jpg")))
+    archive = Archive.open(cli.home)
+    try:
+        keys = archive.runtime.keys.catalog()
+        with Session(archive.engine) as session:
+            rows: dict[str, Any] = {r.item_id: r for r in session.exec(select(ItemMetadata))}
+            assert metadata_fields(keys, rows[a])["make"] == "FUJIFILM"
+            rows[b].sealed, rows[b].key_version = rows[a].sealed, rows[a].key_version  # the thief's swap
+            with pytest.raises(CatalogKeyError):
+                metadata_fields(keys, rows[b])
+            prints = {r.item_id: r for r in session.exec(select(ItemFingerprints))}
+            assert open_hashes(keys, a, prints[a].key_version, prints[a].sealed)
+            with pytest.raises(CatalogKeyError):
+                open_hashes(keys, b, prints[a].key_version, prints[a].sealed)
+            session.rollback()
+    finally:
+        archive.close()
