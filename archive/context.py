@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from archive.config import ConfigError, RuntimeConfig, Settings, check_actor, load_settings
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-    from archive.age import Recipient
+    from archive.age import Identity, Recipient
     from archive.custody.checkpoint import Signer
     from archive.keys.catalog import CatalogKeys
     from storage.base import Backend
@@ -37,14 +37,26 @@ CONFIGURATION_MOVED = "configuration moved"
 
 
 class KeyRing:
-    """Public keys and the log's signing key, parsed once per process (and again only when changed)."""
+    """Public keys, the log's signing key, and the secret keys this process may use (see `archive.keys`).
+
+    The access identity and the catalog key are looked for at every use, in
+    this order: unwrapped in `keys/` (the embedded default); wrapped in `keys/`
+    when this process holds the passphrase (`unlock`, or `EVIDENCE_PASSPHRASE_FILE`);
+    this archive's RAM directory (`evidence unlock`). Each place costs one
+    `stat` per use and is read again only when it changed, so a running worker
+    or server picks up a later `evidence unlock` (and a rotation's new key
+    version) at its next use case, and refuses again after `evidence lock`.
+    A process unlocked with the passphrase stays unlocked until it ends.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._recipients: tuple[tuple[str, ...], list[Recipient]] | None = None
         self._signer: Signer | None = None
-        self._catalog: CatalogKeys | None = None
+        self._passphrase: str | None = None  # held after an in-process unlock, for re-wrapping (store_catalog)
+        self._held: dict[Path, tuple[tuple[int, int, int], Any]] = {}  # path -> (file signature, parsed key)
+        self._tried_env = False
 
     def recipients(self, texts: list[str]) -> list[Recipient]:
         key = tuple(texts)
@@ -58,21 +70,222 @@ class KeyRing:
             self._recipients = held
         return held[1]
 
-    def catalog(self) -> CatalogKeys:
-        """The catalog key (every held version); `Locked` when this process has none.
+    @property
+    def archive_id(self) -> str:
+        """This archive's id (the log origin's suffix): it names the RAM directory."""
+        origin = str(self._settings.section("log").get("origin") or "")
+        if origin:
+            return origin.rsplit("/", 1)[-1]
+        import hashlib
 
-        Read from `keys/catalog.key` in the embedded default (see `archive.keys`).
-        """
+        return "home-" + hashlib.sha256(str(self._settings.home).encode()).hexdigest()[:32]
+
+    def _places(self, name: str) -> list[tuple[str, Path, bool]]:
+        """(where, path, wrapped) for each place key file `name` may be held, in the order they are tried."""
+        from archive.keys import ramdir
+        from archive.keys.files import wrapped_name
+
+        keys = self._settings.keys_dir
+        places = [(f"unwrapped in {keys}", keys / name, False)]
+        if self._passphrase is not None:
+            places.append(("unlocked in this process", keys / wrapped_name(name), True))
+        try:
+            ram = ramdir.ram_dir(self.archive_id)
+            places.append((f"unlocked in RAM ({ram})", ram / name, False))
+        except ramdir.RamDirError:
+            pass
+        return places
+
+    def _read(self, name: str, path: Path, wrapped: bool) -> bytes:
+        from archive.keys import ramdir
+        from archive.keys.wrapping import unwrap
+        from archive.services.errors import Locked
+
+        if wrapped:
+            assert self._passphrase is not None
+            return unwrap(path.read_bytes(), self._passphrase, path.name)
+        if path.parent == self._settings.keys_dir:
+            return path.read_bytes()
+        try:
+            data = ramdir.read(self.archive_id, name)
+        except ramdir.RamDirError as exc:
+            raise Locked(f"{exc}; run `evidence lock` and `evidence unlock` again") from None
+        if data is None:
+            raise FileNotFoundError(path)
+        return data
+
+    def _find(self, name: str) -> tuple[Any, str] | None:
+        """The parsed key `name` from the first place holding it, and where; None when none does."""
+        from archive.keys.catalog import CATALOG_KEY_NAME, CatalogKeys
+        from archive.services.errors import ServiceError
+
+        def parse(data: bytes) -> Any:
+            return CatalogKeys.parse(data.decode("ascii")) if name == CATALOG_KEY_NAME else _parse_identities(data)
+
         with self._lock:
-            if self._catalog is None:
-                from archive.keys.catalog import CATALOG_KEY_NAME, CatalogKeys
-                from archive.services.errors import Locked
+            self._unlock_from_env()
+            for where, path, wrapped in self._places(name):
+                from archive.keys.files import signature
 
-                path = self._settings.keys_dir / CATALOG_KEY_NAME
-                if not path.is_file():
-                    raise Locked("the catalog key is not unlocked here: a custodian must run `evidence unlock`")
-                self._catalog = CatalogKeys.parse(path.read_text(encoding="ascii"))
-            return self._catalog
+                sig = signature(path)
+                if sig is None:
+                    self._held.pop(path, None)
+                    continue
+                held = self._held.get(path)
+                if held is None or held[0] != sig:
+                    try:
+                        data = self._read(name, path, wrapped)
+                    except FileNotFoundError:
+                        continue  # removed since the stat (`evidence lock`)
+                    try:
+                        held = (sig, parse(data))
+                    except (ValueError, UnicodeDecodeError) as exc:
+                        raise ServiceError(f"{path} holds no usable key ({type(exc).__name__})") from None
+                    self._held[path] = held
+                return held[1], where
+            return None
+
+    def _locked(self, what: str) -> Exception:
+        from archive.services.errors import Locked
+
+        return Locked(f"{what} is locked in this process: a custodian must run `evidence unlock` "
+                      "(or start it with --unlock or EVIDENCE_PASSPHRASE_FILE)")
+
+    def catalog(self) -> CatalogKeys:
+        """The catalog key (every held version); `Locked` when this process has none."""
+        from archive.keys.catalog import CATALOG_KEY_NAME
+
+        found = self._find(CATALOG_KEY_NAME)
+        if found is None:
+            raise self._locked("the catalog key")
+        return found[0]  # type: ignore[no-any-return]
+
+    def access_identities(self) -> list[Identity]:
+        """The access identity (the one reads use); `Locked` when this process has none."""
+        from archive.keys.files import ACCESS_KEY_NAME
+
+        found = self._find(ACCESS_KEY_NAME)
+        if found is None:
+            raise self._locked("the access identity")
+        return list(found[0])
+
+    def access_recipient(self) -> str | None:
+        """The access identity's public key (`keys/access.pub`), readable whether locked or not."""
+        from archive.keys.files import ACCESS_PUB_NAME
+
+        path = self._settings.keys_dir / ACCESS_PUB_NAME
+        return path.read_text(encoding="utf-8").strip() if path.is_file() else None
+
+    def unlocked(self) -> bool:
+        """Whether this process can use both the access identity and the catalog key now."""
+        from archive.services.errors import ServiceError
+
+        try:
+            self.access_identities()
+            self.catalog()
+        except ServiceError:
+            return False
+        return True
+
+    def where(self, name: str) -> str | None:
+        """Where this process finds key file `name` now (None: it cannot use it)."""
+        found = self._find(name)
+        return found[1] if found is not None else None
+
+    def unlock(self, passphrase: str) -> dict[str, bytes]:
+        """Unwrap the wrapped keys in `keys/` into this process; the unwrapped key files, by name.
+
+        Raises WrongPassphrase (nothing is held then), `Locked` when there is
+        nothing wrapped to unlock. Keys kept unwrapped need no unlocking.
+        """
+        from archive.keys.files import SECRET_NAMES, wrapped_name
+        from archive.keys.wrapping import unwrap
+        from archive.services.errors import Locked
+
+        keys = self._settings.keys_dir
+        opened: dict[str, bytes] = {}
+        for name in SECRET_NAMES:
+            wrapped = keys / wrapped_name(name)
+            if wrapped.is_file():
+                opened[name] = unwrap(wrapped.read_bytes(), passphrase, wrapped.name)
+            elif (keys / name).is_file():
+                opened[name] = (keys / name).read_bytes()
+            else:
+                raise Locked(f"neither {name} nor {wrapped_name(name)} is in {keys}: nothing to unlock "
+                             "(`evidence keys add-access` creates missing keys)")
+        with self._lock:
+            self._passphrase = passphrase
+            self._held = {path: held for path, held in self._held.items() if path.parent != keys}
+        return opened
+
+    def holds_passphrase(self) -> bool:
+        return self._passphrase is not None
+
+    def _unlock_from_env(self) -> None:
+        """Unlock this process once from `EVIDENCE_PASSPHRASE_FILE` when it is set and the keys are wrapped."""
+        if self._tried_env or self._passphrase is not None:
+            return
+        self._tried_env = True
+        from archive.keys.files import SECRET_NAMES, wrapped_name
+        from archive.keys.wrapping import passphrase_from_env
+
+        keys = self._settings.keys_dir
+        if not any((keys / wrapped_name(name)).is_file() for name in SECRET_NAMES):
+            return
+        passphrase = passphrase_from_env()
+        if passphrase is not None:
+            self.unlock(passphrase)
+
+    def store_catalog(self, keys: CatalogKeys, passphrase: str | None = None) -> list[str]:
+        """Write a new version of the catalog key wherever it is kept, atomically; where it went.
+
+        The unwrapped file (embedded default) or the wrapped one (re-wrapped
+        with the passphrase this process holds, or `passphrase`), then the RAM
+        directory if the key is unlocked there. The durable copy goes first: a
+        crash between the two leaves it on disk, and `evidence unlock` again
+        brings the RAM directory up to date.
+        """
+        from archive.keys import ramdir
+        from archive.keys.catalog import CATALOG_KEY_NAME
+        from archive.keys.files import wrapped_name, write_secret
+        from archive.keys.wrapping import unwrap, wrap
+        from archive.services.errors import Locked
+
+        data = keys.encode().encode("ascii")
+        home = self._settings.keys_dir
+        plain, wrapped = home / CATALOG_KEY_NAME, home / wrapped_name(CATALOG_KEY_NAME)
+        stored: list[str] = []
+        with self._lock:
+            if plain.is_file():
+                write_secret(plain, data)
+                stored.append(str(plain))
+            elif wrapped.is_file():
+                secret = passphrase or self._passphrase
+                if secret is None:
+                    raise Locked("writing the new catalog key means wrapping it again: this needs the passphrase "
+                                 "(unlock this process with it, e.g. EVIDENCE_PASSPHRASE_FILE, or pass it)")
+                unwrap(wrapped.read_bytes(), secret, wrapped.name)  # never re-wrap under a mistyped passphrase
+                write_secret(wrapped, wrap(data, secret, self.work_factor))
+                stored.append(str(wrapped))
+            else:
+                raise Locked(f"no catalog key file in {home} to write the new version to")
+            if ramdir.held_path(self.archive_id, CATALOG_KEY_NAME) is not None:
+                stored.append(str(ramdir.publish(self.archive_id, {CATALOG_KEY_NAME: data}) / CATALOG_KEY_NAME))
+            self._held.clear()
+        return stored
+
+    @property
+    def work_factor(self) -> int:
+        """The scrypt work factor keys are wrapped with (`[keys] passphrase_work_factor`, default the age tool's)."""
+        from archive.age import SCRYPT_WORK_FACTOR
+
+        return int(self._settings.section("keys").get("passphrase_work_factor", SCRYPT_WORK_FACTOR))
+
+    def forget(self) -> None:
+        """Drop every secret key this process holds (after `evidence lock`, or before exiting)."""
+        with self._lock:
+            self._passphrase = None
+            self._held.clear()
 
     def signer(self) -> Signer:
         with self._lock:
@@ -81,6 +294,19 @@ class KeyRing:
 
                 self._signer = ensure_log_key(self._settings)
             return self._signer
+
+
+def _parse_identities(data: bytes) -> list[Identity]:
+    """The identities in an age identity file's bytes (comments and blank lines skipped)."""
+    from archive.age import AgeError, Identity
+
+    lines = [ln.strip() for ln in data.decode("utf-8").splitlines() if ln.strip() and not ln.startswith("#")]
+    if not lines:
+        raise ValueError("no identity in file")
+    try:
+        return [Identity.parse(line) for line in lines]
+    except AgeError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def utc_clock() -> datetime:
@@ -96,6 +322,8 @@ class Runtime:
     _engine: Engine | None = field(default=None, repr=False)
     log_size_at_open: int = 0
     warnings: list[str] = field(default_factory=list)  # for whoever runs the process to show
+    actor_ids: dict[str, str] = field(default_factory=dict, repr=False)  # operator name -> user id
+    settle_checked: bool = False  # whether this process looked for rows to settle (archive.services.settle)
 
     @classmethod
     def open(cls, home: str | os.PathLike[str] | None = None) -> Runtime:
@@ -291,17 +519,52 @@ def _forget_legacy(settings: Settings) -> Callable[[], None]:
     return forget
 
 
-@dataclass
 class Archive:
-    """The archive as one use case sees it: who acts, the configuration at its start, the process's runtime."""
+    """The archive as one use case sees it: who acts, the configuration at its start, the process's runtime.
 
-    runtime: Runtime
-    actor: str
+    `actor_name` is who acts as given (an operator name, or `archive`); `actor`
+    is what custody events and provenance record: the literal `archive`, or
+    the random user id behind the name (`archive.catalog.users`), resolved on
+    first use and kept for the process, so neither the log nor a seized
+    catalog names a person. A name that already is a user id (a pool worker
+    handed its parent's) stays as it is.
+    """
+
+    def __init__(self, runtime: Runtime, actor: str) -> None:
+        self.runtime = runtime
+        self.actor_name = actor
+
+    def __repr__(self) -> str:
+        return f"Archive(home={str(self.runtime.home)!r})"
 
     @classmethod
     def open(cls, home: str | os.PathLike[str] | None = None, as_name: str | None = None) -> Archive:
         runtime = Runtime.open(home)
         return cls(runtime=runtime, actor=runtime.settings.actor(as_name))
+
+    @property
+    def actor(self) -> str:
+        """The user id that acts (or `archive`); created, sealed, at a name's first use."""
+        from archive.catalog.users import SYSTEM, is_user_id
+
+        name = self.actor_name
+        if name == SYSTEM or is_user_id(name):
+            return name
+        known = self.runtime.actor_ids.get(name)
+        if known is None:
+            known = self._resolve(name)
+            self.runtime.actor_ids[name] = known
+        return known
+
+    def _resolve(self, name: str) -> str:
+        from archive.catalog.secrets import sealer
+        from archive.catalog.users import resolve
+        from archive.custody.log import utc_now
+        from archive.db import transaction
+
+        keys = sealer(self)
+        with transaction(self.engine) as session:
+            return resolve(session, keys, name, utc_now())
 
     @property
     def settings(self) -> Settings:
@@ -313,7 +576,14 @@ class Archive:
 
     @property
     def engine(self) -> Engine:
-        return self.runtime.engine
+        """The catalog; the first use in an unlocked process settles what was written locked."""
+        engine = self.runtime.engine
+        if not self.runtime.settle_checked:
+            self.runtime.settle_checked = True  # first: settling uses this archive's engine too
+            from archive.services.settle import settle_on_open
+
+            settle_on_open(self)
+        return engine
 
     @cached_property
     def config(self) -> RuntimeConfig:

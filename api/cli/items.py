@@ -23,7 +23,7 @@ from api.cli.main import CliState, emit_json, fail, pass_state
 def init(state: CliState, operator: str | None, recipients: tuple[str, ...], custodian_recipient: str | None) -> None:
     """Create an archive home: config, catalog, two local storage roots and keys."""
     from archive.config import resolve_home
-    from archive.services.setup import OFFLINE_WARNING, init_home
+    from archive.services.setup import OFFLINE_WARNING, UNWRAPPED_NOTE, init_home
 
     info = init_home(
         resolve_home(state.home),
@@ -36,6 +36,7 @@ def init(state: CliState, operator: str | None, recipients: tuple[str, ...], cus
     click.echo(f"custody log verifier key (give it to your witnesses): {info['log_verifier_key']}")
     if info["custodian_identity"]:
         click.echo(OFFLINE_WARNING.format(path=info["custodian_identity"]), err=True)
+    click.echo(UNWRAPPED_NOTE.format(access=info["access_identity"], catalog=info["catalog_key"]), err=True)
 
 
 @click.command()
@@ -109,7 +110,8 @@ def list_(state: CliState, as_json: bool, box: str | None) -> None:
         emit_json(items)
         return
     for item in items:
-        click.echo(f"{item.id}  {item.status:9}  {item.size:>12}  {item.sha256}")
+        size = str(item.size) if item.size is not None else f"~{item.size_bucket or '?'}"
+        click.echo(f"{item.id}  {item.status:9}  {size:>12}  {item.sha256 or '(sealed: locked)'}")
 
 
 def _print_tree(data: Any, indent: int = 0) -> None:

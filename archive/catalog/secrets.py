@@ -28,6 +28,7 @@ from sqlalchemy import event, text
 from sqlalchemy.orm import object_session
 from sqlmodel import col, select
 
+from archive.catalog import sealing
 from archive.catalog.items import Item, Provenance
 from archive.keys.catalog import CatalogKeyError, CatalogKeys
 
@@ -40,8 +41,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CatalogKeys", "ItemSecret", "Opener", "Pending", "Sealer", "find_item_by_sha256", "item_secret",
-    "new_item", "new_provenance", "open_row", "opener", "provenance_fields", "seal_row", "sealer",
-    "size_bucket",
+    "new_item", "new_provenance", "open_row", "opener", "plain", "provenance_fields", "seal_row", "sealer",
+    "size_bucket", "bucket_floor",
 ]
 
 ITEMS = "items"
@@ -69,7 +70,14 @@ class Pending:
     recipients: list[Recipient]
 
 
-Sealer = CatalogKeys | Pending
+Sealer = CatalogKeys | Pending | sealing.Sealer  # the last: archive.catalog.sealing's, accepted alike
+
+
+def plain(keys: Sealer) -> CatalogKeys | Pending:
+    """`sealing.Sealer` as the catalog key or pending sealing (the two modules agree on rows)."""
+    if isinstance(keys, sealing.Sealer):
+        return keys.keys if keys.keys is not None else Pending(list(keys._recipients))
+    return keys
 
 
 @dataclass
@@ -110,6 +118,19 @@ def size_bucket(size: int) -> str:
     return f"{a}-{b} {ua}" if ua == ub else f"{a} {ua}-{b} {ub}"
 
 
+def bucket_floor(label: str | None) -> int:
+    """The lower bound in bytes of a `size_bucket` label (0 when unknown)."""
+    if not label:
+        return 0
+    low = label.split("-", 1)[0].strip()
+    number, _, unit = low.partition(" ")
+    unit = unit or label.rsplit(" ", 1)[-1]
+    try:
+        return int(number) * 1024 ** _UNITS.index(unit)
+    except ValueError:
+        return 0
+
+
 # --- sealing and opening one row -------------------------------------------------------------
 
 def sealer(archive: Archive) -> Sealer:
@@ -145,6 +166,7 @@ def access_identities(archive: Archive) -> list[Identity]:
 
 def seal_row(keys: Sealer, table: str, row_id: object, fields: dict[str, Any]) -> tuple[int, bytes]:
     """(key version, sealed blob) of a row's secret fields; version 0 when sealed pending."""
+    keys = plain(keys)
     if isinstance(keys, CatalogKeys):
         return keys.seal(table, row_id, fields)
     from archive.age import encrypt_bytes
@@ -161,6 +183,8 @@ def _open_pending(identities: list[Identity], table: str, row_id: object, blob: 
         document = json.loads(decrypt_bytes(bytes(blob), identities))
     except (AgeError, ValueError) as exc:
         raise CatalogKeyError(f"pending {table} row {row_id} does not open ({type(exc).__name__})") from None
+    if isinstance(document, dict) and "format" not in document:
+        return document  # the bare fields, as `sealing.Sealer` writes them (no row binding inside)
     # age authenticates no sender: the row binding is checked here, as the catalog key's AAD would.
     if (not isinstance(document, dict) or document.get("format") != PENDING_FORMAT
             or document.get("table") != table or document.get("id") != str(row_id)
@@ -192,6 +216,7 @@ def open_row(keys: Archive | Opener | CatalogKeys | Pending | None, table: str, 
 def new_item(keys: Sealer, *, id: str, sha256: str, size: int, salt: str | None, media_type: str | None,
              status: str, created_at: str) -> Item:
     """A new item row: its secrets sealed, its lookup filled (empty when pending), its size bucketed."""
+    keys = plain(keys)
     version, blob = seal_row(keys, ITEMS, id, {"sha256": sha256, "size": size, "salt": salt})
     lookup = keys.lookup(SHA256_LOOKUP, sha256) if isinstance(keys, CatalogKeys) else None
     return Item(id=id, sealed=blob, key_version=version, lookup=lookup, size_bucket=size_bucket(size),
@@ -222,6 +247,7 @@ def new_provenance(keys: Sealer, *, item_id: str, source: str | None, note: str 
                    original_name: str | None, declared_type: str | None, received_at: str,
                    actor: str) -> Provenance:
     """A new arrival row. Its fields are sealed bound to its id, known only once inserted (see `_seal_inserted`)."""
+    keys = plain(keys)
     row = Provenance(item_id=item_id, received_at=received_at, actor=actor)
     fields = {"source": source, "note": note, "original_name": original_name, "declared_type": declared_type}
     object.__setattr__(row, "_evidence_seal", (keys, fields))
@@ -282,3 +308,15 @@ def _legacy(row: Item | Provenance, query: str, names: tuple[str, ...]) -> dict[
     if found is None:
         raise CatalogKeyError(f"{table.removeprefix('legacy_')} row {row.id} holds no sealed fields")
     return dict(zip(names, found, strict=True))
+
+
+# --- the registry rotation and settlement walk -------------------------------------------------
+
+def _item_lookups(keys: CatalogKeys, fields: dict[str, Any]) -> dict[str, str | None]:
+    if fields.get("merged_into"):  # the item holding the same bytes is the one a lookup finds
+        return {"lookup": None}
+    return {"lookup": keys.lookup(SHA256_LOOKUP, str(fields["sha256"]))}
+
+
+sealing.register(sealing.SealedTable(ITEMS, "id", _item_lookups, ("lookup",)))
+sealing.register(sealing.SealedTable(PROVENANCE, "id"))

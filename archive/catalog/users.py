@@ -14,15 +14,18 @@ the oldest.
 from __future__ import annotations
 
 import secrets
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Column, LargeBinary
 from sqlmodel import Field, SQLModel, col, select
 
+from archive.catalog import sealing
+
 if TYPE_CHECKING:
     from sqlmodel import Session
 
-    from archive.catalog.secrets import CatalogKeys, Opener, Sealer
+    from archive.catalog.secrets import Opener, Sealer
+    from archive.keys.catalog import CatalogKeys
 
 TABLE = "users"
 LOOKUP = "user-name"
@@ -41,6 +44,13 @@ class User(SQLModel, table=True):
     created_at: str = Field(max_length=32)
 
 
+def _lookups(keys: CatalogKeys, fields: dict[str, Any]) -> dict[str, str | None]:
+    return {"lookup": keys.lookup(LOOKUP, str(fields["name"]))}
+
+
+sealing.register(sealing.SealedTable(TABLE, "id", _lookups, ("lookup",)))
+
+
 def new_user_id() -> str:
     return "u-" + secrets.token_hex(8)
 
@@ -51,11 +61,12 @@ def is_user_id(actor: str) -> bool:
 
 def find(session: Session, sealer: Sealer, name: str) -> str | None:
     """The oldest id sealed under this name, or None (always None while locked: no lookup key)."""
-    from archive.catalog.secrets import CatalogKeys
+    from archive.catalog.secrets import CatalogKeys, plain
 
-    if not isinstance(sealer, CatalogKeys):
+    keys = plain(sealer)
+    if not isinstance(keys, CatalogKeys):
         return None
-    hashes = sealer.lookups(LOOKUP, name)
+    hashes = keys.lookups(LOOKUP, name)
     row = session.exec(
         select(User.id).where(col(User.lookup).in_(hashes)).order_by(col(User.created_at), col(User.id)).limit(1)
     ).first()
@@ -69,11 +80,12 @@ def resolve(session: Session, sealer: Sealer, name: str, now: str) -> str:
     found = find(session, sealer, name)
     if found is not None:
         return found
-    from archive.catalog.secrets import CatalogKeys, seal_row
+    from archive.catalog.secrets import CatalogKeys, plain, seal_row
 
+    keys = plain(sealer)
     user_id = new_user_id()
-    version, blob = seal_row(sealer, TABLE, user_id, {"name": name})
-    lookup = sealer.lookup(LOOKUP, name) if isinstance(sealer, CatalogKeys) else None
+    version, blob = seal_row(keys, TABLE, user_id, {"name": name})
+    lookup = keys.lookup(LOOKUP, name) if isinstance(keys, CatalogKeys) else None
     session.add(User(id=user_id, sealed=blob, key_version=version, lookup=lookup, created_at=now))
     session.flush()
     return user_id

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,15 +42,19 @@ def resolve_item(session: Session, ref: str) -> Item:
     return matches[0]
 
 
+LOCKED_NOTE = "sealed: the catalog key is not unlocked here (`evidence unlock`)"
+
+
 @dataclass
 class ItemSummary:
-    """One line of `list`: what the item is, never who sent it."""
+    """One line of `list`: what the item is, never who sent it. SHA-256 and size need the catalog key."""
 
     id: str
-    sha256: str
-    size: int
+    sha256: str | None
+    size: int | None
     status: str
     duplicate: bool
+    size_bucket: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,7 +69,6 @@ class StoredCopy:
     state: str
     version_id: str | None = None
     ciphertext_sha256: str | None = None
-    size: int | None = None
     recipients: list[str] | None = None
     verified_at: str | None = None
 
@@ -79,7 +82,8 @@ class Arrival:
     original_name: str | None
     declared_type: str | None
     received_at: str
-    actor: str
+    actor: str  # the user id (or "archive")
+    actor_name: str | None = None  # the name behind it, when this process can open it
 
 
 @dataclass
@@ -87,8 +91,9 @@ class ItemRecord:
     """Everything the catalog knows about one item."""
 
     id: str
-    sha256: str
-    size: int
+    sha256: str | None  # None: sealed, and this process cannot open it (see `locked`)
+    size: int | None
+    size_bucket: str | None
     media_type: str | None
     status: str
     created_at: str
@@ -100,6 +105,7 @@ class ItemRecord:
     metadata: dict[str, Any] | None  # the normalized fields; None when none could be read
     errors: list[dict[str, Any]]
     candidates: list[dict[str, Any]]  # near-duplicates for an investigator to confirm
+    locked: list[str] = field(default_factory=list)  # what is sealed and could not be opened here, and why
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -113,17 +119,34 @@ def list_items(archive: Archive) -> list[ItemSummary]:
 
     One SQL query through SQLAlchemy Core: listing needs neither the ORM, pydantic
     nor the table classes, whose imports would cost `evidence list` half a second.
+    Each row's SHA-256 and size are opened with the catalog key; without it (or
+    for a row written while locked and not settled yet) they are None and the
+    size class stands in. Items merged into another on settlement are not listed.
     """
     from sqlalchemy import text
 
+    from archive.services.errors import Locked
+
     query = text(
-        "SELECT i.id, i.sha256, i.size, i.status, (SELECT count(*) FROM provenance p WHERE p.item_id = i.id) "
-        "FROM items i ORDER BY i.created_at, i.id"
+        "SELECT i.id, i.sealed, i.key_version, i.size_bucket, i.status, "
+        "(SELECT count(*) FROM provenance p WHERE p.item_id = i.id) "
+        "FROM items i WHERE i.status <> 'merged' ORDER BY i.created_at, i.id"
     )
+    try:
+        keys = archive.runtime.keys.catalog()
+    except Locked:
+        keys = None
     with read_only(archive.engine).connect() as conn:
         rows = conn.execute(query).all()
-    return [ItemSummary(str(id_), str(sha256), int(size), str(status), int(arrivals) > 1)
-            for id_, sha256, size, status, arrivals in rows]
+    held = set(keys.versions) if keys is not None else set()
+    out = []
+    for id_, sealed, version, bucket, status, arrivals in rows:
+        sha256 = size = None
+        if keys is not None and version in held and sealed is not None:
+            fields = keys.open("items", id_, version, sealed)
+            sha256, size = str(fields["sha256"]), int(fields["size"])
+        out.append(ItemSummary(str(id_), sha256, size, str(status), int(arrivals) > 1, bucket))
+    return out
 
 
 def show_item(archive: Archive, ref: str) -> ItemRecord:
@@ -133,10 +156,24 @@ def show_item(archive: Archive, ref: str) -> ItemRecord:
     from archive.catalog.items import Provenance, Replica
     from archive.catalog.metadata import ItemMetadata, errors_of, normalized_view
     from archive.catalog.sealing import keys_if_unlocked
+    from archive.catalog.secrets import item_secret, opener, provenance_fields
+    from archive.catalog.users import name_of
+    from archive.keys.catalog import CatalogKeyError
     from archive.objects import Role
+    from archive.services.errors import Locked
 
+    keys = opener(archive)
+    locked: list[str] = []
+    sha256: str | None
+    size: int | None
     with Session(read_only(archive.engine)) as session:
         item = resolve_item(session, ref)
+        try:
+            secret = item_secret(keys, item)
+            sha256, size = secret.sha256, secret.size
+        except (Locked, CatalogKeyError) as exc:
+            sha256 = size = None
+            locked.append(f"sha256, size: {exc}")
         replicas = session.exec(select(Replica).where(Replica.item_id == item.id).order_by(col(Replica.id))).all()
         provenance = session.exec(
             select(Provenance).where(Provenance.item_id == item.id).order_by(col(Provenance.id))
@@ -145,16 +182,29 @@ def show_item(archive: Archive, ref: str) -> ItemRecord:
 
         def copies(role: str) -> list[StoredCopy]:
             return [
-                StoredCopy(r.backend, r.object_name, r.state, r.version_id, r.ciphertext_sha256, r.size,
+                StoredCopy(r.backend, r.object_name, r.state, r.version_id, r.ciphertext_sha256,
                            list(r.recipients), r.verified_at)
                 for r in replicas
                 if r.role == role
             ]
 
+        arrivals = []
+        for p in provenance:
+            try:
+                opened = provenance_fields(keys, p)
+                name = name_of(session, keys, p.actor)
+            except (Locked, CatalogKeyError) as exc:
+                opened, name = {}, None
+                if not any(entry.startswith("provenance") for entry in locked):
+                    locked.append(f"provenance (source, note, original name, declared type): {exc}")
+            arrivals.append(Arrival(opened.get("source"), opened.get("note"), opened.get("original_name"),
+                                    opened.get("declared_type"), p.received_at, p.actor, name))
+
         return ItemRecord(
             id=item.id,
-            sha256=item.sha256,
-            size=item.size,
+            sha256=sha256,
+            size=size,
+            size_bucket=item.size_bucket,
             media_type=item.media_type,
             status=item.status,
             created_at=item.created_at,
@@ -162,11 +212,11 @@ def show_item(archive: Archive, ref: str) -> ItemRecord:
             replicas=copies(Role.ORIGINAL),
             manifests=copies(Role.MANIFEST),
             arrivals=copies(Role.ARRIVAL),
-            provenance=[Arrival(p.source, p.note, p.original_name, p.declared_type, p.received_at, p.actor)
-                        for p in provenance],
+            provenance=arrivals,
             metadata=normalized_view(extracted, keys_if_unlocked(archive)),
             errors=errors_of(extracted, keys_if_unlocked(archive)),
             candidates=_candidates(session, item.id),
+            locked=locked,
         )
 
 
@@ -223,6 +273,8 @@ def get_item(
         except BaseException:  # Ctrl-C, SIGTERM: leave no partial plaintext behind
             tmp.unlink(missing_ok=True)
             raise
-        item = original.item
-        return Retrieved(item.id, item.sha256, item.size, copy.replica.backend, original.failures)
+        from archive.catalog.secrets import item_secret
+
+        secret = item_secret(archive, original.item)  # opened already to verify the copy: no new secret
+        return Retrieved(original.item.id, secret.sha256, secret.size, copy.replica.backend, original.failures)
     raise original.refuse()

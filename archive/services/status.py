@@ -3,6 +3,8 @@
 Object counts and bytes come from the catalog (what each backend should hold),
 not from listing buckets, so the command stays fast on a large archive; the
 health probe asks each backend in parallel with its own bounded timeouts.
+The catalog keeps no exact size (one would identify a known file), so the
+bytes are a lower bound: each original's power-of-two size class, at least.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from sqlmodel import Session, col, select
 
 from archive.catalog.items import Item, ItemStatus, Replica, ReplicaState
 from archive.catalog.jobs import Job, read_cursor
+from archive.catalog.secrets import bucket_floor
 from archive.db import read_only
 from archive.objects import Role
 from archive.services.fixity import PASS_CURSOR
@@ -42,7 +45,7 @@ class SiteStatus:
     in_policy: bool
     objects: int = 0  # originals and the sealed documents beside them
     originals: int = 0
-    bytes: int = 0
+    bytes: int = 0  # at least: the sum of the originals' size classes' lower bounds
     missing: int = 0
     corrupt: int = 0
     answers: bool = False
@@ -69,10 +72,15 @@ def archive_status(archive: Archive) -> ArchiveStatus:
     with Session(read_only(archive.engine)) as session:
         items = dict(session.exec(select(Item.status, func.count()).group_by(Item.status)).all())  # type: ignore[call-overload]
         rows = session.exec(
-            select(Replica.backend, Replica.role, Replica.state, func.count(),  # type: ignore[call-overload]
-                   func.coalesce(func.sum(Replica.size), 0))
+            select(Replica.backend, Replica.role, Replica.state, func.count())  # type: ignore[call-overload]
             .where(col(Replica.state) != REPLACED)
             .group_by(Replica.backend, Replica.role, Replica.state)
+        ).all()
+        classes = session.exec(
+            select(Replica.backend, Item.size_bucket, func.count())  # type: ignore[call-overload]
+            .join(Item, col(Item.id) == col(Replica.item_id))
+            .where(col(Replica.state) == ReplicaState.VERIFIED, col(Replica.role) == Role.ORIGINAL)
+            .group_by(col(Replica.backend), col(Item.size_bucket))
         ).all()
         jobs = dict(session.exec(select(Job.state, func.count()).group_by(Job.state)).all())  # type: ignore[call-overload]
         cursor = read_cursor(session, PASS_CURSOR)
@@ -81,17 +89,19 @@ def archive_status(archive: Archive) -> ArchiveStatus:
         name: SiteStatus(name, backend.kind, name in in_policy, answers=health[name] is None, error=health[name])
         for name, backend in backends.items()
     }
-    for name, role, state, count, size in rows:
+    for name, role, state, count in rows:
         site = sites.setdefault(name, SiteStatus(name, None, False, error="not configured"))
         if state == ReplicaState.VERIFIED:
             site.objects += int(count)
-            site.bytes += int(size)
             if role == Role.ORIGINAL:
                 site.originals += int(count)
         elif state == ReplicaState.MISSING:
             site.missing += int(count)
         elif state == ReplicaState.CORRUPT:
             site.corrupt += int(count)
+    for name, bucket, count in classes:
+        if name in sites:
+            sites[name].bytes += bucket_floor(bucket) * int(count)
     policy = archive.config.policy
     return ArchiveStatus(
         archive_id=archive.config.archive_id,
