@@ -380,6 +380,17 @@ def read_header(stream: BinaryIO) -> bytes:
     return _read_header(stream).raw
 
 
+def header_opens(header: bytes, identities: Sequence[AnyIdentity]) -> bool:
+    """Whether one of `identities` opens this header (its MAC checked): the file is already readable with it."""
+    import io
+
+    try:
+        _file_key(_read_header(io.BytesIO(header)), identities)
+    except AgeError:
+        return False
+    return True
+
+
 def rewrap_header(header: bytes, identities: Sequence[AnyIdentity], recipients: Iterable[AnyRecipient]) -> bytes:
     """A new header giving the same file key to `recipients` (new stanzas, new MAC).
 

@@ -68,12 +68,12 @@ class ArchiveGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         from archive.age import AgeError
-        from archive.services.errors import CheckFailed, ServiceError
+        from archive.services.errors import CheckFailed, Locked, ServiceError
         from storage.base import StorageError
 
         try:
             return super().invoke(ctx)
-        except CheckFailed as exc:  # stored bytes do not match, a site is not what it should be …
+        except (CheckFailed, Locked) as exc:  # stored bytes do not match, a key is locked here …
             fail(str(exc), code=1)
         except (ConfigError, ServiceError, StorageError, AgeError) as exc:
             fail(str(exc))
@@ -98,9 +98,9 @@ pass_state: Callable[..., Any] = click.make_pass_decorator(CliState)
 
 
 def _register() -> None:
-    from api.cli import analysis, encrypt_to, fixity, items, log, media, policy, storage, worker
+    from api.cli import analysis, encrypt_to, fixity, items, keys, log, media, policy, storage, worker
 
-    for module in (items, log, policy, fixity, worker, media, storage, encrypt_to, analysis):
+    for module in (items, log, policy, fixity, worker, media, storage, encrypt_to, analysis, keys):
         for command in module.COMMANDS:
             cli.add_command(command)
 

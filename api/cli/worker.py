@@ -16,8 +16,10 @@ from api.cli.main import CliState, pass_state
 @click.option("--once", is_flag=True, help="Run every job that is due now, then exit.")
 @click.option("--max-jobs", type=int, default=None, help="Stop after this many jobs.")
 @click.option("-v", "--verbose", is_flag=True)
+@click.option("--unlock", "unlock_here", is_flag=True,
+              help="Ask for the passphrase and unlock the keys for this worker only (or $EVIDENCE_PASSPHRASE_FILE).")
 @pass_state
-def worker(state: CliState, once: bool, max_jobs: int | None, verbose: bool) -> None:
+def worker(state: CliState, once: bool, max_jobs: int | None, verbose: bool, unlock_here: bool) -> None:
     """Run the durable job queue (SIGTERM or Ctrl-C stops after the current job)."""
     from archive.services.worker import Worker
 
@@ -31,6 +33,11 @@ def worker(state: CliState, once: bool, max_jobs: int | None, verbose: bool) -> 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     with state.archive() as archive:
+        if unlock_here:
+            from api.cli.keys import ask_passphrase
+            from archive.services.keys import unlock
+
+            unlock(archive, ask_passphrase(None), share=False)
         runner = Worker(archive)
         count = runner.run(once=once, stop=stop, max_jobs=max_jobs)
     outcomes: dict[str, int] = {}

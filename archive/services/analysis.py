@@ -58,14 +58,18 @@ def plaintext(archive: Archive, item_id: str, *, purpose: str) -> Iterator[bytes
     `archive.services.originals`). Raises NeedsIdentity while the access
     identity is locked here, NotFound when the item is gone, IntegrityError when no copy verifies.
     """
+    from archive.catalog.secrets import item_secret
+    from archive.services.errors import Locked
     from archive.services.originals import open_original
     from ingest.sandbox.memory import fd_path, memory_file
 
-    original = open_original(archive, item_id, None, purpose=purpose) if can_decode(archive) else None
-    if original is None:
-        raise NeedsIdentity("needs the access identity to decode the original: locked here until a custodian "
-                            "runs `evidence unlock`")
-    small = original.item.size <= SMALL_ORIGINAL
+    try:
+        if not can_decode(archive):
+            raise Locked("the access identity is locked here")
+        original = open_original(archive, item_id, None, purpose=purpose)
+        small = item_secret(archive, original.item).size <= SMALL_ORIGINAL
+    except Locked as exc:
+        raise NeedsIdentity(f"needs the access identity to decode the original: {exc}") from None
     held: bytes | int | None = None
     for copy in original.copies:
         try:

@@ -249,19 +249,22 @@ def _analyse(
     first: Any,
 ) -> Ingestion:
     """Run the ingest steps for `needed` on the plaintext; their results, failures and events on an Ingestion."""
+    from archive.catalog.secrets import item_secret, provenance_fields
     from ingest.pipeline import Incoming, Ingestion, Step
     from ingest.steps.fingerprint import FingerprintMedia
     from ingest.steps.identify import Identify
     from ingest.steps.metadata import ExtractMetadata
 
     where = source if isinstance(source, Path) else Path("original")
+    arrival = provenance_fields(archive, first) if first is not None else {}
     incoming = Incoming(
         path=where,
-        original_name=(first.original_name if first is not None else None) or "",
-        declared_type=first.declared_type if first is not None else None,
+        original_name=arrival.get("original_name") or "",
+        declared_type=arrival.get("declared_type"),
     )
-    ingestion = Ingestion(incoming=incoming, actor=archive.actor, item_id=item.id, sha256=item.sha256,
-                          size=item.size, media_type=state.media_type)
+    secret = item_secret(archive, item)
+    ingestion = Ingestion(incoming=incoming, actor=archive.actor, item_id=item.id, sha256=secret.sha256,
+                          size=secret.size, media_type=state.media_type)
     if isinstance(source, bytes):
         ingestion.plaintext = source
     else:

@@ -34,14 +34,30 @@ if TYPE_CHECKING:
 
 
 def identities_at(archive: Archive, identity_path: Path | None) -> list[Identity]:
-    """The age identities that open originals: the file given, else the custodian key in the home."""
-    from archive.age import AgeError, Identity
+    """The age identities that open originals: the access identity when unlocked here, and the file given
+    (`--identity`), else the custodian key if it is in the home; `Locked` when there is none of them.
 
-    path = identity_path or archive.settings.custodian_identity_path
-    if not path.is_file():
-        raise ServiceError(f"no identity at {path}: reading originals needs the custodian's identity")
+    Why both: reads are meant to use the access identity (the custodian's key
+    belongs offline), but an item ingested before the access identity existed
+    opens only with the custodian's until `evidence keys add-access`.
+    """
+    from archive.age import AgeError, Identity
+    from archive.services.errors import Locked
+
+    why: Exception | str = "not unlocked"
     try:
-        return Identity.read(path)
+        identities = list(archive.runtime.keys.access_identities())
+    except Locked as locked:
+        identities, why = [], locked
+    path = identity_path or archive.settings.custodian_identity_path
+    if identity_path is None and not path.is_file():
+        if identities:
+            return identities
+        raise Locked(f"reading originals needs the access identity: {why} (or pass --identity with a custodian key)")
+    if not path.is_file():
+        raise ServiceError(f"no identity at {path}: reading originals needs the access or a custodian identity")
+    try:
+        return identities + Identity.read(path)
     except (AgeError, OSError, UnicodeDecodeError) as exc:
         raise ServiceError(f"{path} holds no usable age identity ({type(exc).__name__})") from exc
 

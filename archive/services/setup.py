@@ -1,4 +1,10 @@
-"""Creating an archive home: config, catalog, two local storage roots, keys."""
+"""Creating an archive home: config, catalog, two local storage roots, keys.
+
+Keys made here: the custodian identity (unless only its public key is given),
+the access identity (every original is encrypted to it too, so the server can
+serve reads without the custodian's key) and the catalog key, both unwrapped
+in the embedded default (see `archive.services.keys` for protecting them).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,11 @@ from archive.age import Identity, Recipient
 from archive.config import CONFIG_NAME, ConfigError, Policy, Settings, StorageSpec
 from archive.custody.checkpoint import write_new
 
+UNWRAPPED_NOTE = (
+    "note: the access identity ({access}) and the catalog key ({catalog}) are kept unwrapped, so this "
+    "embedded archive works at once; `evidence keys protect` wraps them with a passphrase, after which "
+    "a custodian unlocks them with `evidence unlock`."
+)
 OFFLINE_WARNING = (
     "WARNING: the custodian identity {path} can open every original. In production it belongs "
     "offline (an encrypted USB key in a safe), not on the server: move it away and pass "
@@ -43,6 +54,10 @@ def init_home(
         custodian = str(identity.recipient)
         write_new(identity_path, f"# custodian identity (age); public key: {custodian}\n{identity}\n")
     (keys / "custodian.pub").write_text(custodian + "\n", encoding="utf-8")
+    from archive.services.keys import create_secret_keys
+
+    created = create_secret_keys(keys)
+    access = created.access_recipient
     storage = [StorageSpec(name, "local", {"path": f"storage/{name}"}) for name in ("site-a", "site-b")]
     for spec in storage:
         (home / spec.options["path"]).mkdir(parents=True, exist_ok=True)
@@ -57,7 +72,7 @@ def init_home(
     from archive.db import transaction
 
     archive_id = signer.name.rsplit("/", 1)[-1]
-    all_recipients = [custodian, *[r for r in recipients if r != custodian]]
+    all_recipients = [custodian, access, *[r for r in recipients if r not in (custodian, access)]]
     runtime = Runtime(settings)
     actor = settings.actor()
     with transaction(runtime.engine) as session:  # creates and migrates the catalog
@@ -83,6 +98,9 @@ def init_home(
         "config": str(home / CONFIG_NAME),
         "custodian_identity": str(identity_path) if identity_path else None,
         "recipients": all_recipients,
+        "access_recipient": access,
+        "access_identity": str(keys / created.access_key),
+        "catalog_key": str(keys / created.catalog_key),
         "storage": [spec.name for spec in storage],
         "log_verifier_key": signer.verifier.encode(),
     }
