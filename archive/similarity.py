@@ -33,6 +33,7 @@ instead route each 16-bit chunk bucket range to its own machine. The catalog
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import defaultdict
 from collections.abc import Iterable
@@ -267,6 +268,7 @@ def index_in(session: Session, keys: CatalogKeys) -> SimilarityIndex:
 
     from archive.catalog.fingerprints import ItemFingerprints, open_hashes
     from archive.catalog.sealing import PENDING
+    from archive.keys.catalog import CatalogKeyError
 
     key = str(session.get_bind().engine.url)
     with _cache_lock:
@@ -287,8 +289,12 @@ def index_in(session: Session, keys: CatalogKeys) -> SimilarityIndex:
             opened = 0
             for item_id, version, blob in session.exec(query):
                 opened += 1
-                rows += [(item_id, h.kind, h.variant, h.offset_ms, h.value)
-                         for h in open_hashes(keys, item_id, version, blob)]
+                try:
+                    hashes = open_hashes(keys, item_id, version, blob)
+                except CatalogKeyError as exc:  # one altered row must not stop every ingest: left out, logged
+                    logging.getLogger(__name__).warning("near-duplicate index: %s", exc)
+                    continue
+                rows += [(item_id, h.kind, h.variant, h.offset_ms, h.value) for h in hashes]
             return opened, rows
 
         if cached is not None and cached[0][1] < stamp[1] and cached[0][2] == stamp[2]:

@@ -10,14 +10,14 @@ untouched, into `legacy_item_metadata` and `legacy_fingerprints`, which
 drops. An empty catalog gets no legacy tables.
 
 Revision ID: 0008
-Revises: 0007
+Revises: 0002, 0004, 0007
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0007"
+down_revision = ("0002", "0004", "0007")  # the tables it reshapes come from 0002 and 0004
 branch_labels = None
 depends_on = None
 
