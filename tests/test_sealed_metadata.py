@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy import text as sa_text
 
 from tests.conftest import Cli
 
@@ -313,3 +315,74 @@ def test_a_sealed_value_moved_to_another_row_does_not_open(cli: Cli, corpus: Pat
             session.rollback()
     finally:
         archive.close()
+
+
+def test_legacy_plaintext_rows_are_sealed_resumably_and_cleared(
+    tmp_path: Path, catalog_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A catalog analysed before sealing: migration 0008 sets the plaintext aside, the unlocked run seals it."""
+    from alembic import command
+    from alembic.config import Config
+
+    import archive.catalog.fingerprints as fingerprints
+    from archive.catalog.metadata import ItemMetadata, coarse_cell, metadata_fields
+    from archive.db import MIGRATIONS, make_engine, migrate
+    from archive.keys.catalog import CatalogKeys
+    from archive.services.legacy_analysis import seal_legacy_analysis
+
+    engine = make_engine(catalog_url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        for revision in ("0002", "0003", "0004", "0005", "0006"):
+            command.upgrade(config, revision)
+    items = [f"00000000-0000-4000-8000-00000000000{n}" for n in range(3)]
+    with engine.begin() as conn:
+        for n, item_id in enumerate(items):
+            conn.execute(sa_text("INSERT INTO items (id, sha256, size, media_type, status, created_at) "
+                                 "VALUES (:i, :h, 10, 'image/jpeg', 'preserved', '2024-01-01T00:00:00Z')"),
+                         {"i": item_id, "h": f"{n:064x}"})
+            conn.execute(sa_text(
+                "INSERT INTO item_metadata (item_id, media_type, captured_at, latitude, longitude, make, raw, errors, "
+                "parsers, extracted_at) VALUES (:i, 'image/jpeg', '2023-05-06T07:08:09', :lat, 11.885, :make, :raw, "
+                "'[]', '[\"exifread\"]', '2024-01-01T00:00:00Z')"),
+                {"i": item_id, "lat": 43.4674 + n, "make": f"LegacyMake{n}", "raw": json.dumps({"Owner": OWNER})})
+            for k, kind in enumerate(("phash", "dhash")):
+                conn.execute(sa_text("INSERT INTO fingerprints (item_id, kind, variant, offset_ms, value) "
+                                     "VALUES (:i, :k, 'full', 0, :v)"), {"i": item_id, "k": kind, "v": -(7 + n * 10 + k)})
+    migrate(engine)
+    keys = CatalogKeys.generate()
+    calls = 0
+    real = fingerprints.replace_hashes
+
+    def dies_on_the_second(*args: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("killed")
+        real(*args)
+
+    monkeypatch.setattr(fingerprints, "replace_hashes", dies_on_the_second)
+    with pytest.raises(RuntimeError):
+        seal_legacy_analysis(engine, keys, batch=1)
+    assert seal_legacy_analysis(engine, keys, batch=1) >= 2  # resumes where the first run stopped
+    from sqlmodel import Session, select
+
+    from archive.similarity import item_hashes
+
+    with Session(engine) as session:
+        rows = {r.item_id: r for r in session.exec(select(ItemMetadata))}
+        for n, item_id in enumerate(items):
+            fields = metadata_fields(keys, rows[item_id])
+            assert fields["make"] == f"LegacyMake{n}" and fields["raw"] == {"Owner": OWNER}
+            assert rows[item_id].captured_day == "2023-05-06"
+            assert rows[item_id].location_cell == coarse_cell(43.4674 + n, 11.885)
+            got = sorted((h.kind, h.value) for h in item_hashes(session, keys, item_id))
+            assert got == sorted([("phash", (1 << 64) - (7 + n * 10)), ("dhash", (1 << 64) - (8 + n * 10))])
+    tables = set(sa_inspect(engine).get_table_names())
+    assert not tables & {"legacy_item_metadata", "legacy_fingerprints", "fingerprints"}
+    with engine.connect() as conn:
+        columns = {c["name"] for c in sa_inspect(conn).get_columns("item_metadata")}
+    assert not columns & {"latitude", "longitude", "make", "raw", "captured_at"}
+    engine.dispose()

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 if TYPE_CHECKING:
-    from archive.context import Archive
+    from sqlalchemy.engine import Engine
+
     from archive.keys.catalog import CatalogKeys
 
 LEGACY_METADATA = "legacy_item_metadata"
@@ -45,18 +46,24 @@ _legacy_fingerprints = sa.Table(
 )
 
 
-def seal_legacy_analysis(archive: Archive, keys: CatalogKeys, *, batch: int = BATCH) -> int:
+LEGACY_TABLES = (LEGACY_METADATA, LEGACY_FINGERPRINTS)
+# Rewritten after sealing on PostgreSQL (`archive.services.legacy.compact`): their dropped columns held plaintext.
+REWRITTEN = ("item_metadata",)
+
+
+def seal_legacy_analysis(engine: Engine, keys: CatalogKeys, *, batch: int = BATCH) -> int:
     """Seal every legacy metadata and fingerprint row; the number of items sealed (0: nothing left)."""
-    tables = set(sa.inspect(archive.engine).get_table_names())
+    with engine.connect() as conn:
+        tables = set(sa.inspect(conn).get_table_names())
     done = 0
     if LEGACY_METADATA in tables:
-        done += _seal_metadata(archive, keys, batch)
+        done += _seal_metadata(engine, keys, batch)
     if LEGACY_FINGERPRINTS in tables:
-        done += _seal_fingerprints(archive, keys, batch)
+        done += _seal_fingerprints(engine, keys, batch)
     return done
 
 
-def _seal_metadata(archive: Archive, keys: CatalogKeys, batch: int) -> int:
+def _seal_metadata(engine: Engine, keys: CatalogKeys, batch: int) -> int:
     from sqlmodel import Session
 
     from archive.catalog.metadata import SEALED_FIELDS, ItemMetadata, new_metadata
@@ -65,7 +72,7 @@ def _seal_metadata(archive: Archive, keys: CatalogKeys, batch: int) -> int:
     sealer = Sealer(keys)
     done = 0
     while True:
-        with Session(archive.engine) as session, session.begin():
+        with Session(engine) as session, session.begin():
             rows = session.execute(sa.select(_legacy_metadata).limit(batch)).mappings().all()
             for old in rows:
                 fields: dict[str, Any] = {name: old[name] for name in SEALED_FIELDS}
@@ -83,7 +90,7 @@ def _seal_metadata(archive: Archive, keys: CatalogKeys, batch: int) -> int:
                 return done
 
 
-def _seal_fingerprints(archive: Archive, keys: CatalogKeys, batch: int) -> int:
+def _seal_fingerprints(engine: Engine, keys: CatalogKeys, batch: int) -> int:
     from sqlmodel import Session
 
     from archive.catalog.fingerprints import replace_hashes
@@ -94,7 +101,7 @@ def _seal_fingerprints(archive: Archive, keys: CatalogKeys, batch: int) -> int:
     table = _legacy_fingerprints
     done = 0
     while True:
-        with Session(archive.engine) as session, session.begin():
+        with Session(engine) as session, session.begin():
             items = [r[0] for r in session.execute(sa.select(table.c.item_id).distinct().limit(batch))]
             for item_id in items:
                 rows = session.execute(sa.select(table).where(table.c.item_id == item_id).order_by(table.c.id))
