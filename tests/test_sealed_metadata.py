@@ -350,7 +350,8 @@ def test_legacy_plaintext_rows_are_sealed_resumably_and_cleared(
                 {"i": item_id, "lat": 43.4674 + n, "make": f"LegacyMake{n}", "raw": json.dumps({"Owner": OWNER})})
             for k, kind in enumerate(("phash", "dhash")):
                 conn.execute(sa_text("INSERT INTO fingerprints (item_id, kind, variant, offset_ms, value) "
-                                     "VALUES (:i, :k, 'full', 0, :v)"), {"i": item_id, "k": kind, "v": -(7 + n * 10 + k)})
+                                     "VALUES (:i, :k, 'full', 0, :v)"),
+                             {"i": item_id, "k": kind, "v": -(7 + n * 10 + k)})
     migrate(engine)
     keys = CatalogKeys.generate()
     calls = 0
