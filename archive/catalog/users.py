@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from sqlmodel import Session
 
     from archive.catalog.secrets import Opener, Sealer
+    from archive.context import Runtime
     from archive.keys.catalog import CatalogKeys
 
 TABLE = "users"
@@ -88,6 +89,21 @@ def resolve(session: Session, sealer: Sealer, name: str, now: str) -> str:
     lookup = keys.lookup(LOOKUP, name) if isinstance(keys, CatalogKeys) else None
     session.add(User(id=user_id, sealed=blob, key_version=version, lookup=lookup, created_at=now))
     session.flush()
+    return user_id
+
+
+def resolve_for(session: Session, runtime: Runtime, name: str, recipients: list[str], now: str) -> str:
+    """`resolve` before an `Archive` can be opened (the archive being created): the recipients given."""
+    from archive.age import Recipient
+    from archive.catalog.secrets import Pending
+    from archive.services.errors import Locked
+
+    try:
+        sealer: Sealer = runtime.keys.catalog()
+    except Locked:
+        sealer = Pending([Recipient.parse(text) for text in recipients])
+    user_id = resolve(session, sealer, name, now)
+    runtime.actor_ids[name] = user_id
     return user_id
 
 

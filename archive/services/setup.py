@@ -68,7 +68,7 @@ def init_home(
     signer = ensure_log_key(settings)  # publishes keys/log.vkey from day one; the origin names the archive
     from archive.catalog.settings import ARCHIVE_ID, POLICY, RECIPIENTS, add_site, put_setting
     from archive.context import Runtime
-    from archive.custody.log import CREATION, append_event
+    from archive.custody.log import CREATION, append_event, utc_now
     from archive.db import transaction
 
     archive_id = signer.name.rsplit("/", 1)[-1]
@@ -76,10 +76,12 @@ def init_home(
     runtime = Runtime(settings)
     actor = settings.actor()
     with transaction(runtime.engine) as session:  # creates and migrates the catalog
+        from archive.catalog.users import resolve_for
+
         append_event(
             session,
             CREATION,
-            actor=actor,
+            actor=resolve_for(session, runtime, actor, all_recipients, utc_now()),  # a user id, never the name
             details={"created": "archive", "recipients": all_recipients, "storage": [s.name for s in storage]},
         )
         put_setting(session, ARCHIVE_ID, archive_id)
