@@ -533,6 +533,7 @@ class Archive:
     def __init__(self, runtime: Runtime, actor: str) -> None:
         self.runtime = runtime
         self.actor_name = actor
+        self._engine_seen = False
 
     def __repr__(self) -> str:
         return f"Archive(home={str(self.runtime.home)!r})"
@@ -576,13 +577,21 @@ class Archive:
 
     @property
     def engine(self) -> Engine:
-        """The catalog; the first use in an unlocked process settles what was written locked."""
+        """The catalog. Its first use settles what was written locked (once per process, when unlocked)
+        and resolves the actor's user id, before the use case opens a transaction: on SQLite a
+        resolution inside one would wait for the write lock that transaction holds."""
         engine = self.runtime.engine
-        if not self.runtime.settle_checked:
-            self.runtime.settle_checked = True  # first: settling uses this archive's engine too
-            from archive.services.settle import settle_on_open
+        if not self._engine_seen:
+            self._engine_seen = True  # first: both use this archive's engine too
+            if not self.runtime.settle_checked:
+                self.runtime.settle_checked = True
+                from archive.services.settle import settle_on_open
 
-            settle_on_open(self)
+                settle_on_open(self)
+            try:
+                self.actor  # noqa: B018 - resolved now, outside any transaction
+            except Exception:  # noqa: BLE001 - a catalog without its configuration yet: resolved at first use
+                pass
         return engine
 
     @cached_property

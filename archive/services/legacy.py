@@ -29,8 +29,10 @@ if TYPE_CHECKING:
 
 BATCH = 200
 LEGACY_TABLES = ("legacy_items", "legacy_provenance")
+# Those of metadata and fingerprints (migration 0008), sealed by `archive.services.legacy_analysis`.
+ANALYSIS_TABLES = ("legacy_item_metadata", "legacy_fingerprints")
 # Rewritten after sealing on PostgreSQL: the tables whose old tuples or dropped columns held plaintext.
-REWRITTEN = ("items", "provenance", "replicas", "users")
+REWRITTEN = ("items", "provenance", "replicas", "users", "item_metadata", "item_fingerprints")
 
 
 @dataclass
@@ -38,6 +40,7 @@ class LegacyReport:
     items: int = 0
     arrivals: int = 0
     commitments: int = 0
+    analysed: int = 0  # items whose metadata and fingerprints were sealed
     compacted: bool = False
 
 
@@ -47,7 +50,7 @@ def legacy_waiting(engine: Engine) -> bool:
 
     with read_only(engine).connect() as conn:
         found = inspect(conn)
-        return any(found.has_table(name) for name in LEGACY_TABLES)
+        return any(found.has_table(name) for name in (*LEGACY_TABLES, *ANALYSIS_TABLES))
 
 
 def seal_legacy(archive: Archive, *, batch: int = BATCH) -> LegacyReport:
@@ -74,6 +77,9 @@ def seal_legacy(archive: Archive, *, batch: int = BATCH) -> LegacyReport:
         for name in LEGACY_TABLES:
             if _has(session, name):
                 session.execute(text(f"DROP TABLE {name}"))
+    from archive.services.legacy_analysis import seal_legacy_analysis
+
+    report.analysed = seal_legacy_analysis(archive.engine, keys, batch=batch)
     compact(archive.engine)
     report.compacted = True
     return report

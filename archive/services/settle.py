@@ -92,10 +92,15 @@ def settle_on_open(archive: Archive) -> None:
         if pending_waiting(engine):
             settle(archive)
     except Locked as exc:
-        archive.runtime.warnings.append(f"rows written while locked are not settled yet: {exc}")
+        _warn(archive, f"rows written while locked are not settled yet: {exc}")
     except Exception as exc:  # noqa: BLE001 - the use case itself must go on
         log.exception("settling failed")
-        archive.runtime.warnings.append(f"settling rows written while locked failed ({type(exc).__name__}): {exc}")
+        _warn(archive, f"settling rows written while locked failed ({type(exc).__name__}): {exc}")
+
+
+def _warn(archive: Archive, message: str) -> None:
+    if message not in archive.runtime.warnings:  # a worker tries at every poll: say it once
+        archive.runtime.warnings.append(message)
 
 
 def settle(archive: Archive, *, batch: int = BATCH) -> SettleReport:

@@ -125,6 +125,13 @@ def _checkpoint(archive: Archive) -> None:
         log.exception("checkpoint failed")
 
 
+def settle_on_open(archive: Archive) -> None:
+    """Settle pending rows when this process can (archive.services.settle: quick when none wait)."""
+    from archive.services.settle import settle_on_open as settle
+
+    settle(archive)
+
+
 def _prune(archive: Archive, retention_days: float) -> None:
     """Delete finished jobs past their retention when a pass is due (at most hourly)."""
     from archive.services.retention import prune_finished_jobs
@@ -222,6 +229,7 @@ class Worker:
         while not stop.is_set():
             _checkpoint(self.archive.for_actor(self.archive.actor))  # the sites as they are now
             _prune(self.archive, self.config.job_retention_days)
+            settle_on_open(self.archive)  # rows a locked ingest wrote, once this worker is unlocked
             if max_jobs is not None and count >= max_jobs:
                 break
             try:
