@@ -82,15 +82,22 @@ def provenance_fields(
 
 
 def manifest_document(
-    *, item_id: str, sha256: str, size: int, media_type: str | None, object_name: str, ciphertext_sha256: str,
-    ciphertext_size: int, recipients: list[str], provenance: dict[str, Any],
+    *, item_id: str, sha256: str, size: int, salt: str | None, media_type: str | None, object_name: str,
+    ciphertext_sha256: str, ciphertext_size: int | None, recipients: list[str], provenance: dict[str, Any],
 ) -> dict[str, Any]:
-    """The manifest of one stored original: enough to recreate the item and its first arrival."""
+    """The manifest of one stored original: enough to recreate the item and its first arrival.
+
+    It carries the commitment's salt (sealed, like everything here), so a
+    catalog rebuilt from one site can check the manifest against the log's
+    commitment: age authenticates no sender, and anyone holding the public
+    recipient can write a well-formed manifest.
+    """
     return {
         "format": MANIFEST_FORMAT,
         "item_id": item_id,
         "sha256": sha256,
         "size": size,
+        "salt": salt,
         "original_name": provenance.get("original_name"),
         "media_type": media_type,
         "received_at": provenance.get("received_at"),

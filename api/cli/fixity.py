@@ -31,9 +31,9 @@ def fixity(
     rate: int | None,
     as_json: bool,
 ) -> None:
-    """Re-read stored copies and compare their SHA-256 with the catalog (no key needed).
+    """Re-read stored copies and compare their SHA-256 with the custody log's (no key needed).
 
-    Exits 1 when any copy is missing, corrupt or could not be read.
+    Exits 1 when any copy is missing, corrupt, could not be read, or is not recorded by the log.
     """
     from archive.services.fixity import run_fixity
 
@@ -47,7 +47,7 @@ def fixity(
             click.echo(f"resumed the full pass after item {report.resumed_from}")
         click.echo(
             f"{report.items} items, {report.copies} copies: {report.ok} ok, {report.missing} missing, "
-            f"{report.corrupt} corrupt, {report.unavailable} unavailable"
+            f"{report.corrupt} corrupt, {report.unavailable} unavailable, {report.unlogged} not in the custody log"
         )
         for problem in report.problems:
             click.echo(f"  {problem.result:11} {problem.item} {problem.role:8} {problem.backend}:{problem.object}"

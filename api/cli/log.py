@@ -120,10 +120,27 @@ def verify(state: CliState, vkey_file: Any, as_json: bool) -> None:
             click.echo(f"FAIL {problem.kind}: {problem}", err=True)
         if report.more_problems:
             click.echo(f"… and {report.more_problems} more altered or missing events", err=True)
+        catalog = report.catalog
+        if catalog is not None:
+            for mismatch in catalog.mismatches:
+                click.echo(f"FAIL catalog: {mismatch}", err=True)
+            if catalog.more:
+                click.echo(f"… and {catalog.more} more catalog mismatches", err=True)
+            if not catalog.commitments_checked:
+                click.echo("commitments were NOT checked: the catalog key is locked here (`evidence unlock`); "
+                           "copies were checked", err=True)
+            elif catalog.commitments_unchecked:
+                click.echo(f"{catalog.commitments_unchecked} items' commitments were not checked (pending rows "
+                           "need the access identity)", err=True)
         if report.ok:
             click.echo(f"ok: {report.checked_size} events verified against {report.checkpoints} checkpoints")
-        else:
+            if catalog is not None:
+                click.echo(f"ok: the catalog follows from the log ({catalog.items} items, {catalog.replicas} copies)")
+        elif report.problems:
             click.echo(f"log verification FAILED; first bad sequence number: {report.first_bad_seq}")
+        else:
+            click.echo("log verification FAILED: the catalog does not follow from the log; first mismatch: "
+                       f"item {catalog.mismatches[0].item if catalog and catalog.mismatches else '?'}")
         if report.uncovered:
             click.echo(f"{report.uncovered} events after the latest checkpoint cannot be proven yet")
     sys.exit(0 if report.ok else 1)

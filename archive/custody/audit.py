@@ -20,7 +20,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Text, cast, select
 from sqlalchemy.engine import Engine
@@ -40,6 +40,9 @@ from archive.custody.verify import (
     verify_consistency,
 )
 from archive.db import transaction
+
+if TYPE_CHECKING:
+    from archive.custody.crosscheck import CrossCheck
 
 CHUNK = 10_000  # rows per read transaction: short, since SQLite reads here take the write lock
 MAX_PROBLEMS = 50
@@ -88,6 +91,12 @@ class TileMismatch(LogError):
     kind = "tile-mismatch"
 
 
+class RuleBroken(LogError):
+    """An event the tree holds but the copy event contract forbids (a second commitment, say)."""
+
+    kind = "rule-broken"
+
+
 @dataclass
 class AuditReport:
     total_events: int = 0
@@ -95,10 +104,11 @@ class AuditReport:
     checked_size: int = 0
     problems: list[LogError] = field(default_factory=list)
     more_problems: int = 0  # exact problems found beyond the first MAX_PROBLEMS, not listed
+    catalog: CrossCheck | None = None  # the catalog held against the log (archive.custody.crosscheck)
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.problems and not (self.catalog and (self.catalog.mismatches or self.catalog.more))
 
     @property
     def uncovered(self) -> int:
@@ -130,6 +140,15 @@ class AuditReport:
             "checkpoints": self.checkpoints,
             "problems": [{"kind": p.kind, "seq": p.seq, "message": str(p)} for p in self.problems],
             "more_problems": self.more_problems,
+            "catalog": None if self.catalog is None else {
+                "ok": not (self.catalog.mismatches or self.catalog.more),
+                "items": self.catalog.items,
+                "replicas": self.catalog.replicas,
+                "commitments_checked": self.catalog.commitments_checked,
+                "commitments_unchecked": self.catalog.commitments_unchecked,
+                "mismatches": [{"item": m.item, "message": m.message} for m in self.catalog.mismatches],
+                "more_mismatches": self.catalog.more,
+            },
         }
 
 

@@ -294,9 +294,18 @@ def verifier_key(archive: Archive, vkey_text: str | None = None) -> Verifier:
 
 
 def verify_log(archive: Archive, vkey_text: str | None = None) -> AuditReport:
-    """Recompute the tree from every stored event and hold it against every checkpoint."""
-    from archive.custody.audit import audit_log
+    """Recompute the tree from every stored event and hold it against every checkpoint, then the catalog
+    against the log: the log's rules (one commitment per item, copy hashes changed only from a source)
+    and every item's commitment and every live replica's hash (`archive.custody.crosscheck`)."""
+    from archive.custody.audit import RuleBroken, audit_log
+    from archive.custody.crosscheck import cross_check, log_index
 
     verifier = verifier_key(archive, vkey_text)
     origin = archive.settings.extra.get("log", {}).get("origin")
-    return audit_log(archive.engine, verifier, origin)
+    report = audit_log(archive.engine, verifier, origin)
+    index = log_index(archive.engine)
+    for broken in index.problems:
+        about = f"item {broken.item}: " if broken.item else ""
+        report.add(RuleBroken(broken.seq, about + broken.message))
+    report.catalog = cross_check(archive, index)
+    return report

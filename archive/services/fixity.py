@@ -1,8 +1,13 @@
-"""Fixity audits: re-read every stored copy and compare it with the catalog.
+"""Fixity audits: re-read every stored copy and compare it with the custody log.
 
-A check hashes the *ciphertext* as stored and compares its SHA-256 and size
-with what the catalog recorded when the copy was verified, so it needs no
-private key and can run on the server. Each copy checked is a custody event
+A check hashes the *ciphertext* as stored and compares its SHA-256 with the
+hash the *log* recorded when the copy was made (`archive.custody.expected`,
+each event relied upon checked against the signed tree), never with the
+catalog's: whoever rewrites a catalog row to match substituted bytes cannot
+rewrite the log. So it needs no private key and can run on the server. A copy
+the log records no hash for is reported `unlogged`; one made before hashes
+were logged (whose bytes still match the catalog) gets its hash recorded once,
+as a baseline fixity check. Each copy checked is a custody event
 (PREMIS "fixity check"); a missing or corrupt copy changes the replica's
 state, may turn the item `degraded`, and queues a repair job in the same
 transaction, so the worker heals it without anyone asking. `--repair` also
@@ -29,6 +34,7 @@ from sqlmodel import Session, col, select
 
 from archive.catalog.items import Item, Replica
 from archive.catalog.jobs import BACKFILL, REPAIR, enqueue, read_cursor, write_cursor
+from archive.custody.expected import LogIndex, LogNotGenuine, read_item_index
 from archive.custody.log import FIXITY_CHECK, append_event, utc_now
 from archive.services.errors import ServiceError
 from archive.services.repair import (
@@ -53,6 +59,7 @@ if TYPE_CHECKING:
 
 PASS_CURSOR = "fixity:pass"
 UNAVAILABLE = "unavailable"  # the backend did not answer: nothing is known about the copy
+UNLOGGED = "unlogged"  # the log holds no (genuine) hash for the copy: its bytes cannot be vouched for
 
 
 @dataclass
@@ -103,8 +110,12 @@ class CopyCheck:
     backend: str
     role: str
     object: str
-    result: str  # ok | missing | corrupt | unavailable
+    result: str  # ok | missing | corrupt | unavailable | unlogged
     detail: str | None = None
+    expected: str | None = None  # the log's ciphertext hash
+    found: str | None = None  # the hash of the bytes read
+    baseline: bool = False  # a copy from before hashes were logged: this check records its hash
+    bytes_read: int = 0
 
 
 @dataclass
@@ -115,6 +126,7 @@ class FixityReport:
     missing: int = 0
     corrupt: int = 0
     unavailable: int = 0
+    unlogged: int = 0
     bytes_read: int = 0
     problems: list[CopyCheck] = field(default_factory=list)
     repaired: list[dict[str, Any]] = field(default_factory=list)
@@ -123,7 +135,7 @@ class FixityReport:
 
     @property
     def found_problems(self) -> bool:
-        return bool(self.missing or self.corrupt or self.unavailable)
+        return bool(self.missing or self.corrupt or self.unavailable or self.unlogged)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -136,8 +148,28 @@ def _hash(archive: Archive, replica: Replica, limiter: RateLimiter) -> tuple[str
     return backend.sha256_of(replica.object_name, replica.version_id, on_chunk=limiter.consume)
 
 
-def _check_copy(archive: Archive, replica: Replica, limiter: RateLimiter, health: dict[str, str | None]) -> CopyCheck:
+def _expected(index: LogIndex | str, replica: Replica, check: CopyCheck) -> bool:
+    """Put the log's hash for the copy on `check`; False (and `unlogged`) when the log vouches for none."""
+    if isinstance(index, str):  # the item's events did not verify
+        check.result, check.detail = UNLOGGED, index
+        return False
+    key = f"{replica.backend}:{replica.object_name}"
+    found = index.copy(key)
+    if found is not None and found.item == replica.item_id and found.role == replica.role:
+        check.expected = found.ciphertext_sha256
+        return True
+    if found is None and key in index.unhashed:  # from before hashes were logged: the catalog's, this once
+        check.expected, check.baseline = replica.ciphertext_sha256, True
+        return True
+    check.result, check.detail = UNLOGGED, "the custody log records no such copy of this item"
+    return False
+
+
+def _check_copy(archive: Archive, replica: Replica, limiter: RateLimiter, health: dict[str, str | None],
+                index: LogIndex | str) -> CopyCheck:
     check = CopyCheck(replica.item_id, replica.backend, replica.role, replica.object_name, "ok")
+    if not _expected(index, replica, check):
+        return check
     backend = archive.backends.get(replica.backend)
     if backend is None:
         check.result, check.detail = UNAVAILABLE, "backend not configured"
@@ -164,16 +196,16 @@ def _check_copy(archive: Archive, replica: Replica, limiter: RateLimiter, health
     except (StorageError, OSError) as exc:
         check.result, check.detail = UNAVAILABLE, str(exc)
         return check
-    if digest != replica.ciphertext_sha256 or size != replica.size:
-        check.result = CORRUPT
-        check.detail = (
-            f"SHA-256 {digest[:16]}…, {size} bytes; the catalog has {replica.ciphertext_sha256[:16]}…, {replica.size}"
-        )
+    check.found, check.bytes_read = digest, size
+    if digest != check.expected:
+        check.result, check.baseline = CORRUPT, False
+        check.detail = f"SHA-256 {digest[:16]}…; the custody log has {str(check.expected)[:16]}…"
     return check
 
 
+
 _STATE = {"ok": VERIFIED, MISSING: MISSING, CORRUPT: CORRUPT}
-_OUTCOME = {"ok": "success", MISSING: "failure", CORRUPT: "failure", UNAVAILABLE: "warning"}
+_OUTCOME = {"ok": "success", MISSING: "failure", CORRUPT: "failure", UNAVAILABLE: "warning", UNLOGGED: "failure"}
 
 
 def check_item(
@@ -191,9 +223,15 @@ def check_item(
     """
     from archive.db import transaction
 
+    actor = archive.actor  # resolved before any transaction: a first use writes its users row
     with Session(archive.engine) as session:
         replicas = live_replicas(session, item_id)
-    checks = [_check_copy(archive, replica, limiter, health) for replica in replicas]
+    index: LogIndex | str
+    try:
+        index = read_item_index(archive, item_id)
+    except LogNotGenuine as exc:
+        index = str(exc)
+    checks = [_check_copy(archive, replica, limiter, health, index) for replica in replicas]
     with transaction(archive.engine) as session:
         item = session.get(Item, item_id)
         if item is None:  # removed meanwhile; nothing to record
@@ -210,14 +248,20 @@ def check_item(
                 session.add(row)
             details: dict[str, Any] = {"backend": check.backend, "role": check.role, "result": check.result,
                                        "algorithm": "SHA-256"}
+            if check.expected is not None:  # a copy event names the copy's hash (the log's)
+                details["ciphertext_sha256"] = check.expected
+            if check.baseline and check.result == "ok":
+                details["baseline"] = True
+            if check.found is not None and check.found != check.expected:
+                details["found_ciphertext_sha256"] = check.found
             if check.detail and check.result != "ok":
                 details["detail"] = check.detail[:500]
-            append_event(session, FIXITY_CHECK, actor=archive.actor, item_id=item_id,
+            append_event(session, FIXITY_CHECK, actor=actor, item_id=item_id,
                          objects=[f"{check.backend}:{check.object}"], outcome=_OUTCOME[check.result], details=details)
             report.copies += 1
             setattr(report, check.result, getattr(report, check.result) + 1)
             if check.result == "ok":
-                report.bytes_read += replica.size
+                report.bytes_read += check.bytes_read
             else:
                 report.problems.append(check)
         session.flush()

@@ -2,8 +2,11 @@
 
 `get` (to a file), export and download (over HTTP) all read through
 `open_original`, so every one of them checks the decrypted bytes against the
-item's SHA-256 and records the access as a custody event, and none can hand
-out a copy that does not match. Verification needs every byte, so the
+custody log's commitment to the item (`commitment(item id, salt, SHA-256)`
+must be the one the log holds, its event checked against the signed tree),
+not against the catalog, which whoever holds the database could rewrite; it
+records the access as a custody event, and none can hand out a copy that does
+not match. Verification needs every byte, so the
 stream holds back its final chunk until the digest is checked: a consumer
 never receives the whole of a bad copy, and a mismatch is an `IntegrityError`
 raised in place of that last chunk.
@@ -72,6 +75,9 @@ class OriginalCopy:
     backend: Backend
     identities: list[Identity]
     purpose: str
+    commitment: str = ""  # the log's, for this item
+    salt: str = ""
+    logged_sha256: str | None = None  # the log's ciphertext hash of this copy
     size: int = 0
 
     def chunks(self) -> Iterator[bytes]:
@@ -88,9 +94,12 @@ class OriginalCopy:
                 digest.update(chunk)
                 self.size += len(chunk)
                 held = chunk
-        if digest.hexdigest() != self.item.sha256 or self.size != self.item.size:
+        from archive.custody.commit import commitment
+
+        if commitment(self.item.id, self.salt, digest.hexdigest()) != self.commitment:
             raise IntegrityError(
-                f"{self.replica.backend}: decrypted bytes do not match the SHA-256 recorded for item {self.item.id}"
+                f"{self.replica.backend}: decrypted bytes do not match the custody log's commitment to item "
+                f"{self.item.id}"
             )
         self._record_access()
         if held is not None:
@@ -102,7 +111,7 @@ class OriginalCopy:
         Only what the copy itself shows counts (absent, failed authentication or
         the wrong SHA-256); a site that cannot be reached says nothing about it.
         """
-        from archive.age import AgeError
+        from archive.age import AgeError, NoMatchingIdentity
         from archive.catalog.items import ReplicaState
         from archive.catalog.jobs import REPAIR, enqueue
         from archive.custody.log import FIXITY_CHECK, append_event
@@ -110,6 +119,8 @@ class OriginalCopy:
         from archive.services.repair import refresh_status
         from storage.base import ObjectMissing
 
+        if isinstance(problem, NoMatchingIdentity):
+            return  # not for this reader's keys (an item from before the access identity): the bytes may be fine
         if isinstance(problem, ObjectMissing):
             state = ReplicaState.MISSING
         elif isinstance(problem, (AgeError, IntegrityError)):
@@ -126,7 +137,8 @@ class OriginalCopy:
             append_event(session, FIXITY_CHECK, actor=self.archive.actor, item_id=item.id,
                          objects=[f"{row.backend}:{row.object_name}"], outcome="failure",
                          details={"backend": row.backend, "role": row.role, "result": str(state),
-                                  "detail": "found when reading the original", "algorithm": "SHA-256"})
+                                  "detail": "found when reading the original", "algorithm": "SHA-256",
+                                  **({"ciphertext_sha256": self.logged_sha256} if self.logged_sha256 else {})})
             refresh_status(session, self.archive, item)
             enqueue(session, REPAIR, item_id=item.id)
 
@@ -173,14 +185,23 @@ def open_original(
     Reading needs the custodian's identity (or another recipient's); nothing is
     decrypted until a copy's `chunks()` is consumed.
     """
+    from archive.catalog.secrets import item_secret
+    from archive.custody.expected import read_item_index
     from archive.services.items import resolve_item
 
     identities = identities_at(archive, identity_path)
+    _ = archive.actor  # resolved before any transaction: a first use writes its users row
     with Session(read_only(archive.engine)) as session:
         item = resolve_item(session, ref)
+        salt = item_secret(archive, item).salt
         replicas = session.exec(
             select(Replica).where(Replica.item_id == item.id, Replica.role == "original").order_by(col(Replica.id))
         ).all()
+    index = read_item_index(archive, item.id)  # LogNotGenuine: an altered event
+    logged = index.commitment(item.id)
+    if logged is None or salt is None:
+        raise IntegrityError(f"item {item.id}: the custody log holds no commitment to it (or the catalog no salt); "
+                             "its bytes cannot be verified")
     replicas = sorted(replicas, key=lambda r: r.state != "verified")  # a known-bad copy is the last resort
     original = Original(archive, item, [])
     for replica in replicas:
@@ -188,5 +209,7 @@ def open_original(
         if backend is None:
             original.failures.append(f"{replica.backend}: no such storage site")
             continue
-        original.copies.append(OriginalCopy(archive, item, replica, backend, identities, purpose))
+        copy = index.copy(f"{replica.backend}:{replica.object_name}")
+        original.copies.append(OriginalCopy(archive, item, replica, backend, identities, purpose, commitment=logged,
+                                            salt=salt, logged_sha256=copy.ciphertext_sha256 if copy else None))
     return original

@@ -5,8 +5,20 @@ an encrypted addendum for each later arrival of the same bytes
 (`<object>.<random>.arrival`; names and formats in `archive.objects`). With the
 custodian identity, these on one backend are enough to recreate each item, its
 stored copy and every provenance row (who sent it, when, under which name).
-Each original's ciphertext is re-hashed and checked against the SHA-256 its
-manifest recorded before it is entered as a verified copy.
+
+age authenticates no sender: anyone holding the public recipient can write a
+well-formed manifest. So each manifest is held against the copy of the custody
+log the site keeps (checked against its signed checkpoints, and a witnessed
+one when given): the commitment recomputed from the manifest's item id, salt
+and SHA-256 must be the log's, the original's ciphertext must hash to what the
+log recorded for that copy (and the manifest to what the log recorded for it),
+and the original must decrypt to the SHA-256 the manifest gives. A manifest
+that fails is *rejected*: listed in the report (`rejected`: not recorded by the
+log, forged, or its original substituted) and never entered in the catalog;
+its objects are left untouched on the site for a custodian to examine. Items
+ingested after the site's last checkpoint are rejected too (nothing signed
+vouches for them): decrypt them with `age` and ingest them again. Only a site
+with no usable log at all has its items recovered unchecked, each said so.
 
 The rebuilt catalog lives in a *new* home whose configuration points at the
 same backend, so the old home is never overwritten. The new custody log opens
@@ -16,14 +28,16 @@ with the rebuild itself (PREMIS "recovery") and a fixity check for each copy.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlmodel import select
 
-from archive.catalog.items import Item, Provenance, Replica
+from archive.catalog.items import Item, Replica
 from archive.config import CONFIG_NAME, Policy, Settings, StorageSpec
+from archive.custody.expected import LogIndex
 from archive.custody.log import FIXITY_CHECK, append_event, utc_now
 from archive.objects import ARRIVAL_FORMAT, ARRIVAL_SUFFIX, MANIFEST_FORMAT, MANIFEST_SUFFIX, Role, unseal
 from archive.services.errors import ServiceError
@@ -34,6 +48,7 @@ if TYPE_CHECKING:
     from sqlmodel import Session
 
     from archive.age import Identity
+    from archive.catalog.secrets import Sealer
     from archive.context import Archive
     from archive.custody.checkpoint import Signer
     from archive.custody.mirror import MirroredLog
@@ -54,6 +69,8 @@ class Found:
     document: dict[str, Any]
     state: str  # verified | missing | corrupt
     version_id: str | None = None
+    ciphertext_sha256: str | None = None  # of the original as read now
+    why: str | None = None  # what made it missing or corrupt
 
 
 @dataclass
@@ -75,13 +92,14 @@ class RebuildReport:
     items: int = 0
     replicas: int = 0
     problems: list[dict[str, str]] = field(default_factory=list)
+    rejected: list[dict[str, str]] = field(default_factory=list)  # manifests the log does not vouch for
     log_events: int = 0  # custody events taken over from the site's copy of the log
     log_key: str = "given"  # where the key the site's log was checked with came from
 
     def as_dict(self) -> dict[str, Any]:
         return {"home": self.home, "backend": self.backend, "manifests": self.manifests,
                 "arrivals": self.arrivals, "items": self.items,
-                "replicas": self.replicas, "problems": self.problems,
+                "replicas": self.replicas, "problems": self.problems, "rejected": self.rejected,
                 "log_events": self.log_events, "log_key": self.log_key}
 
 
@@ -176,20 +194,74 @@ def _read_all(backend: Backend, name: str) -> bytes:
         return bytes(stream.read())
 
 
+def _plaintext_sha256(backend: Backend, name: str, version_id: str | None, identities: list[Identity]) -> str:
+    from archive.age import decrypt_stream
+
+    digest = hashlib.sha256()
+    with backend.open_reader(name, version_id) as stream:
+        for chunk in decrypt_stream(stream, identities):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _examine(backend: Backend, name: str, identities: list[Identity]) -> Found:
+    """Read one manifest, re-hash its original's ciphertext, and decrypt it to check its SHA-256."""
+    from archive.age import AgeError
+
     data = _read_all(backend, name)
     document = unseal(data, identities, MANIFEST_FORMAT)
     found = Found(name, hashlib.sha256(data).hexdigest(), len(data), document, VERIFIED)
     original = str(document["object"])
     info = backend.stat(original)
     if info is None:
-        found.state = MISSING
+        found.state, found.why = MISSING, "original missing"
         return found
     found.version_id = info.version_id
-    digest, size = backend.sha256_of(original, info.version_id)
-    if digest != document.get("ciphertext_sha256") or size != document.get("ciphertext_size"):
-        found.state = CORRUPT
+    found.ciphertext_sha256, _ = backend.sha256_of(original, info.version_id)
+    if found.ciphertext_sha256 != document.get("ciphertext_sha256"):
+        found.state, found.why = CORRUPT, "the original's ciphertext is not the one its manifest names"
+        return found
+    try:
+        plain = _plaintext_sha256(backend, original, info.version_id, identities)
+    except AgeError as exc:
+        found.state, found.why = CORRUPT, f"the original does not decrypt ({exc})"
+        return found
+    if plain != document.get("sha256"):
+        found.state, found.why = CORRUPT, "the original decrypts to other bytes than its manifest's SHA-256"
     return found
+
+
+def _against_log(index: LogIndex, site: str, found: Found) -> str | None:
+    """Why the site's log does not vouch for this manifest, or None when it does.
+
+    A genuine manifest whose original holds other bytes than the log recorded
+    is kept, its original marked corrupt (a repair may restore it from another
+    site): the item is the log's, only that copy is not.
+    """
+    from archive.custody.commit import commitment
+
+    document = found.document
+    item_id, salt, sha256 = str(document["item_id"]), document.get("salt"), str(document["sha256"])
+    logged = index.commitment(item_id)
+    if logged is None:
+        return "not recorded by the log: the site's log commits to no such item"
+    if not isinstance(salt, str) or commitment(item_id, salt, sha256) != logged:
+        return "forged manifest: it does not match the log's commitment to its item"
+    for key, role, digest in ((f"{site}:{document['object']}", "original", found.ciphertext_sha256),
+                              (f"{site}:{found.manifest_name}", "manifest", found.manifest_sha256)):
+        copy = index.copy(key)
+        if copy is None:
+            if key in index.unhashed or digest is None:  # from before hashes were logged, or the original is gone
+                continue
+            return f"not recorded by the log: the log holds no {role} {key}"
+        if copy.item != item_id or copy.role != role:
+            return f"the log records {key} as the {copy.role} of item {copy.item}"
+        if digest == copy.ciphertext_sha256:
+            continue
+        if role == "manifest":
+            return "the manifest was substituted: its bytes are not the ones the log recorded"
+        found.state, found.why = CORRUPT, "the original holds other bytes than the custody log recorded"
+    return None
 
 
 def _read_arrival(backend: Backend, name: str, identities: list[Identity]) -> Arrival:
@@ -279,8 +351,11 @@ def rebuild_catalog(
         (keys / VKEY_NAME).write_text(signer.verifier.encode() + "\n", encoding="ascii")
     settings = Settings(home=new_home, extra={"log": {"origin": origin}})
     settings.save()
+    _new_catalog_key(keys)
     runtime = Runtime(settings)
-    logged: set[str] | None = None
+    # What the site's log says (checked against its signed checkpoints): every manifest must agree.
+    index = None if site_log is None else LogIndex.of(json.loads(entry) for entry in site_log.entries)
+    taken_over = False
     with transaction(runtime.engine) as session:
         if session.exec(select(Item).limit(1)).first() is not None:
             raise ServiceError(f"the catalog of {new_home} is not empty ({settings.catalog_url()})")
@@ -293,12 +368,9 @@ def rebuild_catalog(
 
             recovered = take_over(session, site_log, signer, verifier)
             report.log_events = recovered.events
-            logged = recovered.items
-        elif site_log is not None:
-            from archive.custody.recover import logged_items
-
-            logged = logged_items(site_log.entries)
+            taken_over = True
     rebuilt = runtime.archive(actor)
+    _ = rebuilt.actor  # resolved before any transaction: a first use writes its users row
     try:
         with transaction(rebuilt.engine) as session:
             append_event(session, RECOVERY, actor=rebuilt.actor,
@@ -312,6 +384,11 @@ def rebuild_catalog(
                     arrival = _read_arrival(backend, info.name, identities)
                 except (AgeError, ValueError, KeyError, TypeError, StorageError, OSError) as exc:
                     report.problems.append({"arrival": info.name, "problem": f"unreadable addendum: {exc}"})
+                    continue
+                why = None if index is None else _arrival_against_log(index, backend_name, arrival)
+                if why is not None:
+                    report.rejected.append({"arrival": info.name, "item": str(arrival.document.get("item_id")),
+                                            "problem": why})
                     continue
                 arrivals.setdefault(str(arrival.document["sha256"]), []).append(arrival)
                 continue
@@ -327,9 +404,20 @@ def rebuild_catalog(
                                  objects=[f"{backend_name}:{info.name}"],
                                  details={"problem": "unreadable manifest"})
                 continue
+            why = None if index is None else _against_log(index, backend_name, found)
+            if why is not None:
+                report.rejected.append({"manifest": info.name, "item": str(found.document.get("item_id")),
+                                        "problem": why})
+                with transaction(rebuilt.engine) as session:
+                    append_event(session, RECOVERY, actor=rebuilt.actor, outcome="failure",
+                                 objects=[f"{backend_name}:{info.name}"],
+                                 details={"problem": "manifest rejected: the site's custody log does not vouch "
+                                          "for it"})
+                continue
             if found.state != VERIFIED:
                 report.problems.append({"manifest": info.name, "item": str(found.document.get("item_id")),
-                                        "problem": f"original {found.state}"})
+                                        "problem": f"original {found.state}" + (f": {found.why}" if found.why
+                                                                                 else "")})
             # By content, not by id: an ingest that published its copies but never
             # committed (killed, or beaten to the same bytes by a concurrent ingest)
             # leaves a second manifest, under another id, for the same bytes.
@@ -341,10 +429,11 @@ def rebuild_catalog(
             if others:
                 report.problems.append({"item": item_id, "problem": "the same bytes under other ids, "
                                         f"from ingests that were never acknowledged: {', '.join(others)}"})
-            if logged is not None and item_id not in logged:
-                report.problems.append({"item": item_id, "problem": "not in the site's custody log (ingested "
-                                        "after its last checkpoint, or not recorded by this archive)"})
-            _commit_item(rebuilt, backend_name, item_id, founds, report, arrivals.pop(sha256, []))
+            if index is None:
+                report.problems.append({"item": item_id, "problem": "not checked against a custody log (the site "
+                                        "has none that verifies): recovered from its manifest alone"})
+            _commit_item(rebuilt, backend_name, item_id, founds, report, arrivals.pop(sha256, []),
+                         new_log=not taken_over)
         for orphans in arrivals.values():  # later arrivals of bytes whose manifest this site lacks
             report.problems.extend({"arrival": a.name, "item": str(a.document.get("item_id")),
                                     "problem": "addendum without a manifest for its bytes"} for a in orphans)
@@ -352,7 +441,7 @@ def rebuild_catalog(
             append_event(session, RECOVERY, actor=rebuilt.actor,
                          details={"action": "rebuild catalog", "backend": backend_name, "phase": "end",
                                   "manifests": report.manifests, "items": report.items,
-                                  "problems": len(report.problems)})
+                                  "problems": len(report.problems), "rejected": len(report.rejected)})
         warning = runtime.finish()  # sign over the recovery, and put the continued log back on the site
         if warning:
             report.problems.append({"log": warning})
@@ -362,55 +451,80 @@ def rebuild_catalog(
 
 
 def _commit_item(rebuilt: Archive, backend_name: str, item_id: str, founds: list[Found], report: RebuildReport,
-                 arrivals: list[Arrival]) -> None:
+                 arrivals: list[Arrival], *, new_log: bool) -> None:
+    """Enter one item, its copies and its arrivals; the log either already holds them (taken over) or,
+    for a new log, gets the item's commitment and a baseline for each copy, so fixity and `get` check
+    against the log from the first day."""
+    from archive.catalog.secrets import new_item, new_provenance, sealer
+    from archive.custody.commit import add_commitment, commitment_details
+    from archive.custody.log import MESSAGE_DIGEST
     from archive.db import transaction
 
     doc = founds[0].document
     any_good = any(f.state == VERIFIED for f in founds)
     now = utc_now()
+    keys = sealer(rebuilt)
+    salt = doc.get("salt") if isinstance(doc.get("salt"), str) else None
     with transaction(rebuilt.engine) as session:
-        item = Item(id=item_id, sha256=str(doc["sha256"]), size=int(doc["size"]), media_type=doc.get("media_type"),
-                    status="degraded", created_at=str(doc.get("received_at") or now))
+        if new_log:
+            note = f"recovered from the manifest on {backend_name} into a new log"
+            if salt is not None:
+                append_event(session, MESSAGE_DIGEST, actor=rebuilt.actor, item_id=item_id,
+                             details={**commitment_details(item_id, salt, str(doc["sha256"])), "note": note})
+            else:  # a manifest from before commitments
+                salt = add_commitment(session, rebuilt.actor, item_id, str(doc["sha256"]))
+        item = new_item(keys, id=item_id, sha256=str(doc["sha256"]), size=int(doc["size"]), salt=salt,
+                        media_type=doc.get("media_type"), status="degraded",
+                        created_at=str(doc.get("received_at") or now))
         session.add(item)
         session.flush()
         received = sorted(founds, key=lambda f: str(f.document.get("received_at") or ""))[0].document
         sealed = received.get("provenance") or {}  # manifests written since provenance was sealed in them
-        session.add(Provenance(item_id=item_id, original_name=received.get("original_name"),
-                               received_at=str(received.get("received_at") or now),
-                               actor=str(sealed.get("actor") or rebuilt.actor), source=sealed.get("source"),
-                               declared_type=sealed.get("declared_type"),
-                               note=sealed.get("note") if sealed else f"recovered from the manifest on {backend_name}"))
-        _add_later_arrivals(session, item_id, sealed, arrivals)
+        session.add(new_provenance(
+            keys, item_id=item_id, original_name=received.get("original_name"),
+            received_at=str(received.get("received_at") or now), actor=str(sealed.get("actor") or rebuilt.actor),
+            source=sealed.get("source"), declared_type=sealed.get("declared_type"),
+            note=sealed.get("note") if sealed else f"recovered from the manifest on {backend_name}"))
+        _add_later_arrivals(session, keys, item_id, sealed, arrivals)
         rows: list[Replica] = []
+
+        def copy_event(row: Replica, found_sha256: str | None, result: str) -> None:
+            details: dict[str, Any] = {"backend": backend_name, "role": row.role, "result": result,
+                                       "algorithm": "SHA-256", "against": "manifest",
+                                       "ciphertext_sha256": row.ciphertext_sha256}
+            if new_log:
+                details["baseline"] = True  # the new log's first record of this copy
+            if found_sha256 is not None and found_sha256 != row.ciphertext_sha256:
+                details["found_ciphertext_sha256"] = found_sha256
+            append_event(session, FIXITY_CHECK, actor=rebuilt.actor, item_id=item_id,
+                         objects=[f"{backend_name}:{row.object_name}"],
+                         outcome="success" if result == "ok" else "failure", details=details)
+
         for found in founds:
             document = found.document
             # A bad copy beside a good one is an old copy a repair already replaced.
             state = REPLACED if found.state != VERIFIED and any_good else found.state
+            recipients = list(document.get("recipients", []))
             original = Replica(item_id=item_id, role="original", backend=backend_name,
                                object_name=str(document["object"]), version_id=found.version_id,
                                ciphertext_sha256=str(document["ciphertext_sha256"]),
-                               size=int(document["ciphertext_size"]), recipients=list(document.get("recipients", [])),
-                               state=state, verified_at=now)
+                               recipients=recipients, state=state, verified_at=now)
             manifest = Replica(item_id=item_id, role="manifest", backend=backend_name,
                                object_name=found.manifest_name, ciphertext_sha256=found.manifest_sha256,
-                               size=found.manifest_size, recipients=list(document.get("recipients", [])),
-                               state=REPLACED if state == REPLACED else VERIFIED, verified_at=now)
+                               recipients=recipients, state=REPLACED if state == REPLACED else VERIFIED,
+                               verified_at=now)
             session.add(original)
             session.add(manifest)
             rows += [original, manifest]
+            copy_event(original, found.ciphertext_sha256, "ok" if found.state == VERIFIED else found.state)
+            copy_event(manifest, None, "ok")
             for arrival in arrivals:
                 if arrival.document.get("object") == original.object_name:
                     rows.append(Replica(item_id=item_id, role=str(Role.ARRIVAL), backend=backend_name,
                                         object_name=arrival.name, ciphertext_sha256=arrival.sha256,
-                                        size=arrival.size, recipients=list(document.get("recipients", [])),
-                                        state=manifest.state, verified_at=now))
+                                        recipients=recipients, state=manifest.state, verified_at=now))
                     session.add(rows[-1])
-            append_event(session, FIXITY_CHECK, actor=rebuilt.actor, item_id=item_id,
-                         objects=[f"{backend_name}:{original.object_name}"],
-                         outcome="success" if found.state == VERIFIED else "failure",
-                         details={"backend": backend_name, "role": "original", "result":
-                                  "ok" if found.state == VERIFIED else found.state, "algorithm": "SHA-256",
-                                  "against": "manifest"})
+                    copy_event(rows[-1], None, "ok")
         item.status = status_for(rebuilt, [r for r in rows if r.state != REPLACED])
         session.add(item)
         append_event(session, RECOVERY, actor=rebuilt.actor, item_id=item_id,
@@ -421,15 +535,40 @@ def _commit_item(rebuilt: Archive, backend_name: str, item_id: str, founds: list
     report.replicas += len(founds)
 
 
-def _add_later_arrivals(session: Session, item_id: str, first: dict[str, Any], arrivals: list[Arrival]) -> None:
+def _add_later_arrivals(session: Session, keys: Sealer, item_id: str, first: dict[str, Any],
+                        arrivals: list[Arrival]) -> None:
     """One provenance row per distinct later arrival, in the order they were received."""
+    from archive.catalog.secrets import new_provenance
+
     seen = {_provenance_key(first)} if first else set()
     for arrival in sorted(arrivals, key=lambda a: _provenance_key(a.document["provenance"])):
         sealed = arrival.document["provenance"]
         if (key := _provenance_key(sealed)) in seen:
             continue
         seen.add(key)
-        session.add(Provenance(item_id=item_id, source=sealed.get("source"), note=sealed.get("note"),
-                               original_name=sealed.get("original_name"), declared_type=sealed.get("declared_type"),
-                               received_at=str(sealed.get("received_at") or utc_now()),
-                               actor=str(sealed.get("actor") or "")))
+        session.add(new_provenance(keys, item_id=item_id, source=sealed.get("source"), note=sealed.get("note"),
+                                   original_name=sealed.get("original_name"),
+                                   declared_type=sealed.get("declared_type"),
+                                   received_at=str(sealed.get("received_at") or utc_now()),
+                                   actor=str(sealed.get("actor") or "")))
+
+
+def _arrival_against_log(index: LogIndex, site: str, arrival: Arrival) -> str | None:
+    """Why the site's log does not vouch for this addendum (a planted arrival), or None when it does."""
+    key = f"{site}:{arrival.name}"
+    copy = index.copy(key)
+    if copy is None:
+        return None if key in index.unhashed else "not recorded by the log: the log holds no such addendum"
+    if copy.item != str(arrival.document.get("item_id")) or copy.ciphertext_sha256 != arrival.sha256:
+        return "the addendum was substituted: its bytes are not the ones the log recorded"
+    return None
+
+
+def _new_catalog_key(keys_dir: Path) -> None:
+    """A rebuilt catalog seals under a key of its own: nothing sealed under the lost one survives."""
+    from archive.custody.checkpoint import write_new
+    from archive.keys.catalog import CATALOG_KEY_NAME, CatalogKeys
+
+    path = keys_dir / CATALOG_KEY_NAME
+    if not path.exists():
+        write_new(path, CatalogKeys.generate().encode())

@@ -23,6 +23,7 @@ from sqlmodel import Session, col, select
 
 from archive.catalog.items import Item, ItemStatus, Provenance, Replica, ReplicaState
 from archive.config import RuntimeConfig
+from archive.custody.expected import LogIndex, read_item_index
 from archive.custody.log import REPLICATION, append_event, utc_now
 from archive.objects import (
     Role,
@@ -35,7 +36,7 @@ from archive.objects import (
     provenance_fields,
     seal,
 )
-from archive.services.errors import NotFound
+from archive.services.errors import Locked, NotFound
 from storage.base import CHUNK, StorageError
 
 if TYPE_CHECKING:
@@ -174,29 +175,41 @@ def all_provenance(session: Session, item_id: str) -> list[Provenance]:
     return list(session.exec(select(Provenance).where(Provenance.item_id == item_id).order_by(col(Provenance.id))))
 
 
-def _sealed_provenance(p: Provenance) -> dict[str, Any]:
-    return provenance_fields(source=p.source, note=p.note, original_name=p.original_name,
-                             declared_type=p.declared_type, received_at=p.received_at, actor=p.actor)
+def _sealed_provenance(archive: Archive, p: Provenance) -> dict[str, Any]:
+    from archive.catalog.secrets import provenance_fields as opened
+
+    return opened(archive, p)
 
 
-def manifest_bytes(item: Item, original: Replica, first: Provenance | None) -> bytes:
-    """The encrypted manifest for `original`, rebuilt from the catalog in the ingest's format."""
-    provenance = _sealed_provenance(first) if first is not None else provenance_fields(
+def manifest_bytes(archive: Archive, item: Item, original: Replica, first: Provenance | None) -> bytes:
+    """The encrypted manifest for `original`, rebuilt from the catalog in the ingest's format.
+
+    Its item fields (SHA-256, size, salt) are sealed in the catalog: writing
+    one needs the catalog key (`Locked` otherwise; the repair waits).
+    """
+    from archive.catalog.secrets import item_secret
+
+    secret = item_secret(archive, item)
+    provenance = _sealed_provenance(archive, first) if first is not None else provenance_fields(
         source=None, note=None, original_name="unnamed", declared_type=None, received_at=item.created_at, actor="")
     document = manifest_document(
-        item_id=item.id, sha256=item.sha256, size=item.size, media_type=item.media_type,
+        item_id=item.id, sha256=secret.sha256, size=secret.size, salt=secret.salt, media_type=item.media_type,
         object_name=original.object_name, ciphertext_sha256=original.ciphertext_sha256,
-        ciphertext_size=original.size, recipients=list(original.recipients), provenance=provenance,
+        ciphertext_size=None, recipients=list(original.recipients), provenance=provenance,
     )
     return seal(document, list(original.recipients))
 
 
-def write_arrivals(target: Backend, item: Item, original: Replica, later: list[Provenance]) -> list[StoredObject]:
+def write_arrivals(archive: Archive, target: Backend, item: Item, original: Replica,
+                   later: list[Provenance]) -> list[StoredObject]:
     """A fresh set of addenda beside `original`, one per later arrival, sealed from the catalog."""
+    from archive.catalog.secrets import item_secret
+
     written = []
+    sha256 = item_secret(archive, item).sha256 if later else ""
     for arrival in later:
-        document = arrival_document(item_id=item.id, sha256=item.sha256, object_name=original.object_name,
-                                    provenance=_sealed_provenance(arrival))
+        document = arrival_document(item_id=item.id, sha256=sha256, object_name=original.object_name,
+                                    provenance=_sealed_provenance(archive, arrival))
         written.append(target.put_bytes(arrival_name(original.object_name), seal(document, list(original.recipients))))
     return written
 
@@ -215,20 +228,34 @@ def site_problem(archive: Archive, name: str, seen: dict[str, str | None]) -> st
     return seen[name]
 
 
-def copy_object(source: Backend, replica: Replica, target: Backend) -> StoredObject:
-    """Stream one stored object to a new name on `target`; the target verifies it."""
-    writer = target.open_writer(new_object_name(), replica.size)
+def copy_object(source: Backend, replica: Replica, target: Backend, expected_sha256: str) -> StoredObject:
+    """Stream one stored object to a new name on `target`; the target verifies it against `expected_sha256`.
+
+    The expected hash is the log's (`logged_hash`), not the catalog's: a
+    catalog row rewritten to match substituted bytes cannot make them spread.
+    """
+    info = source.stat(replica.object_name, replica.version_id)
+    writer = target.open_writer(new_object_name(), info.size if info is not None else None)
     try:
         with source.open_reader(replica.object_name, replica.version_id) as stream:
             while chunk := stream.read(CHUNK):
                 writer.write(chunk)
-        stored = writer.commit(replica.ciphertext_sha256)
+        stored = writer.commit(expected_sha256)
     except BaseException:
         writer.abort()
         raise
-    if stored.size != replica.size:
-        raise StorageError(f"{target.name}: copy of {replica.object_name} has {stored.size} bytes, not {replica.size}")
+    if stored.sha256 != expected_sha256:
+        raise StorageError(f"{target.name}: copy of {replica.object_name} holds other bytes than the log records")
     return stored
+
+
+def logged_hash(index: LogIndex, replica: Replica) -> str | None:
+    """The ciphertext hash the log holds for a copy; the catalog's only for a copy from before hashes were logged."""
+    key = f"{replica.backend}:{replica.object_name}"
+    found = index.copy(key)
+    if found is not None:
+        return found.ciphertext_sha256 if found.item == replica.item_id else None
+    return replica.ciphertext_sha256 if key in index.unhashed else None
 
 
 def write_manifest(target: Backend, data: bytes, original_name: str, *, fresh_original: bool) -> StoredObject:
@@ -249,7 +276,6 @@ def _replica_row(item_id: str, stored: StoredObject, role: str, recipients: list
         object_name=stored.name,
         version_id=stored.version_id,
         ciphertext_sha256=stored.sha256,
-        size=stored.size,
         recipients=list(recipients),
         checksum_detail=stored.checksum_detail,
         state=VERIFIED,
@@ -268,6 +294,7 @@ def repair_item(
     """
     from archive.db import transaction
 
+    _ = archive.actor  # resolved before any transaction: a first use writes its users row
     # Read what is needed and let go of the catalog before any byte moves: on SQLite
     # an open session holds the write lock, and a copy can take minutes.
     with Session(archive.engine) as session:
@@ -277,6 +304,7 @@ def repair_item(
         replicas = live_replicas(session, item_id)
         arrivals = all_provenance(session, item_id)
     first, later = (arrivals[0] if arrivals else None), arrivals[1:]
+    index = read_item_index(archive, item_id)
     policy = set(policy_names(archive))
     # A back-fill target dropped from the policy since the job was queued is no longer wanted.
     wanted = [name for name in targets if name in policy] if targets else policy_names(archive)
@@ -302,8 +330,12 @@ def repair_item(
             source = archive.backends.get(source_replica.backend)
             if source is None or site_problem(archive, source_replica.backend, seen) is not None:
                 continue
+            expected = logged_hash(index, source_replica)
+            if expected is None:
+                errors.append(f"from {source_replica.backend}: the log records no hash for that copy")
+                continue
             try:
-                new_originals.append((copy_object(source, source_replica, target), source_replica))
+                new_originals.append((copy_object(source, source_replica, target, expected), source_replica))
                 break
             except (StorageError, OSError) as exc:
                 errors.append(f"from {source_replica.backend}: {exc}")
@@ -317,10 +349,10 @@ def repair_item(
         row = _replica_row(item_id, stored, ORIGINAL, list(source_replica.recipients))
         target = archive.backends[stored.backend]
         try:
-            sealed = manifest_bytes(item, row, first)
+            sealed = manifest_bytes(archive, item, row, first)
             new_manifests.append((write_manifest(target, sealed, stored.name, fresh_original=True), stored.name))
-            new_arrivals += [(a, stored.name) for a in write_arrivals(target, item, row, later)]
-        except (StorageError, OSError) as exc:
+            new_arrivals += [(a, stored.name) for a in write_arrivals(archive, target, item, row, later)]
+        except (StorageError, OSError, Locked) as exc:
             result.failures[stored.backend] = f"manifest: {exc}"
     for original in originals:
         if original.backend not in wanted and original.backend not in policy:
@@ -335,13 +367,14 @@ def repair_item(
             continue
         try:
             if manifest_of(original, replicas) is None:
-                sealed = manifest_bytes(item, original, first)
+                sealed = manifest_bytes(archive, item, original, first)
                 written = write_manifest(backend, sealed, original.object_name, fresh_original=False)
                 new_manifests.append((written, original.object_name))
             if len(arrivals_of(original, replicas)) < len(later):
                 # Which arrival an addendum holds is sealed inside it: write the whole set again.
-                new_arrivals += [(a, original.object_name) for a in write_arrivals(backend, item, original, later)]
-        except (StorageError, OSError) as exc:
+                new_arrivals += [(a, original.object_name)
+                                 for a in write_arrivals(archive, backend, item, original, later)]
+        except (StorageError, OSError, Locked) as exc:
             result.failures[original.backend] = f"manifest: {exc}"
 
     with transaction(archive.engine) as session:
@@ -365,8 +398,10 @@ def repair_item(
                 actor=archive.actor,
                 item_id=item_id,
                 objects=[f"{stored.backend}:{stored.name}"],
-                details={"backend": stored.backend, "from": source_replica.backend, "verified": "sha256",
-                         "size": stored.size, "reason": reason},
+                details={"backend": stored.backend, "role": str(ORIGINAL), "ciphertext_sha256": stored.sha256,
+                         "from": source_replica.backend,
+                         "from_object": f"{source_replica.backend}:{source_replica.object_name}",
+                         "from_ciphertext_sha256": stored.sha256, "verified": "sha256", "reason": reason},
             )
         for role, written_beside in ((MANIFEST, new_manifests), (ARRIVAL, new_arrivals)):
             for stored, original_name in written_beside:
@@ -386,7 +421,8 @@ def repair_item(
                     actor=archive.actor,
                     item_id=item_id,
                     objects=[f"{stored.backend}:{stored.name}"],
-                    details={"backend": stored.backend, "role": role, "verified": "sha256", "reason": reason},
+                    details={"backend": stored.backend, "role": str(role), "ciphertext_sha256": stored.sha256,
+                             "verified": "sha256", "reason": reason},
                 )
         for name, why in result.failures.items():
             append_event(session, REPLICATION, actor=archive.actor, item_id=item_id, outcome="failure",

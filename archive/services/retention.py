@@ -72,6 +72,7 @@ def prune_finished_jobs(
         if last is not None and last.value is not None and last.value > due_if_before:
             return None
     cutoff = stamp(moment - timedelta(days=retention_days))
+    actor = archive.actor  # resolved before any transaction: a first use writes its users row
     with transaction(archive.engine) as session:
         last = session.exec(select(Cursor).where(Cursor.name == PRUNE_CURSOR).with_for_update()).first()
         if last is not None and last.value is not None and last.value > due_if_before:
@@ -82,7 +83,7 @@ def prune_finished_jobs(
                             older_than=cutoff)
         if result.deleted:
             append_event(
-                session, DELETION, actor=archive.actor,
+                session, DELETION, actor=actor,
                 # Whole seconds: the log's canonical encoding has no floats.
                 details={"deleted": "finished jobs", "done": result.done, "failed": result.failed,
                          "retention_seconds": round(retention_days * 86400), "older_than": cutoff},

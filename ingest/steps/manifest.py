@@ -39,9 +39,9 @@ def arrival_provenance(ingestion: Ingestion) -> dict[str, Any]:
 def _document_for_new_item(ingestion: Ingestion, stored: StoredObject) -> dict[str, Any]:
     assert ingestion.item_id is not None and ingestion.sha256 is not None and ingestion.size is not None
     return manifest_document(
-        item_id=ingestion.item_id, sha256=ingestion.sha256, size=ingestion.size, media_type=ingestion.media_type,
-        object_name=stored.name, ciphertext_sha256=stored.sha256, ciphertext_size=stored.size,
-        recipients=ingestion.recipients, provenance=arrival_provenance(ingestion),
+        item_id=ingestion.item_id, sha256=ingestion.sha256, size=ingestion.size, salt=ingestion.salt,
+        media_type=ingestion.media_type, object_name=stored.name, ciphertext_sha256=stored.sha256,
+        ciphertext_size=stored.size, recipients=ingestion.recipients, provenance=arrival_provenance(ingestion),
     )
 
 
@@ -67,7 +67,8 @@ class WriteManifest(Step):
         for stored in ingestion.stored:  # copies restored from these bytes: described as the item, from its start
             document = manifest_document(
                 item_id=duplicate.item_id, sha256=duplicate.sha256, size=duplicate.size,
-                media_type=duplicate.media_type, object_name=stored.name, ciphertext_sha256=stored.sha256,
+                salt=duplicate.salt, media_type=duplicate.media_type, object_name=stored.name,
+                ciphertext_sha256=stored.sha256,
                 ciphertext_size=stored.size, recipients=ingestion.recipients, provenance=duplicate.arrivals[0],
             )
             self._put(ingestion, archive, stored.backend, manifest_name(stored.name), document,
@@ -99,7 +100,8 @@ class WriteManifest(Step):
             PendingEvent(
                 INFORMATION_PACKAGE_CREATION,
                 "success",
-                {"object": what, "backend": written.backend, "verified": "sha256"},
+                {"object": what, "role": what, "backend": written.backend, "ciphertext_sha256": written.sha256,
+                 "verified": "sha256"},
                 [f"{written.backend}:{written.name}"],
             )
         )

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from archive.age import Encryptor
+from archive.custody.commit import new_salt
 from archive.custody.log import ENCRYPTION, MESSAGE_DIGEST
 from archive.objects import new_object_name
 from ingest.pipeline import Ingestion, Refused, Staged, Step
@@ -106,7 +107,10 @@ class Receive(Step):
         finally:
             os.close(fd)
         ingestion.recipients = [str(r) for r in recipients]
-        ingestion.event(MESSAGE_DIGEST, algorithm="SHA-256", size=ingestion.size)
+        # The salt of the commitment the log will hold; the commitment itself needs the item id,
+        # which Deduplicate decides, so `Replicate` completes this event (see `bind_commitment`).
+        ingestion.salt = new_salt()
+        ingestion.event(MESSAGE_DIGEST, algorithm="SHA-256")
         ingestion.event(ENCRYPTION, format="age-v1", recipients=ingestion.recipients)
 
     def _pass(self, ingestion: Ingestion, fd: int, size: int, recipients: list, backends: list[Backend]) -> None:

@@ -39,6 +39,7 @@ class Replicate(Step):
     runs_on_duplicates = True  # a duplicate may restore lost copies
 
     def run(self, ingestion: Ingestion, archive: Archive) -> None:
+        bind_commitment(ingestion)
         if ingestion.stored or (ingestion.duplicate and not ingestion.staged):
             return
         assert ingestion.ciphertext_sha256 is not None
@@ -79,9 +80,30 @@ class Replicate(Step):
 
 
 def _replication_event(stored: StoredObject) -> PendingEvent:
+    """A copy event (the contract in `archive.custody.expected`): the copy's ciphertext hash, never its size."""
     return PendingEvent(
         REPLICATION,
         "success",
-        {"backend": stored.backend, "verified": "sha256", "size": stored.size},
+        {"backend": stored.backend, "role": "original", "ciphertext_sha256": stored.sha256, "verified": "sha256"},
         [f"{stored.backend}:{stored.name}"],
     )
+
+
+def bind_commitment(ingestion: Ingestion) -> None:
+    """Complete Receive's digest event once the item id is known: the log commits to the bytes.
+
+    A new item's event gets the salted commitment (`archive.custody.commit`).
+    A later arrival of the same bytes must not commit the item a second time
+    (the first commitment is final): its event records only that the digest
+    was calculated.
+    """
+    from archive.custody.commit import commitment_details
+    from archive.custody.log import MESSAGE_DIGEST
+
+    for pending in ingestion.events:
+        if pending.event_type != MESSAGE_DIGEST or "commitment" in pending.details:
+            continue
+        if ingestion.duplicate:
+            pending.details["duplicate"] = True
+        elif ingestion.item_id and ingestion.salt and ingestion.sha256:
+            pending.details.update(commitment_details(ingestion.item_id, ingestion.salt, ingestion.sha256))

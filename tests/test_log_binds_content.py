@@ -1,0 +1,371 @@
+"""The custody log commits to the content (issue 9, section 1): the attack, tried as an attacker would.
+
+Someone with the server's disk and database ingests nothing themselves: they
+take an item the archive holds, encrypt *other* bytes of the same size to the
+archive's public recipients (which anyone may have), overwrite every copy with
+them and rewrite the catalog to match. The witness kept a checkpoint from
+before. `log verify`, `fixity` and `get` must each catch it, on SQLite and
+PostgreSQL, whether the attacker holds the catalog key (an insider re-sealing
+the item's plaintext hash) or not (swapping only the clear ciphertext hashes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from tests.conftest import Cli
+
+PHOTO = "media/jpg/Canon_40D.jpg"
+
+
+@pytest.fixture()
+def db_cli(tmp_path: Path, catalog_url: str, monkeypatch: pytest.MonkeyPatch) -> Cli:
+    monkeypatch.setenv("EVIDENCE_DATABASE_URL", catalog_url)
+    runner = Cli(tmp_path / "home")
+    runner("init", "--operator", "tester")
+    return runner
+
+
+def _engine(cli: Cli) -> Engine:
+    from archive.db import make_engine
+
+    return make_engine(os.environ.get("EVIDENCE_DATABASE_URL") or f"sqlite:///{cli.home / 'catalog.db'}")
+
+
+def _sql(cli: Cli, statement: str, **params: Any) -> list[Any]:
+    engine = _engine(cli)
+    try:
+        with engine.begin() as conn:
+            result = conn.execute(text(statement), params)
+            return list(result) if result.returns_rows else []
+    finally:
+        engine.dispose()
+
+
+def _originals(cli: Cli, item_id: str) -> list[tuple[int, str, str]]:
+    """(replica id, backend, object name) of every live original."""
+    return [tuple(r) for r in _sql(cli, "SELECT id, backend, object_name FROM replicas WHERE item_id = :i "
+                                       "AND role = 'original' AND state = 'verified' ORDER BY id", i=item_id)]
+
+
+def _recipients(cli: Cli) -> list[Any]:
+    from archive.context import Archive
+
+    archive = Archive.open(cli.home)
+    try:
+        return list(archive.recipients())
+    finally:
+        archive.close()
+
+
+def _forge_copy(cli: Cli, backend: str, name: str, plaintext: bytes, update_row: int | None = None) -> str:
+    """Overwrite one stored original with other plaintext encrypted to the public recipients."""
+    from archive.age import encrypt_bytes
+
+    sealed = encrypt_bytes(plaintext, _recipients(cli))
+    path = cli.home / "storage" / backend / name
+    path.chmod(0o644)
+    path.write_bytes(sealed)
+    digest = hashlib.sha256(sealed).hexdigest()
+    if update_row is not None:
+        _sql(cli, "UPDATE replicas SET ciphertext_sha256 = :h WHERE id = :i", h=digest, i=update_row)
+    return digest
+
+
+def _reseal_sha256(cli: Cli, item_id: str, sha256: str) -> None:
+    """The insider: with the catalog key, re-seal the item's plaintext SHA-256 (and its lookup)."""
+    from archive.keys.catalog import CATALOG_KEY_NAME, CatalogKeys
+
+    keys = CatalogKeys.parse((cli.home / "keys" / CATALOG_KEY_NAME).read_text())
+    [(version, blob)] = _sql(cli, "SELECT key_version, sealed FROM items WHERE id = :i", i=item_id)
+    fields = keys.open("items", item_id, version, bytes(blob))
+    fields["sha256"] = sha256
+    new_version, new_blob = keys.seal("items", item_id, fields)
+    _sql(cli, "UPDATE items SET sealed = :b, key_version = :v, lookup = :l WHERE id = :i", b=new_blob,
+         v=new_version, l=keys.lookup("sha256", sha256), i=item_id)
+
+
+def _ingest(cli: Cli, corpus: Path, relative: str = PHOTO) -> dict[str, Any]:
+    report = cli.json_lines("ingest", str(corpus / relative))[0]
+    assert report["status"] == "preserved"
+    return dict(report)
+
+
+def _witness(cli: Cli, tmp_path: Path) -> Path:
+    note = tmp_path / "witness.note"
+    note.write_text(cli.json("log", "checkpoint")["note"])
+    return note
+
+
+def _verify(cli: Cli) -> tuple[int, dict[str, Any], str]:
+    code, out, err = cli("log", "verify", "--json", expect=None)
+    _, _, text_err = cli("log", "verify", expect=None)
+    return code, json.loads(out), text_err
+
+
+def _other_bytes(size: int) -> bytes:
+    return os.urandom(size)
+
+
+@pytest.mark.parametrize("insider", [False, True], ids=["without-catalog-key", "with-catalog-key"])
+def test_the_attack_is_caught_by_log_verify_fixity_and_get(db_cli: Cli, corpus: Path, tmp_path: Path,
+                                                           insider: bool) -> None:
+    cli = db_cli
+    source = (corpus / PHOTO).read_bytes()
+    item = _ingest(cli, corpus)
+    item_id = item["id"]
+    witness = _witness(cli, tmp_path)
+    forged = _other_bytes(len(source))
+    for replica_id, backend, name in _originals(cli, item_id):
+        _forge_copy(cli, backend, name, forged, update_row=replica_id)
+    if insider:
+        _reseal_sha256(cli, item_id, hashlib.sha256(forged).hexdigest())
+
+    code, report, err = _verify(cli)
+    assert code == 1 and not report["ok"]
+    assert report["problems"] == []  # the tree itself is intact: only the catalog no longer follows from it
+    assert report["catalog"]["mismatches"] and all(m["item"] == item_id for m in report["catalog"]["mismatches"])
+    assert item_id in err
+    if insider:
+        assert any("commitment" in m["message"] for m in report["catalog"]["mismatches"])
+    # The witness's checkpoint still verifies against the log: nothing in the log was touched.
+    assert cli.json("log", "verify", expect=1)["checked_size"] >= int(witness.read_text().split("\n")[1])
+
+    fixity = cli.json("fixity", "--all", expect=1)
+    assert fixity["corrupt"] == 2 and {p["item"] for p in fixity["problems"]} == {item_id}
+
+    out = tmp_path / "out.jpg"
+    code, _, err = cli("get", item_id, "-o", str(out), expect=None)
+    assert code == 1 and not out.exists()
+    assert "commitment" in err
+
+
+def test_only_the_catalogs_plaintext_hash_changed(db_cli: Cli, corpus: Path, tmp_path: Path) -> None:
+    item_id = _ingest(db_cli, corpus)["id"]
+    _reseal_sha256(db_cli, item_id, hashlib.sha256(b"some other file").hexdigest())
+    code, report, err = _verify(db_cli)
+    assert code == 1 and item_id in err
+    assert [m["item"] for m in report["catalog"]["mismatches"]] == [item_id]
+    # The bytes are the ones the log committed to: get serves them, fixity finds nothing wrong.
+    out = tmp_path / "out.jpg"
+    db_cli("get", item_id, "-o", str(out))
+    assert out.read_bytes() == (corpus / PHOTO).read_bytes()
+    assert db_cli.json("fixity", "--all")["found_problems"] is False
+
+
+def test_only_one_replicas_ciphertext_hash_changed(db_cli: Cli, corpus: Path) -> None:
+    item_id = _ingest(db_cli, corpus)["id"]
+    replica_id, _, _ = _originals(db_cli, item_id)[0]
+    _sql(db_cli, "UPDATE replicas SET ciphertext_sha256 = :h WHERE id = :i", h="ab" * 32, i=replica_id)
+    code, report, err = _verify(db_cli)
+    assert code == 1 and item_id in err
+    [mismatch] = report["catalog"]["mismatches"]
+    assert mismatch["item"] == item_id and "ciphertext" in mismatch["message"]
+    # Fixity holds the bytes against the log, not the rewritten row: the copy is fine.
+    assert db_cli.json("fixity", "--all")["found_problems"] is False
+
+
+def test_one_copy_and_its_row_replaced_together(db_cli: Cli, corpus: Path, tmp_path: Path) -> None:
+    source = (corpus / PHOTO).read_bytes()
+    item_id = _ingest(db_cli, corpus)["id"]
+    replica_id, backend, name = _originals(db_cli, item_id)[0]
+    _forge_copy(db_cli, backend, name, _other_bytes(len(source)), update_row=replica_id)
+    code, _, err = _verify(db_cli)
+    assert code == 1 and item_id in err
+    fixity = db_cli.json("fixity", "--item", item_id, expect=1)
+    assert [(p["backend"], p["result"]) for p in fixity["problems"]] == [(backend, "corrupt")]
+    out = tmp_path / "out.jpg"
+    db_cli("get", item_id, "-o", str(out))  # the other copy still matches the commitment
+    assert out.read_bytes() == source
+
+
+def test_a_second_commitment_properly_appended_fails_log_verify(db_cli: Cli, corpus: Path, tmp_path: Path) -> None:
+    from archive.context import Archive
+    from archive.custody.commit import commitment_details, new_salt
+    from archive.custody.log import MESSAGE_DIGEST, append_event
+    from archive.db import transaction
+
+    source = (corpus / PHOTO).read_bytes()
+    item_id = _ingest(db_cli, corpus)["id"]
+    archive = Archive.open(db_cli.home)
+    try:
+        with transaction(archive.engine) as session:  # appended through the log itself: the tree stays valid
+            append_event(session, MESSAGE_DIGEST, actor="archive", item_id=item_id,
+                         details=commitment_details(item_id, new_salt(), hashlib.sha256(b"other").hexdigest()))
+    finally:
+        archive.close()
+    db_cli("log", "checkpoint")
+    code, report, err = _verify(db_cli)
+    assert code == 1
+    [problem] = report["problems"]
+    assert problem["kind"] == "rule-broken" and item_id in problem["message"] and "second commitment" in err
+    out = tmp_path / "out.jpg"
+    db_cli("get", item_id, "-o", str(out))  # the first commitment is the one that counts
+    assert out.read_bytes() == source
+
+
+def test_editing_the_event_rows_fools_neither_fixity_nor_get(db_cli: Cli, corpus: Path, tmp_path: Path) -> None:
+    """The attacker rewrites the commitment and the replication events too, leaf hashes recomputed."""
+    from archive.custody.commit import commitment_details, new_salt
+    from archive.custody.entry import encode, entry_fields, leaf_hash
+
+    source = (corpus / PHOTO).read_bytes()
+    item_id = _ingest(db_cli, corpus)["id"]
+    db_cli("log", "checkpoint")
+    forged = _other_bytes(len(source))
+    hashes = {}
+    for replica_id, backend, name in _originals(db_cli, item_id):
+        hashes[f"{backend}:{name}"] = _forge_copy(db_cli, backend, name, forged, update_row=replica_id)
+    salt = new_salt()
+    rows = _sql(db_cli, "SELECT seq, occurred_at, actor, event_type, item_id, objects, outcome, details FROM events "
+                        "WHERE item_id = :i ORDER BY seq", i=item_id)
+    for seq, occurred_at, actor, event_type, _, objects, outcome, details in rows:
+        objects = objects if isinstance(objects, list) else json.loads(objects)
+        details = details if isinstance(details, dict) else json.loads(details)
+        if "commitment" in details:
+            details.update(commitment_details(item_id, salt, hashlib.sha256(forged).hexdigest()))
+        elif objects and objects[0] in hashes and "ciphertext_sha256" in details:
+            details["ciphertext_sha256"] = hashes[objects[0]]
+        else:
+            continue
+        leaf = leaf_hash(encode(entry_fields(seq=seq, occurred_at=occurred_at, actor=actor, event_type=event_type,
+                                             item_id=item_id, objects=objects, outcome=outcome, details=details)))
+        _sql(db_cli, "UPDATE events SET details = :d, leaf_hash = :h WHERE seq = :s", d=json.dumps(details),
+             h=leaf.hex(), s=seq)
+    _, _, err = db_cli("get", item_id, "-o", str(tmp_path / "out.jpg"), expect=1)
+    assert "not in the signed log" in err or "altered" in err
+    fixity = db_cli.json("fixity", "--all", expect=1)
+    assert fixity["unlogged"] == fixity["copies"] and fixity["corrupt"] == 0
+    code, report, _ = _verify(db_cli)
+    assert code == 1 and report["problems"]
+
+
+def test_no_event_carries_a_size_and_every_copy_event_its_ciphertext_hash(cli: Cli, corpus: Path) -> None:
+    source = corpus / PHOTO
+    item_id = _ingest(cli, corpus)["id"]
+    _ingest_duplicate = cli.json_lines("ingest", str(source))[0]
+    assert _ingest_duplicate["duplicate"]
+    size = str(source.stat().st_size)
+    events = cli.json("log", "show", item_id)["events"]
+
+    def keys(value: Any) -> list[str]:
+        if isinstance(value, dict):
+            return [k for k, v in value.items() for k in [k, *keys(v)]]
+        return [k for v in value for k in keys(v)] if isinstance(value, list) else []
+
+    for event in events:
+        assert not any("size" in k for k in keys(event["details"])), event
+        assert size not in json.dumps(event["details"]), event
+        if event["type"] in ("replication", "information package creation", "fixity check") and \
+                event["outcome"] == "success":
+            assert len(event["details"]["ciphertext_sha256"]) == 64 and event["details"]["role"], event
+    commitments = [e for e in events if "commitment" in e["details"]]
+    assert len(commitments) == 1  # the duplicate arrival did not commit the item again
+    assert commitments[0]["details"]["commitment_format"] == "evidence-commit/1"
+
+
+def test_the_commitment_checks_with_printf_and_sha256sum(cli: Cli, corpus: Path, tmp_path: Path) -> None:
+    """The oracle: the salt from the sealed manifest (opened with the real age tool), then coreutils."""
+    if shutil.which("age") is None or shutil.which("sha256sum") is None:
+        pytest.fail("the age and sha256sum tools are needed (scripts/test installs age)")
+    item = _ingest(cli, corpus)
+    manifest_name = next(m["object"] for m in cli.json("show", item["id"])["manifests"] if m["backend"] == "site-a")
+    manifest = json.loads(subprocess.run(
+        ["age", "-d", "-i", str(cli.home / "keys" / "custodian.key"),
+         str(cli.home / "storage" / "site-a" / manifest_name)], check=True, capture_output=True).stdout)
+    assert manifest["item_id"] == item["id"] and manifest["sha256"] == item["sha256"]
+    line = subprocess.run(f"printf 'evidence-commit/1 %s %s %s\\n' {item['id']} {manifest['salt']} "
+                          f"{hashlib.sha256((corpus / PHOTO).read_bytes()).hexdigest()} | sha256sum",
+                          shell=True, check=True, capture_output=True, text=True).stdout.split()[0]
+    [logged] = [e["details"]["commitment"] for e in cli.json("log", "show", item["id"])["events"]
+                if "commitment" in e["details"]]
+    assert line == logged
+    assert item["sha256"] not in json.dumps(cli.json("log", "show", item["id"]))  # the hash itself is not logged
+
+
+def _site(cli: Cli) -> Path:
+    return cli.home / "storage" / "site-a"
+
+
+def _rebuild(cli: Cli, tmp_path: Path, name: str = "rebuilt") -> tuple[dict[str, Any], Cli]:
+    key = str(cli.home / "keys" / "custodian.key")
+    vkey = str(cli.home / "keys" / "log.vkey")
+    report = Cli(tmp_path / "nowhere").json("rebuild-catalog", "--from", "site-a", "--kind", "local", "--path",
+                                            str(_site(cli)), "--identity", key, "--vkey", vkey, "--into",
+                                            str(tmp_path / name), expect=None)
+    return report, Cli(tmp_path / name)
+
+
+def test_rebuild_rejects_a_forged_manifest_and_a_planted_item(cli: Cli, corpus: Path, tmp_path: Path) -> None:
+    from archive.custody.commit import new_salt
+    from archive.objects import manifest_document, manifest_name, new_object_name, seal
+
+    genuine = _ingest(cli, corpus, "media/jpg/gps/DSCN0010.jpg")
+    victim = _ingest(cli, corpus)
+    cli("log", "checkpoint")  # the site's copy of the log now covers both
+    recipients = [str(r) for r in _recipients(cli)]
+    forged = _other_bytes(len((corpus / PHOTO).read_bytes()))
+    # 1. The victim's copy on site-a is replaced, with a well-formed manifest describing the new bytes.
+    [(_, _, name)] = [o for o in _originals(cli, victim["id"]) if o[1] == "site-a"]
+    ciphertext = _forge_copy(cli, "site-a", name, forged)
+    document = manifest_document(
+        item_id=victim["id"], sha256=hashlib.sha256(forged).hexdigest(), size=len(forged), salt=new_salt(),
+        media_type="image/jpeg", object_name=name, ciphertext_sha256=ciphertext, ciphertext_size=None,
+        recipients=recipients, provenance={"source": "forger", "note": None, "original_name": "x.jpg",
+                                           "declared_type": None, "received_at": "2026-01-01T00:00:00.000000Z",
+                                           "actor": "archive"})
+    path = _site(cli) / manifest_name(name)
+    path.chmod(0o644)
+    path.write_bytes(seal(document, recipients))
+    # 2. A whole item planted on the site, which the log never saw.
+    from archive.age import encrypt_bytes
+
+    planted_name = new_object_name()
+    planted = encrypt_bytes(b"planted evidence", _recipients(cli))
+    (_site(cli) / planted_name).parent.mkdir(parents=True, exist_ok=True)
+    (_site(cli) / planted_name).write_bytes(planted)
+    planted_id = "0badc0de-0000-4000-8000-000000000000"
+    (_site(cli) / manifest_name(planted_name)).write_bytes(seal(manifest_document(
+        item_id=planted_id, sha256=hashlib.sha256(b"planted evidence").hexdigest(), size=16, salt=new_salt(),
+        media_type="image/jpeg", object_name=planted_name, ciphertext_sha256=hashlib.sha256(planted).hexdigest(),
+        ciphertext_size=None, recipients=recipients, provenance=dict(document["provenance"])), recipients))
+
+    report, rebuilt = _rebuild(cli, tmp_path)
+    rejected = {r["item"]: r["problem"] for r in report["rejected"]}
+    assert "forged manifest" in rejected[victim["id"]]
+    assert "not recorded by the log" in rejected[planted_id]
+    listed = {i["id"] for i in rebuilt.json("list")}
+    assert listed == {genuine["id"]}  # neither the forged nor the planted item is evidence here
+    out = tmp_path / "out.jpg"
+    rebuilt("get", genuine["id"], "-o", str(out), "--identity", str(cli.home / "keys" / "custodian.key"))
+    assert out.read_bytes() == (corpus / "media/jpg/gps/DSCN0010.jpg").read_bytes()
+    assert rebuilt.json("fixity", "--all")["found_problems"] is False
+    # The log still commits to the victim, whose only copy here was forged: lost from this catalog, and said so.
+    [missing] = rebuilt.json("log", "verify", expect=1)["catalog"]["mismatches"]
+    assert missing["item"] == victim["id"] and "does not hold it" in missing["message"]
+
+
+def test_rebuild_marks_a_substituted_original_behind_a_genuine_manifest(cli: Cli, corpus: Path,
+                                                                         tmp_path: Path) -> None:
+    """Same-size other bytes behind the real manifest (which the attacker cannot read): a bad copy, not evidence."""
+    item = _ingest(cli, corpus)
+    cli("log", "checkpoint")
+    [(_, _, name)] = [o for o in _originals(cli, item["id"]) if o[1] == "site-a"]
+    _forge_copy(cli, "site-a", name, _other_bytes(len((corpus / PHOTO).read_bytes())))
+    report, rebuilt = _rebuild(cli, tmp_path)
+    assert any(p.get("item") == item["id"] and "corrupt" in p["problem"] for p in report["problems"])
+    [shown] = rebuilt.json("list")
+    assert shown["status"] == "degraded"
+    _, _, err = rebuilt("get", item["id"], "-o", str(tmp_path / "o.jpg"), "--identity",
+                        str(cli.home / "keys" / "custodian.key"), expect=1)
+    assert "commitment" in err or "no copy" in err
