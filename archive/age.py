@@ -45,6 +45,10 @@ class AgeError(Exception):
     """The file is not an age file we can open, or it has been tampered with."""
 
 
+class NoMatchingIdentity(AgeError):
+    """None of the identities given opens the file (or the passphrase is wrong): says nothing of its bytes."""
+
+
 def _hkdf(ikm: bytes, salt: bytes, info: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=info).derive(ikm)
 
@@ -337,7 +341,7 @@ def _file_key(header: _Header, identities: Sequence[AnyIdentity]) -> bytes:
         raise AgeError("a passphrase stanza must be the file's only stanza")
     passphrases = [i for i in identities if isinstance(i, Passphrase)]
     if scrypt and not passphrases:
-        raise AgeError("this file is encrypted with a passphrase")
+        raise NoMatchingIdentity("this file is encrypted with a passphrase")
     for args, body in header.stanzas:
         if args[0] == b"scrypt":
             if len(args) != 3:
@@ -350,7 +354,7 @@ def _file_key(header: _Header, identities: Sequence[AnyIdentity]) -> bytes:
                 if file_key is not None:
                     break
             if file_key is None:
-                raise AgeError("wrong passphrase")
+                raise NoMatchingIdentity("wrong passphrase")
         elif args[0] == b"X25519" and len(args) == 2 and file_key is None:
             share = _unb64(args[1])
             if len(share) != 32 or len(body) != 32:
@@ -363,7 +367,7 @@ def _file_key(header: _Header, identities: Sequence[AnyIdentity]) -> bytes:
         if file_key is not None:
             break
     if file_key is None:
-        raise AgeError("no identity matches any recipient of this file")
+        raise NoMatchingIdentity("no identity matches any recipient of this file")
     expected = hmac.new(_hkdf(file_key, b"", b"header"), header.covered, hashlib.sha256).digest()
     if not hmac.compare_digest(expected, header.mac):
         raise AgeError("header MAC does not match: the file was altered")

@@ -82,3 +82,81 @@ def test_wrong_identity_is_refused() -> None:
     sealed = encrypt_bytes(b"secret", [Identity.generate().recipient])
     with pytest.raises(AgeError, match="no identity matches"):
         list(decrypt_stream(__import__("io").BytesIO(sealed), [Identity.generate()]))
+
+
+# --- passphrases (the scrypt stanza) and header rewrap --------------------------------------------------
+
+def test_age_tool_opens_our_passphrase_file(tmp_path: Path) -> None:
+    from archive.age import Passphrase
+    from tests.age_tty import run_age
+
+    data = os.urandom(70_000)
+    (tmp_path / "f.age").write_bytes(encrypt_bytes(data, [Passphrase.of("correct horse battery", 12)]))
+    code, out, _ = run_age(["-d", str(tmp_path / "f.age")], "correct horse battery")
+    assert code == 0 and out == data
+    code, out, terminal = run_age(["-d", str(tmp_path / "f.age")], "wrong horse battery")
+    assert code != 0 and out == b"" and b"incorrect passphrase" in terminal
+
+
+def test_we_open_the_age_tools_passphrase_file(tmp_path: Path) -> None:
+    from archive.age import Passphrase
+    from tests.age_tty import run_age
+
+    data = os.urandom(100_000)
+    (tmp_path / "plain").write_bytes(data)
+    code, _, _ = run_age(["-e", "-p", "-o", str(tmp_path / "f.age"), str(tmp_path / "plain")], "tool passphrase 1",
+                         answers=2)
+    assert code == 0
+    sealed = (tmp_path / "f.age").read_bytes()
+    assert b"\n-> scrypt " in sealed[:200]
+    assert decrypt_bytes(sealed, [Passphrase.of("tool passphrase 1")]) == data
+    with pytest.raises(AgeError, match="wrong passphrase"):
+        decrypt_bytes(sealed, [Passphrase.of("tool passphrase 2")])
+    with pytest.raises(AgeError, match="passphrase"):
+        decrypt_bytes(sealed, [Identity.generate()])  # an X25519 identity is no passphrase
+
+
+def test_a_passphrase_is_a_files_only_recipient_and_its_work_factor_is_bounded() -> None:
+    from archive.age import Passphrase
+
+    with pytest.raises(AgeError, match="only recipient"):
+        encrypt_bytes(b"x", [Passphrase.of("long enough phrase", 10), Identity.generate().recipient])
+    sealed = encrypt_bytes(b"x", [Passphrase.of("long enough phrase", 10)])
+    lines = sealed.split(b"\n")
+    salt = lines[1].split(b" ")[2]
+    for bad in (b"23", b"010"):  # above the age tool's ceiling (a memory trap), or not canonical
+        forged = sealed.replace(b"-> scrypt " + salt + b" 10", b"-> scrypt " + salt + b" " + bad)
+        with pytest.raises(AgeError, match="work factor"):
+            decrypt_bytes(forged, [Passphrase.of("long enough phrase")])
+    other = encrypt_bytes(b"x", [Identity.generate().recipient]).split(b"\n")
+    mixed = b"\n".join([lines[0], other[1], other[2], *lines[1:]])
+    with pytest.raises(AgeError, match="only stanza"):
+        decrypt_bytes(mixed, [Passphrase.of("long enough phrase")])
+
+
+def test_rewrap_gives_new_recipients_and_keeps_the_payload(tmp_path: Path) -> None:
+    import io
+
+    from archive.age import header_opens, read_header, rewrap_header
+
+    old, new = Identity.generate(), Identity.generate()
+    data = os.urandom(200_000)
+    sealed = encrypt_bytes(data, [old.recipient])
+    stream = io.BytesIO(sealed)
+    header = read_header(stream)
+    payload = stream.read()
+    assert sealed == header + payload
+    fresh = rewrap_header(header, [old], [old.recipient, new.recipient])
+    assert header_opens(fresh, [new]) and not header_opens(header, [new])
+    (tmp_path / "new.key").write_text(str(new) + "\n")
+    (tmp_path / "f.age").write_bytes(fresh + payload)
+    out = subprocess.run(["age", "-d", "-i", str(tmp_path / "new.key"), str(tmp_path / "f.age")],
+                         capture_output=True, check=True)
+    assert out.stdout == data  # the oracle opens header + untouched payload
+    with pytest.raises(AgeError, match="no identity"):
+        rewrap_header(header, [new], [new.recipient])  # only someone who can open it may rewrap it
+    tampered = header.replace(b"X25519 ", b"X25519 A", 1)
+    with pytest.raises(AgeError):
+        rewrap_header(tampered, [old], [new.recipient])
+    with pytest.raises(AgeError, match="header only"):
+        rewrap_header(sealed, [old], [new.recipient])
