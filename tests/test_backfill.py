@@ -157,20 +157,21 @@ def test_an_analysis_that_crashed_is_backfilled_once_the_cause_is_fixed(
     cli("log", "verify")
 
 
-def test_without_the_custodian_identity_the_backfill_waits_and_says_so(cli: Cli, corpus: Path) -> None:
+def test_without_the_access_identity_the_backfill_waits_and_says_so(cli: Cli, corpus: Path) -> None:
     (report,) = cli.json_lines("ingest", str(corpus / PHOTO))
     forget_analysis(cli, report["id"])
-    key = cli.home / "keys" / "custodian.key"
-    offline = cli.home / "custodian.key.offline"
-    key.rename(offline)  # the key is offline, as in production
+    keys = cli.home / "keys"
+    (keys / "custodian.key").rename(cli.home / "custodian.key.offline")  # offline, as in production
+    key, locked = keys / "access.key", cli.home / "access.key.locked"
+    key.rename(locked)  # the access identity not unlocked here
     _, out, err = cli("analyze", "--backfill")
-    assert "queued 1 analysis jobs" in out and "needs the custodian identity" in err
+    assert "queued 1 analysis jobs" in out and "needs the access identity" in err
     cli("worker", "--once")
     ((state, error),) = sql(cli, "SELECT state, last_error FROM jobs WHERE kind = 'analysis'")
-    assert state == "queued" and "needs the custodian identity to decode the original" in error
+    assert state == "queued" and "needs the access identity to decode the original" in error
     assert cli.json("show", report["id"])["metadata"] is None
 
-    offline.rename(key)
+    locked.rename(key)
     sql(cli, "UPDATE jobs SET next_run_at = '2000-01-01T00:00:00.000000Z' WHERE kind = 'analysis'")  # past backoff
     cli("worker", "--once")
     assert sql(cli, "SELECT state FROM jobs WHERE kind = 'analysis'") == [("done",)]

@@ -51,12 +51,13 @@ def test_ingest_records_coverage_and_the_worker_finishes_the_video(
     assert last["complete"] is True and last["covered_ms"] == 12_000
 
 
-def test_without_the_custodian_identity_the_job_waits_and_says_why(
+def test_without_the_access_identity_the_job_waits_and_says_why(
     cli: Cli, corpus: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ingest_partly(cli, corpus, monkeypatch)
-    key = cli.home / "keys" / "custodian.key"
-    key.rename(cli.home / "custodian.key.offline")  # the key is offline, as in production
+    keys = cli.home / "keys"
+    (keys / "custodian.key").rename(cli.home / "custodian.key.offline")  # the key is offline, as in production
+    (keys / "access.key").rename(cli.home / "access.key.locked")  # and the access identity not unlocked here
     cli("worker", "--once")
     ((state, error),) = rows(cli, "SELECT state, last_error FROM jobs WHERE kind = 'fingerprint'")
-    assert state == "queued" and "needs the custodian identity to decode the original" in error
+    assert state == "queued" and "needs the access identity to decode the original" in error

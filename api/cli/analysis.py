@@ -15,7 +15,7 @@ from api.cli.main import CliState, emit_json, pass_state
 @click.option("--json", "as_json", is_flag=True)
 @pass_state
 def analyze(state: CliState, backfill: bool, steps: tuple[str, ...], redo_all: bool, as_json: bool) -> None:
-    """Analyse items after the fact; the worker runs the jobs (it needs the custodian identity)."""
+    """Analyse items after the fact; the worker runs the jobs (it needs the access identity unlocked)."""
     from archive.services.backfill import STEPS, queue_analysis_backfill
 
     if not backfill:
@@ -30,8 +30,9 @@ def analyze(state: CliState, backfill: bool, steps: tuple[str, ...], redo_all: b
     if queued.jobs:
         click.echo("`evidence worker` runs them")
     if queued.needs_identity:
-        click.echo("note: the worker needs the custodian identity (keys/custodian.key) to decode the originals; "
-                   "until it is there the jobs wait", err=True)
+        click.echo("note: the worker needs the access identity to decode the originals, and it is locked here; "
+                   "the jobs wait until a custodian runs `evidence unlock` (or starts the worker with --unlock)",
+                   err=True)
 
 
 COMMANDS = [analyze]
