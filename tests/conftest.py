@@ -134,3 +134,19 @@ def replace_sites(home: Path, specs: list[Any], copies: int = 2, minimum: int = 
             put_setting(session, POLICY, Policy(copies=copies, minimum=minimum, backends=[]).as_dict())
     finally:
         archive.close()
+
+
+def stored_hashes(home: Path, item_id: str) -> list[tuple[str, str, int, int]]:
+    """An item's fingerprints as (kind, variant, offset_ms, unsigned value), opened from its sealed row."""
+    from sqlmodel import Session
+
+    from archive.context import Archive
+    from archive.similarity import item_hashes
+
+    archive = Archive.open(home)
+    try:
+        with Session(archive.engine) as session:
+            found = item_hashes(session, archive.runtime.keys.catalog(), item_id)
+    finally:
+        archive.close()
+    return sorted((h.kind, h.variant, h.offset_ms, h.value) for h in found)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from ingest import sandbox
-from tests.conftest import Cli
+from tests.conftest import Cli, stored_hashes
 
 PHOTO = "media/jpg/gps/DSCN0010.jpg"
 VIDEO = "media/video/phone_gradients.mp4"  # 12 s
@@ -31,14 +31,13 @@ def forget_analysis(cli: Cli, *item_ids: str) -> None:
     marks = ",".join("?" * len(item_ids))
     with sqlite3.connect(cli.home / "catalog.db") as db:
         db.execute(f"DELETE FROM item_metadata WHERE item_id IN ({marks})", item_ids)  # noqa: S608 - placeholders
-        db.execute(f"DELETE FROM fingerprints WHERE item_id IN ({marks})", item_ids)  # noqa: S608
+        db.execute(f"DELETE FROM item_fingerprints WHERE item_id IN ({marks})", item_ids)  # noqa: S608
 
 
 def analysis_of(cli: Cli, item_id: str) -> tuple[Any, list[tuple[Any, ...]]]:
     """What `show` gives as the item's metadata, and its fingerprints as rows."""
     shown = cli.json("show", item_id)["metadata"]
-    return shown, sql(cli, "SELECT kind, variant, offset_ms, value FROM fingerprints WHERE item_id = ? "
-                           "ORDER BY kind, variant, offset_ms", item_id)
+    return shown, list(stored_hashes(cli.home, item_id))
 
 
 def events(cli: Cli, event_type: str, item_id: str | None = None) -> list[tuple[str, dict[str, Any]]]:
@@ -152,7 +151,7 @@ def test_an_analysis_that_crashed_is_backfilled_once_the_cause_is_fixed(
     fixed = cli.json("show", item)
     assert fixed["metadata"]["make"] == "NIKON"
     assert not [e for e in fixed["errors"] if "SIGSEGV" in e["reason"]], fixed["errors"]
-    assert sql(cli, "SELECT COUNT(*) FROM fingerprints WHERE item_id = ?", item)[0][0] > 0
+    assert stored_hashes(cli.home, item)
     assert cli.json("analyze", "--backfill")["jobs"] == 0
     cli("log", "verify")
 
@@ -270,7 +269,7 @@ def test_backfill_and_fingerprint_jobs_keep_the_plaintext_off_disk(
         ("analysis", "done"), ("analysis", "done"), ("fingerprint", "done")
     ]
     assert cli.json("show", photo["id"])["metadata"]["make"] == "NIKON"
-    assert sql(cli, "SELECT COUNT(DISTINCT offset_ms) FROM fingerprints WHERE item_id = ?", video["id"])[0][0] >= 11
+    assert len({offset for _, _, offset, _ in stored_hashes(cli.home, video["id"])}) >= 11
     proc = f"/proc/{os.getpid()}/fd/"
     assert sources and all(s.startswith(proc) for s in sources), sources
 

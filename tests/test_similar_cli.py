@@ -112,7 +112,7 @@ def test_unfingerprintable_item_records_the_reason(cli: Cli, corpus: Path) -> No
 def test_fingerprints_and_candidates_on_each_database(
     tmp_path: Path, catalog_url: str, corpus: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """64-bit hashes with the top bit set survive a BIGINT column; candidates link both ways."""
+    """64-bit hashes with the top bit set survive sealing; candidates link both ways."""
     monkeypatch.setenv("EVIDENCE_DATABASE_URL", catalog_url)
     cli = Cli(tmp_path / "home")
     cli("init", "--operator", "tester")
@@ -122,20 +122,19 @@ def test_fingerprints_and_candidates_on_each_database(
     assert [c["id"] for c in cli.json("show", clip)["candidates"]] == [source]
     assert [m["id"] for m in cli.json("similar", source)] == [clip]
 
-    from sqlmodel import Session, select
+    from sqlmodel import Session
 
-    from archive.catalog.fingerprints import Fingerprint
-    from archive.db import make_engine
+    from archive.context import Archive
     from archive.similarity import item_hashes
     from ingest.fingerprints.video import video_hashes
 
-    engine = make_engine(catalog_url)
+    archive = Archive.open(cli.home)
     try:
-        with Session(engine) as session:
-            stored = item_hashes(session, source)
-            assert any(row.value < 0 for row in session.exec(select(Fingerprint)).all())
+        with Session(archive.engine) as session:
+            stored = item_hashes(session, archive.runtime.keys.catalog(), source)  # sealed, opened
+        assert any(h.value >= 1 << 63 for h in stored)
     finally:
-        engine.dispose()
+        archive.close()
     assert sorted((h.kind, h.variant, h.offset_ms, h.value) for h in stored) == sorted(
         (h.kind, h.variant, h.offset_ms, h.value) for h in video_hashes(video / "phone_gradients.mp4")
     )
