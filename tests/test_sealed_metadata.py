@@ -387,3 +387,38 @@ def test_legacy_plaintext_rows_are_sealed_resumably_and_cleared(
         columns = {c["name"] for c in sa_inspect(conn).get_columns("item_metadata")}
     assert not columns & {"latitude", "longitude", "make", "raw", "captured_at"}
     engine.dispose()
+
+
+def test_a_locked_ingest_keeps_metadata_and_fingerprints_pending_then_settled(cli: Cli, corpus: Path) -> None:
+    """Locked: the rows are sealed to the recipients (no lookup, no index); unlocked: settled and searchable."""
+    import sqlite3
+
+    source = corpus / "media/jpg/gps/DSCN0010.jpg"
+    (first,) = cli.json_lines("ingest", str(source))
+    aside = _lock(cli.home)
+    copy = cli.home.parent / "copy.jpg"
+    from PIL import Image
+
+    with Image.open(source) as image:  # a re-shared copy, its EXIF (device, place) kept
+        image.convert("RGB").resize((image.width // 2, image.height // 2)).save(
+            copy, quality=70, exif=image.info["exif"])
+    (locked,) = cli.json_lines("ingest", str(copy))
+    assert locked["status"] == "preserved"
+    with sqlite3.connect(cli.home / "catalog.db") as db:
+        meta = db.execute("SELECT key_version, location_cell, captured_day FROM item_metadata WHERE item_id = ?",
+                          (locked["id"],)).fetchone()
+        prints = db.execute("SELECT key_version FROM item_fingerprints WHERE item_id = ?", (locked["id"],)).fetchone()
+    from archive.catalog.metadata import coarse_cell
+
+    assert meta == (0, coarse_cell(43.4674483333333, 11.8851266666639), "2008-10-22")
+    assert prints == (0,)
+    dump = (cli.home / "catalog.db").read_bytes() + (cli.home / "catalog.db-wal").read_bytes()
+    assert b"COOLPIX" not in dump and b"NIKON" not in dump
+    aside.rename(cli.home / "keys" / "catalog.key")  # unlocked: the next use case settles
+    shown = cli.json("show", locked["id"])
+    assert shown["metadata"]["make"] == "NIKON" and abs(shown["metadata"]["latitude"] - 43.46744833) < 1e-6
+    with sqlite3.connect(cli.home / "catalog.db") as db:
+        versions = {v for (v,) in db.execute("SELECT key_version FROM item_metadata UNION "
+                                             "SELECT key_version FROM item_fingerprints")}
+    assert versions == {1}
+    assert [m["id"] for m in cli.json("similar", first["id"])] == [locked["id"]]
