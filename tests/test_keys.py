@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import tomllib
@@ -84,8 +83,10 @@ def _take_custodian_offline(home: Home) -> None:
 
 
 @pytest.fixture()
-def home(tmp_path: Path) -> Iterator[Home]:
-    """A fresh home with its keys protected and the custodian key offline; locked."""
+def home(tmp_path: Path, catalog_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Home]:
+    """A fresh home (catalog on SQLite and on PostgreSQL) with its keys protected and the custodian key
+    offline; locked."""
+    monkeypatch.setenv("EVIDENCE_DATABASE_URL", catalog_url)  # inherited by the other processes too
     made = _new_home(tmp_path)
     made.run("keys", "protect", "--passphrase-file", str(made.passphrase_file))
     _take_custodian_offline(made)
@@ -104,9 +105,25 @@ def _ingest(home: Home, tmp: Path, name: str, size: int = 150_000) -> tuple[str,
     return str(report["id"]), data
 
 
-def _sql(home: Home, query: str, *args: object) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(home.path / "catalog.db") as db:
-        return db.execute(query, args).fetchall()
+def _sql(home: Home, query: str, **params: object) -> list[tuple[Any, ...]]:
+    """A query on the home's catalog, SQLite or PostgreSQL (`:name` parameters)."""
+    from sqlalchemy import create_engine, text
+
+    from archive.config import load_settings
+
+    url = load_settings(home.path).catalog_url().replace("postgresql://", "postgresql+psycopg2://")
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            result = conn.execute(text(query), params)
+            return [tuple(row) for row in result.fetchall()] if result.returns_rows else []
+    finally:
+        engine.dispose()
+
+
+def _json(value: Any) -> Any:
+    """A JSON column's value as read back (SQLite gives text, PostgreSQL the parsed value)."""
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def _secrets_of(home: Home, identity_text: str, catalog_text: str) -> list[str]:
@@ -122,7 +139,8 @@ def _secrets_of(home: Home, identity_text: str, catalog_text: str) -> list[str]:
 
 
 def _assert_no_secret_anywhere(home: Home, secrets: list[str]) -> None:
-    stored = [p.read_bytes().decode("latin-1") for p in home.path.glob("catalog.db*")]  # the whole catalog
+    files = [*home.path.glob("catalog.db*"), *home.tmp.glob("catalog.db*")]
+    stored = [p.read_bytes().decode("latin-1") for p in files]  # the whole catalog, when it is SQLite
     stored.append((home.path / "config.toml").read_text())
     for secret in secrets:
         for text in [*home.outputs, *stored]:
@@ -312,8 +330,8 @@ def test_store_catalog_rewraps_the_key_and_updates_the_ram_directory(home: Home)
 
 def _originals(home: Home, item: str) -> list[tuple[str, str, str, list[str]]]:
     rows = _sql(home, "SELECT backend, object_name, ciphertext_sha256, recipients FROM replicas "
-                      "WHERE item_id = ? AND role = 'original' AND state = 'verified' ORDER BY backend", item)
-    return [(b, n, h, json.loads(r)) for b, n, h, r in rows]
+                      "WHERE item_id = :item AND role = 'original' AND state = 'verified' ORDER BY backend", item=item)
+    return [(b, n, h, _json(r)) for b, n, h, r in rows]
 
 
 def _object(home: Home, backend: str, name: str) -> Path:
@@ -328,7 +346,10 @@ def _payload(sealed: bytes) -> tuple[bytes, bytes]:
     return header, stream.read()
 
 
-def test_add_access_rewraps_old_copies_without_touching_their_payload(tmp_path: Path) -> None:
+def test_add_access_rewraps_old_copies_without_touching_their_payload(
+    tmp_path: Path, catalog_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EVIDENCE_DATABASE_URL", catalog_url)
     made = _new_home(tmp_path)
     keys = made.path / "keys"
     access = (keys / "access.pub").read_text().strip()
@@ -369,14 +390,16 @@ def test_add_access_rewraps_old_copies_without_touching_their_payload(tmp_path: 
                                                  capture_output=True, check=True).stdout)
             assert document["object"] == name and document["ciphertext_sha256"] == digest
         # the log tells the story: a replication naming the old copy, and the old copy's deletion
-        events = _sql(made, "SELECT event_type, objects, details FROM events WHERE item_id = ? ORDER BY seq", old_item)
-        rewraps = [json.loads(d) for t, _, d in events if t == "replication" and "rewrapped_from" in d]
+        events = _sql(made, "SELECT event_type, objects, details FROM events WHERE item_id = :item ORDER BY seq",
+                      item=old_item)
+        events = [(t, _json(o), _json(d)) for t, o, d in events]
+        rewraps = [d for t, _, d in events if t == "replication" and "rewrapped_from" in d]
         assert {r["rewrapped_from"] for r in rewraps} == {f"{b}:{n}" for b, n, *_ in before}
         assert {r["from_ciphertext_sha256"] for r in rewraps} == {h for _, _, h, _ in before}
-        deleted = [json.loads(o)[0] for t, o, _ in events if t == "deletion"]
+        deleted = [o[0] for t, o, _ in events if t == "deletion"]
         assert {f"{b}:{n}" for b, n, *_ in before} <= set(deleted)
         for _, _, details in events:
-            assert '"size"' not in details and "ciphertext_size" not in details
+            assert "size" not in details and "ciphertext_size" not in details
 
         got = tmp_path / "got.bin"
         made.run("get", old_item, "-o", str(got))  # the server serves it now, custodian key offline
@@ -420,3 +443,47 @@ def test_missing_keys_are_created_unwrapped_and_existing_ones_kept(tmp_path: Pat
     assert create_secret_keys(keys).created == [] and {p.name: p.read_bytes() for p in keys.iterdir()} == texts
     (keys / "catalog.key").rename(keys / "catalog.key.age")  # wrapped counts as present
     assert create_secret_keys(keys).created == []
+
+
+def _objects_on_disk(home: Home) -> set[str]:
+    root = home.path / "storage"
+    return {str(p.relative_to(root)) for p in root.glob("*/o/**/*") if p.is_file()}
+
+
+def test_add_access_cut_short_leaves_no_stray_copy_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import archive.services.add_access as add_access
+
+    made = _new_home(tmp_path)
+    access = (made.path / "keys" / "access.pub").read_text().strip()
+    made.run("encrypt-to", "remove", access)
+    item, data = _ingest(made, tmp_path, "old.bin")
+    made.run("encrypt-to", "add", access)
+    before, objects = _originals(made, item), _objects_on_disk(made)
+    custodian = str(made.path / "keys" / "custodian.key")
+
+    def cut(*_args: object) -> bool:
+        raise RuntimeError("killed before the switch")
+
+    monkeypatch.setattr(add_access, "_switch", cut)
+    made.run("keys", "add-access", "--identity", custodian, expect=2)
+    assert _objects_on_disk(made) == objects and _originals(made, item) == before  # nothing half-done
+    assert not [d for (d,) in _sql(made, "SELECT details FROM events") if "rewrapped_from" in _json(d)]
+
+    monkeypatch.undo()
+    monkeypatch.setattr(add_access, "_delete_quietly", lambda *_args: 0)  # cut after the switch
+    made.run("keys", "add-access", "--identity", custodian)
+    after = _originals(made, item)
+    assert all(access in recipients for *_, recipients in after)
+    assert {f"{b}/{n}" for b, n, *_ in before} <= _objects_on_disk(made)  # old objects still there
+
+    monkeypatch.undo()
+    result = json.loads(made.run("keys", "add-access", "--identity", custodian, "--json")[1])
+    assert result["rewrapped"] == 0 and result["deleted"] >= 2, result  # the old ones, as the log says
+    left = _objects_on_disk(made)
+    assert not {f"{b}/{n}" for b, n, *_ in before} & left
+    assert {f"{b}/{n}" for b, n, *_ in after} <= left
+    (made.path / "keys" / "custodian.key").rename(tmp_path / "custodian.key")
+    made.run("get", item, "-o", str(tmp_path / "got.bin"))
+    assert (tmp_path / "got.bin").read_bytes() == data
+    made.run("fixity", "--all")
+    made.run("log", "verify")

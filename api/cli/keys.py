@@ -103,8 +103,8 @@ def status(state: CliState, as_json: bool) -> None:
         emit_json(result)
         return
     for place in result.keys:
-        ram = ", unlocked in RAM" if place.in_ram else ""
-        here = place.usable_here or "locked in this process"
+        ram = " (and unlocked in RAM)" if place.in_ram else ""
+        here = f"usable here: {place.usable_here}" if place.usable_here else "LOCKED in this process"
         click.echo(f"{place.name}: {place.at_rest} in keys/{ram}; {here}")
     click.echo(f"access recipient: {result.access_recipient or 'none'}"
                + ("" if result.access_in_recipients else " (NOT among the recipients of new originals)"))
