@@ -487,3 +487,32 @@ def test_add_access_cut_short_leaves_no_stray_copy_and_resumes(tmp_path: Path, m
     assert (tmp_path / "got.bin").read_bytes() == data
     made.run("fixity", "--all")
     made.run("log", "verify")
+
+
+def test_keys_wrapped_by_the_age_tool_unlock_too(tmp_path: Path) -> None:
+    """A custodian may wrap (or re-wrap) the keys with `age -p` alone: the archive opens what the tool wrote."""
+    made = _new_home(tmp_path)
+    keys = made.path / "keys"
+    for name in ("access.key", "catalog.key"):
+        code, _, _ = run_age(["-e", "-p", "-o", str(keys / f"{name}.age"), str(keys / name)], PASSPHRASE, answers=2)
+        assert code == 0
+        (keys / name).unlink()
+    _take_custodian_offline(made)
+    item, data = _ingest(made, tmp_path, "a.bin")
+    made.run("get", item, "-o", str(tmp_path / "no.bin"), expect=1)
+    try:
+        made.process("unlock", "--passphrase-file", str(made.passphrase_file))
+        made.run("get", item, "-o", str(tmp_path / "got.bin"))
+        assert (tmp_path / "got.bin").read_bytes() == data
+    finally:
+        made.process("lock")
+
+
+def test_worker_unlock_unlocks_that_worker_only(home: Home) -> None:
+    from archive.keys import ramdir
+
+    out, err = home.process("worker", "--once", "--unlock", "-v",
+                            env={"EVIDENCE_PASSPHRASE_FILE": str(home.passphrase_file)})
+    assert "jobs" in out and PASSPHRASE not in out + err
+    assert not ramdir.ram_dir(home.archive_id).exists()
+    home.process("worker", "--once")  # and a worker that is not unlocked still runs (ingest-side jobs)
