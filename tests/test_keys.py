@@ -277,12 +277,8 @@ def test_a_locked_worker_lets_plaintext_jobs_wait_until_unlocked(home: Home, cor
     item = json.loads(out)["id"]
     runtime = Runtime.open(home.path)
     try:
-        from archive.services.backfill import queue_analysis_backfill
-
-        archive = runtime.archive("tester")
-        assert archive.actor  # resolved before the queue's transaction (see the report on `analyze`)
-        queued = queue_analysis_backfill(archive, steps=["metadata"], only_missing=False)
-        assert queued.jobs == 1 and queued.needs_identity
+        _, _, err = home.run("analyze", "--backfill", "--all", "--step", "metadata")
+        assert "evidence unlock" in err  # it says the jobs will wait, and why
         Worker(runtime.archive("tester")).run(once=True)
         ((state, error),) = _sql(home, "SELECT state, last_error FROM jobs WHERE kind = 'analysis'")
         assert state == "queued" and "NeedsIdentity" in error and "unlock" in error  # waits, never fails for good
@@ -508,11 +504,14 @@ def test_keys_wrapped_by_the_age_tool_unlock_too(tmp_path: Path) -> None:
         made.process("lock")
 
 
-def test_worker_unlock_unlocks_that_worker_only(home: Home) -> None:
+def test_worker_unlock_unlocks_that_worker_only(home: Home, corpus: Path) -> None:
     from archive.keys import ramdir
 
+    home.run("ingest", str(corpus / "media/jpg/gps/DSCN0010.jpg"))
+    home.run("analyze", "--backfill", "--all", "--step", "metadata")
     out, err = home.process("worker", "--once", "--unlock", "-v",
                             env={"EVIDENCE_PASSPHRASE_FILE": str(home.passphrase_file)})
-    assert "jobs" in out and PASSPHRASE not in out + err
+    assert "1 done" in out and PASSPHRASE not in out + err
+    assert _sql(home, "SELECT state FROM jobs WHERE kind = 'analysis'") == [("done",)]
     assert not ramdir.ram_dir(home.archive_id).exists()
     home.process("worker", "--once")  # and a worker that is not unlocked still runs (ingest-side jobs)
