@@ -137,7 +137,10 @@ def rebuild_catalog(
             where = ", ".join(f"{k} {v}" for k, v in problem.items() if k != "problem" and k != "log")
             text = problem.get("problem") or problem.get("log", "")
             click.echo(f"  problem: {where + ': ' if where else ''}{text}")
-    sys.exit(1 if report.problems else 0)
+        for rejected in report.rejected:  # never entered in the catalog; left untouched on the site
+            what = rejected.get("manifest") or rejected.get("arrival")
+            click.echo(f"  rejected: {what} (item {rejected.get('item')}): {rejected['problem']}")
+    sys.exit(1 if report.problems or report.rejected else 0)
 
 
 COMMANDS = [fixity, rebuild_catalog]

@@ -416,8 +416,7 @@ def rebuild_catalog(
                 continue
             if found.state != VERIFIED:
                 report.problems.append({"manifest": info.name, "item": str(found.document.get("item_id")),
-                                        "problem": f"original {found.state}" + (f": {found.why}" if found.why
-                                                                                 else "")})
+                                        "problem": f"original {found.state}", "detail": found.why or ""})
             # By content, not by id: an ingest that published its copies but never
             # committed (killed, or beaten to the same bytes by a concurrent ingest)
             # leaves a second manifest, under another id, for the same bytes.
