@@ -519,6 +519,13 @@ def _forget_legacy(settings: Settings) -> Callable[[], None]:
     return forget
 
 
+def _literal_actor(name: str) -> bool:
+    """`archive` (the system) or already a user id (`u-` and 16 hex digits): recorded as it is."""
+    if name == "archive":
+        return True
+    return len(name) == 18 and name.startswith("u-") and all(c in "0123456789abcdef" for c in name[2:])
+
+
 class Archive:
     """The archive as one use case sees it: who acts, the configuration at its start, the process's runtime.
 
@@ -546,16 +553,35 @@ class Archive:
     @property
     def actor(self) -> str:
         """The user id that acts (or `archive`); created, sealed, at a name's first use."""
-        from archive.catalog.users import SYSTEM, is_user_id
-
         name = self.actor_name
-        if name == SYSTEM or is_user_id(name):
+        if _literal_actor(name):
             return name
         known = self.runtime.actor_ids.get(name)
         if known is None:
             known = self._resolve(name)
             self.runtime.actor_ids[name] = known
         return known
+
+    def _known_actor(self) -> None:
+        """Find the actor's id ahead, when this process holds the catalog key (SQLAlchemy Core only:
+        a command that only reads, like `list`, must not load the ORM for it)."""
+        from sqlalchemy import bindparam, text
+
+        from archive.db import read_only
+        from archive.services.errors import Locked
+
+        name = self.actor_name
+        if _literal_actor(name) or name in self.runtime.actor_ids:
+            return
+        try:
+            keys = self.runtime.keys.catalog()
+        except Locked:
+            return  # resolved (pending) at first use
+        query = text("SELECT id FROM users WHERE lookup IN :hashes ORDER BY created_at, id LIMIT 1").bindparams(
+            bindparam("hashes", expanding=True))
+        with read_only(self.runtime.engine).connect() as conn:
+            found = conn.execute(query, {"hashes": keys.lookups("user-name", name)}).scalar()
+        self.runtime.actor_ids[name] = str(found) if found is not None else self._resolve(name)
 
     def _resolve(self, name: str) -> str:
         from archive.catalog.secrets import sealer
@@ -589,7 +615,7 @@ class Archive:
 
                 settle_on_open(self)
             try:
-                self.actor  # noqa: B018 - resolved now, outside any transaction
+                self._known_actor()  # now, outside any transaction
             except Exception:  # noqa: BLE001 - a catalog without its configuration yet: resolved at first use
                 pass
         return engine
