@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
-from archive.catalog.items import Item, Replica
+from archive.catalog.items import Item, ItemStatus, Replica
 from archive.catalog.jobs import BACKFILL, enqueue
 from archive.config import Policy, RuntimeConfig
 from archive.custody.log import append_event
@@ -119,7 +119,8 @@ def reevaluate(archive: Archive, session: Session, config: RuntimeConfig) -> tup
     wanted = config.policy_names()
     backfills = changed = 0
     lacking_anywhere: set[str] = set()
-    for item in session.exec(select(Item)).all():
+    # A merged item (settlement found its bytes were another's) has no copies of its own to keep.
+    for item in session.exec(select(Item).where(col(Item.status) != ItemStatus.MERGED)).all():
         replicas = by_item.get(item.id, [])
         status = status_for(config, replicas)
         if status != item.status:
