@@ -117,6 +117,7 @@ class KeyRing:
     def _find(self, name: str) -> tuple[Any, str] | None:
         """The parsed key `name` from the first place holding it, and where; None when none does."""
         from archive.keys.catalog import CATALOG_KEY_NAME, CatalogKeys
+        from archive.keys.files import signature
         from archive.services.errors import ServiceError
 
         def parse(data: bytes) -> Any:
@@ -125,8 +126,6 @@ class KeyRing:
         with self._lock:
             self._unlock_from_env()
             for where, path, wrapped in self._places(name):
-                from archive.keys.files import signature
-
                 sig = signature(path)
                 if sig is None:
                     self._held.pop(path, None)
