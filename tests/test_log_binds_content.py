@@ -369,3 +369,75 @@ def test_rebuild_marks_a_substituted_original_behind_a_genuine_manifest(cli: Cli
     _, _, err = rebuilt("get", item["id"], "-o", str(tmp_path / "o.jpg"), "--identity",
                         str(cli.home / "keys" / "custodian.key"), expect=1)
     assert "commitment" in err or "no copy" in err
+
+
+def _entry(seq: int, kind: str, item: str | None, objects: list[str], details: dict[str, Any],
+           outcome: str = "success") -> dict[str, Any]:
+    return {"seq": seq, "type": kind, "item": item, "objects": objects, "outcome": outcome, "details": details}
+
+
+def test_the_log_index_applies_the_copy_event_contract() -> None:
+    """Each rule of the contract, on hand-made events: what may set or change a copy's hash, and what may not."""
+    from archive.custody.expected import LogIndex
+
+    h1, h2, h3 = "11" * 32, "22" * 32, "33" * 32
+    base = [
+        _entry(0, "message digest calculation", "I", [], {"algorithm": "SHA-256", "commitment": "c1"}),
+        _entry(1, "replication", "I", ["a:o1"], {"backend": "a", "role": "original", "ciphertext_sha256": h1}),
+        _entry(2, "information package creation", "I", ["a:o1.manifest"],
+               {"object": "manifest", "role": "manifest", "ciphertext_sha256": h2}),
+        _entry(3, "ingestion", "I", [], {"duplicate": False}),
+    ]
+    index = LogIndex.of(base)
+    assert index.problems == [] and index.commitment("I") == "c1"
+    assert index.copy("a:o1").ciphertext_sha256 == h1 and index.copy("a:o1.manifest").role == "manifest"
+
+    def after(*extra: dict[str, Any]) -> LogIndex:
+        return LogIndex.of([*base, *extra])
+
+    repair = {"backend": "b", "role": "original", "ciphertext_sha256": h1, "from": "a", "from_object": "a:o1",
+              "from_ciphertext_sha256": h1}
+    assert after(_entry(4, "replication", "I", ["b:o2"], repair)).problems == []
+    for wrong in ({"from_ciphertext_sha256": h3}, {"ciphertext_sha256": h3, "from_ciphertext_sha256": h3},
+                  {"from_object": "a:nowhere"}):
+        assert after(_entry(4, "replication", "I", ["b:o2"], repair | wrong)).problems, wrong
+    # A new original after the ingestion must name its source or its arrival.
+    fresh = {"backend": "b", "role": "original", "ciphertext_sha256": h3}
+    assert after(_entry(4, "replication", "I", ["b:o2"], fresh)).problems
+    assert after(_entry(4, "replication", "I", ["b:o2"], fresh | {"restored_from": "duplicate arrival",
+                                                                  "arrival": 7})).problems == []
+    # Only a rewrap naming the copy's current hash may change it.
+    assert after(_entry(4, "replication", "I", ["a:o1"], fresh | {"backend": "a"})).problems
+    rewrap = {"backend": "a", "role": "original", "ciphertext_sha256": h3, "rewrapped_from": "a:o1",
+              "from_ciphertext_sha256": h1}
+    done = after(_entry(4, "replication", "I", ["a:o1"], rewrap))
+    assert done.problems == [] and done.copy("a:o1").ciphertext_sha256 == h3
+    assert after(_entry(4, "replication", "I", ["a:o1"], rewrap | {"from_ciphertext_sha256": h2})).problems
+    moved = after(_entry(4, "replication", "I", ["a:o3"], rewrap),
+                  _entry(5, "deletion", "I", ["a:o1"], {"backend": "a", "role": "original", "ciphertext_sha256": h1}))
+    assert moved.problems == [] and moved.copy("a:o1") is None and moved.copy("a:o3").ciphertext_sha256 == h3
+    # A baseline only for a copy the log has no hash for; a second commitment is never accepted.
+    baseline = {"backend": "a", "role": "original", "ciphertext_sha256": h3, "baseline": True}
+    assert after(_entry(4, "fixity check", "I", ["a:o1"], baseline)).problems
+    assert after(_entry(4, "fixity check", "I", ["a:old"], baseline)).problems == []
+    second = after(_entry(4, "message digest calculation", "I", [], {"commitment": "c2"}))
+    assert [p.seq for p in second.problems] == [4] and second.commitment("I") == "c1"
+
+
+def test_a_duplicate_that_does_not_match_the_commitment_restores_nothing(cli: Cli, corpus: Path) -> None:
+    """The catalog's lookup rewritten so other bytes find this item: they are not taken for its copies."""
+    from archive.keys.catalog import CATALOG_KEY_NAME, CatalogKeys
+
+    item_id = _ingest(cli, corpus)["id"]
+    other = corpus / "media/jpg/gps/DSCN0010.jpg"
+    keys = CatalogKeys.parse((cli.home / "keys" / CATALOG_KEY_NAME).read_text())
+    other_sha = hashlib.sha256(other.read_bytes()).hexdigest()
+    _reseal_sha256(cli, item_id, other_sha)  # the insider points the item at the other file's hash
+    assert keys.lookup("sha256", other_sha)
+    for _, backend, name in _originals(cli, item_id):  # and its copies are gone, so an arrival would restore them
+        (cli.home / "storage" / backend / name).unlink()
+    report = cli.json_lines("ingest", str(other), expect=None)[0]
+    assert report["duplicate"] and report["id"] == item_id
+    digest = [e for e in cli.json("log", "show", item_id)["events"] if e["type"] == "message digest calculation"]
+    assert digest[-1]["details"].get("matches_commitment") is False and digest[-1]["outcome"] == "failure"
+    assert _originals(cli, item_id) == []  # no copy of the other file became this item's

@@ -39,7 +39,7 @@ class Replicate(Step):
     runs_on_duplicates = True  # a duplicate may restore lost copies
 
     def run(self, ingestion: Ingestion, archive: Archive) -> None:
-        bind_commitment(ingestion)
+        bind_commitment(ingestion, archive)
         if ingestion.stored or (ingestion.duplicate and not ingestion.staged):
             return
         assert ingestion.ciphertext_sha256 is not None
@@ -89,21 +89,44 @@ def _replication_event(stored: StoredObject) -> PendingEvent:
     )
 
 
-def bind_commitment(ingestion: Ingestion) -> None:
+def bind_commitment(ingestion: Ingestion, archive: Archive) -> None:
     """Complete Receive's digest event once the item id is known: the log commits to the bytes.
 
     A new item's event gets the salted commitment (`archive.custody.commit`).
     A later arrival of the same bytes must not commit the item a second time
-    (the first commitment is final): its event records only that the digest
-    was calculated.
+    (the first commitment is final): its event says whether the bytes match
+    the log's commitment to the item the catalog matched them to. When they do
+    not (a rewritten catalog row), they restore nothing: their staged copies
+    are dropped.
     """
     from archive.custody.commit import commitment_details
     from archive.custody.log import MESSAGE_DIGEST
 
     for pending in ingestion.events:
-        if pending.event_type != MESSAGE_DIGEST or "commitment" in pending.details:
+        if pending.event_type != MESSAGE_DIGEST or "commitment" in pending.details or "duplicate" in pending.details:
             continue
         if ingestion.duplicate:
             pending.details["duplicate"] = True
+            if _matches_commitment(ingestion, archive) is False:
+                pending.outcome, pending.details["matches_commitment"] = "failure", False
+                for entry in ingestion.staged:
+                    entry.writer.abort()
+                ingestion.staged.clear()
         elif ingestion.item_id and ingestion.salt and ingestion.sha256:
             pending.details.update(commitment_details(ingestion.item_id, ingestion.salt, ingestion.sha256))
+
+
+def _matches_commitment(ingestion: Ingestion, archive: Archive) -> bool | None:
+    """Whether a duplicate's bytes are the ones the log committed the item to; None when it cannot tell here."""
+    from archive.custody.commit import commitment
+    from archive.custody.expected import LogNotGenuine, read_item_index
+
+    found = ingestion.results.get("deduplicate")
+    salt = getattr(found, "salt", None)
+    if salt is None or ingestion.item_id is None or ingestion.sha256 is None:
+        return None
+    try:
+        logged = read_item_index(archive, ingestion.item_id).commitment(ingestion.item_id)
+    except LogNotGenuine:
+        return False
+    return logged == commitment(ingestion.item_id, salt, ingestion.sha256)
