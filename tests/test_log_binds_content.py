@@ -438,6 +438,6 @@ def test_a_duplicate_that_does_not_match_the_commitment_restores_nothing(cli: Cl
         (cli.home / "storage" / backend / name).unlink()
     report = cli.json_lines("ingest", str(other), expect=None)[0]
     assert report["duplicate"] and report["id"] == item_id
+    assert _originals(cli, item_id) == []  # no copy of the other file became this item's
     digest = [e for e in cli.json("log", "show", item_id)["events"] if e["type"] == "message digest calculation"]
     assert digest[-1]["details"].get("matches_commitment") is False and digest[-1]["outcome"] == "failure"
-    assert _originals(cli, item_id) == []  # no copy of the other file became this item's
