@@ -390,7 +390,7 @@ def test_the_log_index_applies_the_copy_event_contract() -> None:
     ]
     index = LogIndex.of(base)
     assert index.problems == [] and index.commitment("I") == "c1"
-    assert index.copy("a:o1").ciphertext_sha256 == h1 and index.copy("a:o1.manifest").role == "manifest"
+    assert index.copies["a:o1"].ciphertext_sha256 == h1 and index.copies["a:o1.manifest"].role == "manifest"
 
     def after(*extra: dict[str, Any]) -> LogIndex:
         return LogIndex.of([*base, *extra])
@@ -411,11 +411,11 @@ def test_the_log_index_applies_the_copy_event_contract() -> None:
     rewrap = {"backend": "a", "role": "original", "ciphertext_sha256": h3, "rewrapped_from": "a:o1",
               "from_ciphertext_sha256": h1}
     done = after(_entry(4, "replication", "I", ["a:o1"], rewrap))
-    assert done.problems == [] and done.copy("a:o1").ciphertext_sha256 == h3
+    assert done.problems == [] and done.copies["a:o1"].ciphertext_sha256 == h3
     assert after(_entry(4, "replication", "I", ["a:o1"], rewrap | {"from_ciphertext_sha256": h2})).problems
     moved = after(_entry(4, "replication", "I", ["a:o3"], rewrap),
                   _entry(5, "deletion", "I", ["a:o1"], {"backend": "a", "role": "original", "ciphertext_sha256": h1}))
-    assert moved.problems == [] and moved.copy("a:o1") is None and moved.copy("a:o3").ciphertext_sha256 == h3
+    assert moved.problems == [] and moved.copy("a:o1") is None and moved.copies["a:o3"].ciphertext_sha256 == h3
     # A baseline only for a copy the log has no hash for; a second commitment is never accepted.
     baseline = {"backend": "a", "role": "original", "ciphertext_sha256": h3, "baseline": True}
     assert after(_entry(4, "fixity check", "I", ["a:o1"], baseline)).problems
