@@ -416,6 +416,13 @@ def test_the_log_index_applies_the_copy_event_contract() -> None:
     moved = after(_entry(4, "replication", "I", ["a:o3"], rewrap),
                   _entry(5, "deletion", "I", ["a:o1"], {"backend": "a", "role": "original", "ciphertext_sha256": h1}))
     assert moved.problems == [] and moved.copy("a:o1") is None and moved.copies["a:o3"].ciphertext_sha256 == h3
+    # A merge moves a copy, unchanged, from the merged item to the one holding the same bytes.
+    merge = {"backend": "a", "role": "original", "ciphertext_sha256": h1, "merged_from": "I", "from_object": "a:o1",
+             "from_ciphertext_sha256": h1}
+    merged = after(_entry(4, "replication", "H", ["a:o1"], merge))
+    assert merged.problems == [] and merged.copies["a:o1"].item == "H"
+    assert after(_entry(4, "replication", "H", ["a:o1"], merge | {"merged_from": "X"})).problems
+    assert after(_entry(4, "replication", "H", ["a:o1"], merge | {"ciphertext_sha256": h3})).problems
     # A baseline only for a copy the log has no hash for; a second commitment is never accepted.
     baseline = {"backend": "a", "role": "original", "ciphertext_sha256": h3, "baseline": True}
     assert after(_entry(4, "fixity check", "I", ["a:o1"], baseline)).problems

@@ -157,6 +157,9 @@ class LogIndex:
     def _establish(self, seq: int, item: str | None, key: str, digest: str, details: dict[str, Any],
                    kind: str) -> None:
         role = str(details.get("role") or details.get("object") or ORIGINAL)
+        if details.get("merged_from") is not None:
+            self._merge(seq, item, key, digest, details)
+            return
         rewrapped = details.get("rewrapped_from")
         if rewrapped is not None:
             if self._source(seq, item, rewrapped, details.get("from_ciphertext_sha256"), "a rewrap") is None:
@@ -183,6 +186,16 @@ class LogIndex:
                              "or arrival")
                 return
         self.copies[key] = LoggedCopy(key, item, role, digest, seq)
+
+    def _merge(self, seq: int, item: str | None, key: str, digest: str, details: dict[str, Any]) -> None:
+        """A copy moved, unchanged, from an item merged into this one (settlement of a locked ingest)."""
+        source = self.copy(key)
+        if (source is None or details.get("from_object") != key or source.item != details.get("merged_from")
+                or source.ciphertext_sha256 != digest or details.get("from_ciphertext_sha256") != digest):
+            self._broken(seq, item, f"a merge names {key} as a copy of item {details.get('merged_from')} "
+                         "that the log does not hold so")
+            return
+        source.item = item
 
     def _refer(self, seq: int, item: str | None, key: str, digest: str, kind: str) -> None:
         """A check or deletion only reports on a copy: it never sets a hash, so it breaks no rule.
@@ -245,8 +258,21 @@ def logged_commitment(session: Session, item_id: str) -> str | None:
 
 
 def item_index(session: Session, item_id: str, verifier: Verifier) -> LogIndex:
-    """What the log says of one item, from its events once each is checked genuine."""
-    events = item_events(session, item_id)
+    """What the log says of one item, from its events once each is checked genuine.
+
+    The events of items merged into it come too: its copies from them were
+    recorded under their ids first.
+    """
+    by_seq = {e.seq: e for e in item_events(session, item_id)}
+    seen, todo = {item_id}, [item_id]
+    while todo:
+        merged = {str(e.details["merged_from"]) for e in by_seq.values()
+                  if isinstance(e.details, dict) and e.details.get("merged_from")} - seen
+        todo = sorted(merged)
+        seen |= merged
+        for other in todo:
+            by_seq.update({e.seq: e for e in item_events(session, other)})
+    events = [by_seq[seq] for seq in sorted(by_seq)]
     if events:
         check_genuine(session, events, verifier)
     return LogIndex.of(event_entry(e) for e in events)
