@@ -19,16 +19,17 @@ the index is built in memory after unlocking, by opening them, and refreshed
 incrementally by row id; a locked process cannot search and says so.
 
 Scaling past one machine (for the README): the index is a pure function of
-the fingerprints table and is held in memory by each process that searches
+the (opened) fingerprint rows and is held in memory by each process that searches
 (about 24 bytes per fingerprint with its tables, 10 million fingerprints in
 ~240 MB, a query in a few milliseconds). Past one machine, shard it: assign
 each fingerprint to a shard by item id, let each search worker hold one shard
-(rebuilt from the catalog, or from a snapshot, and refreshed incrementally by
-fingerprint id), send every query to all shards in parallel and merge the
+(rebuilt from the catalog after unlocking, never from a clear snapshot, and
+refreshed incrementally by row id), send every query to all shards in parallel and merge the
 sorted answers; the answer is exact because every shard answers exactly.
 Multi-index hashing also partitions by chunk value, so very large archives can
 instead route each 16-bit chunk bucket range to its own machine. The catalog
-(PostgreSQL) stays the single source of truth; an index is only a cache.
+(PostgreSQL) stays the single source of truth; an index is only a cache, and
+holds fingerprints in clear: it lives in memory only, like the unlocked keys.
 """
 
 from __future__ import annotations
@@ -412,3 +413,28 @@ def record_candidates(session: Session, item_id: str, matches: list[Match], crea
             )
         )
 
+
+
+def suggest_for_settled(session: Session, keys: CatalogKeys, item_id: str) -> list[str]:
+    """Record the candidates an item ingested while locked could not get (its fingerprints just settled).
+
+    Searched with its stored upright views (the rotations tried at ingest are
+    not stored); a pair already suggested either way round is not suggested
+    again. Returns the ids newly suggested.
+    """
+    from sqlmodel import col, or_, select
+
+    from archive.catalog.fingerprints import Candidate
+    from archive.custody.log import utc_now
+
+    hashes = item_hashes(session, keys, item_id)
+    if not hashes:
+        return []
+    matches = index_in(session, keys).search(probe_from_hashes(hashes), exclude=item_id)
+    pairs = session.exec(
+        select(Candidate).where(or_(col(Candidate.item_id) == item_id, col(Candidate.other_id) == item_id))
+    ).all()
+    known = {c.other_id if c.item_id == item_id else c.item_id for c in pairs}
+    fresh = [m for m in matches if m.id not in known]
+    record_candidates(session, item_id, fresh, utc_now())
+    return [m.id for m in fresh]

@@ -422,3 +422,18 @@ def test_a_locked_ingest_keeps_metadata_and_fingerprints_pending_then_settled(cl
                                              "SELECT key_version FROM item_fingerprints")}
     assert versions == {1}
     assert [m["id"] for m in cli.json("similar", first["id"])] == [locked["id"]]
+    # No candidate could be suggested while locked; once settled, the search runs for the item.
+    assert cli.json("show", locked["id"])["candidates"] == []
+    from archive.context import Archive
+    from archive.db import transaction
+    from archive.similarity import suggest_for_settled
+
+    archive = Archive.open(cli.home)
+    try:
+        with transaction(archive.engine) as session:
+            assert suggest_for_settled(session, archive.runtime.keys.catalog(), locked["id"]) == [first["id"]]
+        with transaction(archive.engine) as session:
+            assert suggest_for_settled(session, archive.runtime.keys.catalog(), locked["id"]) == []  # once only
+    finally:
+        archive.close()
+    assert [c["id"] for c in cli.json("show", locked["id"])["candidates"]] == [first["id"]]

@@ -12,7 +12,7 @@ steps' own custody events ("metadata extraction", "fingerprint").
 What counts as missing (`missing_steps`):
 - metadata: no `ItemMetadata` row, or one whose extraction never finished
   (the step noted that its sandbox child died: the row's clear `complete` is False);
-- fingerprint: a photo or video with no `Fingerprint` rows and no fingerprint
+- fingerprint: a photo or video with no `ItemFingerprints` row and no fingerprint
   job under way, unless its last fingerprint event settled that there is
   nothing to fingerprint (outcome "warning": uniform, too small …). A failure
   (the decoder crashed) or a success whose rows are gone counts as missing.
