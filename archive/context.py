@@ -575,7 +575,10 @@ class Archive:
         try:
             keys = self.runtime.keys.catalog()
         except Locked:
-            return  # resolved (pending) at first use
+            # No lookup without the key: a pending user row for this process, written now rather than
+            # inside the use case's transaction (settlement gives it its lookup later).
+            self.runtime.actor_ids[name] = self._resolve(name)
+            return
         query = text("SELECT id FROM users WHERE lookup IN :hashes ORDER BY created_at, id LIMIT 1").bindparams(
             bindparam("hashes", expanding=True))
         with read_only(self.runtime.engine).connect() as conn:
