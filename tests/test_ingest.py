@@ -31,7 +31,9 @@ def test_init_creates_home_keys_and_roots(cli: Cli) -> None:
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     config = tomllib.loads((home / "config.toml").read_text())
     assert "recipients" not in config and "storage" not in config  # run-time configuration is in the catalog
-    assert cli.json("encrypt-to", "list")["recipients"] == [(home / "keys" / "custodian.pub").read_text().strip()]
+    keys = home / "keys"
+    assert cli.json("encrypt-to", "list")["recipients"] == [(keys / name).read_text().strip()
+                                                            for name in ("custodian.pub", "access.pub")]
     assert [s["name"] for s in cli.json("storage", "list")] == ["site-a", "site-b"]
     assert (home / "catalog.db").is_file()
     assert all((home / "storage" / s).is_dir() for s in ("site-a", "site-b"))
@@ -209,6 +211,7 @@ def test_get_with_wrong_identity_is_refused(cli: Cli, corpus: Path, tmp_path: Pa
     report = cli.json_lines("ingest", str(corpus / "media" / "jpg" / "Canon_40D.jpg"))[0]
     other = tmp_path / "other.key"
     other.write_text(str(Identity.generate()) + "\n")
+    (cli.home / "keys" / "access.key").rename(tmp_path / "access.key")  # only the identity given is tried
     code, _, err = cli("get", report["id"], "-o", str(tmp_path / "o"), "--identity", str(other), expect=None)
     assert code == 1 and "no identity matches" in err
 
@@ -222,7 +225,8 @@ def test_extra_recipients_can_open_originals(tmp_path: Path, corpus: Path) -> No
     cli("init", "--recipient", str(escrow.recipient))
     report = cli.json_lines("ingest", str(corpus / "media" / "jpg" / "Canon_40D.jpg"))[0]
     replica = cli.json("show", report["id"])["replicas"][0]
-    assert str(escrow.recipient) in replica["recipients"] and len(replica["recipients"]) == 2
+    assert str(escrow.recipient) in replica["recipients"] and len(replica["recipients"]) == 3  # + access
+    (cli.home / "keys" / "access.key").rename(tmp_path / "access.key")  # the escrow key alone opens it
     out = tmp_path / "o.jpg"
     cli("get", report["id"], "-o", str(out), "--identity", str(tmp_path / "escrow.key"))
     assert sha256(out) == report["sha256"]

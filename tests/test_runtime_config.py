@@ -122,7 +122,9 @@ def test_recipients_change_with_an_event_and_new_originals_follow(cli: Cli, corp
     _, _, err = cli("encrypt-to", "add", "age1notakey", expect=2)
     assert "not an age recipient" in err
     custodian = (cli.home / "keys" / "custodian.pub").read_text().strip()
+    access = (cli.home / "keys" / "access.pub").read_text().strip()
     cli("encrypt-to", "remove", str(escrow.recipient))
+    cli("encrypt-to", "remove", access)
     _, _, err = cli("encrypt-to", "remove", custodian, expect=2)
     assert "last recipient" in err
 
