@@ -90,7 +90,7 @@ def settle_on_open(archive: Archive) -> None:
         if legacy_waiting(engine):
             seal_legacy(archive)
         if pending_waiting(engine):
-            settle(archive)
+            settle(archive, batch=BATCH)
     except Locked as exc:
         _warn(archive, f"rows written while locked are not settled yet: {exc}")
     except Exception as exc:  # noqa: BLE001 - the use case itself must go on
