@@ -448,3 +448,18 @@ def test_a_duplicate_that_does_not_match_the_commitment_restores_nothing(cli: Cl
     assert _originals(cli, item_id) == []  # no copy of the other file became this item's
     digest = [e for e in cli.json("log", "show", item_id)["events"] if e["type"] == "message digest calculation"]
     assert digest[-1]["details"].get("matches_commitment") is False and digest[-1]["outcome"] == "failure"
+
+
+def test_a_later_arrival_holds_the_copies_against_the_log_not_the_catalog(db_cli: Cli, corpus: Path) -> None:
+    """One copy and its row replaced together; the same file arrives again: the log's hash finds it bad."""
+    source = (corpus / PHOTO).read_bytes()
+    item_id = _ingest(db_cli, corpus)["id"]
+    replica_id, backend, name = _originals(db_cli, item_id)[0]
+    _forge_copy(db_cli, backend, name, _other_bytes(len(source)), update_row=replica_id)
+    assert db_cli.json_lines("ingest", str(corpus / PHOTO))[0]["duplicate"]
+    [(state,)] = _sql(db_cli, "SELECT state FROM replicas WHERE id = :i", i=replica_id)
+    assert state == "replaced"  # found bad, and restored from the arrival's bytes
+    assert {b for _, b, _ in _originals(db_cli, item_id)} == {"site-a", "site-b"}
+    assert db_cli.json("fixity", "--all")["found_problems"] is False
+    code, report, _ = _verify(db_cli)
+    assert code == 0 and report["catalog"]["ok"]

@@ -29,6 +29,7 @@ from storage.base import StorageError
 if TYPE_CHECKING:
     from archive.catalog.items import Replica
     from archive.context import Archive
+    from archive.custody.expected import LogIndex
 
 
 @dataclass(frozen=True)
@@ -73,11 +74,15 @@ def _answers(archive: Archive, name: str, health: dict[str, str | None]) -> bool
 RECHECK_BYTES = 64 * 1024 * 1024
 
 
-def _present(archive: Archive, replica: Replica, health: dict[str, str | None], size: int) -> str | None:
+def _present(archive: Archive, replica: Replica, health: dict[str, str | None], size: int,
+             index: LogIndex | None) -> str | None:
     """What a copy's site says of it: "verified", "missing" or "corrupt"; None when it cannot tell.
 
     `size` is what the copy holds, about: the catalog keeps no exact object size (it would name the file).
+    The bytes are held against the custody log's hash for the copy (`index`), not the catalog's: a copy
+    the log never recorded is no good copy (None: the item's events did not verify, the catalog's then).
     """
+    from archive.services.repair import logged_hash
     from storage.base import ObjectMissing
 
     if not _answers(archive, replica.backend, health):
@@ -91,12 +96,14 @@ def _present(archive: Archive, replica: Replica, health: dict[str, str | None], 
         return "missing"
     except (StorageError, OSError):
         return None
-    return "verified" if digest == replica.ciphertext_sha256 else "corrupt"
+    expected = replica.ciphertext_sha256 if index is None else logged_hash(index, replica)
+    return "verified" if digest == expected else "corrupt"
 
 
 def examine(archive: Archive, item: Item, secret: ItemSecret, replicas: list[Replica],
             arrivals: list[dict[str, Any]]) -> DuplicateArrival:
     """Which copies the item still has, and which backends the new bytes should restore."""
+    from archive.custody.expected import LogNotGenuine, read_item_index
     from archive.services.repair import CORRUPT, MISSING, VERIFIED, policy_names, status_for
 
     found = DuplicateArrival(
@@ -104,12 +111,16 @@ def examine(archive: Archive, item: Item, secret: ItemSecret, replicas: list[Rep
         salt=secret.salt,
     )
     health: dict[str, str | None] = {}
+    try:
+        index: LogIndex | None = read_item_index(archive, item.id)
+    except LogNotGenuine:
+        index = None
     originals = [r for r in replicas if r.role == Role.ORIGINAL]
     good = []
     for replica in originals:
         if replica.state != VERIFIED:
             continue
-        answer = _present(archive, replica, health, secret.size)
+        answer = _present(archive, replica, health, secret.size, index)
         if answer in (MISSING, CORRUPT):
             assert replica.id is not None
             found.vanished[replica.id] = str(answer)
@@ -121,7 +132,7 @@ def examine(archive: Archive, item: Item, secret: ItemSecret, replicas: list[Rep
             found.unanswered.append(replica.backend)
     for side in replicas:  # the sealed documents beside the originals: small, so always re-hashed
         if side.role != Role.ORIGINAL and side.state == VERIFIED:
-            answer = _present(archive, side, health, 0)
+            answer = _present(archive, side, health, 0, index)
             if answer in (MISSING, CORRUPT):
                 assert side.id is not None
                 found.vanished[side.id] = str(answer)
