@@ -194,7 +194,7 @@ def merge(session: Session, archive: Archive, pending: Item, holder: Item) -> No
     names the item it came from and its unchanged hash (the copy event
     contract's merge rule), so the log accounts for every copy the holder now
     has. Queued jobs of the merged item (its repair, its analysis) are done:
-    the holder has its own.
+    the holder has its own, and its fingerprints too (the same bytes).
     """
     from sqlmodel import col, select
 
@@ -223,6 +223,9 @@ def merge(session: Session, archive: Archive, pending: Item, holder: Item) -> No
             "merged_from": pending.id, "from_object": key, "from_ciphertext_sha256": copy.ciphertext_sha256,
             "arrival": first, "reason": MERGED_REASON,
         })
+    # Its fingerprints are the holder's (the same bytes): left in, the near-duplicate index would offer
+    # the merged row as a perfect match of the holder. Derived data, not evidence: the bytes stay.
+    session.execute(text("DELETE FROM item_fingerprints WHERE item_id = :id"), {"id": pending.id})
     now = stamp(archive.runtime.clock())
     for job in session.exec(select(Job).where(Job.item_id == pending.id, Job.state == QUEUED)).all():
         job.state, job.last_error, job.updated_at = DONE, f"merged into item {holder.id}", now
