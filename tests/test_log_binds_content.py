@@ -463,3 +463,22 @@ def test_a_later_arrival_holds_the_copies_against_the_log_not_the_catalog(db_cli
     assert db_cli.json("fixity", "--all")["found_problems"] is False
     code, report, _ = _verify(db_cli)
     assert code == 0 and report["catalog"]["ok"]
+
+
+def test_a_locked_log_verify_says_commitments_were_not_checked(cli: Cli, corpus: Path, tmp_path: Path) -> None:
+    from archive.keys.catalog import CATALOG_KEY_NAME
+
+    item_id = _ingest(cli, corpus)["id"]
+    _reseal_sha256(cli, item_id, hashlib.sha256(b"another file").hexdigest())
+    assert cli("log", "verify", expect=1)[1]  # unlocked: the commitment mismatch is found
+    key = cli.home / "keys" / CATALOG_KEY_NAME
+    key.rename(tmp_path / CATALOG_KEY_NAME)  # a server that was never unlocked
+    _, out, err = cli("log", "verify")
+    assert "commitments were NOT checked" in err and "ok:" in out
+    report = cli.json("log", "verify")
+    assert report["catalog"]["commitments_checked"] is False
+    # What needs no key is still checked: a copy's rewritten hash fails it, locked or not.
+    replica_id, _, _ = _originals(cli, item_id)[0]
+    _sql(cli, "UPDATE replicas SET ciphertext_sha256 = :h WHERE id = :i", h="cd" * 32, i=replica_id)
+    _, _, err = cli("log", "verify", expect=1)
+    assert item_id in err
