@@ -22,6 +22,8 @@ import pytest
 
 from tests.age_tty import run_age
 from tests.conftest import Cli
+from tests.s3_fixtures import site_a, weed_sites  # noqa: F401 - fixtures
+from tests.servers import WeedServer
 
 EVIDENCE = str(Path(sys.executable).parent / "evidence")
 PASSPHRASE = "violet-otter-quartz-harbour"
@@ -515,3 +517,40 @@ def test_worker_unlock_unlocks_that_worker_only(home: Home, corpus: Path) -> Non
     assert _sql(home, "SELECT state FROM jobs WHERE kind = 'analysis'") == [("done",)]
     assert not ramdir.ram_dir(home.archive_id).exists()
     home.process("worker", "--once")  # and a worker that is not unlocked still runs (ingest-side jobs)
+
+
+def test_add_access_on_an_s3_site_replaces_the_object_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, site_a: WeedServer  # noqa: F811
+) -> None:
+    from archive.config import StorageSpec
+    from archive.context import Archive
+    from storage.s3_common import env_prefix
+    from tests.conftest import replace_sites
+
+    made = _new_home(tmp_path)
+    monkeypatch.setenv(env_prefix("s3-a") + "ACCESS_KEY", site_a.access_key)
+    monkeypatch.setenv(env_prefix("s3-a") + "SECRET_KEY", site_a.secret_key)
+    spec = StorageSpec("s3-a", "s3", {"endpoint": site_a.endpoint, "bucket": site_a.make_bucket(versioned=True),
+                                      "connect_timeout": 1, "read_timeout": 10, "max_attempts": 1})
+    replace_sites(made.path, [spec], copies=1, minimum=1)
+    access = (made.path / "keys" / "access.pub").read_text().strip()
+    made.run("encrypt-to", "remove", access)
+    item, data = _ingest(made, tmp_path, "old.bin", 200_000)
+    made.run("encrypt-to", "add", access)
+    ((_, old_name, _, _),) = _originals(made, item)
+    ((old_version,),) = _sql(made, "SELECT version_id FROM replicas WHERE object_name = :n", n=old_name)
+
+    result = json.loads(made.run("keys", "add-access", "--identity", str(made.path / "keys" / "custodian.key"),
+                                 "--json")[1])
+    assert result["rewrapped"] == 1 and result["skipped"] == 0, result
+    (made.path / "keys" / "custodian.key").rename(tmp_path / "custodian.key")
+    made.run("get", item, "-o", str(tmp_path / "got.bin"))
+    assert (tmp_path / "got.bin").read_bytes() == data
+    made.run("fixity", "--all")
+    made.run("log", "verify")
+    archive = Archive.open(made.path)
+    try:
+        backend = archive.backends["s3-a"]
+        assert backend.stat(old_name, old_version) is None  # that very version is gone, not merely hidden
+    finally:
+        archive.close()
