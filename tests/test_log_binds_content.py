@@ -482,3 +482,30 @@ def test_a_locked_log_verify_says_commitments_were_not_checked(cli: Cli, corpus:
     _sql(cli, "UPDATE replicas SET ciphertext_sha256 = :h WHERE id = :i", h="cd" * 32, i=replica_id)
     _, _, err = cli("log", "verify", expect=1)
     assert item_id in err
+
+
+def test_an_item_from_before_commitments_is_rebuilt_checked_against_the_log(tmp_path: Path) -> None:
+    """Made by the pre-sealing code: its manifests lack the salt. Once unlocked, fixity and the worker
+    write them again with it, and a rebuild from the site checks the item against the log's commitment."""
+    from archive.keys.catalog import CATALOG_KEY_NAME, CatalogKeys
+    from tests.test_legacy_sealing import _old, _old_code
+
+    code = _old_code(tmp_path)
+    home = tmp_path / "home"
+    _old(code, home, "init", "--operator", "oldtimer")
+    evidence = tmp_path / "old.bin"
+    evidence.write_bytes(os.urandom(100_000))
+    _old(code, home, "ingest", str(evidence))
+    (home / "keys" / CATALOG_KEY_NAME).write_text(CatalogKeys.generate().encode(), encoding="ascii")
+    cli = Cli(home)
+    [item] = cli.json("list")  # the first unlocked open seals the item and commits the log to it
+    cli.json("fixity", "--all")  # baselines for the old copies; their salt-less manifests queue a repair
+    cli("worker", "--once")
+    cli("log", "checkpoint")
+    cli("log", "verify")
+    report, rebuilt = _rebuild(cli, tmp_path)
+    assert report["superseded"] == 1 and report["rejected"] == [], report
+    assert [i["id"] for i in rebuilt.json("list")] == [item["id"]]
+    out = tmp_path / "out.bin"
+    rebuilt("get", item["id"], "-o", str(out), "--identity", str(home / "keys" / "custodian.key"))
+    assert out.read_bytes() == evidence.read_bytes()

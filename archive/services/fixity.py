@@ -49,6 +49,7 @@ from archive.services.repair import (
     refresh_status,
     repair_item,
     sidecars_short,
+    stale_manifests,
     verified_backends,
 )
 from storage.base import ObjectMissing, StorageError
@@ -269,7 +270,8 @@ def check_item(
         current = live_replicas(session, item_id)
         originals = [r for r in current if r.role == "original" and r.state == VERIFIED]
         later = later_arrivals(session, item_id)
-        manifests_short = any(sidecars_short(r, current, later) for r in originals)
+        manifests_short = any(sidecars_short(r, current, later) for r in originals) or (
+            not isinstance(index, str) and bool(stale_manifests(index, item_id, current)))
         lacking = [name for name in policy_names(archive) if name not in verified_backends(current)]
         if status == "degraded" or manifests_short or any(r.state != VERIFIED for r in current):
             enqueue(session, REPAIR, item_id=item_id, payload={"reason": "fixity"})

@@ -57,6 +57,8 @@ if TYPE_CHECKING:
 
 # PREMIS event type (id.loc.gov/vocabulary/preservation/eventType/rec).
 RECOVERY = "recovery"
+# A manifest from before the item's commitment, which a newer one beside the same original replaces.
+SUPERSEDED = "superseded"
 
 
 @dataclass
@@ -93,6 +95,7 @@ class RebuildReport:
     replicas: int = 0
     problems: list[dict[str, str]] = field(default_factory=list)
     rejected: list[dict[str, str]] = field(default_factory=list)  # manifests the log does not vouch for
+    superseded: int = 0  # manifests from before the item's commitment (a newer one carries its salt)
     log_events: int = 0  # custody events taken over from the site's copy of the log
     log_key: str = "given"  # where the key the site's log was checked with came from
 
@@ -100,6 +103,7 @@ class RebuildReport:
         return {"home": self.home, "backend": self.backend, "manifests": self.manifests,
                 "arrivals": self.arrivals, "items": self.items,
                 "replicas": self.replicas, "problems": self.problems, "rejected": self.rejected,
+                "superseded": self.superseded,
                 "log_events": self.log_events, "log_key": self.log_key}
 
 
@@ -245,6 +249,8 @@ def _against_log(index: LogIndex, site: str, found: Found) -> str | None:
     logged = index.commitment(item_id)
     if logged is None:
         return "not recorded by the log: the site's log commits to no such item"
+    if salt is None and _predates_commitment(index, item_id, f"{site}:{found.manifest_name}", found.manifest_sha256):
+        return SUPERSEDED
     if not isinstance(salt, str) or commitment(item_id, salt, sha256) != logged:
         return "forged manifest: it does not match the log's commitment to its item"
     for key, role, digest in ((f"{site}:{document['object']}", "original", found.ciphertext_sha256),
@@ -376,6 +382,7 @@ def rebuild_catalog(
             append_event(session, RECOVERY, actor=rebuilt.actor,
                          details={"action": "rebuild catalog", "backend": backend_name, "phase": "start"})
         by_item: dict[str, list[Found]] = {}
+        superseded: list[Found] = []
         arrivals: dict[str, list[Arrival]] = {}
         for info in backend.list(""):
             if info.name.endswith(ARRIVAL_SUFFIX):
@@ -405,6 +412,10 @@ def rebuild_catalog(
                                  details={"problem": "unreadable manifest"})
                 continue
             why = None if index is None else _against_log(index, backend_name, found)
+            if why == SUPERSEDED:
+                report.superseded += 1
+                superseded.append(found)
+                continue
             if why is not None:
                 report.rejected.append({"manifest": info.name, "item": str(found.document.get("item_id")),
                                         "problem": why})
@@ -433,6 +444,12 @@ def rebuild_catalog(
                                         "has none that verifies): recovered from its manifest alone"})
             _commit_item(rebuilt, backend_name, item_id, founds, report, arrivals.pop(sha256, []),
                          new_log=not taken_over)
+        kept_items = {str(f.document["item_id"]) for group in by_item.values() for f in group}
+        for old in superseded:  # genuine, but without the salt no read could check it against the log
+            if str(old.document["item_id"]) not in kept_items:
+                report.rejected.append({"manifest": old.manifest_name, "item": str(old.document["item_id"]),
+                                        "problem": "written before the item's commitment and never written again "
+                                        "with its salt (let the worker repair the item first): not recovered"})
         for orphans in arrivals.values():  # later arrivals of bytes whose manifest this site lacks
             report.problems.extend({"arrival": a.name, "item": str(a.document.get("item_id")),
                                     "problem": "addendum without a manifest for its bytes"} for a in orphans)
@@ -550,6 +567,16 @@ def _add_later_arrivals(session: Session, keys: Sealer, item_id: str, first: dic
                                    declared_type=sealed.get("declared_type"),
                                    received_at=str(sealed.get("received_at") or utc_now()),
                                    actor=str(sealed.get("actor") or "")))
+
+
+def _predates_commitment(index: LogIndex, item_id: str, key: str, digest: str) -> bool:
+    """A manifest this archive wrote before the item's commitment was added: genuine, but it lacks the salt
+    (a repair has written one with it beside the same original since)."""
+    first = index.commitments.get(item_id)
+    copy = index.copy(key)
+    if first is None or (copy is not None and (copy.item != item_id or copy.ciphertext_sha256 != digest)):
+        return False
+    return key in index.unhashed or (copy is not None and copy.seq < first[1])
 
 
 def _arrival_against_log(index: LogIndex, site: str, arrival: Arrival) -> str | None:

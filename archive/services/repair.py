@@ -142,6 +142,28 @@ def sidecars_short(original: Replica, replicas: list[Replica], later_arrivals: i
     return manifest_of(original, replicas) is None or len(arrivals_of(original, replicas)) < later_arrivals
 
 
+def stale_manifests(index: LogIndex, item_id: str, replicas: list[Replica]) -> set[str]:
+    """Manifests written before the item's commitment was added (an item ingested before commitments).
+
+    They lack the commitment's salt, so a catalog rebuilt from them could not
+    check the item against the log: each is written again (a fresh name) and
+    retired. The log tells which: a manifest named before hashes were logged,
+    or recorded before the commitment.
+    """
+    first = index.commitments.get(item_id)
+    if first is None:
+        return set()
+    stale = set()
+    for row in replicas:
+        if row.role != MANIFEST or row.state != VERIFIED:
+            continue
+        key = f"{row.backend}:{row.object_name}"
+        copy = index.copy(key)
+        if key in index.unhashed or (copy is not None and copy.seq < first[1]):
+            stale.add(row.object_name)
+    return stale
+
+
 def later_arrivals(session: Session, item_id: str) -> int:
     """How many arrivals after the first the catalog records (each needs an addendum beside every original)."""
     from sqlalchemy import func
@@ -310,6 +332,8 @@ def repair_item(
     wanted = [name for name in targets if name in policy] if targets else policy_names(archive)
     originals = [r for r in replicas if r.role == ORIGINAL and r.state == VERIFIED]
     present = verified_backends(replicas)
+    stale = stale_manifests(index, item_id, replicas)
+    described = [r for r in replicas if r.object_name not in stale]  # what the side-object plan counts
     missing = [name for name in wanted if name not in present]
     # Sources: verified originals, policy backends first.
     sources = sorted(originals, key=lambda r: (r.backend not in policy, r.id or 0))
@@ -359,14 +383,14 @@ def repair_item(
             continue
         problem = site_problem(archive, original.backend, seen)
         if problem is not None:  # nothing is written beside copies on a site that is not there
-            if manifest_of(original, replicas) is None:
+            if manifest_of(original, described) is None:
                 result.failures[original.backend] = f"manifest: {problem}"
             continue
         backend = archive.backends.get(original.backend)
-        if backend is None or not sidecars_short(original, replicas, len(later)):
+        if backend is None or not sidecars_short(original, described, len(later)):
             continue
         try:
-            if manifest_of(original, replicas) is None:
+            if manifest_of(original, described) is None:
                 sealed = manifest_bytes(archive, item, original, first)
                 written = write_manifest(backend, sealed, original.object_name, fresh_original=False)
                 new_manifests.append((written, original.object_name))
@@ -410,7 +434,7 @@ def repair_item(
                     continue
                 for old in current:  # what the new side objects stand in for, beside the same original
                     if (old.role == role and old.backend == stored.backend and is_beside(original_name, old.object_name)
-                            and (old.state != VERIFIED or role == ARRIVAL)):
+                            and (old.state != VERIFIED or role == ARRIVAL or old.object_name in stale)):
                         old.state = REPLACED
                         session.add(old)
                 session.add(_replica_row(item_id, stored, role, []))
