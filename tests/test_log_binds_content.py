@@ -271,6 +271,12 @@ def test_no_event_carries_a_size_and_every_copy_event_its_ciphertext_hash(cli: C
             assert len(event["details"]["ciphertext_sha256"]) == 64 and event["details"]["role"], event
     commitments = [e for e in events if "commitment" in e["details"]]
     assert len(commitments) == 1  # the duplicate arrival did not commit the item again
+    # Nor does any other event of the log: a refusal, say.
+    empty = source.parent.parent.parent / "nonexistent-file.jpg"
+    cli.json_lines("ingest", str(empty), expect=1)
+    for (details,) in _sql(cli, "SELECT details FROM events"):
+        details = details if isinstance(details, dict) else json.loads(details)
+        assert not any("size" in k for k in keys(details)) and size not in json.dumps(details), details
     assert commitments[0]["details"]["commitment_format"] == "evidence-commit/1"
 
 
