@@ -110,7 +110,9 @@ class LogIndex:
 
     def add(self, entry: dict[str, Any]) -> None:
         """Apply one event (its canonical fields: seq, type, item, objects, outcome, details)."""
-        kind, item, details = entry["type"], entry.get("item"), entry.get("details") or {}
+        kind, item, details = str(entry.get("type")), entry.get("item"), entry.get("details")
+        if not isinstance(details, dict):
+            details = {}
         if kind == MESSAGE_DIGEST and "commitment" in details:
             self._commit(entry["seq"], item, details["commitment"])
             return
