@@ -112,6 +112,7 @@ def test_locked_ingest_is_kept_sealed_pending_and_settled_on_unlock(
     assert again_id not in listed, "the duplicate that arrived while locked is merged, not listed"
     merged = _rows(catalog_url, f"SELECT status, lookup FROM items WHERE id = '{again_id}'")
     assert merged == [("merged", None)]
+    assert cli.json("show", again_id)["merged_into"] == held_id
 
     # The merge lost nothing: both arrivals and every copy are the held item's now.
     held = cli.json("show", held_id)

@@ -61,6 +61,7 @@ class ItemSecret:
     sha256: str
     size: int
     salt: str | None  # the commitment's salt (None only for an item whose commitment is not added yet)
+    merged_into: str | None = None  # settlement found these bytes were that item's (status `merged`)
 
 
 @dataclass
@@ -229,7 +230,8 @@ def item_secret(keys: Archive | Opener | CatalogKeys | Pending | None, item: Ite
     if fields is None:
         fields = _legacy(item, "SELECT sha256, size FROM legacy_items WHERE id = :id", ("sha256", "size"))
     return ItemSecret(sha256=str(fields["sha256"]), size=int(fields["size"]),
-                      salt=None if fields.get("salt") is None else str(fields["salt"]))
+                      salt=None if fields.get("salt") is None else str(fields["salt"]),
+                      merged_into=None if fields.get("merged_into") is None else str(fields["merged_into"]))
 
 
 def find_item_by_sha256(session: Session, keys: CatalogKeys, sha256: str) -> Item | None:

@@ -106,6 +106,7 @@ class ItemRecord:
     errors: list[dict[str, Any]]
     candidates: list[dict[str, Any]]  # near-duplicates for an investigator to confirm
     locked: list[str] = field(default_factory=list)  # what is sealed and could not be opened here, and why
+    merged_into: str | None = None  # status `merged`: the item that holds these bytes and all that came with them
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -166,13 +167,14 @@ def show_item(archive: Archive, ref: str) -> ItemRecord:
     locked: list[str] = []
     sha256: str | None
     size: int | None
+    merged_into: str | None
     with Session(read_only(archive.engine)) as session:
         item = resolve_item(session, ref)
         try:
             secret = item_secret(keys, item)
-            sha256, size = secret.sha256, secret.size
+            sha256, size, merged_into = secret.sha256, secret.size, secret.merged_into
         except (Locked, CatalogKeyError) as exc:
-            sha256 = size = None
+            sha256 = size = merged_into = None
             locked.append(f"sha256, size: {exc}")
         replicas = session.exec(select(Replica).where(Replica.item_id == item.id).order_by(col(Replica.id))).all()
         provenance = session.exec(
@@ -217,6 +219,7 @@ def show_item(archive: Archive, ref: str) -> ItemRecord:
             errors=errors_of(extracted, keys_if_unlocked(archive)),
             candidates=_candidates(session, item.id),
             locked=locked,
+            merged_into=merged_into,
         )
 
 
