@@ -430,6 +430,45 @@ def test_add_access_on_an_older_home_creates_the_missing_keys_first(tmp_path: Pa
     assert (tmp_path / "got.bin").read_bytes() == data
 
 
+def test_add_access_does_not_rewrap_a_copy_the_log_never_recorded(tmp_path: Path) -> None:
+    """An attacker swaps an old copy for other bytes and makes the catalog agree: add-access must not
+    give the substitute a fresh, access-readable lease (the log's hash and commitment decide)."""
+    import hashlib
+
+    from archive.age import Recipient, encrypt_bytes
+    from archive.keys.catalog import CatalogKeys
+
+    made = _new_home(tmp_path)
+    keys = made.path / "keys"
+    access = (keys / "access.pub").read_text().strip()
+    made.run("encrypt-to", "remove", access)
+    item, data = _ingest(made, tmp_path, "old.bin")
+    made.run("encrypt-to", "add", access)
+    (backend, name, _, recipients), (other_backend, other_name, *_) = _originals(made, item)
+    other = os.urandom(len(data))
+    forged = encrypt_bytes(other, [Recipient.parse(r) for r in recipients])
+    _object(made, backend, name).write_bytes(forged)
+    _sql(made, "UPDATE replicas SET ciphertext_sha256 = :h WHERE backend = :b AND object_name = :n",
+         h=hashlib.sha256(forged).hexdigest(), b=backend, n=name)
+    catalog = CatalogKeys.parse((keys / "catalog.key").read_text())  # an insider holding the catalog key
+    [(version, blob)] = _sql(made, "SELECT key_version, sealed FROM items WHERE id = :i", i=item)
+    fields = catalog.open("items", item, version, bytes(blob))
+    fields["sha256"] = hashlib.sha256(other).hexdigest()
+    version, blob = catalog.seal("items", item, fields)
+    _sql(made, "UPDATE items SET sealed = :b, key_version = :v WHERE id = :i", b=blob, v=version, i=item)
+    _, out, _ = made.run("keys", "add-access", "--identity", str(keys / "custodian.key"), "--json")
+    result = json.loads(out)
+    assert result["rewrapped"] == 1 and result["skipped"] == 1, result
+    assert any(name in problem and "log" in problem for problem in result["problems"]), result
+    assert _object(made, backend, name).read_bytes() == forged  # left as it was, for fixity to report
+    rows = {(b, n): r for b, n, _, r in _originals(made, item)}
+    assert access not in rows[(backend, name)]  # the substitute gained nothing
+    assert all(access in r for (b, _), r in rows.items() if b == other_backend) and other_name not in {
+        n for b, n in rows if b == other_backend}  # the genuine copy was rewrapped
+    _, fixity, _ = made.run("fixity", "--all", expect=1)
+    assert "1 corrupt" in fixity, fixity
+
+
 def test_missing_keys_are_created_unwrapped_and_existing_ones_kept(tmp_path: Path) -> None:
     from archive.services.keys import create_secret_keys
 

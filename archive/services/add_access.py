@@ -11,7 +11,10 @@ cost one sequential copy.
 For each verified original not yet readable by the access identity, per site:
 1. write the rewrapped copy under a new random name (names are never reused),
    its ciphertext SHA-256 computed while writing and checked by the backend;
-2. decrypt it with the access identity and compare its SHA-256 with the item's;
+2. decrypt it with the access identity and hold its SHA-256 against the log's
+   commitment to the item; the old copy's bytes, hashed as they are copied,
+   must be the ones the log recorded (never the catalog's word: a substituted
+   copy is not given a new lease);
 3. re-seal the manifest and addenda beside it for the new object (they name it
    and its ciphertext hash), to the same recipients;
 4. in one transaction, retire the old rows (`replaced`), add the new ones and
@@ -67,6 +70,7 @@ class _Rewritten:
     old: Replica
     stored: StoredObject
     recipients: list[str]
+    logged_sha256: str | None = None  # the old copy's hash as the log has it (checked against its bytes)
 
 
 def add_access(archive: Archive, identity_path: Path | None) -> AccessAdded:
@@ -125,6 +129,7 @@ def _rewrap_copy(
     from archive.age import header_opens, read_header, rewrap_header
     from archive.catalog.items import Item, Replica, ReplicaState
     from archive.catalog.secrets import item_secret
+    from archive.custody.expected import read_item_index
     from archive.db import read_only
     from archive.objects import new_object_name
 
@@ -138,6 +143,12 @@ def _rewrap_copy(
                                   Replica.state == ReplicaState.VERIFIED,
                                   col(Replica.role).in_((Role.MANIFEST, Role.ARRIVAL))).order_by(col(Replica.id))
         ).all() if is_beside(replica.object_name, r.object_name)]
+    index = read_item_index(archive, item.id)
+    logged = index.copy(f"{replica.backend}:{replica.object_name}")
+    committed = index.commitment(item.id)
+    if logged is None or committed is None or secret.salt is None:
+        raise IntegrityError(f"item {item.id}: the log records no hash for this copy or no commitment to the item "
+                             "(run `evidence fixity --all` first); left as it was")
     recipients = [*replica.recipients, *[r for r in archive.config.recipients if r not in replica.recipients]]
     written: list[StoredObject] = []
     try:
@@ -147,12 +158,20 @@ def _rewrap_copy(
                 result.already += 1  # readable already (the row did not say so): nothing to rewrite
                 return
             new_header = rewrap_header(header, custodian, _parsed(recipients))
-            stored = _write(backend, new_object_name(), new_header, stream)
+            old_digest = hashlib.sha256(header)
+            stored = _write(backend, new_object_name(), new_header, stream, old_digest)
         written.append(stored)
-        _check_plaintext(backend, stored, access, secret.sha256, item.id)
+        if old_digest.hexdigest() != logged.ciphertext_sha256:
+            raise IntegrityError(f"item {item.id}: this copy is not the one the log recorded; left as it was")
+        _check_plaintext(backend, stored, access, commitment_of=(item.id, secret.salt, committed))
         sides = [_reseal(backend, side, stored, recipients, custodian + access) for side in beside]
+        for side in sides:
+            side_logged = index.copy(f"{side.old.backend}:{side.old.object_name}")
+            if side_logged is None or side_logged.ciphertext_sha256 != side.logged_sha256:
+                raise IntegrityError(f"item {item.id}: {side.old.object_name} is not the document the log recorded; "
+                                     "left as it was")
         written += [s.stored for s in sides]
-        switched = _switch(archive, _Rewritten(replica, stored, recipients), sides)
+        switched = _switch(archive, _Rewritten(replica, stored, recipients, logged.ciphertext_sha256), sides)
     except BaseException:
         for obj in written:
             _delete_quietly(backend, obj.name, obj.version_id)
@@ -175,8 +194,9 @@ def _parsed(recipients: list[str]) -> list[Any]:
     return [Recipient.parse(r) for r in recipients]
 
 
-def _write(backend: Backend, name: str, header: bytes, payload: Any) -> StoredObject:
-    """`header` then the rest of `payload`, as a new object; its SHA-256 computed as the bytes go."""
+def _write(backend: Backend, name: str, header: bytes, payload: Any, old_digest: Any) -> StoredObject:
+    """`header` then the rest of `payload`, as a new object; its SHA-256 (and the old copy's, in
+    `old_digest`, already fed the old header) computed as the bytes go."""
     digest = hashlib.sha256(header)
     writer = backend.open_writer(name)
     writer.digest_covers_sent_bytes()
@@ -184,6 +204,7 @@ def _write(backend: Backend, name: str, header: bytes, payload: Any) -> StoredOb
         writer.write(header)
         while block := payload.read(BLOCK):
             digest.update(block)
+            old_digest.update(block)
             writer.write(block)
         return writer.commit(digest.hexdigest())
     except BaseException:
@@ -191,16 +212,20 @@ def _write(backend: Backend, name: str, header: bytes, payload: Any) -> StoredOb
         raise
 
 
-def _check_plaintext(backend: Backend, stored: StoredObject, access: list[Identity], sha256: str, item_id: str) -> None:
-    """The new copy opens with the access identity and decrypts to the item's bytes."""
+def _check_plaintext(backend: Backend, stored: StoredObject, access: list[Identity], *,
+                     commitment_of: tuple[str, str, str]) -> None:
+    """The new copy opens with the access identity and decrypts to the bytes the log committed to."""
     from archive.age import decrypt_stream
+    from archive.custody.commit import commitment
 
+    item_id, salt, committed = commitment_of
     digest = hashlib.sha256()
     with backend.open_reader(stored.name, stored.version_id) as stream:
         for chunk in decrypt_stream(stream, access):
             digest.update(chunk)
-    if digest.hexdigest() != sha256:
-        raise IntegrityError(f"item {item_id}: the rewrapped copy does not decrypt to the item's SHA-256: kept the old")
+    if commitment(item_id, salt, digest.hexdigest()) != committed:
+        raise IntegrityError(f"item {item_id}: the rewrapped copy does not decrypt to the bytes the log committed to: "
+                             "kept the old")
 
 
 def _reseal(backend: Backend, side: Replica, original: StoredObject, recipients: list[str],
@@ -210,13 +235,14 @@ def _reseal(backend: Backend, side: Replica, original: StoredObject, recipients:
 
     with backend.open_reader(side.object_name, side.version_id) as stream:
         data = stream.read()
+    old_sha256 = hashlib.sha256(data).hexdigest()  # held against the log by the caller
     manifest = side.role == Role.MANIFEST
     document = unseal(data, identities, MANIFEST_FORMAT if manifest else ARRIVAL_FORMAT)
     document["object"] = original.name
     if manifest:
         document.update(ciphertext_sha256=original.sha256, ciphertext_size=original.size, recipients=recipients)
     name = manifest_name(original.name) if manifest else arrival_name(original.name)
-    return _Rewritten(side, backend.put_bytes(name, seal(document, recipients)), recipients)
+    return _Rewritten(side, backend.put_bytes(name, seal(document, recipients)), recipients, old_sha256)
 
 
 def _switch(archive: Archive, original: _Rewritten, sides: list[_Rewritten]) -> bool:
@@ -233,6 +259,7 @@ def _switch(archive: Archive, original: _Rewritten, sides: list[_Rewritten]) -> 
         for change in [original, *sides]:
             old = session.get(Replica, change.old.id)
             assert old is not None
+            old_sha256 = change.logged_sha256 or old.ciphertext_sha256
             old.state = ReplicaState.REPLACED
             session.add(old)
             stored = change.stored
@@ -245,13 +272,13 @@ def _switch(archive: Archive, original: _Rewritten, sides: list[_Rewritten]) -> 
                                        "verified": "sha256", "reason": REASON}
             if old.role == Role.ORIGINAL:
                 details.update(rewrapped_from=f"{old.backend}:{old.object_name}",
-                               from_ciphertext_sha256=old.ciphertext_sha256)
+                               from_ciphertext_sha256=old_sha256)
             append_event(session, REPLICATION, actor=archive.actor, item_id=old.item_id,
                          objects=[f"{old.backend}:{stored.name}"], details=details)
             append_event(session, DELETION, actor=archive.actor, item_id=old.item_id,
                          objects=[f"{old.backend}:{old.object_name}"],
                          details={"backend": old.backend, "role": old.role,
-                                  "ciphertext_sha256": old.ciphertext_sha256, "reason": RETIRED})
+                                  "ciphertext_sha256": old_sha256, "reason": RETIRED})
     return True
 
 
