@@ -13,6 +13,10 @@ from ingest.media.limits import MAX_STRING
 from ingest.media.xmp import XMPError, parse_xmp
 from tests import hostile_files as h
 
+# Bounds are for input that would stall a parser for minutes or hours; the slack keeps a loaded
+# 2-core machine (parallel suites, CI neighbours) from failing them while a real stall still fails.
+SLACK = 4.0
+
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "media"
 
 
@@ -32,7 +36,7 @@ def test_decompression_bomb_is_read_from_its_header_only() -> None:
     meta, elapsed, peak = timed(bomb)
     assert meta.normalized.media_type == "image/png"  # type: ignore[attr-defined]
     assert (meta.normalized.width, meta.normalized.height) == (50_000, 50_000)  # type: ignore[attr-defined]
-    assert elapsed < 1.0 and peak < 20 * 1024 * 1024
+    assert elapsed < 1.0 * SLACK and peak < 20 * 1024 * 1024
 
 
 def test_truncated_video_records_failures_and_keeps_what_it_can(tmp_path: Path) -> None:
@@ -60,18 +64,18 @@ def test_enormous_exif_strings_are_cut_to_a_bound() -> None:
     huge = b"A" * 60_000
     jpeg = h.jpeg_with_app1(b"Exif\x00\x00" + h.tiff_with_strings({0x010F: huge, 0x010E: huge[:1000]}))
     meta, elapsed, _ = timed(jpeg)
-    assert elapsed < 1.0
+    assert elapsed < 1.0 * SLACK
     assert len(meta.raw["groups"]["IFD0"]["Make"]) < MAX_STRING + 100  # type: ignore[attr-defined]
     assert len(meta.normalized.make) <= 255  # type: ignore[attr-defined]
     tiff = h.tiff_with_strings({0x0110: b"M" * 5_000_000, 0x010F: b"Maker"})
     meta, elapsed, peak = timed(tiff)
-    assert elapsed < 2.0 and peak < 64 * 1024 * 1024
+    assert elapsed < 2.0 * SLACK and peak < 64 * 1024 * 1024
     assert meta.normalized.make == "Maker"  # type: ignore[attr-defined]
 
 
 def test_exif_ifd_loop_ends() -> None:
     meta, elapsed, _ = timed(h.tiff_with_strings({0x010F: b"Loop"}, next_ifd_self=True))
-    assert elapsed < 1.0 and meta.normalized.make == "Loop"  # type: ignore[attr-defined]
+    assert elapsed < 1.0 * SLACK and meta.normalized.make == "Loop"  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("depth", [200, 100_000])
@@ -93,7 +97,7 @@ def test_entity_expansion_is_refused() -> None:
 
 def test_deeply_nested_boxes_stop_at_the_depth_limit() -> None:
     meta, elapsed, _ = timed(h.nested_boxes(5000))
-    assert elapsed < 5.0
+    assert elapsed < 5.0 * SLACK
     assert any("deeper" in e.reason for e in meta.errors)  # type: ignore[attr-defined]
 
 
@@ -132,14 +136,14 @@ def test_exif_that_would_keep_exifread_busy_for_seconds_is_refused_up_front() ->
     ifd = struct.pack("<H", entries) + tags
     tiff = b"II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0)
     meta, elapsed, _ = timed(h.jpeg_with_app1(b"Exif\x00\x00" + tiff))
-    assert elapsed < 0.5
+    assert elapsed < 0.5 * SLACK
     assert any("not parsed" in e.reason for e in meta.errors)  # type: ignore[attr-defined]
     assert meta.normalized.width == 64  # type: ignore[attr-defined]
 
 
 def test_deeply_nested_c2pa_boxes_never_reach_the_native_library() -> None:
     meta, elapsed, _ = timed(h.nested_jumbf_jpeg(5000))
-    assert elapsed < 1.0
+    assert elapsed < 1.0 * SLACK
     assert meta.c2pa is not None  # type: ignore[attr-defined]
     assert meta.c2pa["validation"]["state"] == "refused"  # type: ignore[attr-defined]
     assert "nested deeper" in meta.c2pa["validation"]["reason"]  # type: ignore[attr-defined]
