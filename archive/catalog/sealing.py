@@ -19,7 +19,6 @@ secret, so a server that was never unlocked keeps ingesting.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -93,9 +92,9 @@ class Sealer:
         if self.keys is not None:
             return self.keys.seal(table, row_id, fields)
         from archive.age import encrypt_bytes
+        from archive.keys.catalog import padded_json
 
-        plaintext = json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode()
-        return PENDING, encrypt_bytes(plaintext, self._recipients)
+        return PENDING, encrypt_bytes(padded_json(fields), self._recipients)  # padded as `CatalogKeys.seal` pads
 
     def lookup(self, purpose: str, value: str) -> str | None:
         """The keyed hash of `value` under the current version; None when locked (filled in on settling)."""

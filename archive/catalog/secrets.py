@@ -30,7 +30,7 @@ from sqlmodel import col, select
 
 from archive.catalog import sealing
 from archive.catalog.items import Item, Provenance
-from archive.keys.catalog import CatalogKeyError, CatalogKeys
+from archive.keys.catalog import CatalogKeyError, CatalogKeys, padded_json
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -173,8 +173,7 @@ def seal_row(keys: Sealer, table: str, row_id: object, fields: dict[str, Any]) -
     from archive.age import encrypt_bytes
 
     document = {"format": PENDING_FORMAT, "table": table, "id": str(row_id), "fields": fields}
-    plaintext = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
-    return PENDING, encrypt_bytes(plaintext, keys.recipients)
+    return PENDING, encrypt_bytes(padded_json(document), keys.recipients)  # padded as `CatalogKeys.seal` pads
 
 
 def _open_pending(identities: list[Identity], table: str, row_id: object, blob: bytes) -> dict[str, Any]:

@@ -7,6 +7,12 @@ sealed value is bound to its table, its row id and its key version through
 the associated data: a value moved to another row, or relabelled with
 another version, fails to open. Rotation adds a version; rows re-sealed under
 it record it, and old versions go once no row uses them.
+
+Every sealed plaintext is padded (`padded_json`, also used for the pending
+rows a locked process seals with age): an unpadded blob's length is its JSON's
+plus a constant, and whoever holds a known file recomputes that JSON (its raw
+metadata with the project's own extractor, a video's frame count from its
+fingerprints, a name's length) and matches the length.
 """
 
 from __future__ import annotations
@@ -29,6 +35,26 @@ CATALOG_KEY_NAME = "catalog.key"
 _LINE = re.compile(r"^catalog-key ([1-9][0-9]{0,8}) ([0-9a-f]{64})$")
 _NONCE = 12
 _DECODER = json.JSONDecoder()
+PADDED_MINIMUM = 256  # bytes: every sealed plaintext at least this long, so short rows all look alike
+
+
+def padded_length(length: int) -> int:
+    """Padmé (Nikitin et al., "Reducing Metadata Leakage from Encrypted Files and Communication with PURBs", 2019).
+
+    A length L (at least `PADDED_MINIMUM`) rounds up to a multiple of 2^(E - S),
+    E = floor(log2 L), S = floor(log2 E) + 1: the padded length leaks
+    O(log log L) bits (only E and the top S bits of L), at most 12 % more bytes.
+    """
+    length = max(length, PADDED_MINIMUM)
+    exponent = length.bit_length() - 1  # E
+    mask = (1 << (exponent - exponent.bit_length())) - 1  # z = E - S low bits to clear
+    return (length + mask) & ~mask
+
+
+def padded_json(value: Any) -> bytes:
+    """`value` as compact JSON padded with spaces to `padded_length` (still JSON: `json.loads` and `open` skip them)."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    return text + b" " * (padded_length(len(text)) - len(text))
 
 
 class CatalogKeyError(ValueError):
@@ -111,10 +137,10 @@ class CatalogKeys:
         return f"evidence-catalog/1 {table} {row_id} v{version}".encode()
 
     def seal(self, table: str, row_id: object, fields: dict[str, Any]) -> tuple[int, bytes]:
-        """`fields` as JSON, encrypted and bound to (table, row id, version): (version, nonce || ciphertext)."""
+        """`fields` as padded JSON, encrypted and bound to (table, row id, version): (version, nonce || ciphertext)."""
         version = self._version(self.current)
         nonce = os.urandom(_NONCE)
-        plaintext = json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode()
+        plaintext = padded_json(fields)
         return self.current, nonce + version.aead.encrypt(nonce, plaintext, self._aad(table, row_id, self.current))
 
     def open(self, table: str, row_id: object, version: int, blob: bytes) -> dict[str, Any]:
@@ -128,8 +154,8 @@ class CatalogKeys:
         except InvalidTag:
             raise CatalogKeyError(f"sealed {table} row {row_id} does not open: altered, moved or not ours") from None
         # raw_decode on the text: listing opens a row per item, and json.loads costs twice as much per row
-        # (encoding detection, trailing-whitespace scan) on what `seal` wrote compactly itself.
-        text = plaintext.decode()
+        # (encoding detection, a whitespace scan) on what `seal` wrote itself: compact JSON, then spaces.
+        text = plaintext.decode().rstrip(" ")
         value, end = _DECODER.raw_decode(text)
         if end != len(text) or not isinstance(value, dict):
             raise CatalogKeyError(f"sealed {table} row {row_id} holds no fields")
