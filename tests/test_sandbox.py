@@ -16,7 +16,7 @@ PHOTO = "media/jpg/gps/DSCN0010.jpg"
 # fault -> (spec for the environment, words the recorded reason must contain)
 FAULTS = {
     "hang": ("hang@metadata", "time limit"),
-    "cpu": ("cpu@metadata", "CPU-time limit"),
+    "cpu": ("cpu@metadata", "time limit"),  # the CPU-time limit, or the wall clock first on a loaded machine
     "oom": ("oom", "memory limit"),
     "segv": ("segv", "crashed (SIGSEGV)"),
 }

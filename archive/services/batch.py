@@ -24,6 +24,7 @@ other as candidates (`evidence similar` still finds them afterwards).
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -45,12 +46,12 @@ ISOLATE = "isolate"
 _worker_archive: Archive | None = None
 
 
-def _init_worker(home: str, actor: str) -> None:
+def _init_worker(home: str, actor: str, parent: int) -> None:
     global _worker_archive
     from archive.context import Archive
     from archive.lifetime import die_with_parent
 
-    die_with_parent()  # a batch whose command was killed must not go on ingesting unreported files
+    die_with_parent(parent)  # a batch whose command was killed must not go on ingesting unreported files
 
     _worker_archive = Archive.open(home, actor)
     from ingest import sandbox
@@ -182,7 +183,8 @@ class _Pool:
 
         context = multiprocessing.get_context("spawn")  # no inherited catalog connections
         return ProcessPoolExecutor(
-            self.workers, mp_context=context, initializer=_init_worker, initargs=(self.home, self.actor)
+            self.workers, mp_context=context, initializer=_init_worker,
+            initargs=(self.home, self.actor, os.getpid()),
         )
 
     def submit(self, path: Path, options: dict[str, Any]) -> Future[IngestReport]:

@@ -114,6 +114,9 @@ def _child_env() -> dict[str, str]:
         env[var] = "1"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_PROJECT_ROOT, env.get("PYTHONPATH")) if p)
     env.pop("PYTHONFAULTHANDLER", None)
+    from archive.lifetime import PARENT_ENV
+
+    env[PARENT_ENV] = str(os.getpid())  # the child ends with us, even if we die before it looks
     return env
 
 
