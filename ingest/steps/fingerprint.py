@@ -10,7 +10,8 @@ files ingested side by side (worker processes) still find each other: on
 SQLite that transaction holds the write lock, so every earlier item is visible
 and no other can commit meanwhile. The hashes are sealed in one catalog row per item
 (`archive.catalog.fingerprints`): they exist to match a known picture. The
-custody event carries counts and item ids only, and for a video how much of it was fingerprinted: decoding stops
+custody event carries item ids only, and for a video whether all of it was fingerprinted (a coarse share: the
+log is public, and an exact duration or frame count names a known video): decoding stops
 after `INGEST_VIDEO_BUDGET` seconds, and a job committed with the item lets
 the worker fingerprint the rest (`archive.services.analysis`).
 """
@@ -114,12 +115,18 @@ def compute(
 
 
 def coverage_details(covered: float | None, duration: float | None, complete: bool) -> dict[str, Any]:
-    """How much of a video was fingerprinted, for the custody event (milliseconds: events hold no floats)."""
-    return {
-        "covered_ms": round((covered or 0.0) * 1000),
-        "duration_ms": round(duration * 1000) if duration is not None else None,
-        "complete": complete,
-    }
+    """How much of a video was fingerprinted, for the custody event: whether all of it, and a quarter at most.
+
+    The log is public: a video's exact duration (or a frame or hash count,
+    which follows from it) would let anyone holding a known video confirm
+    that the archive holds it. The exact figures stay in the item's sealed note.
+    """
+    if complete:
+        return {"complete": True, "covered_share": "all"}
+    if not duration or duration <= 0:
+        return {"complete": False, "covered_share": "unknown"}
+    quarter = min(3, int(4 * (covered or 0.0) / duration))
+    return {"complete": False, "covered_share": ("under 25 %", "25-50 %", "50-75 %", "over 75 %")[quarter]}
 
 
 def pending_note(covered: float, duration: float | None) -> str:
@@ -170,9 +177,7 @@ class FingerprintMedia(Step):
             coverage = coverage_details(done.covered, done.duration, done.complete)
             if not done.complete:
                 ingestion.fail(self.name, pending_note(done.covered or 0.0, done.duration))
-        ingestion.event(
-            FINGERPRINT_EVENT, "success", medium=medium, fingerprints=len(done.hashes), candidates=[], **coverage
-        )
+        ingestion.event(FINGERPRINT_EVENT, "success", medium=medium, fingerprinted=True, candidates=[], **coverage)
         ingestion.results["fingerprint"] = FingerprintResult(
             medium, done.hashes, done.probe, event=ingestion.events[-1],
             covered=done.covered, duration=done.duration, complete=done.complete,
