@@ -253,13 +253,29 @@ def test_box_search_finds_exactly_the_items_inside(cli: Cli, tmp_path: Path) -> 
     inside = sorted([ids[0], ids[1], ids[6]])
     text = ",".join(map(str, box))
     assert sorted(item["id"] for item in cli.json("list", "--box", text)) == inside
-    swapped = f"{box[2]},{box[3]},{box[0]},{box[1]}"  # corners in the other order: the same box
+    swapped = f"{box[2]},{box[1]},{box[0]},{box[3]}"  # latitudes in the other order: the same box
     assert sorted(item["id"] for item in cli.json("list", "--box", swapped)) == inside
     # A box spanning far more cells than are listed opens every located item and still filters exactly.
     assert sorted(item["id"] for item in cli.json("list", "--box", "-60,-20,60,20")) == sorted([*inside, ids[2],
                                                                                               ids[3], ids[4]])
     _, _, err = cli("list", "--box", "43.4,11.8,43.5", expect=2)
     assert "LAT1,LON1,LAT2,LON2" in err
+
+
+def test_a_box_across_the_antimeridian_is_refused_not_turned_inside_out(cli: Cli, tmp_path: Path) -> None:
+    """`36,179,37,-179` once had its corners sorted: -179 to 179, the whole band but the box meant."""
+    folder = tmp_path / "files"
+    folder.mkdir()
+    for n in range(3):
+        (folder / f"note{n}.txt").write_text(f"statement {n}\n")
+    ids = [r["id"] for r in cli.json_lines("ingest", *sorted(str(p) for p in folder.iterdir()))]
+    _set_positions(cli.home, {ids[0]: (36.5, 37.13), ids[1]: (36.5, 179.5), ids[2]: (36.5, -179.5)})
+    for across in ("36,179,37,-179", "37,179,36,-179", "43.4680,11.8860,43.4670,11.8840"):  # west east of east
+        code, out, err = cli("list", "--box", across, expect=1)
+        assert "a box across the antimeridian is not supported; search each side" in err and not out.strip(), across
+    assert [item["id"] for item in cli.json("list", "--box", "36,179,37,180")] == [ids[1]]  # each side alone
+    assert [item["id"] for item in cli.json("list", "--box", "36,-180,37,-179")] == [ids[2]]
+    assert [item["id"] for item in cli.json("list", "--box", "36,-180,37,180")] == sorted(ids)  # the whole band
 
 
 def _lock(home: Path) -> Path:

@@ -93,7 +93,8 @@ def ingest(
 
 @click.command("list")
 @click.option("--json", "as_json", is_flag=True)
-@click.option("--box", metavar="LAT1,LON1,LAT2,LON2", help="Only items captured inside this GPS box.")
+@click.option("--box", metavar="LAT1,LON1,LAT2,LON2",
+              help="Only items captured inside this GPS box (LON1 its western edge, LON2 its eastern).")
 @pass_state
 def list_(state: CliState, as_json: bool, box: str | None) -> None:
     """List every item (or those captured inside a GPS box)."""
@@ -102,9 +103,12 @@ def list_(state: CliState, as_json: bool, box: str | None) -> None:
     with state.archive() as archive:
         items = list_items(archive)
         if box is not None:
-            from archive.services.search import Box, items_in_box
+            from archive.services.search import AcrossAntimeridian, Box, items_in_box
 
-            inside = set(items_in_box(archive, Box.parse(box)))
+            try:
+                inside = set(items_in_box(archive, Box.parse(box)))
+            except AcrossAntimeridian as exc:
+                fail(str(exc), code=1)
             items = [item for item in items if item.id in inside]
     if as_json:
         emit_json(items)

@@ -5,6 +5,11 @@ so no SQL condition can compare them. Each item keeps in clear only the cell
 (about 11 km on a side) it falls in; the cells a box touches select a
 superset, whose sealed coordinates are opened and compared with the box. A
 box larger than a few thousand cells opens every located item instead.
+
+A box runs east from its first longitude to its second. One whose first is
+east of its second would cross the antimeridian; sorting its corners (as
+once done) silently searched the rest of the world instead, so it is refused:
+search each side.
 """
 
 from __future__ import annotations
@@ -18,9 +23,13 @@ if TYPE_CHECKING:
     from archive.context import Archive
 
 
+class AcrossAntimeridian(ServiceError):
+    """A box whose western longitude is east of its eastern one: not supported (the caller exits 1)."""
+
+
 @dataclass(frozen=True)
 class Box:
-    """A latitude/longitude box, corners in any order (one that crosses the antimeridian is not supported)."""
+    """A latitude/longitude box: latitudes in either order, the western longitude first (none across 180°)."""
 
     south: float
     west: float
@@ -29,7 +38,7 @@ class Box:
 
     @classmethod
     def parse(cls, text: str) -> Box:
-        """`LAT1,LON1,LAT2,LON2` in decimal degrees."""
+        """`LAT1,LON1,LAT2,LON2` in decimal degrees, LON1 the western edge and LON2 the eastern."""
         try:
             lat1, lon1, lat2, lon2 = (float(part) for part in text.split(","))
         except ValueError:
@@ -40,7 +49,10 @@ class Box:
         for lon in (lon1, lon2):
             if not -180 <= lon <= 180:
                 raise ServiceError(f"longitude {lon} is not between -180 and 180")
-        return cls(min(lat1, lat2), min(lon1, lon2), max(lat1, lat2), max(lon1, lon2))
+        if lon1 > lon2:
+            raise AcrossAntimeridian(f"longitude {lon1} is east of {lon2}: a box across the antimeridian is not "
+                                     "supported; search each side (LON1 is the western edge, LON2 the eastern)")
+        return cls(min(lat1, lat2), lon1, max(lat1, lat2), lon2)
 
     def holds(self, latitude: float, longitude: float) -> bool:
         return self.south <= latitude <= self.north and self.west <= longitude <= self.east
