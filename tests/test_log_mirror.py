@@ -24,6 +24,8 @@ from tests.conftest import Cli
 from tests.s3_fixtures import make_backend, site_a, weed_sites  # noqa: F401 - fixtures
 from tests.servers import WeedServer
 
+GPS_FILE = "media/jpg/gps/DSCN0010.jpg"
+
 
 def test_tile_index_paths_follow_tlog_tiles() -> None:
     assert index_path(5) == "005"
@@ -178,3 +180,59 @@ def test_the_log_on_a_bucket(archive: Any, make_backend: Any, site_a: WeedServer
     mirrored = read_mirrored_log(bucket, _verifier(archive))
     assert mirrored.tree_size == size and mirrored.entries == _catalog_entries(archive)
     assert mirror_log(archive.engine, [bucket])[bucket.name].written == 0
+
+
+def _copy_sqlite(source: Path, target: Path) -> None:
+    import sqlite3
+
+    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)
+
+
+def test_a_rolled_back_catalog_is_a_loud_conflict_and_the_sites_copy_stays(
+    cli: Cli, corpus: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The database is restored from an older backup and grows again: its log signs other roots for the sizes
+    the sites hold. The sites' copies are not touched, and `log checkpoint`, the worker and `status` say so."""
+    import logging
+
+    from archive.context import Archive
+    from archive.services.worker import _checkpoint
+
+    jpg = corpus / "media" / "jpg"
+    cli("ingest", str(jpg / "Canon_40D.jpg"))
+    saved = tmp_path / "saved.db"
+    _copy_sqlite(cli.home / "catalog.db", saved)
+    cli("ingest", str(jpg / "Nikon_D70.jpg"))  # signed and mirrored to every site
+    sites = {name: cli.home / "storage" / name for name in ("site-a", "site-b")}
+    before = {name: _objects(root) for name, root in sites.items()}
+    _copy_sqlite(saved, cli.home / "catalog.db")  # rolled back: events, checkpoints, tiles, cursors
+    cli("ingest", str(corpus / GPS_FILE))
+    _, out, err = cli("log", "checkpoint", expect=1)
+    for name in sites:
+        assert f"the log on site {name} disagrees with this catalog's log: rolled back?" in err
+    assert {name: _objects(root) for name, root in sites.items()} == before  # never overwritten, nothing added
+    opened = Archive.open(cli.home)
+    try:
+        for backend in opened.backends.values():  # each site's copy still verifies, as the old log
+            assert read_mirrored_log(backend, _verifier(opened)).tree_size == max(
+                int(p.name) for p in (sites[backend.name] / CHECKPOINTS).iterdir())
+        with caplog.at_level(logging.ERROR):
+            _checkpoint(opened)
+        assert "the log on site site-a disagrees" in caplog.text
+    finally:
+        opened.close()
+    status = cli.json("status")
+    assert all("not a checkpoint this catalog" in (b["log_conflict"] or "") or "holds a checkpoint of" in
+               (b["log_conflict"] or "") for b in status["backends"])
+    _, out, _ = cli("status")
+    assert "LOG CONFLICT: the log on site site-a disagrees" in out
+    assert cli.json("log", "checkpoint", expect=1)["conflicts"].keys() == {"site-a", "site-b"}
+
+
+def test_huge_numbers_are_usage_errors(cli: Cli) -> None:
+    huge = "99999999999999999999999"
+    for args in (("log", "prove", huge), ("log", "consistency", "21", huge), ("fixity", "--sample", huge),
+                 ("log", "prove", "0", "--checkpoint", huge)):
+        _, _, err = cli(*args, expect=2)
+        assert "is not in the range" in err and "internal error" not in err

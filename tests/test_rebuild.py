@@ -203,10 +203,15 @@ def test_rebuild_does_not_take_over_a_log_rolled_back_behind_a_witnessed_checkpo
     vkey = str(cli.home / "keys" / "log.vkey")
     args = ["rebuild-catalog", "--from", "site-a", "--kind", "local", "--path", str(site), "--identity", key,
             "--vkey", vkey]
+    _, _, err = Cli(tmp_path / "nowhere")(*args, "--into", str(tmp_path / "r"), "--checkpoint", str(witnessed),
+                                          expect=1)
+    assert "does not extend the witnessed checkpoint" in err and "--accept-unchecked" in err
+    assert not (tmp_path / "r").exists()  # refused before anything was made
+    # The custodian may accept the manifests alone: recovered, each said to be unchecked.
     result = Cli(tmp_path / "nowhere").json(*args, "--into", str(tmp_path / "r"), "--checkpoint", str(witnessed),
-                                            expect=1)
+                                            "--accept-unchecked", expect=1)
     assert any("does not extend the witnessed checkpoint" in p.get("log", "") for p in result["problems"])
-    assert result["log_events"] == 0 and result["items"] == 2
+    assert result["log_events"] == 0 and result["items"] == 2 and len(result["unchecked"]) == 2
     # Without the witness's checkpoint the shorter log is taken over, and the report says how much.
     plain = Cli(tmp_path / "nowhere").json(*args, "--into", str(tmp_path / "r2"), expect=1)
     assert plain["log_events"] == early
@@ -248,3 +253,150 @@ def test_rebuild_keeps_the_name_the_site_marker_gives_it(cli: Cli, corpus: Path,
     assert [s["name"] for s in rebuilt.json("storage", "list")] == ["site-b"]
     assert rebuilt.json("fixity", "--all")["found_problems"] is False
     assert rebuilt.json("show", report["id"])["status"] == "preserved"
+
+
+def _plant(cli: Cli) -> str:
+    """An item the archive never held: bytes encrypted to the public recipients, and a well-formed manifest."""
+    import hashlib
+
+    from archive.age import encrypt_bytes
+    from archive.context import Archive
+    from archive.custody.commit import new_salt
+    from archive.objects import manifest_document, manifest_name, new_object_name, seal
+
+    opened = Archive.open(cli.home)
+    try:
+        recipients = list(opened.recipients())
+    finally:
+        opened.close()
+    site = cli.home / "storage" / "site-a"
+    name = new_object_name()
+    planted = encrypt_bytes(b"planted evidence", recipients)
+    (site / name).parent.mkdir(parents=True, exist_ok=True)
+    (site / name).write_bytes(planted)
+    item_id = "0badc0de-0000-4000-8000-000000000000"
+    texts = [str(r) for r in recipients]
+    (site / manifest_name(name)).write_bytes(seal(manifest_document(
+        item_id=item_id, sha256=hashlib.sha256(b"planted evidence").hexdigest(), size=16, salt=new_salt(),
+        media_type="image/jpeg", object_name=name, ciphertext_sha256=hashlib.sha256(planted).hexdigest(),
+        ciphertext_size=None, recipients=texts,
+        provenance={"source": "planter", "note": None, "original_name": "x.jpg", "declared_type": None,
+                    "received_at": "2026-01-01T00:00:00.000000Z", "actor": "archive"}), texts))
+    return item_id
+
+
+def _setting(home: Path, key: str) -> Any:
+    from sqlmodel import Session
+
+    from archive.catalog.settings import ArchiveSetting
+    from archive.context import Archive
+
+    opened = Archive.open(home)
+    try:
+        with Session(opened.engine) as session:
+            row = session.get(ArchiveSetting, key)
+            return None if row is None else row.value
+    finally:
+        opened.close()
+
+
+def test_a_deleted_log_launders_no_planted_item_when_a_witness_is_given(cli: Cli, corpus: Path,
+                                                                         tmp_path: Path) -> None:
+    from archive.catalog.events import Event
+
+    cli("ingest", str(corpus / "media" / "jpg" / "Canon_40D.jpg"))
+    witnessed = tmp_path / "witnessed.txt"
+    witnessed.write_text(cli.json("log", "checkpoint")["note"])
+    site = cli.home / "storage" / "site-a"
+    for path in (site / "log" / "checkpoints").iterdir():  # the attacker deletes the site's checkpoints …
+        path.unlink()
+    planted = _plant(cli)  # … and plants an item
+    key = str(cli.home / "keys" / "custodian.key")
+    vkey = str(cli.home / "keys" / "log.vkey")
+    args = ["rebuild-catalog", "--from", "site-a", "--kind", "local", "--path", str(site), "--identity", key,
+            "--vkey", vkey]
+    for witness in (["--checkpoint", str(witnessed)], []):  # the witness's key alone suffices
+        code, out, err = Cli(tmp_path / "nowhere")(*args, *witness, "--into", str(tmp_path / "r"), expect=1)
+        assert "holds no copy of the custody log" in err and "--accept-unchecked" in err
+        assert "rebuilt" not in out and not (tmp_path / "r").exists()  # nothing recovered, nothing created
+
+    result = Cli(tmp_path / "nowhere").json(*args, "--checkpoint", str(witnessed), "--accept-unchecked",
+                                            "--into", str(tmp_path / "r"), expect=1)
+    assert result["items"] == 2 and planted in result["unchecked"] and len(result["unchecked"]) == 2
+    assert planted in _setting(tmp_path / "r", "unchecked_items")  # marked in the catalog …
+    events = rows(tmp_path / "r", Event)
+    start = next(e for e in events if e.details.get("phase") == "start")
+    assert start.details["checked"] is False and "accepted by the custodian" in start.details["unchecked"]
+    [recovered] = [e for e in events if e.item_id == planted and e.details.get("action") ==
+                   "item recreated from manifest"]
+    assert recovered.details["checked"] is False  # … and in the log
+
+
+def test_without_a_witness_unchecked_items_are_said_loudly_and_stay_unchecked_in_a_later_rebuild(
+    cli: Cli, corpus: Path, tmp_path: Path
+) -> None:
+    cli("ingest", str(corpus / "media" / "jpg" / "Canon_40D.jpg"))
+    site = cli.home / "storage" / "site-a"
+    shutil.rmtree(site / "log")  # no copy of the log at all
+    planted = _plant(cli)
+    key = str(cli.home / "keys" / "custodian.key")
+    args = ["rebuild-catalog", "--from", "site-a", "--kind", "local", "--path", str(site), "--identity", key]
+    _, out, _ = Cli(tmp_path / "nowhere")(*args, "--into", str(tmp_path / "r1"), expect=1)
+    assert "WARNING: 2 of 2 items were NOT CHECKED against any custody log" in out
+    assert "log key given" not in out and "no log was checked" in out
+    assert planted in _setting(tmp_path / "r1", "unchecked_items")
+    # The first rebuild put its new log on the site; a second rebuild takes it over, but that log vouches
+    # for the items only on their manifests' word: they stay unchecked.
+    again = Cli(tmp_path / "nowhere").json(*args, "--into", str(tmp_path / "r2"), expect=1)
+    assert again["log_events"] > 0 and again["rebuilds"] == 1 and again["rebuild_events"] == again["log_events"]
+    assert planted in again["unchecked"] and len(again["unchecked"]) == 2
+    assert any("earlier rebuild" in p.get("problem", "") for p in again["problems"])
+
+
+def test_a_second_rebuild_of_the_same_site_counts_the_first_ones_events_apart(cli: Cli, corpus: Path,
+                                                                              tmp_path: Path) -> None:
+    cli("ingest", str(corpus / "media" / "jpg" / "Canon_40D.jpg"))
+    site = cli.home / "storage" / "site-a"
+    key = str(cli.home / "keys" / "custodian.key")
+    vkey = str(cli.home / "keys" / "log.vkey")
+    args = ["rebuild-catalog", "--from", "site-a", "--kind", "local", "--path", str(site), "--identity", key,
+            "--vkey", vkey]
+    first = Cli(tmp_path / "nowhere").json(*args, "--into", str(tmp_path / "r1"))
+    assert first["rebuilds"] == 0 and first["rebuild_events"] == 0 and first["unchecked"] == []
+    second = Cli(tmp_path / "nowhere").json(*args, "--into", str(tmp_path / "r2"))
+    assert second["rebuilds"] == 1 and second["unchecked"] == [] and second["items"] == 1
+    assert second["log_events"] - second["rebuild_events"] == first["log_events"]  # the archive's own events
+    assert second["rebuild_events"] > 0
+    _, out, _ = Cli(tmp_path / "nowhere")(*args, "--into", str(tmp_path / "r3"))  # each rebuild continues the log
+    assert f": {first['log_events']} of the archive, " in out and "by 2 earlier rebuild(s) of this site" in out
+    assert "checked with the log key given" in out
+
+
+def test_a_bad_or_foreign_witness_is_refused_before_anything_is_made(cli: Cli, corpus: Path,
+                                                                     tmp_path: Path) -> None:
+    cli("ingest", str(corpus / "media" / "jpg" / "Canon_40D.jpg"))
+    cli("log", "checkpoint")
+    other = Cli(tmp_path / "other")
+    other("init", "--operator", "someone")
+    other("ingest", str(corpus / "media" / "jpg" / "Nikon_D70.jpg"))
+    foreign = tmp_path / "foreign.txt"
+    foreign.write_text(other.json("log", "checkpoint")["note"])
+    garbage = tmp_path / "garbage.txt"
+    garbage.write_text("this is no checkpoint\n")
+    site = cli.home / "storage" / "site-a"
+    key = str(cli.home / "keys" / "custodian.key")
+    vkey = str(cli.home / "keys" / "log.vkey")
+    foreign_vkey = str(other.home / "keys" / "log.vkey")
+    args = ["rebuild-catalog", "--from", "site-a", "--kind", "local", "--path", str(site), "--identity", key,
+            "--into", str(tmp_path / "r")]
+    for extra, says in ((["--vkey", vkey, "--checkpoint", str(garbage)], "not a checkpoint signed with the key"),
+                        (["--vkey", vkey, "--checkpoint", str(foreign)], "not a checkpoint signed with the key"),
+                        (["--vkey", foreign_vkey, "--checkpoint", str(foreign)], "not this site's archive"),
+                        (["--vkey", foreign_vkey], "not this site's archive"),
+                        (["--vkey", str(garbage)], "not a log key"),
+                        (["--checkpoint", str(foreign)], "--checkpoint needs --vkey")):
+        _, _, err = Cli(tmp_path / "nowhere")(*args, *extra, expect=2)
+        assert says in err, (extra, err)
+        assert not (tmp_path / "r").exists()
+    # The genuine log is not abandoned: with the right witness the same site is taken over.
+    assert Cli(tmp_path / "nowhere").json(*args, "--vkey", vkey)["log_events"] > 0

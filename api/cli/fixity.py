@@ -14,7 +14,8 @@ from archive.services.errors import ServiceError
 
 @click.command()
 @click.option("--all", "all_items", is_flag=True, help="The full pass (resumes where an interrupted one stopped).")
-@click.option("--sample", type=int, default=None, help="Check N items chosen at random.")
+@click.option("--sample", type=click.IntRange(max=2**31 - 1), default=None,  # bounded: a SQL LIMIT
+              help="Check N items chosen at random.")
 @click.option("--item", default=None, help="Check one item (id or unique prefix).")
 @click.option("--repair", is_flag=True, help="Rewrite missing or corrupt copies from a verified one now.")
 @click.option("--restart", is_flag=True, help="With --all: start a new pass instead of resuming.")
@@ -77,7 +78,10 @@ def fixity(
 @click.option("--vkey", "vkey_file", type=click.File("r"), default=None,
               help="The log's verifier key as your witnesses hold it (default: the one the site keeps).")
 @click.option("--checkpoint", "checkpoint_file", type=click.File("r"), default=None,
-              help="A checkpoint a witness kept: the site's log must extend it to be taken over.")
+              help="A checkpoint a witness kept (needs --vkey): the site's log must extend it.")
+@click.option("--accept-unchecked", is_flag=True,
+              help="With --vkey or --checkpoint: recover the items even if the site's log is missing or does not "
+                   "verify, from their manifests alone, each marked unchecked (otherwise refused).")
 @click.option("--json", "as_json", is_flag=True)
 @pass_state
 def rebuild_catalog(
@@ -93,6 +97,7 @@ def rebuild_catalog(
     new_home: Path,
     vkey_file: Any,
     checkpoint_file: Any,
+    accept_unchecked: bool,
     as_json: bool,
 ) -> None:
     """Recreate the catalog from the manifests on one storage site, in a new home.
@@ -103,6 +108,9 @@ def rebuild_catalog(
     checked and continued (with the signing key it keeps sealed to the
     custodian). Credentials for a remote site come from the new home's
     keys/storage-secrets.toml or the environment.
+
+    With --vkey or --checkpoint, a site whose log is missing or does not
+    verify is refused (exit 1, nothing created) unless --accept-unchecked.
     """
     vkey = vkey_file.read() if vkey_file else None
     witnessed = checkpoint_file.read() if checkpoint_file else None
@@ -114,7 +122,8 @@ def rebuild_catalog(
         options = build_options(kind, path=path, endpoint=endpoint, bucket=bucket, region=region, prefix=prefix)
         spec = StorageSpec(site, kind, options)
         actor = state.as_name or "recovery"
-        report = rebuild(spec, identity, new_home, actor, vkey=vkey, witnessed=witnessed)
+        report = rebuild(spec, identity, new_home, actor, vkey=vkey, witnessed=witnessed,
+                         accept_unchecked=accept_unchecked)
     else:
         with state.archive() as archive:
             found = archive.config.site(site)
@@ -126,13 +135,29 @@ def rebuild_catalog(
             if spec.kind == "local" and not Path(spec.options["path"]).is_absolute():
                 spec.options["path"] = str(archive.home / spec.options["path"])
             report = rebuild(spec, identity, new_home, archive.actor, recipients=archive.config.recipients,
-                             secrets_home=archive.home, vkey=vkey, witnessed=witnessed)
+                             secrets_home=archive.home, vkey=vkey, witnessed=witnessed,
+                             accept_unchecked=accept_unchecked)
     if as_json:
         emit_json(report.as_dict())
     else:
+        if report.log_events:
+            earlier = (f": {report.log_events - report.rebuild_events} of the archive, {report.rebuild_events} "
+                       f"written by {report.rebuilds} earlier rebuild(s) of this site" if report.rebuilds else "")
+            taken = f"{report.log_events} custody events taken over{earlier}"
+        else:
+            taken = "no custody events taken over"
+        if report.log_key == "none":
+            key = "no log was checked"
+        elif report.log_key == "given":
+            key = "checked with the log key given"
+        else:
+            key = f"log key {report.log_key}"
         click.echo(f"rebuilt {report.items} items ({report.replicas} copies) from {report.manifests} manifests "
-                   f"on {report.backend} into {report.home}; {report.log_events} custody events taken over "
-                   f"(log key {report.log_key})")
+                   f"on {report.backend} into {report.home}; {taken} ({key})")
+        if report.unchecked:
+            click.echo(f"WARNING: {len(report.unchecked)} of {report.items} items were NOT CHECKED against any "
+                       "custody log: recovered from their manifests alone, which anyone with the public recipient "
+                       "can write. They are listed as unchecked in the catalog and in the log.")
         for problem in report.problems:
             where = ", ".join(f"{k} {v}" for k, v in problem.items() if k != "problem" and k != "log")
             text = problem.get("problem") or problem.get("log", "")

@@ -9,6 +9,11 @@ import click
 
 from api.cli.main import CliState, emit_json, pass_state
 
+# The largest sequence number the events table holds (a 32-bit column), and so the largest tree:
+# beyond them a usage error, not an overflow deep inside.
+MAX_SEQ = 2**31 - 1
+MAX_SIZE = MAX_SEQ + 1
+
 
 @click.group()
 def log() -> None:
@@ -20,16 +25,20 @@ def log() -> None:
 @pass_state
 def checkpoint_cmd(state: CliState, as_json: bool) -> None:
     """Sign and print a checkpoint of the log as it stands now."""
-    from archive.custody.service import checkpoint
+    from archive.custody.service import checkpoint, conflict_message
 
     with state.archive() as archive:
         result = checkpoint(archive)
     if as_json:
         emit_json(result)
-        return
-    if not result["new"]:
-        click.echo(f"no new events since checkpoint {result['tree_size']}; it still stands:", err=True)
-    click.echo(result["note"], nl=False)
+    else:
+        if not result["new"]:
+            click.echo(f"no new events since checkpoint {result['tree_size']}; it still stands:", err=True)
+        click.echo(result["note"], nl=False)
+    for site, why in result["conflicts"].items():  # the site's copy is left as it is
+        click.echo(conflict_message(site, why), err=True)
+    if result["conflicts"]:
+        sys.exit(1)
 
 
 @log.command("show")
@@ -62,8 +71,8 @@ def _print_hashes(title: str, hashes: list[str]) -> None:
 
 
 @log.command("prove")
-@click.argument("seq", type=click.IntRange(min=0))
-@click.option("--checkpoint", "size", type=click.IntRange(min=1), default=None,
+@click.argument("seq", type=click.IntRange(min=0, max=MAX_SEQ))
+@click.option("--checkpoint", "size", type=click.IntRange(min=1, max=MAX_SIZE), default=None,
               help="Prove against the checkpoint of this tree size (default: the latest).")
 @click.option("--json", "as_json", is_flag=True, help="The event, its leaf hash, the proof and the signed note.")
 @pass_state
@@ -84,8 +93,8 @@ def prove(state: CliState, seq: int, size: int | None, as_json: bool) -> None:
 
 
 @log.command("consistency")
-@click.argument("old_size", type=click.IntRange(min=0))
-@click.argument("new_size", type=click.IntRange(min=0))
+@click.argument("old_size", type=click.IntRange(min=0, max=MAX_SIZE))
+@click.argument("new_size", type=click.IntRange(min=0, max=MAX_SIZE))
 @click.option("--json", "as_json", is_flag=True, help="Both roots and the proof as JSON.")
 @pass_state
 def consistency(state: CliState, old_size: int, new_size: int, as_json: bool) -> None:

@@ -61,6 +61,7 @@ def policy_set(state: CliState, copies: int, minimum: int, backends: str | None,
 @pass_state
 def status(state: CliState, as_json: bool) -> None:
     """Items per state; per backend its objects, bytes and whether it answers."""
+    from archive.custody.service import conflict_message
     from archive.services.status import archive_status
 
     with state.archive() as archive:
@@ -80,6 +81,8 @@ def status(state: CliState, as_json: bool) -> None:
             extra = f", {b['missing']} missing, {b['corrupt']} corrupt"
         click.echo(f"  {b['name']:16} {b['kind'] or '?':6} {b['objects']:>8} objects "
                    f"{b['bytes']:>14} bytes{extra}  {answer}")
+        if b["log_conflict"]:
+            click.echo(f"    LOG CONFLICT: {conflict_message(b['name'], b['log_conflict'])}")
     if data["jobs"]:
         click.echo("jobs: " + ", ".join(f"{count} {name}" for name, count in sorted(data["jobs"].items())))
 

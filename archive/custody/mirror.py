@@ -27,7 +27,14 @@ only what is new: a few objects per site.
 Events name items, objects and sites by their random ids; no file name,
 source, note or plaintext hash is in any event (see `archive.custody.entry`
 and the steps that record events), so the log is stored in clear like a
-checkpoint. It does name the acting operator, as the chain of custody must.
+checkpoint. Actors are named by random user ids only (the names stay in the
+catalog's users table).
+
+A site whose copy is not a prefix of the catalog's log (its newest checkpoint
+is not one this catalog signed: the catalog was rolled back, or the site
+belongs to another log) is a *conflict*: nothing more is written there, the
+result and the site's cursor say so (`evidence log checkpoint`, the worker and
+`evidence status` report it), and the site's copy is left as it is.
 """
 
 from __future__ import annotations
@@ -67,6 +74,10 @@ class MirrorError(VerificationError):
     """A site's copy of the log is inconsistent, or holds other bytes than the catalog's log."""
 
 
+class MirrorConflict(MirrorError):
+    """The site already holds other bytes than the catalog's log for the same place: never overwritten."""
+
+
 @dataclass
 class MirrorResult:
     """What one site got: objects written now, objects found already there, or why it got nothing."""
@@ -76,6 +87,7 @@ class MirrorResult:
     written: int = 0
     present: int = 0
     error: str | None = None
+    conflict: bool = False  # the site's copy disagrees with the catalog's log (rolled back?)
 
 
 # -- names ---------------------------------------------------------------------------------
@@ -174,8 +186,28 @@ def _put_once(backend: Backend, name: str, data: bytes, result: MirrorResult) ->
             if backend.stat(name) is None:  # not a lost race: a real failure
                 raise
     if _read(backend, name) != data:
-        raise MirrorError(f"storage {backend.name!r}: {name} holds other bytes than the catalog's log")
+        raise MirrorConflict(f"storage {backend.name!r}: {name} holds other bytes than the catalog's log")
     result.present += 1
+
+
+def _check_prefix(session: Session, backend: Backend, size: int) -> None:
+    """Refuse to write unless the site's newest checkpoint is one this catalog signed (at most `size`).
+
+    A catalog rolled back and grown again signs other roots for sizes the site
+    already holds; writing its tiles beside the old ones would leave the site a
+    copy that no longer verifies. One listing per site, only when it lacks something.
+    """
+    sizes = [int(t) for info in backend.list(CHECKPOINTS) if (t := info.name[len(CHECKPOINTS):]).isdigit()]
+    newest = max(sizes, default=None)
+    if newest is None:
+        return
+    if newest > size:
+        raise MirrorConflict(f"storage {backend.name!r} holds a checkpoint of {newest} events, this catalog's log "
+                             f"only {size}")
+    ours = session.get(Checkpoint, newest)
+    if ours is None or _read(backend, checkpoint_name(newest)) != ours.note.encode("utf-8"):
+        raise MirrorConflict(f"storage {backend.name!r}: {checkpoint_name(newest)} is not a checkpoint this "
+                             "catalog's log signed")
 
 
 def _latest(session: Session) -> Checkpoint | None:
@@ -219,7 +251,8 @@ def _mirror_site(
             return
         size = result.tree_size = latest.tree_size
         cursor = read_cursor(session, _cursor_name(backend.name))
-        if cursor is not None and cursor.value == str(size):
+        if (cursor is not None and cursor.value == str(size) and cursor.state.get("root") == latest.root_hash
+                and not cursor.state.get("conflict")):
             return  # nothing new: no request to the site at all
         # The cursor counts only for the disk or bucket it was written for (a new one starts again).
         marker = backend.read_marker()
@@ -227,6 +260,7 @@ def _mirror_site(
         done = 0
         if cursor is not None and cursor.value and cursor.state.get("marker") == claim:
             done = min(int(cursor.value), size)
+        _check_prefix(session, backend, size)
         if vkey is not None:
             _put_once(backend, VKEY, (vkey.strip() + "\n").encode("ascii"), result)
         if sealed_key is not None and backend.stat(SEALED_SIGNING_KEY) is None:
@@ -242,7 +276,7 @@ def _mirror_site(
             _put_once(backend, tile_name(level, index, width), _tile(session, level, index, width), result)
         _put_once(backend, checkpoint_name(size), latest.note.encode("utf-8"), result)  # last: its tiles are there
     with transaction(engine) as session:
-        write_cursor(session, _cursor_name(backend.name), str(size), {"marker": claim})
+        write_cursor(session, _cursor_name(backend.name), str(size), {"marker": claim, "root": latest.root_hash})
 
 
 def mirror_log(
@@ -265,9 +299,33 @@ def mirror_log(
         result = results[backend.name] = MirrorResult(backend.name)
         try:  # every write checks the site's marker: an unavailable site fails here and is skipped
             _mirror_site(engine, backend, vkey, result, sealed_key)
+        except MirrorConflict as exc:
+            result.error, result.conflict = str(exc), True
+            _remember_conflict(engine, backend.name, result.error)
         except (StorageError, OSError, VerificationError) as exc:
             result.error = str(exc)
     return results
+
+
+def _remember_conflict(engine: Engine, site: str, why: str) -> None:
+    """Keep the conflict in the site's cursor (its position unchanged) until a mirror succeeds again."""
+    from archive.catalog.jobs import read_cursor, write_cursor
+    from archive.db import transaction
+
+    with transaction(engine) as session:
+        cursor = read_cursor(session, _cursor_name(site))
+        state = dict(cursor.state) if cursor is not None else {}
+        write_cursor(session, _cursor_name(site), cursor.value if cursor is not None else None,
+                     {**state, "conflict": why})
+
+
+def mirror_conflict(session: Session, site: str) -> str | None:
+    """Why the site's copy of the log disagrees with the catalog's, as the last mirror found, or None."""
+    from archive.catalog.jobs import read_cursor
+
+    cursor = read_cursor(session, _cursor_name(site))
+    found = cursor.state.get("conflict") if cursor is not None else None
+    return str(found) if found else None
 
 
 # -- reading back ------------------------------------------------------------------------------

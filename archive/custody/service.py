@@ -58,21 +58,39 @@ def log_signer(archive: Archive) -> Signer:
 
 
 def checkpoint(archive: Archive) -> dict[str, Any]:
-    """Sign the log as it stands now (or return the latest checkpoint if nothing was added since)."""
+    """Sign the log as it stands now (or return the latest checkpoint if nothing was added since).
+
+    The result also holds what each site got (`mirror`) and the sites whose copy of the log disagrees
+    with this catalog's (`conflicts`, site name -> why): the caller must say so loudly.
+    """
     signer = log_signer(archive)
     try:
         with transaction(archive.engine) as session:
             issued, new = issue_checkpoint(session, signer)
     except LogCorrupt as exc:
         raise CustodyError(f"refusing to sign a checkpoint: {exc}") from exc
-    mirror_to_sites(archive, signer)
-    return _checkpoint_json(issued, new)
+    mirrored = mirror_to_sites(archive, signer)
+    result = _checkpoint_json(issued, new)
+    result["mirror"] = mirrored
+    # A site whose copy disagrees (a catalog rolled back and grown again) is never overwritten: say so loudly.
+    result["conflicts"] = mirror_conflicts(mirrored)
+    return result
+
+
+def mirror_conflicts(mirrored: dict[str, Any]) -> dict[str, str]:
+    """Site name -> what disagrees, for the sites whose copy of the log is not this catalog's log."""
+    return {name: str(r.get("error")) for name, r in mirrored.items() if isinstance(r, dict) and r.get("conflict")}
+
+
+def conflict_message(site: str, why: str) -> str:
+    return f"the log on site {site} disagrees with this catalog's log: rolled back? ({why})"
 
 
 def mirror_to_sites(archive: Archive, signer: Signer | None = None) -> dict[str, Any]:
     """Put the log up to the latest checkpoint on every storage site (see `archive.custody.mirror`).
 
-    Never fails the caller: a site that cannot take it now says why in the result and catches up next time.
+    Never fails the caller: a site that cannot take it now says why in the result and catches up next time;
+    a site whose copy conflicts is marked `conflict` (see `mirror_conflicts`) and is never overwritten.
     """
     from dataclasses import asdict
 

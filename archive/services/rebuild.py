@@ -17,12 +17,22 @@ that fails is *rejected*: listed in the report (`rejected`: not recorded by the
 log, forged, or its original substituted) and never entered in the catalog;
 its objects are left untouched on the site for a custodian to examine. Items
 ingested after the site's last checkpoint are rejected too (nothing signed
-vouches for them): decrypt them with `age` and ingest them again. Only a site
-with no usable log at all has its items recovered unchecked, each said so.
+vouches for them): decrypt them with `age` and ingest them again.
+
+A site with no usable log (none, or one that does not verify) can vouch for
+nothing. Given a witness's key or checkpoint, such a site is refused before
+anything is made, unless the custodian accepts manifests alone
+(`accept_unchecked`). Without a witness, or so accepted, its items are
+recovered *unchecked*: said loudly in the report, listed in the catalog
+(setting `unchecked_items`) and in the log (the recovery events say
+`"checked": false`), and still unchecked in any later rebuild of the same site.
 
 The rebuilt catalog lives in a *new* home whose configuration points at the
 same backend, so the old home is never overwritten. The new custody log opens
-with the rebuild itself (PREMIS "recovery") and a fixity check for each copy.
+with the rebuild itself (PREMIS "recovery") and a fixity check for each copy,
+and goes back to the site at the end (the site's copy of the log continues):
+a later rebuild of the same site takes those events over too, and reports
+them apart from the archive's own (`rebuild_events`).
 """
 
 from __future__ import annotations
@@ -40,7 +50,7 @@ from archive.config import CONFIG_NAME, Policy, Settings, StorageSpec
 from archive.custody.expected import LogIndex
 from archive.custody.log import FIXITY_CHECK, append_event, utc_now
 from archive.objects import ARRIVAL_FORMAT, ARRIVAL_SUFFIX, MANIFEST_FORMAT, MANIFEST_SUFFIX, Role, unseal
-from archive.services.errors import ServiceError
+from archive.services.errors import CheckFailed, ServiceError
 from archive.services.repair import CORRUPT, MISSING, REPLACED, VERIFIED, status_for
 from storage.base import StorageError
 
@@ -52,13 +62,18 @@ if TYPE_CHECKING:
     from archive.context import Archive
     from archive.custody.checkpoint import Signer
     from archive.custody.mirror import MirroredLog
-    from archive.custody.verify import Verifier
+    from archive.custody.verify import CheckpointBody, Verifier
     from storage.base import Backend, Marker
 
 # PREMIS event type (id.loc.gov/vocabulary/preservation/eventType/rec).
 RECOVERY = "recovery"
 # A manifest from before the item's commitment, which a newer one beside the same original replaces.
 SUPERSEDED = "superseded"
+# The catalog setting listing the items recovered from their manifests alone (no log vouched for them).
+UNCHECKED_ITEMS = "unchecked_items"
+REBUILD_ACTION = "rebuild catalog"
+SITE_KEY = "from the site itself: compare it with the key your witnesses hold"
+ITEM_ACTION = "item recreated from manifest"
 
 
 @dataclass
@@ -97,14 +112,22 @@ class RebuildReport:
     rejected: list[dict[str, str]] = field(default_factory=list)  # manifests the log does not vouch for
     superseded: int = 0  # manifests from before the item's commitment (a newer one carries its salt)
     log_events: int = 0  # custody events taken over from the site's copy of the log
-    log_key: str = "given"  # where the key the site's log was checked with came from
+    rebuild_events: int = 0  # of those, written by earlier rebuilds of this site (not the archive's own)
+    rebuilds: int = 0  # earlier rebuilds the taken-over log records
+    log_key: str = "none"  # "given", "from the site itself…", or "none" (no log was checked)
+    unchecked: list[str] = field(default_factory=list)  # items no custody log vouched for
+
+    @property
+    def checked(self) -> bool:
+        return not self.unchecked
 
     def as_dict(self) -> dict[str, Any]:
         return {"home": self.home, "backend": self.backend, "manifests": self.manifests,
                 "arrivals": self.arrivals, "items": self.items,
                 "replicas": self.replicas, "problems": self.problems, "rejected": self.rejected,
                 "superseded": self.superseded,
-                "log_events": self.log_events, "log_key": self.log_key}
+                "log_events": self.log_events, "rebuild_events": self.rebuild_events, "rebuilds": self.rebuilds,
+                "log_key": self.log_key, "unchecked": self.unchecked}
 
 
 def _absolute_spec(spec: StorageSpec, home: Path) -> StorageSpec:
@@ -121,13 +144,59 @@ class SiteLog:
     """What the site's copy of the custody log allows: take it over, only check against it, or neither."""
 
     present: bool = False  # the site has a copy at all (a new log then needs a name of its own)
+    accepted: bool = False  # the custodian accepts manifests alone, the log failing (`accept_unchecked`)
     log: MirroredLog | None = None  # checked; None when absent or when it does not verify
     signer: Signer | None = None  # the sealed signing key, when the log may be continued
     verifier: Verifier | None = None
 
 
+def _refuse_unchecked(why: str) -> CheckFailed:
+    return CheckFailed(f"{why}: it vouches for no item, and a witness's key or checkpoint was given, so nothing "
+                       "was recovered (nothing was created). If you accept the manifests alone (anyone with the "
+                       "public recipient can write one), rebuild again with --accept-unchecked: every item is "
+                       "then marked unchecked, in the catalog and in the log")
+
+
+def check_witness(vkey: str | None, witnessed: str | None) -> tuple[Verifier | None, CheckpointBody | None]:
+    """The witness's key and checkpoint, checked before anything is read or made (`ServiceError`: exit 2)."""
+    from archive.custody.verify import VerificationError, Verifier, open_note, parse_checkpoint
+
+    if witnessed is not None and vkey is None:
+        raise ServiceError("--checkpoint needs --vkey: a witness's checkpoint is checked with the witness's key, "
+                           "never with the one the site keeps")
+    try:
+        verifier = Verifier.decode(vkey) if vkey is not None else None
+    except VerificationError as exc:
+        raise ServiceError(f"the verifier key given is not a log key ({exc})") from exc
+    if witnessed is None or verifier is None:
+        return verifier, None
+    try:
+        return verifier, parse_checkpoint(open_note(witnessed, verifier))
+    except VerificationError as exc:
+        raise ServiceError(f"the checkpoint given is not a checkpoint signed with the key given ({exc})") from exc
+
+
+def _check_witness_archive(verifier: Verifier | None, body: CheckpointBody | None, archive_id: str | None) -> None:
+    """A key or checkpoint of another archive's log is a mistake in use, said before anything is made."""
+    from archive.custody.checkpoint import ORIGIN_PREFIX
+
+    if archive_id is None:
+        return
+    ours = ORIGIN_PREFIX + archive_id
+    for what, name in (("verifier key", verifier.name if verifier else None),
+                       ("checkpoint", body.origin if body else None)):
+        if name is not None and name != ours and not name.startswith(ours + "-rebuilt-"):
+            raise ServiceError(f"the {what} given is for the log {name!r}, not this site's archive ({ours})")
+
+
 def _site_log(
-    backend: Backend, identities: list[Identity], vkey: str | None, witnessed: str | None, report: RebuildReport
+    backend: Backend,
+    identities: list[Identity],
+    vkey: str | None,
+    witness: CheckpointBody | None,
+    report: RebuildReport,
+    *,
+    accept_unchecked: bool = False,
 ) -> SiteLog:
     """The site's copy of the custody log, checked, and the signing key it keeps sealed.
 
@@ -135,25 +204,32 @@ def _site_log(
     published log.vkey); without one the site's own is used and the report says
     so. A `witnessed` checkpoint (a signed note someone outside kept) must be
     extended by the site's log, so a log rolled back on the site is not taken
-    over. A log that does not verify is reported and not taken over, and the
-    items are recovered all the same: one bad byte in the log must not cost
-    the evidence.
+    over. A log that is missing or does not verify is reported and not taken
+    over. With a witness's key or checkpoint given, the rebuild is then refused
+    (`CheckFailed`, before anything is made) unless `accept_unchecked`;
+    otherwise the items are recovered unchecked, and said so: one bad byte in
+    the log must not cost the evidence, nor may a deleted log launder a
+    planted item.
     """
     from archive.custody.merkle import MemoryTree
     from archive.custody.mirror import CHECKPOINTS, MirrorError, read_mirrored_log
     from archive.custody.recover import RecoveryError, check_take_over, unseal_signing_key
-    from archive.custody.verify import VerificationError, Verifier, open_note, parse_checkpoint
+    from archive.custody.verify import VerificationError, Verifier
 
+    witnessed = vkey is not None or witness is not None
     if next(iter(backend.list(CHECKPOINTS)), None) is None:
-        report.problems.append({"log": "the site holds no copy of the custody log: a new log was started"})
-        return SiteLog()
-    found = SiteLog(present=True)
+        if witnessed and not accept_unchecked:
+            raise _refuse_unchecked("the site holds no copy of the custody log")
+        report.problems.append({"log": "the site holds no copy of the custody log: NO ITEM WAS CHECKED against "
+                                "any log, and a new log was started"})
+        return SiteLog(accepted=accept_unchecked)
+    found = SiteLog(present=True, accepted=accept_unchecked)
     try:
         verifier = Verifier.decode(vkey) if vkey else None
         site_log = read_mirrored_log(backend, verifier)
         verifier = verifier or Verifier.decode(site_log.vkey or "")
-        if witnessed is not None:
-            body = parse_checkpoint(open_note(witnessed, verifier))
+        if witness is not None:
+            body = witness
             entries = site_log.entries[: body.tree_size]
             from archive.custody.entry import leaf_hash
 
@@ -162,12 +238,14 @@ def _site_log(
                 raise VerificationError(f"it does not extend the witnessed checkpoint of {body.tree_size} events "
                                         f"(the site's log holds {site_log.tree_size}): it was rolled back or rewritten")
     except (MirrorError, VerificationError, StorageError) as exc:
+        if witnessed and not accept_unchecked:
+            raise _refuse_unchecked(f"the site's copy of the custody log does not verify ({exc})") from exc
         report.problems.append({"log": f"the site's copy of the custody log does not verify ({exc}); it was not "
-                                "taken over, and a new log was started under a new name"})
+                                "taken over, NO ITEM WAS CHECKED against any log, and a new log was started under "
+                                "a new name"})
         return found
     found.log, found.verifier = site_log, verifier
-    if vkey is None:
-        report.log_key = "from the site itself: compare it with the key your witnesses hold"
+    report.log_key = "given" if vkey is not None else SITE_KEY
     try:
         found.signer = unseal_signing_key(backend, identities)
     except RecoveryError as exc:
@@ -175,10 +253,18 @@ def _site_log(
     if found.signer is not None:
         try:
             check_take_over(site_log, found.signer, verifier)
-        except (RecoveryError, VerificationError) as exc:  # signed by some other key: trusted for nothing
+        except (RecoveryError, VerificationError) as exc:
+            if vkey is not None:  # the log verifies with the witness's key: items are checked against it
+                report.problems.append({"log": f"the site's copy of the custody log cannot be continued ({exc}); "
+                                        "items are checked against it, and a new log was started under a new name"})
+                found.signer = None
+                return found
+            # Signed by some other key than the one sealed beside it, and no outside key: trusted for nothing.
             report.problems.append({"log": f"the site's copy of the custody log cannot be continued ({exc}); "
-                                    "it was not taken over, and a new log was started under a new name"})
+                                    "it was not taken over, NO ITEM WAS CHECKED against any log, and a new log "
+                                    "was started under a new name"})
             found.signer = found.log = found.verifier = None
+            report.log_key = "none"
     elif found.signer is None:
         report.problems.append({"log": "the site keeps no sealed signing key: items are checked against its "
                                 "log, and a new log was started under a new name"})
@@ -294,6 +380,7 @@ def rebuild_catalog(
     secrets_home: Path | None = None,
     vkey: str | None = None,
     witnessed: str | None = None,
+    accept_unchecked: bool = False,
 ) -> RebuildReport:
     """Recreate the catalog in `new_home` from the manifests on the one site `spec` describes.
 
@@ -301,7 +388,9 @@ def rebuild_catalog(
     comes from the site's marker, so the rebuilt archive is the same archive
     (its log continues under the same origin). `secrets_home` is where to find
     the site's credentials (an old home's keys/, else the new home's, else the
-    environment).
+    environment). A witness's key (`vkey`) and checkpoint (`witnessed`) are
+    checked first; with either, a site whose log is missing or does not
+    verify is refused unless `accept_unchecked` (see the module docstring).
     """
     import secrets as random
 
@@ -319,6 +408,7 @@ def rebuild_catalog(
     if not identity_path.is_file():
         raise ServiceError(f"no identity file at {identity_path}")
     identities = Identity.read(identity_path)
+    witness_key, witness = check_witness(vkey, witnessed)
     if spec.kind == "local":
         spec = _absolute_spec(spec, Path.cwd())
     keys_dir = (secrets_home or new_home) / "keys"
@@ -330,13 +420,14 @@ def rebuild_catalog(
         backend_name = spec.name
         backend = build_backend(spec, new_home, Secrets(keys_dir / SECRETS_NAME))
     backend.expected_archive_id = marker
+    _check_witness_archive(witness_key, witness, marker)
     problem = backend.health()
     if problem is not None:
         raise ServiceError(f"storage site {backend_name!r} does not answer: {problem}")
 
     report = RebuildReport(home=str(new_home), backend=backend_name)
     archive_id = marker or random.token_hex(16)
-    site = _site_log(backend, identities, vkey, witnessed, report)
+    site = _site_log(backend, identities, vkey, witness, report, accept_unchecked=accept_unchecked)
     site_log, signer, verifier = site.log, site.signer, site.verifier
     if signer is not None:
         origin = signer.name
@@ -374,13 +465,20 @@ def rebuild_catalog(
 
             recovered = take_over(session, site_log, signer, verifier)
             report.log_events = recovered.events
+            report.rebuilds, report.rebuild_events = _earlier_rebuilds(site_log.entries)
             taken_over = True
     rebuilt = runtime.archive(actor)
     _ = rebuilt.actor  # resolved before any transaction: a first use writes its users row
     try:
+        start: dict[str, Any] = {"action": REBUILD_ACTION, "backend": backend_name, "phase": "start"}
+        if index is None:  # said in the log itself: nothing below was checked against any log
+            start["checked"] = False
+            start["unchecked"] = ("accepted by the custodian: manifests alone" if site.accepted
+                                  else "the site has no custody log that verifies: manifests alone")
+        # Items a log vouched for only because an earlier, unchecked rebuild of this site wrote it.
+        unchecked_before = set() if site_log is None else _unchecked_before(site_log.entries)
         with transaction(rebuilt.engine) as session:
-            append_event(session, RECOVERY, actor=rebuilt.actor,
-                         details={"action": "rebuild catalog", "backend": backend_name, "phase": "start"})
+            append_event(session, RECOVERY, actor=rebuilt.actor, details=start)
         by_item: dict[str, list[Found]] = {}
         superseded: list[Found] = []
         arrivals: dict[str, list[Arrival]] = {}
@@ -440,10 +538,16 @@ def rebuild_catalog(
                 report.problems.append({"item": item_id, "problem": "the same bytes under other ids, "
                                         f"from ingests that were never acknowledged: {', '.join(others)}"})
             if index is None:
-                report.problems.append({"item": item_id, "problem": "not checked against a custody log (the site "
+                report.problems.append({"item": item_id, "problem": "NOT CHECKED against a custody log (the site "
                                         "has none that verifies): recovered from its manifest alone"})
+            elif item_id in unchecked_before:
+                report.problems.append({"item": item_id, "problem": "NOT CHECKED: the log vouches for it only "
+                                        "because an earlier rebuild recovered it from its manifest alone"})
+            checked = index is not None and item_id not in unchecked_before
+            if not checked:
+                report.unchecked.append(item_id)
             _commit_item(rebuilt, backend_name, item_id, founds, report, arrivals.pop(sha256, []),
-                         new_log=not taken_over)
+                         new_log=not taken_over, checked=checked)
         kept_items = {str(f.document["item_id"]) for group in by_item.values() for f in group}
         for old in superseded:  # genuine, but without the salt no read could check it against the log
             if str(old.document["item_id"]) not in kept_items:
@@ -454,20 +558,29 @@ def rebuild_catalog(
             report.problems.extend({"arrival": a.name, "item": str(a.document.get("item_id")),
                                     "problem": "addendum without a manifest for its bytes"} for a in orphans)
         with transaction(rebuilt.engine) as session:
+            if report.unchecked:
+                from archive.catalog.settings import put_setting
+
+                put_setting(session, UNCHECKED_ITEMS, sorted(report.unchecked))
             append_event(session, RECOVERY, actor=rebuilt.actor,
-                         details={"action": "rebuild catalog", "backend": backend_name, "phase": "end",
+                         details={"action": REBUILD_ACTION, "backend": backend_name, "phase": "end",
                                   "manifests": report.manifests, "items": report.items,
-                                  "problems": len(report.problems), "rejected": len(report.rejected)})
+                                  "problems": len(report.problems), "rejected": len(report.rejected),
+                                  "unchecked": len(report.unchecked)})
         warning = runtime.finish()  # sign over the recovery, and put the continued log back on the site
         if warning:
             report.problems.append({"log": warning})
+        from archive.custody.service import conflict_message, mirror_conflicts, mirror_to_sites
+
+        for name, why in mirror_conflicts(mirror_to_sites(rebuilt)).items():  # the site's copy is left as it is
+            report.problems.append({"log": f"the new log was not put on the site: {conflict_message(name, why)}"})
     finally:
         rebuilt.close()
     return report
 
 
 def _commit_item(rebuilt: Archive, backend_name: str, item_id: str, founds: list[Found], report: RebuildReport,
-                 arrivals: list[Arrival], *, new_log: bool) -> None:
+                 arrivals: list[Arrival], *, new_log: bool, checked: bool) -> None:
     """Enter one item, its copies and its arrivals; the log either already holds them (taken over) or,
     for a new log, gets the item's commitment and a baseline for each copy, so fixity and `get` check
     against the log from the first day."""
@@ -546,7 +659,7 @@ def _commit_item(rebuilt: Archive, backend_name: str, item_id: str, founds: list
         append_event(session, RECOVERY, actor=rebuilt.actor, item_id=item_id,
                      objects=[f"{backend_name}:{f.manifest_name}" for f in founds],
                      outcome="success" if any_good else "warning",
-                     details={"action": "item recreated from manifest", "status": item.status})
+                     details={"action": ITEM_ACTION, "status": item.status, "checked": checked})
     report.items += 1
     report.replicas += len(founds)
 
@@ -567,6 +680,35 @@ def _add_later_arrivals(session: Session, keys: Sealer, item_id: str, first: dic
                                    declared_type=sealed.get("declared_type"),
                                    received_at=str(sealed.get("received_at") or utc_now()),
                                    actor=str(sealed.get("actor") or "")))
+
+
+def _earlier_rebuilds(entries: list[bytes]) -> tuple[int, int]:
+    """How many rebuilds of this site the log records, and how many of its events they wrote (start to end)."""
+    rebuilds = events = 0
+    inside = False
+    for entry in entries:
+        fields = json.loads(entry)
+        details = fields.get("details") or {}
+        ours = fields.get("type") == RECOVERY and isinstance(details, dict) and details.get("action") == REBUILD_ACTION
+        if ours and details.get("phase") == "start":
+            rebuilds, inside = rebuilds + 1, True
+        if inside:
+            events += 1
+        if ours and details.get("phase") == "end":
+            inside = False
+    return rebuilds, events
+
+
+def _unchecked_before(entries: list[bytes]) -> set[str]:
+    """Items an earlier rebuild recovered unchecked: the log holds them only on their manifests' word."""
+    found = set()
+    for entry in entries:
+        fields = json.loads(entry)
+        details = fields.get("details") or {}
+        if (fields.get("type") == RECOVERY and isinstance(details, dict) and details.get("action") == ITEM_ACTION
+                and details.get("checked") is False and fields.get("item")):
+            found.add(str(fields["item"]))
+    return found
 
 
 def _predates_commitment(index: LogIndex, item_id: str, key: str, digest: str) -> bool:

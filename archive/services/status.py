@@ -50,6 +50,7 @@ class SiteStatus:
     corrupt: int = 0
     answers: bool = False
     error: str | None = None
+    log_conflict: str | None = None  # its copy of the custody log disagrees with the catalog's (rolled back?)
 
 
 @dataclass
@@ -66,6 +67,8 @@ class ArchiveStatus:
 
 
 def archive_status(archive: Archive) -> ArchiveStatus:
+    from archive.custody.mirror import mirror_conflict
+
     backends = archive.backends
     with ThreadPoolExecutor(max_workers=max(1, len(backends))) as pool:
         health = dict(zip(backends, pool.map(_health, backends.values()), strict=True))
@@ -84,9 +87,11 @@ def archive_status(archive: Archive) -> ArchiveStatus:
         ).all()
         jobs = dict(session.exec(select(Job.state, func.count()).group_by(Job.state)).all())  # type: ignore[call-overload]
         cursor = read_cursor(session, PASS_CURSOR)
+        conflicts = {name: mirror_conflict(session, name) for name in backends}
     in_policy = set(policy_names(archive))
     sites = {
-        name: SiteStatus(name, backend.kind, name in in_policy, answers=health[name] is None, error=health[name])
+        name: SiteStatus(name, backend.kind, name in in_policy, answers=health[name] is None, error=health[name],
+                         log_conflict=conflicts[name])
         for name, backend in backends.items()
     }
     for name, role, state, count in rows:

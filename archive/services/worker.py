@@ -116,11 +116,12 @@ def _checkpoint(archive: Archive) -> None:
     The mirror is cheap when no site lacks anything (a cursor read each), so a
     site added or remounted a moment ago catches up within one poll.
     """
-    from archive.custody.service import maybe_checkpoint, mirror_to_sites
+    from archive.custody.service import conflict_message, maybe_checkpoint, mirror_conflicts, mirror_to_sites
 
     try:
         maybe_checkpoint(archive)
-        mirror_to_sites(archive)
+        for site, why in mirror_conflicts(mirror_to_sites(archive)).items():  # never overwritten: told, every turn
+            log.error("%s", conflict_message(site, why))
     except Exception:  # noqa: BLE001 - a checkpoint failure must not stop repairs
         log.exception("checkpoint failed")
 
