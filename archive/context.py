@@ -323,6 +323,7 @@ class Runtime:
     warnings: list[str] = field(default_factory=list)  # for whoever runs the process to show
     actor_ids: dict[str, str] = field(default_factory=dict, repr=False)  # operator name -> user id
     settle_checked: bool = False  # whether this process looked for rows to settle (archive.services.settle)
+    minted: set[str] = field(default_factory=set, repr=False)  # ids whose users row may wait (catalog.users)
 
     @classmethod
     def open(cls, home: str | os.PathLike[str] | None = None) -> Runtime:
@@ -559,7 +560,22 @@ class Archive:
         if known is None:
             known = self._resolve(name)
             self.runtime.actor_ids[name] = known
+        elif known in self.runtime.minted:
+            self._write_minted(known)
         return known
+
+    def _write_minted(self, user_id: str) -> None:
+        """A minted id about to be recorded: its row now, when no transaction of this process is open
+        (else the transaction recording it writes it: `archive.catalog.users.write_minted`)."""
+        from archive.catalog.users import is_minted, write_minted
+        from archive.db import transaction
+
+        engine = self.runtime.engine
+        if getattr(engine.pool, "checkedout", lambda: 1)() == 0:
+            if is_minted(user_id):
+                with transaction(engine) as session:
+                    write_minted(session, user_id)
+            self.runtime.minted.discard(user_id)
 
     def _known_actor(self) -> None:
         """Find the actor's id ahead, when this process holds the catalog key (SQLAlchemy Core only:
@@ -575,9 +591,15 @@ class Archive:
         try:
             keys = self.runtime.keys.catalog()
         except Locked:
-            # No lookup without the key: a pending user row for this process, written now rather than
-            # inside the use case's transaction (settlement gives it its lookup later).
-            self.runtime.actor_ids[name] = self._resolve(name)
+            # No lookup without the key, so a new id for this process: minted now, outside any transaction,
+            # its pending row written only once something records it (a reading command writes none).
+            from archive.catalog.secrets import sealer
+            from archive.catalog.users import mint
+            from archive.custody.log import utc_now
+
+            user_id = mint(sealer(self), name, utc_now())
+            self.runtime.actor_ids[name] = user_id
+            self.runtime.minted.add(user_id)
             return
         query = text("SELECT id FROM users WHERE lookup IN :hashes ORDER BY created_at, id LIMIT 1").bindparams(
             bindparam("hashes", expanding=True))

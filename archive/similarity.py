@@ -379,13 +379,19 @@ def similar_to_item(archive: Archive, ref: str, max_distance: int = DEFAULT_MAX_
     """
     from sqlmodel import Session
 
-    from archive.services.errors import ServiceError
+    from archive.catalog.items import ItemStatus
+    from archive.catalog.secrets import item_secret
+    from archive.services.errors import CheckFailed, ServiceError
     from archive.services.items import resolve_item
 
     _check_distance(max_distance)
     keys = catalog_keys(archive)
     with Session(read_only(archive.engine)) as session:
         item = resolve_item(session, ref)
+        if item.status == ItemStatus.MERGED:  # its fingerprints are its holder's: ask about that one
+            holder = item_secret(keys, item).merged_into
+            raise CheckFailed(f"item {item.id} was merged into item {holder} (the same bytes): "
+                              f"ask `evidence similar {holder}`")
         hashes = item_hashes(session, keys, item.id)
         recorded = candidates_for(session, item.id)
     if not hashes:

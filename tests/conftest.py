@@ -108,6 +108,21 @@ def cli(tmp_path: Path) -> Cli:
     return runner
 
 
+def drop_recipient(home: Path, recipient: str) -> None:
+    """Test set-up: new originals no longer encrypted to `recipient`, as in an archive made before the access
+    identity existed (`evidence encrypt-to remove` refuses to drop the access recipient)."""
+    from archive.catalog.settings import RECIPIENTS, put_setting
+    from archive.context import Archive
+    from archive.db import transaction
+
+    archive = Archive.open(home)
+    try:
+        with transaction(archive.engine) as session:
+            put_setting(session, RECIPIENTS, [r for r in archive.config.recipients if r != recipient])
+    finally:
+        archive.close()
+
+
 def replace_sites(home: Path, specs: list[Any], copies: int = 2, minimum: int = 1) -> None:
     """Test set-up: make `specs` the archive's only storage sites (marked) under a policy covering them all.
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from tests.age_tty import run_age
-from tests.conftest import Cli
+from tests.conftest import Cli, drop_recipient
 from tests.s3_fixtures import site_a, weed_sites  # noqa: F401 - fixtures
 from tests.servers import WeedServer
 
@@ -352,7 +352,7 @@ def test_add_access_rewraps_old_copies_without_touching_their_payload(
     keys = made.path / "keys"
     access = (keys / "access.pub").read_text().strip()
     identity_text, catalog_text = (keys / "access.key").read_text(), (keys / "catalog.key").read_text()
-    made.run("encrypt-to", "remove", access)  # as an archive made before the access identity existed
+    drop_recipient(made.path, access)  # as an archive made before the access identity existed
     old_item, old_data = _ingest(made, tmp_path, "old.bin", 300_000)
     made.run("encrypt-to", "add", access)
     new_item, _ = _ingest(made, tmp_path, "new.bin")
@@ -417,7 +417,7 @@ def test_add_access_on_an_older_home_creates_the_missing_keys_first(tmp_path: Pa
     made = _new_home(tmp_path)
     keys = made.path / "keys"
     access = (keys / "access.pub").read_text().strip()
-    made.run("encrypt-to", "remove", access)
+    drop_recipient(made.path, access)
     item, data = _ingest(made, tmp_path, "old.bin")
     for name in ("access.key", "access.pub"):
         (keys / name).unlink()  # a home from before the access identity (its catalog key made by the upgrade)
@@ -441,7 +441,7 @@ def test_add_access_does_not_rewrap_a_copy_the_log_never_recorded(tmp_path: Path
     made = _new_home(tmp_path)
     keys = made.path / "keys"
     access = (keys / "access.pub").read_text().strip()
-    made.run("encrypt-to", "remove", access)
+    drop_recipient(made.path, access)
     item, data = _ingest(made, tmp_path, "old.bin")
     made.run("encrypt-to", "add", access)
     (backend, name, _, recipients), (other_backend, other_name, *_) = _originals(made, item)
@@ -492,7 +492,7 @@ def test_add_access_cut_short_leaves_no_stray_copy_and_resumes(tmp_path: Path, m
 
     made = _new_home(tmp_path)
     access = (made.path / "keys" / "access.pub").read_text().strip()
-    made.run("encrypt-to", "remove", access)
+    drop_recipient(made.path, access)
     item, data = _ingest(made, tmp_path, "old.bin")
     made.run("encrypt-to", "add", access)
     before, objects = _originals(made, item), _objects_on_disk(made)
@@ -573,7 +573,7 @@ def test_add_access_on_an_s3_site_replaces_the_object_version(
                                       "connect_timeout": 1, "read_timeout": 10, "max_attempts": 1})
     replace_sites(made.path, [spec], copies=1, minimum=1)
     access = (made.path / "keys" / "access.pub").read_text().strip()
-    made.run("encrypt-to", "remove", access)
+    drop_recipient(made.path, access)
     item, data = _ingest(made, tmp_path, "old.bin", 200_000)
     made.run("encrypt-to", "add", access)
     ((_, old_name, _, _),) = _originals(made, item)

@@ -184,3 +184,163 @@ def test_settlement_cut_short_resumes_and_loses_nothing(
     assert [p["source"] for p in shown["provenance"]] == [None, LOCKED_SOURCE]
     merged = _rows(catalog_url, "SELECT count(*) FROM items WHERE status = 'merged'")
     assert merged == [(1,)]
+
+
+def _reseal_pending(catalog_url: str, access_key: Path, recipient: str, table: str, row_id: str) -> None:
+    """Seal a pending row again to `recipient` only, as a locked process did before pending rows always
+    went to the access identity (an archive older than it, or its recipient edited out)."""
+    import json
+
+    from sqlalchemy import text
+
+    from archive.age import Identity, Recipient, encrypt_bytes
+    from archive.catalog.secrets import _open_pending
+    from archive.db import make_engine
+
+    engine = make_engine(catalog_url)
+    try:
+        with engine.begin() as conn:
+            blob = conn.execute(text(f"SELECT sealed FROM {table} WHERE id = :id AND key_version = 0"),
+                                {"id": row_id}).scalar_one()
+            fields = _open_pending(Identity.read(access_key), table, row_id, bytes(blob))
+            document = {"format": "evidence-pending/1", "table": table, "id": row_id, "fields": fields}
+            sealed = encrypt_bytes(json.dumps(document).encode(), [Recipient.parse(recipient)])
+            conn.execute(text(f"UPDATE {table} SET sealed = :s WHERE id = :id"), {"s": sealed, "id": row_id})
+    finally:
+        engine.dispose()
+
+
+def test_a_row_the_access_identity_cannot_open_stops_no_settlement_and_the_custodian_settles_it(
+    db_cli: Cli, catalog_url: str, tmp_path: Path
+) -> None:
+    cli = db_cli
+    files = [tmp_path / "stuck.bin", tmp_path / "fine.bin"]
+    for path in files:
+        path.write_bytes(os.urandom(30_000))
+    vault = tmp_path / "vault"
+    custodian = (cli.home / "keys" / "custodian.pub").read_text().strip()
+    _lock(cli.home, vault)
+    stuck, fine = (r["id"] for r in cli.json_lines("ingest", *map(str, files)))
+    users = [r[0] for r in _rows(catalog_url, "SELECT id FROM users WHERE key_version = 0")]
+    _reseal_pending(catalog_url, vault / "access.key", custodian, "items", stuck)
+    for user in users:
+        _reseal_pending(catalog_url, vault / "access.key", custodian, "users", user)
+    for name in ("catalog.key", "access.key"):  # unlocked; the custodian's key stays offline
+        shutil.move(vault / name, cli.home / "keys" / name)
+
+    _, _, err = cli("list")  # settles what opens, says what does not, and goes on
+    assert "keys settle" in err and stuck in err, err
+    assert _rows(catalog_url, f"SELECT key_version FROM items WHERE id = '{fine}'") != [(0,)]
+    assert _rows(catalog_url, "SELECT id FROM items WHERE key_version = 0") == [(stuck,)]
+    assert _rows(catalog_url, "SELECT count(*) FROM provenance WHERE key_version = 0") == [(0,)]
+    cli("get", fine, "-o", str(tmp_path / "fine.out"))
+    assert (tmp_path / "fine.out").read_bytes() == files[1].read_bytes()
+    code, _, err = cli("get", stuck, "-o", str(tmp_path / "stuck.out"), expect=1)
+    assert "internal error" not in err and "keys settle" in err, err
+    status = cli.json("status")
+    assert status["pending"] == {"items": 1, "users": len(users)}, status
+    assert "keys settle" in status["unsettled"][0], status
+
+    report = cli.json("keys", "settle", "--identity", str(vault / "custodian.key"))
+    assert report["skipped"] == [] and report["settled"]["items"] == 1
+    assert report["settled"]["users"] == len(users)
+    for table in ("items", "provenance", "users"):
+        assert _rows(catalog_url, f"SELECT count(*) FROM {table} WHERE key_version = 0") == [(0,)], table
+    cli("get", stuck, "-o", str(tmp_path / "stuck.out"))
+    assert (tmp_path / "stuck.out").read_bytes() == files[0].read_bytes()
+    assert {p["actor_name"] for p in cli.json("show", stuck)["provenance"]} == {"tester"}
+    cli("log", "verify")
+
+
+def test_pending_rows_open_with_the_access_identity_whatever_the_recipients_say(
+    db_cli: Cli, catalog_url: str, tmp_path: Path
+) -> None:
+    from tests.conftest import drop_recipient
+
+    cli = db_cli
+    keys = cli.home / "keys"
+    access = (keys / "access.pub").read_text().strip()
+    drop_recipient(cli.home, access)  # an archive whose recipients lack it (made before it existed)
+    vault = tmp_path / "vault"
+    _lock(cli.home, vault)
+    data = tmp_path / "late.bin"
+    data.write_bytes(os.urandom(25_000))
+    [report] = cli.json_lines("ingest", "--source", LOCKED_SOURCE, str(data))
+    pending = _rows(catalog_url, "SELECT sealed FROM items WHERE key_version = 0")
+    pending += _rows(catalog_url, "SELECT sealed FROM provenance WHERE key_version = 0")
+    pending += _rows(catalog_url, "SELECT sealed FROM users WHERE key_version = 0")
+    assert len(pending) >= 3  # the item, its arrival, the user acting
+    for (blob,) in pending:  # the age tool itself, with the access identity alone
+        sealed = tmp_path / "row.age"
+        sealed.write_bytes(bytes(blob))
+        subprocess.run(["age", "-d", "-i", str(vault / "access.key"), str(sealed)], check=True,
+                       capture_output=True)
+    for name in ("catalog.key", "access.key"):  # the custodian's key stays offline
+        shutil.move(vault / name, keys / name)
+    shown = cli.json("show", report["id"])
+    assert shown["sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
+    assert shown["provenance"][0]["source"] == LOCKED_SOURCE
+    assert _rows(catalog_url, "SELECT count(*) FROM items WHERE key_version = 0") == [(0,)]
+
+
+def test_of_two_pending_items_with_the_same_bytes_the_earlier_holds_them(
+    db_cli: Cli, catalog_url: str, tmp_path: Path
+) -> None:
+    """Settled oldest first: the later arrival is merged into the earlier, whatever their random ids' order."""
+    cli = db_cli
+    data = tmp_path / "twice.bin"
+    data.write_bytes(os.urandom(22_000))
+    vault = tmp_path / "vault"
+    _lock(cli.home, vault)
+    [first] = cli.json_lines("ingest", "--source", "first", str(data))
+    later = None
+    for attempt in range(30):  # until a later arrival's id sorts before the first's (one in two, each time)
+        [report] = cli.json_lines("ingest", "--source", f"again-{attempt}", str(data))
+        if report["id"] < first["id"]:
+            later = report["id"]
+            break
+    assert later is not None
+    _unlock(cli.home, vault)
+    listed = [i["id"] for i in cli.json("list")]
+    assert listed == [first["id"]], "the earliest arrival holds the bytes; every later one is merged into it"
+    assert cli.json("show", later)["merged_into"] == first["id"]
+    sources = [p["source"] for p in cli.json("show", first["id"])["provenance"]]
+    assert sources[0] == "first" and len(sources) == attempt + 2
+    cli("log", "verify")
+
+
+def test_similar_to_a_merged_item_names_the_item_it_was_merged_into(
+    db_cli: Cli, catalog_url: str, tmp_path: Path, corpus: Path
+) -> None:
+    cli = db_cli
+    picture = corpus / "media" / "jpg" / "Canon_40D.jpg"
+    [held] = cli.json_lines("ingest", str(picture))
+    vault = tmp_path / "vault"
+    _lock(cli.home, vault)
+    [again] = cli.json_lines("ingest", str(picture))
+    _unlock(cli.home, vault)
+    cli("list")  # settles: merged
+    assert cli.json("show", again["id"])["merged_into"] == held["id"]
+    _, _, err = cli("similar", again["id"], expect=1)
+    assert "merged into" in err and held["id"] in err and "no fingerprint" not in err, err
+
+
+def test_reading_commands_while_locked_write_no_users_row(db_cli: Cli, catalog_url: str, tmp_path: Path) -> None:
+    cli = db_cli
+    before = _rows(catalog_url, "SELECT id FROM users ORDER BY id")
+    vault = tmp_path / "vault"
+    _lock(cli.home, vault)
+    for _ in range(3):
+        cli("status")
+        cli("list")
+        cli("encrypt-to", "list")
+    assert _rows(catalog_url, "SELECT id FROM users ORDER BY id") == before, "nothing recorded, nobody written"
+    data = tmp_path / "one.bin"
+    data.write_bytes(os.urandom(21_000))
+    [report] = cli.json_lines("ingest", str(data))  # records an actor: its pending row commits with it
+    added = _rows(catalog_url, "SELECT id, key_version FROM users WHERE key_version = 0")
+    assert len(added) == 1
+    actors = {r[0] for r in _rows(catalog_url, f"SELECT actor FROM events WHERE item_id = '{report['id']}'")}
+    assert added[0][0] in actors
+    _unlock(cli.home, vault)
+    assert {p["actor_name"] for p in cli.json("show", report["id"])["provenance"]} == {"tester"}

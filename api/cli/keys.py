@@ -132,6 +132,29 @@ def add_access(state: CliState, identity: Path | None, as_json: bool) -> None:
         click.echo(f"warning: {problem}", err=True)
 
 
+@keys.command("settle")
+@click.option("--identity", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="Also open pending rows with this age identity (the custodian's), for rows the access "
+                   "identity does not open.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def settle(state: CliState, identity: Path | None, as_json: bool) -> None:
+    """Settle the rows written while locked now (needs the catalog key); report those no identity opens."""
+    from archive.services.settle import settle_with
+
+    with state.archive() as archive:
+        result = settle_with(archive, identity)
+    if as_json:
+        emit_json(result)
+        return
+    click.echo(f"{result.total} pending rows settled, {len(result.merged)} items merged, "
+               f"{len(result.skipped)} left pending")
+    for table, row_id, reason in result.skipped:
+        click.echo(f"warning: {table} {row_id} left pending: {reason}", err=True)
+    if result.skipped:
+        raise SystemExit(1)
+
+
 def _more_subcommands() -> None:
     from api.cli.rotate import rotate_catalog  # its own module: rotation is a use case of its own
 

@@ -85,6 +85,11 @@ def status(state: CliState, as_json: bool) -> None:
             click.echo(f"    LOG CONFLICT: {conflict_message(b['name'], b['log_conflict'])}")
     if data["jobs"]:
         click.echo("jobs: " + ", ".join(f"{count} {name}" for name, count in sorted(data["jobs"].items())))
+    if data["pending"]:
+        click.echo("pending (written while locked, not settled): "
+                   + ", ".join(f"{count} {table}" for table, count in sorted(data["pending"].items())))
+    for text in data["unsettled"]:
+        click.echo(f"  unsettled: {text}")
 
 
 COMMANDS = [policy, status]

@@ -103,12 +103,13 @@ class Sealer:
 
 def sealer_for(archive: Archive) -> Sealer:
     """The sealer of this process: the catalog key if unlocked, else pending rows to the archive's recipients."""
+    from archive.catalog.secrets import pending_recipients
     from archive.services.errors import Locked
 
     try:
         return Sealer(archive.runtime.keys.catalog())
     except Locked:
-        return Sealer(None, archive.recipients())
+        return Sealer(None, pending_recipients(archive))  # the access identity among them, always
 
 
 def catalog_keys(archive: Archive, purpose: str) -> CatalogKeys:

@@ -141,7 +141,23 @@ def sealer(archive: Archive) -> Sealer:
     try:
         return archive.runtime.keys.catalog()
     except Locked:
-        return Pending(list(archive.recipients()))
+        return Pending(pending_recipients(archive))
+
+
+def pending_recipients(archive: Archive) -> list[Recipient]:
+    """Who a pending row is sealed to: the archive's recipients and, whatever they say, the access identity.
+
+    Settlement opens pending rows with the access identity; a row sealed
+    without it (recipients edited, or an archive older than the identity)
+    could be settled only with the custodian's, offline.
+    """
+    from archive.age import Recipient
+
+    recipients = list(archive.recipients())
+    access = archive.runtime.keys.access_recipient()
+    if access and access not in {str(r) for r in recipients}:
+        recipients.append(Recipient.parse(access))
+    return recipients
 
 
 def opener(archive: Archive) -> Opener:
@@ -178,11 +194,15 @@ def seal_row(keys: Sealer, table: str, row_id: object, fields: dict[str, Any]) -
 
 def _open_pending(identities: list[Identity], table: str, row_id: object, blob: bytes) -> dict[str, Any]:
     from archive.age import AgeError, decrypt_bytes
+    from archive.services.errors import Locked
 
     try:
         document = json.loads(decrypt_bytes(bytes(blob), identities))
     except (AgeError, ValueError) as exc:
-        raise CatalogKeyError(f"pending {table} row {row_id} does not open ({type(exc).__name__})") from None
+        # Locked, not an internal error: the row waits for an identity that opens it (the custodian's).
+        raise Locked(f"{table} row {row_id} was written while locked and the access identity does not open it "
+                     f"({type(exc).__name__}): a custodian settles it with `evidence keys settle --identity "
+                     "FILE` (the custodian identity)") from None
     if isinstance(document, dict) and "format" not in document:
         return document  # the bare fields, as `sealing.Sealer` writes them (no row binding inside)
     # age authenticates no sender: the row binding is checked here, as the catalog key's AAD would.
@@ -264,6 +284,10 @@ def _seal_inserted(_mapper: Any, connection: Connection, target: Provenance) -> 
     if pending is None:
         return
     keys, fields = pending
+    if target.actor:
+        from archive.catalog.users import write_minted
+
+        write_minted(connection, target.actor)  # a locked process's id: its users row commits with it
     version, blob = seal_row(keys, PROVENANCE, target.id, fields)
     connection.execute(text("UPDATE provenance SET sealed = :s, key_version = :v WHERE id = :id"),
                        {"s": blob, "v": version, "id": target.id})

@@ -9,6 +9,16 @@ row sealed with age to the archive's recipients; settlement
 (`archive.services.settle`) seals it properly. A name used by two locked
 processes may thus get two ids: both stay valid, and `resolve` keeps using
 the oldest.
+
+A locked process cannot find a name's id, so each would get a new one; its
+row is therefore *minted* (`mint`: the id chosen and the row sealed, in
+memory) and written only in the transaction that first records the id
+(`write_minted`, called by `append_event` and by a new arrival's insert), or
+by `Archive.actor` when it is read outside any transaction. A command that
+only reads (`status`, `list`, `show` while locked) records nobody and so
+writes no users row; and the id is still known before any write transaction,
+none having to be opened for it (on SQLite that would wait for the lock the
+caller holds).
 """
 
 from __future__ import annotations
@@ -16,7 +26,7 @@ from __future__ import annotations
 import secrets
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Column, LargeBinary
+from sqlalchemy import Column, LargeBinary, text
 from sqlmodel import Field, SQLModel, col, select
 
 from archive.catalog import sealing
@@ -50,6 +60,41 @@ def _lookups(keys: CatalogKeys, fields: dict[str, Any]) -> dict[str, str | None]
 
 
 sealing.register(sealing.SealedTable(TABLE, "id", _lookups, ("lookup",)))
+
+
+_MINTED: dict[str, dict[str, Any]] = {}  # user id -> its pending row, not written yet (see `mint`)
+
+
+def mint(sealer: Sealer, name: str, now: str) -> str:
+    """A new id for `name` whose pending row waits in memory until something records the id."""
+    from archive.catalog.secrets import plain, seal_row
+
+    user_id = new_user_id()
+    version, blob = seal_row(plain(sealer), TABLE, user_id, {"name": name})
+    _MINTED[user_id] = {"id": user_id, "sealed": blob, "key_version": version, "created_at": now}
+    return user_id
+
+
+def is_minted(user_id: str) -> bool:
+    """Whether `user_id` was minted here and its row may not be written yet."""
+    return user_id in _MINTED
+
+
+def write_minted(conn: Any, actor: str) -> None:
+    """Write a minted id's row in the caller's transaction (`conn`: a Session or a Connection); else nothing.
+
+    Idempotent: the row is looked for first. It is forgotten once a
+    `archive.db.transaction` that wrote it commits.
+    """
+    row = _MINTED.get(actor)
+    if row is None:
+        return
+    if conn.execute(text("SELECT 1 FROM users WHERE id = :id"), {"id": actor}).first() is None:
+        conn.execute(text("INSERT INTO users (id, sealed, key_version, lookup, created_at) "
+                          "VALUES (:id, :sealed, :key_version, NULL, :created_at)"), row)
+    info = getattr(conn, "info", None)
+    if isinstance(info, dict) and hasattr(conn, "get_transaction"):  # a Session: after its commit, done
+        info.setdefault("after_commit", []).append(lambda: _MINTED.pop(actor, None))
 
 
 def new_user_id() -> str:

@@ -78,6 +78,10 @@ def append_event(
     Written with two Core statements rather than through the ORM: appends sit
     on every ingest step's path and a batch must run at thousands a second.
     """
+    if actor.startswith("u-"):
+        from archive.catalog.users import write_minted
+
+        write_minted(session, actor)  # a locked process's id: its users row commits with its first record
     seq = _next_seq(session)
     values: dict[str, Any] = {
         "seq": seq,

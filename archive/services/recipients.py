@@ -62,12 +62,21 @@ def add_recipient(archive: Archive, text: str) -> Recipients:
 
 
 def remove_recipient(archive: Archive, text: str) -> Recipients:
-    """Stop encrypting new originals to a recipient; the last one cannot go."""
+    """Stop encrypting new originals to a recipient; neither the last one nor the access identity can go.
+
+    Without the access recipient, reads through the archive could not open new
+    originals, and rows a locked process writes could not be settled.
+    """
+    from archive.services.errors import CheckFailed
+
     current = list(archive.config.recipients)
     recipient = text.strip()
     if recipient not in current:
         raise ServiceError("that recipient is not in the list")
     if len(current) == 1:
-        raise ServiceError("the last recipient cannot be removed: new originals would be readable by no one")
+        raise CheckFailed("the last recipient cannot be removed: new originals would be readable by no one")
+    if recipient == archive.runtime.keys.access_recipient():
+        raise CheckFailed("the access recipient (keys/access.pub) cannot be removed: viewing, downloading and "
+                          "exporting need it, and settling what a locked server wrote opens it with it")
     _change(archive, [r for r in current if r != recipient], {"removed": recipient})
     return Recipients(list(archive.config.recipients), removed=recipient)

@@ -13,6 +13,13 @@ merge rule), and nothing is deleted; the merged row stays, status `merged`.
 Runs at the start of every unlocked use case (one cheap query when nothing
 waits: `settle_on_open`) and in the worker loop, in batches, each its own
 transaction, so an interrupted run simply continues.
+
+A pending row the identities at hand do not open (sealed before the access
+identity was among the recipients, or damaged) is skipped and reported, and
+the others are settled all the same: one such row must not stop settlement
+for good. The custodian identity opens what the access identity cannot; it is
+used when it is in the home (`keys/custodian.key`, the embedded default) or
+handed to `evidence keys settle --identity FILE`.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from sqlalchemy.engine import Engine
     from sqlmodel import Session
 
@@ -49,10 +58,15 @@ class SettleReport:
 
     settled: dict[str, int] = field(default_factory=dict)  # table -> rows sealed under the catalog key
     merged: list[tuple[str, str]] = field(default_factory=list)  # (pending item, the item it joined)
+    skipped: list[tuple[str, str, str]] = field(default_factory=list)  # (table, row id, why): left pending
 
     @property
     def total(self) -> int:
         return sum(self.settled.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"settled": dict(self.settled), "merged": [list(m) for m in self.merged],
+                "skipped": [{"table": t, "id": i, "reason": r} for t, i, r in self.skipped]}
 
 
 def pending_waiting(engine: Engine) -> bool:
@@ -90,7 +104,9 @@ def settle_on_open(archive: Archive) -> None:
         if legacy_waiting(engine):
             seal_legacy(archive)
         if pending_waiting(engine):
-            settle(archive, batch=BATCH)
+            report = settle(archive, batch=BATCH)
+            if report.skipped:
+                _warn(archive, skipped_message(report.skipped))
     except Locked as exc:
         _warn(archive, f"rows written while locked are not settled yet: {exc}")
     except Exception as exc:  # noqa: BLE001 - the use case itself must go on
@@ -103,22 +119,77 @@ def _warn(archive: Archive, message: str) -> None:
         archive.runtime.warnings.append(message)
 
 
-def settle(archive: Archive, *, batch: int = BATCH) -> SettleReport:
-    """Settle every pending row (items first, so merges precede their arrivals' sealing). `Locked` if unable."""
+def settle_with(archive: Archive, identity_path: Path | None) -> SettleReport:
+    """`evidence keys settle`: settle now, also with a custodian identity file (default keys/custodian.key)."""
+    from archive.age import AgeError, Identity
+    from archive.services.errors import ServiceError
+
+    extra: list[Identity] = []
+    if identity_path is not None:
+        try:
+            extra = Identity.read(identity_path)
+        except (AgeError, OSError, ValueError) as exc:
+            raise ServiceError(f"{identity_path}: no usable age identity ({type(exc).__name__})") from None
+    return settle(archive, identities=extra)
+
+
+def skipped_message(skipped: list[tuple[str, str, str]]) -> str:
+    """What a warning (and `evidence status`) says of the pending rows left unsettled."""
+    rows = ", ".join(f"{table} {row_id}" for table, row_id, _ in skipped[:5]) + (" …" if len(skipped) > 5 else "")
+    return (f"{len(skipped)} pending row(s) do not open with the identities held here and stay pending ({rows}); "
+            "the rest are settled. A custodian settles them with `evidence keys settle --identity FILE` "
+            "(the custodian identity)")
+
+
+def settle(archive: Archive, *, batch: int = BATCH, identities: list[Identity] | None = None) -> SettleReport:
+    """Settle every pending row (items first, so merges precede their arrivals' sealing). `Locked` if unable.
+
+    `identities` are tried besides those this process holds (the custodian's,
+    for rows the access identity does not open). A row none opens is skipped,
+    listed in the report's `skipped`.
+    """
     from archive.catalog.sealing import registered
-    from archive.catalog.secrets import access_identities
 
     keys = archive.runtime.keys.catalog()
-    identities = access_identities(archive)
+    held = _identities(archive, identities or [])
     report = SettleReport()
-    while _settle_items(archive, keys, identities, report, batch):
+    skip: set[object] = set()
+    while _settle_items(archive, keys, held, report, batch, skip):
         pass
     for table in registered():
         if table.name == "items":
             continue
-        while _settle_rows(archive, keys, identities, table, report, batch):
+        skip = set()
+        while _settle_rows(archive, keys, held, table, report, batch, skip):
             pass
     return report
+
+
+def _identities(archive: Archive, extra: list[Identity]) -> list[Identity]:
+    """The access identity, the custodian's when it is in the home, and `extra`; `Locked` when none is held."""
+    from archive.age import AgeError, Identity
+    from archive.catalog.secrets import access_identities
+    from archive.services.errors import Locked
+
+    held = list(extra)
+    try:
+        held += access_identities(archive)
+    except Locked:
+        if not extra:
+            raise
+    path = archive.settings.custodian_identity_path
+    if path.is_file():
+        try:
+            held += Identity.read(path)
+        except (AgeError, OSError, ValueError) as exc:
+            log.debug("custodian identity not usable: %s", type(exc).__name__)
+    return held
+
+
+def _skip(report: SettleReport, skip: set[object], table: str, row_id: object, exc: Exception) -> None:
+    skip.add(row_id)
+    report.skipped.append((table, str(row_id), str(exc)))
+    log.warning("pending %s row %s left pending: %s", table, row_id, type(exc).__name__)
 
 
 def _open(identities: list[Identity], table: str, row_id: object, blob: bytes) -> dict[str, Any]:
@@ -127,21 +198,37 @@ def _open(identities: list[Identity], table: str, row_id: object, blob: bytes) -
     return Opener(None, lambda: identities).open(table, row_id, 0, blob)
 
 
-def _pending(session: Session, table: str, key: str, batch: int) -> list[Any]:
+def _pending(session: Session, table: str, key: str, batch: int, skip: set[object],
+             order: str | None = None) -> list[Any]:
+    """The next pending rows, but those skipped in this run (they do not open), in `order` (default: the key)."""
+    from sqlalchemy import bindparam
+
     lock = " FOR UPDATE SKIP LOCKED" if session.get_bind().dialect.name == "postgresql" else ""
-    query = f"SELECT {key}, sealed FROM {table} WHERE key_version = 0 ORDER BY {key} LIMIT :n{lock}"
-    return list(session.execute(text(query), {"n": batch}).all())
+    skipped = f" AND {key} NOT IN :skip" if skip else ""
+    query = text(f"SELECT {key}, sealed FROM {table} WHERE key_version = 0{skipped} "
+                 f"ORDER BY {order or key} LIMIT :n{lock}")
+    values: dict[str, Any] = {"n": batch}
+    if skip:
+        query = query.bindparams(bindparam("skip", expanding=True))
+        values["skip"] = list(skip)
+    return list(session.execute(query, values).all())
 
 
 def _settle_rows(archive: Archive, keys: CatalogKeys, identities: list[Identity], table: SealedTable,
-                 report: SettleReport, batch: int) -> bool:
+                 report: SettleReport, batch: int, skip: set[object]) -> bool:
     """One batch of one table's pending rows; whether there may be more."""
     from archive.db import transaction
+    from archive.keys.catalog import CatalogKeyError
+    from archive.services.errors import Locked
 
     with transaction(archive.engine) as session:
-        rows = _pending(session, table.name, table.key, batch)
+        rows = _pending(session, table.name, table.key, batch, skip)
         for row_id, blob in rows:
-            fields = _open(identities, table.name, row_id, bytes(blob))
+            try:
+                fields = _open(identities, table.name, row_id, bytes(blob))
+            except (Locked, CatalogKeyError) as exc:
+                _skip(report, skip, table.name, row_id, exc)
+                continue
             version, sealed = keys.seal(table.name, row_id, fields)
             values: dict[str, Any] = {"s": sealed, "v": version, "id": row_id}
             sets = "sealed = :s, key_version = :v"
@@ -150,23 +237,33 @@ def _settle_rows(archive: Archive, keys: CatalogKeys, identities: list[Identity]
                 values[f"l_{column}"] = value
             session.execute(text(f"UPDATE {table.name} SET {sets} WHERE {table.key} = :id AND key_version = 0"),
                             values)
-    report.settled[table.name] = report.settled.get(table.name, 0) + len(rows)
+    report.settled[table.name] = report.settled.get(table.name, 0) + len(rows) - len(skip & {r[0] for r in rows})
     return len(rows) == batch
 
 
 def _settle_items(archive: Archive, keys: CatalogKeys, identities: list[Identity], report: SettleReport,
-                  batch: int) -> bool:
-    """One batch of pending items: sealed under the catalog key, or merged into the item with their bytes."""
+                  batch: int, skip: set[object]) -> bool:
+    """One batch of pending items: sealed under the catalog key, or merged into the item with their bytes.
+
+    Oldest first (ingest time, then id): of two pending items with the same
+    bytes the earlier one settles first and holds them, the later is merged.
+    """
     from sqlmodel import col, select
 
     from archive.catalog.items import Item, ItemStatus
     from archive.catalog.secrets import ITEMS, SHA256_LOOKUP
     from archive.db import transaction
+    from archive.keys.catalog import CatalogKeyError
+    from archive.services.errors import Locked
 
     with transaction(archive.engine) as session:
-        rows = _pending(session, ITEMS, "id", batch)
+        rows = _pending(session, ITEMS, "id", batch, skip, order="created_at, id")
         for item_id, blob in rows:
-            fields = _open(identities, ITEMS, item_id, bytes(blob))
+            try:
+                fields = _open(identities, ITEMS, item_id, bytes(blob))
+            except (Locked, CatalogKeyError) as exc:
+                _skip(report, skip, ITEMS, item_id, exc)
+                continue
             item = session.get(Item, item_id)
             assert item is not None
             holder = session.exec(select(Item).where(
@@ -183,7 +280,7 @@ def _settle_items(archive: Archive, keys: CatalogKeys, identities: list[Identity
                 merge(session, archive, item, holder)
                 report.merged.append((item_id, holder.id))
             session.flush()  # the next pending item of this batch finds this one
-    report.settled[ITEMS] = report.settled.get(ITEMS, 0) + len(rows)
+    report.settled[ITEMS] = report.settled.get(ITEMS, 0) + len(rows) - len(skip & {r[0] for r in rows})
     return len(rows) == batch
 
 

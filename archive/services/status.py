@@ -10,7 +10,7 @@ bytes are a lower bound: each original's power-of-two size class, at least.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func
@@ -61,6 +61,9 @@ class ArchiveStatus:
     backends: list[SiteStatus]
     jobs: dict[str, int]
     fixity_pass: dict[str, Any] | None
+    # Rows written while locked and not settled yet, per table; `unsettled` says why they wait, when known.
+    pending: dict[str, int] = field(default_factory=dict)
+    unsettled: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,6 +91,7 @@ def archive_status(archive: Archive) -> ArchiveStatus:
         jobs = dict(session.exec(select(Job.state, func.count()).group_by(Job.state)).all())  # type: ignore[call-overload]
         cursor = read_cursor(session, PASS_CURSOR)
         conflicts = {name: mirror_conflict(session, name) for name in backends}
+    pending = _pending_rows(archive)
     in_policy = set(policy_names(archive))
     sites = {
         name: SiteStatus(name, backend.kind, name in in_policy, answers=health[name] is None, error=health[name],
@@ -118,4 +122,26 @@ def archive_status(archive: Archive) -> ArchiveStatus:
         jobs={str(k): int(v) for k, v in jobs.items()},
         fixity_pass=None if cursor is None else {"position": cursor.value, **cursor.state,
                                                  "updated_at": cursor.updated_at},
+        pending=pending,
+        unsettled=[w for w in archive.runtime.warnings if "pending row" in w] if pending else [],
     )
+
+
+def _pending_rows(archive: Archive) -> dict[str, int]:
+    """Rows sealed pending per table (settlement at this use case's start took what it could open)."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    from archive.services.settle import QUICK_TABLES
+
+    counts: dict[str, int] = {}
+    with read_only(archive.engine).connect() as conn:
+        for table in QUICK_TABLES:
+            try:
+                count = conn.execute(text(f"SELECT count(*) FROM {table} WHERE key_version = 0")).scalar()
+            except DBAPIError:  # a table a later migration adds
+                conn.rollback()
+                continue
+            if count:
+                counts[table] = int(count)
+    return counts
