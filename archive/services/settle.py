@@ -172,17 +172,17 @@ def _identities(archive: Archive, extra: list[Identity]) -> list[Identity]:
     from archive.services.errors import Locked
 
     held = list(extra)
-    try:
-        held += access_identities(archive)
-    except Locked:
-        if not extra:
-            raise
     path = archive.settings.custodian_identity_path
     if path.is_file():
         try:
             held += Identity.read(path)
         except (AgeError, OSError, ValueError) as exc:
             log.debug("custodian identity not usable: %s", type(exc).__name__)
+    try:
+        return access_identities(archive) + held
+    except Locked:
+        if not held:
+            raise
     return held
 
 
