@@ -526,6 +526,37 @@ def test_add_access_cut_short_leaves_no_stray_copy_and_resumes(tmp_path: Path, m
     made.run("log", "verify")
 
 
+def test_add_access_killed_before_the_switch_leaves_nothing_a_rebuild_would_reject(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kill between writing the rewrapped copy and the switch runs no clean-up; the next run must
+    sweep what it wrote, or a later rebuild-catalog finds manifests the log never recorded."""
+    import archive.services.add_access as add_access
+
+    made = _new_home(tmp_path)
+    access = (made.path / "keys" / "access.pub").read_text().strip()
+    drop_recipient(made.path, access)
+    item, _ = _ingest(made, tmp_path, "old.bin")
+    made.run("encrypt-to", "add", access)
+    objects = _objects_on_disk(made)
+    custodian = str(made.path / "keys" / "custodian.key")
+
+    def killed(*_args: object) -> bool:
+        raise RuntimeError("SIGKILL")
+
+    monkeypatch.setattr(add_access, "_switch", killed)
+    monkeypatch.setattr(add_access, "_delete_quietly", lambda *_args: 0)  # a killed process cleans nothing
+    made.run("keys", "add-access", "--identity", custodian, expect=2)
+    assert _objects_on_disk(made) - objects  # the new copies and manifests were left behind
+    monkeypatch.undo()
+    made.run("keys", "add-access", "--identity", custodian)
+    after = {f"{b}/{n}" for b, n, *_ in _originals(made, item)}
+    left = _objects_on_disk(made) - objects
+    assert left and all(any(name.startswith(o) for o in after) for name in left), left  # only the new, switched-to
+    rebuilt = tmp_path / "rebuilt"
+    made.run("rebuild-catalog", "--from", "site-a", "--identity", custodian, "--into", str(rebuilt))
+
+
 def test_keys_wrapped_by_the_age_tool_unlock_too(tmp_path: Path) -> None:
     """A custodian may wrap (or re-wrap) the keys with `age -p` alone: the archive opens what the tool wrote."""
     made = _new_home(tmp_path)

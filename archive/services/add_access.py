@@ -25,7 +25,10 @@ For each verified original not yet readable by the access identity, per site:
 5. delete the old objects.
 Idempotent and resumable: a copy already readable is left alone, and a run cut
 between 4 and 5 has its old objects deleted by the next run (the log says they
-are gone).
+are gone). The new name is recorded in the catalog (setting `IN_FLIGHT`)
+before step 1, so a run killed before step 4 has its unrecorded new objects
+swept by the next: left on a site, they would look like forged manifests to a
+later `rebuild-catalog`.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ if TYPE_CHECKING:
     from storage.base import Backend, StoredObject
 
 REASON = "add access"
+IN_FLIGHT = "add_access_in_flight"  # archive setting: [backend, name] of new objects not yet switched to
 RETIRED = "add access: replaced by a rewrapped copy"
 BLOCK = 1024 * 1024
 
@@ -96,6 +100,7 @@ def add_access(archive: Archive, identity_path: Path | None) -> AccessAdded:
         raise ServiceError(f"{path}: no usable custodian identity ({type(exc).__name__}); pass --identity") from None
     access = archive.runtime.keys.access_identities()  # Locked: the check in step 2 needs it
     _finish_deletions(archive, result)
+    _sweep_in_flight(archive, result)
     with Session(read_only(archive.engine)) as session:
         originals = session.exec(
             select(Replica).where(Replica.role == Role.ORIGINAL, Replica.state == ReplicaState.VERIFIED)
@@ -159,7 +164,9 @@ def _rewrap_copy(
                 return
             new_header = rewrap_header(header, custodian, _parsed(recipients))
             old_digest = hashlib.sha256(header)
-            stored = _write(backend, new_object_name(), new_header, stream, old_digest)
+            new_name = new_object_name()
+            _journal(archive, add=(backend.name, new_name))
+            stored = _write(backend, new_name, new_header, stream, old_digest)
         written.append(stored)
         if old_digest.hexdigest() != logged.ciphertext_sha256:
             raise IntegrityError(f"item {item.id}: this copy is not the one the log recorded; left as it was")
@@ -176,6 +183,8 @@ def _rewrap_copy(
         for obj in written:
             _delete_quietly(backend, obj.name, obj.version_id)
         raise
+    if written:
+        _journal(archive, remove=(backend.name, written[0].name))  # switched to, or deleted just below
     if not switched:
         for obj in written:
             _delete_quietly(backend, obj.name, obj.version_id)
@@ -293,6 +302,48 @@ def _delete_quietly(backend: Backend, name: str, version_id: str | None) -> int:
     except StorageError:
         return 0
     return 1
+
+
+def _journal(archive: Archive, *, add: tuple[str, str] | None = None, remove: tuple[str, str] | None = None) -> None:
+    """Record (or forget) a new object about to be written, in a short transaction of its own."""
+    from archive.catalog.settings import ArchiveSetting, put_setting
+    from archive.db import transaction
+
+    with transaction(archive.engine) as session:
+        row = session.get(ArchiveSetting, IN_FLIGHT)
+        names = [list(entry) for entry in (row.value if row is not None else [])]
+        if add is not None:
+            names.append(list(add))
+        if remove is not None:
+            names = [entry for entry in names if entry != list(remove)]
+        put_setting(session, IN_FLIGHT, names)
+
+
+def _sweep_in_flight(archive: Archive, result: AccessAdded) -> None:
+    """Delete the new objects (and the documents beside them) of a run killed before its switch."""
+    from sqlmodel import Session, select
+
+    from archive.catalog.items import Replica
+    from archive.catalog.settings import ArchiveSetting
+    from archive.db import read_only
+    from storage.base import ObjectInfo
+
+    with Session(read_only(archive.engine)) as session:
+        row = session.get(ArchiveSetting, IN_FLIGHT)
+        entries = [tuple(entry) for entry in (row.value if row is not None else [])]
+        recorded = {(r.backend, r.object_name) for r in session.exec(
+            select(Replica).where(Replica.object_name.in_([name for _, name in entries]))  # type: ignore[attr-defined]
+        ).all()} if entries else set()
+    for backend_name, name in entries:
+        backend = archive.backends.get(backend_name)
+        if backend is None or backend.check_marker() is not None:
+            continue  # kept in the journal: swept when the site answers for itself again
+        if (backend_name, name) not in recorded:  # the catalog never switched to it: not evidence
+            found = [info for info in backend.list(name + ".") if is_beside(name, info.name)]
+            found.append(backend.stat(name) or ObjectInfo(name, 0))
+            for info in found:
+                result.deleted += _delete_quietly(backend, info.name, info.version_id)
+        _journal(archive, remove=(backend_name, name))
 
 
 def _finish_deletions(archive: Archive, result: AccessAdded) -> None:
