@@ -75,6 +75,7 @@ def _new_home(tmp_path: Path) -> Home:
     _lower_work_factor(cli.home)
     passphrase_file = tmp_path / "passphrase"
     passphrase_file.write_text(PASSPHRASE + "\n")
+    passphrase_file.chmod(0o600)
     home = Home(cli, tmp_path, passphrase_file, tmp_path / "offline" / "custodian.key", [out, err])
     return home
 
@@ -180,6 +181,7 @@ def test_protect_wraps_both_keys_as_age_passphrase_files_the_age_tool_opens(tmp_
     # protecting again with another passphrase would leave two passphrases: refused
     other = tmp_path / "other"
     other.write_text("another-long-passphrase\n")
+    other.chmod(0o600)
     code, _, err = made.run("keys", "protect", "--passphrase-file", str(other), expect=1)
     assert "wrong passphrase" in err
     _assert_no_secret_anywhere(made, _secrets_of(made, identity_text, catalog_text))
@@ -203,12 +205,15 @@ def test_a_protected_home_never_unlocked_ingests_and_refuses_get(home: Home) -> 
     status = json.loads(home.run("keys", "status", "--json")[1])
     assert not status["unlocked"]
     assert [(k["at_rest"], k["in_ram"], k["usable_here"]) for k in status["keys"]] == [("wrapped", False, None)] * 2
-    home.run("log", "verify")
+    _, _, err = home.run("log", "verify", expect=1)  # locked: the commitments could not be checked
+    assert "not fully verified" in err
+    home.run("log", "verify", "--copies-only")
 
 
 def test_a_wrong_passphrase_is_a_clear_error_and_unlocks_nothing(home: Home) -> None:
     bad = home.tmp / "bad"
     bad.write_text("not-the-passphrase-at-all\n")
+    bad.chmod(0o600)
     _, err = home.process("unlock", "--passphrase-file", str(bad), expect=1)
     assert "wrong passphrase" in err and "not-the-passphrase" not in err
     from archive.keys import ramdir
@@ -555,6 +560,17 @@ def test_add_access_killed_before_the_switch_leaves_nothing_a_rebuild_would_reje
     assert left and all(any(name.startswith(o) for o in after) for name in left), left  # only the new, switched-to
     rebuilt = tmp_path / "rebuilt"
     made.run("rebuild-catalog", "--from", "site-a", "--identity", custodian, "--into", str(rebuilt))
+
+
+def test_a_passphrase_file_others_can_read_is_refused(tmp_path: Path) -> None:
+    made = _new_home(tmp_path)
+    made.run("keys", "protect", "--passphrase-file", str(made.passphrase_file))
+    made.passphrase_file.chmod(0o644)
+    _, _, err = made.run("unlock", "--passphrase-file", str(made.passphrase_file), expect=2)
+    assert "chmod 600" in err and PASSPHRASE not in err
+    made.passphrase_file.chmod(0o600)
+    made.run("unlock", "--passphrase-file", str(made.passphrase_file))
+    made.run("lock")
 
 
 def test_keys_wrapped_by_the_age_tool_unlock_too(tmp_path: Path) -> None:

@@ -26,8 +26,14 @@ class WrongPassphrase(CheckFailed):
 
 
 def passphrase_from_file(path: Path) -> str:
-    """The passphrase in a file: its first line, without the line ending."""
+    """The passphrase in a file: its first line, without the line ending.
+
+    Refused when others may read or change the file (as ssh refuses such keys):
+    a passphrase anyone on the machine can read protects nothing.
+    """
     try:
+        if path.stat().st_mode & 0o077:
+            raise ServiceError(f"the passphrase file {path} can be read or changed by others: chmod 600 it")
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ServiceError(f"cannot read the passphrase file {path} ({type(exc).__name__})") from None
