@@ -79,6 +79,10 @@ class ArchiveGroup(click.Group):
             fail(str(exc))
         except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit, KeyboardInterrupt):
             raise
+        except BrokenPipeError:  # `evidence list | head`: the reader has all it wanted
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush cannot fail again
+            sys.exit(0)
         except Exception as exc:  # an error in the environment (disk, database): exit 2, never 1 ("a check failed")
             if os.environ.get("EVIDENCE_DEBUG"):
                 raise
