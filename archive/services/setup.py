@@ -42,7 +42,10 @@ def init_home(
     if (home / CONFIG_NAME).exists():
         raise ConfigError(f"an archive already exists at {home}")
     recipients = [str(Recipient.parse(r)) for r in (extra_recipients or [])]
+    fresh = not home.exists()
     home.mkdir(parents=True, exist_ok=True)
+    if fresh:  # the catalog, keys and local sites inside are this user's alone (an existing folder keeps its mode)
+        home.chmod(0o700)
     keys = home / "keys"
     keys.mkdir(mode=0o700, exist_ok=True)
     identity_path = None
