@@ -289,6 +289,14 @@ def test_a_locked_worker_lets_plaintext_jobs_wait_until_unlocked(home: Home, cor
         Worker(runtime.archive("tester")).run(once=True)
         ((state, error),) = _sql(home, "SELECT state, last_error FROM jobs WHERE kind = 'analysis'")
         assert state == "queued" and "NeedsIdentity" in error and "unlock" in error  # waits, never fails for good
+        for _ in range(4):  # waiting is not failing: the retry does not back off towards an hour
+            _sql(home, "UPDATE jobs SET next_run_at = '2000-01-01T00:00:00.000000Z' WHERE kind = 'analysis'")
+            Worker(runtime.archive("tester")).run(once=True)
+        from datetime import UTC, datetime
+
+        ((next_run,),) = _sql(home, "SELECT next_run_at FROM jobs WHERE kind = 'analysis'")
+        wait = datetime.strptime(next_run, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC) - datetime.now(UTC)
+        assert wait.total_seconds() <= 31, wait
 
         home.process("unlock", "--passphrase-file", str(home.passphrase_file))
         _sql(home, "UPDATE jobs SET next_run_at = '2000-01-01T00:00:00.000000Z' WHERE kind = 'analysis'")

@@ -126,6 +126,17 @@ def _checkpoint(archive: Archive) -> None:
         log.exception("checkpoint failed")
 
 
+LOCKED_RETRY_SECONDS = 30.0  # how soon a job that needs a key tries again once it is unlocked
+
+
+def _waits_for_unlock(exc: Exception) -> bool:
+    """A job stopped only because this process holds no access identity or catalog key (yet)."""
+    from archive.services.analysis import NeedsIdentity
+    from archive.services.errors import Locked
+
+    return isinstance(exc, (Locked, NeedsIdentity))
+
+
 def settle_on_open(archive: Archive) -> None:
     """Settle pending rows when this process can (archive.services.settle: quick when none wait)."""
     from archive.services.settle import settle_on_open as settle
@@ -198,6 +209,13 @@ class Worker:
             self.ran.append((job.id, job.kind, "rescheduled"))
             log.info("job %s (%s) ran; next run in %.0f s", job.id, job.kind, again.seconds)
         except Exception as exc:  # noqa: BLE001 - every failure is retried with backoff, never lost
+            if _waits_for_unlock(exc):
+                # Not a failure: no growing backoff, which would leave reads hours behind an unlock.
+                retry_later(engine, job, self.owner, f"{type(exc).__name__}: {exc}",
+                            base=LOCKED_RETRY_SECONDS, cap=LOCKED_RETRY_SECONDS)
+                self.ran.append((job.id, job.kind, "waiting"))
+                log.info("job %s (%s) waits for `evidence unlock`: %s", job.id, job.kind, exc)
+                return
             log.warning("job %s (%s) failed: %s", job.id, job.kind, exc)
             retry_later(engine, job, self.owner, f"{type(exc).__name__}: {exc}",
                         base=self.config.backoff_base_seconds, cap=self.config.backoff_cap_seconds)
