@@ -5,6 +5,7 @@ Only SQLAlchemy Core at import: SQLModel (and pydantic with it) loads when a ses
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +20,18 @@ if TYPE_CHECKING:
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+class Garbled(str):
+    """A JSON column's stored text that is not JSON: handed to the reader, which says the row was altered
+    (a custody event, say: `archive.custody.log.event_entry`), rather than failing in the database driver."""
+
+
+def _lenient_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return Garbled(text)
+
+
 def make_engine(url: str) -> Engine:
     """An engine whose transactions take the write lock up front on SQLite.
 
@@ -28,8 +41,9 @@ def make_engine(url: str) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg2://" + url.removeprefix("postgresql://")
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
-    engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+        return create_engine(url, pool_pre_ping=True, json_deserializer=_lenient_json)
+    engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False},
+                           json_deserializer=_lenient_json)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:

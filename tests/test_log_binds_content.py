@@ -410,15 +410,23 @@ def test_the_log_index_applies_the_copy_event_contract() -> None:
     # A new original after the ingestion must name its source or its arrival.
     fresh = {"backend": "b", "role": "original", "ciphertext_sha256": h3}
     assert after(_entry(4, "replication", "I", ["b:o2"], fresh)).problems
-    assert after(_entry(4, "replication", "I", ["b:o2"], fresh | {"restored_from": "duplicate arrival",
-                                                                  "arrival": 7})).problems == []
-    # Only a rewrap naming the copy's current hash may change it.
+    restore = fresh | {"restored_from": "duplicate arrival", "arrival": 7}
+    arriving = _entry(4, "message digest calculation", "I", [], {"duplicate": True, "arrival": 7})
+    assert after(arriving, _entry(5, "replication", "I", ["b:o2"], restore)).problems == []
+    # Only while the log ingests that later arrival: not a made-up one, nor after its ingestion.
+    assert after(_entry(4, "replication", "I", ["b:o2"], restore)).problems
+    assert after(arriving, _entry(5, "replication", "I", ["b:o2"], restore | {"arrival": "bogus"})).problems
+    assert after(arriving, _entry(5, "ingestion", "I", [], {"duplicate": True}),
+                 _entry(6, "replication", "I", ["b:o2"], restore)).problems
+    # A hash is set once: no establishing event for a copy the log holds, a rewrap included.
     assert after(_entry(4, "replication", "I", ["a:o1"], fresh | {"backend": "a"})).problems
     rewrap = {"backend": "a", "role": "original", "ciphertext_sha256": h3, "rewrapped_from": "a:o1",
               "from_ciphertext_sha256": h1}
-    done = after(_entry(4, "replication", "I", ["a:o1"], rewrap))
-    assert done.problems == [] and done.copies["a:o1"].ciphertext_sha256 == h3
-    assert after(_entry(4, "replication", "I", ["a:o1"], rewrap | {"from_ciphertext_sha256": h2})).problems
+    assert after(_entry(4, "replication", "I", ["a:o1"], rewrap)).problems  # onto itself
+    assert after(_entry(4, "replication", "I", ["a:o3"], rewrap | {"from_ciphertext_sha256": h2})).problems
+    assert after(_entry(4, "replication", "I", ["a:o3"], rewrap | {"rewrapped_from": "a:o1.manifest",
+                                                                  "from_ciphertext_sha256": h2})).problems
+    assert after(_entry(4, "replication", "J", ["a:o3"], rewrap)).problems  # another item's copy
     moved = after(_entry(4, "replication", "I", ["a:o3"], rewrap),
                   _entry(5, "deletion", "I", ["a:o1"], {"backend": "a", "role": "original", "ciphertext_sha256": h1}))
     assert moved.problems == [] and moved.copy("a:o1") is None and moved.copies["a:o3"].ciphertext_sha256 == h3
@@ -432,7 +440,12 @@ def test_the_log_index_applies_the_copy_event_contract() -> None:
     # A baseline only for a copy the log has no hash for; a second commitment is never accepted.
     baseline = {"backend": "a", "role": "original", "ciphertext_sha256": h3, "baseline": True}
     assert after(_entry(4, "fixity check", "I", ["a:o1"], baseline)).problems
-    assert after(_entry(4, "fixity check", "I", ["a:old"], baseline)).problems == []
+    assert after(_entry(4, "fixity check", "I", ["a:old"], baseline)).problems  # never named before
+    named = _entry(4, "replication", "I", ["a:old"], {"backend": "a", "role": "original"})  # before hashes
+    assert after(named, _entry(5, "fixity check", "I", ["a:old"], baseline)).problems == []
+    # Only a manifest or an addendum is made by an information package creation.
+    made = {"object": "original", "role": "original", "ciphertext_sha256": h3}
+    assert after(_entry(4, "information package creation", "I", ["a:o9"], made)).problems
     second = after(_entry(4, "message digest calculation", "I", [], {"commitment": "c2"}))
     assert [p.seq for p in second.problems] == [4] and second.commitment("I") == "c1"
 
@@ -479,10 +492,12 @@ def test_a_locked_log_verify_says_commitments_were_not_checked(cli: Cli, corpus:
     assert cli("log", "verify", expect=1)[1]  # unlocked: the commitment mismatch is found
     key = cli.home / "keys" / CATALOG_KEY_NAME
     key.rename(tmp_path / CATALOG_KEY_NAME)  # a server that was never unlocked
-    _, out, err = cli("log", "verify")
+    _, out, err = cli("log", "verify", expect=1)  # what it could not check, it does not call ok
+    assert "not fully verified: commitments not checked (catalog key locked" in err and "ok:" not in out
+    report = cli.json("log", "verify", expect=1)
+    assert report["catalog"]["commitments_checked"] is False and report["fully_verified"] is False
+    _, out, err = cli("log", "verify", "--copies-only")  # said so explicitly: the log and the copies hold
     assert "commitments were NOT checked" in err and "ok:" in out
-    report = cli.json("log", "verify")
-    assert report["catalog"]["commitments_checked"] is False
     # What needs no key is still checked: a copy's rewritten hash fails it, locked or not.
     replica_id, _, _ = _originals(cli, item_id)[0]
     _sql(cli, "UPDATE replicas SET ciphertext_sha256 = :h WHERE id = :i", h="cd" * 32, i=replica_id)
@@ -515,3 +530,144 @@ def test_an_item_from_before_commitments_is_rebuilt_checked_against_the_log(tmp_
     out = tmp_path / "out.bin"
     rebuilt("get", item["id"], "-o", str(out), "--identity", str(home / "keys" / "custodian.key"))
     assert out.read_bytes() == evidence.read_bytes()
+
+
+def _append(cli: Cli, kind: str, item_id: str, objects: list[str], details: dict[str, Any]) -> None:
+    """The attacker appends through the log itself: the tree stays valid, only the contract can refuse it."""
+    from archive.context import Archive
+    from archive.custody.log import append_event
+    from archive.db import transaction
+
+    archive = Archive.open(cli.home)
+    try:
+        with transaction(archive.engine) as session:
+            append_event(session, kind, actor="archive", item_id=item_id, objects=objects, details=details)
+    finally:
+        archive.close()
+
+
+def _logged_hash(cli: Cli, key: str) -> str:
+    for (objects, details) in _sql(cli, "SELECT objects, details FROM events WHERE event_type = 'replication'"):
+        objects = objects if isinstance(objects, list) else json.loads(objects)
+        details = details if isinstance(details, dict) else json.loads(details)
+        if objects == [key]:
+            return str(details["ciphertext_sha256"])
+    raise AssertionError(key)
+
+
+@pytest.mark.parametrize("way", ["rewrap-of-itself", "bogus-arrival", "baseline-of-a-new-object",
+                                 "package-creation-of-an-original"])
+def test_a_forged_event_gives_no_copy_a_new_hash(db_cli: Cli, corpus: Path, way: str) -> None:
+    """Each way an attacker could append an event that sets a hash for substituted bytes: a broken rule."""
+    cli = db_cli
+    item_id = _ingest(cli, corpus)["id"]
+    replica_id, backend, name = _originals(cli, item_id)[0]
+    old_key = f"{backend}:{name}"
+    old_hash = _logged_hash(cli, old_key)
+    new_name = name if way == "rewrap-of-itself" else name + ".forged"
+    (cli.home / "storage" / backend / new_name).touch()
+    forged = _forge_copy(cli, backend, new_name, _other_bytes(1000))
+    key = f"{backend}:{new_name}"
+    details: dict[str, Any] = {"backend": backend, "role": "original", "ciphertext_sha256": forged}
+    kind = "replication"
+    if way == "rewrap-of-itself":
+        details.update(rewrapped_from=old_key, from_ciphertext_sha256=old_hash, reason="add access")
+    elif way == "bogus-arrival":
+        details.update(restored_from="duplicate arrival", arrival="bogus", verified="sha256")
+    elif way == "baseline-of-a-new-object":
+        kind = "fixity check"
+        details.update(result="ok", algorithm="SHA-256", baseline=True)
+    else:
+        kind = "information package creation"
+        details.update(object="original", verified="sha256")
+    _append(cli, kind, item_id, [key], details)
+    _sql(cli, "UPDATE replicas SET object_name = :n, ciphertext_sha256 = :h WHERE id = :i", n=new_name, h=forged,
+         i=replica_id)
+    cli("log", "checkpoint")
+    code, report, err = _verify(cli)
+    assert code == 1 and [p["kind"] for p in report["problems"]] == ["rule-broken"], report["problems"]
+    assert item_id in err
+    fixity = cli.json("fixity", "--all", expect=1)
+    assert item_id in {p["item"] for p in fixity["problems"]}
+
+
+def test_a_later_arrival_restores_only_while_the_log_ingests_it(cli: Cli, corpus: Path) -> None:
+    """The real writer names its arrival in the digest event before the restore: the log can prove it."""
+    item_id = _ingest(cli, corpus)["id"]
+    for _, backend, name in _originals(cli, item_id):
+        path = cli.home / "storage" / backend / name
+        path.chmod(0o644)
+        path.unlink()
+    cli.json("fixity", "--all", expect=1)
+    assert cli.json_lines("ingest", str(corpus / PHOTO))[0]["duplicate"]
+    events = cli.json("log", "show", item_id)["events"]
+    [digest] = [e for e in events if e["type"] == "message digest calculation" and e["details"].get("duplicate")]
+    restores = [e for e in events if e["details"].get("restored_from") == "duplicate arrival"]
+    assert restores and all(e["details"]["arrival"] == digest["details"]["arrival"] for e in restores)
+    assert cli.json("log", "verify")["ok"] is True
+
+
+def test_the_log_index_baselines_only_a_copy_a_rebuild_is_recovering() -> None:
+    from archive.custody.expected import LogIndex
+
+    commit = _entry(0, "message digest calculation", "R", [], {"commitment": "c", "note": "into a new log"})
+    baseline = {"backend": "a", "role": "original", "ciphertext_sha256": "44" * 32, "baseline": True}
+    recovered = _entry(2, "recovery", "R", ["a:m"], {"action": "item recreated from manifest"})
+    assert LogIndex.of([commit, _entry(1, "fixity check", "R", ["a:o"], baseline), recovered]).problems == []
+    assert LogIndex.of([commit, recovered, _entry(3, "fixity check", "R", ["a:o"], baseline)]).problems
+    assert LogIndex.of([_entry(1, "fixity check", "R", ["a:o"], baseline)]).problems  # nothing commits to R
+
+
+def test_copies_removed_with_their_rows_and_no_deletion_event_fail_log_verify(db_cli: Cli, corpus: Path) -> None:
+    cli = db_cli
+    item_id = _ingest(cli, corpus)["id"]
+    for backend, name in _sql(cli, "SELECT backend, object_name FROM replicas WHERE item_id = :i", i=item_id):
+        path = cli.home / "storage" / backend / name
+        path.chmod(0o644)
+        path.unlink()
+    _sql(cli, "DELETE FROM replicas WHERE item_id = :i", i=item_id)
+    code, report, err = _verify(cli)
+    assert code == 1
+    assert any("the log holds was removed without a deletion event" in m["message"] and m["item"] == item_id
+               for m in report["catalog"]["mismatches"])
+    assert f"item {item_id}: copy " in err
+
+
+def test_an_access_event_carries_the_copys_ciphertext_hash(cli: Cli, corpus: Path, tmp_path: Path) -> None:
+    item_id = _ingest(cli, corpus)["id"]
+    cli("get", item_id, "-o", str(tmp_path / "out.jpg"))
+    events = cli.json("log", "show", item_id)["events"]
+    [access] = [e for e in events if e["type"] == "access"]
+    key = access["objects"][0]
+    assert access["details"]["ciphertext_sha256"] == _logged_hash(cli, key)
+
+
+@pytest.mark.parametrize(("column", "garbage"), [("details", "garbage{"), ("details", "null"), ("details", '"str"'),
+                                                 ("objects", "garbage{"), ("objects", "null"), ("objects", "{}")])
+def test_a_garbled_event_row_is_reported_altered_by_every_reader(cli: Cli, corpus: Path, tmp_path: Path,
+                                                                 column: str, garbage: str) -> None:
+    item_id = _ingest(cli, corpus)["id"]
+    cli("log", "checkpoint")
+    [(seq,)] = _sql(cli, "SELECT min(seq) FROM events WHERE item_id = :i AND event_type = 'replication'", i=item_id)
+    _sql(cli, f"UPDATE events SET {column} = :g WHERE seq = :s", g=garbage, s=seq)
+    for args in (["fixity", "--all"], ["get", item_id, "-o", str(tmp_path / "out.jpg")], ["log", "show", item_id],
+                 ["log", "prove", str(seq)]):
+        code, _, err = cli(*args, expect=None)
+        assert code == 1 and f"custody event {seq} is altered" in err and "internal error" not in err, (args, err)
+    assert cli("log", "verify", expect=None)[0] == 1
+
+
+def test_log_verify_refuses_a_catalog_that_holds_no_archive(cli: Cli, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVIDENCE_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+    code, out, err = cli("log", "verify", expect=None)
+    assert code == 1 and "holds no archive" in err and "ok" not in out
+
+
+def test_get_reports_the_sha256_it_computed_not_the_catalogs(cli: Cli, corpus: Path, tmp_path: Path) -> None:
+    source = (corpus / PHOTO).read_bytes()
+    item_id = _ingest(cli, corpus)["id"]
+    _reseal_sha256(cli, item_id, hashlib.sha256(b"another file").hexdigest())  # the catalog lies
+    _, out, _ = cli("get", item_id, "-o", str(tmp_path / "out.jpg"))
+    assert f"SHA-256 {hashlib.sha256(source).hexdigest()} verified" in out
+    assert hashlib.sha256(b"another file").hexdigest() not in out

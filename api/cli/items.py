@@ -159,7 +159,7 @@ def show(state: CliState, item: str, as_json: bool) -> None:
 @click.option("--force", is_flag=True, help="Replace the output file if it exists.")
 @pass_state
 def get(state: CliState, item: str, output: Path, identity: Path | None, force: bool) -> None:
-    """Decrypt an original to a file, verifying its SHA-256 against the catalog."""
+    """Decrypt an original to a file, verifying its SHA-256 against the custody log's commitment to the item."""
     from archive.services.errors import IntegrityError
     from archive.services.items import get_item
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from api.cli.main import CliState, emit_json, pass_state
+from api.cli.main import CliState, emit_json, fail, pass_state
 
 # The largest sequence number the events table holds (a 32-bit column), and so the largest tree:
 # beyond them a usage error, not an overflow deep inside.
@@ -115,15 +115,28 @@ def consistency(state: CliState, old_size: int, new_size: int, as_json: bool) ->
 @click.option("--vkey", "vkey_file", type=click.File("r"), default=None,
               help="Verifier key to trust (default: the home's keys/log.vkey).")
 @click.option("--json", "as_json", is_flag=True, help="ok, checked_size, uncovered, first_bad_seq, problems.")
+@click.option("--copies-only", is_flag=True,
+              help="With the catalog key locked: accept checking the log and the copies only (the items' "
+                   "commitments cannot be checked); without it a locked run exits 1, not fully verified.")
 @pass_state
-def verify(state: CliState, vkey_file: Any, as_json: bool) -> None:
-    """Recompute the tree from every stored event and check it against every signed checkpoint."""
+def verify(state: CliState, vkey_file: Any, as_json: bool, copies_only: bool) -> None:
+    """Recompute the tree from every stored event and check it against every signed checkpoint, then the
+    catalog against the log. Exit 0 only when everything was checked and holds."""
+    from archive.config import ConfigError
     from archive.custody.service import verify_log
 
     with state.archive() as archive:
+        try:
+            _ = archive.config  # an empty catalog (a wrong database_url, say) holds no log to vouch for
+        except ConfigError as exc:
+            fail(str(exc), code=1)
         report = verify_log(archive, vkey_file.read() if vkey_file else None)
+    incomplete = report.catalog is not None and not report.catalog.commitments_checked and not copies_only
     if as_json:
-        emit_json(report.to_json())
+        emit_json({**report.to_json(), "fully_verified": report.ok and not incomplete})
+    elif report.ok and incomplete:
+        click.echo("not fully verified: commitments not checked (catalog key locked; run it unlocked, or pass "
+                   "--copies-only to accept checking the log and the copies only)", err=True)
     else:
         for problem in report.problems:
             click.echo(f"FAIL {problem.kind}: {problem}", err=True)
@@ -152,7 +165,7 @@ def verify(state: CliState, vkey_file: Any, as_json: bool) -> None:
                        f"item {catalog.mismatches[0].item if catalog and catalog.mismatches else '?'}")
         if report.uncovered:
             click.echo(f"{report.uncovered} events after the latest checkpoint cannot be proven yet")
-    sys.exit(0 if report.ok else 1)
+    sys.exit(0 if report.ok and not incomplete else 1)
 
 
 @log.command("check")

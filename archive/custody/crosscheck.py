@@ -91,8 +91,8 @@ def _items(engine: Engine) -> Iterator[tuple[Item, list[Replica]]]:
                                       .limit(PAGE)).all())
             if not items:
                 return
-            replicas = list(session.exec(select(Replica).where(col(Replica.item_id).in_([i.id for i in items]),
-                                                               col(Replica.state).in_(LIVE))).all())
+            replicas = list(session.exec(select(Replica).where(col(Replica.item_id).in_([i.id for i in items]))
+                                         ).all())
             by_item: dict[str, list[Replica]] = {}
             for replica in replicas:
                 by_item.setdefault(replica.item_id, []).append(replica)
@@ -148,13 +148,30 @@ def cross_check(archive: Archive, index: LogIndex) -> CrossCheck:
     except Locked:
         result.commitments_checked = False
     seen: set[str] = set()
+    rows: set[str] = set()  # every copy the catalog has a row for, history (`replaced`) included
+    items_with_rows: set[str] = set()
     for item, replicas in _items(archive.engine):
         result.items += 1
         seen.add(item.id)
         _commitment(archive, index, item, result)
         for replica in replicas:
-            result.replicas += 1
-            _replica(index, replica, result)
+            items_with_rows.add(item.id)
+            rows.add(f"{replica.backend}:{replica.object_name}")
+            if replica.state in LIVE:
+                result.replicas += 1
+                _replica(index, replica, result)
     for item_id in sorted(set(index.commitments) - seen):
         result.add(item_id, "the custody log commits to this item, and the catalog does not hold it")
+    for item_id in sorted(index.ingested - seen - set(index.commitments)):
+        result.add(item_id, "the custody log records its ingestion, and the catalog does not hold it")
+    # The other way round: a copy the log holds may leave only by a deletion event (or, as history, by
+    # a repair that replaced it): a catalog row removed with the bytes is a copy destroyed unrecorded.
+    # (A catalog rebuilt from one site knows no other site: a site it has no row on is not held against it,
+    # unless the item has no row left at all.)
+    sites = {key.split(":", 1)[0] for key in rows}
+    for copy in sorted(index.copies.values(), key=lambda c: c.seq):
+        if copy.deleted or copy.key in rows or copy.item not in seen:
+            continue
+        if copy.key.split(":", 1)[0] in sites or copy.item not in items_with_rows:
+            result.add(str(copy.item), f"copy {copy.key} the log holds was removed without a deletion event")
     return result

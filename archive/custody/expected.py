@@ -8,12 +8,14 @@ repeated in short):
 
 - an item's first `message digest calculation` commitment is final; a second
   one is a broken rule;
-- an object's ciphertext hash is set once, by a replication or information
-  package creation (or, for copies made before hashes were logged, a baseline
-  fixity check); a later original of an item names its source: a repair the
-  source copy and its hash (`from_object`, `from_ciphertext_sha256`), a
-  duplicate restore the arrival, a rewrap (`rewrapped_from`) the copy it
-  rewrote, which is the only way an object's hash may change;
+- an object's ciphertext hash is set once, by a replication or an information
+  package creation of a manifest or addendum (or a baseline fixity check, for
+  a copy named before hashes were logged or recovered by a rebuild into a new
+  log), and never set again; a later original of an item names its source: a
+  repair the source copy and its hash (`from_object`, `from_ciphertext_sha256`),
+  a duplicate restore the later arrival the log is ingesting then (its digest
+  event, before the restore, names it), a rewrap (`rewrapped_from`) another live
+  original of the item, written to a new object;
 - every other event naming a copy (fixity check, deletion) carries the hash
   the log has for it, and changes nothing but a deletion's end of the copy.
 
@@ -50,6 +52,9 @@ if TYPE_CHECKING:
     from archive.custody.verify import Verifier
 
 ORIGINAL = "original"
+SIDE_ROLES = ("manifest", "arrival")
+RECOVERY = "recovery"  # archive.services.rebuild: an item recreated from its manifest
+RESTORED_FROM = "duplicate arrival"  # ingest.steps.replicate: a copy made from a later arrival's bytes
 ESTABLISHING = (REPLICATION, INFORMATION_PACKAGE_CREATION)
 REFERRING = (FIXITY_CHECK, ACCESS, DELETION)
 
@@ -91,6 +96,8 @@ class LogIndex:
     copies: dict[str, LoggedCopy] = field(default_factory=dict)
     unhashed: set[str] = field(default_factory=set)  # objects named before hashes were logged
     ingested: set[str] = field(default_factory=set)  # items with a successful ingestion event
+    recovered: set[str] = field(default_factory=set)  # items a rebuild recreated into this (new) log
+    arriving: dict[str, Any] = field(default_factory=dict)  # item -> the later arrival being ingested now
     problems: list[RuleBroken] = field(default_factory=list)
 
     @classmethod
@@ -116,8 +123,17 @@ class LogIndex:
         if kind == MESSAGE_DIGEST and "commitment" in details:
             self._commit(entry["seq"], item, details["commitment"])
             return
+        if kind == MESSAGE_DIGEST and details.get("duplicate") is True and item:
+            # A later arrival of the item's bytes: until its ingestion event, it may restore lost copies.
+            if entry.get("outcome") == "success" and details.get("matches_commitment") is not False:
+                self.arriving[str(item)] = details.get("arrival")
+            return
         if kind == INGESTION and entry.get("outcome") == "success" and item:
             self.ingested.add(str(item))
+            self.arriving.pop(str(item), None)
+            return
+        if kind == RECOVERY and entry.get("outcome") in ("success", "warning") and item:
+            self.recovered.add(str(item))
             return
         objects = entry.get("objects") or []
         if len(objects) != 1 or not isinstance(objects[0], str):
@@ -128,7 +144,10 @@ class LogIndex:
             if not isinstance(digest, str):
                 self.unhashed.add(key)  # an event from before hashes were logged
                 return
-            self._establish(entry["seq"], item, key, digest, details, kind)
+            if baseline:
+                self._baseline(entry["seq"], item, key, digest, details)
+            else:
+                self._establish(entry["seq"], item, key, digest, details, kind)
         elif kind in REFERRING and isinstance(digest, str):
             self._refer(entry["seq"], item, key, digest, kind)
 
@@ -156,26 +175,50 @@ class LogIndex:
             return None
         return found
 
+    def _baseline(self, seq: int, item: str | None, key: str, digest: str, details: dict[str, Any]) -> None:
+        """A first hash for a copy named before hashes were logged, or recovered by a rebuild into this new log.
+
+        Nothing else may be baselined: a new object of an ingested (or already
+        recovered) item gets its hash from the event that made it.
+        """
+        role = str(details.get("role") or ORIGINAL)
+        if key in self.copies:
+            self._broken(seq, item, f"a baseline for {key}, which already has a hash in the log "
+                         f"(seq {self.copies[key].seq})")
+            return
+        being_recovered = (item is not None and item in self.commitments and item not in self.ingested
+                           and item not in self.recovered)
+        if key not in self.unhashed and not being_recovered:
+            self._broken(seq, item, f"a baseline for {key}, a copy the log never named before hashes were logged")
+            return
+        self.copies[key] = LoggedCopy(key, item, role, digest, seq)
+
     def _establish(self, seq: int, item: str | None, key: str, digest: str, details: dict[str, Any],
                    kind: str) -> None:
         role = str(details.get("role") or details.get("object") or ORIGINAL)
         if details.get("merged_from") is not None:
             self._merge(seq, item, key, digest, details)
             return
-        rewrapped = details.get("rewrapped_from")
-        if rewrapped is not None:
-            if self._source(seq, item, rewrapped, details.get("from_ciphertext_sha256"), "a rewrap") is None:
-                return
-            if key != rewrapped and key in self.copies:
-                self._broken(seq, item, f"{key} already has a hash in the log (seq {self.copies[key].seq})")
-                return
-            self.copies[key] = LoggedCopy(key, item, role, digest, seq)
-            return
         if key in self.copies:
             self._broken(seq, item, f"{key} already has a hash in the log (seq {self.copies[key].seq}); "
-                         "only a rewrap may change it")
+                         "a copy's hash is set once")
             return
-        if kind == REPLICATION and role == ORIGINAL:
+        if kind == INFORMATION_PACKAGE_CREATION and role not in SIDE_ROLES:
+            self._broken(seq, item, f"an information package creation for {key} as a {role} "
+                         "(only a manifest or an addendum is made so)")
+            return
+        rewrapped = details.get("rewrapped_from")
+        if rewrapped is not None:
+            if rewrapped == key:
+                self._broken(seq, item, f"a rewrap of {key} onto itself (a rewrap writes a new object)")
+                return
+            source = self._source(seq, item, rewrapped, details.get("from_ciphertext_sha256"), "a rewrap")
+            if source is None:
+                return
+            if source.role != ORIGINAL or role != ORIGINAL:
+                self._broken(seq, item, f"a rewrap of {rewrapped}, which is not an original")
+                return
+        elif kind == REPLICATION and role == ORIGINAL:
             if "from" in details or "from_object" in details:  # a repair: a byte-for-byte copy of a logged copy
                 if self._source(seq, item, details.get("from_object"), details.get("from_ciphertext_sha256"),
                                 "a repair") is None:
@@ -183,11 +226,19 @@ class LogIndex:
                 if details.get("from_ciphertext_sha256") != digest:
                     self._broken(seq, item, f"a repair of {key} records other bytes than its source's")
                     return
-            elif not details.get("arrival") and item in self.ingested:
-                self._broken(seq, item, f"a new original {key} after the item's ingestion names no source copy "
-                             "or arrival")
-                return
+            elif item in self.ingested or item in self.recovered:
+                if not self._restore_allowed(item, details):
+                    self._broken(seq, item, f"a new original {key} after the item's ingestion names no source "
+                                 "copy, nor the later arrival the log is ingesting")
+                    return
         self.copies[key] = LoggedCopy(key, item, role, digest, seq)
+
+    def _restore_allowed(self, item: str | None, details: dict[str, Any]) -> bool:
+        """A duplicate restore: made while the log ingests a later arrival of the item, and naming that arrival."""
+        if item is None or item not in self.arriving or details.get("restored_from") != RESTORED_FROM:
+            return False
+        arrival, logged = details.get("arrival"), self.arriving[item]
+        return arrival is not None and (logged is None or arrival == logged)
 
     def _merge(self, seq: int, item: str | None, key: str, digest: str, details: dict[str, Any]) -> None:
         """A copy moved, unchanged, from an item merged into this one (settlement of a locked ingest)."""

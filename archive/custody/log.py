@@ -18,6 +18,7 @@ from sqlmodel import Session, col
 
 from archive.catalog.events import Event, LogHead
 from archive.custody.entry import canonical, entry_fields, leaf_hash
+from archive.services.errors import IntegrityError
 
 # PREMIS event types (https://id.loc.gov/vocabulary/preservation/eventType) used here,
 # and the project's own terms where PREMIS has none.
@@ -101,15 +102,25 @@ def append_event(
     return Event(**values)
 
 
+class EventAltered(IntegrityError):
+    """A stored event whose columns no event could hold (its objects not a list of names, its details not an
+    object, either not JSON at all): someone wrote the row."""
+
+
 def event_entry(event: Event) -> dict[str, Any]:
-    """The fields of a stored event, as they are encoded for the Merkle leaf."""
+    """The fields of a stored event, as they are encoded for the Merkle leaf (`EventAltered` when garbled)."""
+    objects, details = event.objects, event.details
+    if not isinstance(objects, list) or not all(isinstance(o, str) for o in objects) \
+            or not isinstance(details, dict):
+        raise EventAltered(f"custody event {event.seq} is altered (its objects or details are not what an event "
+                           "holds); run `evidence log verify`")
     return entry_fields(
         seq=event.seq,
         occurred_at=event.occurred_at,
         actor=event.actor,
         event_type=event.event_type,
         item_id=event.item_id,
-        objects=list(event.objects),
+        objects=list(objects),
         outcome=event.outcome,
-        details=dict(event.details),
+        details=dict(details),
     )

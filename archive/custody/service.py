@@ -278,6 +278,8 @@ def item_timeline(archive: Archive, ref: str) -> dict[str, Any]:
         stmt = select(Event).where(col(Event.item_id) == item_id).order_by(col(Event.seq))
         events = session.execute(stmt).scalars().all()
         covered = session.execute(select(func.max(Checkpoint.tree_size))).scalar() or 0
+    for e in events:
+        event_entry(e)  # EventAltered: a row no event could hold
     return {
         "item": item_id,
         "checkpoint_size": covered,

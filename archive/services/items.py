@@ -246,7 +246,7 @@ class Retrieved:
 def get_item(
     archive: Archive, ref: str, output: Path, identity_path: Path | None = None, *, overwrite: bool = False
 ) -> Retrieved:
-    """Decrypt an original to `output`, refusing unless its SHA-256 matches.
+    """Decrypt an original to `output`, refusing unless its SHA-256 matches the custody log's commitment.
 
     Copies are tried in turn; the plaintext goes to a temporary file beside
     `output` and is renamed only after the hash matched, so a bad copy never
@@ -276,8 +276,6 @@ def get_item(
         except BaseException:  # Ctrl-C, SIGTERM: leave no partial plaintext behind
             tmp.unlink(missing_ok=True)
             raise
-        from archive.catalog.secrets import item_secret
-
-        secret = item_secret(archive, original.item)  # opened already to verify the copy: no new secret
-        return Retrieved(original.item.id, secret.sha256, secret.size, copy.replica.backend, original.failures)
+        # What was computed from the bytes written and checked against the log's commitment, not the catalog's.
+        return Retrieved(original.item.id, copy.sha256, copy.size, copy.replica.backend, original.failures)
     raise original.refuse()

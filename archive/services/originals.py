@@ -79,6 +79,7 @@ class OriginalCopy:
     salt: str = ""
     logged_sha256: str | None = None  # the log's ciphertext hash of this copy
     size: int = 0
+    sha256: str = ""  # the SHA-256 computed as it streamed, once it matched the log's commitment
 
     def chunks(self) -> Iterator[bytes]:
         """Plaintext chunks; the last one only after the SHA-256 matched (else `IntegrityError`)."""
@@ -101,6 +102,7 @@ class OriginalCopy:
                 f"{self.replica.backend}: decrypted bytes do not match the custody log's commitment to item "
                 f"{self.item.id}"
             )
+        self.sha256 = digest.hexdigest()
         self._record_access()
         if held is not None:
             yield held
@@ -153,7 +155,9 @@ class OriginalCopy:
                 actor=self.archive.actor,
                 item_id=self.item.id,
                 objects=[f"{self.replica.backend}:{self.replica.object_name}"],
-                details={"action": self.purpose, "verified": "sha256"},
+                details={"action": self.purpose, "verified": "sha256", "backend": self.replica.backend,
+                         "role": self.replica.role,
+                         **({"ciphertext_sha256": self.logged_sha256} if self.logged_sha256 else {})},
             )
 
 

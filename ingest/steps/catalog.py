@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 
 from archive.catalog.items import Item, Provenance, Replica
 from archive.catalog.secrets import Sealer, new_item, new_provenance, sealer
-from archive.custody.log import FIXITY_CHECK, INGESTION, append_event, utc_now
+from archive.custody.log import FIXITY_CHECK, INGESTION, MESSAGE_DIGEST, append_event, utc_now
 from archive.db import transaction
 from archive.objects import Role
 from ingest.pipeline import Ingestion, Refused, Step
@@ -44,9 +44,11 @@ def _replica(ingestion: Ingestion, stored: StoredObject, role: str, now: str) ->
 
 
 def _name_arrival(ingestion: Ingestion, provenance: Provenance) -> None:
-    """Events of a restore say which arrival's bytes made the copy (its provenance row)."""
+    """Events of a restore say which arrival's bytes made the copy (its provenance row), and so does the
+    arrival's digest event before them: the log index allows a restore only for the arrival it is ingesting."""
     for pending in ingestion.events:
-        if pending.details.get("restored_from"):
+        if pending.details.get("restored_from") or (pending.event_type == MESSAGE_DIGEST
+                                                    and pending.details.get("duplicate") is True):
             pending.details["arrival"] = provenance.id
             pending.details["received_at"] = provenance.received_at
 
