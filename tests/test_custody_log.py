@@ -13,11 +13,14 @@ from sqlalchemy import text
 from test_custody_rfc import ref_mth, ref_open_checkpoint, ref_verify_consistency, ref_verify_inclusion
 
 from api.cli.main import cli
-from archive.config import Settings
+from archive.age import Identity
+from archive.catalog.settings import ARCHIVE_ID, POLICY, RECIPIENTS, put_setting
+from archive.config import Policy, Settings
 from archive.context import Archive, Runtime
 from archive.custody import service
-from archive.custody.log import ACCESS, FIXITY_CHECK, INGESTION, append_event
+from archive.custody.log import ACCESS, FIXITY_CHECK, VALIDATION, append_event
 from archive.db import transaction
+from archive.keys.catalog import CATALOG_KEY_NAME, CatalogKeys
 
 ITEM_A = "6f1c2a4e-0000-4000-8000-00000000000a"
 ITEM_B = "6f1c2a4e-1111-4000-8000-00000000000b"
@@ -31,7 +34,13 @@ def archive(tmp_path: Path, catalog_url: str, monkeypatch: pytest.MonkeyPatch) -
     home.mkdir()
     settings = Settings(home=home, database_url=catalog_url)
     settings.save()
+    settings.keys_dir.mkdir(mode=0o700)
+    (settings.keys_dir / CATALOG_KEY_NAME).write_text(CatalogKeys.generate().encode())  # unlocked, as embedded
     opened = Runtime(settings).archive("tester")
+    with transaction(opened.engine) as session:  # an archive's catalog (log verify refuses one that holds none)
+        put_setting(session, ARCHIVE_ID, "test-archive")
+        put_setting(session, RECIPIENTS, [str(Identity.generate().recipient)])
+        put_setting(session, POLICY, Policy(copies=1, minimum=1, backends=[]).as_dict())
     yield opened
     opened.close()
 
@@ -41,7 +50,7 @@ def append_many(archive: Archive, count: int) -> None:
         for _ in range(count):
             seq = session.execute(text("SELECT size FROM log_head")).scalar_one()
             item = ITEM_A if seq % 3 == 0 else ITEM_B
-            kind = (INGESTION, FIXITY_CHECK, ACCESS)[seq % 3]
+            kind = (VALIDATION, FIXITY_CHECK, ACCESS)[seq % 3]  # none says an item is in the catalog
             append_event(session, kind, actor="tester", item_id=item, objects=[f"site-a:o/{seq:04x}"],
                          details={"n": seq, "sha256": f"{seq:064x}"})
 
@@ -72,9 +81,10 @@ def leaf_hashes(archive: Archive) -> list[bytes]:
 
 def test_clean_log_verifies_and_proofs_check_out_independently(populated: Archive) -> None:
     code, report = run_cli(populated, "verify", "--json")
-    assert code == 0
+    assert code == 0, report
     catalog = report.pop("catalog")
     assert catalog["ok"] and catalog["mismatches"] == []
+    assert report.pop("fully_verified") is True
     assert report | {"problems": []} == {"ok": True, "checked_size": 40, "uncovered": 3, "first_bad_seq": None,
                                          "total_events": 43, "checkpoints": 3, "problems": [],
                                          "more_problems": 0}
