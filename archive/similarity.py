@@ -421,22 +421,14 @@ def record_candidates(session: Session, item_id: str, matches: list[Match], crea
 
 
 
-def suggest_for_settled(session: Session, keys: CatalogKeys, item_id: str) -> list[str]:
-    """Record the candidates an item ingested while locked could not get (its fingerprints just settled).
-
-    Searched with its stored upright views (the rotations tried at ingest are
-    not stored); a pair already suggested either way round is not suggested
-    again. Returns the ids newly suggested.
-    """
-    from sqlmodel import col, or_, select
+def suggest_new(session: Session, item_id: str, matches: list[Match]) -> list[str]:
+    """Record the matches not already suggested with the item (either way round); their ids."""
+    from sqlalchemy import or_
+    from sqlmodel import col, select
 
     from archive.catalog.fingerprints import Candidate
     from archive.custody.log import utc_now
 
-    hashes = item_hashes(session, keys, item_id)
-    if not hashes:
-        return []
-    matches = index_in(session, keys).search(probe_from_hashes(hashes), exclude=item_id)
     pairs = session.exec(
         select(Candidate).where(or_(col(Candidate.item_id) == item_id, col(Candidate.other_id) == item_id))
     ).all()
@@ -444,3 +436,16 @@ def suggest_for_settled(session: Session, keys: CatalogKeys, item_id: str) -> li
     fresh = [m for m in matches if m.id not in known]
     record_candidates(session, item_id, fresh, utc_now())
     return [m.id for m in fresh]
+
+
+def suggest_for_settled(session: Session, keys: CatalogKeys, item_id: str) -> list[str]:
+    """Record the candidates an item ingested while locked could not get (its fingerprints just settled).
+
+    Searched with its stored upright views (the rotations tried at ingest are
+    not stored); a pair already suggested either way round is not suggested
+    again. Returns the ids newly suggested.
+    """
+    hashes = item_hashes(session, keys, item_id)
+    if not hashes:
+        return []
+    return suggest_new(session, item_id, index_in(session, keys).search(probe_from_hashes(hashes), exclude=item_id))

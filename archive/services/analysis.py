@@ -175,13 +175,11 @@ def store_fingerprints(
     process suggests nothing (it cannot open the index) and cannot resume a
     video whose earlier frames it cannot open (`Locked`).
     """
-    from sqlalchemy import or_
-    from sqlmodel import col, select
+    from sqlmodel import select
 
-    from archive.catalog.fingerprints import Candidate, ItemFingerprints, open_hashes, replace_hashes
+    from archive.catalog.fingerprints import ItemFingerprints, open_hashes, replace_hashes
     from archive.catalog.sealing import catalog_keys_or_locked
-    from archive.custody.log import utc_now
-    from archive.similarity import index_in, record_candidates
+    from archive.similarity import index_in, suggest_new
 
     kept: list[Hash] = []
     row = session.exec(select(ItemFingerprints).where(ItemFingerprints.item_id == item_id)).first()
@@ -196,10 +194,4 @@ def store_fingerprints(
     if sealer.keys is not None and probe is not None and probe.views:
         matches = index_in(session, sealer.keys).search(probe, exclude=item_id)
     replace_hashes(session, sealer, item_id, kept + list(hashes))
-    pairs = session.exec(
-        select(Candidate).where(or_(col(Candidate.item_id) == item_id, col(Candidate.other_id) == item_id))
-    ).all()
-    known = {c.other_id if c.item_id == item_id else c.item_id for c in pairs}
-    fresh = [m for m in matches if m.id not in known]
-    record_candidates(session, item_id, fresh, utc_now())
-    return [m.id for m in fresh]
+    return suggest_new(session, item_id, matches)
