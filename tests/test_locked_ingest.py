@@ -325,6 +325,22 @@ def test_similar_to_a_merged_item_names_the_item_it_was_merged_into(
     assert "merged into" in err and held["id"] in err and "no fingerprint" not in err, err
 
 
+def test_fixity_leaves_a_merged_item_merged(db_cli: Cli, catalog_url: str, tmp_path: Path, corpus: Path) -> None:
+    """Its copies went to the holder: a fixity pass must not call it degraded and queue a repair forever."""
+    cli = db_cli
+    picture = corpus / "media" / "jpg" / "Canon_40D.jpg"
+    [held] = cli.json_lines("ingest", str(picture))
+    vault = tmp_path / "vault"
+    _lock(cli.home, vault)
+    [again] = cli.json_lines("ingest", str(picture))
+    _unlock(cli.home, vault)
+    cli("list")  # settles: merged
+    cli("fixity", "--all")
+    shown = cli.json("show", again["id"])
+    assert shown["status"] == "merged" and shown["merged_into"] == held["id"], shown
+    assert cli.json("show", held["id"])["status"] == "preserved"
+
+
 def test_reading_commands_while_locked_write_no_users_row(db_cli: Cli, catalog_url: str, tmp_path: Path) -> None:
     cli = db_cli
     before = _rows(catalog_url, "SELECT id FROM users ORDER BY id")

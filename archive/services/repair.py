@@ -113,7 +113,14 @@ def live_replicas(session: Session, item_id: str) -> list[Replica]:
 
 
 def refresh_status(session: Session, archive: Archive, item: Item) -> str:
-    """Recompute an item's status from its replica rows (inside the caller's transaction)."""
+    """Recompute an item's status from its replica rows (inside the caller's transaction).
+
+    A merged item keeps its status: its copies went to the item holding the same bytes.
+    """
+    from archive.catalog.items import ItemStatus
+
+    if item.status == ItemStatus.MERGED:
+        return item.status
     status = status_for(archive, live_replicas(session, item.id))
     if item.status != status:
         item.status = status
