@@ -481,7 +481,7 @@ def test_a_later_arrival_holds_the_copies_against_the_log_not_the_catalog(db_cli
     assert {b for _, b, _ in _originals(db_cli, item_id)} == {"site-a", "site-b"}
     assert db_cli.json("fixity", "--all")["found_problems"] is False
     code, report, _ = _verify(db_cli)
-    assert code == 0 and report["catalog"]["ok"]
+    assert code == 0 and report["catalog"]["ok"], report["catalog"]["mismatches"]
 
 
 def test_a_locked_log_verify_says_commitments_were_not_checked(cli: Cli, corpus: Path, tmp_path: Path) -> None:
@@ -631,6 +631,22 @@ def test_copies_removed_with_their_rows_and_no_deletion_event_fail_log_verify(db
     assert any("the log holds was removed without a deletion event" in m["message"] and m["item"] == item_id
                for m in report["catalog"]["mismatches"])
     assert f"item {item_id}: copy " in err
+
+
+@pytest.mark.parametrize("state", ["replaced", "pending"])
+def test_copies_hidden_behind_a_history_state_fail_log_verify(db_cli: Cli, corpus: Path, state: str) -> None:
+    """Rows kept but marked as history (or anything not live) hide no destroyed copy the log never saw fail."""
+    cli = db_cli
+    item_id = _ingest(cli, corpus)["id"]
+    for backend, name in _sql(cli, "SELECT backend, object_name FROM replicas WHERE item_id = :i", i=item_id):
+        path = cli.home / "storage" / backend / name
+        path.chmod(0o644)
+        path.unlink()
+    _sql(cli, "UPDATE replicas SET state = :s WHERE item_id = :i", s=state, i=item_id)
+    code, report, _ = _verify(cli)
+    assert code == 1
+    assert any("the log holds was removed without a deletion event" in m["message"] and m["item"] == item_id
+               for m in report["catalog"]["mismatches"])
 
 
 def test_an_access_event_carries_the_copys_ciphertext_hash(cli: Cli, corpus: Path, tmp_path: Path) -> None:

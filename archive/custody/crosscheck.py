@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from archive.context import Archive
 
 LIVE = ("verified", "missing", "corrupt")
+REPLACED = "replaced"
 PAGE = 1000
 MAX_MISMATCHES = 50
 
@@ -148,7 +149,9 @@ def cross_check(archive: Archive, index: LogIndex) -> CrossCheck:
     except Locked:
         result.commitments_checked = False
     seen: set[str] = set()
-    rows: set[str] = set()  # every copy the catalog has a row for, history (`replaced`) included
+    rows: set[str] = set()  # every copy the catalog has a live row for
+    retired: set[str] = set()  # copies a repair replaced (history rows)
+    held: set[str] = set()  # every copy with a row of any state: the sites this catalog knows
     items_with_rows: set[str] = set()
     for item, replicas in _items(archive.engine):
         result.items += 1
@@ -156,8 +159,12 @@ def cross_check(archive: Archive, index: LogIndex) -> CrossCheck:
         _commitment(archive, index, item, result)
         for replica in replicas:
             items_with_rows.add(item.id)
-            rows.add(f"{replica.backend}:{replica.object_name}")
+            key = f"{replica.backend}:{replica.object_name}"
+            held.add(key)
+            if replica.state == REPLACED:
+                retired.add(key)
             if replica.state in LIVE:
+                rows.add(key)
                 result.replicas += 1
                 _replica(index, replica, result)
     for item_id in sorted(set(index.commitments) - seen):
@@ -168,10 +175,13 @@ def cross_check(archive: Archive, index: LogIndex) -> CrossCheck:
     # a repair that replaced it): a catalog row removed with the bytes is a copy destroyed unrecorded.
     # (A catalog rebuilt from one site knows no other site: a site it has no row on is not held against it,
     # unless the item has no row left at all.)
-    sites = {key.split(":", 1)[0] for key in rows}
+    # A history row counts only for a copy the log saw fail: marking a healthy copy `replaced` hides nothing.
+    sites = {key.split(":", 1)[0] for key in held}
     for copy in sorted(index.copies.values(), key=lambda c: c.seq):
         if copy.deleted or copy.key in rows or copy.item not in seen:
             continue
+        if copy.key in retired and (copy.role != "original" or copy.key in index.failed):
+            continue  # an original found bad then replaced by a repair, or a document rewritten beside one
         if copy.key.split(":", 1)[0] in sites or copy.item not in items_with_rows:
             result.add(str(copy.item), f"copy {copy.key} the log holds was removed without a deletion event")
     return result

@@ -98,6 +98,7 @@ class LogIndex:
     ingested: set[str] = field(default_factory=set)  # items with a successful ingestion event
     recovered: set[str] = field(default_factory=set)  # items a rebuild recreated into this (new) log
     arriving: dict[str, Any] = field(default_factory=dict)  # item -> the later arrival being ingested now
+    failed: set[str] = field(default_factory=set)  # objects a check found missing or corrupt (repair may retire them)
     problems: list[RuleBroken] = field(default_factory=list)
 
     @classmethod
@@ -139,6 +140,8 @@ class LogIndex:
         if len(objects) != 1 or not isinstance(objects[0], str):
             return
         key, digest = objects[0], details.get("ciphertext_sha256")
+        if kind == FIXITY_CHECK and entry.get("outcome") == "failure":
+            self.failed.add(key)
         baseline = kind == FIXITY_CHECK and details.get("baseline") is True  # whatever the copy's state
         if baseline or (kind in ESTABLISHING and entry.get("outcome") == "success"):
             if not isinstance(digest, str):
