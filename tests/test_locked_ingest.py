@@ -309,10 +309,8 @@ def test_of_two_pending_items_with_the_same_bytes_the_earlier_holds_them(
     cli("log", "verify")
 
 
-def test_similar_to_a_merged_item_names_the_item_it_was_merged_into(
-    db_cli: Cli, catalog_url: str, tmp_path: Path, corpus: Path
-) -> None:
-    cli = db_cli
+def _merged_pair(cli: Cli, tmp_path: Path, corpus: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A photo ingested unlocked, then again while locked; settled on unlock: (holder, merged) reports."""
     picture = corpus / "media" / "jpg" / "Canon_40D.jpg"
     [held] = cli.json_lines("ingest", str(picture))
     vault = tmp_path / "vault"
@@ -320,6 +318,14 @@ def test_similar_to_a_merged_item_names_the_item_it_was_merged_into(
     [again] = cli.json_lines("ingest", str(picture))
     _unlock(cli.home, vault)
     cli("list")  # settles: merged
+    return held, again
+
+
+def test_similar_to_a_merged_item_names_the_item_it_was_merged_into(
+    db_cli: Cli, catalog_url: str, tmp_path: Path, corpus: Path
+) -> None:
+    cli = db_cli
+    held, again = _merged_pair(cli, tmp_path, corpus)
     assert cli.json("show", again["id"])["merged_into"] == held["id"]
     _, _, err = cli("similar", again["id"], expect=1)
     assert "merged into" in err and held["id"] in err and "no fingerprint" not in err, err
@@ -328,13 +334,7 @@ def test_similar_to_a_merged_item_names_the_item_it_was_merged_into(
 def test_fixity_leaves_a_merged_item_merged(db_cli: Cli, catalog_url: str, tmp_path: Path, corpus: Path) -> None:
     """Its copies went to the holder: a fixity pass must not call it degraded and queue a repair forever."""
     cli = db_cli
-    picture = corpus / "media" / "jpg" / "Canon_40D.jpg"
-    [held] = cli.json_lines("ingest", str(picture))
-    vault = tmp_path / "vault"
-    _lock(cli.home, vault)
-    [again] = cli.json_lines("ingest", str(picture))
-    _unlock(cli.home, vault)
-    cli("list")  # settles: merged
+    held, again = _merged_pair(cli, tmp_path, corpus)
     cli("fixity", "--all")
     shown = cli.json("show", again["id"])
     assert shown["status"] == "merged" and shown["merged_into"] == held["id"], shown

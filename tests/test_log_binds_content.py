@@ -618,13 +618,18 @@ def test_the_log_index_baselines_only_a_copy_a_rebuild_is_recovering() -> None:
     assert LogIndex.of([_entry(1, "fixity check", "R", ["a:o"], baseline)]).problems  # nothing commits to R
 
 
-def test_copies_removed_with_their_rows_and_no_deletion_event_fail_log_verify(db_cli: Cli, corpus: Path) -> None:
-    cli = db_cli
-    item_id = _ingest(cli, corpus)["id"]
+def _destroy_objects(cli: Cli, item_id: str) -> None:
+    """Every stored object of the item gone from its site, as an attacker with the disk would do it."""
     for backend, name in _sql(cli, "SELECT backend, object_name FROM replicas WHERE item_id = :i", i=item_id):
         path = cli.home / "storage" / backend / name
         path.chmod(0o644)
         path.unlink()
+
+
+def test_copies_removed_with_their_rows_and_no_deletion_event_fail_log_verify(db_cli: Cli, corpus: Path) -> None:
+    cli = db_cli
+    item_id = _ingest(cli, corpus)["id"]
+    _destroy_objects(cli, item_id)
     _sql(cli, "DELETE FROM replicas WHERE item_id = :i", i=item_id)
     code, report, err = _verify(cli)
     assert code == 1
@@ -638,10 +643,7 @@ def test_copies_hidden_behind_a_history_state_fail_log_verify(db_cli: Cli, corpu
     """Rows kept but marked as history (or anything not live) hide no destroyed copy the log never saw fail."""
     cli = db_cli
     item_id = _ingest(cli, corpus)["id"]
-    for backend, name in _sql(cli, "SELECT backend, object_name FROM replicas WHERE item_id = :i", i=item_id):
-        path = cli.home / "storage" / backend / name
-        path.chmod(0o644)
-        path.unlink()
+    _destroy_objects(cli, item_id)
     _sql(cli, "UPDATE replicas SET state = :s WHERE item_id = :i", s=state, i=item_id)
     code, report, _ = _verify(cli)
     assert code == 1
