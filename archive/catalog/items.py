@@ -72,3 +72,7 @@ class Provenance(SQLModel, table=True):
     key_version: int | None = Field(default=None, index=True)
     received_at: str = Field(max_length=32)
     actor: str = Field(max_length=255)  # a user id (archive.catalog.users) or "archive", never a name
+    # How it came (archive.records.vocab CHANNELS: upload, email, messaging, social_media, field_researcher,
+    # legacy_disk) and the source record that handed it over, when known.
+    channel: str | None = Field(default=None, max_length=24)
+    source_id: str | None = Field(default=None, index=True, max_length=24)

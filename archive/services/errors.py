@@ -23,3 +23,11 @@ class IntegrityError(CheckFailed):
 
 class Locked(ServiceError):
     """The access identity or the catalog key is not unlocked in this process: a custodian must unlock it."""
+
+
+class Invalid(ServiceError):
+    """Input the archive refuses (an unknown vocabulary value, impossible dates …); nothing was written."""
+
+
+class Forbidden(ServiceError):
+    """The caller's role may not see or do this (a witness's identity, a withheld name: custodians only)."""
