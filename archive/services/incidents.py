@@ -9,19 +9,11 @@ from sqlmodel import col, select
 
 from archive.db import transaction
 from archive.records.changes import new_id
-from archive.records.common import (
-    check_choice,
-    check_coordinate,
-    check_ref,
-    check_started,
-    check_text,
-    find,
-    record_keys,
-    require,
-)
+from archive.records.common import find, record_keys, require
+from archive.records.rules import incident_state, parse_attribution
 from archive.records.store import KINDS, put, state_of
 from archive.records.tables import Attribution, Incident, Victim
-from archive.records.vocab import FACILITY_DAMAGE, MASSACRE_CIVILIANS, PRECISIONS, Vocab
+from archive.records.vocab import MASSACRE_CIVILIANS, Vocab
 from archive.roles import Role
 from archive.services.errors import Invalid
 
@@ -29,64 +21,6 @@ if TYPE_CHECKING:
     from sqlmodel import Session
 
     from archive.context import Archive
-
-FIELDS = ("ref", "type", "started_at", "started_precision", "governorate", "district", "place", "neighbourhood",
-          "latitude", "longitude", "controlled_by", "attribution", "weapon", "facility_damage", "narrative")
-REQUIRED = ("ref", "type", "started_at", "governorate", "attribution")
-
-
-def parse_attribution(vocab: Vocab, value: Any, what: str = "attribution") -> tuple[str, str]:
-    """(party keys sorted and joined by "+", kind): `single`, `joint` (two or more) or `other` (an "other
-    parties" category alone)."""
-    parts = value if isinstance(value, list) else str(value or "").split("+")
-    keys = sorted({vocab.check("parties", str(p).strip(), what) for p in parts if str(p).strip()})
-    if not keys:
-        raise Invalid(f"{what}: a party key is required (keys joined by '+' for a joint attribution)")
-    if len(keys) > 1:
-        return "+".join(keys), "joint"
-    return keys[0], "other" if vocab.group(keys[0]) == "other" else "single"
-
-
-def incident_state(vocab: Vocab, fields: dict[str, Any]) -> dict[str, Any]:
-    """A checked incident state from request fields (the interchange columns); `Invalid` says which field."""
-    unknown = sorted(set(fields) - set(FIELDS))
-    if unknown:
-        raise Invalid(f"unknown field(s): {', '.join(unknown)}")
-    for name in REQUIRED:
-        if fields.get(name) in (None, ""):
-            raise Invalid(f"{name}: required")
-    started_at, timed = check_started(fields["started_at"])
-    precision = fields.get("started_precision") or ("minute" if timed else "day")
-    check_choice(precision, PRECISIONS, "started_precision")
-    if precision in ("hour", "minute") and not timed:
-        raise Invalid(f"started_precision: {precision!r} needs a time of day in started_at (YYYY-MM-DDTHH:MM)")
-    attribution, _kind = parse_attribution(vocab, fields["attribution"])
-    latitude = check_coordinate(fields.get("latitude"), "latitude", 90)
-    longitude = check_coordinate(fields.get("longitude"), "longitude", 180)
-    if (latitude is None) != (longitude is None):
-        raise Invalid("latitude and longitude: give both or neither")
-    damage = fields.get("facility_damage") or None
-    if damage is not None:
-        check_choice(damage, FACILITY_DAMAGE, "facility_damage")
-    return {
-        "ref": check_ref(fields["ref"], "ref"),
-        "type": vocab.check("incident_types", str(fields["type"]).strip(), "type"),
-        "started_at": started_at,
-        "started_precision": precision,
-        "governorate": vocab.check("governorates", str(fields["governorate"]).strip(), "governorate"),
-        "district": check_text(fields.get("district"), "district", 255),
-        "place": check_text(fields.get("place"), "place", 255),
-        "neighbourhood": check_text(fields.get("neighbourhood"), "neighbourhood", 255),
-        "latitude": latitude,
-        "longitude": longitude,
-        "controlled_by": (vocab.check("parties", str(fields["controlled_by"]).strip(), "controlled_by")
-                          if fields.get("controlled_by") else None),
-        "attribution": attribution,
-        "weapon": vocab.check("weapons", str(fields["weapon"]).strip(), "weapon") if fields.get("weapon") else None,
-        "facility_damage": damage,
-        "narrative": check_text(fields.get("narrative"), "narrative"),
-    }
-
 
 def attribution_state(incident_id: str, parties: str, kind: str, reason: str | None,
                       evidence: list[str]) -> dict[str, Any]:
