@@ -102,9 +102,27 @@ pass_state: Callable[..., Any] = click.make_pass_decorator(CliState)
 
 
 def _register() -> None:
-    from api.cli import analysis, encrypt_to, fixity, items, keys, log, media, policy, storage, worker
+    from api.cli import (
+        analysis,
+        encrypt_to,
+        fixity,
+        incidents,
+        items,
+        keys,
+        links,
+        log,
+        media,
+        policy,
+        records_io,
+        sources,
+        stats,
+        storage,
+        victims,
+        worker,
+    )
 
-    for module in (items, log, policy, fixity, worker, media, storage, encrypt_to, analysis, keys):
+    for module in (items, log, policy, fixity, worker, media, storage, encrypt_to, analysis, keys,
+                   incidents, victims, sources, links, records_io, stats):
         for command in module.COMMANDS:
             cli.add_command(command)
 
