@@ -229,3 +229,24 @@ def test_massacre_is_derived_from_five_civilian_victims(cli: Cli) -> None:
     assert cli.json("incident", "show", "INC-1")["massacre"] is True
     assert [r["ref"] for r in cli.json_lines("incident", "list", "--massacres")] == ["INC-1"]
     assert "massacre" not in cli("incident", "add", "--help")[1].split("Options:")[1], "never typed"
+
+
+def test_rotating_the_catalog_key_reseals_records_and_their_history(cli: Cli) -> None:
+    from sqlalchemy import text as sql
+
+    from archive.context import Archive
+
+    _add(cli)
+    cli("incident", "edit", "INC-1", "--weapon", "artillery", "--reason", "crater analysis")
+    cli("keys", "rotate-catalog")
+    archive = Archive.open(cli.home)
+    try:
+        with archive.engine.connect() as conn:
+            versions = {t: set(conn.execute(sql(f"SELECT DISTINCT key_version FROM {t}")).scalars())  # noqa: S608
+                        for t in ("incidents", "attributions", "record_changes")}
+    finally:
+        archive.close()
+    assert versions == {"incidents": {2}, "attributions": {2}, "record_changes": {2}}
+    shown = cli.json("incident", "show", "INC-1", "--history")
+    assert shown["narrative"] == NARRATIVE and shown["history"][1]["reason"] == "crater analysis"
+    assert cli("log", "verify")[0] == 0
