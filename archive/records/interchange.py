@@ -1,0 +1,220 @@
+"""The interchange files: the CSV (or JSON Lines) that documentation groups' spreadsheets already hold.
+
+Reading turns a file into numbered rows of fields named as the columns, or
+into problems, each with its file and line: the header is line 1 of a CSV
+file; in JSON Lines line 1 is the first object. Only the shape of the file is
+checked here (encoding, header, field counts, JSON objects); what a row
+means is checked by `archive.records.rules`, in one place for forms and
+imports. Writing gives the same format back, so an export imports again.
+
+UTF-8 only: a UTF-8 byte-order mark (what spreadsheets write) is skipped;
+UTF-16 or UTF-32 text, or bytes that are not UTF-8, are refused with the
+line they are on, since a guessed encoding would silently change names.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from archive.records.rules import FIELDS, REQUIRED, VICTIM_FIELDS, VICTIM_REQUIRED
+from archive.services.errors import Invalid
+
+FORMATS = ("csv", "jsonl")
+MAX_PROBLEMS = 1000  # per file: enough to fix a spreadsheet by, not a report as long as the file
+CONSENT_COLUMNS = ("family_consent", "consent_date", "consent_recorded_by")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One kind of file: its columns in their export order, and those it must have."""
+
+    what: str  # incidents | victims
+    columns: tuple[str, ...]
+    required: tuple[str, ...]
+
+
+INCIDENTS = Layout("incidents", FIELDS, REQUIRED)
+VICTIMS = Layout("victims", VICTIM_FIELDS, VICTIM_REQUIRED)
+_UTF16_32 = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A bad row (or a bad file: line 1 for its header): where, and why."""
+
+    file: str
+    line: int
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "line": self.line, "reason": self.reason}
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.reason}"
+
+
+@dataclass
+class Parsed:
+    """A file read: its rows as (line, fields), and every problem found (capped, `total` counts them all)."""
+
+    file: str
+    layout: Layout
+    rows: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    total: int = 0
+
+    def problem(self, line: int, reason: str) -> None:
+        self.total += 1
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(Problem(self.file, line, reason))
+
+
+def check_format(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise Invalid(f"format: {fmt!r} is not one of {', '.join(FORMATS)}")
+    return fmt
+
+
+def read(path: str | Path, layout: Layout, fmt: str) -> Parsed:
+    """Every row of a file, or its problems; `Invalid` only when the file cannot be read at all."""
+    check_format(fmt)
+    name = str(path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise Invalid(f"{name}: cannot read it ({exc.strerror or exc})") from None
+    parsed = Parsed(name, layout)
+    text = _decode(data, parsed)
+    if text is None:
+        return parsed
+    if not text.strip():
+        parsed.problem(1, "empty file: " + ("no header row" if fmt == "csv" else "no records"))
+        return parsed
+    (_read_csv if fmt == "csv" else _read_jsonl)(text, parsed)
+    return parsed
+
+
+def _decode(data: bytes, parsed: Parsed) -> str | None:
+    """The file's text, or None with a problem on every line that is not UTF-8."""
+    if data.startswith(_UTF16_32):
+        parsed.problem(1, "not UTF-8: the file is UTF-16 or UTF-32 text (save it as UTF-8)")
+        return None
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8):]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    for number, line in enumerate(data.split(b"\n"), 1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            parsed.problem(number, f"not UTF-8: byte 0x{line[exc.start]:02x} at column {exc.start + 1} "
+                                   "(save the file as UTF-8)")
+    return None
+
+
+def _read_csv(text: str, parsed: Parsed) -> None:
+    layout = parsed.layout
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = [h.strip() for h in next(reader)]
+        unknown = sorted({h for h in header if h not in layout.columns})
+        if unknown:
+            parsed.problem(1, f"unknown column(s): {', '.join(unknown)} (known: {', '.join(layout.columns)})")
+        twice = sorted({h for h in header if header.count(h) > 1})
+        if twice:
+            parsed.problem(1, f"column(s) given twice: {', '.join(twice)}")
+        missing = [c for c in layout.required if c not in header]
+        if missing:
+            parsed.problem(1, f"missing required column(s): {', '.join(missing)}")
+        if parsed.total:
+            return
+        last = reader.line_num
+        for cells in reader:
+            line, last = last + 1, reader.line_num
+            if not any(c.strip() for c in cells):
+                continue
+            if len(cells) != len(header):
+                parsed.problem(line, f"{len(cells)} fields, the header has {len(header)}")
+                continue
+            parsed.rows.append((line, dict(zip(header, cells, strict=True))))
+    except csv.Error as exc:
+        parsed.problem(reader.line_num or 1, f"not a CSV row: {exc}")
+
+
+def _read_jsonl(text: str, parsed: Parsed) -> None:
+    layout = parsed.layout
+    for number, raw in enumerate(text.split("\n"), 1):
+        if not raw.strip():
+            continue
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            parsed.problem(number, f"not JSON: {exc.msg} at column {exc.colno}")
+            continue
+        if not isinstance(value, dict):
+            parsed.problem(number, f"not a JSON object (a line holds one {layout.what[:-1]} as an object)")
+            continue
+        unknown = sorted(k for k in value if k not in layout.columns)
+        if unknown:
+            parsed.problem(number, f"unknown column(s): {', '.join(unknown)}")
+            continue
+        bad = sorted(k for k, v in value.items() if not _plain(v))
+        if bad:
+            parsed.problem(number, f"{', '.join(bad)}: must be text, a number, true/false, null or a list of text")
+            continue
+        parsed.rows.append((number, {k: v for k, v in value.items() if v is not None}))
+
+
+def _plain(value: Any) -> bool:
+    if isinstance(value, list):
+        return all(isinstance(v, str) for v in value)
+    return value is None or isinstance(value, str | int | float | bool)
+
+
+def cell(value: Any, fmt: str) -> Any:
+    """A state's value as the file holds it: CSV text (`true`/`false`, `;`-joined lists), or JSON as is."""
+    if fmt == "jsonl":
+        return value
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ";".join(str(v) for v in value)
+    return str(value)
+
+
+def write(path: str | Path, layout: Layout, rows: Iterable[dict[str, Any]], fmt: str) -> int:
+    """Write rows (every column of the layout) to `path`, whole or not at all; the number of rows."""
+    check_format(fmt)
+    target = Path(path)
+    part = target.with_name(target.name + ".part")
+    count = 0
+    with open(part, "w", encoding="utf-8", newline="") as out:
+        if fmt == "csv":
+            writer = csv.writer(out, lineterminator="\n")
+            writer.writerow(layout.columns)
+            for row in rows:
+                writer.writerow([cell(row.get(c), fmt) for c in layout.columns])
+                count += 1
+        else:
+            for row in rows:
+                out.write(json.dumps({c: row.get(c) for c in layout.columns}, ensure_ascii=False) + "\n")
+                count += 1
+    os.replace(part, target)
+    return count
+
+
+def first_problems(files: Sequence[Parsed]) -> list[Problem]:
+    """Every file's problems, in file order."""
+    return [p for f in files for p in f.problems]

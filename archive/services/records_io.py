@@ -1,0 +1,416 @@
+"""Import and export of incidents and victims (the interchange files), and loading a vocabulary.
+
+An import is one transaction for both files: every row is checked first (by
+`archive.records.rules`, the rules forms use), and a file with any bad row
+imports nothing; the report lists every bad row with its file and line. A
+row whose ref the archive holds already updates that record (with history)
+when it differs and is left alone when it does not, so importing the same
+file again changes nothing: no new rows, no new events. Rows absent from a
+later file are left as they are.
+
+Custody: one event per file, carrying the Merkle root of the commitments of
+every record the file changed (`record_batch`); the rows themselves are
+written in bulk (SQLAlchemy Core, one statement per few thousand rows), so a
+spreadsheet of 100,000 victims imports in seconds.
+
+Export writes the same format back. Names a family asked to withhold are
+never exported, whatever the role (empty name, `name_withheld` true); and
+importing such a row back into the archive it came from keeps the name the
+archive holds, rather than erasing it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Table, bindparam, insert, update
+from sqlmodel import col, select
+
+from archive.custody.log import utc_now
+from archive.db import transaction
+from archive.records import interchange
+from archive.records.changes import Change, new_id, record_batch
+from archive.records.common import record_keys, require
+from archive.records.interchange import CONSENT_COLUMNS, INCIDENTS, VICTIMS, Parsed
+from archive.records.rules import consent_state, incident_state, parse_attribution, victim_state
+from archive.records.store import KINDS, Kind, columns, state_of
+from archive.records.tables import Consent, Incident, Victim, VocabTerm
+from archive.records.vocab import VOCABULARIES, Vocab
+from archive.roles import Role
+from archive.services.errors import Forbidden, Invalid
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+    from archive.context import Archive
+    from archive.keys.catalog import CatalogKeys
+
+REASON = "imported"
+CONSENT_SCOPE = "un_bodies"  # the scope the interchange columns record
+CHUNK = 5000  # rows per bulk statement
+QUERY_CHUNK = 900  # values per IN (...) (SQLite allows 999 parameters in old builds)
+
+
+@dataclass
+class Plan:
+    """What one file will write: new and changed rows per kind, the changes for the log, and counts."""
+
+    parsed: Parsed
+    inserts: dict[str, list[tuple[str, dict[str, Any]]]] = field(default_factory=dict)
+    updates: dict[str, list[tuple[str, dict[str, Any]]]] = field(default_factory=dict)
+    changes: list[Change] = field(default_factory=list)
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+    def write(self, kind: str, record_id: str, state: dict[str, Any], new: bool, change: str,
+              reason: str = REASON) -> None:
+        (self.inserts if new else self.updates).setdefault(kind, []).append((record_id, state))
+        self.changes.append(Change(record_id, kind, change, state, reason))
+
+
+class _Refused(Exception):
+    """Raised inside the transaction when any row is bad, so nothing at all is written."""
+
+
+def _chunks(values: list[Any], size: int = QUERY_CHUNK) -> Iterator[list[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _by_ref(session: Session, model: Any, refs: Iterable[str]) -> dict[str, Any]:
+    """The rows of `model` whose ref is one of `refs`, by ref (one query per chunk, never one per row)."""
+    found: dict[str, Any] = {}
+    for chunk in _chunks(sorted(set(refs))):
+        for row in session.exec(select(model).where(col(model.ref).in_(chunk))).all():
+            found[row.ref] = row
+    return found
+
+
+def _ref_of(fields: dict[str, Any]) -> str:
+    value = fields.get("ref")
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _duplicates(parsed: Parsed) -> set[int]:
+    """Lines whose ref an earlier line of the same file already used (each reported)."""
+    first: dict[str, int] = {}
+    lines: set[int] = set()
+    for line, fields in parsed.rows:
+        ref = _ref_of(fields)
+        if not ref:
+            continue
+        if ref in first:
+            parsed.problem(line, f"ref: duplicate ref {ref!r} (first on line {first[ref]})")
+            lines.add(line)
+        else:
+            first[ref] = line
+    return lines
+
+
+def _plan_incidents(session: Session, keys: CatalogKeys, vocab: Vocab, parsed: Parsed) -> tuple[Plan, dict[str, str]]:
+    """The incidents file's plan, and every ref it names (its new ids assigned) -> incident id."""
+    from archive.services.incidents import attribution_state
+
+    plan = Plan(parsed, extra={"attributions": 0})
+    spec = KINDS["incident"]
+    duplicate = _duplicates(parsed)
+    existing = _by_ref(session, Incident, (_ref_of(f) for _, f in parsed.rows))
+    ids: dict[str, str] = {ref: row.id for ref, row in existing.items()}
+    for line, fields in parsed.rows:
+        if line in duplicate:
+            continue
+        ref = _ref_of(fields)
+        try:
+            state = incident_state(vocab, fields)
+        except Invalid as exc:
+            parsed.problem(line, str(exc))
+            if ref and ref not in ids:
+                ids[ref] = ""  # named by this file: victims of it are not "unknown incident" too
+            continue
+        row = existing.get(state["ref"])
+        old = state_of(keys, spec, row) if row is not None else None
+        if old is not None and {**old, **state} == old:
+            plan.unchanged += 1
+            continue
+        record_id = row.id if row is not None else new_id(spec.prefix)
+        ids[state["ref"]] = record_id
+        plan.write("incident", record_id, {**(old or {}), **state}, old is None,
+                   "create" if old is None else "edit")
+        if old is None:
+            plan.created += 1
+        else:
+            plan.updated += 1
+        if old is None or old.get("attribution") != state["attribution"]:
+            parties, kind = parse_attribution(vocab, state["attribution"])
+            plan.write("attribution", new_id("att"), attribution_state(record_id, parties, kind, REASON, []),
+                       True, "create")
+            plan.extra["attributions"] += 1
+    return plan, ids
+
+
+def _incident_ids(session: Session, wanted: set[str], known: dict[str, str]) -> dict[str, str]:
+    """incident_ref -> id for refs (or ids) not named by the incidents file: looked up in the archive."""
+    ids = dict(known)
+    missing = sorted(wanted - set(ids))
+    for chunk in _chunks(missing):
+        for ref, incident_id in session.exec(select(Incident.ref, Incident.id)
+                                             .where(col(Incident.ref).in_(chunk))).all():
+            ids[ref] = incident_id
+    missing = sorted(wanted - set(ids))
+    for chunk in _chunks(missing):
+        for (incident_id,) in session.exec(select(Incident.id).where(col(Incident.id).in_(chunk))).all():
+            ids[incident_id] = incident_id
+    return ids
+
+
+def _consents(session: Session, victim_ids: list[str]) -> dict[str, Consent]:
+    """Each victim's latest consent row of the interchange's scope."""
+    latest: dict[str, Consent] = {}
+    for chunk in _chunks(victim_ids):
+        rows = session.exec(select(Consent).where(col(Consent.victim_id).in_(chunk), Consent.scope == CONSENT_SCOPE)
+                            .order_by(col(Consent.at), col(Consent.id))).all()
+        for row in rows:
+            latest[row.victim_id] = row
+    return latest
+
+
+def _plan_victims(session: Session, keys: CatalogKeys, vocab: Vocab, parsed: Parsed,
+                  incident_refs: dict[str, str]) -> Plan:
+    plan = Plan(parsed, extra={"consents": 0})
+    spec, consent_spec = KINDS["victim"], KINDS["consent"]
+    duplicate = _duplicates(parsed)
+    wanted = {str(f.get("incident_ref") or "").strip() for _, f in parsed.rows} - {""}
+    incidents = _incident_ids(session, wanted, incident_refs)
+    existing = _by_ref(session, Victim, (_ref_of(f) for _, f in parsed.rows))
+    consents = _consents(session, [row.id for row in existing.values()])
+    for line, fields in parsed.rows:
+        if line in duplicate:
+            continue
+        incident_ref = str(fields.get("incident_ref") or "").strip()
+        try:
+            if incident_ref and incident_ref not in incidents:
+                raise Invalid(f"incident_ref: unknown incident {incident_ref!r} (not in this import nor the archive)")
+            state = victim_state(vocab, fields, incidents.get(incident_ref) or "")
+            row = existing.get(state["ref"])
+            record_id = row.id if row is not None else new_id(spec.prefix)
+            consent = _consent_fields(fields, record_id)
+        except Invalid as exc:
+            parsed.problem(line, str(exc))
+            continue
+        old = state_of(keys, spec, row) if row is not None else None
+        if old is not None:
+            state["status"], state["merged_into"] = old.get("status", "active"), old.get("merged_into")
+            if old.get("name_withheld") and state["name_withheld"] and not state["name"]:
+                state["name"] = old.get("name")  # an export never holds a withheld name: keep the archive's
+        changed = old is None or {**old, **state} != old
+        if changed:
+            plan.write("victim", record_id, {**(old or {}), **state}, old is None,
+                       "create" if old is None else "edit")
+        if consent is not None:
+            changed |= _plan_consent(plan, keys, consent_spec, consents.get(record_id), consent)
+        if not changed:
+            plan.unchanged += 1
+        elif old is None:
+            plan.created += 1
+        else:
+            plan.updated += 1
+    return plan
+
+
+def _consent_fields(fields: dict[str, Any], victim_id: str) -> dict[str, Any] | None:
+    """The consent record a victim row's consent columns give (scope un_bodies), or None if they are empty."""
+    given = {c: fields.get(c) for c in CONSENT_COLUMNS if fields.get(c) not in (None, "")}
+    if not given:
+        return None
+    answer = str(given.get("family_consent") or "").strip()
+    if not answer:
+        raise Invalid("family_consent: required when consent_date or consent_recorded_by is given")
+    return consent_state(victim_id, CONSENT_SCOPE, answer, given.get("consent_date"), given.get("consent_recorded_by"))
+
+
+def _plan_consent(plan: Plan, keys: CatalogKeys, spec: Kind, row: Consent | None, state: dict[str, Any]) -> bool:
+    """Plan the consent change a row asks for; whether there is one. The document and note it rests on,
+    which the file does not hold, stay as recorded."""
+    if row is not None:
+        old = state_of(keys, spec, row)
+        state = {**old, **state, "document": old.get("document"), "note": old.get("note")}
+        if state == old:
+            return False
+    change = "withdraw" if state["status"] == "withdrawn" else "consent"
+    plan.write("consent", row.id if row is not None else new_id(spec.prefix), state, row is None, change)
+    plan.extra["consents"] += 1
+    return True
+
+
+def _bulk(session: Session, keys: CatalogKeys, plan: Plan, kind: str, at: str, actor: str) -> None:
+    """Write a kind's new and changed rows with Core statements (a few thousand rows each)."""
+    spec = KINDS[kind]
+    table: Table = spec.model.__table__  # type: ignore[attr-defined]
+    fields = spec.model.model_fields
+    stamps_new = {k: v for k, v in (("created_at", at), ("updated_at", at), ("created_by", actor),
+                                    ("at", at), ("by", actor)) if k in fields}
+    stamps_old = {k: v for k, v in (("updated_at", at), ("at", at), ("by", actor)) if k in fields}
+    rows = [{"id": rid, **columns(spec, keys, rid, state), **stamps_new} for rid, state in plan.inserts.get(kind, [])]
+    for chunk in _chunks(rows, CHUNK):
+        session.execute(insert(table), chunk)
+    rows = [{"row_id": rid, **columns(spec, keys, rid, state), **stamps_old}
+            for rid, state in plan.updates.get(kind, [])]
+    if rows:
+        statement = update(table).where(table.c.id == bindparam("row_id"))
+        for chunk in _chunks(rows, CHUNK):
+            session.connection().execute(statement, chunk)
+
+
+def _file_report(plan: Plan | None, parsed: Parsed, event: tuple[int, str] | None) -> dict[str, Any]:
+    report: dict[str, Any] = {"file": parsed.file, "rows": len(parsed.rows),
+                              "created": plan.created if plan else 0, "updated": plan.updated if plan else 0,
+                              "unchanged": plan.unchanged if plan else 0,
+                              "errors": [p.as_dict() for p in parsed.problems], "error_count": parsed.total,
+                              "event": {"seq": event[0], "merkle_root": event[1]} if event else None}
+    if plan is not None:
+        report.update(plan.extra)
+    return report
+
+
+def import_records(archive: Archive, *, incidents: str | Path | None = None, victims: str | Path | None = None,
+                   format: str = "csv", role: Role) -> dict[str, Any]:
+    """Import an incidents file, a victims file, or both, in one transaction; the report.
+
+    The report has, per file given: rows, created, updated, unchanged,
+    errors [{file, line, reason}] (capped; `error_count` counts all), and the
+    custody event (seq and Merkle root) or None when the file changed
+    nothing; `imported` is false when any row was bad, and then nothing was
+    written.
+    """
+    require(role, "importing records")
+    interchange.check_format(format)
+    if incidents is None and victims is None:
+        raise Invalid("give an incidents file, a victims file, or both")
+    keys = record_keys(archive, "importing records")
+    files = {"incidents": interchange.read(incidents, INCIDENTS, format) if incidents is not None else None,
+             "victims": interchange.read(victims, VICTIMS, format) if victims is not None else None}
+    plans: dict[str, Plan] = {}
+    events: dict[str, tuple[int, str] | None] = {}
+    try:
+        with transaction(archive.engine) as session:
+            vocab = Vocab.read(session)
+            refs: dict[str, str] = {}
+            if files["incidents"] is not None:
+                plans["incidents"], refs = _plan_incidents(session, keys, vocab, files["incidents"])
+            if files["victims"] is not None:
+                plans["victims"] = _plan_victims(session, keys, vocab, files["victims"], refs)
+            if any(f.total for f in files.values() if f is not None):
+                raise _Refused
+            at, actor = utc_now(), archive.actor
+            session.flush()
+            for what, kinds in (("incidents", ("incident", "attribution")), ("victims", ("victim", "consent"))):
+                plan = plans.get(what)
+                if plan is None:
+                    continue
+                for kind in kinds:
+                    _bulk(session, keys, plan, kind, at, actor)
+                events[what] = record_batch(session, keys, actor, plan.changes, what=what)
+    except _Refused:
+        plans, events = {}, {}
+    report: dict[str, Any] = {"imported": not any(f.total for f in files.values() if f is not None)}
+    for what, parsed in files.items():
+        if parsed is not None:
+            report[what] = _file_report(plans.get(what), parsed, events.get(what))
+    return report
+
+
+def _export_incidents(session: Session, keys: CatalogKeys) -> Iterator[dict[str, Any]]:
+    spec = KINDS["incident"]
+    for row in session.exec(select(Incident).order_by(col(Incident.ref))).all():
+        yield state_of(keys, spec, row)
+
+
+def _export_victims(session: Session, keys: CatalogKeys) -> Iterator[dict[str, Any]]:
+    spec, consent_spec = KINDS["victim"], KINDS["consent"]
+    refs = dict(session.exec(select(Incident.id, Incident.ref)).all())
+    rows = session.exec(select(Victim).where(Victim.status == "active").order_by(col(Victim.ref))).all()
+    consents = _consents(session, [row.id for row in rows])
+    for row in rows:
+        state = state_of(keys, spec, row)
+        out = {**state, "incident_ref": refs.get(row.incident_id, row.incident_id)}
+        if state.get("name_withheld"):
+            out["name"] = None  # never exported, whatever the role
+        consent = consents.get(row.id)
+        if consent is not None:
+            given = state_of(keys, consent_spec, consent)
+            out.update(family_consent=given["status"], consent_date=given.get("given_on"),
+                       consent_recorded_by=given.get("recorded_by"))
+        yield out
+
+
+def export_records(archive: Archive, *, incidents: str | Path | None = None, victims: str | Path | None = None,
+                   format: str = "csv", role: Role) -> dict[str, Any]:
+    """Write incidents and/or victims in the interchange format; {what: {"file", "rows"}}.
+
+    Victims merged into another are left out (the one they were merged into
+    stands for them), so a re-import counts nobody twice; withheld names are
+    never written.
+    """
+    require(role, "exporting records")
+    interchange.check_format(format)
+    if incidents is None and victims is None:
+        raise Invalid("give an incidents file, a victims file, or both")
+    keys = record_keys(archive, "exporting records")
+    report: dict[str, Any] = {}
+    with transaction(archive.engine) as session:
+        if incidents is not None:
+            report["incidents"] = {"file": str(incidents), "rows": interchange.write(
+                incidents, INCIDENTS, _export_incidents(session, keys), format)}
+        if victims is not None:
+            report["victims"] = {"file": str(victims), "rows": interchange.write(
+                victims, VICTIMS, _export_victims(session, keys), format)}
+    return report
+
+
+def load_vocab(archive: Archive, path: str | Path, *, role: Role) -> dict[str, Any]:
+    """Load a vocabulary file (`evidence-vocab/1`): terms added or relabelled, never removed; the report.
+
+    Custodians only: the vocabulary is what every record and statistic is
+    checked against. Loaded into an archive that holds no vocabulary yet, it
+    replaces the default Syrian set, which is then never added.
+    """
+    from archive.records import vocab as vocabularies
+
+    if role != Role.CUSTODIAN:
+        raise Forbidden(f"loading a vocabulary needs the custodian role, not {role}")
+    name = str(path)
+    try:
+        text = Path(path).read_bytes().decode("utf-8-sig")
+    except OSError as exc:
+        raise Invalid(f"{name}: cannot read it ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise Invalid(f"{name}: not UTF-8 text") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise Invalid(f"{name}: not JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    with transaction(archive.engine) as session:
+        counts = vocabularies.load(session, data, where=name)
+    return {"file": name, "name": data.get("name"), "vocabularies": counts,
+            "added": sum(c["added"] for c in counts.values()), "updated": sum(c["updated"] for c in counts.values())}
+
+
+def show_vocab(archive: Archive, vocabulary: str | None = None, *, role: Role) -> dict[str, list[dict[str, Any]]]:
+    """The vocabularies (or one): each term's key, label, group and former names. Clear data: no key needed."""
+    require(role, "reading the vocabularies")
+    if vocabulary is not None and vocabulary not in VOCABULARIES:
+        raise Invalid(f"vocabulary: {vocabulary!r} is not one of {', '.join(VOCABULARIES)}")
+    with transaction(archive.engine) as session:
+        vocab = Vocab.read(session)
+        names = [vocabulary] if vocabulary else list(VOCABULARIES)
+        return {name: [_term(vocab.terms[name][key]) for key in vocab.keys(name)] for name in names}
+
+
+def _term(term: VocabTerm) -> dict[str, Any]:
+    return {"key": term.key, "label": term.label, "group": term.group, "former_names": list(term.former_names)}
