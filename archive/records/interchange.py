@@ -19,7 +19,7 @@ import csv
 import io
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -214,7 +214,3 @@ def write(path: str | Path, layout: Layout, rows: Iterable[dict[str, Any]], fmt:
     os.replace(part, target)
     return count
 
-
-def first_problems(files: Sequence[Parsed]) -> list[Problem]:
-    """Every file's problems, in file order."""
-    return [p for f in files for p in f.problems]

@@ -164,7 +164,7 @@ def _incident_ids(session: Session, wanted: set[str], known: dict[str, str]) -> 
             ids[ref] = incident_id
     missing = sorted(wanted - set(ids))
     for chunk in _chunks(missing):
-        for (incident_id,) in session.exec(select(Incident.id).where(col(Incident.id).in_(chunk))).all():
+        for incident_id in session.exec(select(Incident.id).where(col(Incident.id).in_(chunk))).all():
             ids[incident_id] = incident_id
     return ids
 
@@ -268,10 +268,11 @@ def _bulk(session: Session, keys: CatalogKeys, plan: Plan, kind: str, at: str, a
 
 
 def _file_report(plan: Plan | None, parsed: Parsed, event: tuple[int, str] | None) -> dict[str, Any]:
+    errors = [p.as_dict() for p in sorted(parsed.problems, key=lambda p: p.line)]
     report: dict[str, Any] = {"file": parsed.file, "rows": len(parsed.rows),
                               "created": plan.created if plan else 0, "updated": plan.updated if plan else 0,
                               "unchanged": plan.unchanged if plan else 0,
-                              "errors": [p.as_dict() for p in parsed.problems], "error_count": parsed.total,
+                              "errors": errors, "error_count": parsed.total,
                               "event": {"seq": event[0], "merkle_root": event[1]} if event else None}
     if plan is not None:
         report.update(plan.extra)
