@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from PIL import Image, ImageOps
 from sqlalchemy import func
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from archive.roles import Role
 from tests.conftest import Cli
@@ -102,7 +102,7 @@ def item_events(home: Path, item_id: str) -> list[Any]:
     archive = open_archive(home)
     try:
         with Session(archive.engine) as session:
-            return list(session.exec(select(Event).where(Event.item_id == item_id).order_by(Event.seq)).all())
+            return list(session.exec(select(Event).where(Event.item_id == item_id).order_by(col(Event.seq))).all())
     finally:
         archive.close()
 
