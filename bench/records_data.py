@@ -270,23 +270,22 @@ def generate(n_incidents: int = 20_000, n_victims: int = 100_000, seed: int = 0)
     weights = [line[1] for line in expected["parties"].values()]
     joints = ("russian_forces+syrian_regime", "international_coalition+sdf", "hts+sna",
               "landmine_unidentified+syrian_regime", "gunfire_unidentified+jordanian_forces")
+    party_of = [rng.choice(joints) if rng.random() < 0.04 else rng.choices(parties, weights)[0]
+                for _ in range(n_incidents)]
+    torture = [p in PRISONS and rng.random() < 0.08 for p in party_of]  # one victim each, died in detention
     extra = [0] * n_incidents
-    heavy = [rng.paretovariate(1.6) for _ in range(n_incidents)]
+    heavy = [0.0 if t else min(rng.paretovariate(1.3), 60.0) for t in torture]
     for index in rng.choices(range(n_incidents), heavy, k=n_victims - n_incidents):
         extra[index] += 1
     first, last = date(2020, 1, 1), date(2024, 12, 31)
     for n in range(n_incidents):
-        size = extra[n] + 1
-        roll = rng.random()
-        party = rng.choice(joints) if roll < 0.04 else rng.choices(parties, weights)[0]
-        torture = size == 1 and rng.random() < 0.25 and party.split("+")[0] in PRISONS
-        if torture:
+        size, party = extra[n] + 1, party_of[n]
+        if torture[n]:
             documented = _day_in(rng, first, last)
-            died = _day_in(rng, date(2011, 3, 15), documented)
-            incident = make.incident(party, died, type="death_under_torture",
-                                     governorate=PRISONS[party.split("+")[0]])
+            death = _day_in(rng, date(2011, 3, 15), documented)
+            incident = make.incident(party, death, type="death_under_torture", governorate=PRISONS[party])
             make.victim(incident, kind=rng.choices(("adult", "woman", "child"), (95, 4, 1))[0],
-                        documented=documented, died=died if rng.random() < 0.9 else None, torture=True)
+                        documented=documented, died=death if rng.random() < 0.9 else None, torture=True)
             continue
         started = _day_in(rng, first, last)
         facility = rng.random() < 0.04
@@ -345,7 +344,7 @@ def insert(archive: Any, dataset: Dataset, *, batch: int = 5000) -> dict[str, st
             state = victim_state(vocab, person, ids[fields["incident_ref"]])
             add("victim", new_id("vic"), state, {"created_at": at, "updated_at": at})
         for kind, model in (("incident", Incident), ("attribution", Attribution), ("victim", Victim)):
-            table = model.__table__  # type: ignore[attr-defined]
+            table = model.__table__  # type: ignore[union-attr]
             for start in range(0, len(rows[kind]), batch):
                 session.execute(sql_insert(table), rows[kind][start : start + batch])
             record_batch(session, keys, actor, changes[kind], what=f"{kind}s")
