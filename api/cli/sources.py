@@ -191,4 +191,31 @@ def interview(state: CliState, name: str, held_on: str, informed_consent: str, n
         click.echo(f"warning: {flag}", err=True)
 
 
-COMMANDS = [source]
+
+@click.command("provenance")
+@click.argument("item")
+@click.option("--channel", default=None,
+              help="How it came: upload, email, messaging, social_media, field_researcher, legacy_disk.")
+@click.option("--source-record", default=None, metavar="REF", help="The source record that handed it over.")
+@click.option("--arrival", type=int, default=None, help="Which arrival (ids in `show ITEM`), when several.")
+@click.option("--reason", default=None, help="Why (kept in the history).")
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def provenance(state: CliState, item: str, channel: str | None, source_record: str | None, arrival: int | None,
+               reason: str | None, as_json: bool) -> None:
+    """Give an arrival of ITEM its channel and source record (a change in its custody timeline)."""
+    from archive.roles import Role
+    from archive.services.sources import set_provenance
+
+    with state.archive() as archive:
+        shown = set_provenance(archive, item, role=Role.CUSTODIAN, channel=channel, source=source_record,
+                               arrival=arrival, reason=reason)
+    if as_json:
+        emit_json(shown)
+        return
+    what = "recorded" if shown["changed"] else "unchanged"
+    click.echo(f"arrival {shown['arrival']} of {shown['item_id']}: channel {shown['channel'] or '-'}, "
+               f"source {shown['source_ref'] or '-'} ({what})")
+
+
+COMMANDS = [source, provenance]

@@ -247,3 +247,60 @@ def source_id_for(archive: Archive, name: str) -> str:
 
     with Session(read_only(archive.engine)) as session:
         return find(session, Source, name, "source").id
+
+
+def check_channel(channel: str | None) -> str | None:
+    """How an item came (archive.records.vocab CHANNELS), or None."""
+    from archive.records.vocab import CHANNELS
+
+    return check_choice(channel.strip(), CHANNELS, "channel") if channel is not None else None
+
+
+def set_provenance(archive: Archive, item: str, *, role: Role, channel: str | None = None,
+                   source: str | None = None, arrival: int | None = None,
+                   reason: str | None = None) -> dict[str, Any]:
+    """Give an existing arrival of an item its channel and source record (kept as given when not asked to change).
+
+    The change is a record change like any other (sealed state, salted
+    commitment) whose custody event names the item, so its timeline shows it.
+    An item with several arrivals needs `arrival` (the ids `show ITEM` lists).
+    """
+    from archive.catalog.items import Provenance
+    from archive.records.changes import Change, record
+    from archive.records.provenance import KIND, provenance_state, record_id
+    from archive.services.items import resolve_item
+
+    require(role, "recording the provenance of an item")
+    if channel is None and source is None:
+        raise Invalid("give a channel, a source record, or both")
+    channel = check_channel(channel)
+    keys = record_keys(archive, "recording the provenance of an item")
+    with transaction(archive.engine) as session:
+        found = resolve_item(session, item)
+        rows = session.exec(select(Provenance).where(Provenance.item_id == found.id)
+                            .order_by(col(Provenance.id))).all()
+        if arrival is not None:
+            chosen = [r for r in rows if r.id == arrival]
+            if not chosen:
+                raise Invalid(f"arrival: item {found.id} has no arrival {arrival} "
+                              f"(its arrivals: {', '.join(str(r.id) for r in rows)})")
+        elif len(rows) != 1:
+            raise Invalid(f"arrival: item {found.id} arrived {len(rows)} times (arrivals "
+                          f"{', '.join(str(r.id) for r in rows)}): say which with --arrival")
+        else:
+            chosen = list(rows)
+        row = chosen[0]
+        source_row = find(session, Source, source, "source") if source is not None else None
+        new_channel = channel or row.channel
+        new_source = source_row.id if source_row is not None else row.source_id
+        new = provenance_state(row, new_channel, new_source)
+        changed = (new_channel, new_source) != (row.channel, row.source_id)
+        if changed:
+            row.channel, row.source_id = new_channel, new_source
+            session.add(row)
+            record(session, keys, archive.actor,
+                   Change(record_id(row), KIND, "provenance", new, reason, item_id=found.id))
+            session.flush()
+        shown = session.get(Source, new_source) if new_source else None
+        ref = shown.ref if shown is not None else None
+    return {**new, "source_ref": ref, "changed": changed}
