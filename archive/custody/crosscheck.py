@@ -8,9 +8,11 @@ salt: this needs the catalog key, and without it the report says plainly that
 commitments were not checked) must be the one the log holds, every current
 replica must be a copy the log recorded for that item and role, with the same
 ciphertext hash, and every item the log commits to must still be in the
-catalog. The log index (`archive.custody.expected`) applies the contract's
-rules; a broken rule (a second commitment, a hash changed without a source) is
-a problem of the log itself and is reported with its sequence number.
+catalog. Records (incidents, victims, sources, links) are held against their
+commitments the same way (`archive.custody.records_check`). The log index
+(`archive.custody.expected`) applies the contract's rules; a broken rule (a
+second commitment, a hash changed without a source) is a problem of the log
+itself and is reported with its sequence number.
 """
 
 from __future__ import annotations
@@ -43,25 +45,27 @@ MAX_MISMATCHES = 50
 class Mismatch:
     """The catalog says something about an item that does not follow from the log."""
 
-    item: str
+    item: str  # an item id, or a record id (`what`: record)
     message: str
+    what: str = "item"
 
     def __str__(self) -> str:
-        return f"item {self.item}: {self.message}"
+        return f"{self.what} {self.item}: {self.message}"
 
 
 @dataclass
 class CrossCheck:
     items: int = 0
     replicas: int = 0
+    records: int = 0  # incidents, victims, sources, links … held against the log (archive.custody.records_check)
     commitments_checked: bool = True
     commitments_unchecked: int = 0  # items whose sealed fields this process cannot open
     mismatches: list[Mismatch] = field(default_factory=list)
     more: int = 0
 
-    def add(self, item: str, message: str) -> None:
+    def add(self, item: str, message: str, what: str = "item") -> None:
         if len(self.mismatches) < MAX_MISMATCHES:
-            self.mismatches.append(Mismatch(item, message))
+            self.mismatches.append(Mismatch(item, message, what))
         else:
             self.more += 1
 
@@ -184,4 +188,7 @@ def cross_check(archive: Archive, index: LogIndex) -> CrossCheck:
             continue  # an original found bad then replaced by a repair, or a document rewritten beside one
         if copy.key.split(":", 1)[0] in sites or copy.item not in items_with_rows:
             result.add(str(copy.item), f"copy {copy.key} the log holds was removed without a deletion event")
+    from archive.custody.records_check import check_records
+
+    check_records(archive, index, result)  # incidents, victims, sources, links and their history
     return result

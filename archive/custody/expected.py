@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 
 ORIGINAL = "original"
 SIDE_ROLES = ("manifest", "arrival")
+RECORD_FORMAT = "evidence-record/1"  # archive.records.changes.FORMAT: a record's change, not an item's
 RECOVERY = "recovery"  # archive.services.rebuild: an item recreated from its manifest
 RESTORED_FROM = "duplicate arrival"  # ingest.steps.replicate: a copy made from a later arrival's bytes
 ESTABLISHING = (REPLICATION, INFORMATION_PACKAGE_CREATION)
@@ -99,6 +100,7 @@ class LogIndex:
     recovered: set[str] = field(default_factory=set)  # items a rebuild recreated into this (new) log
     arriving: dict[str, Any] = field(default_factory=dict)  # item -> the later arrival being ingested now
     failed: set[str] = field(default_factory=set)  # objects a check found missing or corrupt (repair may retire them)
+    records: dict[int, dict[str, Any]] = field(default_factory=dict)  # seq -> a record change event (its entry)
     problems: list[RuleBroken] = field(default_factory=list)
 
     @classmethod
@@ -121,6 +123,9 @@ class LogIndex:
         kind, item, details = str(entry.get("type")), entry.get("item"), entry.get("details")
         if not isinstance(details, dict):
             details = {}
+        if details.get("commitment_format") == RECORD_FORMAT:  # a record's change (archive.records.changes)
+            self.records[int(entry["seq"])] = entry
+            return
         if kind == MESSAGE_DIGEST and "commitment" in details:
             self._commit(entry["seq"], item, details["commitment"])
             return

@@ -87,7 +87,8 @@ def conflict_message(site: str, why: str) -> str:
 
 
 def mirror_to_sites(archive: Archive, signer: Signer | None = None) -> dict[str, Any]:
-    """Put the log up to the latest checkpoint on every storage site (see `archive.custody.mirror`).
+    """Put the log up to the latest checkpoint on every storage site (see `archive.custody.mirror`), and
+    then the journal of record changes the checkpoint covers (`archive.records.journal`).
 
     Never fails the caller: a site that cannot take it now says why in the result and catches up next time;
     a site whose copy conflicts is marked `conflict` (see `mirror_conflicts`) and is never overwritten.
@@ -108,7 +109,15 @@ def mirror_to_sites(archive: Archive, signer: Signer | None = None) -> dict[str,
         results = mirror_log(archive.engine, archive.backends.values(), vkey=vkey, sealed_key=sealed)
     except Exception as exc:  # noqa: BLE001 - the checkpoint stands whatever happens to its copies
         return {"error": str(exc) or type(exc).__name__}
-    return {name: asdict(result) for name, result in results.items()}
+    out: dict[str, Any] = {name: asdict(result) for name, result in results.items()}
+    # The journal of record changes goes where the log just went, so the site's log covers each change it gets.
+    from archive.records.journal import publish_journal
+
+    journals = publish_journal(archive, [name for name, result in results.items() if result.error is None])
+    for name, journal in journals.items():
+        if journal.objects or journal.error:
+            out[name]["journal"] = asdict(journal)
+    return out
 
 
 def _age_seconds(issued_at: str) -> float:

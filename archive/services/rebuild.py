@@ -31,6 +31,8 @@ The rebuilt catalog lives in a *new* home whose configuration points at the
 same backend, so the old home is never overwritten. The new custody log opens
 with the rebuild itself (PREMIS "recovery") and a fixity check for each copy,
 and goes back to the site at the end (the site's copy of the log continues):
+Records (incidents, victims, sources, links) come back from the site's journal,
+each change checked against the same log (`archive.records.replay`);
 a later rebuild of the same site takes those events over too, and reports
 them apart from the archive's own (`rebuild_events`).
 """
@@ -116,6 +118,10 @@ class RebuildReport:
     rebuilds: int = 0  # earlier rebuilds the taken-over log records
     log_key: str = "none"  # "given", "from the site itself…", or "none" (no log was checked)
     unchecked: list[str] = field(default_factory=list)  # items no custody log vouched for
+    journal_objects: int = 0  # objects of the site's journal of record changes (archive.records.journal)
+    records: int = 0  # incidents, victims, sources, links … restored from it
+    record_changes: int = 0  # their changes (history) restored, each checked against the site's log
+    vocab_terms: int = 0  # vocabulary terms restored from the journal (no custody event vouches for them)
 
     @property
     def checked(self) -> bool:
@@ -127,7 +133,9 @@ class RebuildReport:
                 "replicas": self.replicas, "problems": self.problems, "rejected": self.rejected,
                 "superseded": self.superseded,
                 "log_events": self.log_events, "rebuild_events": self.rebuild_events, "rebuilds": self.rebuilds,
-                "log_key": self.log_key, "unchecked": self.unchecked}
+                "log_key": self.log_key, "unchecked": self.unchecked, "journal_objects": self.journal_objects,
+                "records": self.records, "record_changes": self.record_changes, "vocab_terms": self.vocab_terms,
+                "vocab_checked": False if self.vocab_terms else None}
 
 
 def _absolute_spec(spec: StorageSpec, home: Path) -> StorageSpec:
@@ -557,6 +565,9 @@ def rebuild_catalog(
         for orphans in arrivals.values():  # later arrivals of bytes whose manifest this site lacks
             report.problems.extend({"arrival": a.name, "item": str(a.document.get("item_id")),
                                     "problem": "addendum without a manifest for its bytes"} for a in orphans)
+        _restore_records(rebuilt, backend, identities, index, report, new_log=not taken_over,
+                         marker_claim=found_marker.created_at if found_marker else "",
+                         log_size=site_log.tree_size if site_log is not None else 0)
         with transaction(rebuilt.engine) as session:
             if report.unchecked:
                 from archive.catalog.settings import put_setting
@@ -577,6 +588,27 @@ def rebuild_catalog(
     finally:
         rebuilt.close()
     return report
+
+
+def _restore_records(rebuilt: Archive, backend: Backend, identities: list[Identity], index: LogIndex | None,
+                     report: RebuildReport, *, new_log: bool, marker_claim: str, log_size: int) -> None:
+    """Incidents, victims, sources and links from the site's journal, each change checked against its log."""
+    from archive.records.replay import restore_records
+
+    restored = restore_records(rebuilt, backend, identities, index, new_log=new_log, marker_claim=marker_claim,
+                               log_size=log_size)
+    report.journal_objects = restored.objects
+    report.records, report.record_changes = restored.records, restored.changes
+    report.vocab_terms = restored.vocab_terms
+    report.rejected += restored.rejected
+    report.problems += restored.problems
+    if restored.rejected:
+        from archive.db import transaction
+
+        with transaction(rebuilt.engine) as session:
+            append_event(session, RECOVERY, actor=rebuilt.actor, outcome="failure",
+                         details={"problem": "journal entries rejected: the site's custody log does not vouch "
+                                  "for them", "rejected": len(restored.rejected)})
 
 
 def _commit_item(rebuilt: Archive, backend_name: str, item_id: str, founds: list[Found], report: RebuildReport,

@@ -1,0 +1,209 @@
+"""`log verify` for records: does every incident, victim, source and link follow from the log?
+
+Why: whoever holds the database can edit a victim's clear `civilian` or
+`governorate_of_death` column, or an incident's attribution, and every
+statistic follows. The log holds a salted commitment to each state a record
+ever had, so:
+
+- every `record_changes` row must be carried by its custody event: the event's
+  commitment (or, for an imported file, the Merkle root over its batch's
+  commitments, leaf i in order) and who, when, which record, which change;
+- every row's sealed state and salt must give its commitment (needs the
+  catalog key);
+- every current record row must hold exactly its latest change's state:
+  clear columns, sealed fields and derived columns (needs the catalog key);
+- no record change the log records may lack its row, and no record may lack
+  its changes (a row added behind the log's back), nor a changed record its row.
+
+Without the catalog key only the first and the last can be checked; the
+cross-check then says commitments were not checked ("not fully verified").
+Mismatches name the record by id and the column by name, never a value.
+The same comparison of changes with their event (`event_disagrees`) checks a
+site's journal in `rebuild-catalog`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from sqlmodel import Session, col, select
+
+from archive.db import read_only
+from archive.records.tables import RecordChange
+
+if TYPE_CHECKING:
+    from archive.context import Archive
+    from archive.custody.crosscheck import CrossCheck
+    from archive.custody.expected import LogIndex
+    from archive.keys.catalog import CatalogKeys
+
+PAGE = 1000
+RECORD = "record"
+
+
+def event_disagrees(event: dict[str, Any], changes: Sequence[dict[str, Any]]) -> str | None:
+    """Why these changes (each: record_id, record_kind, change, at, by, commitment, batch_index) are not what
+    the log's event `event` (its entry: seq, time, actor, details) carries; None when they are exactly that."""
+    from archive.records.changes import batch_root
+
+    details = event.get("details") or {}
+    seq = event.get("seq")
+    if any(c["by"] != event.get("actor") or c["at"] != event.get("time") for c in changes):
+        return f"who or when is not what the custody log's event {seq} says"
+    if "merkle_root" in details:
+        ordered = sorted(changes, key=lambda c: c["batch_index"] if c["batch_index"] is not None else -1)
+        if [c["batch_index"] for c in ordered] != list(range(len(ordered))) or details.get("records") != len(ordered):
+            return (f"the custody log's import event {seq} holds {details.get('records')} changes, and "
+                    f"{len(ordered)} were found for it")
+        if batch_root([c["commitment"] for c in ordered]) != details.get("merkle_root"):
+            return f"the Merkle root of its import's commitments is not the one the custody log's event {seq} holds"
+        return None
+    if len(changes) != 1:
+        return f"{len(changes)} changes claim the custody log's event {seq}, which carries one"
+    change = changes[0]
+    if details.get("commitment") != change["commitment"]:
+        return f"its commitment is not the one the custody log's event {seq} holds"
+    if (details.get("record"), details.get("record_kind"), details.get("change")) != (
+            change["record_id"], change["record_kind"], change["change"]):
+        return f"the custody log's event {seq} is about another record or change"
+    return None
+
+
+def change_fields(row: RecordChange) -> dict[str, Any]:
+    return {"record_id": row.record_id, "record_kind": row.record_kind, "change": row.change, "at": row.at,
+            "by": row.by, "commitment": row.commitment, "batch_index": row.batch_index}
+
+
+def _changes(session: Session) -> Iterator[list[RecordChange]]:
+    """Every change row, grouped by its custody event (rows without one come alone)."""
+    stmt = select(RecordChange).order_by(col(RecordChange.event_seq), col(RecordChange.id))
+    group: list[RecordChange] = []
+    for row in session.exec(stmt.execution_options(yield_per=PAGE)):
+        if group and (row.event_seq is None or row.event_seq != group[-1].event_seq):
+            yield group
+            group = []
+        group.append(row)
+    if group:
+        yield group
+
+
+def _holds(keys: CatalogKeys, row: RecordChange) -> str | None:
+    from archive.catalog.sealing import open_row
+    from archive.records.changes import TABLE, record_commitment
+    from archive.services.errors import Locked
+
+    try:
+        fields = open_row(keys, TABLE, row.commitment, row.key_version, row.sealed)
+    except Locked:
+        return None  # a pending row opens after `evidence unlock`: counted as unchecked by the caller
+    except Exception as exc:  # noqa: BLE001 - a row that does not open is a finding, not a crash
+        return f"its sealed state does not open ({type(exc).__name__})"
+    if record_commitment(row.record_id, str(fields.get("salt")), fields.get("state") or {}) != row.commitment:
+        return "its sealed state and salt do not give the commitment the custody log holds"
+    return None
+
+
+def _check_changes(session: Session, keys: CatalogKeys | None, index: LogIndex, result: CrossCheck,
+                   latest: dict[str, int]) -> set[int]:
+    seen: set[int] = set()
+    for group in _changes(session):
+        for row in group:
+            latest[row.record_id] = int(row.id or 0)
+        seq = group[0].event_seq
+        if seq is None:
+            result.add(group[0].record_id, "a change of this record is bound to no custody event", RECORD)
+            continue
+        seen.add(seq)
+        event = index.records.get(seq)
+        if event is None:
+            result.add(group[0].record_id, f"its change of {group[0].at} claims custody event {seq}, which is no "
+                       "record change the log holds", RECORD)
+            continue
+        why = event_disagrees(event, [change_fields(r) for r in group])
+        if why is not None:
+            result.add(group[0].record_id, why, RECORD)
+        if keys is not None:
+            for row in group:
+                if (problem := _holds(keys, row)) is not None:
+                    result.add(row.record_id, problem, RECORD)
+    return seen
+
+
+def _missing_rows(index: LogIndex, seen: set[int], result: CrossCheck) -> None:
+    for seq in sorted(set(index.records) - seen):
+        details = index.records[seq].get("details") or {}
+        if "merkle_root" in details:
+            result.add(f"import event {seq}", f"the custody log records an import of {details.get('records')} "
+                       "changes, and the catalog holds none of them", RECORD)
+        else:
+            result.add(str(details.get("record")), f"the custody log records its {details.get('change')} "
+                       f"(event {seq}), and the catalog holds no change row for it", RECORD)
+
+
+def _differs(keys: CatalogKeys, kind: Any, row: Any, state: dict[str, Any]) -> list[str]:
+    """The columns (names only) of `row` that are not what `state` makes them."""
+    from archive.catalog.sealing import open_row
+
+    wrong = [f for f in kind.clear if getattr(row, f) != state.get(f)]
+    try:
+        sealed = open_row(keys, kind.table, row.id, row.key_version, row.sealed)
+    except Exception:  # noqa: BLE001 - reported as a finding
+        return [*wrong, "sealed"]
+    wrong += [f"sealed {f}" for f in kind.sealed if sealed.get(f) != state.get(f)]
+    wrong += [f for f, value in kind.derived(state, keys).items() if getattr(row, f) != value]
+    return wrong
+
+
+def _check_rows(session: Session, keys: CatalogKeys | None, result: CrossCheck, latest: dict[str, int]) -> None:
+    from archive.records.changes import opened
+    from archive.records.store import KINDS
+
+    held: set[str] = set()
+    for kind in KINDS.values():
+        after = ""
+        while True:
+            model: Any = kind.model
+            rows = list(session.exec(select(model).where(col(model.id) > after).order_by(col(model.id))
+                                     .limit(PAGE)).all())
+            if not rows:
+                break
+            after = rows[-1].id
+            changes = {}
+            if keys is not None:
+                ids = [latest[r.id] for r in rows if r.id in latest]
+                changes = {c.record_id: c for c in session.exec(select(RecordChange)
+                                                                .where(col(RecordChange.id).in_(ids))).all()}
+            for row in rows:
+                held.add(row.id)
+                result.records += 1
+                if row.id not in latest:
+                    result.add(row.id, f"the catalog holds this {kind.name} and no change of it: it was not "
+                               "written through the log", RECORD)
+                    continue
+                change = changes.get(row.id)
+                if keys is None or change is None:
+                    continue
+                try:
+                    state = opened(keys, change)["state"]
+                except Exception:  # noqa: BLE001 - reported by the change check
+                    continue
+                wrong = _differs(keys, kind, row, state)
+                if wrong:
+                    result.add(row.id, f"its {', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} not "
+                               "its latest change's state (the state the custody log commits to)", RECORD)
+    for record_id in sorted(set(latest) - held):
+        result.add(record_id, "the custody log records changes of this record, and the catalog holds no row "
+                   "for it", RECORD)
+
+
+def check_records(archive: Archive, index: LogIndex, result: CrossCheck) -> None:
+    """Hold every record and every change of one against the log index; mismatches go to `result`."""
+    from archive.catalog.sealing import keys_if_unlocked
+
+    keys = keys_if_unlocked(archive) if result.commitments_checked else None
+    latest: dict[str, int] = {}
+    with Session(read_only(archive.engine)) as session:
+        seen = _check_changes(session, keys, index, result, latest)
+        _missing_rows(index, seen, result)
+        _check_rows(session, keys, result, latest)

@@ -1,0 +1,319 @@
+"""The journal of record changes every storage site keeps: how records survive the loss of the catalog.
+
+Originals have their manifests beside them; incidents, victims, sources and
+links have this. Each `record_changes` row (the record, the change, when and
+by whom, its whole state, the salt, the reason, its commitment, the custody
+event that carries it and its leaf in an import's Merkle tree) is written to
+every site in age-encrypted objects to the archive's recipients, as manifests
+are, so the custodian identity opens them in `rebuild-catalog` and nobody
+else can: the states hold names, places and stories.
+
+- Names are random (`j/<2 hex>/<32 hex>`) and say nothing: no record id, no
+  count, no order. The order lives inside the encrypted content (each change
+  names its custody event's sequence number).
+- Append-only: an object is written once under a fresh name and never
+  overwritten or deleted. A change is published once per site; a crash
+  between writing an object and moving the cursor only publishes some changes
+  twice, which a rebuild recognizes (by commitment) and keeps once.
+- Many changes per object: up to `MAX_CHANGES`, and an imported file's batch
+  (one custody event) is never split, so a rebuild checks it whole against
+  the Merkle root its event carries. An import of 100,000 victims is one object.
+- Published with the log: `mirror_to_sites` (after every checkpoint, and by
+  the worker) calls `publish_journal` for each site the log was just mirrored
+  to, with the changes whose events the checkpoint covers, so every change on
+  a site is one the site's own copy of the log vouches for. A per-site cursor
+  in the catalog (tied to the site's marker, like the log mirror's) makes it
+  cheap when nothing is new; a site that is down catches up next time.
+- The vocabularies: a custom one loaded with `vocab load` is not a custody
+  event, so the whole vocabulary table rides along in an object whenever it
+  differs from what the site last got (its digest in the cursor). It is not
+  checked against the log on rebuild (the report says so).
+
+Publishing needs the catalog key (the states are sealed under it in the
+catalog): a process without it publishes nothing and says so; the changes
+wait for the next one that has it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select as sa_select
+from sqlmodel import Session, col, select
+
+from archive.catalog.checkpoints import Checkpoint
+from archive.records.tables import RecordChange, VocabTerm
+from storage.base import StorageError
+
+if TYPE_CHECKING:
+    from archive.age import Identity, Recipient
+    from archive.context import Archive
+    from archive.keys.catalog import CatalogKeys
+    from storage.base import Backend
+
+JOURNAL_PREFIX = "j/"
+JOURNAL_FORMAT = "evidence-journal/1"
+CURSOR_PREFIX = "journal:"
+MAX_CHANGES = 5000  # changes per object (an import's batch is never split, whatever its size)
+ENTRY_FIELDS = ("id", "record_id", "record_kind", "change", "at", "by", "commitment", "event_seq", "batch_index",
+                "state", "salt", "reason")
+
+
+@dataclass
+class JournalResult:
+    """What one site got: objects and changes written now, whether the vocabulary went too, or why not."""
+
+    site: str
+    objects: int = 0
+    changes: int = 0
+    vocab: bool = False
+    up_to: int = 0  # changes of events before this sequence number are on the site
+    error: str | None = None
+
+
+def journal_name() -> str:
+    """A fresh random object name: it says nothing about the records, their number or their order."""
+    token = secrets.token_hex(16)
+    return f"{JOURNAL_PREFIX}{token[:2]}/{token}"
+
+
+def cursor_name(site: str) -> str:
+    name = CURSOR_PREFIX + site
+    return name if len(name) <= 64 else CURSOR_PREFIX + hashlib.sha256(site.encode()).hexdigest()[:32]
+
+
+# -- the content ---------------------------------------------------------------------------------
+
+
+def seal_journal(document: dict[str, Any], recipients: Iterable[Recipient | str]) -> bytes:
+    """A journal document, compressed and age-encrypted to `recipients` (states repeat their field names)."""
+    from archive.age import Recipient, encrypt_bytes
+
+    parsed = [r if not isinstance(r, str) else Recipient.parse(r) for r in recipients]
+    return encrypt_bytes(zlib.compress(json.dumps(document, sort_keys=True).encode(), 6), parsed)
+
+
+def open_journal(data: bytes, identities: list[Identity]) -> dict[str, Any]:
+    """A journal object's document; raises `AgeError` (not ours, or altered) or `ValueError` (not a journal)."""
+    from archive.age import decrypt_bytes
+
+    try:
+        document = json.loads(zlib.decompress(decrypt_bytes(data, identities)))
+    except zlib.error as exc:
+        raise ValueError(f"not a compressed journal ({exc})") from exc
+    if not isinstance(document, dict) or document.get("format") != JOURNAL_FORMAT:
+        raise ValueError(f"not an {JOURNAL_FORMAT} document")
+    changes = document.get("changes")
+    if not isinstance(changes, list) or not all(isinstance(c, dict) for c in changes):
+        raise ValueError("its changes are not a list of objects")
+    return document
+
+
+def vocab_document(session: Session) -> dict[str, Any] | None:
+    """The whole vocabulary table as an `evidence-vocab/1` document (None while it is empty)."""
+    from archive.records.vocab import FORMAT
+
+    terms = session.exec(select(VocabTerm).order_by(col(VocabTerm.vocabulary), col(VocabTerm.id))).all()
+    if not terms:
+        return None
+    vocabularies: dict[str, list[dict[str, Any]]] = {}
+    for term in terms:
+        entry: dict[str, Any] = {"key": term.key, "label": term.label, "former_names": list(term.former_names)}
+        if term.group is not None:
+            entry["group"] = term.group
+        vocabularies.setdefault(term.vocabulary, []).append(entry)
+    return {"format": FORMAT, "vocabularies": vocabularies}
+
+
+def _digest(document: dict[str, Any] | None) -> str | None:
+    from archive.custody.entry import canonical
+
+    return None if document is None else hashlib.sha256(canonical(document)).hexdigest()
+
+
+def _entry(keys: CatalogKeys, row: RecordChange) -> dict[str, Any]:
+    from archive.records.changes import opened
+
+    fields = opened(keys, row)
+    return {"id": row.id, "record_id": row.record_id, "record_kind": row.record_kind, "change": row.change,
+            "at": row.at, "by": row.by, "commitment": row.commitment, "event_seq": row.event_seq,
+            "batch_index": row.batch_index, "state": fields["state"], "salt": fields["salt"],
+            "reason": fields.get("reason")}
+
+
+def _chunks(session: Session, keys: CatalogKeys, start: int, end: int) -> Iterator[list[dict[str, Any]]]:
+    """The changes of events [start, end), in order, in chunks that never split one event's batch."""
+    stmt = (select(RecordChange).where(col(RecordChange.event_seq) >= start, col(RecordChange.event_seq) < end)
+            .order_by(col(RecordChange.event_seq), col(RecordChange.id)))
+    chunk: list[dict[str, Any]] = []
+    for row in session.exec(stmt.execution_options(yield_per=1000)):
+        if len(chunk) >= MAX_CHANGES and chunk[-1]["event_seq"] != row.event_seq:
+            yield chunk
+            chunk = []
+        chunk.append(_entry(keys, row))
+    if chunk:
+        yield chunk
+
+
+# -- publishing ----------------------------------------------------------------------------------
+
+
+def _latest_size(session: Session) -> int:
+    size = session.execute(sa_select(col(Checkpoint.tree_size)).order_by(col(Checkpoint.tree_size).desc())
+                           .limit(1)).scalar()
+    return int(size or 0)
+
+
+def _publish_site(archive: Archive, backend: Backend, keys: CatalogKeys, recipients: list[Recipient],
+                  vocab: dict[str, Any] | None, result: JournalResult) -> None:
+    from archive.catalog.jobs import read_cursor, write_cursor
+    from archive.custody.log import utc_now
+    from archive.db import transaction
+
+    digest = _digest(vocab)
+    with Session(archive.engine) as session:
+        size = _latest_size(session)
+        cursor = read_cursor(session, cursor_name(backend.name))
+        state = dict(cursor.state) if cursor is not None else {}
+        if cursor is not None and cursor.value == str(size) and state.get("vocab") == digest:
+            result.up_to = size
+            return  # nothing new: no request to the site at all
+        marker = backend.read_marker()  # the cursor counts only for the disk or bucket it was written for
+        claim = marker.created_at if marker is not None else ""
+        done = min(int(cursor.value), size) if cursor is not None and cursor.value and state.get("marker") == claim \
+            else 0
+        send_vocab = digest is not None and (state.get("vocab") != digest or state.get("marker") != claim)
+        for chunk in _chunks(session, keys, done, size):
+            document = {"format": JOURNAL_FORMAT, "published_at": utc_now(), "changes": chunk,
+                        "vocab": vocab if send_vocab else None}
+            _write_new(backend, seal_journal(document, recipients))
+            result.objects += 1
+            result.changes += len(chunk)
+            result.vocab = result.vocab or send_vocab
+            send_vocab = False
+        if send_vocab:
+            document = {"format": JOURNAL_FORMAT, "published_at": utc_now(), "changes": [], "vocab": vocab}
+            _write_new(backend, seal_journal(document, recipients))
+            result.objects += 1
+            result.vocab = True
+    with transaction(archive.engine) as session:
+        write_cursor(session, cursor_name(backend.name), str(size), {"marker": claim, "vocab": digest})
+    result.up_to = size
+
+
+def _write_new(backend: Backend, data: bytes) -> str:
+    """Write under a fresh name that is not taken (never overwrite): names are random, so one try suffices."""
+    for _ in range(3):
+        name = journal_name()
+        if backend.stat(name) is None:
+            backend.put_bytes(name, data)
+            return name
+    raise StorageError(f"storage {backend.name!r}: no free journal name")  # pragma: no cover - 2^128 names
+
+
+def publish_journal(archive: Archive, sites: Iterable[str] | None = None) -> dict[str, JournalResult]:
+    """Put each site's missing record changes (and the vocabulary, when changed) on it; never raises.
+
+    `sites` limits it to the named ones (those the log was just mirrored to,
+    so the site's log covers every change it gets). A site that fails is
+    reported in its result and catches up next time.
+    """
+    from archive.services.errors import Locked
+
+    names = list(archive.backends) if sites is None else list(sites)
+    results = {name: JournalResult(name) for name in names}
+    if not names:
+        return results
+    try:
+        with Session(archive.engine) as session:
+            pending = session.exec(select(RecordChange.id).limit(1)).first() is not None
+            vocab = vocab_document(session) if pending else None
+        if not pending:
+            return results  # no record was ever written: nothing to keep
+        keys = archive.runtime.keys.catalog()
+        recipients = archive.recipients()
+    except Locked as exc:
+        for result in results.values():
+            result.error = f"the journal waits for the catalog key ({exc})"
+        return results
+    except Exception as exc:  # noqa: BLE001 - publishing never fails the caller
+        for result in results.values():
+            result.error = str(exc) or type(exc).__name__
+        return results
+    for name in names:
+        backend = archive.backends.get(name)
+        if backend is None:
+            results[name].error = "no such storage site"
+            continue
+        try:
+            _publish_site(archive, backend, keys, recipients, vocab, results[name])
+        except Exception as exc:  # noqa: BLE001 - one site's failure must not stop the others
+            results[name].error = str(exc) or type(exc).__name__
+    return results
+
+
+def mark_published(session: Session, site: str, marker_claim: str, up_to: int, vocab: dict[str, Any] | None) -> None:
+    """Record that the site already holds the changes of events before `up_to` (a rebuild read them there)."""
+    from archive.catalog.jobs import write_cursor
+
+    write_cursor(session, cursor_name(site), str(up_to), {"marker": marker_claim, "vocab": _digest(vocab)})
+
+
+# -- reading back ---------------------------------------------------------------------------------
+
+
+@dataclass
+class JournalRead:
+    """A site's journal as read back: every change found (in order, once each) and the latest vocabulary."""
+
+    objects: int = 0
+    changes: list[dict[str, Any]] = field(default_factory=list)
+    vocabs: list[dict[str, Any]] = field(default_factory=list)  # in the order published
+    unreadable: list[dict[str, str]] = field(default_factory=list)  # {"journal": name, "problem": why}
+
+
+def _well_formed(change: dict[str, Any]) -> bool:
+    return (isinstance(change.get("record_id"), str) and isinstance(change.get("commitment"), str)
+            and isinstance(change.get("salt"), str) and isinstance(change.get("state"), dict)
+            and isinstance(change.get("event_seq"), int) and isinstance(change.get("record_kind"), str)
+            and isinstance(change.get("change"), str) and isinstance(change.get("at"), str)
+            and isinstance(change.get("by"), str)
+            and (change.get("batch_index") is None or isinstance(change.get("batch_index"), int)))
+
+
+def read_journal(backend: Backend, identities: list[Identity]) -> JournalRead:
+    """Every change in every journal object on the site, opened with the custodian identity, in order.
+
+    Nothing is checked here, nor are duplicates dropped: a planted change may
+    copy a genuine commitment, so `archive.records.replay` first checks each
+    against its own state and salt, then keeps one per commitment."""
+    from archive.age import AgeError
+
+    found = JournalRead()
+    stamped: list[tuple[str, str, dict[str, Any]]] = []
+    for info in backend.list(JOURNAL_PREFIX):
+        found.objects += 1
+        try:
+            with backend.open_reader(info.name) as stream:
+                document = open_journal(bytes(stream.read()), identities)
+        except (AgeError, ValueError, StorageError, OSError) as exc:
+            found.unreadable.append({"journal": info.name, "problem": f"unreadable journal object: {exc}"})
+            continue
+        for change in document["changes"]:
+            if not _well_formed(change):
+                found.unreadable.append({"journal": info.name, "problem": "a malformed change in a journal object"})
+                continue
+            change["journal"] = info.name
+            found.changes.append(change)
+        if isinstance(document.get("vocab"), dict):
+            stamped.append((str(document.get("published_at") or ""), info.name, document["vocab"]))
+    found.changes.sort(key=lambda c: (c["event_seq"], c["batch_index"] if c["batch_index"] is not None else -1,
+                                      c["id"] if isinstance(c.get("id"), int) else 0))
+    found.vocabs = [vocab for _, _, vocab in sorted(stamped, key=lambda s: (s[0], s[1]))]
+    return found

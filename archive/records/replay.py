@@ -1,0 +1,199 @@
+"""Records restored from a site's journal in `rebuild-catalog`, each change checked against the site's log.
+
+age authenticates no sender: anyone holding the public recipient can write a
+well-formed journal object. So, as manifests are, every change is held
+against the site's copy of the custody log (checked against its signed
+checkpoints): its commitment recomputed from its state and salt must be its
+own, and its custody event must carry it (the commitment itself, or the
+Merkle root of its import's batch, which is checked whole), with the same
+record, change, actor and time. A change that fails is *rejected*: listed in
+the report, never entered, its object left on the site. Changes the log
+records and the journal lacks (an object removed, or never published) are
+reported as missing: the record is then restored at its last state the
+journal holds, or not at all.
+
+A site with no log that verifies can vouch for no change: records are then
+not restored at all (said in the report), never entered on the journal's word.
+
+Replay goes through `archive.records.store.apply`, in the log's order, and
+each change's row is entered again (sealed under the rebuilt catalog's key),
+so history survives. Taken over, the log already holds every event; into a
+new log, each original event is written again with the same commitments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import insert
+
+from archive.custody.records_check import event_disagrees
+from archive.records.changes import TABLE, record_commitment
+from archive.records.journal import JournalRead
+from archive.records.tables import RecordChange
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+    from archive.context import Archive
+    from archive.custody.expected import LogIndex
+    from archive.keys.catalog import CatalogKeys
+
+# The record a kind's state must find restored first (its foreign key).
+PARENTS = {"attribution": "incident_id", "victim": "incident_id", "consent": "victim_id", "interview": "source_id"}
+
+
+@dataclass
+class Restored:
+    objects: int = 0
+    records: int = 0
+    changes: int = 0
+    vocab_terms: int = 0
+    rejected: list[dict[str, str]] = field(default_factory=list)
+    problems: list[dict[str, str]] = field(default_factory=list)
+
+
+def _reject(out: Restored, change: dict[str, Any], why: str) -> None:
+    out.rejected.append({"journal": str(change.get("journal")), "record": str(change.get("record_id")),
+                         "problem": why})
+
+
+def checked_changes(index: LogIndex, read: JournalRead, out: Restored) -> list[dict[str, Any]]:
+    """The changes the site's log vouches for, once each, in the log's order; the others rejected."""
+    from archive.records.store import kind_of
+
+    own: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for change in read.changes:
+        try:
+            kind = kind_of(change["record_id"]).name
+        except KeyError:
+            kind = None
+        if kind != change["record_kind"]:
+            _reject(out, change, "forged journal entry: its record id names no record of its kind")
+        elif record_commitment(change["record_id"], change["salt"], change["state"]) != change["commitment"]:
+            _reject(out, change, "forged or altered journal entry: its state and salt do not give its commitment")
+        elif change["commitment"] not in seen:  # a copy of a genuine change (republished) counts once
+            seen.add(change["commitment"])
+            own.append(change)
+    groups: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    for change in own:  # a batch is never split across objects: each object's part is checked whole
+        groups.setdefault((change["event_seq"], change["journal"]), []).append(change)
+    good: list[dict[str, Any]] = []
+    vouched: set[int] = set()
+    for (seq, _), changes in sorted(groups.items()):
+        event = index.records.get(seq)
+        why: str | None
+        if event is None:
+            why = "not recorded by the log: the site's log holds no record change event " + str(seq)
+        elif seq in vouched:
+            why = f"the custody log's event {seq} is already vouched for by other journal entries"
+        else:
+            why = event_disagrees(event, changes)
+        if why is not None:
+            for change in changes:
+                _reject(out, change, why if why.startswith(("not recorded", "forged")) else f"forged: {why}")
+            continue
+        vouched.add(seq)
+        good += changes
+    for seq in sorted(set(index.records) - vouched):
+        details = index.records[seq].get("details") or {}
+        what = (f"an import of {details.get('records')} changes" if "merkle_root" in details
+                else f"record {details.get('record')} ({details.get('change')})")
+        out.problems.append({"event": str(seq), "problem": f"the site's log records {what}, and the site's "
+                             "journal does not hold it (a journal object removed, or never published)"})
+    good.sort(key=lambda c: (c["event_seq"], c["batch_index"] if c["batch_index"] is not None else -1))
+    return good
+
+
+def _load_vocab(session: Session, read: JournalRead, out: Restored) -> None:
+    from archive.records.vocab import load
+    from archive.services.errors import Invalid
+
+    for document in read.vocabs:
+        try:
+            report = load(session, document, "a vocabulary in the site's journal")
+        except Invalid as exc:
+            out.problems.append({"vocab": "a vocabulary in the site's journal was not loaded", "problem": str(exc)})
+            continue
+        # Vocabularies are not custody events: these terms are not checked against the log (the report says so).
+        out.vocab_terms += sum(counts["added"] for counts in report.values())
+
+
+def _new_event(session: Session, actor_event: dict[str, Any], note: str) -> int:
+    """The original event written again into a new log (same commitments, same record, same actor)."""
+    from archive.custody.log import append_event
+
+    details = {**(actor_event.get("details") or {}), "note": note, "recovered_from_seq": actor_event.get("seq")}
+    event = append_event(session, str(actor_event.get("type")), actor=str(actor_event.get("actor")),
+                         item_id=actor_event.get("item"), details=details)
+    return int(event.seq)
+
+
+def replay(session: Session, keys: CatalogKeys, index: LogIndex, changes: list[dict[str, Any]], out: Restored,
+           *, new_log: bool, site: str) -> None:
+    """Enter the checked changes, in order, in the caller's transaction."""
+    from archive.records.store import KINDS, apply
+
+    restored: set[str] = set()
+    rows: list[dict[str, Any]] = []
+    new_seqs: dict[int, int] = {}
+    for change in changes:
+        kind = KINDS[change["record_kind"]]
+        parent = PARENTS.get(kind.name)
+        if parent is not None and change["state"].get(parent) not in restored:
+            _reject(out, change, f"its {parent} names a record that was not restored")
+            continue
+        apply(session, keys, kind, change["record_id"], change["state"], at=change["at"], actor=change["by"])
+        if change["record_id"] not in restored:
+            restored.add(change["record_id"])
+            out.records += 1
+        seq = change["event_seq"]
+        if new_log:
+            if seq not in new_seqs:
+                new_seqs[seq] = _new_event(session, index.records[seq],
+                                           f"recovered from the journal on {site} into a new log")
+            seq = new_seqs[seq]
+        version, sealed = keys.seal(TABLE, change["commitment"], {"state": change["state"], "salt": change["salt"],
+                                                                  "reason": change.get("reason")})
+        rows.append({"record_id": change["record_id"], "record_kind": change["record_kind"],
+                     "change": change["change"], "at": change["at"], "by": change["by"],
+                     "commitment": change["commitment"], "event_seq": seq, "batch_index": change["batch_index"],
+                     "sealed": sealed, "key_version": version})
+        out.changes += 1
+        if len(rows) >= 5000:
+            session.flush()
+            session.execute(insert(RecordChange.__table__), rows)  # type: ignore[attr-defined]
+            rows = []
+    session.flush()
+    if rows:
+        session.execute(insert(RecordChange.__table__), rows)  # type: ignore[attr-defined]
+
+
+def restore_records(rebuilt: Archive, backend: Any, identities: list[Any], index: LogIndex | None,
+                    *, new_log: bool, marker_claim: str, log_size: int) -> Restored:
+    """Read the site's journal, check it against the site's log, and enter what holds (one transaction)."""
+    from archive.db import transaction
+    from archive.records.journal import mark_published, read_journal
+
+    out = Restored()
+    read = read_journal(backend, identities)
+    out.objects = read.objects
+    out.problems += read.unreadable
+    if not read.objects and (index is None or not index.records):
+        return out
+    if index is None:
+        out.problems.append({"journal": f"{read.objects} journal objects", "problem": "records were NOT restored: "
+                             "the site has no custody log that verifies, so no change in its journal can be checked"})
+        return out
+    changes = checked_changes(index, read, out)
+    keys = rebuilt.runtime.keys.catalog()
+    with transaction(rebuilt.engine) as session:
+        _load_vocab(session, read, out)
+        replay(session, keys, index, changes, out, new_log=new_log, site=backend.name)
+        if not new_log:  # the site holds these already: the rebuilt archive must not publish them again
+            from archive.records.journal import vocab_document
+
+            mark_published(session, backend.name, marker_claim, log_size, vocab_document(session))
+    return out
