@@ -358,6 +358,11 @@ def test_candidates_confirm_and_reject(cli: Cli, corpus: Path, tmp_path: Path) -
     assert cli.json("candidates", "list", "--state", "candidate") == []
     changes = [e.details["change"] for e in item_events(cli.home, repost) if e.details.get("record_kind") == "link"]
     assert changes == ["link", "unlink", "link"]  # same footage linked, unlinked; not the same footage linked
+    # By hand: unlinking the decision makes the pair a candidate again; linking as the same footage confirms it.
+    cli("unlink", rejected["id"])
+    assert cli.json("candidates", "list")[0]["state"] == "candidate"
+    assert cli.json("link", original, "--item", repost)["kind"] == "same_footage"
+    assert cli.json("candidates", "list")[0]["state"] == "confirmed"
     cli("log", "verify")
     raw = b"".join(p.read_bytes() for p in cli.home.rglob("*") if p.is_file())
     assert b"minaret" not in raw

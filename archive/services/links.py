@@ -168,6 +168,25 @@ def write(session: Session, keys: CatalogKeys, actor: str, link_id: str, state: 
     put(session, keys, actor, "link", link_id, state, change=change, reason=reason, item_id=items[0])
     for other in items[1:]:
         record(session, keys, actor, Change(link_id, "link", change, state, reason, other))
+    if state["kind"] in SYMMETRIC:
+        decided = "confirmed" if state["kind"] == "same_footage" else "rejected"
+        _candidate_state(session, state["a_id"], state["b_id"], decided if state["active"] else "candidate")
+
+
+def _candidates(session: Session, a_id: str, b_id: str) -> list[Any]:
+    """The near-duplicate candidate rows of a pair of items, either way round."""
+    from archive.catalog.fingerprints import Candidate
+
+    return list(session.exec(select(Candidate).where(or_(
+        (col(Candidate.item_id) == a_id) & (col(Candidate.other_id) == b_id),
+        (col(Candidate.item_id) == b_id) & (col(Candidate.other_id) == a_id)))).all())
+
+
+def _candidate_state(session: Session, a_id: str, b_id: str, state: str) -> None:
+    """Keep a pair's candidate rows in step with its footage links (a link made or unlinked by hand too)."""
+    for row in _candidates(session, a_id, b_id):
+        row.state = state
+        session.add(row)
 
 
 def connect(session: Session, keys: CatalogKeys, actor: str, kind: str, a: Target, b: Target, *,
@@ -339,28 +358,21 @@ def list_candidates(archive: Archive, *, role: Role, state: str | None = None) -
 
 def _decide(archive: Archive, item: str, other: str, *, role: Role, decision: str, note: str | None,
             reason: str | None) -> dict[str, Any]:
-    from archive.catalog.fingerprints import Candidate
-
     require(role, f"{'confirming' if decision == 'confirmed' else 'rejecting'} a near-duplicate")
     keys = record_keys(archive, "deciding a near-duplicate (the link's note is sealed)")
     kind, undone = ("same_footage", "not_same_footage") if decision == "confirmed" else (
         "not_same_footage", "same_footage")
     with transaction(archive.engine) as session:
         _, a, b = kind_for(resolve(session, keys, item, "item"), resolve(session, keys, other, "item"), kind)
-        rows = session.exec(select(Candidate).where(or_(
-            (col(Candidate.item_id) == a.id) & (col(Candidate.other_id) == b.id),
-            (col(Candidate.item_id) == b.id) & (col(Candidate.other_id) == a.id)))).all()
-        if not rows:
+        if not _candidates(session, a.id, b.id):
             raise NotFound(f"no near-duplicate candidate between items {a.id} and {b.id} (`evidence link ITEM "
                            "--item OTHER` links any two items as the same footage)")
-        for row in rows:
-            row.state = decision
-            session.add(row)
         opposite = _active(session, undone, a.id, b.id)
         if opposite is not None:
             disconnect(session, keys, archive.actor, opposite, reason)
         link_id, _ = connect(session, keys, archive.actor, kind, a, b, certainty="confirmed", note=note,
                              reason=reason)
+        _candidate_state(session, a.id, b.id, decision)  # also when the link was there already
     return show_link(archive, link_id, role=role)
 
 
