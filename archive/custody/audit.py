@@ -144,9 +144,10 @@ class AuditReport:
                 "ok": not (self.catalog.mismatches or self.catalog.more),
                 "items": self.catalog.items,
                 "replicas": self.catalog.replicas,
+                "records": self.catalog.records,
                 "commitments_checked": self.catalog.commitments_checked,
                 "commitments_unchecked": self.catalog.commitments_unchecked,
-                "mismatches": [{"item": m.item, "message": m.message} for m in self.catalog.mismatches],
+                "mismatches": [{"item": m.item, "message": m.message, "what": m.what} for m in self.catalog.mismatches],
                 "more_mismatches": self.catalog.more,
             },
         }
