@@ -98,31 +98,31 @@ def add(state: CliState, ref: str, reason: str | None, as_json: bool, **values: 
 
 
 @victim.command("edit")
-@click.argument("name")
+@click.argument("victim_name", metavar="VICTIM")
 @_field_options(_FIELDS)
 @click.option("--reason", default=None, help="Why (kept, sealed, in the record's history).")
 @click.option("--json", "as_json", is_flag=True)
 @pass_state
-def edit(state: CliState, name: str, reason: str | None, as_json: bool, **values: Any) -> None:
-    """Change some fields of victim NAME (ref or id); an option given as "" clears its field."""
+def edit(state: CliState, victim_name: str, reason: str | None, as_json: bool, **values: Any) -> None:
+    """Change some fields of VICTIM (ref or id); an option given as "" clears its field."""
     from archive.services.victims import edit_victim
 
     with state.archive() as archive:
-        shown = edit_victim(archive, name, _fields(values, _FIELDS), role=_role(), reason=reason)
+        shown = edit_victim(archive, victim_name, _fields(values, _FIELDS), role=_role(), reason=reason)
     _out(shown, as_json) if as_json else click.echo(f"{shown['id']}  {shown['ref']}")
 
 
 @victim.command("show")
-@click.argument("name")
+@click.argument("victim_name", metavar="VICTIM")
 @click.option("--history", is_flag=True, help="Every change, with the state before and after.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_state
-def show(state: CliState, name: str, history: bool, as_json: bool) -> None:
-    """Everything about victim NAME (ref or id): fields, consent per scope, merged reports."""
+def show(state: CliState, victim_name: str, history: bool, as_json: bool) -> None:
+    """Everything about VICTIM (ref or id): fields, consent per scope, merged reports."""
     from archive.services.victims import show_victim
 
     with state.archive() as archive:
-        _out(show_victim(archive, name, role=_role(), history=history), as_json)
+        _out(show_victim(archive, victim_name, role=_role(), history=history), as_json)
 
 
 def _flag(value: str | None, what: str) -> bool | None:
@@ -168,25 +168,25 @@ def list_(state: CliState, incident: str | None, status: str, sex: str | None, c
 
 
 @victim.command("identify")
-@click.argument("name")
+@click.argument("victim_name", metavar="VICTIM")
 @click.option("--name", "person", required=True, help="The name the victim was identified by.")
 @click.option("--reason", required=True, help="How the victim was identified (kept, sealed).")
 @click.option("--name-withheld", default=None, help="true: the family asks that the name be withheld.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_state
-def identify(state: CliState, name: str, person: str, reason: str, name_withheld: str | None,
+def identify(state: CliState, victim_name: str, person: str, reason: str, name_withheld: str | None,
              as_json: bool) -> None:
-    """Give anonymous victim NAME (ref or id) the name it was identified by."""
+    """Give anonymous VICTIM (ref or id) the name it was identified by."""
     from archive.services.victims import identify_victim
 
     with state.archive() as archive:
-        shown = identify_victim(archive, name, person, role=_role(), reason=reason,
+        shown = identify_victim(archive, victim_name, person, role=_role(), reason=reason,
                                 withheld=_flag(name_withheld, "name_withheld"))
     _out(shown, as_json) if as_json else click.echo(f"{shown['id']}  {shown['ref']}  identified")
 
 
 @victim.command("consent")
-@click.argument("name")
+@click.argument("victim_name", metavar="VICTIM")
 @click.argument("answer", type=click.Choice(["yes", "no", "not_asked", "withdrawn"]))
 @click.option("--scope", type=click.Choice(["un_bodies", "courts", "publication"]), required=True)
 @click.option("--date", "given_on", default=None, help="When the family answered or withdrew (YYYY-MM-DD).")
@@ -195,16 +195,17 @@ def identify(state: CliState, name: str, person: str, reason: str, name_withheld
 @click.option("--note", default=None)
 @click.option("--json", "as_json", is_flag=True)
 @pass_state
-def consent(state: CliState, name: str, answer: str, scope: str, given_on: str | None, recorded_by: str | None,
+def consent(state: CliState, victim_name: str, answer: str, scope: str, given_on: str | None, recorded_by: str | None,
             document: str | None, note: str | None, as_json: bool) -> None:
-    """Record the family's ANSWER for one scope for victim NAME (`withdrawn` withdraws a consent given)."""
+    """Record the family's ANSWER for one scope for VICTIM (`withdrawn` withdraws a consent given)."""
     from archive.services.victims import record_consent, withdraw_consent
 
     with state.archive() as archive:
         if answer == "withdrawn":
-            shown = withdraw_consent(archive, name, scope, given_on or "", recorded_by, document, note, role=_role())
+            shown = withdraw_consent(archive, victim_name, scope, given_on or "", recorded_by, document, note,
+                                     role=_role())
         else:
-            shown = record_consent(archive, name, scope, answer, given_on, recorded_by, document, note,
+            shown = record_consent(archive, victim_name, scope, answer, given_on, recorded_by, document, note,
                                    role=_role())
     _out(shown, as_json) if as_json else click.echo(f"{shown['ref']}  {scope}: {shown['consent'][scope]}")
 
@@ -225,16 +226,16 @@ def _echo_matches(rows: list[dict[str, Any]], as_json: bool) -> None:
 
 
 @match.command("suggest")
-@click.argument("name", required=False)
+@click.argument("victim_name", metavar="[VICTIM]", required=False)
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @pass_state
-def suggest(state: CliState, name: str | None, limit: int, as_json: bool) -> None:
-    """Look for new candidate pairs (all victims, or NAME against the rest) and list the pending ones."""
+def suggest(state: CliState, victim_name: str | None, limit: int, as_json: bool) -> None:
+    """Look for new candidate pairs (all victims, or VICTIM against the rest) and list the pending ones."""
     from archive.services.victims import suggest_matches
 
     with state.archive() as archive:
-        _echo_matches(suggest_matches(archive, role=_role(), victim=name, limit=limit), as_json)
+        _echo_matches(suggest_matches(archive, role=_role(), victim=victim_name, limit=limit), as_json)
 
 
 @match.command("list")

@@ -44,15 +44,6 @@ VICTIM = KINDS["victim"]
 
 # --- who sees what -------------------------------------------------------------------------------------------
 
-def _hide(text: str | None, names: list[str]) -> str | None:
-    """Free text (a reason) with the given names taken out."""
-    if text is None:
-        return None
-    for name in names:
-        text = text.replace(name, WITHHELD)
-    return text
-
-
 def _shown_state(state: dict[str, Any] | None, role: Role, withheld: bool) -> dict[str, Any] | None:
     if state is None or sees_identities(role) or not withheld:
         return state
@@ -60,17 +51,15 @@ def _shown_state(state: dict[str, Any] | None, role: Role, withheld: bool) -> di
 
 
 def _shown_history(changes: list[dict[str, Any]], role: Role, withheld: bool) -> list[dict[str, Any]]:
-    """A victim's history as `role` may see it: if the name is withheld now or ever was, every state hides it
-    (and so does every reason that spelled it)."""
+    """A victim's history as `role` may see it: if the name is withheld now or ever was, every state hides
+    it, and so does every reason (free text that may spell the name any way: it is not shown at all)."""
     if sees_identities(role):
         return changes
     withheld = withheld or any((c["after"] or {}).get("name_withheld") for c in changes)
     if not withheld:
         return changes
-    names = sorted({str(s["name"]) for c in changes for s in (c["before"], c["after"]) if s and s.get("name")},
-                   key=len, reverse=True)
     return [{**c, "before": _shown_state(c["before"], role, True), "after": _shown_state(c["after"], role, True),
-             "reason": _hide(c["reason"], names)} for c in changes]
+             "reason": WITHHELD if c["reason"] else None} for c in changes]
 
 
 def visible_name(role: Role, state: dict[str, Any]) -> str | None:
