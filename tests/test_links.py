@@ -390,3 +390,16 @@ def test_links_on_each_database(tmp_path: Path, catalog_url: str, corpus: Path,
     found = cli.json("search", "--governorate", "idlib")
     assert [i["id"] for i in found["items"]] == [photo] and [i["ref"] for i in found["incidents"]] == ["PG-1"]
     cli("log", "verify")
+
+
+def test_a_name_that_is_two_things_is_ambiguous(cli: Cli, photos: list[Path]) -> None:
+    photo = ingest(cli, photos[0])["DSCN0010.jpg"]
+    add_incident(cli.home, photo[:8])  # an incident whose ref is also a prefix of the item's id
+    add_incident(cli.home, "IDL-6")
+    before = counts(cli.home)
+    code, _, err = cli("link", photo[:8], "--incident", "IDL-6", expect=None)
+    assert code == 2 and "names incident and item" in err
+    assert counts(cli.home) == before
+    # Told what it is, or given the whole id, it resolves.
+    assert cli.json("link", "IDL-6", "--item", photo[:8])["a"]["id"] == photo
+    assert cli.json("link", photo, "--incident", photo[:8])["b"]["name"] == photo[:8]
