@@ -155,7 +155,7 @@ class Link(SQLModel, table=True):
     __tablename__ = "links"
 
     id: str = Field(primary_key=True, max_length=24)  # lnk-<16 hex>
-    kind: str = Field(max_length=24, index=True)  # see archive.records.links.KINDS
+    kind: str = Field(max_length=24, index=True)  # see archive.services.links.LINK_KINDS
     a_id: str = Field(max_length=36, index=True)
     b_id: str = Field(max_length=36, index=True)
     certainty: str = Field(max_length=10)  # confirmed | probable | possible
