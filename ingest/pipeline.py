@@ -40,6 +40,8 @@ class Incoming:
     source: str | None = None
     note: str | None = None
     declared_type: str | None = None
+    channel: str | None = None  # how it came (archive.records.vocab CHANNELS)
+    source_id: str | None = None  # the source record that handed it over
 
 
 @dataclass

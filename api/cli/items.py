@@ -43,6 +43,10 @@ def init(state: CliState, operator: str | None, recipients: tuple[str, ...], cus
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--source", default=None, help="Where the files came from (kept as provenance).")
 @click.option("--note", default=None, help="A note kept with the provenance record.")
+@click.option("--channel", default=None,
+              help="How the files came: upload, email, messaging, social_media, field_researcher, legacy_disk.")
+@click.option("--source-record", default=None, metavar="REF",
+              help="The source record (`evidence source add`) that handed the files over: a ref or an id.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file, per line.")
 @click.option(
     "--workers",
@@ -52,7 +56,8 @@ def init(state: CliState, operator: str | None, recipients: tuple[str, ...], cus
 )
 @pass_state
 def ingest(
-    state: CliState, paths: tuple[str, ...], source: str | None, note: str | None, as_json: bool, workers: int | None
+    state: CliState, paths: tuple[str, ...], source: str | None, note: str | None, channel: str | None,
+    source_record: str | None, as_json: bool, workers: int | None
 ) -> None:
     """Hash, encrypt and replicate files and folders (recursively)."""
     from archive.services.batch import ingest_files
@@ -60,6 +65,12 @@ def ingest(
 
     any_refused = False
     with state.archive() as archive:
+        source_id = None
+        if channel is not None or source_record is not None:
+            from archive.services.sources import check_channel, source_id_for
+
+            channel = check_channel(channel)  # checked before any file is read: a typo ingests nothing
+            source_id = source_id_for(archive, source_record) if source_record is not None else None
         files = list(expand(list(paths)))
         workers = batch_workers(len(files), workers)
         progress = None
@@ -71,7 +82,8 @@ def ingest(
             task = progress.add_task("ingesting", total=len(files))
         try:
             for (path, _), report in zip(
-                files, ingest_files(archive, files, workers=workers, source=source, note=note), strict=True
+                files, ingest_files(archive, files, workers=workers, source=source, note=note,
+                                      channel=channel, source_id=source_id), strict=True
             ):
                 any_refused |= report.status == "refused"
                 if as_json:

@@ -90,9 +90,11 @@ def ingest_files(
     workers: int = 1,
     source: str | None = None,
     note: str | None = None,
+    channel: str | None = None,
+    source_id: str | None = None,
 ) -> Iterator[IngestReport]:
     """Reports for `files` (each a path and a reason it cannot be read, or None), in order."""
-    options: dict[str, Any] = {"source": source, "note": note}
+    options: dict[str, Any] = {"source": source, "note": note, "channel": channel, "source_id": source_id}
     if workers <= 1 or len(files) < 2:
         for path, problem in files:
             yield refused(path, problem) if problem else ingest_file(archive, path, **options)

@@ -92,6 +92,8 @@ def ingest_file(
     note: str | None = None,
     declared_type: str | None = None,
     original_name: str | None = None,
+    channel: str | None = None,
+    source_id: str | None = None,
 ) -> IngestReport:
     """Carry one file through the pipeline; the report says whether it was acknowledged."""
     from ingest.pipeline import Incoming, Ingestion, run_pipeline
@@ -102,6 +104,8 @@ def ingest_file(
         source=source,
         note=note,
         declared_type=declared_type,
+        channel=channel,
+        source_id=source_id,
     )
     ingestion = run_pipeline(Ingestion(incoming=incoming, actor=archive.actor), archive)
     refused = ingestion.status == "refused"

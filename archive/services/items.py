@@ -84,6 +84,10 @@ class Arrival:
     received_at: str
     actor: str  # the user id (or "archive")
     actor_name: str | None = None  # the name behind it, when this process can open it
+    arrival: int | None = None  # the provenance row's id (`evidence provenance ITEM --arrival N`)
+    channel: str | None = None  # how it came: upload, email, messaging, social_media, field_researcher, legacy_disk
+    source_id: str | None = None  # the source record that handed it over
+    source_ref: str | None = None  # that source's ref
 
 
 @dataclass
@@ -200,7 +204,8 @@ def show_item(archive: Archive, ref: str) -> ItemRecord:
                 if not any(entry.startswith("provenance") for entry in locked):
                     locked.append(f"provenance (source, note, original name, declared type): {exc}")
             arrivals.append(Arrival(opened.get("source"), opened.get("note"), opened.get("original_name"),
-                                    opened.get("declared_type"), p.received_at, p.actor, name))
+                                    opened.get("declared_type"), p.received_at, p.actor, name, p.id, p.channel,
+                                    p.source_id, _source_ref(session, p.source_id)))
 
         return ItemRecord(
             id=item.id,
@@ -221,6 +226,14 @@ def show_item(archive: Archive, ref: str) -> ItemRecord:
             locked=locked,
             merged_into=merged_into,
         )
+
+
+def _source_ref(session: Session, source_id: str | None) -> str | None:
+    """The ref of an arrival's source record (a clear column: shown while locked too)."""
+    from archive.records.tables import Source
+
+    row = session.get(Source, source_id) if source_id else None
+    return row.ref if row is not None else None
 
 
 def _candidates(session: Session, item_id: str) -> list[dict[str, Any]]:

@@ -103,6 +103,7 @@ class CommitToCatalog(Step):
             received_at=received_at,
             actor=ingestion.actor,
         )
+        provenance.channel, provenance.source_id = incoming.channel, incoming.source_id  # clear columns
         session.add(provenance)
         if ingestion.duplicate:
             session.flush()

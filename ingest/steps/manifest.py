@@ -31,9 +31,12 @@ if TYPE_CHECKING:
 def arrival_provenance(ingestion: Ingestion) -> dict[str, Any]:
     """This arrival's provenance, as sealed in its manifest or addendum."""
     incoming = ingestion.incoming
-    return provenance_fields(source=incoming.source, note=incoming.note, original_name=incoming.original_name,
-                             declared_type=incoming.declared_type, received_at=ingestion.results.get("received_at"),
-                             actor=ingestion.actor)
+    fields = provenance_fields(source=incoming.source, note=incoming.note, original_name=incoming.original_name,
+                               declared_type=incoming.declared_type, received_at=ingestion.results.get("received_at"),
+                               actor=ingestion.actor)
+    if incoming.channel or incoming.source_id:  # the structured provenance, only when given (older documents alike)
+        fields.update(channel=incoming.channel, source_id=incoming.source_id)
+    return fields
 
 
 def _document_for_new_item(ingestion: Ingestion, stored: StoredObject) -> dict[str, Any]:
