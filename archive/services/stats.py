@@ -26,16 +26,19 @@ cost the same on 100 or 100,000 victims. The rules, stated once:
   facility attacks. `governorate` is the victim's governorate of death
   (null when not known) for victim counts and the incident's governorate for
   massacres and facility attacks.
-- The total is its own query, not the sum of the rows: that rows and groups
-  add up to it is a check, not a tautology (tests/test_stats.py).
+- The total is summed on its own (over the incidents, not over the rows),
+  in the same statement as the rows: that rows and groups add up to it is a
+  check, not a tautology (tests/test_stats.py). --by party and --by type
+  read the victims once; --by month and --by governorate twice.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select
+from sqlalchemy import ColumnElement, and_, case, func, literal, select, union_all
 from sqlmodel import col
 
 from archive.db import read_only, transaction
@@ -64,7 +67,7 @@ def statistics(archive: Archive, *, role: Role, date_from: str | None = None, da
 
     `date_from` and `date_to` are inclusive days (`YYYY-MM-DD`); either may be
     left open. `Invalid` for a bad date, an empty period, an unknown `by` or
-    `date`; `Forbidden` for a contributor. No personal data is read.
+    `date`; `Forbidden` for a contributor. No personal data is read, and no key.
     """
     require(role, "reading statistics")
     if by not in DIMENSIONS:
@@ -75,17 +78,39 @@ def statistics(archive: Archive, *, role: Role, date_from: str | None = None, da
     end = check_day(date_to, "to") if date_to not in (None, "") else None
     if start and end and start > end:
         raise Invalid(f"from: {start} is after to ({end})")
-    with transaction(read_only(archive.engine)) as session:
+    period = Period(col(Victim.date_documented) if date == "documented" else col(Victim.date_of_death), start, end)
+    with transaction(read_only(archive.engine)) as session:  # reads only: never queues behind an import
         parties, facility = _vocab(session)
-        victim_day = col(Victim.date_documented) if date == "documented" else col(Victim.date_of_death)
-        victims = _victims_by(session, by, victim_day, start, end)
-        incidents = _incidents_by(session, by, facility, start, end)
-        total = _total(session, victim_day, facility, start, end)
-        excluded = _no_death_date(session) if date == "death" else 0
-    rows = _merge(by, victims, incidents, parties)
+        counts, total, undated = _by_incident(session, period, facility, by)
+        if by in ("month", "governorate"):  # the victims' own month or governorate; the incidents' for the rest
+            victims = _by_victim(session, period, by)
+            counts = {key: victims.get(key, [0] * len(VICTIM_COUNTS)) + counts.get(key, [0, 0])[-2:]
+                      for key in set(victims) | {k for k, v in counts.items() if any(v[-2:])}}
+    excluded = undated if date == "death" else 0
+    rows = _rows(by, counts, parties)
     groups = _groups(rows) if by == "party" else []
-    return {"by": by, "date": date, "from": start, "to": end, "rows": rows, "groups": groups, "total": total,
+    return {"by": by, "date": date, "from": start, "to": end, "rows": rows, "groups": groups,
+            "total": dict(zip(COUNTS, total, strict=True)),
             "excluded": {"no_date_of_death": excluded}}
+
+
+@dataclass(frozen=True)
+class Period:
+    """The victim's date that counts (documented or death) and the inclusive bounds (None: open)."""
+
+    day: Any
+    start: str | None
+    end: str | None
+
+    def holds(self, day: Any = None) -> ColumnElement[bool]:
+        """`day` (the victim's date by default) within the period; a missing day is outside every period."""
+        day = self.day if day is None else day
+        conditions: list[ColumnElement[bool]] = [day.is_not(None)]
+        if self.start:
+            conditions.append(day >= self.start)
+        if self.end:
+            conditions.append(day <= self.end)
+        return and_(*conditions)
 
 
 def _vocab(session: Session) -> tuple[dict[str, str], set[str]]:
@@ -100,92 +125,81 @@ def _vocab(session: Session) -> tuple[dict[str, str], set[str]]:
     return parties, facility
 
 
-def _within(day: Any, start: str | None, end: str | None) -> ColumnElement[bool]:
-    """The period, inclusive at both ends (a missing day is outside every period)."""
-    conditions: list[ColumnElement[bool]] = [day.is_not(None)]
-    if start:
-        conditions.append(day >= start)
-    if end:
-        conditions.append(day <= end)
-    return and_(*conditions)
-
-
 def _counted() -> ColumnElement[bool]:
+    """A victim counted at all: a civilian, not merged into another record of the same person."""
     return and_(col(Victim.civilian) == True, col(Victim.status) == "active")  # noqa: E712
 
 
-def _victim_sums() -> list[Any]:
-    def flag(condition: ColumnElement[bool]) -> Any:
-        return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
-
-    return [func.count().label("civilians"), flag(col(Victim.child) == True).label("children"),  # noqa: E712
-            flag(col(Victim.woman) == True).label("women"),  # noqa: E712
-            flag(col(Victim.died_under_torture) == True).label("torture"),  # noqa: E712
-            *(flag(col(Victim.professions).like(f"%;{p};%")).label(p) for p in PROFESSIONS)]
+def _flag(condition: ColumnElement[bool]) -> Any:
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
 
-def _victims_by(session: Session, by: str, day: Any, start: str | None, end: str | None) -> dict[Any, list[int]]:
-    """Victim counts per key of the dimension: one GROUP BY."""
+def _categories() -> list[ColumnElement[bool]]:
+    """What each victim count after `civilians` counts, in COUNTS order."""
+    return [col(Victim.child) == True, col(Victim.woman) == True,  # noqa: E712
+            col(Victim.died_under_torture) == True,  # noqa: E712
+            *(col(Victim.professions).like(f"%;{p};%") for p in PROFESSIONS)]
+
+
+def _per_incident(period: Period) -> Any:
+    """Per incident: all its counted victims (whatever their dates: the massacre rule), those of them in the
+    period by category, and those without a date of death."""
+    in_period = period.holds()
+    return (select(col(Victim.incident_id).label("incident_id"), func.count().label("everyone"),
+                   _flag(in_period).label("civilians"),
+                   *(_flag(and_(in_period, c)).label(f"c{i}") for i, c in enumerate(_categories())),
+                   _flag(col(Victim.date_of_death).is_(None)).label("undated"))
+            .where(_counted()).group_by(col(Victim.incident_id)).cte("per_incident"))
+
+
+def _incident_flags(period: Period, facility: set[str], everyone: Any) -> list[Any]:
+    """Massacres and facility attacks: incidents whose start falls in the period."""
+    started = period.holds(col(Incident.started_day))
+    is_facility: ColumnElement[bool] = col(Incident.type).in_(sorted(facility)) if facility else literal(False)
+    return [_flag(and_(started, everyone >= MASSACRE_CIVILIANS)), _flag(and_(started, is_facility))]
+
+
+def _by_incident(session: Session, period: Period, facility: set[str],
+                 by: str) -> tuple[dict[Any, list[int]], list[int], int]:
+    """(counts per key of the incident, the total, civilians without a date of death) in ONE pass over the
+    victims: each incident's victims summed first (a CTE), then the incidents grouped by the key (attribution,
+    type, start month or governorate) and, in the same statement, summed on their own for the total."""
+    per = _per_incident(period)
     key: Any = {"party": col(Incident.attribution), "type": col(Incident.type),
-                "month": func.substr(day, 1, 7), "governorate": col(Victim.governorate_of_death)}[by]
-    query = select(key.label("key"), *_victim_sums()).select_from(Victim)
-    if by in ("party", "type"):
-        query = query.join(Incident, col(Incident.id) == col(Victim.incident_id))
-    query = query.where(_counted(), _within(day, start, end)).group_by(key)
+                "governorate": col(Incident.governorate),
+                "month": func.substr(col(Incident.started_day), 1, 7)}[by]
+    sums = [func.coalesce(func.sum(c), 0) for c in list(per.c)[2:]]
+    measures = [*sums[:-1], *_incident_flags(period, facility, func.coalesce(per.c.everyone, 0)), sums[-1]]
+    joined = Incident.__table__.outerjoin(per, per.c.incident_id == col(Incident.id))  # type: ignore[attr-defined]
+    grouped = select(literal(0).label("whole"), key.label("key"), *measures).select_from(joined).group_by(key)
+    whole = select(literal(1), literal(None), *measures).select_from(joined)
+    counts: dict[Any, list[int]] = {}
+    total, undated = [0] * len(COUNTS), 0
+    for row in session.execute(union_all(grouped, whole)).all():
+        values = [int(v) for v in row[2:]]
+        if row[0]:
+            total, undated = values[:-1], values[-1]
+        elif any(values[:-1]):
+            counts[row[1]] = values[:-1]
+    return counts, total, undated
+
+
+def _by_victim(session: Session, period: Period, by: str) -> dict[Any, list[int]]:
+    """Victim counts per month of the victim's date or governorate of death: one GROUP BY, no join."""
+    key: Any = func.substr(period.day, 1, 7) if by == "month" else col(Victim.governorate_of_death)
+    query = (select(key, func.count(), *(_flag(c) for c in _categories())).select_from(Victim)
+             .where(_counted(), period.holds()).group_by(key))
     return {row[0]: [int(v) for v in row[1:]] for row in session.execute(query).all()}
 
 
-def _massacre_ids() -> Any:
-    """Incidents with at least MASSACRE_CIVILIANS civilian active victims (of any date)."""
-    return (select(col(Victim.incident_id).label("incident_id")).where(_counted())
-            .group_by(col(Victim.incident_id)).having(func.count() >= MASSACRE_CIVILIANS).subquery())
-
-
-def _incidents_by(session: Session, by: str, facility: set[str], start: str | None,
-                  end: str | None) -> dict[Any, list[int]]:
-    """Massacres and facility attacks per key of the dimension, by the incident's start."""
-    key: Any = {"party": col(Incident.attribution), "type": col(Incident.type),
-                "month": func.substr(col(Incident.started_day), 1, 7), "governorate": col(Incident.governorate)}[by]
-    massacres = _massacre_ids()
-    is_massacre = massacres.c.incident_id.is_not(None)
-    is_facility: ColumnElement[bool] = col(Incident.type).in_(sorted(facility)) if facility else literal(False)
-    query = (select(key.label("key"), func.coalesce(func.sum(case((is_massacre, 1), else_=0)), 0),
-                    func.coalesce(func.sum(case((is_facility, 1), else_=0)), 0))
-             .select_from(Incident).outerjoin(massacres, massacres.c.incident_id == col(Incident.id))
-             .where(_within(col(Incident.started_day), start, end), or_(is_massacre, is_facility)).group_by(key))
-    return {row[0]: [int(row[1]), int(row[2])] for row in session.execute(query).all()}
-
-
-def _total(session: Session, day: Any, facility: set[str], start: str | None, end: str | None) -> dict[str, int]:
-    """The period's totals, counted on their own (no dimension, no join)."""
-    sums = session.execute(select(*_victim_sums()).select_from(Victim)
-                           .where(_counted(), _within(day, start, end))).one()
-    in_period = _within(col(Incident.started_day), start, end)
-    massacres = _massacre_ids()
-    n_massacres = session.execute(select(func.count()).select_from(Incident)
-                                  .join(massacres, massacres.c.incident_id == col(Incident.id))
-                                  .where(in_period)).scalar_one()
-    n_facility = (session.execute(select(func.count()).select_from(Incident)
-                                  .where(in_period, col(Incident.type).in_(sorted(facility)))).scalar_one()
-                  if facility else 0)
-    return dict(zip(COUNTS, [int(v) for v in sums] + [int(n_massacres), int(n_facility)], strict=True))
-
-
-def _no_death_date(session: Session) -> int:
-    return int(session.execute(select(func.count()).select_from(Victim)
-                               .where(_counted(), col(Victim.date_of_death).is_(None))).scalar_one())
-
-
-def _merge(by: str, victims: dict[Any, list[int]], incidents: dict[Any, list[int]],
-           parties: dict[str, str]) -> list[dict[str, Any]]:
-    """One row per key seen by either measure, in report order."""
+def _rows(by: str, counts: dict[Any, list[int]], parties: dict[str, str]) -> list[dict[str, Any]]:
+    """One row per key, in report order: months in order, else main before other and the most deaths first."""
     rows = []
-    for key in set(victims) | set(incidents):
+    for key, values in counts.items():
         row: dict[str, Any] = {by: key}
         if by == "party":
             row["group"] = party_group(parties, key)
-        counts = victims.get(key, [0] * len(VICTIM_COUNTS)) + incidents.get(key, [0] * len(INCIDENT_COUNTS))
-        row.update(zip(COUNTS, counts, strict=True))
+        row.update(zip(COUNTS, values, strict=True))
         rows.append(row)
     if by == "month":
         return sorted(rows, key=lambda r: r["month"] or "")
