@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from difflib import SequenceMatcher
+from functools import lru_cache
 from itertools import combinations
 from typing import Any
 
@@ -37,9 +38,13 @@ AGE_SPREAD = 3  # reports of one person rarely give ages further apart than this
 DEATH_SPREAD = 365  # nor dates of death more than this many days apart
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Profile:
-    """What matching needs of one victim (opened from its sealed state), never shown to anyone."""
+    """What matching needs of one victim (opened from its sealed state), never shown to anyone.
+
+    `death` (the date of death as a day number) and `child` (child, adult, or
+    None when the report says neither) are worked out once, not per pair.
+    """
 
     id: str
     incident_id: str
@@ -49,16 +54,8 @@ class Profile:
     age_group: str | None
     date_of_death: str | None
     governorate_of_death: str | None
-
-    @property
-    def compact(self) -> str:
-        return "".join(self.tokens)
-
-    def child(self) -> bool | None:
-        """Child or adult, when the report says either (by age, or by group)."""
-        if self.age is None and self.age_group not in ("child", "adult"):
-            return None
-        return is_child(self.age, self.age_group)
+    death: int | None
+    child: bool | None
 
 
 def name_tokens(name: str) -> tuple[str, ...]:
@@ -79,14 +76,17 @@ def profile(victim_id: str, state: dict[str, Any]) -> Profile | None:
     tokens = name_tokens(state.get("name") or "")
     if not tokens:
         return None
-    return Profile(victim_id, state["incident_id"], tokens, state.get("sex") or "unknown", state.get("age"),
-                   state.get("age_group"), state.get("date_of_death"), state.get("governorate_of_death"))
+    age, group, died = state.get("age"), state.get("age_group"), state.get("date_of_death")
+    child = None if age is None and group not in ("child", "adult") else is_child(age, group)
+    return Profile(victim_id, state["incident_id"], tokens, state.get("sex") or "unknown", age, group, died,
+                   state.get("governorate_of_death"), date.fromisoformat(died).toordinal() if died else None, child)
 
 
 def _ratio(a: str, b: str) -> float:
     return 1.0 if a == b else SequenceMatcher(None, a, b, autojunk=False).ratio()
 
 
+@lru_cache(maxsize=1 << 18)  # names repeat (common given and family names): each pair of names is scored once
 def name_similarity(a: tuple[str, ...], b: tuple[str, ...]) -> float:
     """0..1: how many words of the names agree (exactly or by edit similarity), and how alike the whole is.
 
@@ -124,20 +124,15 @@ def _count(n: int, unit: str) -> str:
     return f"{n} {unit}{'s' if n != 1 else ''}"
 
 
-def _days(a: str, b: str) -> int:
-    return abs((date.fromisoformat(a) - date.fromisoformat(b)).days)
-
-
 def score(a: Profile, b: Profile) -> Score | None:
     """The pair's score, or None when it cannot be one person or the names are too far apart."""
     if a.sex != b.sex and "unknown" not in (a.sex, b.sex):
         return None
     if a.age is not None and b.age is not None and abs(a.age - b.age) > AGE_SPREAD:
         return None
-    child_a, child_b = a.child(), b.child()
-    if child_a is not None and child_b is not None and child_a != child_b and (a.age is None or b.age is None):
+    if a.child is not None and b.child is not None and a.child != b.child and (a.age is None or b.age is None):
         return None  # a child by one report and an adult by the other (ages close across 18 may still be one)
-    days = _days(a.date_of_death, b.date_of_death) if a.date_of_death and b.date_of_death else None
+    days = abs(a.death - b.death) if a.death is not None and b.death is not None else None
     if days is not None and days > DEATH_SPREAD:
         return None
     name = name_similarity(a.tokens, b.tokens)
@@ -225,13 +220,14 @@ def candidates(profiles: list[Profile], skip: set[tuple[str, str]], only: Iterab
                ) -> list[tuple[str, str, Score]]:
     """Pairs (ids in table order) scoring at least `SUGGEST`, best first; pairs in `skip` are not scored."""
     out: list[tuple[str, str, Score]] = []
+    floor = SUGGEST * 1000
     for i, j in pairs(profiles, only):
         a, b = profiles[i], profiles[j]
-        ids = (a.id, b.id) if a.id < b.id else (b.id, a.id)
-        if ids in skip:
-            continue
         found = score(a, b)
-        if found is not None and found.value >= SUGGEST * 1000:
+        if found is None or found.value < floor:
+            continue
+        ids = (a.id, b.id) if a.id < b.id else (b.id, a.id)
+        if ids not in skip:
             out.append((*ids, found))
     out.sort(key=lambda c: (-c[2].value, c[0], c[1]))
     return out
