@@ -105,13 +105,14 @@ def snapshot(home: Path) -> dict[str, Any]:
     try:
         keys = archive.runtime.keys.catalog()
         with Session(archive.engine) as session:
-            states = {kind.name: {row.id: state_of(keys, kind, row) for row in session.exec(select(kind.model))}
+            rows: dict[str, list[Any]] = {kind.name: list(session.exec(select(kind.model))) for kind in KINDS.values()}
+            states = {kind.name: {row.id: state_of(keys, kind, row) for row in rows[kind.name]}
                       for kind in KINDS.values()}
             changes = [(c.record_id, c.change, c.commitment, c.at, c.by, c.batch_index, opened(keys, c))
                        for c in session.exec(select(RecordChange).order_by(col(RecordChange.id)))]
             stamps = {kind.name: {row.id: {k: v for k, v in row.model_dump().items()
                                            if k in ("created_at", "updated_at", "at", "by", "created_by")}
-                                  for row in session.exec(select(kind.model))} for kind in KINDS.values()}
+                                  for row in rows[kind.name]} for kind in KINDS.values()}
         return {"states": states, "changes": changes, "stamps": stamps}
     finally:
         archive.close()

@@ -40,7 +40,7 @@ import hashlib
 import json
 import secrets
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -147,12 +147,16 @@ def _entry(keys: CatalogKeys, row: RecordChange) -> dict[str, Any]:
             "reason": fields.get("reason")}
 
 
-def _chunks(session: Session, keys: CatalogKeys, start: int, end: int) -> Iterator[list[dict[str, Any]]]:
-    """The changes of events [start, end), in order, in chunks that never split one event's batch."""
+def _chunks(session: Session, keys_of: Callable[[], CatalogKeys], start: int,
+            end: int) -> Iterator[list[dict[str, Any]]]:
+    """The changes of events [start, end), in order, in chunks that never split one event's batch (the key
+    is asked for only when there is one)."""
     stmt = (select(RecordChange).where(col(RecordChange.event_seq) >= start, col(RecordChange.event_seq) < end)
             .order_by(col(RecordChange.event_seq), col(RecordChange.id)))
     chunk: list[dict[str, Any]] = []
+    keys: CatalogKeys | None = None
     for row in session.exec(stmt.execution_options(yield_per=1000)):
+        keys = keys or keys_of()
         if len(chunk) >= MAX_CHANGES and chunk[-1]["event_seq"] != row.event_seq:
             yield chunk
             chunk = []
@@ -170,8 +174,9 @@ def _latest_size(session: Session) -> int:
     return int(size or 0)
 
 
-def _publish_site(archive: Archive, backend: Backend, keys: CatalogKeys, recipients: list[Recipient],
-                  vocab: dict[str, Any] | None, result: JournalResult) -> None:
+def _publish_site(archive: Archive, backend: Backend, keys: Callable[[], CatalogKeys],
+                  recipients: Callable[[], list[Recipient]], vocab: dict[str, Any] | None,
+                  result: JournalResult) -> None:
     from archive.catalog.jobs import read_cursor, write_cursor
     from archive.custody.log import utc_now
     from archive.db import transaction
@@ -192,14 +197,14 @@ def _publish_site(archive: Archive, backend: Backend, keys: CatalogKeys, recipie
         for chunk in _chunks(session, keys, done, size):
             document = {"format": JOURNAL_FORMAT, "published_at": utc_now(), "changes": chunk,
                         "vocab": vocab if send_vocab else None}
-            _write_new(backend, seal_journal(document, recipients))
+            _write_new(backend, seal_journal(document, recipients()))
             result.objects += 1
             result.changes += len(chunk)
             result.vocab = result.vocab or send_vocab
             send_vocab = False
         if send_vocab:
             document = {"format": JOURNAL_FORMAT, "published_at": utc_now(), "changes": [], "vocab": vocab}
-            _write_new(backend, seal_journal(document, recipients))
+            _write_new(backend, seal_journal(document, recipients()))
             result.objects += 1
             result.vocab = True
     with transaction(archive.engine) as session:
@@ -234,18 +239,14 @@ def publish_journal(archive: Archive, sites: Iterable[str] | None = None) -> dic
         with Session(archive.engine) as session:
             pending = session.exec(select(RecordChange.id).limit(1)).first() is not None
             vocab = vocab_document(session) if pending else None
-        if not pending:
-            return results  # no record was ever written: nothing to keep
-        keys = archive.runtime.keys.catalog()
-        recipients = archive.recipients()
-    except Locked as exc:
-        for result in results.values():
-            result.error = f"the journal waits for the catalog key ({exc})"
-        return results
     except Exception as exc:  # noqa: BLE001 - publishing never fails the caller
         for result in results.values():
             result.error = str(exc) or type(exc).__name__
         return results
+    if not pending:
+        return results  # no record was ever written: nothing to keep
+    # Asked for only when a site lacks something: a locked worker with nothing to publish says nothing.
+    keys, recipients = archive.runtime.keys.catalog, archive.recipients
     for name in names:
         backend = archive.backends.get(name)
         if backend is None:
@@ -253,6 +254,8 @@ def publish_journal(archive: Archive, sites: Iterable[str] | None = None) -> dic
             continue
         try:
             _publish_site(archive, backend, keys, recipients, vocab, results[name])
+        except Locked as exc:
+            results[name].error = f"the journal waits for the catalog key ({exc})"
         except Exception as exc:  # noqa: BLE001 - one site's failure must not stop the others
             results[name].error = str(exc) or type(exc).__name__
     return results

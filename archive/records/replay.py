@@ -15,10 +15,11 @@ journal holds, or not at all.
 A site with no log that verifies can vouch for no change: records are then
 not restored at all (said in the report), never entered on the journal's word.
 
-Replay goes through `archive.records.store.apply`, in the log's order, and
-each change's row is entered again (sealed under the rebuilt catalog's key),
-so history survives. Taken over, the log already holds every event; into a
-new log, each original event is written again with the same commitments.
+Replay follows `archive.records.store.apply`, in the log's order (each record
+ends as its changes leave it, written once), and each change's row is entered
+again (sealed under the rebuilt catalog's key), so history survives. Taken
+over, the log already holds every event; into a new log, each original event
+is written again with the same commitments.
 """
 
 from __future__ import annotations
@@ -131,24 +132,62 @@ def _new_event(session: Session, actor_event: dict[str, Any], note: str) -> int:
     return int(event.seq)
 
 
+# Parents before children, so every foreign key finds its row.
+ORDER = ("incident", "source", "attribution", "victim", "consent", "interview", "link")
+
+
+@dataclass
+class _Final:
+    """One record as its changes leave it: the last state, and the stamps `store.apply` would have written."""
+
+    kind: str
+    state: dict[str, Any]
+    created: tuple[str, str]  # (at, by) of its first change
+    last: tuple[str, str]
+    removed: tuple[str, str] | None = None  # a link's unlinking
+
+
+def _row(keys: CatalogKeys, record_id: str, final: _Final) -> dict[str, Any]:
+    """The row's columns, as `store.apply` makes them change after change (`store.columns`, and its stamps)."""
+    from archive.records.store import KINDS, columns
+
+    kind = KINDS[final.kind]
+    fields = kind.model.model_fields
+    values = {"id": record_id, **columns(kind, keys, record_id, final.state)}
+    stamps = {"created_at": final.created[0], "created_by": final.created[1], "updated_at": final.last[0],
+              "at": final.last[0], "by": final.last[1]}
+    values.update({name: value for name, value in stamps.items() if name in fields})
+    if kind.name == "link":
+        values["removed_at"], values["removed_by"] = final.removed or (None, None)
+    return values
+
+
 def replay(session: Session, keys: CatalogKeys, index: LogIndex, changes: list[dict[str, Any]], out: Restored,
            *, new_log: bool, site: str) -> None:
-    """Enter the checked changes, in order, in the caller's transaction."""
-    from archive.records.store import KINDS, apply
+    """Enter the checked changes, in order, in the caller's transaction.
 
-    restored: set[str] = set()
+    Each record's row is what `store.apply` leaves after its changes in order
+    (the same `store.columns`, the same stamps), written once in bulk: a
+    rebuild of 100,000 victims must not take a query per change.
+    """
+    from archive.records.store import KINDS
+
+    finals: dict[str, _Final] = {}
     rows: list[dict[str, Any]] = []
     new_seqs: dict[int, int] = {}
     for change in changes:
         kind = KINDS[change["record_kind"]]
         parent = PARENTS.get(kind.name)
-        if parent is not None and change["state"].get(parent) not in restored:
+        if parent is not None and change["state"].get(parent) not in finals:
             _reject(out, change, f"its {parent} names a record that was not restored")
             continue
-        apply(session, keys, kind, change["record_id"], change["state"], at=change["at"], actor=change["by"])
-        if change["record_id"] not in restored:
-            restored.add(change["record_id"])
-            out.records += 1
+        stamp = (change["at"], change["by"])
+        final = finals.get(change["record_id"])
+        if final is None:
+            final = finals[change["record_id"]] = _Final(kind.name, change["state"], stamp, stamp)
+        final.state, final.last = change["state"], stamp
+        if kind.name == "link":
+            final.removed = None if change["state"].get("active") else (final.removed or stamp)
         seq = change["event_seq"]
         if new_log:
             if seq not in new_seqs:
@@ -162,13 +201,13 @@ def replay(session: Session, keys: CatalogKeys, index: LogIndex, changes: list[d
                      "commitment": change["commitment"], "event_seq": seq, "batch_index": change["batch_index"],
                      "sealed": sealed, "key_version": version})
         out.changes += 1
-        if len(rows) >= 5000:
-            session.flush()
-            session.execute(insert(RecordChange.__table__), rows)  # type: ignore[attr-defined]
-            rows = []
-    session.flush()
-    if rows:
-        session.execute(insert(RecordChange.__table__), rows)  # type: ignore[attr-defined]
+    for name in ORDER:
+        records = [_row(keys, record_id, final) for record_id, final in finals.items() if final.kind == name]
+        for start in range(0, len(records), 5000):
+            session.execute(insert(KINDS[name].model.__table__), records[start : start + 5000])  # type: ignore[attr-defined]
+        out.records += len(records)
+    for start in range(0, len(rows), 5000):
+        session.execute(insert(RecordChange.__table__), rows[start : start + 5000])  # type: ignore[attr-defined]
 
 
 def restore_records(rebuilt: Archive, backend: Any, identities: list[Any], index: LogIndex | None,
