@@ -348,3 +348,27 @@ def test_journal_names_and_bytes_reveal_nothing(cli: Cli, tmp_path: Path) -> Non
     with pytest.raises(AgeError):
         open_journal(objects[0].read_bytes(), [Identity.generate()])
     json.dumps(opened)
+
+
+def test_into_a_new_log_and_without_a_log(cli: Cli, tmp_path: Path) -> None:
+    _history(cli)
+    cli.json("log", "checkpoint")
+    before = snapshot(cli.home)
+    site = cli.home / "storage" / "site-a"
+    # The site keeps no sealed signing key: records are checked against its log and written into a new one.
+    (site / "log" / "signing-key.age").unlink()
+    report = Cli(tmp_path / "nowhere").json("rebuild-catalog", "--from", "site-a", "--kind", "local", "--path",
+                                            str(site), "--identity", str(cli.home / "keys" / "custodian.key"),
+                                            "--into", str(tmp_path / "new-log"), expect=1)
+    assert report["records"] == 5 and report["record_changes"] == 7 and report["rejected"] == []
+    after = snapshot(tmp_path / "new-log")
+    assert after["states"] == before["states"]
+    assert [c[2] for c in after["changes"]] == [c[2] for c in before["changes"]]  # the same commitments
+    Cli(tmp_path / "new-log")("log", "verify")  # each change bound again by an event of the new log
+    # No log at all: nothing can vouch for a journal entry, so no record is entered on its word.
+    shutil.rmtree(site / "log")
+    report = Cli(tmp_path / "nowhere").json("rebuild-catalog", "--from", "site-a", "--kind", "local", "--path",
+                                            str(site), "--identity", str(cli.home / "keys" / "custodian.key"),
+                                            "--into", str(tmp_path / "no-log"), expect=1)
+    assert report["records"] == 0
+    assert any("records were NOT restored" in p.get("problem", "") for p in report["problems"])

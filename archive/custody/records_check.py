@@ -49,7 +49,11 @@ def event_disagrees(event: dict[str, Any], changes: Sequence[dict[str, Any]]) ->
 
     details = event.get("details") or {}
     seq = event.get("seq")
-    if any(c["by"] != event.get("actor") or c["at"] != event.get("time") for c in changes):
+    # An event a rebuild wrote again into a new log says who made the change and when (it made the event).
+    again = "recovered_from_seq" in details
+    who, when = (details.get("recorded_by"), details.get("recorded_at")) if again else (event.get("actor"),
+                                                                                       event.get("time"))
+    if any(c["by"] != who or c["at"] != when for c in changes):
         return f"who or when is not what the custody log's event {seq} says"
     if "merkle_root" in details:
         ordered = sorted(changes, key=lambda c: c["batch_index"] if c["batch_index"] is not None else -1)

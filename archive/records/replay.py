@@ -122,13 +122,15 @@ def _load_vocab(session: Session, read: JournalRead, out: Restored) -> None:
         out.vocab_terms += sum(counts["added"] for counts in report.values())
 
 
-def _new_event(session: Session, actor_event: dict[str, Any], note: str) -> int:
-    """The original event written again into a new log (same commitments, same record, same actor)."""
+def _new_event(session: Session, original: dict[str, Any], actor: str, note: str) -> int:
+    """The original event written again into a new log by the rebuild: the same details (commitments, record,
+    change), and who made the change and when, as the original event said."""
     from archive.custody.log import append_event
 
-    details = {**(actor_event.get("details") or {}), "note": note, "recovered_from_seq": actor_event.get("seq")}
-    event = append_event(session, str(actor_event.get("type")), actor=str(actor_event.get("actor")),
-                         item_id=actor_event.get("item"), details=details)
+    details = {**(original.get("details") or {}), "note": note, "recovered_from_seq": original.get("seq"),
+               "recorded_by": original.get("actor"), "recorded_at": original.get("time")}
+    event = append_event(session, str(original.get("type")), actor=actor, item_id=original.get("item"),
+                         details=details)
     return int(event.seq)
 
 
@@ -163,7 +165,7 @@ def _row(keys: CatalogKeys, record_id: str, final: _Final) -> dict[str, Any]:
 
 
 def replay(session: Session, keys: CatalogKeys, index: LogIndex, changes: list[dict[str, Any]], out: Restored,
-           *, new_log: bool, site: str) -> None:
+           *, new_log: bool, site: str, actor: str) -> None:
     """Enter the checked changes, in order, in the caller's transaction.
 
     Each record's row is what `store.apply` leaves after its changes in order
@@ -191,7 +193,7 @@ def replay(session: Session, keys: CatalogKeys, index: LogIndex, changes: list[d
         seq = change["event_seq"]
         if new_log:
             if seq not in new_seqs:
-                new_seqs[seq] = _new_event(session, index.records[seq],
+                new_seqs[seq] = _new_event(session, index.records[seq], actor,
                                            f"recovered from the journal on {site} into a new log")
             seq = new_seqs[seq]
         version, sealed = keys.seal(TABLE, change["commitment"], {"state": change["state"], "salt": change["salt"],
@@ -230,7 +232,7 @@ def restore_records(rebuilt: Archive, backend: Any, identities: list[Any], index
     keys = rebuilt.runtime.keys.catalog()
     with transaction(rebuilt.engine) as session:
         _load_vocab(session, read, out)
-        replay(session, keys, index, changes, out, new_log=new_log, site=backend.name)
+        replay(session, keys, index, changes, out, new_log=new_log, site=backend.name, actor=rebuilt.actor)
         if not new_log:  # the site holds these already: the rebuilt archive must not publish them again
             from archive.records.journal import vocab_document
 
