@@ -145,7 +145,7 @@ def score(a: Profile, b: Profile) -> Score | None:
         clues.append("same date of death" if days == 0 else f"dates of death {_count(days, 'day')} apart")
     if a.governorate_of_death and b.governorate_of_death:
         same = a.governorate_of_death == b.governorate_of_death
-        weights.append((1.0 if same else 0.0, 2))
+        weights.append((1.0 if same else 0.0, 3))  # where a person died is rarely reported wrong
         clues.append("same governorate of death" if same else "different governorates of death")
     if a.sex == b.sex and a.sex != "unknown":
         weights.append((1.0, 1))
