@@ -159,3 +159,15 @@ def test_reference_proofs_verify() -> None:
         for m in range(1, n):
             assert ref_verify_consistency(m, n, ref_mth(leaves[:m]), root, ref_proof(m, leaves[:n]))
             assert not ref_verify_consistency(m, n, sha(b"x"), root, ref_proof(m, leaves[:n]))
+
+
+def test_non_ascii_values_under_ascii_keys_encode_as_the_careful_path_does() -> None:
+    """The fast path for ASCII keys (Arabic names in a record's state) gives RFC 8785's bytes exactly."""
+    import json
+
+    from archive.custody.entry import _order, encode
+
+    for fields in ({"name": "أحمد الحمصي", "b": ["فاطمة", {"z": "é", "a": "\u2028"}], "a": 1},
+                   {"\u00e9": 1, "e": "x", "\U0001f600": "y", "\uff61": "z"}):
+        careful = json.dumps(_order(fields), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        assert encode(fields) == careful

@@ -53,17 +53,28 @@ def _order(value: Any) -> Any:
     return value
 
 
+def _ascii_keys(value: Any) -> bool:
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and k.isascii() and _ascii_keys(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_ascii_keys(v) for v in value)
+    return True
+
+
 def encode(fields: dict[str, Any]) -> bytes:
     """RFC 8785 bytes of `fields`, without validating them first.
 
-    For ASCII-only text, Python's code-point key order is RFC 8785's UTF-16
-    order, so `sort_keys` suffices; anything else takes the careful path. The
+    For ASCII keys, Python's code-point key order is RFC 8785's UTF-16 order,
+    so `sort_keys` suffices (values may be any text: an Arabic name); other
+    keys take the careful path. The
     verifier uses this directly: a stored value that could never have been
     appended (a float, say) simply encodes to bytes that match no leaf.
     """
     text = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     if text.isascii():
         return text.encode("ascii")
+    if _ascii_keys(fields):  # non-ASCII values only (an Arabic name): the key order is the same in UTF-16
+        return text.encode("utf-8")
     return json.dumps(_order(fields), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
