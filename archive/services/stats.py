@@ -29,7 +29,9 @@ cost the same on 100 or 100,000 victims. The rules, stated once:
 - The total is summed on its own (over the incidents, not over the rows),
   in the same statement as the rows: that rows and groups add up to it is a
   check, not a tautology (tests/test_stats.py). --by party and --by type
-  read the victims once; --by month and --by governorate twice.
+  read the victims once (all counts per incident, then per key); --by month
+  and --by governorate read them by their own key, and once more, lightly,
+  for the massacres.
 """
 
 from __future__ import annotations
@@ -81,11 +83,15 @@ def statistics(archive: Archive, *, role: Role, date_from: str | None = None, da
     period = Period(col(Victim.date_documented) if date == "documented" else col(Victim.date_of_death), start, end)
     with transaction(read_only(archive.engine)) as session:  # reads only: never queues behind an import
         parties, facility = _vocab(session)
-        counts, total, undated = _by_incident(session, period, facility, by)
-        if by in ("month", "governorate"):  # the victims' own month or governorate; the incidents' for the rest
-            victims = _by_victim(session, period, by)
-            counts = {key: victims.get(key, [0] * len(VICTIM_COUNTS)) + counts.get(key, [0, 0])[-2:]
-                      for key in set(victims) | {k for k, v in counts.items() if any(v[-2:])}}
+        if by in ("party", "type"):
+            counts, total, undated = _by_incident(session, period, facility, by, victims=True)
+        else:  # the victims by their own month or governorate; massacres and facility attacks by the incident's
+            incidents, incident_total, undated = _by_incident(session, period, facility, by, victims=False)
+            victims, victim_total = _by_victim(session, period, by)
+            none = [0] * len(VICTIM_COUNTS), [0] * len(INCIDENT_COUNTS)
+            counts = {key: victims.get(key, none[0]) + incidents.get(key, none[1])
+                      for key in set(victims) | set(incidents)}
+            total = victim_total + incident_total
     excluded = undated if date == "death" else 0
     rows = _rows(by, counts, parties)
     groups = _groups(rows) if by == "party" else []
@@ -141,14 +147,14 @@ def _categories() -> list[ColumnElement[bool]]:
             *(col(Victim.professions).like(f"%;{p};%") for p in PROFESSIONS)]
 
 
-def _per_incident(period: Period) -> Any:
-    """Per incident: all its counted victims (whatever their dates: the massacre rule), those of them in the
-    period by category, and those without a date of death."""
+def _per_incident(period: Period, victims: bool) -> Any:
+    """Per incident: all its counted victims (whatever their dates: the massacre rule), those without a date
+    of death, and (with `victims`) those in the period by category."""
     in_period = period.holds()
+    categories = [_flag(in_period).label("civilians"),
+                  *(_flag(and_(in_period, c)).label(f"c{i}") for i, c in enumerate(_categories()))]
     return (select(col(Victim.incident_id).label("incident_id"), func.count().label("everyone"),
-                   _flag(in_period).label("civilians"),
-                   *(_flag(and_(in_period, c)).label(f"c{i}") for i, c in enumerate(_categories())),
-                   _flag(col(Victim.date_of_death).is_(None)).label("undated"))
+                   _flag(col(Victim.date_of_death).is_(None)).label("undated"), *(categories if victims else []))
             .where(_counted()).group_by(col(Victim.incident_id)).cte("per_incident"))
 
 
@@ -159,37 +165,49 @@ def _incident_flags(period: Period, facility: set[str], everyone: Any) -> list[A
     return [_flag(and_(started, everyone >= MASSACRE_CIVILIANS)), _flag(and_(started, is_facility))]
 
 
-def _by_incident(session: Session, period: Period, facility: set[str],
-                 by: str) -> tuple[dict[Any, list[int]], list[int], int]:
+def _by_incident(session: Session, period: Period, facility: set[str], by: str,
+                 victims: bool) -> tuple[dict[Any, list[int]], list[int], int]:
     """(counts per key of the incident, the total, civilians without a date of death) in ONE pass over the
     victims: each incident's victims summed first (a CTE), then the incidents grouped by the key (attribution,
-    type, start month or governorate) and, in the same statement, summed on their own for the total."""
-    per = _per_incident(period)
+    type, start month or governorate) and, in the same statement, summed on their own for the total.
+    The counts are the massacres and facility attacks, after the victim counts when `victims`."""
+    per = _per_incident(period, victims)
     key: Any = {"party": col(Incident.attribution), "type": col(Incident.type),
                 "governorate": col(Incident.governorate),
                 "month": func.substr(col(Incident.started_day), 1, 7)}[by]
-    sums = [func.coalesce(func.sum(c), 0) for c in list(per.c)[2:]]
-    measures = [*sums[:-1], *_incident_flags(period, facility, func.coalesce(per.c.everyone, 0)), sums[-1]]
+    sums = [func.coalesce(func.sum(c), 0) for c in list(per.c)[3:]]
+    measures = [func.coalesce(func.sum(per.c.undated), 0), *sums,
+                *_incident_flags(period, facility, func.coalesce(per.c.everyone, 0))]
     joined = Incident.__table__.outerjoin(per, per.c.incident_id == col(Incident.id))  # type: ignore[attr-defined]
     grouped = select(literal(0).label("whole"), key.label("key"), *measures).select_from(joined).group_by(key)
     whole = select(literal(1), literal(None), *measures).select_from(joined)
     counts: dict[Any, list[int]] = {}
-    total, undated = [0] * len(COUNTS), 0
+    total, undated = [0] * (len(measures) - 1), 0
     for row in session.execute(union_all(grouped, whole)).all():
-        values = [int(v) for v in row[2:]]
+        values = [int(v) for v in row[3:]]
         if row[0]:
-            total, undated = values[:-1], values[-1]
-        elif any(values[:-1]):
-            counts[row[1]] = values[:-1]
+            total, undated = values, int(row[2])
+        elif any(values):
+            counts[row[1]] = values
     return counts, total, undated
 
 
-def _by_victim(session: Session, period: Period, by: str) -> dict[Any, list[int]]:
-    """Victim counts per month of the victim's date or governorate of death: one GROUP BY, no join."""
+def _by_victim(session: Session, period: Period, by: str) -> tuple[dict[Any, list[int]], list[int]]:
+    """(victim counts per month of the victim's date or governorate of death, their total counted on its own):
+    one statement, no join."""
     key: Any = func.substr(period.day, 1, 7) if by == "month" else col(Victim.governorate_of_death)
-    query = (select(key, func.count(), *(_flag(c) for c in _categories())).select_from(Victim)
-             .where(_counted(), period.holds()).group_by(key))
-    return {row[0]: [int(v) for v in row[1:]] for row in session.execute(query).all()}
+    measures = [func.count(), *(_flag(c) for c in _categories())]
+    grouped = (select(literal(0).label("whole"), key.label("key"), *measures).select_from(Victim)
+               .where(_counted(), period.holds()).group_by(key))
+    whole = select(literal(1), literal(None), *measures).select_from(Victim).where(_counted(), period.holds())
+    counts: dict[Any, list[int]] = {}
+    total = [0] * len(VICTIM_COUNTS)
+    for row in session.execute(union_all(grouped, whole)).all():
+        if row[0]:
+            total = [int(v) for v in row[2:]]
+        else:
+            counts[row[1]] = [int(v) for v in row[2:]]
+    return counts, total
 
 
 def _rows(by: str, counts: dict[Any, list[int]], parties: dict[str, str]) -> list[dict[str, Any]]:
