@@ -372,3 +372,27 @@ def test_into_a_new_log_and_without_a_log(cli: Cli, tmp_path: Path) -> None:
                                             "--into", str(tmp_path / "no-log"), expect=1)
     assert report["records"] == 0
     assert any("records were NOT restored" in p.get("problem", "") for p in report["problems"])
+
+
+def test_a_locked_archive_publishes_later(cli: Cli, tmp_path: Path) -> None:
+    incident = _incident(cli, "INC-1")
+    put_victims(cli.home, incident["id"], [victim_state(incident["id"], "V-1")])  # no checkpoint yet
+    vault = tmp_path / "vault"
+    vault.mkdir()
+    for name in ("catalog.key", "access.key", "custodian.key"):
+        shutil.move(cli.home / "keys" / name, vault / name)
+    result = cli.json("log", "checkpoint")  # the log is signed and mirrored; the states wait for the key
+    assert "catalog key" in result["mirror"]["site-a"]["journal"]["error"]
+    assert len(journal_changes_with(vault, cli)) == 2
+    for name in ("catalog.key", "access.key", "custodian.key"):
+        shutil.move(vault / name, cli.home / "keys" / name)
+    assert cli.json("log", "checkpoint")["mirror"]["site-a"]["journal"]["changes"] == 1
+    assert len(journal_changes(cli)) == 3
+
+
+def journal_changes_with(vault: Path, cli: Cli) -> list[dict[str, Any]]:
+    from archive.age import Identity
+    from archive.records.journal import open_journal
+
+    custodian = Identity.read(vault / "custodian.key")
+    return [c for p in journal_objects(cli) for c in open_journal(p.read_bytes(), custodian)["changes"]]

@@ -91,12 +91,19 @@ def cursor_name(site: str) -> str:
 # -- the content ---------------------------------------------------------------------------------
 
 
-def seal_journal(document: dict[str, Any], recipients: Iterable[Recipient | str]) -> bytes:
-    """A journal document, compressed and age-encrypted to `recipients` (states repeat their field names)."""
+def _packed(document: dict[str, Any]) -> bytes:
+    return zlib.compress(json.dumps(document, sort_keys=True).encode(), 6)  # states repeat their field names
+
+
+def _sealed(packed: bytes, recipients: Iterable[Recipient | str]) -> bytes:
     from archive.age import Recipient, encrypt_bytes
 
-    parsed = [r if not isinstance(r, str) else Recipient.parse(r) for r in recipients]
-    return encrypt_bytes(zlib.compress(json.dumps(document, sort_keys=True).encode(), 6), parsed)
+    return encrypt_bytes(packed, [r if not isinstance(r, str) else Recipient.parse(r) for r in recipients])
+
+
+def seal_journal(document: dict[str, Any], recipients: Iterable[Recipient | str]) -> bytes:
+    """A journal document, compressed and age-encrypted to `recipients`."""
+    return _sealed(_packed(document), recipients)
 
 
 def open_journal(data: bytes, identities: list[Identity]) -> dict[str, Any]:
@@ -176,7 +183,7 @@ def _latest_size(session: Session) -> int:
 
 def _publish_site(archive: Archive, backend: Backend, keys: Callable[[], CatalogKeys],
                   recipients: Callable[[], list[Recipient]], vocab: dict[str, Any] | None,
-                  result: JournalResult) -> None:
+                  result: JournalResult, cache: dict[tuple[int, int, bool], list[tuple[int, bytes]]]) -> None:
     from archive.catalog.jobs import read_cursor, write_cursor
     from archive.custody.log import utc_now
     from archive.db import transaction
@@ -194,19 +201,22 @@ def _publish_site(archive: Archive, backend: Backend, keys: Callable[[], Catalog
         done = min(int(cursor.value), size) if cursor is not None and cursor.value and state.get("marker") == claim \
             else 0
         send_vocab = digest is not None and (state.get("vocab") != digest or state.get("marker") != claim)
-        for chunk in _chunks(session, keys, done, size):
-            document = {"format": JOURNAL_FORMAT, "published_at": utc_now(), "changes": chunk,
-                        "vocab": vocab if send_vocab else None}
-            _write_new(backend, seal_journal(document, recipients()))
+        made = (done, size, send_vocab)
+        if made not in cache:  # sites usually lack the same changes: opened and packed once for all of them
+            packed: list[tuple[int, bytes]] = []
+            for chunk in _chunks(session, keys, done, size):
+                packed.append((len(chunk), _packed({"format": JOURNAL_FORMAT, "published_at": utc_now(),
+                                                    "changes": chunk, "vocab": vocab if send_vocab else None})))
+                send_vocab = False
+            if send_vocab:
+                packed.append((0, _packed({"format": JOURNAL_FORMAT, "published_at": utc_now(), "changes": [],
+                                           "vocab": vocab})))
+            cache[made] = packed  # only once whole: a failure half-way leaves nothing for the next site
+        for count, plain in cache[made]:
+            _write_new(backend, _sealed(plain, recipients()))
             result.objects += 1
-            result.changes += len(chunk)
-            result.vocab = result.vocab or send_vocab
-            send_vocab = False
-        if send_vocab:
-            document = {"format": JOURNAL_FORMAT, "published_at": utc_now(), "changes": [], "vocab": vocab}
-            _write_new(backend, seal_journal(document, recipients()))
-            result.objects += 1
-            result.vocab = True
+            result.changes += count
+        result.vocab = made[2]
     with transaction(archive.engine) as session:
         write_cursor(session, cursor_name(backend.name), str(size), {"marker": claim, "vocab": digest})
     result.up_to = size
@@ -247,13 +257,14 @@ def publish_journal(archive: Archive, sites: Iterable[str] | None = None) -> dic
         return results  # no record was ever written: nothing to keep
     # Asked for only when a site lacks something: a locked worker with nothing to publish says nothing.
     keys, recipients = archive.runtime.keys.catalog, archive.recipients
+    cache: dict[tuple[int, int, bool], list[tuple[int, bytes]]] = {}
     for name in names:
         backend = archive.backends.get(name)
         if backend is None:
             results[name].error = "no such storage site"
             continue
         try:
-            _publish_site(archive, backend, keys, recipients, vocab, results[name])
+            _publish_site(archive, backend, keys, recipients, vocab, results[name], cache)
         except Locked as exc:
             results[name].error = f"the journal waits for the catalog key ({exc})"
         except Exception as exc:  # noqa: BLE001 - one site's failure must not stop the others
