@@ -180,3 +180,39 @@ def test_a_locked_ingest_server_still_ingests_with_channel_and_source(db_cli: Cl
         shutil.move(vault / name, cli.home / "keys" / name)
     [arrival] = cli.json("show", report["id"])["provenance"]
     assert (arrival["channel"], arrival["source_ref"]) == ("messaging", "w-1")
+
+
+def test_structured_provenance_is_verified_and_survives_a_rebuild(cli: Cli, tmp_path: Path) -> None:
+    """Given at ingest (in the manifest) or later (a journalled record change), it comes back from one site;
+    `log verify` holds the later change against the log and catches an arrival edited in the database."""
+    from tests.test_records_journal import rebuild
+
+    cli("source", "add", "w-1", "--kind", "filmer", "--alias", "Abu Omar")
+    [at_ingest] = cli.json_lines("ingest", "--channel", "messaging", "--source-record", "w-1",
+                                 str(_file(tmp_path, "a.bin")))
+    [later] = cli.json_lines("ingest", str(_file(tmp_path, "b.bin")))
+    cli("provenance", later["id"], "--channel", "legacy_disk", "--source-record", "w-1", "--reason", "inventory")
+    assert cli("log", "verify")[0] == 0
+    source_id = cli.json("source", "show", "w-1")["id"]
+    cli("log", "checkpoint")
+    rebuilt = Cli(tmp_path / "rebuilt")
+    rebuild(cli, tmp_path)
+    for item, channel in ((at_ingest["id"], "messaging"), (later["id"], "legacy_disk")):
+        [arrival] = rebuilt.json("show", item)["provenance"]
+        assert (arrival["channel"], arrival["source_id"]) == (channel, source_id)
+    assert rebuilt("log", "verify")[0] == 0
+
+    [arrival] = cli.json("show", later["id"])["provenance"]
+    from archive.context import Archive
+
+    archive = Archive.open(cli.home, "tester")
+    try:
+        with archive.engine.begin() as conn:
+            from sqlalchemy import text
+
+            conn.execute(text("UPDATE provenance SET channel = 'email' WHERE id = :id"), {"id": arrival["arrival"]})
+    finally:
+        archive.close()
+    code, out, err = cli("log", "verify", expect=None)
+    assert code == 1 and f"record prv-{arrival['arrival']}" in out
+    assert f"record prv-{arrival['arrival']}: its channel is not its latest change's state" in err

@@ -161,8 +161,9 @@ def verify(state: CliState, vkey_file: Any, as_json: bool, copies_only: bool) ->
         elif report.problems:
             click.echo(f"log verification FAILED; first bad sequence number: {report.first_bad_seq}")
         else:
+            first = catalog.mismatches[0] if catalog and catalog.mismatches else None
             click.echo("log verification FAILED: the catalog does not follow from the log; first mismatch: "
-                       f"item {catalog.mismatches[0].item if catalog and catalog.mismatches else '?'}")
+                       f"{f'{first.what} {first.item}' if first else '?'}")
         if report.uncovered:
             click.echo(f"{report.uncovered} events after the latest checkpoint cannot be proven yet")
     sys.exit(0 if report.ok and not incomplete else 1)

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from sqlmodel import Session, col, select
 
 from archive.db import read_only
+from archive.records.provenance import PREFIX as PROVENANCE_PREFIX
 from archive.records.tables import RecordChange
 
 if TYPE_CHECKING:
@@ -197,8 +198,34 @@ def _check_rows(session: Session, keys: CatalogKeys | None, result: CrossCheck, 
                     result.add(row.id, f"its {', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} not "
                                "its latest change's state (the state the custody log commits to)", RECORD)
     for record_id in sorted(set(latest) - held):
+        if record_id.startswith(f"{PROVENANCE_PREFIX}-"):  # an arrival's channel and source record
+            _check_provenance(session, keys, result, record_id, latest[record_id])
+            continue
         result.add(record_id, "the custody log records changes of this record, and the catalog holds no row "
                    "for it", RECORD)
+
+
+def _check_provenance(session: Session, keys: CatalogKeys | None, result: CrossCheck, record_id: str,
+                      change_id: int) -> None:
+    """An arrival's channel and source record against its latest change (they live on the provenance row)."""
+    from archive.records.changes import opened
+    from archive.records.provenance import differs
+
+    result.records += 1
+    change = session.get(RecordChange, change_id)
+    if keys is None or change is None:
+        return
+    try:
+        state = opened(keys, change)["state"]
+    except Exception:  # noqa: BLE001 - reported by the change check
+        return
+    wrong = differs(session, state)
+    if wrong is None:
+        result.add(record_id, "the custody log records a change of this arrival, and the catalog holds no such "
+                   "arrival", RECORD)
+    elif wrong:
+        result.add(record_id, f"its {', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} not its latest "
+                   "change's state (the state the custody log commits to)", RECORD)
 
 
 def check_records(archive: Archive, index: LogIndex, result: CrossCheck) -> None:

@@ -32,6 +32,9 @@ from sqlalchemy import insert
 from archive.custody.records_check import event_disagrees
 from archive.records.changes import TABLE, record_commitment
 from archive.records.journal import JournalRead
+from archive.records.provenance import KIND as PROVENANCE
+from archive.records.provenance import PREFIX as PROVENANCE_PREFIX
+from archive.records.provenance import apply as apply_provenance
 from archive.records.tables import RecordChange
 
 if TYPE_CHECKING:
@@ -67,10 +70,11 @@ def checked_changes(index: LogIndex, read: JournalRead, out: Restored) -> list[d
     own: list[dict[str, Any]] = []
     seen: set[str] = set()
     for change in read.changes:
+        kind: str | None
         try:
             kind = kind_of(change["record_id"]).name
         except KeyError:
-            kind = None
+            kind = PROVENANCE if change["record_id"].startswith(f"{PROVENANCE_PREFIX}-") else None
         if kind != change["record_kind"]:
             _reject(out, change, "forged journal entry: its record id names no record of its kind")
         elif record_commitment(change["record_id"], change["salt"], change["state"]) != change["commitment"]:
@@ -164,6 +168,22 @@ def _row(keys: CatalogKeys, record_id: str, final: _Final) -> dict[str, Any]:
     return values
 
 
+def _change_row(session: Session, keys: CatalogKeys, index: LogIndex, change: dict[str, Any],
+                new_seqs: dict[int, int], *, new_log: bool, site: str, actor: str) -> dict[str, Any]:
+    """The `record_changes` row of a replayed change (its event written again first, into a new log)."""
+    seq = change["event_seq"]
+    if new_log:
+        if seq not in new_seqs:
+            new_seqs[seq] = _new_event(session, index.records[seq], actor,
+                                       f"recovered from the journal on {site} into a new log")
+        seq = new_seqs[seq]
+    version, sealed = keys.seal(TABLE, change["commitment"], {"state": change["state"], "salt": change["salt"],
+                                                              "reason": change.get("reason")})
+    return {"record_id": change["record_id"], "record_kind": change["record_kind"], "change": change["change"],
+            "at": change["at"], "by": change["by"], "commitment": change["commitment"], "event_seq": seq,
+            "batch_index": change["batch_index"], "sealed": sealed, "key_version": version}
+
+
 def replay(session: Session, keys: CatalogKeys, index: LogIndex, changes: list[dict[str, Any]], out: Restored,
            *, new_log: bool, site: str, actor: str) -> None:
     """Enter the checked changes, in order, in the caller's transaction.
@@ -178,6 +198,13 @@ def replay(session: Session, keys: CatalogKeys, index: LogIndex, changes: list[d
     rows: list[dict[str, Any]] = []
     new_seqs: dict[int, int] = {}
     for change in changes:
+        if change["record_kind"] == PROVENANCE:  # an arrival's channel and source: the item is restored already
+            if not apply_provenance(session, change["state"]):
+                _reject(out, change, "it names an arrival that was not restored")
+                continue
+            rows.append(_change_row(session, keys, index, change, new_seqs, new_log=new_log, site=site, actor=actor))
+            out.changes += 1
+            continue
         kind = KINDS[change["record_kind"]]
         parent = PARENTS.get(kind.name)
         if parent is not None and change["state"].get(parent) not in finals:
@@ -190,18 +217,7 @@ def replay(session: Session, keys: CatalogKeys, index: LogIndex, changes: list[d
         final.state, final.last = change["state"], stamp
         if kind.name == "link":
             final.removed = None if change["state"].get("active") else (final.removed or stamp)
-        seq = change["event_seq"]
-        if new_log:
-            if seq not in new_seqs:
-                new_seqs[seq] = _new_event(session, index.records[seq], actor,
-                                           f"recovered from the journal on {site} into a new log")
-            seq = new_seqs[seq]
-        version, sealed = keys.seal(TABLE, change["commitment"], {"state": change["state"], "salt": change["salt"],
-                                                                  "reason": change.get("reason")})
-        rows.append({"record_id": change["record_id"], "record_kind": change["record_kind"],
-                     "change": change["change"], "at": change["at"], "by": change["by"],
-                     "commitment": change["commitment"], "event_seq": seq, "batch_index": change["batch_index"],
-                     "sealed": sealed, "key_version": version})
+        rows.append(_change_row(session, keys, index, change, new_seqs, new_log=new_log, site=site, actor=actor))
         out.changes += 1
     for name in ORDER:
         records = [_row(keys, record_id, final) for record_id, final in finals.items() if final.kind == name]

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import select
 
-from archive.catalog.items import Item, Replica
+from archive.catalog.items import Item, Provenance, Replica
 from archive.config import CONFIG_NAME, Policy, Settings, StorageSpec
 from archive.custody.expected import LogIndex
 from archive.custody.log import FIXITY_CHECK, append_event, utc_now
@@ -641,11 +641,11 @@ def _commit_item(rebuilt: Archive, backend_name: str, item_id: str, founds: list
         session.flush()
         received = sorted(founds, key=lambda f: str(f.document.get("received_at") or ""))[0].document
         sealed = received.get("provenance") or {}  # manifests written since provenance was sealed in them
-        session.add(new_provenance(
+        session.add(_structured(new_provenance(
             keys, item_id=item_id, original_name=received.get("original_name"),
             received_at=str(received.get("received_at") or now), actor=str(sealed.get("actor") or rebuilt.actor),
             source=sealed.get("source"), declared_type=sealed.get("declared_type"),
-            note=sealed.get("note") if sealed else f"recovered from the manifest on {backend_name}"))
+            note=sealed.get("note") if sealed else f"recovered from the manifest on {backend_name}"), sealed))
         _add_later_arrivals(session, keys, item_id, sealed, arrivals)
         rows: list[Replica] = []
 
@@ -707,11 +707,18 @@ def _add_later_arrivals(session: Session, keys: Sealer, item_id: str, first: dic
         if (key := _provenance_key(sealed)) in seen:
             continue
         seen.add(key)
-        session.add(new_provenance(keys, item_id=item_id, source=sealed.get("source"), note=sealed.get("note"),
-                                   original_name=sealed.get("original_name"),
-                                   declared_type=sealed.get("declared_type"),
-                                   received_at=str(sealed.get("received_at") or utc_now()),
-                                   actor=str(sealed.get("actor") or "")))
+        session.add(_structured(new_provenance(
+            keys, item_id=item_id, source=sealed.get("source"), note=sealed.get("note"),
+            original_name=sealed.get("original_name"), declared_type=sealed.get("declared_type"),
+            received_at=str(sealed.get("received_at") or utc_now()), actor=str(sealed.get("actor") or "")), sealed))
+
+
+def _structured(row: Provenance, sealed: dict[str, Any]) -> Provenance:
+    """The arrival's channel and source record as its manifest or addendum holds them (when it was given)."""
+    channel, source_id = sealed.get("channel"), sealed.get("source_id")
+    row.channel = channel if isinstance(channel, str) else None
+    row.source_id = source_id if isinstance(source_id, str) else None
+    return row
 
 
 def _earlier_rebuilds(entries: list[bytes]) -> tuple[int, int]:
