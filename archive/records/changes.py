@@ -98,14 +98,14 @@ def _row(keys: CatalogKeys, change: Change, actor: str, at: str, salt: str, comm
             "sealed": sealed, "key_version": version}
 
 
-def record(session: Session, keys: CatalogKeys, actor: str, change: Change) -> str:
+def record(session: Session, keys: CatalogKeys, actor: str, change: Change, *, at: str | None = None) -> str:
     """Keep one change (its sealed state, and one custody event with its commitment) in the caller's
-    transaction; returns the commitment."""
+    transaction; returns the commitment. `at`: the time the row was stamped with, so both say the same."""
     salt = new_salt()
     commitment = record_commitment(change.record_id, salt, change.state)
     event_type = CREATION if change.change == "create" else METADATA_MODIFICATION
     event = append_event(session, event_type, actor=actor, item_id=change.item_id,
-                         details=_event_details(change, commitment))
+                         details=_event_details(change, commitment), occurred_at=at)
     session.execute(insert(_INSERT), [_row(keys, change, actor, event.occurred_at, salt, commitment, event.seq, None)])
     return commitment
 

@@ -166,8 +166,9 @@ def put(session: Session, keys: CatalogKeys, actor: str, kind: str, record_id: s
     from archive.custody.log import utc_now
 
     spec = KINDS[kind]
-    row = apply(session, keys, spec, record_id, state, at=utc_now(), actor=actor)
-    record(session, keys, actor, Change(record_id, kind, change, state, reason, item_id))
+    at = utc_now()
+    row = apply(session, keys, spec, record_id, state, at=at, actor=actor)
+    record(session, keys, actor, Change(record_id, kind, change, state, reason, item_id), at=at)
     session.flush()
     return row
 

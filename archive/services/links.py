@@ -45,8 +45,10 @@ LINK_KINDS: dict[str, tuple[str, str]] = {
     "source_incident": ("source", "incident"),
     "same_footage": ("item", "item"),  # a confirmed near-duplicate: never a merge
     "not_same_footage": ("item", "item"),  # a rejected near-duplicate: kept, so the decision survives a rebuild
+    "not_same_person": ("victim", "victim"),  # a rejected victim match (archive.services.victims.reject_match)
 }
-SYMMETRIC = ("same_footage", "not_same_footage")
+SYMMETRIC = ("same_footage", "not_same_footage", "not_same_person")
+DECISIONS = ("not_same_footage", "not_same_person")  # written by a decision, never inferred from two names
 DEFAULT_CERTAINTY = "probable"
 _MODELS: dict[str, Any] = {"incident": Incident, "victim": Victim, "source": Source}
 _PREFIXES = {"inc": "incident", "vic": "victim", "src": "source"}
@@ -133,7 +135,7 @@ def kind_for(a: Target, b: Target, kind: str | None = None) -> tuple[str, Target
             raise Invalid(f"kind: a {kind} link joins {wanted[0]} and {wanted[1]}, not {a.type} and {b.type}")
     else:
         for name, pair in LINK_KINDS.items():
-            if name == "not_same_footage":
+            if name in DECISIONS:
                 continue
             if (a.type, b.type) == pair:
                 kind = name
@@ -168,7 +170,7 @@ def write(session: Session, keys: CatalogKeys, actor: str, link_id: str, state: 
     put(session, keys, actor, "link", link_id, state, change=change, reason=reason, item_id=items[0])
     for other in items[1:]:
         record(session, keys, actor, Change(link_id, "link", change, state, reason, other))
-    if state["kind"] in SYMMETRIC:
+    if state["kind"] in ("same_footage", "not_same_footage"):
         decided = "confirmed" if state["kind"] == "same_footage" else "rejected"
         _candidate_state(session, state["a_id"], state["b_id"], decided if state["active"] else "candidate")
 

@@ -27,7 +27,7 @@ from archive.records.matches import STATES as MATCH_STATES
 from archive.records.matches import VictimMatch, pair
 from archive.records.rules import VICTIM_FIELDS, consent_state, victim_state
 from archive.records.store import KINDS, put, state_of
-from archive.records.tables import Consent, Incident, Victim
+from archive.records.tables import Consent, Incident, Link, Victim
 from archive.records.vocab import CONSENT_SCOPES, Vocab
 from archive.roles import Role, sees_identities
 from archive.services.errors import Forbidden, Invalid, NotFound
@@ -449,6 +449,8 @@ def suggest_matches(archive: Archive, *, role: Role, victim: str | None = None,
             only = [row.id]
         profiles = _profiles(session, keys)
         skip = {(a, b) for a, b in session.exec(select(VictimMatch.a_id, VictimMatch.b_id)).all()}
+        skip |= {(a, b) for a, b in session.exec(select(Link.a_id, Link.b_id).where(
+            Link.kind == "not_same_person", Link.active == True)).all()}  # noqa: E712 - decisions a rebuild restored
         found = candidates(profiles, skip, only)
         at = utc_now()
         rows = [{"a_id": a, "b_id": b, "score": s.value, "clues": list(s.clues), "state": "candidate",
@@ -546,8 +548,8 @@ def confirm_match(archive: Archive, a: str, b: str, *, role: Role, reason: str,
 
 
 def reject_match(archive: Archive, a: str, b: str, *, role: Role, reason: str | None = None) -> dict[str, Any]:
-    """Two victim records are different people: the pair is never suggested again, and both records' history
-    says so (a `not-same` change with the reason)."""
+    """Two victim records are different people: the pair is never suggested again, even in a catalog rebuilt
+    from storage (the decision is a `not_same_person` link with the reason, in the custody log and the journal)."""
     require(role, "rejecting a victim match")
     why = check_text(reason, "reason", 5000)
     keys = record_keys(archive, "rejecting a victim match")
@@ -557,9 +559,12 @@ def reject_match(archive: Archive, a: str, b: str, *, role: Role, reason: str | 
             raise Invalid(f"victims {first.ref!r} and {second.ref!r} were confirmed as one person and merged")
         if match is not None and match.state == "rejected":
             raise Invalid(f"victims {first.ref!r} and {second.ref!r} were rejected as a match already")
-        for row in (first, second):
-            put(session, keys, archive.actor, "victim", row.id, state_of(keys, VICTIM, row), change="not-same",
-                reason=why)
+        from archive.services.links import Target, connect
+
+        # A link record, not a plain row: the decision is journalled, so a rebuilt catalog never suggests it again.
+        ids = sorted([(first.id, first.ref), (second.id, second.ref)])
+        connect(session, keys, archive.actor, "not_same_person", Target("victim", *ids[0]), Target("victim", *ids[1]),
+                certainty="confirmed", note=why, reason=why)
         _decide(session, match, first, second, "rejected", archive.actor)
         return {"a": {"id": first.id, "ref": first.ref}, "b": {"id": second.id, "ref": second.ref},
                 "state": "rejected"}
