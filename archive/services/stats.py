@@ -40,7 +40,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, and_, case, func, literal, select, union_all
+from sqlalchemy import ColumnElement, and_, case, func, literal, literal_column, select, union_all
 from sqlmodel import col
 
 from archive.db import read_only, transaction
@@ -147,15 +147,19 @@ def _categories() -> list[ColumnElement[bool]]:
             *(col(Victim.professions).like(f"%;{p};%") for p in PROFESSIONS)]
 
 
-def _per_incident(period: Period, victims: bool) -> Any:
+def _per_incident(period: Period, victims: bool, dialect: str) -> Any:
     """Per incident: all its counted victims (whatever their dates: the massacre rule), those without a date
-    of death, and (with `victims`) those in the period by category."""
+    of death, and (with `victims`) those in the period by category.
+
+    On SQLite the GROUP BY is on `+incident_id`: the unary plus keeps the planner from walking the
+    incident_id index (a random row read per victim); sorting one sequential scan is about twice as fast."""
+    group: Any = literal_column("+victims.incident_id") if dialect == "sqlite" else col(Victim.incident_id)
     in_period = period.holds()
     categories = [_flag(in_period).label("civilians"),
                   *(_flag(and_(in_period, c)).label(f"c{i}") for i, c in enumerate(_categories()))]
     return (select(col(Victim.incident_id).label("incident_id"), func.count().label("everyone"),
                    _flag(col(Victim.date_of_death).is_(None)).label("undated"), *(categories if victims else []))
-            .where(_counted()).group_by(col(Victim.incident_id)).cte("per_incident"))
+            .where(_counted()).group_by(group).cte("per_incident"))
 
 
 def _incident_flags(period: Period, facility: set[str], everyone: Any) -> list[Any]:
@@ -171,7 +175,7 @@ def _by_incident(session: Session, period: Period, facility: set[str], by: str,
     victims: each incident's victims summed first (a CTE), then the incidents grouped by the key (attribution,
     type, start month or governorate) and, in the same statement, summed on their own for the total.
     The counts are the massacres and facility attacks, after the victim counts when `victims`."""
-    per = _per_incident(period, victims)
+    per = _per_incident(period, victims, session.get_bind().dialect.name)
     key: Any = {"party": col(Incident.attribution), "type": col(Incident.type),
                 "governorate": col(Incident.governorate),
                 "month": func.substr(col(Incident.started_day), 1, 7)}[by]
