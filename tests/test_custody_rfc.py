@@ -171,3 +171,26 @@ def test_non_ascii_values_under_ascii_keys_encode_as_the_careful_path_does() -> 
                    {"\u00e9": 1, "e": "x", "\U0001f600": "y", "\uff61": "z"}):
         careful = json.dumps(_order(fields), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         assert encode(fields) == careful
+
+
+def test_canonical_refuses_what_has_no_encoding_and_accepts_subclasses() -> None:
+    """The one-walk validation names a float wherever it hides, and takes StrEnum and IntEnum values as
+    their plain values."""
+    from enum import IntEnum, StrEnum
+
+    import pytest
+
+    from archive.custody.entry import EntryError, canonical, encode
+
+    class Colour(StrEnum):
+        RED = "red"
+
+    class Size(IntEnum):
+        BIG = 3
+
+    for bad, where in (({"a": [1, {"b": 1.5}]}, "event.a[1].b"), ({"x": 2**53}, "event.x"), ({1: "k"}, "event")):
+        with pytest.raises(EntryError, match=where.replace("[", r"\[").replace("]", r"\]")):
+            canonical(bad)  # type: ignore[arg-type]
+    assert canonical({"c": Colour.RED, "s": Size.BIG, "n": None}) == b'{"c":"red","n":null,"s":3}'
+    mixed = {"name": "فاطمة", "list": ["ء", {"é": 1, "e": 2}], "t": True}
+    assert canonical(mixed) == encode(mixed)

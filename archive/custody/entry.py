@@ -40,6 +40,38 @@ def _check(value: Any, where: str) -> None:
     raise EntryError(f"{where}: {type(value).__name__} has no canonical encoding")
 
 
+_LIMIT = 2**53 - 1
+_PLAIN = (str, bool, type(None))
+
+
+def _scan(value: Any) -> bool | None:
+    """One walk without building paths: None if some value has no canonical encoding (then `_check` says
+    where), else whether every key is ASCII (then `sort_keys` gives RFC 8785's order)."""
+    kind = type(value)
+    if kind in _PLAIN:
+        return True
+    if kind is int:
+        return True if -_LIMIT <= value <= _LIMIT else None
+    ascii_keys = True
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                return None
+            found = _scan(item) if type(item) not in _PLAIN else True
+            if found is None:
+                return None
+            ascii_keys = ascii_keys and found and key.isascii()
+        return ascii_keys
+    if kind is list:
+        for item in value:
+            found = _scan(item) if type(item) not in _PLAIN else True
+            if found is None:
+                return None
+            ascii_keys = ascii_keys and found
+        return ascii_keys
+    return None
+
+
 def _sort_key(key: str) -> list[int]:
     encoded = key.encode("utf-16-be")
     return [int.from_bytes(encoded[i : i + 2], "big") for i in range(0, len(encoded), 2)]
@@ -80,7 +112,12 @@ def encode(fields: dict[str, Any]) -> bytes:
 
 def canonical(fields: dict[str, Any]) -> bytes:
     """RFC 8785 bytes of `fields` (validated first)."""
-    _check(fields, "event")
+    ascii_keys = _scan(fields)
+    if ascii_keys is None:  # something unusual: a float (refused, naming it), or a str or int subclass (fine)
+        _check(fields, "event")
+        return encode(fields)
+    if ascii_keys:
+        return json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     return encode(fields)
 
 
