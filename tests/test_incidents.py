@@ -250,3 +250,50 @@ def test_rotating_the_catalog_key_reseals_records_and_their_history(cli: Cli) ->
     shown = cli.json("incident", "show", "INC-1", "--history")
     assert shown["narrative"] == NARRATIVE and shown["history"][1]["reason"] == "crater analysis"
     assert cli("log", "verify")[0] == 0
+
+
+def test_two_edits_at_once_follow_each_other(tmp_path: Path, catalog_url: str,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """An edit holds the record while it builds the new state from the old: a second edit waits for it and
+    starts from its result, so neither undoes the other and the row is its latest change's state."""
+    import threading
+
+    from archive.context import Archive
+    from archive.db import transaction
+    from archive.records.common import find
+    from archive.records.store import KINDS, put, state_of
+    from archive.records.tables import Incident
+    from archive.roles import Role
+    from archive.services.incidents import edit_incident
+
+    monkeypatch.setenv("EVIDENCE_DATABASE_URL", catalog_url)
+    cli = Cli(tmp_path / "home")
+    cli("init", "--operator", "tester")
+    _add(cli)
+    first, second = Archive.open(cli.home, "tester"), Archive.open(cli.home, "tester")
+    try:
+        keys = first.runtime.keys.catalog()
+        holding, done = threading.Event(), threading.Event()
+
+        def other_edit() -> None:
+            holding.wait()
+            edit_incident(second, "INC-1", {"weapon": "artillery"}, role=Role.CUSTODIAN)
+            done.set()
+
+        thread = threading.Thread(target=other_edit)
+        thread.start()
+        with transaction(first.engine) as session:
+            row = find(session, Incident, "INC-1", "incident", lock=True)
+            state = {**state_of(keys, KINDS["incident"], row), "facility_damage": "heavy"}
+            holding.set()
+            assert not done.wait(1.0), "the second edit must wait for the first"
+            put(session, keys, first.actor, "incident", row.id, state, change="edit")
+        thread.join(30)
+        assert done.is_set()
+    finally:
+        first.close()
+        second.close()
+    shown = cli.json("incident", "show", "INC-1", "--history")
+    assert (shown["facility_damage"], shown["weapon"]) == ("heavy", "artillery")
+    assert shown["history"][-1]["after"]["facility_damage"] == "heavy"
+    assert cli("log", "verify")[0] == 0

@@ -156,8 +156,9 @@ def holds(keys: CatalogKeys, row: RecordChange) -> bool:
 
 def history(session: Session, keys: CatalogKeys, record_id: str) -> list[dict[str, Any]]:
     """Every change of a record, oldest first, each with the state before and after it."""
-    rows = session.exec(select(RecordChange).where(RecordChange.record_id == record_id)
-                        .order_by(col(RecordChange.id))).all()
+    rows = session.exec(select(RecordChange).where(RecordChange.record_id == record_id)  # the log's order: each
+                        .order_by(col(RecordChange.event_seq), col(RecordChange.batch_index),  # row's event_seq is
+                                  col(RecordChange.id))).all()  # bound by its commitment, its id is not
     out: list[dict[str, Any]] = []
     before: dict[str, Any] | None = None
     for row in rows:

@@ -36,14 +36,23 @@ def require(role: Role, what: str) -> None:
         raise Forbidden(f"{what} needs the custodian or investigator role, not {role}")
 
 
-def find(session: Session, model: type[Row], name: str, what: str) -> Row:
-    """A record by `ref` (which wins) or by id; `NotFound` names what was asked for."""
+def find(session: Session, model: type[Row], name: str, what: str, *, lock: bool = False) -> Row:
+    """A record by `ref` (which wins) or by id; `NotFound` names what was asked for.
+
+    `lock`: for a change built from the row's current state, hold the row
+    (`FOR UPDATE` on PostgreSQL; SQLite's write transaction already does) so
+    two edits at once follow each other instead of one silently undoing the
+    other.
+    """
     name = name.strip()
+    query = select(model)
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
     if "ref" in model.model_fields:
-        row = session.exec(select(model).where(model.ref == name)).first()  # type: ignore[attr-defined]
+        row = session.exec(query.where(model.ref == name)).first()  # type: ignore[attr-defined]
         if row is not None:
             return row
-    row = session.get(model, name)
+    row = session.exec(query.where(model.id == name)).first()  # type: ignore[attr-defined]
     if row is None:
         raise NotFound(f"no {what} {name!r} (by ref or id)")
     return row

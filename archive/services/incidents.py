@@ -12,7 +12,7 @@ from archive.records.changes import new_id
 from archive.records.common import find, record_keys, require
 from archive.records.rules import incident_state, parse_attribution
 from archive.records.store import KINDS, put, state_of
-from archive.records.tables import Attribution, Incident, Victim
+from archive.records.tables import Attribution, Incident, RecordChange, Victim
 from archive.records.vocab import MASSACRE_CIVILIANS, Vocab
 from archive.roles import Role
 from archive.services.errors import Invalid
@@ -60,7 +60,7 @@ def edit_incident(archive: Archive, name: str, changes: dict[str, Any], *, role:
     keys = record_keys(archive, "editing an incident")
     with transaction(archive.engine) as session:
         vocab = Vocab.read(session)
-        row = find(session, Incident, name, "incident")
+        row = find(session, Incident, name, "incident", lock=True)
         old = state_of(keys, KINDS["incident"], row)
         state = incident_state(vocab, {**old, **changes})
         if state["ref"] != old["ref"] and session.exec(
@@ -85,7 +85,7 @@ def attribute(archive: Archive, name: str, parties: str | list[str], *, role: Ro
     keys = record_keys(archive, "attributing an incident")
     with transaction(archive.engine) as session:
         vocab = Vocab.read(session)
-        row = find(session, Incident, name, "incident")
+        row = find(session, Incident, name, "incident", lock=True)
         joined, kind = parse_attribution(vocab, parties)
         state = {**state_of(keys, KINDS["incident"], row), "attribution": joined}
         put(session, keys, archive.actor, "incident", row.id, state, change="attribute", reason=reason.strip())
@@ -129,8 +129,12 @@ def show_incident(archive: Archive, name: str, *, role: Role, history: bool = Fa
         row = find(session, Incident, name, "incident")
         civilians = civilian_counts(session, [row.id]).get(row.id, 0)
         shown = {**_clear(row, civilians), **state_of(keys, KINDS["incident"], row)}
-        attributions = session.exec(select(Attribution).where(Attribution.incident_id == row.id)
-                                    .order_by(col(Attribution.at))).all()
+        attributions = [a for a, _seq, _index in session.exec(
+            select(Attribution, RecordChange.event_seq, RecordChange.batch_index)
+            .join(RecordChange, col(RecordChange.record_id) == col(Attribution.id))
+            .where(Attribution.incident_id == row.id, RecordChange.change == "create")
+            .order_by(col(RecordChange.event_seq), col(RecordChange.batch_index))).all()]
+        # In the log's order (bound by each change's commitment), not by a time column anyone could edit.
         shown["attributions"] = [{"parties": a.parties, "kind": a.kind, "at": a.at, "by": a.by,
                                   **open_row(keys, "attributions", a.id, a.key_version, a.sealed)}
                                  for a in attributions]
