@@ -119,12 +119,13 @@ def batch_root(commitments: Sequence[str]) -> str:
 
 
 def record_batch(session: Session, keys: CatalogKeys, actor: str, changes: Sequence[Change], *,
-                 what: str) -> tuple[int, str] | None:
+                 what: str, at: str | None = None) -> tuple[int, str] | None:
     """Keep many changes (an imported file) under one custody event carrying their Merkle root.
 
     `what` says what the file held (`incidents`, `victims`), never its name.
     Returns (event seq, root), or None when there was nothing to change (a
-    re-import of the same file writes nothing at all).
+    re-import of the same file writes nothing at all). `at`: the time the rows
+    were stamped with, so the rows, the changes and the event say the same.
     """
     if not changes:
         return None
@@ -133,7 +134,7 @@ def record_batch(session: Session, keys: CatalogKeys, actor: str, changes: Seque
     root = batch_root(commitments)
     details = {"change": "import", "records_kind": what, "records": len(changes), "merkle_root": root,
                "commitment_format": FORMAT, "tree_format": TREE_FORMAT}
-    event = append_event(session, METADATA_MODIFICATION, actor=actor, details=details)
+    event = append_event(session, METADATA_MODIFICATION, actor=actor, details=details, occurred_at=at)
     rows = [_row(keys, c, actor, event.occurred_at, s, m, event.seq, i)
             for i, (c, s, m) in enumerate(zip(changes, salts, commitments, strict=True))]
     for start in range(0, len(rows), 5000):

@@ -316,7 +316,7 @@ def import_records(archive: Archive, *, incidents: str | Path | None = None, vic
                     continue
                 for kind in kinds:
                     _bulk(session, keys, plan, kind, at, actor)
-                events[what] = record_batch(session, keys, actor, plan.changes, what=what)
+                events[what] = record_batch(session, keys, actor, plan.changes, what=what, at=at)
     except _Refused:
         plans, events = {}, {}
     report: dict[str, Any] = {"imported": not any(f.total for f in files.values() if f is not None)}
