@@ -112,7 +112,10 @@ def test_an_existing_arrival_gets_its_provenance_as_a_change_in_the_item_timelin
     last = timeline[-1]
     details = last["details"]
     assert last["type"] == "metadata modification"
-    assert details["record"] == f"prv-{arrival['arrival']}" and details["record_kind"] == "provenance"
+    from archive.records.provenance import record_id_for
+
+    assert details["record"] == record_id_for(item, arrival["received_at"])  # not the catalog's arrival counter
+    assert details["record_kind"] == "provenance"
     assert set(details) == {"record", "record_kind", "change", "commitment", "commitment_format"}
     assert "Abu Omar" not in json.dumps(timeline) and "w-1" not in json.dumps(details)
     # The change is held like a record's: sealed state bound to the log's commitment.
@@ -213,6 +216,9 @@ def test_structured_provenance_is_verified_and_survives_a_rebuild(cli: Cli, tmp_
             conn.execute(text("UPDATE provenance SET channel = 'email' WHERE id = :id"), {"id": arrival["arrival"]})
     finally:
         archive.close()
+    from archive.records.provenance import record_id_for
+
+    record = record_id_for(later["id"], arrival["received_at"])
     code, out, err = cli("log", "verify", expect=None)
-    assert code == 1 and f"record prv-{arrival['arrival']}" in out
-    assert f"record prv-{arrival['arrival']}: its channel is not its latest change's state" in err
+    assert code == 1 and f"record {record}" in out
+    assert f"record {record}: its channel is not its latest change's state" in err

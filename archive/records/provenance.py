@@ -4,7 +4,7 @@ An arrival (a `provenance` row) gets its channel and source record at ingest
 (clear columns, written by the ingest's own transaction, and inside its
 sealed manifest or addendum) or later with `evidence provenance ITEM`. A
 later change is a record change like any other (kind `provenance`, record id
-`prv-<arrival id>`, a salted commitment in a custody event naming the item),
+`prv-<16 hex of SHA-256 of its item and time received>`, a salted commitment in a custody event naming the item),
 whose state is
 
     {"item_id", "arrival", "received_at", "channel", "source_id"}
@@ -16,6 +16,7 @@ by its item and `received_at` (`arrival_for`).
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING, Any
 
 from sqlmodel import col, select
@@ -31,7 +32,15 @@ FIELDS = ("channel", "source_id")
 
 
 def record_id(row: Provenance) -> str:
-    return f"{PREFIX}-{row.id}"
+    """The arrival's record id: from its item and time received, which a rebuilt catalog keeps (its arrival
+    ids differ) and which the log already names (not the catalog's arrival counter, which tells how many
+    arrivals the archive has had)."""
+    return record_id_for(row.item_id, row.received_at)
+
+
+def record_id_for(item_id: str, received_at: str) -> str:
+    digest = hashlib.sha256(f"evidence-arrival/1 {item_id} {received_at}".encode()).hexdigest()
+    return f"{PREFIX}-{digest[:16]}"
 
 
 def provenance_state(row: Provenance, channel: str | None, source_id: str | None) -> dict[str, Any]:

@@ -114,7 +114,7 @@ def edit_source(archive: Archive, name: str, changes: dict[str, Any], *, role: R
     sealed = seal_identity(archive, identity) if identity is not None else None
     keys = record_keys(archive, "editing a source")
     with transaction(archive.engine) as session:
-        row = find(session, Source, name, "source")
+        row = find(session, Source, name, "source", lock=True)
         old = state_of(keys, KINDS["source"], row)
         kept = None if forget_identity else (sealed or old.get("identity"))
         state = source_state({**{k: old.get(k) for k in FIELDS}, **changes}, kept)
@@ -290,6 +290,7 @@ def set_provenance(archive: Archive, item: str, *, role: Role, channel: str | No
         else:
             chosen = list(rows)
         row = chosen[0]
+        session.refresh(row, with_for_update=True)  # two changes at once follow each other
         source_row = find(session, Source, source, "source") if source is not None else None
         new_channel = channel or row.channel
         new_source = source_row.id if source_row is not None else row.source_id
