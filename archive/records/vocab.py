@@ -5,6 +5,15 @@ first time records are used; another conflict loads its own file with
 `evidence vocab load FILE` (same format, `evidence-vocab/1`). Loading adds and
 relabels terms and never removes one: records already name them.
 
+Vocabularies change the statistics (a party's group, an incident type's
+`facility` group), so every load is a custody event (PREMIS `metadata
+modification`, details `{"change": "vocabulary", "vocabulary_sha256"}`): the
+SHA-256 of the RFC 8785 bytes of the whole table after the load (`digest`).
+`log verify` holds the table against the latest such event, and a rebuild
+loads only a journalled vocabulary that event vouches for. The default set,
+seeded on first use, needs no event: it is recognized by its digest
+(`default_digests`).
+
 The small closed sets the interchange format itself defines (precisions,
 damage levels, certainties, consent scopes, source kinds …) are constants
 here, not data: changing them changes the format.
@@ -12,8 +21,10 @@ here, not data: changing them changes the format.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,12 +34,16 @@ from archive.records.tables import VocabTerm
 from archive.services.errors import Invalid
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from sqlmodel import Session
 
 FORMAT = "evidence-vocab/1"
 DEFAULT_FILE = Path(__file__).with_name("vocab_syria.json")
 VOCABULARIES = ("parties", "incident_types", "governorates", "professions", "weapons")
 PARTY_GROUPS = ("main", "other")
+VOCABULARY_CHANGE = "vocabulary"  # details["change"] of the custody event of a load
+METADATA_MODIFICATION = "metadata modification"  # PREMIS event type
 
 PRECISIONS = ("day", "hour", "minute", "about")
 FACILITY_DAMAGE = ("slight", "moderate", "heavy", "out_of_service")
@@ -77,6 +92,53 @@ class Vocab:
 
     def keys(self, vocabulary: str) -> list[str]:
         return sorted(self.terms.get(vocabulary, {}))
+
+
+def _normal(terms: Iterable[tuple[str, str, str | None, list[str] | None, str | None]]) -> dict[str, Any]:
+    """The digested form of (vocabulary, key, label, former names, group) terms: ids and order left out."""
+    vocabularies: dict[str, list[dict[str, Any]]] = {}
+    for name, key, label, former, group in sorted(terms, key=lambda t: (t[0], t[1])):
+        entry: dict[str, Any] = {"key": key, "label": label, "former_names": list(former or [])}
+        if group is not None:
+            entry["group"] = group
+        vocabularies.setdefault(name, []).append(entry)
+    return {"format": FORMAT, "vocabularies": vocabularies}
+
+
+def _sha256(document: dict[str, Any]) -> str:
+    from archive.custody.entry import canonical
+
+    return hashlib.sha256(canonical(document)).hexdigest()
+
+
+def document_digest(data: Any) -> str:
+    """The digest of the table a document would make, loaded into an empty one (`Invalid` if malformed)."""
+    vocabularies = parse(data, "vocabulary document")
+    return _sha256(_normal((name, t["key"], t.get("label", t["key"]), t.get("former_names", []), t.get("group"))
+                           for name, terms in vocabularies.items() for t in terms))
+
+
+def digest(session: Session) -> str:
+    """SHA-256 (hex) of the RFC 8785 bytes of the whole vocabulary table (sorted by vocabulary and key)."""
+    rows = session.exec(select(VocabTerm.vocabulary, VocabTerm.key, VocabTerm.label, VocabTerm.former_names,
+                               VocabTerm.group)).all()
+    return _sha256(_normal((r[0], r[1], r[2], r[3], r[4]) for r in rows))
+
+
+@cache
+def default_digests() -> frozenset[str]:
+    """The digests a table may have with no vocabulary event: empty (records never used), or the default set."""
+    return frozenset({_sha256(_normal(())), document_digest(json.loads(DEFAULT_FILE.read_text(encoding="utf-8")))})
+
+
+def record_load(session: Session, actor: str) -> str:
+    """The custody event of a load (in the caller's transaction): the table's digest after it; the digest."""
+    from archive.custody.log import append_event
+
+    sha256 = digest(session)
+    append_event(session, METADATA_MODIFICATION, actor=actor,
+                 details={"change": VOCABULARY_CHANGE, "vocabulary_sha256": sha256})
+    return sha256
 
 
 def ensure_default(session: Session) -> None:

@@ -379,7 +379,9 @@ def load_vocab(archive: Archive, path: str | Path, *, role: Role) -> dict[str, A
 
     Custodians only: the vocabulary is what every record and statistic is
     checked against. Loaded into an archive that holds no vocabulary yet, it
-    replaces the default Syrian set, which is then never added.
+    replaces the default Syrian set, which is then never added. A load that
+    changes the table is a custody event carrying the table's digest
+    (`archive.records.vocab.record_load`), which `log verify` holds it against.
     """
     from archive.records import vocab as vocabularies
 
@@ -398,6 +400,8 @@ def load_vocab(archive: Archive, path: str | Path, *, role: Role) -> dict[str, A
         raise Invalid(f"{name}: not JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
     with transaction(archive.engine) as session:
         counts = vocabularies.load(session, data, where=name)
+        if any(c["added"] or c["updated"] for c in counts.values()):  # the statistics follow it: a custody event
+            vocabularies.record_load(session, archive.actor)
     return {"file": name, "name": data.get("name"), "vocabularies": counts,
             "added": sum(c["added"] for c in counts.values()), "updated": sum(c["updated"] for c in counts.values())}
 
