@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 ORIGINAL = "original"
 SIDE_ROLES = ("manifest", "arrival")
 RECORD_FORMAT = "evidence-record/1"  # archive.records.changes.FORMAT: a record's change, not an item's
+VOCABULARY = "vocabulary"  # archive.records.vocab.VOCABULARY_CHANGE: a vocabulary load, not an item's event
 RECOVERY = "recovery"  # archive.services.rebuild: an item recreated from its manifest
 RESTORED_FROM = "duplicate arrival"  # ingest.steps.replicate: a copy made from a later arrival's bytes
 ESTABLISHING = (REPLICATION, INFORMATION_PACKAGE_CREATION)
@@ -101,6 +102,8 @@ class LogIndex:
     arriving: dict[str, Any] = field(default_factory=dict)  # item -> the later arrival being ingested now
     failed: set[str] = field(default_factory=set)  # objects a check found missing or corrupt (repair may retire them)
     records: dict[int, dict[str, Any]] = field(default_factory=dict)  # seq -> a record change event (its entry)
+    vocabulary: dict[str, Any] | None = None  # the latest vocabulary load's event (archive.records.vocab)
+    vocabularies: dict[str, int] = field(default_factory=dict)  # every digest a load's event carried -> its seq
     problems: list[RuleBroken] = field(default_factory=list)
 
     @classmethod
@@ -125,6 +128,10 @@ class LogIndex:
             details = {}
         if details.get("commitment_format") == RECORD_FORMAT:  # a record's change (archive.records.changes)
             self.records[int(entry["seq"])] = entry
+            return
+        if details.get("change") == VOCABULARY and isinstance(details.get("vocabulary_sha256"), str):
+            self.vocabulary = entry  # a vocabulary load (archive.records.vocab.record_load)
+            self.vocabularies[details["vocabulary_sha256"]] = int(entry["seq"])
             return
         if kind == MESSAGE_DIGEST and "commitment" in details:
             self._commit(entry["seq"], item, details["commitment"])

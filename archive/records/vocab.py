@@ -120,9 +120,8 @@ def document_digest(data: Any) -> str:
 
 def digest(session: Session) -> str:
     """SHA-256 (hex) of the RFC 8785 bytes of the whole vocabulary table (sorted by vocabulary and key)."""
-    rows = session.exec(select(VocabTerm.vocabulary, VocabTerm.key, VocabTerm.label, VocabTerm.former_names,
-                               VocabTerm.group)).all()
-    return _sha256(_normal((r[0], r[1], r[2], r[3], r[4]) for r in rows))
+    rows = session.exec(select(VocabTerm)).all()
+    return _sha256(_normal((t.vocabulary, t.key, t.label, t.former_names, t.group) for t in rows))
 
 
 @cache
