@@ -9,6 +9,7 @@ merge; the scale (100,000 victims) never compares all pairs.
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from sqlmodel import Session
 from archive.context import Archive
 from archive.records.matching import SUGGEST, candidates, name_similarity, name_tokens, pairs, profile, score
 from archive.roles import Role
-from archive.services.errors import Invalid
+from archive.services.errors import Forbidden, Invalid
 from tests.conftest import Cli
 
 CUSTODIAN = Role.CUSTODIAN
@@ -225,11 +226,69 @@ def test_a_name_withheld_by_either_family_stays_withheld_after_the_merge(cli: Cl
     _victim(cli, "B-1", "INC-A", "خالد النجار", "--name-withheld", "true")
     archive = Archive.open(cli.home, "investigator-1")
     try:
-        kept = confirm_match(archive, "A-1", "B-1", role=Role.INVESTIGATOR, reason="one person")
+        with pytest.raises(Forbidden, match="custodians only"):  # a withheld person's reports: custodians merge
+            confirm_match(archive, "A-1", "B-1", role=Role.INVESTIGATOR, reason="one person")
+        kept = confirm_match(archive, "A-1", "B-1", role=CUSTODIAN, reason="one person")
+        kept = show_victim(archive, "A-1", role=Role.INVESTIGATOR)
         assert kept["ref"] == "A-1" and kept["name_withheld"] is True and kept["name"] == "[withheld]"
         assert kept["anonymous"] is False
         assert "خالد" not in str(show_victim(archive, "A-1", role=Role.INVESTIGATOR, history=True))
         assert show_victim(archive, "A-1", role=CUSTODIAN)["name"] == "خالد النجار"
+    finally:
+        archive.close()
+
+
+def test_the_merged_report_withholds_the_name_too(cli: Cli) -> None:
+    """R1 F3: the kept report withholds the name, the later one named him openly. Once they are one person,
+    the family's request covers both: the merged report (shown with `merged_into`) does not name him, nor
+    do its history, the victim list or the confirmed pair."""
+    from archive.services.victims import confirm_match, list_matches, list_victims, show_victim
+
+    name = "وسيم القاسم"
+    _incident(cli, "INC-A")
+    _victim(cli, "A-1", "INC-A", name, "--name-withheld", "true", "--age", "34")
+    _victim(cli, "B-1", "INC-A", name, "--age", "34")
+    archive = Archive.open(cli.home, "tester")
+    inv = Role.INVESTIGATOR
+    try:
+        confirm_match(archive, "A-1", "B-1", role=CUSTODIAN, reason=f"the family: both are {name}")
+        merged = show_victim(archive, "B-1", role=inv, history=True)
+        assert merged["status"] == "merged" and merged["merged_into_ref"] == "A-1"
+        assert merged["name"] == "[withheld]" and merged["name_withheld"] is True
+        seen = [merged, show_victim(archive, "A-1", role=inv, history=True),
+                list_victims(archive, role=inv, status=None, names=True),
+                list_matches(archive, role=inv, state=None)]
+        assert "القاسم" not in json.dumps(seen, ensure_ascii=False)
+        assert show_victim(archive, "B-1", role=CUSTODIAN)["name"] == name
+        assert len(list_matches(archive, role=CUSTODIAN, state="confirmed")) == 1
+    finally:
+        archive.close()
+
+
+def test_a_merge_made_before_the_rule_still_withholds_for_the_person(cli: Cli) -> None:
+    """A report merged (in an older archive) without the flag: the person's request still covers it."""
+    from archive.db import transaction
+    from archive.records.common import find
+    from archive.records.store import KINDS, put, state_of
+    from archive.records.tables import Victim
+    from archive.services.victims import list_victims, show_victim
+
+    _incident(cli, "INC-A")
+    kept = _victim(cli, "A-1", "INC-A", "وسيم القاسم", "--name-withheld", "true")
+    _victim(cli, "B-1", "INC-A", "وسيم القاسم")
+    archive = Archive.open(cli.home, "tester")
+    try:
+        keys = archive.runtime.keys.catalog()
+        with transaction(archive.engine) as session:  # the old merge: only the status and the pointer
+            row = find(session, Victim, "B-1", "victim", lock=True)
+            state = {**state_of(keys, KINDS["victim"], row), "status": "merged", "merged_into": kept["id"]}
+            put(session, keys, archive.actor, "victim", row.id, state, change="merge", reason="وسيم")
+        inv = Role.INVESTIGATOR
+        seen: list[Any] = [show_victim(archive, "B-1", role=inv, history=True),
+                list_victims(archive, role=inv, status=None, names=True)]
+        dumped = json.dumps(seen, ensure_ascii=False)
+        assert "القاسم" not in dumped and "وسيم" not in dumped
+        assert seen[0]["name"] == "[withheld]"
     finally:
         archive.close()
 
@@ -301,3 +360,61 @@ def test_a_rejection_survives_a_rebuild_from_storage(cli: Cli, tmp_path: Path) -
     rebuilt = Cli(tmp_path / "rebuilt")
     assert _pairs(rebuilt.json("victim", "match", "suggest")) == set()
     assert rebuilt("log", "verify")[0] == 0
+
+
+def test_a_probe_with_a_guessed_name_learns_nothing_of_a_withheld_one(
+    tmp_path: Path, catalog_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """R1 F1: an investigator adds probe victims, one with a wrong guess and one with the withheld name (spelt
+    another way, which normalization forgives), and asks for matches every way there is. Both probes get the
+    same answers: no pair with the withheld person is suggested, listed, confirmed or rejected by an
+    investigator, and none is counted. A second report naming the person openly does not pair up either."""
+    from archive.services import incidents
+    from archive.services.victims import add_victim, confirm_match, list_matches, reject_match, suggest_matches
+
+    monkeypatch.setenv("EVIDENCE_DATABASE_URL", catalog_url)
+    cli = Cli(tmp_path / "home")
+    cli("init", "--operator", "tester")
+    _incident(cli, "INC-A")
+    _victim(cli, "V-1", "INC-A", "محمد الأحمد", "--name-withheld", "true", "--age", "34")
+    _victim(cli, "V-3", "INC-A", "سامر حداد")
+    _victim(cli, "V-4", "INC-A", "سامر حداد")  # an ordinary pair: investigators see it
+    inv = Role.INVESTIGATOR
+    archive = Archive.open(cli.home, "investigator-1")
+    try:
+        incidents.add_incident(archive, {"ref": "INC-PROBE", "type": "other", "started_at": "2020-01-01",
+                                         "governorate": "damascus", "attribution": "isis"}, role=inv)
+        answers = []
+        for probe, guess in (("P-0", "خالد العمر"), ("P-1", "مُحمّد الاحمد")):
+            add_victim(archive, {"ref": probe, "incident_ref": "INC-PROBE", "name": guess, "sex": "unknown",
+                                 "civilian": "true", "date_documented": "2020-01-02"}, role=inv)
+            seen = [suggest_matches(archive, role=inv, victim=probe), suggest_matches(archive, role=inv),
+                    list_matches(archive, role=inv, state=None), list_matches(archive, role=inv, victim=probe),
+                    list_matches(archive, role=inv, state=None, names=False)]
+            answers.append([_pairs(s) for s in seen])
+        assert answers[0] == answers[1], "the right guess must not be told apart from the wrong one"
+        assert answers[1][1] == {frozenset(("V-3", "V-4"))}  # only the pair without a withheld person
+        assert all(not s for s in answers[1][0])
+        _victim(cli, "V-2", "INC-A", "محمد الأحمد", "--age", "34")  # another source names him openly
+        assert _pairs(suggest_matches(archive, role=inv)) == {frozenset(("V-3", "V-4")), frozenset(("V-2", "P-1"))}
+
+        assert _pairs(suggest_matches(archive, role=CUSTODIAN)) >= {frozenset(("V-1", "P-1")),
+                                                                      frozenset(("V-1", "V-2"))}
+        assert _pairs(list_matches(archive, role=inv, state=None)) == {frozenset(("V-3", "V-4")),
+                                                                        frozenset(("V-2", "P-1"))}
+        for probe in ("P-0", "P-1"):  # the same refusal whether a candidate exists or not
+            for decide in (lambda p: confirm_match(archive, p, "V-1", role=inv, reason="same"),
+                           lambda p: reject_match(archive, "V-1", p, role=inv, reason="not")):
+                with pytest.raises(Forbidden, match="custodians only"):
+                    decide(probe)
+        for ask in (lambda: suggest_matches(archive, role=inv, victim="V-1"),
+                    lambda: list_matches(archive, role=inv, victim="V-1")):
+            with pytest.raises(Forbidden, match="custodians only"):
+                ask()
+        before = _counts(cli.home)
+        reject_match(archive, "V-1", "P-1", role=CUSTODIAN, reason="not him")  # custodians decide them
+        assert _counts(cli.home)["events"] == before["events"] + 1
+        assert frozenset(("V-1", "P-1")) in _pairs(list_matches(archive, role=CUSTODIAN, state="rejected"))
+        assert _pairs(list_matches(archive, role=inv, state="rejected")) == set()
+    finally:
+        archive.close()

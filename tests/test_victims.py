@@ -195,7 +195,9 @@ def test_a_withheld_name_reaches_custodians_only_and_is_never_in_clear_on_disk(
         assert seen[0]["name"] == "[withheld]" and seen[0]["history"][0]["after"]["name"] == "[withheld]"
         assert seen[1]["history"][-1]["reason"] == "[withheld]"
         assert {v["ref"]: v.get("name") for v in seen[2]}["V-3"] == PLAIN_NAME  # not withheld: shown
-        assert len(seen[4]) == 1  # the two reports of her are a candidate, named for nobody but a custodian
+        assert seen[4] == [] and seen[5] == []  # pairs of a withheld person: matched by custodians only
+        assert len(suggest_matches(archive, role=Role.CUSTODIAN)) == 1  # the two reports of her are a candidate
+        assert list_matches(archive, role=inv, state=None) == []  # … that investigators never see
         with pytest.raises(Forbidden, match="only a custodian may lift"):
             edit_victim(archive, "V-1", {"name_withheld": "false"}, role=inv)
         with pytest.raises(Forbidden, match="only a custodian may change"):
@@ -329,3 +331,136 @@ def test_custody_events_name_the_record_and_nothing_else(cli: Cli) -> None:
     assert len(mine) == 1 and set(mine[0]) == {"record", "record_kind", "change", "commitment", "commitment_format"}
     consent = [d for d in rows if d.get("record_kind") == "consent"]
     assert len(consent) == 1 and consent[0]["change"] == "consent"
+
+
+def test_the_current_consent_follows_the_log_not_an_editable_column(db_cli: Cli) -> None:
+    """R2 finding 3: an insider moves the family's withdrawal back in time (`consents.at`, an unchecked
+    column) and the consent given before forward; the withdrawal stays the current consent, on screen and for exports
+    (`consents`), because the order is the custody log's (each change's event, bound by its commitment)."""
+    from sqlmodel import Session
+
+    from archive.services.victims import consent_for, consents, consents_in_log_order
+
+    shown = _victim(db_cli, "V-1", "--name", PLAIN_NAME, "--family-consent", "yes", "--consent-date",
+                    "2023-12-11", "--consent-recorded-by", "field researcher 3")
+    db_cli("victim", "consent", "V-1", "withdrawn", "--scope", "un_bodies", "--date", "2024-01-02",
+           "--recorded-by", "field researcher 3")
+    archive = Archive.open(db_cli.home)
+    try:
+        with archive.engine.begin() as conn:
+            conn.execute(text("UPDATE consents SET at = '2000-01-01T00:00:00' WHERE status = 'withdrawn'"))
+            conn.execute(text("UPDATE consents SET at = '2099-01-01T00:00:00' WHERE status = 'yes'"))
+        with Session(archive.engine) as session:
+            current = consent_for(session, shown["id"], "un_bodies")
+            assert current is not None and current.status == "withdrawn"
+            assert not consents(session, shown["id"], "un_bodies")
+            assert [c.status for c in consents_in_log_order(session, [shown["id"]])] == ["yes", "withdrawn"]
+    finally:
+        archive.close()
+    seen = db_cli.json("victim", "show", "V-1")
+    assert seen["consent"]["un_bodies"] == "withdrawn"
+    assert [c["status"] for c in seen["consents"]] == ["yes", "withdrawn"]
+
+
+def _while_held(cli: Cli, ref: str, first_change: Any, second: Any) -> Any:
+    """Hold victim `ref` in one transaction (as a write path does) and write `first_change(session, keys,
+    actor, row)` there, while `second(archive)` runs in a thread: it must wait, then start from the result.
+    Returns what `second` returned or raised."""
+    import threading
+
+    from archive.db import transaction
+    from archive.records.common import find
+    from archive.records.tables import Victim
+
+    first_archive, second_archive = Archive.open(cli.home, "tester"), Archive.open(cli.home, "tester")
+    outcome: dict[str, Any] = {}
+    try:
+        keys = first_archive.runtime.keys.catalog()
+        holding, done = threading.Event(), threading.Event()
+
+        def run() -> None:
+            holding.wait()
+            try:
+                outcome["value"] = second(second_archive)
+            except Exception as exc:  # noqa: BLE001 - handed to the test
+                outcome["value"] = exc
+            done.set()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        with transaction(first_archive.engine) as session:
+            row = find(session, Victim, ref, "victim", lock=True)
+            holding.set()
+            assert not done.wait(1.0), "the second write must wait for the first"
+            first_change(session, keys, first_archive.actor, row)
+        thread.join(30)
+        assert done.is_set()
+    finally:
+        first_archive.close()
+        second_archive.close()
+    return outcome["value"]
+
+
+def _edited(field: str, value: Any) -> Any:
+    from archive.records.store import KINDS, put, state_of
+
+    def change(session: Any, keys: Any, actor: str, row: Any) -> None:
+        state = {**state_of(keys, KINDS["victim"], row), field: value}
+        put(session, keys, actor, "victim", row.id, state, change="edit")
+    return change
+
+
+def test_two_edits_of_one_victim_at_once_follow_each_other(db_cli: Cli) -> None:
+    """R2 finding 4: an edit holds the victim while it builds the new state, so a second edit waits and starts
+    from its result: neither undoes the other, and the row is its latest change's state (`log verify`)."""
+    from archive.services.victims import edit_victim, identify_victim
+
+    _victim(db_cli, "V-1", "--name", PLAIN_NAME)
+    _while_held(db_cli, "V-1", _edited("governorate_of_origin", "aleppo"),
+                lambda a: edit_victim(a, "V-1", {"died_under_torture": "true"}, role=Role.CUSTODIAN, reason="B"))
+    shown = db_cli.json("victim", "show", "V-1", "--history")
+    assert (shown["governorate_of_origin"], shown["died_under_torture"]) == ("aleppo", True)
+    assert shown["history"][-1]["after"]["governorate_of_origin"] == "aleppo"
+    _victim(db_cli, "V-2")
+    _while_held(db_cli, "V-2", _edited("governorate_of_origin", "hama"),
+                lambda a: identify_victim(a, "V-2", "سامر حداد", role=Role.CUSTODIAN, reason="his brother"))
+    shown = db_cli.json("victim", "show", "V-2")
+    assert (shown["governorate_of_origin"], shown["name"]) == ("hama", "سامر حداد")
+    assert db_cli("log", "verify")[0] == 0
+
+
+def test_a_withdrawal_waits_for_the_consent_recorded_at_the_same_time(db_cli: Cli) -> None:
+    """While one transaction records the family's refusal, a withdrawal of the earlier consent waits for it,
+    then finds nothing to withdraw (it must not read the consent from before the refusal)."""
+    from archive.records.changes import new_id
+    from archive.records.rules import consent_state
+    from archive.records.store import put
+    from archive.services.victims import withdraw_consent
+
+    _victim(db_cli, "V-1", "--name", PLAIN_NAME, "--family-consent", "yes", "--consent-date", "2023-12-11",
+            "--consent-recorded-by", "r1")
+
+    def refuse(session: Any, keys: Any, actor: str, row: Any) -> None:
+        put(session, keys, actor, "consent", new_id("con"),
+            consent_state(row.id, "un_bodies", "no", "2024-01-01", "r1"), change="consent")
+
+    found = _while_held(db_cli, "V-1", refuse, lambda a: withdraw_consent(a, "V-1", "un_bodies", "2024-01-02", "r2",
+                                                                           role=Role.CUSTODIAN))
+    assert isinstance(found, Invalid) and "no consent for un_bodies to withdraw" in str(found)
+    assert db_cli.json("victim", "show", "V-1")["consent"]["un_bodies"] == "no"
+    assert db_cli("log", "verify")[0] == 0
+
+
+def test_a_merge_waits_for_an_edit_of_either_report(db_cli: Cli) -> None:
+    """A merge builds the kept report from both: it holds them, so an edit made meanwhile is in the result."""
+    from archive.services.victims import confirm_match
+
+    _victim(db_cli, "V-1", "--name", PLAIN_NAME)
+    _victim(db_cli, "V-2", "--name", PLAIN_NAME, "--date-documented", "2023-12-11")
+    kept = _while_held(db_cli, "V-2", _edited("professions", ["media"]),
+                       lambda a: confirm_match(a, "V-1", "V-2", role=Role.CUSTODIAN, reason="one person"))
+    assert not isinstance(kept, Exception), kept
+    assert kept["ref"] == "V-1" and kept["professions"] == ["media"]
+    merged = db_cli.json("victim", "show", "V-2", "--history")
+    assert merged["status"] == "merged" and merged["professions"] == ["media"]
+    assert db_cli("log", "verify")[0] == 0

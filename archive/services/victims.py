@@ -3,12 +3,21 @@
 Who sees a name is part of every function's contract: a name the family
 asked to withhold is shown to custodians only, everywhere (a record, a
 list, a history, a match candidate), and never written anywhere in clear.
+A name is withheld for a person: once any report merged into one person
+withholds it, every report of that person does. Free text about such a
+person (reasons, consent notes and documents, link notes) may spell the name
+any way, so non-custodians do not see it either. Pairs of reports that
+involve a withheld person are matched, listed and decided by custodians
+only: a pair's clues ("same normalized name") would otherwise confirm a
+guessed name put on a probe record.
 Listing reads clear columns only, unless names are asked for: then a
 custodian sees every name and an investigator the names not withheld.
 
 Consent is a record per scope (`un_bodies`, `courts`, `publication`); the
-current consent for a scope is the latest one recorded, and a withdrawal is
-one more record, so the history stays. A victim merged into another keeps
+current consent for a scope is the latest one recorded in the custody log's
+order (its change's event, then its place in an imported batch: both bound
+by the change's commitment, unlike the row's editable `at`), and a
+withdrawal is one more record, so the history stays. A victim merged into another keeps
 its own consents and links: they are reached through the victim it was
 merged into (`family`, `consent_for`).
 """
@@ -17,7 +26,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert
+from sqlalchemy import func, insert
 from sqlmodel import col, select
 
 from archive.db import transaction
@@ -27,7 +36,7 @@ from archive.records.matches import STATES as MATCH_STATES
 from archive.records.matches import VictimMatch, pair
 from archive.records.rules import VICTIM_FIELDS, consent_state, victim_state
 from archive.records.store import KINDS, put, state_of
-from archive.records.tables import Consent, Incident, Link, Victim
+from archive.records.tables import Consent, Incident, Link, RecordChange, Victim
 from archive.records.vocab import CONSENT_SCOPES, Vocab
 from archive.roles import Role, sees_identities
 from archive.services.errors import Forbidden, Invalid, NotFound
@@ -64,12 +73,42 @@ def _shown_history(changes: list[dict[str, Any]], role: Role, withheld: bool) ->
              "reason": WITHHELD if c["reason"] else None} for c in changes]
 
 
-def visible_name(role: Role, state: dict[str, Any]) -> str | None:
-    """The victim's name for `role`: None when anonymous, `[withheld]` for a withheld name and a non-custodian."""
+def visible_name(role: Role, state: dict[str, Any], withheld: bool = False) -> str | None:
+    """The victim's name for `role`: None when anonymous, `[withheld]` for a withheld name and a non-custodian.
+    `withheld`: the person's name is withheld by another report merged with this one. Only roles that
+    document read names at all."""
+    require(role, "reading a victim's name")
     name = state.get("name")
-    if name and state.get("name_withheld") and not sees_identities(role):
+    if name and (withheld or state.get("name_withheld")) and not sees_identities(role):
         return WITHHELD
     return name
+
+
+def withheld_people(session: Session) -> set[str]:
+    """The ids of every victim whose person's name is withheld: the reports that withhold it, and every
+    report merged with one of them (the family's request covers the person, not one report)."""
+    withheld = set(session.exec(select(Victim.id).where(Victim.name_withheld == True)).all())  # noqa: E712
+    parents = dict(session.exec(select(Victim.id, Victim.merged_into)
+                                .where(col(Victim.merged_into).is_not(None))).all())
+    if not parents or not withheld:
+        return withheld
+
+    def root(victim_id: str) -> str:
+        seen = {victim_id}
+        while victim_id in parents and parents[victim_id] not in seen:
+            victim_id = parents[victim_id]  # type: ignore[assignment]
+            seen.add(victim_id)
+        return victim_id
+
+    roots = {root(w) for w in withheld}
+    return withheld | roots | {v for v in parents if root(v) in roots}
+
+
+def person_withheld(session: Session, victim_id: str) -> bool:
+    """Whether the name of the person this victim record reports is withheld (by it or a report merged with it)."""
+    ids = family(session, kept(session, victim_id))
+    return session.exec(select(Victim.id).where(col(Victim.id).in_(ids), Victim.name_withheld == True)  # noqa: E712
+                        ).first() is not None
 
 
 # --- reading -------------------------------------------------------------------------------------------------
@@ -124,9 +163,31 @@ def consent_for(session: Session, victim_id: str, scope: str) -> Consent | None:
     if scope not in CONSENT_SCOPES:
         raise Invalid(f"scope: {scope!r} is not one of {', '.join(CONSENT_SCOPES)}")
     ids = family(session, kept(session, victim_id))
-    rows = session.exec(select(Consent).where(col(Consent.victim_id).in_(ids), Consent.scope == scope)
-                        .order_by(col(Consent.at).desc(), col(Consent.id).desc())).all()
-    return rows[0] if rows else None
+    seq, index = _log_position()
+    return session.exec(select(Consent).join(RecordChange, col(RecordChange.record_id) == col(Consent.id))
+                        .where(col(Consent.victim_id).in_(ids), Consent.scope == scope)
+                        .order_by(seq.desc(), index.desc(), col(Consent.id).desc()).limit(1)).first()
+
+
+def _log_position() -> tuple[Any, Any]:
+    """A change's place in the custody log (its event, then its leaf in an imported batch), as sort keys.
+    Both are bound by the change's commitment; a row's `at` or a change's id are not."""
+    return (func.coalesce(RecordChange.event_seq, -1), func.coalesce(RecordChange.batch_index, -1))
+
+
+def consents_in_log_order(session: Session, victim_ids: list[str], scope: str | None = None) -> list[Consent]:
+    """The consent records of these victims, oldest first in the custody log's order (a consent changed
+    more than once sits at its latest change): the last one of a victim and scope is the current one."""
+    seq, index = _log_position()
+    query = (select(Consent, seq, index).join(RecordChange, col(RecordChange.record_id) == col(Consent.id))
+             .where(col(Consent.victim_id).in_(victim_ids)))
+    if scope is not None:
+        query = query.where(Consent.scope == scope)
+    latest: dict[str, tuple[int, int, Consent]] = {}
+    for row, position, leaf in session.exec(query).all():
+        if row.id not in latest or (position, leaf) > latest[row.id][:2]:
+            latest[row.id] = (position, leaf, row)
+    return [c for _, _, c in sorted(latest.values(), key=lambda t: (t[0], t[1], t[2].id))]
 
 
 def consents(session: Session, victim_id: str, scope: str) -> bool:
@@ -135,11 +196,15 @@ def consents(session: Session, victim_id: str, scope: str) -> bool:
     return current is not None and current.status == "yes"
 
 
-def _consent_view(keys: CatalogKeys, row: Consent) -> dict[str, Any]:
+CONSENT_TEXT = ("recorded_by", "document", "note")  # free text: may name the family, so the person
+
+
+def _consent_view(keys: CatalogKeys, row: Consent, hidden: bool) -> dict[str, Any]:
+    """A consent record; `hidden`: its free text as a non-custodian sees it for a withheld person."""
+    state = state_of(keys, KINDS["consent"], row)
     return {"id": row.id, "victim_id": row.victim_id, "scope": row.scope, "status": row.status,
             "given_on": row.given_on, "at": row.at, "by": row.by,
-            **{k: v for k, v in state_of(keys, KINDS["consent"], row).items()
-               if k in ("recorded_by", "document", "note")}}
+            **{k: (WITHHELD if hidden and state.get(k) else state.get(k)) for k in CONSENT_TEXT}}
 
 
 def _show(session: Session, keys: CatalogKeys, row: Victim, role: Role, history: bool) -> dict[str, Any]:
@@ -147,8 +212,11 @@ def _show(session: Session, keys: CatalogKeys, row: Victim, role: Role, history:
 
     refs = _incident_refs(session, {row.incident_id})
     state = state_of(keys, VICTIM, row)
+    withheld = person_withheld(session, row.id)
+    hidden = withheld and not sees_identities(role)
     shown = _clear(row, refs)
-    shown.update({"name": visible_name(role, state), "age": state.get("age"), "age_group": state.get("age_group"),
+    shown.update({"name": visible_name(role, state, withheld), "age": state.get("age"),
+                  "age_group": state.get("age_group"),
                   "governorate_of_origin": state.get("governorate_of_origin")})
     if row.merged_into:
         target = session.get(Victim, row.merged_into)
@@ -156,15 +224,13 @@ def _show(session: Session, keys: CatalogKeys, row: Victim, role: Role, history:
     ids = family(session, row.id)
     merged = session.exec(select(Victim).where(col(Victim.id).in_(ids[1:]))).all() if len(ids) > 1 else []
     shown["merged"] = [{"id": m.id, "ref": m.ref} for m in merged]
-    records = session.exec(select(Consent).where(col(Consent.victim_id).in_(ids))
-                           .order_by(col(Consent.at), col(Consent.id))).all()
-    shown["consents"] = [_consent_view(keys, c) for c in records]
+    shown["consents"] = [_consent_view(keys, c, hidden) for c in consents_in_log_order(session, ids)]
     shown["consent"] = {}
     for scope in CONSENT_SCOPES:
         current = consent_for(session, row.id, scope)
         shown["consent"][scope] = current.status if current is not None else None
     if history:
-        shown["history"] = _shown_history(changes_of(session, keys, row.id), role, row.name_withheld)
+        shown["history"] = _shown_history(changes_of(session, keys, row.id), role, withheld)
     return shown
 
 
@@ -210,8 +276,9 @@ def list_victims(archive: Archive, *, role: Role, incident: str | None = None, s
         refs = _incident_refs(session, {r.incident_id for r in rows})
         shown = [_clear(r, refs) for r in rows]
         if keys is not None:
+            withheld = set() if sees_identities(role) else withheld_people(session)
             for entry, row in zip(shown, rows, strict=True):
-                entry["name"] = visible_name(role, state_of(keys, VICTIM, row))
+                entry["name"] = visible_name(role, state_of(keys, VICTIM, row), row.id in withheld)
     return shown
 
 
@@ -294,7 +361,7 @@ def edit_victim(archive: Archive, name: str, changes: dict[str, Any], *, role: R
     keys = record_keys(archive, "editing a victim")
     with transaction(archive.engine) as session:
         vocab = Vocab.read(session)
-        row = find(session, Victim, name, "victim")
+        row = find(session, Victim, name, "victim", lock=True)  # held: a second edit starts from this one's result
         _active(row, "edit")
         old = state_of(keys, VICTIM, row)
         if not old.get("name") and changes.get("name"):
@@ -320,7 +387,7 @@ def identify_victim(archive: Archive, name: str, person: str, *, role: Role, rea
     keys = record_keys(archive, "identifying a victim")
     with transaction(archive.engine) as session:
         vocab = Vocab.read(session)
-        row = find(session, Victim, name, "victim")
+        row = find(session, Victim, name, "victim", lock=True)
         _active(row, "identify")
         old = state_of(keys, VICTIM, row)
         if old.get("name"):
@@ -340,7 +407,8 @@ def _consent(archive: Archive, name: str, state_for: Any, change: str, role: Rol
     require(role, "recording consent")
     keys = record_keys(archive, "recording consent")
     with transaction(archive.engine) as session:
-        row = find(session, Victim, name, "victim")
+        # The victim held: every consent write holds it first, so a withdrawal reads the consent it withdraws.
+        row = find(session, Victim, name, "victim", lock=True)
         _active(row, "record consent on")
         state = state_for(session, row)
         put(session, keys, archive.actor, "consent", new_id("con"), state, change=change)
@@ -373,7 +441,7 @@ def withdraw_consent(archive: Archive, victim: str, scope: str, given_on: str, r
 # --- one person, several reports -----------------------------------------------------------------------------
 
 def _match_view(session: Session, keys: CatalogKeys | None, role: Role, match: VictimMatch,
-                rows: dict[str, Victim]) -> dict[str, Any]:
+                rows: dict[str, Victim], withheld: set[str]) -> dict[str, Any]:
     shown: dict[str, Any] = {"state": match.state, "score": match.score / 1000, "clues": list(match.clues),
                              "suggested_at": match.suggested_at, "decided_at": match.decided_at,
                              "decided_by": match.decided_by}
@@ -383,34 +451,47 @@ def _match_view(session: Session, keys: CatalogKeys | None, role: Role, match: V
                  "date_of_death": row.date_of_death, "governorate_of_death": row.governorate_of_death,
                  "date_documented": row.date_documented}
         if keys is not None:
-            entry["name"] = visible_name(role, state_of(keys, VICTIM, row))
+            entry["name"] = visible_name(role, state_of(keys, VICTIM, row), victim_id in withheld)
         shown[side] = entry
     return shown
 
 
 def _matches(session: Session, keys: CatalogKeys | None, role: Role, state: str | None,
              victim_id: str | None, limit: int | None) -> list[dict[str, Any]]:
+    """Stored pairs as `role` may see them: for a non-custodian, no pair that involves a withheld person
+    (left out before the limit, so neither the entries nor their number tell of one)."""
     query = select(VictimMatch).order_by(col(VictimMatch.score).desc(), col(VictimMatch.id))
     if state:
         query = query.where(VictimMatch.state == state)
     if victim_id:
         query = query.where((VictimMatch.a_id == victim_id) | (VictimMatch.b_id == victim_id))
+    withheld = withheld_people(session)
+    custodian = sees_identities(role)
     out: list[dict[str, Any]] = []
     for match in session.exec(query).all():
+        if not custodian and (match.a_id in withheld or match.b_id in withheld):
+            continue
         rows = {r.id: r for r in session.exec(select(Victim).where(col(Victim.id).in_([match.a_id, match.b_id])))}
         if len(rows) < 2:
             continue
         if match.state == "candidate" and any(r.status != "active" for r in rows.values()):
             continue  # one of them was merged since: the candidate is moot
-        out.append(_match_view(session, keys, role, match, rows))
+        out.append(_match_view(session, keys, role, match, rows, withheld))
         if limit is not None and len(out) >= limit:
             break
     return out
 
 
-def _profiles(session: Session, keys: CatalogKeys) -> list[Profile]:
-    """Every active named victim's matching profile, its name opened in memory (read as plain rows: the ORM
-    would triple the time over 100,000 victims)."""
+def _custodian_for(session: Session, role: Role, rows: list[Victim], doing: str) -> None:
+    """`Forbidden` for a non-custodian when any of these reports is of a person whose name is withheld: a
+    match on such a pair would confirm a guessed name (its clues say "same normalized name")."""
+    if not sees_identities(role) and any(person_withheld(session, r.id) for r in rows):
+        raise Forbidden(f"{doing} a victim whose name is withheld is for custodians only")
+
+
+def _profiles(session: Session, keys: CatalogKeys, leave_out: set[str]) -> list[Profile]:
+    """Every active named victim's matching profile (but those in `leave_out`), its name opened in memory (read
+    as plain rows: the ORM would triple the time over 100,000 victims)."""
     from sqlalchemy import select as columns
 
     from archive.catalog.sealing import open_row
@@ -421,6 +502,8 @@ def _profiles(session: Session, keys: CatalogKeys) -> list[Profile]:
              .where(v.status == "active", v.anonymous == False))  # noqa: E712
     out: list[Profile] = []
     for victim_id, incident_id, sex, died, governorate, version, sealed in session.execute(query).all():
+        if victim_id in leave_out:
+            continue
         state = {"incident_id": incident_id, "sex": sex, "date_of_death": died, "governorate_of_death": governorate,
                  **open_row(keys, VICTIM.table, victim_id, version, sealed)}
         found = profile(victim_id, state)
@@ -429,11 +512,31 @@ def _profiles(session: Session, keys: CatalogKeys) -> list[Profile]:
     return out
 
 
+def _insert_candidates(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert new candidate pairs; a pair another suggestion inserted meanwhile is left as it is."""
+    table = VictimMatch.__table__  # type: ignore[attr-defined]
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as upsert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as upsert  # type: ignore[assignment]
+    else:  # pragma: no cover - the archive runs on these two
+        for start in range(0, len(rows), 5000):
+            session.execute(insert(table), rows[start : start + 5000])
+        return
+    for start in range(0, len(rows), 5000):
+        session.execute(upsert(table).on_conflict_do_nothing(index_elements=["a_id", "b_id"]),
+                        rows[start : start + 5000])
+
+
 def suggest_matches(archive: Archive, *, role: Role, victim: str | None = None,
                     limit: int | None = 50) -> list[dict[str, Any]]:
     """Look for reports of one person (over every active named victim, or one victim against the rest), keep
     each new pair as a candidate, and return the pending candidates, best first. A pair once suggested,
-    confirmed or rejected is never suggested again. Names are opened in memory, never written."""
+    confirmed or rejected is never suggested again. Names are opened in memory, never written.
+
+    For a non-custodian, persons whose name is withheld take no part (`Forbidden` when asked for one): a
+    probe record with a guessed name would otherwise be told whether it matches."""
     from archive.custody.log import utc_now
     from archive.records.matching import candidates
 
@@ -444,40 +547,50 @@ def suggest_matches(archive: Archive, *, role: Role, victim: str | None = None,
         if victim is not None:
             row = find(session, Victim, victim, "victim")
             _active(row, "match")
+            _custodian_for(session, role, [row], "matching")
             if row.anonymous:
                 raise Invalid(f"victim {row.ref!r} is anonymous: there is no name to match")
             only = [row.id]
-        profiles = _profiles(session, keys)
+        leave_out = set() if sees_identities(role) else withheld_people(session)
+        profiles = _profiles(session, keys, leave_out)
         skip = {(a, b) for a, b in session.exec(select(VictimMatch.a_id, VictimMatch.b_id)).all()}
         skip |= {(a, b) for a, b in session.exec(select(Link.a_id, Link.b_id).where(
             Link.kind == "not_same_person", Link.active == True)).all()}  # noqa: E712 - decisions a rebuild restored
         found = candidates(profiles, skip, only)
         at = utc_now()
-        rows = [{"a_id": a, "b_id": b, "score": s.value, "clues": list(s.clues), "state": "candidate",
-                 "suggested_at": at} for a, b, s in found]
-        for start in range(0, len(rows), 5000):
-            session.execute(insert(VictimMatch.__table__), rows[start : start + 5000])  # type: ignore[attr-defined]
+        _insert_candidates(session, [{"a_id": a, "b_id": b, "score": s.value, "clues": list(s.clues),
+                                      "state": "candidate", "suggested_at": at} for a, b, s in found])
         return _matches(session, keys, role, "candidate", only[0] if only else None, limit)
 
 
 def list_matches(archive: Archive, *, role: Role, state: str | None = "candidate", victim: str | None = None,
                  names: bool = True, limit: int | None = None) -> list[dict[str, Any]]:
-    """Stored pairs (pending candidates by default), best first, each side's name as `role` may see it."""
+    """Stored pairs (pending candidates by default), best first, each side's name as `role` may see it; a
+    non-custodian sees no pair involving a withheld person (`Forbidden` when asking for one by name)."""
     require(role, "listing victim matches")
     if state is not None and state not in MATCH_STATES:
         raise Invalid(f"state: {state!r} is not one of {', '.join(MATCH_STATES)}")
     keys = record_keys(archive, "listing victim matches with names") if names else None
     with transaction(archive.engine) as session:
-        victim_id = find(session, Victim, victim, "victim").id if victim else None
+        victim_id = None
+        if victim:
+            row = find(session, Victim, victim, "victim")
+            _custodian_for(session, role, [row], "listing the matches of")
+            victim_id = row.id
         return _matches(session, keys, role, state, victim_id, limit)
 
 
 def _pair(session: Session, a: str, b: str) -> tuple[Victim, Victim, VictimMatch | None]:
+    """The two victims, held (in id order, so two decisions on one pair never wait on each other), and their
+    stored match, held too: a decision builds on both as they are once it holds them."""
     first, second = find(session, Victim, a, "victim"), find(session, Victim, b, "victim")
     if first.id == second.id:
         raise Invalid(f"victim {first.ref!r} named twice: a victim cannot be matched with itself")
     ids = pair(first.id, second.id)
-    match = session.exec(select(VictimMatch).where(VictimMatch.a_id == ids[0], VictimMatch.b_id == ids[1])).first()
+    held = {i: find(session, Victim, i, "victim", lock=True) for i in ids}
+    first, second = held[first.id], held[second.id]
+    match = session.exec(select(VictimMatch).where(VictimMatch.a_id == ids[0], VictimMatch.b_id == ids[1])
+                         .with_for_update().execution_options(populate_existing=True)).first()
     return first, second, match
 
 
@@ -496,16 +609,17 @@ def _decide(session: Session, match: VictimMatch | None, a: Victim, b: Victim, s
 MERGE_FILLS = ("name", "age", "age_group", "governorate_of_origin", "governorate_of_death", "date_of_death")
 
 
-def _merged_state(vocab: Vocab, session: Session, keep: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+def _merged_state(vocab: Vocab, session: Session, keep: dict[str, Any], other: dict[str, Any],
+                  withheld: bool) -> dict[str, Any]:
     """The kept victim's state with what only the other report knew: a missing field filled, professions
-    together, torture if either says so, and the name withheld if either family asked."""
+    together, torture if either says so, and the name withheld if either family asked (`withheld`)."""
     fields = _fields_of(session, keep)
     for name in MERGE_FILLS:
         if fields.get(name) in (None, "") and other.get(name) not in (None, ""):
             fields[name] = other[name]
     fields["professions"] = sorted(set(keep.get("professions") or []) | set(other.get("professions") or []))
     fields["died_under_torture"] = bool(keep.get("died_under_torture") or other.get("died_under_torture"))
-    fields["name_withheld"] = bool(keep.get("name_withheld") or other.get("name_withheld"))
+    fields["name_withheld"] = withheld
     try:
         state = victim_state(vocab, fields, keep["incident_id"])
     except Invalid as exc:
@@ -513,12 +627,22 @@ def _merged_state(vocab: Vocab, session: Session, keep: dict[str, Any], other: d
     return {**state, "status": keep["status"], "merged_into": keep["merged_into"]}
 
 
+def _first_logged(session: Session, victim_id: str) -> tuple[int, int]:
+    """Where a record's first change sits in the custody log (which report came first; `created_at` is an
+    editable column, the log's order is bound by the commitments)."""
+    seq, index = _log_position()
+    found = session.exec(select(seq, index).where(RecordChange.record_id == victim_id)
+                         .order_by(seq, index).limit(1)).first()
+    return (found[0], found[1]) if found is not None else (-1, -1)
+
+
 def confirm_match(archive: Archive, a: str, b: str, *, role: Role, reason: str,
                   keep: str | None = None) -> dict[str, Any]:
     """Confirm that two victim records are one person, and merge them: the later report (or the one not
     named by `keep`) becomes `merged` into the other, which takes what only the later one knew. Both keep
     their history; the merged one's consents and links stay reachable through the kept one, and statistics
-    count the person once (they count active victims only). Returns the kept victim."""
+    count the person once (they count active victims only). If either family asked that the name be
+    withheld, both reports withhold it. Returns the kept victim."""
     require(role, "merging victims")
     why = check_text(reason, "reason", 5000)
     if why is None:
@@ -527,19 +651,22 @@ def confirm_match(archive: Archive, a: str, b: str, *, role: Role, reason: str,
     with transaction(archive.engine) as session:
         vocab = Vocab.read(session)
         first, second, match = _pair(session, a, b)
+        _custodian_for(session, role, [first, second], "merging")
         for row in (first, second):
             _active(row, "merge")
         if keep is None:
-            kept_row, other = sorted((first, second), key=lambda r: (r.created_at, r.ref))
+            kept_row, other = sorted((first, second), key=lambda r: (*_first_logged(session, r.id), r.ref))
         else:
             chosen = find(session, Victim, keep, "victim")
             if chosen.id not in (first.id, second.id):
                 raise Invalid(f"keep: victim {chosen.ref!r} is neither of the pair")
             kept_row, other = (first, second) if chosen.id == first.id else (second, first)
+        withheld = person_withheld(session, first.id) or person_withheld(session, second.id)
         keep_state, other_state = state_of(keys, VICTIM, kept_row), state_of(keys, VICTIM, other)
-        merged = _merged_state(vocab, session, keep_state, other_state)
+        merged = _merged_state(vocab, session, keep_state, other_state, withheld)
         put(session, keys, archive.actor, "victim", other.id, {**other_state, "status": "merged",
-                                                                "merged_into": kept_row.id},
+                                                                "merged_into": kept_row.id,
+                                                                "name_withheld": withheld},
             change="merge", reason=why)
         put(session, keys, archive.actor, "victim", kept_row.id, merged, change="merge", reason=why)
         _decide(session, match, first, second, "confirmed", archive.actor)
@@ -555,6 +682,7 @@ def reject_match(archive: Archive, a: str, b: str, *, role: Role, reason: str | 
     keys = record_keys(archive, "rejecting a victim match")
     with transaction(archive.engine) as session:
         first, second, match = _pair(session, a, b)
+        _custodian_for(session, role, [first, second], "rejecting a match of")
         if match is not None and match.state == "confirmed":
             raise Invalid(f"victims {first.ref!r} and {second.ref!r} were confirmed as one person and merged")
         if match is not None and match.state == "rejected":
