@@ -403,3 +403,57 @@ def test_a_name_that_is_two_things_is_ambiguous(cli: Cli, photos: list[Path]) ->
     # Told what it is, or given the whole id, it resolves.
     assert cli.json("link", "IDL-6", "--item", photo[:8])["a"]["id"] == photo
     assert cli.json("link", photo, "--incident", photo[:8])["b"]["name"] == photo[:8]
+
+
+def test_notes_and_reasons_about_a_withheld_victim_are_for_custodians(cli: Cli) -> None:
+    """R1 F6: a `not_same_person` decision, a victim-incident link and a consent about a victim whose name is
+    withheld carry free text that may spell the name; an investigator reads neither the note nor a reason
+    (in `links_of`, `show_link` with history, `show_victim`'s consents), as in the victim's own history. The
+    same texts about a victim not withheld, and everything for a custodian, stay readable."""
+    from archive.context import Archive
+    from archive.services.links import link, links_of, show_link
+    from archive.services.victims import record_consent, reject_match, show_victim
+
+    secret = "وسيم القاسم ابن علي"
+    cli("incident", "add", "INC-1", "--type", "killing", "--started-at", "2023-12-09", "--governorate", "idlib",
+        "--attribution", "syrian_regime")
+    cli("incident", "add", "INC-2", "--type", "killing", "--started-at", "2023-12-10", "--governorate", "idlib",
+        "--attribution", "syrian_regime")
+    for ref, extra in (("V-1", ["--name-withheld", "true"]), ("V-2", []), ("V-3", [])):
+        cli("victim", "add", ref, "--incident", "INC-1", "--name", "وسيم القاسم", "--sex", "male",
+            "--civilian", "true", "--date-documented", "2023-12-10", *extra)
+    archive = Archive.open(cli.home, "tester")
+    custodian, inv = Role.CUSTODIAN, Role.INVESTIGATOR
+    try:
+        reject_match(archive, "V-1", "V-2", role=custodian, reason=f"not him: V-1 is {secret}")
+        made = link(archive, "V-1", "INC-2", role=custodian, b_type="incident", note=f"{secret} seen there",
+                    reason=f"his cousin {secret}")
+        link(archive, "V-1", "INC-2", role=custodian, b_type="incident", certainty="confirmed",
+             note=f"{secret} confirmed", reason="second look")
+        record_consent(archive, "V-1", "courts", "yes", "2023-12-12", f"his mother, {secret}",
+                       f"letter signed by {secret}", f"asked by {secret}", role=custodian)
+        plain = link(archive, "V-3", "INC-2", role=custodian, b_type="incident", note="seen there",
+                     reason="the witness")
+        seen = [links_of(archive, "V-1", role=inv), links_of(archive, "V-2", role=inv),
+                links_of(archive, "INC-2", role=inv, type_="incident"),
+                show_link(archive, made["id"], role=inv, history=True),
+                show_victim(archive, "V-1", role=inv, history=True)]
+        assert "القاسم" not in json.dumps(seen, ensure_ascii=False)
+        notes = {entry["kind"]: entry["note"] for entry in seen[0]["links"]}
+        assert notes == {"not_same_person": "[withheld]", "victim_incident": "[withheld]"}
+        assert {c["reason"] for c in seen[3]["history"]} == {"[withheld]"}
+        assert {c["after"]["note"] for c in seen[3]["history"]} == {"[withheld]"}
+        assert seen[4]["consents"][0]["note"] == seen[4]["consents"][0]["document"] == "[withheld]"
+        assert seen[4]["consents"][0]["status"] == "yes"  # what investigators need stays: the answer, its date
+        assert seen[4]["consent"]["courts"] == "yes"
+
+        shown = show_link(archive, plain["id"], role=inv, history=True)  # about a victim not withheld: readable
+        assert shown["note"] == "seen there" and shown["history"][0]["reason"] == "the witness"
+        full = [links_of(archive, "V-1", role=custodian), show_link(archive, made["id"], role=custodian,
+                                                                    history=True),
+                show_victim(archive, "V-1", role=custodian)]
+        assert {e["note"] for e in full[0]["links"]} == {f"not him: V-1 is {secret}", f"{secret} confirmed"}
+        assert full[1]["history"][0]["reason"] == f"his cousin {secret}"
+        assert full[2]["consents"][0]["note"] == f"asked by {secret}"
+    finally:
+        archive.close()

@@ -10,7 +10,8 @@ second row; unlinking marks the link inactive (the row and its history stay).
 A link that involves an item is written with that item's id, so the item's
 custody timeline shows it; a link between two items (same footage) is
 written once for each, so both timelines do. The events carry the link's id
-and commitment, never the note.
+and commitment, never the note. A link that touches a victim whose name is
+withheld shows its note and reasons to custodians only.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from archive.records.common import check_choice, check_text, find, record_keys, 
 from archive.records.store import KINDS, put, state_of
 from archive.records.tables import Incident, Link, Source, Victim
 from archive.records.vocab import CERTAINTIES
-from archive.roles import Role
+from archive.roles import Role, sees_identities
 from archive.services.errors import Ambiguous, Invalid, NotFound
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ LINK_KINDS: dict[str, tuple[str, str]] = {
 SYMMETRIC = ("same_footage", "not_same_footage", "not_same_person")
 DECISIONS = ("not_same_footage", "not_same_person")  # written by a decision, never inferred from two names
 DEFAULT_CERTAINTY = "probable"
+WITHHELD = "[withheld]"  # a note or reason about a withheld person, as a non-custodian sees it
 _MODELS: dict[str, Any] = {"incident": Incident, "victim": Victim, "source": Source}
 _PREFIXES = {"inc": "incident", "vic": "victim", "src": "source"}
 
@@ -275,13 +277,36 @@ def _names(session: Session, ids: set[str]) -> dict[str, str]:
     return names
 
 
-def _shown(keys: CatalogKeys, row: Link, names: dict[str, str]) -> dict[str, Any]:
+def _hidden_for(session: Session, role: Role) -> set[str]:
+    """The victims whose links' free text `role` may not read: for a non-custodian, every victim whose
+    person's name is withheld (a note or reason may spell the name any way, as in the victim's own history)."""
+    from archive.services.victims import withheld_people
+
+    return set() if sees_identities(role) else withheld_people(session)
+
+
+def _hides(row: Link, hidden: set[str]) -> bool:
+    return row.a_id in hidden or row.b_id in hidden
+
+
+def _shown(keys: CatalogKeys, row: Link, names: dict[str, str], hidden: set[str]) -> dict[str, Any]:
     state = state_of(keys, KINDS["link"], row)
     a_type, b_type = LINK_KINDS.get(row.kind, ("?", "?"))
+    note = state.get("note")
     return {"id": row.id, "kind": row.kind, "a": {"type": a_type, "id": row.a_id, "name": names.get(row.a_id)},
             "b": {"type": b_type, "id": row.b_id, "name": names.get(row.b_id)}, "certainty": row.certainty,
-            "active": row.active, "note": state.get("note"), "created_at": row.created_at,
-            "created_by": row.created_by, "removed_at": row.removed_at, "removed_by": row.removed_by}
+            "active": row.active, "note": WITHHELD if note and _hides(row, hidden) else note,
+            "created_at": row.created_at, "created_by": row.created_by, "removed_at": row.removed_at,
+            "removed_by": row.removed_by}
+
+
+def _shown_history(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A link's history with every note and reason hidden (it touches a withheld person)."""
+    def state(s: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if s is None else {**s, "note": WITHHELD if s.get("note") else None}
+
+    return [{**c, "before": state(c["before"]), "after": state(c["after"]),
+             "reason": WITHHELD if c["reason"] else None} for c in changes]
 
 
 def show_link(archive: Archive, link_id: str, *, role: Role, history: bool = False) -> dict[str, Any]:
@@ -294,9 +319,11 @@ def show_link(archive: Archive, link_id: str, *, role: Role, history: bool = Fal
         row = session.get(Link, link_id)
         if row is None:
             raise NotFound(f"no link {link_id!r}")
-        shown = _shown(keys, row, _names(session, {row.a_id, row.b_id}))
+        hidden = _hidden_for(session, role)
+        shown = _shown(keys, row, _names(session, {row.a_id, row.b_id}), hidden)
         if history:
-            shown["history"] = changes_of(session, keys, row.id)
+            changes = changes_of(session, keys, row.id)
+            shown["history"] = _shown_history(changes) if _hides(row, hidden) else changes
     return shown
 
 
@@ -312,7 +339,8 @@ def links_of(archive: Archive, name: str, *, role: Role, type_: str | None = Non
             query = query.where(Link.active == True)  # noqa: E712
         rows = session.exec(query.order_by(col(Link.created_at), col(Link.id))).all()
         names = _names(session, {r.a_id for r in rows} | {r.b_id for r in rows})
-        links = [_shown(keys, r, names) for r in rows]
+        hidden = _hidden_for(session, role)
+        links = [_shown(keys, r, names, hidden) for r in rows]
     return {"target": {"type": target.type, "id": target.id, "name": target.name}, "links": links}
 
 
