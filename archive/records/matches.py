@@ -2,9 +2,13 @@
 
 A plain table, not a record: the decision on a pair is kept here (so a
 rejected pair is never suggested again and a confirmed one not twice), while
-the decision itself is a change of both victim records (`merge`,
-`not-same`) with its custody event and history. It holds no personal data:
-two victim ids, a score and which clues agreed.
+the decision itself is recorded with its custody event and history: a
+confirmation as a `merge` change of both victim records, a rejection as a
+`not_same_person` link. It holds no personal data: two victim ids, a score
+and which clues agreed. Clues such as "same normalized name" still tell
+whether two sealed names agree, so pairs that involve a person whose name is
+withheld are shown to and decided by custodians only
+(`archive.services.victims`).
 """
 
 from __future__ import annotations
