@@ -297,3 +297,12 @@ def test_two_edits_at_once_follow_each_other(tmp_path: Path, catalog_url: str,
     assert (shown["facility_damage"], shown["weapon"]) == ("heavy", "artillery")
     assert shown["history"][-1]["after"]["facility_damage"] == "heavy"
     assert cli("log", "verify")[0] == 0
+
+
+def test_a_ref_may_not_look_like_a_record_id(cli: Cli) -> None:
+    """Records are found by ref first, then id: a ref shaped like another record's id would take it over."""
+    other = _add(cli)
+    for ref in (other["id"], "vic-0123456789abcdef", "INC\x00-1"):
+        code, _, err = _add(cli, ref, expect=2)
+        assert "ref" in err
+    assert cli.json("incident", "show", other["id"])["ref"] == "INC-1"

@@ -21,6 +21,7 @@ Row = TypeVar("Row", bound=SQLModel)
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _MINUTE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}$")
 REF_MAX = 128
+_ID = re.compile(r"^[a-z]{3}-[0-9a-f]{16}$")  # archive.records.changes.new_id
 
 
 def record_keys(archive: Archive, purpose: str) -> CatalogKeys:
@@ -62,8 +63,11 @@ def check_ref(ref: Any, what: str) -> str:
     if not isinstance(ref, str) or not ref.strip():
         raise Invalid(f"{what}: a ref is required")
     ref = ref.strip()
-    if len(ref) > REF_MAX or any(c in ref for c in "\n\r\t"):
-        raise Invalid(f"{what}: ref {ref[:40]!r} must be one line of at most {REF_MAX} characters")
+    if len(ref) > REF_MAX or any(not c.isprintable() for c in ref):
+        raise Invalid(f"{what}: ref {ref[:40]!r} must be one line of at most {REF_MAX} printable characters")
+    if _ID.match(ref):
+        raise Invalid(f"{what}: ref {ref!r} has the form of a record id; records are named by ref or id, so a "
+                      "ref may not look like one")
     return ref
 
 
