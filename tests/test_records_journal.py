@@ -198,36 +198,110 @@ def test_records_rebuilt_from_a_site_with_their_history(cli: Cli, tmp_path: Path
     assert snapshot(tmp_path / "again")["states"] == snapshot(tmp_path / "rebuilt")["states"]
 
 
-def test_a_custom_vocabulary_survives(cli: Cli, tmp_path: Path) -> None:
+def _vocab_load(cli: Cli, tmp_path: Path, terms: dict[str, list[dict[str, Any]]]) -> None:
+    """`vocab load` a file, after the default set is in the table (as the first use of records leaves it)."""
     from archive.context import Archive
     from archive.db import transaction
-    from archive.records.vocab import ensure_default, load
+    from archive.records.vocab import ensure_default
 
     archive = Archive.open(cli.home)
     try:
         with transaction(archive.engine) as session:
             ensure_default(session)
-            load(session, {"format": "evidence-vocab/1", "vocabularies": {"parties": [
-                {"key": "wagner", "label": "Wagner Group", "group": "main", "former_names": ["PMC Wagner"]}]}})
     finally:
         archive.close()
+    path = tmp_path / "vocab.json"
+    path.write_text(json.dumps({"format": "evidence-vocab/1", "vocabularies": terms}), encoding="utf-8")
+    cli("vocab", "load", str(path))
+
+
+def _terms(home: Path, key: str) -> list[Any]:
+    from sqlmodel import Session, select
+
+    from archive.context import Archive
+    from archive.records.tables import VocabTerm
+
+    archive = Archive.open(home)
+    try:
+        with Session(archive.engine) as session:
+            return list(session.exec(select(VocabTerm).where(VocabTerm.key == key)).all())
+    finally:
+        archive.close()
+
+
+WAGNER = {"parties": [{"key": "wagner", "label": "Wagner Group", "group": "main", "former_names": ["PMC Wagner"]}]}
+
+
+def test_a_custom_vocabulary_survives(cli: Cli, tmp_path: Path) -> None:
+    _vocab_load(cli, tmp_path, WAGNER)  # a custody event carrying the digest of the whole table
     cli.json("incident", "add", "INC-W", "--type", "killing", "--started-at", "2023-01-01", "--governorate", "idlib",
              "--attribution", "wagner")
     cli.json("log", "checkpoint")
+    cli("log", "verify")
     (cli.home / "catalog.db").unlink()
     report = rebuild(cli, tmp_path)
-    assert report["records"] == 2 and report["rejected"] == []
-    rebuilt = Archive.open(tmp_path / "rebuilt")
-    try:
-        from sqlmodel import Session, select
+    assert report["records"] == 2 and report["rejected"] == [] and report["vocab_checked"] is True
+    [term] = _terms(tmp_path / "rebuilt", "wagner")
+    assert (term.group, term.former_names) == ("main", ["PMC Wagner"])
+    Cli(tmp_path / "rebuilt")("log", "verify", "--vkey", str(tmp_path / "log.vkey"))
 
-        from archive.records.tables import VocabTerm
 
-        with Session(rebuilt.engine) as session:
-            term = session.exec(select(VocabTerm).where(VocabTerm.key == "wagner")).one()
-            assert (term.group, term.former_names) == ("main", ["PMC Wagner"])
-    finally:
-        rebuilt.close()
+def test_a_vocabulary_only_the_log_vouches_for(cli: Cli, tmp_path: Path) -> None:
+    """Attacks: a party moved to another group in the database (statistics by party follow it); a storage
+    site writer plants a later vocabulary that makes every killing a facility attack; the rebuild into a new
+    log writes the load's event again, so the rebuilt archive verifies."""
+    from archive.records.vocab import parse
+
+    _vocab_load(cli, tmp_path, WAGNER)
+    _incident(cli, "INC-1")
+    cli.json("log", "checkpoint")
+    from tests.test_records_verify import _sql, _verify
+
+    _sql(cli.home, 'UPDATE vocab_terms SET "group" = :g WHERE vocabulary = :v AND key = :k', g="other",
+         v="parties", k="syrian_regime")
+    code, err, report = _verify(cli)
+    assert code == 1 and "vocabulary vocab_terms: the vocabularies are not the ones the custody log's latest" in err
+    _sql(cli.home, 'UPDATE vocab_terms SET "group" = :g WHERE vocabulary = :v AND key = :k', g="main",
+         v="parties", k="syrian_regime")
+    assert _verify(cli)[0] == 0
+
+    forged = json.loads((Path(__file__).parents[1] / "archive" / "records" / "vocab_syria.json").read_text())
+    for term in forged["vocabularies"]["incident_types"]:
+        if term["key"] == "killing":
+            term["group"] = "facility"
+    forged["vocabularies"]["parties"] += WAGNER["parties"]
+    parse(forged)
+    _plant(cli, {"format": "evidence-journal/1", "published_at": "9999-01-01", "changes": [], "vocab": forged})
+    before = snapshot(cli.home)
+    site = cli.home / "storage" / "site-a"
+    (site / "log" / "signing-key.age").unlink()  # into a new log: the load's event is written again
+    report = Cli(tmp_path / "nowhere").json("rebuild-catalog", "--from", "site-a", "--kind", "local", "--path",
+                                            str(site), "--identity", str(cli.home / "keys" / "custodian.key"),
+                                            "--into", str(tmp_path / "new-log"), expect=1)
+    assert any("forged" in p.get("problem", "") for p in report["problems"] if "vocab" in p), report["problems"]
+    assert report["vocab_checked"] is True
+    [killing] = _terms(tmp_path / "new-log", "killing")
+    assert killing.group != "facility"  # the genuine vocabulary, not the planted one
+    assert _terms(tmp_path / "new-log", "wagner")
+    assert snapshot(tmp_path / "new-log")["states"] == before["states"]
+    Cli(tmp_path / "new-log")("log", "verify")
+
+
+def test_an_unvouched_vocabulary_is_not_loaded(cli: Cli, tmp_path: Path) -> None:
+    """The log records no load: only the default set may come back; a planted other one is refused."""
+    _incident(cli, "INC-1")
+    cli.json("log", "checkpoint")
+    forged = json.loads((Path(__file__).parents[1] / "archive" / "records" / "vocab_syria.json").read_text())
+    forged["vocabularies"]["parties"][0]["former_names"] = ["a name planted"]
+    _plant(cli, {"format": "evidence-journal/1", "published_at": "9999-01-01", "changes": [], "vocab": forged})
+    (cli.home / "catalog.db").unlink()
+    report = rebuild(cli, tmp_path, expect=1)
+    assert any("forged" in p.get("problem", "") for p in report["problems"] if "vocab" in p), report["problems"]
+    assert report["vocab_checked"] is True and report["records"] == 2
+    key = forged["vocabularies"]["parties"][0]["key"]
+    [term] = _terms(tmp_path / "rebuilt", key)
+    assert "a name planted" not in term.former_names
+    Cli(tmp_path / "rebuilt")("log", "verify", "--vkey", str(tmp_path / "log.vkey"))
 
 
 def test_a_site_down_catches_up(cli: Cli, tmp_path: Path) -> None:

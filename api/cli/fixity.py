@@ -162,7 +162,16 @@ def rebuild_catalog(
             where = ", ".join(f"{k} {v}" for k, v in problem.items() if k != "problem" and k != "log")
             text = problem.get("problem") or problem.get("log", "")
             click.echo(f"  problem: {where + ': ' if where else ''}{text}")
+        if report.journal_objects or report.records:
+            vocab = (f"; {report.vocab_terms} vocabulary terms, checked against the log" if report.vocab_checked
+                     else "")
+            click.echo(f"restored {report.records} records ({report.record_changes} changes) from "
+                       f"{report.journal_objects} journal objects{vocab}")
         for rejected in report.rejected:  # never entered in the catalog; left untouched on the site
+            if "record" in rejected:  # a journal entry (archive.records.replay)
+                click.echo(f"  rejected: record {rejected['record']} (journal object {rejected.get('journal')}): "
+                           f"{rejected['problem']}")
+                continue
             what = rejected.get("manifest") or rejected.get("arrival")
             click.echo(f"  rejected: {what} (item {rejected.get('item')}): {rejected['problem']}")
     sys.exit(1 if report.problems or report.rejected else 0)

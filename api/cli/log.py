@@ -46,13 +46,29 @@ def checkpoint_cmd(state: CliState, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="The timeline as one JSON object.")
 @pass_state
 def show(state: CliState, item: str, as_json: bool) -> None:
-    """The custody timeline of ITEM (an id, or a unique prefix of at least 8 characters)."""
+    """The custody timeline of ITEM (an id, or a unique prefix of at least 8 characters), or of a record (an
+    incident, victim or source ref, or any record id)."""
     from archive.custody.service import item_timeline
+    from archive.roles import Role
+    from archive.services.record_timeline import is_record, record_timeline
 
     with state.archive() as archive:
-        timeline = item_timeline(archive, item)
+        if is_record(archive, item):
+            timeline = record_timeline(archive, item, role=Role.CUSTODIAN)
+        else:
+            timeline = item_timeline(archive, item)
     if as_json:
         emit_json(timeline)
+        return
+    if "record" in timeline:
+        click.echo(f"record {timeline['record']}: {len(timeline['events'])} events")
+        for event in timeline["events"]:
+            mark = " " if event["checkpointed"] else "*"
+            leaf = f" leaf {event['batch_index']}" if event["batch_index"] is not None else ""
+            click.echo(f"{mark}{event['seq']:>8}  {event['time']}  {event['change']:<12} {event['actor']}"
+                       f"  commitment {event['commitment'][:16]}…{leaf}")
+        if any(not e["checkpointed"] for e in timeline["events"]):
+            click.echo("* not yet covered by a checkpoint", err=True)
         return
     click.echo(f"item {timeline['item']}: {len(timeline['events'])} events")
     for event in timeline["events"]:
@@ -166,6 +182,10 @@ def verify(state: CliState, vkey_file: Any, as_json: bool, copies_only: bool) ->
                        f"{f'{first.what} {first.item}' if first else '?'}")
         if report.uncovered:
             click.echo(f"{report.uncovered} events after the latest checkpoint cannot be proven yet")
+        if catalog is not None:
+            for site, count in sorted(catalog.unpublished.items()):
+                click.echo(f"warning: {count} record changes are not on site {site} yet (not in its journal): "
+                           "`evidence log checkpoint` publishes them", err=True)
     sys.exit(0 if report.ok and not incomplete else 1)
 
 

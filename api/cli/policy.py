@@ -83,6 +83,9 @@ def status(state: CliState, as_json: bool) -> None:
                    f"{b['bytes']:>14} bytes{extra}  {answer}")
         if b["log_conflict"]:
             click.echo(f"    LOG CONFLICT: {conflict_message(b['name'], b['log_conflict'])}")
+        if b["unpublished_records"]:
+            click.echo(f"    warning: {b['unpublished_records']} record changes are not on it yet (not in its "
+                       "journal): `evidence log checkpoint` publishes them")
     if data["jobs"]:
         click.echo("jobs: " + ", ".join(f"{count} {name}" for name, count in sorted(data["jobs"].items())))
     if data["pending"]:

@@ -149,6 +149,7 @@ class AuditReport:
                 "commitments_unchecked": self.catalog.commitments_unchecked,
                 "mismatches": [{"item": m.item, "message": m.message, "what": m.what} for m in self.catalog.mismatches],
                 "more_mismatches": self.catalog.more,
+                "unpublished_record_changes": self.catalog.unpublished,
             },
         }
 

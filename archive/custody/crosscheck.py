@@ -62,6 +62,7 @@ class CrossCheck:
     commitments_unchecked: int = 0  # items whose sealed fields this process cannot open
     mismatches: list[Mismatch] = field(default_factory=list)
     more: int = 0
+    unpublished: dict[str, int] = field(default_factory=dict)  # site -> record changes not in its journal yet
 
     def add(self, item: str, message: str, what: str = "item") -> None:
         if len(self.mismatches) < MAX_MISMATCHES:

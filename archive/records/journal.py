@@ -4,9 +4,12 @@ Originals have their manifests beside them; incidents, victims, sources and
 links have this. Each `record_changes` row (the record, the change, when and
 by whom, its whole state, the salt, the reason, its commitment, the custody
 event that carries it and its leaf in an import's Merkle tree) is written to
-every site in age-encrypted objects to the archive's recipients, as manifests
-are, so the custodian identity opens them in `rebuild-catalog` and nobody
-else can: the states hold names, places and stories.
+every site in age-encrypted objects to the archive's recipients, as originals
+and manifests are: the identities behind those recipients (the custodian's,
+and the access identity among them) open them, in `rebuild-catalog`, and
+nobody without one can; the states hold names, places and stories. A
+source's identity inside a state stays the custodian's alone: it is
+encrypted a second time, to the custodian only, before it is sealed.
 
 - Names are random (`j/<2 hex>/<32 hex>`) and say nothing: no record id, no
   count, no order. The order lives inside the encrypted content (each change
@@ -24,10 +27,12 @@ else can: the states hold names, places and stories.
   a site is one the site's own copy of the log vouches for. A per-site cursor
   in the catalog (tied to the site's marker, like the log mirror's) makes it
   cheap when nothing is new; a site that is down catches up next time.
-- The vocabularies: a custom one loaded with `vocab load` is not a custody
-  event, so the whole vocabulary table rides along in an object whenever it
-  differs from what the site last got (its digest in the cursor). It is not
-  checked against the log on rebuild (the report says so).
+- The vocabularies: the whole vocabulary table rides along in an object
+  whenever it differs from what the site last got (its digest in the
+  cursor). A rebuild loads it only when the site's log vouches for it: its
+  digest (`archive.records.vocab.digest`) is the one the log's latest
+  vocabulary load carries, or, when the log records no load, the default
+  set's.
 
 Publishing needs the catalog key (the states are sealed under it in the
 catalog): a process without it publishes nothing and says so; the changes
@@ -139,9 +144,9 @@ def vocab_document(session: Session) -> dict[str, Any] | None:
 
 
 def _digest(document: dict[str, Any] | None) -> str | None:
-    from archive.custody.entry import canonical
+    from archive.records.vocab import document_digest
 
-    return None if document is None else hashlib.sha256(canonical(document)).hexdigest()
+    return None if document is None else document_digest(document)
 
 
 def _entry(keys: CatalogKeys, row: RecordChange) -> dict[str, Any]:
@@ -245,16 +250,18 @@ def publish_journal(archive: Archive, sites: Iterable[str] | None = None) -> dic
     results = {name: JournalResult(name) for name in names}
     if not names:
         return results
+    from archive.records.vocab import default_digests
+
     try:
         with Session(archive.engine) as session:
             pending = session.exec(select(RecordChange.id).limit(1)).first() is not None
-            vocab = vocab_document(session) if pending else None
+            vocab = vocab_document(session)
     except Exception as exc:  # noqa: BLE001 - publishing never fails the caller
         for result in results.values():
             result.error = str(exc) or type(exc).__name__
         return results
-    if not pending:
-        return results  # no record was ever written: nothing to keep
+    if not pending and (vocab is None or _digest(vocab) in default_digests()):
+        return results  # no record was ever written, and no vocabulary loaded: nothing to keep
     # Asked for only when a site lacks something: a locked worker with nothing to publish says nothing.
     keys, recipients = archive.runtime.keys.catalog, archive.recipients
     cache: dict[tuple[int, int, bool], list[tuple[int, bytes]]] = {}
@@ -302,7 +309,7 @@ def _well_formed(change: dict[str, Any]) -> bool:
 
 
 def read_journal(backend: Backend, identities: list[Identity]) -> JournalRead:
-    """Every change in every journal object on the site, opened with the custodian identity, in order.
+    """Every change in every journal object on the site, opened with the identities given, in order.
 
     Nothing is checked here, nor are duplicates dropped: a planted change may
     copy a genuine commitment, so `archive.records.replay` first checks each

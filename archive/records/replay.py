@@ -54,6 +54,7 @@ class Restored:
     records: int = 0
     changes: int = 0
     vocab_terms: int = 0
+    vocab_checked: bool | None = None  # True: the vocabulary loaded is the one the site's log vouches for
     rejected: list[dict[str, str]] = field(default_factory=list)
     problems: list[dict[str, str]] = field(default_factory=list)
 
@@ -112,18 +113,42 @@ def checked_changes(index: LogIndex, read: JournalRead, out: Restored) -> list[d
     return good
 
 
-def _load_vocab(session: Session, read: JournalRead, out: Restored) -> None:
-    from archive.records.vocab import load
+def _load_vocab(session: Session, index: LogIndex, read: JournalRead, out: Restored, *, new_log: bool,
+                actor: str) -> None:
+    """Load the journalled vocabulary the site's log vouches for: the latest whose digest is the one the log's
+    latest vocabulary load carries (no load in the log: the default set's). A vocabulary no load of the log
+    ever carried is refused (the statistics follow it: a party's group, the facility attacks)."""
+    from archive.records.vocab import default_digests, document_digest, load
     from archive.services.errors import Invalid
 
-    for document in read.vocabs:
+    vouched = (index.vocabulary.get("details") or {}).get("vocabulary_sha256") if index.vocabulary else None
+    known = set(index.vocabularies) | (set() if index.vocabulary else set(default_digests()))
+    chosen: dict[str, Any] | None = None
+    for document in read.vocabs:  # in the order published: the latest vouched one wins
         try:
-            report = load(session, document, "a vocabulary in the site's journal")
+            sha256 = document_digest(document)
         except Invalid as exc:
             out.problems.append({"vocab": "a vocabulary in the site's journal was not loaded", "problem": str(exc)})
             continue
-        # Vocabularies are not custody events: these terms are not checked against the log (the report says so).
-        out.vocab_terms += sum(counts["added"] for counts in report.values())
+        if sha256 not in known:
+            out.problems.append({"vocab": "a vocabulary in the site's journal was refused", "problem": "forged: "
+                                 "no vocabulary load the site's custody log records carries its digest"})
+        elif sha256 == vouched or (vouched is None and index.vocabulary is None):
+            chosen = document
+    if chosen is None:
+        if index.vocabulary is not None:
+            out.problems.append({"vocab": f"the vocabulary of the custody log's event {index.vocabulary.get('seq')}",
+                                 "problem": "the site's journal does not hold it (the default set is used instead)"})
+        return
+    try:
+        report = load(session, chosen, "a vocabulary in the site's journal")
+    except Invalid as exc:
+        out.problems.append({"vocab": "a vocabulary in the site's journal was not loaded", "problem": str(exc)})
+        return
+    out.vocab_terms += sum(counts["added"] for counts in report.values())
+    out.vocab_checked = True
+    if new_log and index.vocabulary is not None:  # the load's event written again, carrying the same digest
+        _new_event(session, index.vocabulary, actor, "vocabulary recovered from the journal into a new log")
 
 
 def _new_event(session: Session, original: dict[str, Any], actor: str, note: str) -> int:
@@ -247,7 +272,7 @@ def restore_records(rebuilt: Archive, backend: Any, identities: list[Any], index
     changes = checked_changes(index, read, out)
     keys = rebuilt.runtime.keys.catalog()
     with transaction(rebuilt.engine) as session:
-        _load_vocab(session, read, out)
+        _load_vocab(session, index, read, out, new_log=new_log, actor=rebuilt.actor)
         replay(session, keys, index, changes, out, new_log=new_log, site=backend.name, actor=rebuilt.actor)
         if not new_log:  # the site holds these already: the rebuilt archive must not publish them again
             from archive.records.journal import vocab_document

@@ -121,7 +121,8 @@ class RebuildReport:
     journal_objects: int = 0  # objects of the site's journal of record changes (archive.records.journal)
     records: int = 0  # incidents, victims, sources, links … restored from it
     record_changes: int = 0  # their changes (history) restored, each checked against the site's log
-    vocab_terms: int = 0  # vocabulary terms restored from the journal (no custody event vouches for them)
+    vocab_terms: int = 0  # vocabulary terms restored from the journal
+    vocab_checked: bool | None = None  # True: the vocabulary restored is the one the site's log vouches for
 
     @property
     def checked(self) -> bool:
@@ -135,7 +136,7 @@ class RebuildReport:
                 "log_events": self.log_events, "rebuild_events": self.rebuild_events, "rebuilds": self.rebuilds,
                 "log_key": self.log_key, "unchecked": self.unchecked, "journal_objects": self.journal_objects,
                 "records": self.records, "record_changes": self.record_changes, "vocab_terms": self.vocab_terms,
-                "vocab_checked": False if self.vocab_terms else None}
+                "vocab_checked": self.vocab_checked}
 
 
 def _absolute_spec(spec: StorageSpec, home: Path) -> StorageSpec:
@@ -599,7 +600,7 @@ def _restore_records(rebuilt: Archive, backend: Backend, identities: list[Identi
                                log_size=log_size)
     report.journal_objects = restored.objects
     report.records, report.record_changes = restored.records, restored.changes
-    report.vocab_terms = restored.vocab_terms
+    report.vocab_terms, report.vocab_checked = restored.vocab_terms, restored.vocab_checked
     report.rejected += restored.rejected
     report.problems += restored.problems
     if restored.rejected:

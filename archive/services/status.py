@@ -51,6 +51,7 @@ class SiteStatus:
     answers: bool = False
     error: str | None = None
     log_conflict: str | None = None  # its copy of the custody log disagrees with the catalog's (rolled back?)
+    unpublished_records: int = 0  # record changes committed and not in its journal yet (`evidence log checkpoint`)
 
 
 @dataclass
@@ -91,11 +92,14 @@ def archive_status(archive: Archive) -> ArchiveStatus:
         jobs = dict(session.exec(select(Job.state, func.count()).group_by(Job.state)).all())  # type: ignore[call-overload]
         cursor = read_cursor(session, PASS_CURSOR)
         conflicts = {name: mirror_conflict(session, name) for name in backends}
+        from archive.custody.records_check import unpublished
+
+        lagging = unpublished(session, list(backends))
     pending = _pending_rows(archive)
     in_policy = set(policy_names(archive))
     sites = {
         name: SiteStatus(name, backend.kind, name in in_policy, answers=health[name] is None, error=health[name],
-                         log_conflict=conflicts[name])
+                         log_conflict=conflicts[name], unpublished_records=lagging.get(name, 0))
         for name, backend in backends.items()
     }
     for name, role, state, count in rows:
