@@ -306,3 +306,17 @@ def test_a_ref_may_not_look_like_a_record_id(cli: Cli) -> None:
         code, _, err = _add(cli, ref, expect=2)
         assert "ref" in err
     assert cli.json("incident", "show", other["id"])["ref"] == "INC-1"
+
+
+def test_log_show_gives_a_records_custody_timeline(cli: Cli) -> None:
+    """`log show REF`: every event carrying a commitment to one of the record's states, in the log's order."""
+    shown = _add(cli)
+    cli("incident", "edit", "INC-1", "--weapon", "artillery")
+    by_ref, by_id = cli.json("log", "show", "INC-1"), cli.json("log", "show", shown["id"])
+    assert by_ref == by_id and by_ref["record"] == shown["id"]
+    events = by_ref["events"]
+    assert [e["change"] for e in events] == ["create", "edit"]
+    assert [e["type"] for e in events] == ["creation", "metadata modification"]
+    assert all(e["details"]["commitment"] == e["commitment"] and e["checkpointed"] for e in events)
+    assert events[0]["seq"] < events[1]["seq"]
+    assert cli("log", "show", "INC-404", expect=2)[0] == 2
