@@ -5,7 +5,9 @@ one site with the same records, states and history; a site down while records
 change catches up; a planted journal object (well formed, encrypted to the
 public recipient) is rejected; an altered one does not open; a removed one is
 reported as missing changes; journal object names say nothing, and the
-victims' names are nowhere in the site's bytes.
+victims' names are nowhere in the site's bytes; a vocabulary comes back only
+if the site's log vouches for it (a planted one is refused, a database edit of
+one is caught by `log verify`); the text report names rejected records.
 """
 
 from __future__ import annotations
@@ -470,3 +472,22 @@ def journal_changes_with(vault: Path, cli: Cli) -> list[dict[str, Any]]:
 
     custodian = Identity.read(vault / "custodian.key")
     return [c for p in journal_objects(cli) for c in open_journal(p.read_bytes(), custodian)["changes"]]
+
+
+def test_the_text_report_names_rejected_records(cli: Cli, tmp_path: Path) -> None:
+    """A rejected journal entry is named by its record and its object in the text report, with why."""
+    incident_id, ids = _history(cli)
+    cli.json("log", "checkpoint")
+    planted = _plant(cli, {"format": "evidence-journal/1", "published_at": "2030-01-01", "vocab": None, "changes": [
+        _entry("vic-00000000000000aa", victim_state(incident_id, "V-FAKE", name="Nobody"), 99999)]})
+    (cli.home / "catalog.db").unlink()
+    rebuild(cli, tmp_path, expect=1)  # the JSON report, then the text one
+    shutil.copy(cli.home / "keys" / "custodian.key", tmp_path / "custodian-text.key")
+    code, out, _ = Cli(tmp_path / "nowhere")("rebuild-catalog", "--from", "site-a", "--kind", "local", "--path",
+                                             str(cli.home / "storage" / "site-a"), "--identity",
+                                             str(tmp_path / "custodian-text.key"), "--into", str(tmp_path / "text"),
+                                             "--vkey", str(tmp_path / "log.vkey"), expect=1)
+    name = planted.relative_to(cli.home / "storage" / "site-a").as_posix()
+    assert f"rejected: record vic-00000000000000aa (journal object {name}): not recorded by the log" in out, out
+    assert "None" not in out
+    assert "restored 5 records (7 changes) from" in out
