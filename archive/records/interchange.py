@@ -10,6 +10,13 @@ imports. Writing gives the same format back, so an export imports again.
 UTF-8 only: a UTF-8 byte-order mark (what spreadsheets write) is skipped;
 UTF-16 or UTF-32 text, or bytes that are not UTF-8, are refused with the
 line they are on, since a guessed encoding would silently change names.
+
+Spreadsheet safety: a CSV cell whose text starts with `=`, `+`, `-`, `@`, a
+tab or a carriage return (and is not a plain number such as `-12.5`) is
+exported with one leading `'`, so a spreadsheet shows it as text instead of
+running it as a formula (a name like `=HYPERLINK(...)` would otherwise send
+the next cells away); reading drops exactly that one `'` again, so an
+export imports as the same text, byte for byte.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ import csv
 import io
 import json
 import os
+import re
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +52,8 @@ class Layout:
 
 INCIDENTS = Layout("incidents", FIELDS, REQUIRED)
 VICTIMS = Layout("victims", VICTIM_FIELDS, VICTIM_REQUIRED)
+_FORMULA = re.compile(r"^'*[=+\-@\t\r]")  # what a spreadsheet may run as a formula (OWASP: CSV injection)
+_NUMBER = re.compile(r"^[+-]?[0-9]+(\.[0-9]+)?$")
 _UTF16_32 = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
 
@@ -146,7 +157,7 @@ def _read_csv(text: str, parsed: Parsed) -> None:
             if len(cells) != len(header):
                 parsed.problem(line, f"{len(cells)} fields, the header has {len(header)}")
                 continue
-            parsed.rows.append((line, dict(zip(header, cells, strict=True))))
+            parsed.rows.append((line, dict(zip(header, map(unescape, cells), strict=True))))
     except csv.Error as exc:
         parsed.problem(reader.line_num or 1, f"not a CSV row: {exc}")
 
@@ -172,7 +183,7 @@ def _read_jsonl(text: str, parsed: Parsed) -> None:
         if bad:
             parsed.problem(number, f"{', '.join(bad)}: must be text, a number, true/false, null or a list of text")
             continue
-        parsed.rows.append((number, {k: v for k, v in value.items() if v is not None}))
+        parsed.rows.append((number, value))  # null: the column given empty (a key left out: not given)
 
 
 def _plain(value: Any) -> bool:
@@ -181,8 +192,21 @@ def _plain(value: Any) -> bool:
     return value is None or isinstance(value, str | int | float | bool)
 
 
+def escape(text: str) -> str:
+    """A CSV cell a spreadsheet will not run as a formula: one `'` before a cell that starts (after any `'`)
+    with `=`, `+`, `-`, `@`, a tab or a carriage return, unless it is a plain number (`-12.5`)."""
+    return "'" + text if _FORMULA.match(text) and not _NUMBER.match(text) else text
+
+
+def unescape(text: str) -> str:
+    """What `escape` wrote, back: exactly one leading `'` dropped before such a start, so an export
+    imports as the same text, a cell that really starts with `'=` included (it is exported as `''=`)."""
+    return text[1:] if text.startswith("'") and _FORMULA.match(text[1:]) and not _NUMBER.match(text[1:]) else text
+
+
 def cell(value: Any, fmt: str) -> Any:
-    """A state's value as the file holds it: CSV text (`true`/`false`, `;`-joined lists), or JSON as is."""
+    """A state's value as the file holds it: CSV text (`true`/`false`, `;`-joined lists; formula-like text
+    escaped, see `escape`), or JSON as is."""
     if fmt == "jsonl":
         return value
     if value is None:
@@ -190,27 +214,51 @@ def cell(value: Any, fmt: str) -> Any:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, list):
-        return ";".join(str(v) for v in value)
-    return str(value)
+        return escape(";".join(str(v) for v in value))
+    return escape(str(value))
 
 
-def write(path: str | Path, layout: Layout, rows: Iterable[dict[str, Any]], fmt: str) -> int:
-    """Write rows (every column of the layout) to `path`, whole or not at all; the number of rows."""
-    check_format(fmt)
+def check_target(path: str | Path, force: bool) -> Path:
+    """Where an export may go: into a folder that exists, not onto a folder, and onto an existing file only
+    with `force` (`Invalid` otherwise, before anything is written)."""
     target = Path(path)
-    part = target.with_name(target.name + ".part")
-    count = 0
-    with open(part, "w", encoding="utf-8", newline="") as out:
-        if fmt == "csv":
-            writer = csv.writer(out, lineterminator="\n")
-            writer.writerow(layout.columns)
-            for row in rows:
-                writer.writerow([cell(row.get(c), fmt) for c in layout.columns])
-                count += 1
-        else:
-            for row in rows:
-                out.write(json.dumps({c: row.get(c) for c in layout.columns}, ensure_ascii=False) + "\n")
-                count += 1
-    os.replace(part, target)
-    return count
+    if target.is_dir():
+        raise Invalid(f"{target}: is a folder; name the file to write")
+    if not target.parent.is_dir():
+        raise Invalid(f"{target}: the folder {target.parent} does not exist")
+    if (target.exists() or target.is_symlink()) and not force:
+        raise Invalid(f"{target}: exists already; give --force to replace it")
+    return target
 
+
+def write(path: str | Path, layout: Layout, rows: Iterable[dict[str, Any]], fmt: str, *,
+          force: bool = False) -> int:
+    """Write rows (every column of the layout) to `path`, whole or not at all; the number of rows.
+
+    The rows go to a fresh file beside the target (created exclusively, never
+    through a planted link, readable by its owner only: it holds names and
+    narratives), which replaces the target once complete and is removed if
+    anything fails.
+    """
+    check_format(fmt)
+    target = check_target(path, force)
+    part = target.with_name(f".{target.name}.{secrets.token_hex(6)}.part")
+    count = 0
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    try:
+        with open(fd, "w", encoding="utf-8", newline="") as out:
+            if fmt == "csv":
+                writer = csv.writer(out, lineterminator="\n")
+                writer.writerow(layout.columns)
+                for row in rows:
+                    writer.writerow([cell(row.get(c), fmt) for c in layout.columns])
+                    count += 1
+            else:
+                for row in rows:
+                    out.write(json.dumps({c: row.get(c) for c in layout.columns}, ensure_ascii=False) + "\n")
+                    count += 1
+        os.replace(part, target)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    return count

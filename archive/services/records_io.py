@@ -34,9 +34,16 @@ from archive.custody.log import utc_now
 from archive.db import transaction
 from archive.records import interchange
 from archive.records.changes import Change, new_id, record_batch
-from archive.records.common import record_keys, require
+from archive.records.common import check_text, record_keys, require
 from archive.records.interchange import CONSENT_COLUMNS, INCIDENTS, VICTIMS, Parsed
-from archive.records.rules import consent_state, incident_state, parse_attribution, victim_state
+from archive.records.rules import (
+    FIELDS,
+    VICTIM_FIELDS,
+    consent_state,
+    incident_state,
+    parse_attribution,
+    victim_state,
+)
 from archive.records.store import KINDS, Kind, columns, state_of
 from archive.records.tables import Consent, Incident, Victim, VocabTerm
 from archive.records.vocab import VOCABULARIES, Vocab
@@ -126,15 +133,15 @@ def _plan_incidents(session: Session, keys: CatalogKeys, vocab: Vocab, parsed: P
         if line in duplicate:
             continue
         ref = _ref_of(fields)
-        try:
-            state = incident_state(vocab, fields)
+        row = existing.get(ref)
+        old = state_of(keys, spec, row) if row is not None else None
+        try:  # a column the file does not have leaves that field as the archive holds it
+            state = incident_state(vocab, fields if old is None else {**_given(old, FIELDS), **fields})
         except Invalid as exc:
             parsed.problem(line, str(exc))
             if ref and ref not in ids:
                 ids[ref] = ""  # named by this file: victims of it are not "unknown incident" too
             continue
-        row = existing.get(state["ref"])
-        old = state_of(keys, spec, row) if row is not None else None
         if old is not None and {**old, **state} == old:
             plan.unchanged += 1
             continue
@@ -196,18 +203,17 @@ def _plan_victims(session: Session, keys: CatalogKeys, vocab: Vocab, parsed: Par
         try:
             if incident_ref and incident_ref not in incidents:
                 raise Invalid(f"incident_ref: unknown incident {incident_ref!r} (not in this import nor the archive)")
-            state = victim_state(vocab, fields, incidents.get(incident_ref) or "")
-            row = existing.get(state["ref"])
+            row = existing.get(_ref_of(fields))
+            old = state_of(keys, spec, row) if row is not None else None
+            given = fields if old is None else {**_given(old, VICTIM_FIELDS), **fields}
+            state = victim_state(vocab, given, incidents.get(incident_ref) or "")
+            if old is not None:
+                _keep_withheld(old, state, fields)
             record_id = row.id if row is not None else new_id(spec.prefix)
             consent = _consent_fields(fields, record_id)
         except Invalid as exc:
             parsed.problem(line, str(exc))
             continue
-        old = state_of(keys, spec, row) if row is not None else None
-        if old is not None:
-            state["status"], state["merged_into"] = old.get("status", "active"), old.get("merged_into")
-            if old.get("name_withheld") and state["name_withheld"] and not state["name"]:
-                state["name"] = old.get("name")  # an export never holds a withheld name: keep the archive's
         changed = old is None or {**old, **state} != old
         if changed:
             plan.write("victim", record_id, {**(old or {}), **state}, old is None,
@@ -221,6 +227,29 @@ def _plan_victims(session: Session, keys: CatalogKeys, vocab: Vocab, parsed: Par
         else:
             plan.updated += 1
     return plan
+
+
+def _given(old: dict[str, Any], columns: tuple[str, ...]) -> dict[str, Any]:
+    """A stored state as the columns a file would give it: what a row's absent columns leave unchanged."""
+    return {c: old[c] for c in columns if c in old}
+
+
+def _keep_withheld(old: dict[str, Any], state: dict[str, Any], fields: dict[str, Any]) -> None:
+    """A row about a record the archive holds: keep its status, and never lose a withheld name.
+
+    An export never holds a withheld name (its row has `name_withheld` true
+    and no name), so such a row keeps the archive's name; a row that lifts
+    the withholding must give the name, since an empty one would erase what
+    the family gave.
+    """
+    state["status"], state["merged_into"] = old.get("status", "active"), old.get("merged_into")
+    if not old.get("name_withheld") or not old.get("name"):
+        return
+    if state["name_withheld"] and not state["name"]:
+        state["name"] = old.get("name")
+    elif not state["name_withheld"] and not check_text(fields.get("name"), "name", 255):
+        raise Invalid("name_withheld: to lift a withheld name, give the name in the same row (an empty name "
+                      "would erase it)")
 
 
 def _consent_fields(fields: dict[str, Any], victim_id: str) -> dict[str, Any] | None:
@@ -289,7 +318,9 @@ def import_records(archive: Archive, *, incidents: str | Path | None = None, vic
     nothing; `imported` is false when any row was bad, and then nothing was
     written.
     """
-    require(role, "importing records")
+    if role != Role.CUSTODIAN:  # a row may rewrite or lift a withheld name, which only a custodian sees
+        raise Forbidden(f"importing records needs the custodian role, not {role}: an import may change any "
+                        "record, withheld names included")
     interchange.check_format(format)
     if incidents is None and victims is None:
         raise Invalid("give an incidents file, a victims file, or both")
@@ -351,26 +382,32 @@ def _export_victims(session: Session, keys: CatalogKeys) -> Iterator[dict[str, A
 
 
 def export_records(archive: Archive, *, incidents: str | Path | None = None, victims: str | Path | None = None,
-                   format: str = "csv", role: Role) -> dict[str, Any]:
+                   format: str = "csv", role: Role, force: bool = False) -> dict[str, Any]:
     """Write incidents and/or victims in the interchange format; {what: {"file", "rows"}}.
 
     Victims merged into another are left out (the one they were merged into
     stands for them), so a re-import counts nobody twice; withheld names are
-    never written.
+    never written. An existing file is replaced only with `force`; files
+    are written readable by their owner only (they hold names and places).
     """
     require(role, "exporting records")
     interchange.check_format(format)
     if incidents is None and victims is None:
         raise Invalid("give an incidents file, a victims file, or both")
+    if incidents is not None and victims is not None and Path(incidents).absolute() == Path(victims).absolute():
+        raise Invalid("give the incidents and the victims different files")
+    for path in (incidents, victims):
+        if path is not None:
+            interchange.check_target(path, force)  # both checked before either is written
     keys = record_keys(archive, "exporting records")
     report: dict[str, Any] = {}
     with transaction(archive.engine) as session:
         if incidents is not None:
             report["incidents"] = {"file": str(incidents), "rows": interchange.write(
-                incidents, INCIDENTS, _export_incidents(session, keys), format)}
+                incidents, INCIDENTS, _export_incidents(session, keys), format, force=force)}
         if victims is not None:
             report["victims"] = {"file": str(victims), "rows": interchange.write(
-                victims, VICTIMS, _export_victims(session, keys), format)}
+                victims, VICTIMS, _export_victims(session, keys), format, force=force)}
     return report
 
 
