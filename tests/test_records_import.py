@@ -266,6 +266,38 @@ NEW-2,killing,2023-01-01,idlib,nobody,
         json.dumps({"ref": "NEW-5", "type": "killing", "started_at": "2023-01-01", "governorate": "idlib"})]))},
      "jsonl", [("j.jsonl", 2, "not a JSON object"), ("j.jsonl", 3, "not JSON"),
                ("j.jsonl", 4, "unknown column(s): bogus"), ("j.jsonl", 5, "attribution: required")]),
+    ("digits int() refuses, and a second bad row still reported", {"--victims": ("d.csv", f"""{BAD_VICTIM_HEADER}
+NEW-V1,INC-1,male,²,,true,,2023-12-10
+NEW-V2,INC-1,male,①,,maybe,,2023-12-10
+NEW-V3,INC-1,male,٣٤,,true,,2023-12-10
+""")}, "csv", [("d.csv", 2, "age: '²' is not a whole number"), ("d.csv", 3, "age: '①' is not a whole number")]),
+    ("JSONL booleans as coordinates, keys given twice", {"--incidents": ("k.jsonl", "\n".join([
+        '{"ref":"K1","type":"killing","started_at":"2023-01-01","governorate":"idlib","attribution":"isis",'
+        '"latitude":true,"longitude":false}',
+        '{"ref":"K1","type":"killing","started_at":"2023-01-01","governorate":"idlib","attribution":"isis",'
+        '"ref":"K2"}',
+        '{"ref":"K3","type":"killing","started_at":"2023-01-01","governorate":"idlib","attribution":"isis",'
+        '"latitude":"1_0","longitude":"1e3"}']))},
+     "jsonl", [("k.jsonl", 1, "latitude: True is not a number"), ("k.jsonl", 2, "key(s) given twice: ref"),
+               ("k.jsonl", 3, "latitude: '1_0' is not a number")]),
+    ("NUL bytes, joint attributions with a party left out or twice, implausible years", {"--incidents": ("n.csv",
+        f"""{BAD_INCIDENT_HEADER},narrative
+NEW-1,killing,2023-01-01,idlib,isis,a\0b
+NEW-2,killing,2023-01-01,idlib,sdf+sdf,
+NEW-3,killing,2023-01-01,idlib,+sdf,
+NEW-4,killing,0001-01-01,idlib,sdf,
+NEW-5,killing,2023-01-01, idlib , sdf+isis ,
+""")}, "csv", [("n.csv", 2, "a NUL byte at column"), ("n.csv", 3, "sdf given twice"),
+               ("n.csv", 4, "has an empty party"), ("n.csv", 5, "not a plausible date")]),
+    ("a header with an empty column name", {"--incidents": ("h.csv", f"{BAD_INCIDENT_HEADER},,narrative\n"
+                                                             "NEW-1,killing,2023-01-01,idlib,isis,,\n")},
+     "csv", [("h.csv", 1, "an empty column name (column 6)")]),
+    ("UTF-16 without a byte-order mark", {"--incidents": ("u16.csv", (BAD_INCIDENT_HEADER + "\n").encode("utf-16-le"))},
+     "csv", [("u16.csv", 1, "UTF-16 text?")]),
+    ("a line longer than any spreadsheet's", {"--incidents": ("g.csv", f"{BAD_INCIDENT_HEADER},narrative\n"
+                                                               "NEW-1,killing,2023-01-01,idlib,isis,"
+                                                               + "x" * (1 << 21))},
+     "csv", [("g.csv", 2, "line longer than")]),
     ("a good file beside a bad one imports nothing either", {
         "--incidents": ("good.csv", f"{BAD_INCIDENT_HEADER}\nNEW-1,killing,2023-01-01,idlib,syrian_regime\n"),
         "--victims": ("bad.csv", f"{BAD_VICTIM_HEADER}\nNEW-V1,NEW-1,male,,,true,,2023-13-01\n")},
@@ -555,3 +587,82 @@ def test_export_never_overwrites_without_force_and_writes_owner_only(db_cli: Cli
     for path in (keep, tmp_path / "ex.csv"):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".part")) == ["ex.csv.part"]
+
+
+def test_blank_lines_before_the_header_and_a_trailing_comma(db_cli: Cli, tmp_path: Path) -> None:
+    """Spreadsheets' habits: an empty first line, a trailing comma on every line, padded keys; lines counted."""
+    content = f"\n{BAD_INCIDENT_HEADER},started_precision,facility_damage,\n" \
+        "NEW-1,killing,2023-01-01, idlib , sdf+isis , day , moderate ,\n"
+    report, _ = _import(db_cli, "--incidents", _write(tmp_path, "t.csv", content))
+    assert report["incidents"]["created"] == 1
+    state = _states(db_cli.home)["incident NEW-1"]
+    assert (state["attribution"], state["started_precision"], state["facility_damage"]) == \
+        ("isis+sdf", "day", "moderate")
+    _, err = _import(db_cli, "--incidents", _write(tmp_path, "t2.csv", content.replace("NEW-1,killing", "NEW-2,kill")),
+                     expect=1)
+    assert "t2.csv:3: type" in err
+
+
+def test_special_files_fail_cleanly(db_cli: Cli, tmp_path: Path) -> None:
+    """`/dev/zero` ends at the line limit with one problem instead of reading for ever."""
+    counts = _counts(db_cli.home)
+    report, err = _import(db_cli, "--incidents", "/dev/zero", expect=1)
+    assert report["incidents"]["errors"][0]["reason"].startswith("a NUL byte") or "line longer" in err
+    _, _, err = db_cli("import", "--victims", str(tmp_path / "absent.csv"), expect=2)
+    assert "cannot read it" in err and "internal error" not in err
+    assert _counts(db_cli.home) == counts
+
+
+def test_import_streams_in_chunks_and_rolls_back_every_chunk(db_cli: Cli, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a chunk of 2 rows the files are written in several chunks inside the one transaction: the result,
+    the events and the Merkle roots are those of one batch; a bad last row undoes the chunks already written."""
+    from archive.services import records_io
+
+    monkeypatch.setattr(records_io, "CHUNK", 2)
+    counts = _counts(db_cli.home)
+    bad = VICTIMS + "VIC-9,INC-1,,false,male,,,true,,2023-12-09,2023-12-10,maybe,,\n"
+    report, err = _import(db_cli, "--incidents", _write(tmp_path, "i.csv", INCIDENTS),
+                          "--victims", _write(tmp_path, "v.csv", bad), expect=1)
+    assert "v.csv:6: family_consent" in err and report["incidents"]["event"] is None
+    assert _counts(db_cli.home) == counts
+    dup = VICTIMS + VICTIMS.splitlines()[1] + "\n"  # a duplicate three chunks after its first line
+    _, err = _import(db_cli, "--incidents", _write(tmp_path, "i.csv", INCIDENTS),
+                     "--victims", _write(tmp_path, "v.csv", dup), expect=1)
+    assert "v.csv:6: ref: duplicate ref 'VIC-1' (first on line 2)" in err and _counts(db_cli.home) == counts
+    report = _good(db_cli, tmp_path)
+    assert report["incidents"]["created"] == 3 and report["victims"]["created"] == 4
+    batches = [e for e in _events(db_cli.home) if e["details"].get("change") == "import"]
+    assert [b["details"]["records"] for b in batches] == [6, 6]
+    assert [b["seq"] for b in batches] == [report["incidents"]["event"]["seq"], report["victims"]["event"]["seq"]]
+    again = _good(db_cli, tmp_path)
+    assert again["victims"]["unchanged"] == 4 and again["victims"]["event"] is None
+
+
+def test_streaming_batch_matches_record_batch(db_cli: Cli, tmp_path: Path) -> None:
+    """BatchWriter over some changes gives the root `batch_root` gives over the same commitments, and its rows
+    name the event it appends."""
+    from sqlmodel import Session, col, select
+
+    from archive.context import Archive
+    from archive.custody.log import utc_now
+    from archive.db import transaction
+    from archive.records.changes import BatchWriter, Change, batch_root, new_id
+    from archive.records.tables import RecordChange
+
+    archive = Archive.open(db_cli.home, "tester")
+    try:
+        keys = archive.runtime.keys.catalog()
+        with transaction(archive.engine) as session:
+            batch = BatchWriter(session, keys, archive.actor, what="victims", at=utc_now())
+            for n in range(3):
+                batch.add([Change(new_id("vic"), "victim", "create", {"ref": f"S-{n}"}, "test") for _ in range(n)])
+            seq, root = batch.finish() or (0, "")
+        with Session(archive.engine) as session:
+            rows = session.exec(select(RecordChange).where(RecordChange.event_seq == seq)
+                                .order_by(col(RecordChange.batch_index))).all()
+        assert [r.batch_index for r in rows] == [0, 1, 2]
+        assert root == batch_root([r.commitment for r in rows])
+        assert _events(db_cli.home)[-1]["seq"] == seq and _events(db_cli.home)[-1]["details"]["merkle_root"] == root
+    finally:
+        archive.close()

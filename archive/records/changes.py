@@ -142,6 +142,53 @@ def record_batch(session: Session, keys: CatalogKeys, actor: str, changes: Seque
     return event.seq, root
 
 
+class BatchWriter:
+    """`record_batch` for a file read row by row: changes written as they come, one event at the end.
+
+    The event's sequence number is reserved first (`_next_seq` holds
+    `log_head` for the rest of the transaction, and the next `append_event`
+    in it takes that number), so every `record_changes` row can name it
+    before the event exists; only each change's commitment (32 bytes, as its
+    Merkle leaf) is kept until `finish`. Same rows, same event and same root
+    as `record_batch` over the same changes.
+    """
+
+    def __init__(self, session: Session, keys: CatalogKeys, actor: str, *, what: str, at: str) -> None:
+        from archive.custody.log import _next_seq
+
+        self.session, self.keys, self.actor, self.what, self.at = session, keys, actor, what, at
+        self.seq = _next_seq(session)
+        self.leaves = bytearray()
+        self.count = 0
+
+    def add(self, changes: Sequence[Change]) -> None:
+        rows = []
+        for change in changes:
+            salt = new_salt()
+            commitment = record_commitment(change.record_id, salt, change.state)
+            rows.append(_row(self.keys, change, self.actor, self.at, salt, commitment, self.seq, self.count))
+            self.leaves += leaf_hash(bytes.fromhex(commitment))
+            self.count += 1
+        for start in range(0, len(rows), 5000):
+            self.session.execute(insert(_INSERT), rows[start : start + 5000])
+
+    def finish(self) -> tuple[int, str] | None:
+        """Append the batch's event (None, and no event, when nothing changed); (event seq, root)."""
+        from archive.custody.merkle import MemoryTree
+
+        if not self.count:
+            return None
+        root = MemoryTree(bytes(self.leaves)).root().hex()
+        self.leaves = bytearray()
+        details = {"change": "import", "records_kind": self.what, "records": self.count, "merkle_root": root,
+                   "commitment_format": FORMAT, "tree_format": TREE_FORMAT}
+        event = append_event(self.session, METADATA_MODIFICATION, actor=self.actor, details=details,
+                             occurred_at=self.at)
+        if event.seq != self.seq:  # another append came between: the rows would name the wrong event
+            raise RuntimeError(f"batch event took seq {event.seq}, its rows name {self.seq}")
+        return event.seq, root
+
+
 def opened(keys: CatalogKeys, row: RecordChange) -> dict[str, Any]:
     """A change row's sealed {"state", "salt", "reason"}."""
     from archive.catalog.sealing import open_row

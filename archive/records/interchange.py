@@ -23,20 +23,21 @@ from __future__ import annotations
 
 import codecs
 import csv
-import io
 import json
 import os
 import re
 import secrets
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from archive.records.rules import FIELDS, REQUIRED, VICTIM_FIELDS, VICTIM_REQUIRED
 from archive.services.errors import Invalid
 
 FORMATS = ("csv", "jsonl")
+MAX_LINE = 1 << 20  # bytes in one line of a file: a narrative of 20,000 Arabic characters is 40 KB
 MAX_PROBLEMS = 1000  # per file: enough to fix a spreadsheet by, not a report as long as the file
 CONSENT_COLUMNS = ("family_consent", "consent_date", "consent_recorded_by")
 
@@ -74,18 +75,38 @@ class Problem:
 
 @dataclass
 class Parsed:
-    """A file read: its rows as (line, fields), and every problem found (capped, `total` counts them all)."""
+    """A file being read: its rows come one at a time from `rows()` (never all in memory), and every problem
+    found is kept here (capped, `total` counts them all); `count` counts the rows given so far."""
 
     file: str
     layout: Layout
-    rows: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    fmt: str = "csv"
     problems: list[Problem] = field(default_factory=list)
     total: int = 0
+    count: int = 0
+    handle: BinaryIO | None = None
 
     def problem(self, line: int, reason: str) -> None:
         self.total += 1
         if len(self.problems) < MAX_PROBLEMS:
             self.problems.append(Problem(self.file, line, reason))
+
+    def rows(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        """Each row as (line, fields named as the columns), read as it is needed; the file closed at the end."""
+        if self.handle is None:
+            return
+        try:
+            reader = _read_csv if self.fmt == "csv" else _read_jsonl
+            for row in reader(_lines(self.handle, self), self):
+                self.count += 1
+                yield row
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
 
 
 def check_format(fmt: str) -> str:
@@ -95,80 +116,132 @@ def check_format(fmt: str) -> str:
 
 
 def read(path: str | Path, layout: Layout, fmt: str) -> Parsed:
-    """Every row of a file, or its problems; `Invalid` only when the file cannot be read at all."""
+    """A file opened for reading row by row (`Parsed.rows`); `Invalid` only when it cannot be opened at all.
+
+    A special file (`/dev/zero`, a pipe) is read the same way: a line longer
+    than `MAX_LINE` bytes ends the reading with a problem, so nothing grows
+    without bound.
+    """
     check_format(fmt)
     name = str(path)
     try:
-        data = Path(path).read_bytes()
+        handle = open(path, "rb")  # noqa: SIM115 (closed by Parsed.rows / close)
     except OSError as exc:
         raise Invalid(f"{name}: cannot read it ({exc.strerror or exc})") from None
-    parsed = Parsed(name, layout)
-    text = _decode(data, parsed)
-    if text is None:
-        return parsed
-    if not text.strip():
-        parsed.problem(1, "empty file: " + ("no header row" if fmt == "csv" else "no records"))
-        return parsed
-    (_read_csv if fmt == "csv" else _read_jsonl)(text, parsed)
-    return parsed
+    return Parsed(name, layout, fmt, handle=handle)
 
 
-def _decode(data: bytes, parsed: Parsed) -> str | None:
-    """The file's text, or None with a problem on every line that is not UTF-8."""
-    if data.startswith(_UTF16_32):
-        parsed.problem(1, "not UTF-8: the file is UTF-16 or UTF-32 text (save it as UTF-8)")
-        return None
-    if data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8):]
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    for number, line in enumerate(data.split(b"\n"), 1):
-        try:
-            line.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            parsed.problem(number, f"not UTF-8: byte 0x{line[exc.start]:02x} at column {exc.start + 1} "
-                                   "(save the file as UTF-8)")
-    return None
+def _lines(handle: BinaryIO, parsed: Parsed) -> Iterator[str]:
+    """The file's lines as text (line endings kept, for the CSV reader), one at a time.
 
-
-def _read_csv(text: str, parsed: Parsed) -> None:
-    layout = parsed.layout
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    try:
-        header = [h.strip() for h in next(reader)]
-        unknown = sorted({h for h in header if h not in layout.columns})
-        if unknown:
-            parsed.problem(1, f"unknown column(s): {', '.join(unknown)} (known: {', '.join(layout.columns)})")
-        twice = sorted({h for h in header if header.count(h) > 1})
-        if twice:
-            parsed.problem(1, f"column(s) given twice: {', '.join(twice)}")
-        missing = [c for c in layout.required if c not in header]
-        if missing:
-            parsed.problem(1, f"missing required column(s): {', '.join(missing)}")
-        if parsed.total:
+    A UTF-8 byte-order mark is skipped; UTF-16/32, a NUL byte, bytes that are
+    not UTF-8 and a line over `MAX_LINE` bytes are problems on their line
+    (decoding goes on with replacement characters, so later lines are still
+    checked, but the file imports nothing).
+    """
+    number = 0
+    while True:
+        raw = handle.readline(MAX_LINE + 1)
+        if not raw:
             return
-        last = reader.line_num
+        number += 1
+        if number == 1:
+            if raw.startswith(_UTF16_32):
+                parsed.problem(1, "not UTF-8: the file is UTF-16 or UTF-32 text (save it as UTF-8)")
+                return
+            if raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8):]
+        if len(raw) > MAX_LINE:
+            parsed.problem(number, f"line longer than {MAX_LINE} bytes: not a spreadsheet's line (is this the "
+                                   "right file?)")
+            return
+        if b"\0" in raw:
+            parsed.problem(number, f"a NUL byte at column {raw.index(0) + 1}" +
+                           (" (UTF-16 text? save the file as UTF-8)" if number == 1 else ""))
+            if number == 1:
+                return
+            raw = raw.replace(b"\0", b"")
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            parsed.problem(number, f"not UTF-8: byte 0x{raw[exc.start]:02x} at column {exc.start + 1} "
+                                   "(save the file as UTF-8)")
+            yield raw.decode("utf-8", errors="replace")
+
+
+def _header(reader: Any, parsed: Parsed) -> tuple[list[str], int] | None:
+    """The header row (blank lines before it skipped) and its line, or None with its problems."""
+    layout = parsed.layout
+    for cells in reader:
+        if any(c.strip() for c in cells):
+            break
+    else:
+        if not parsed.total:
+            parsed.problem(max(reader.line_num, 1), "empty file: no header row")
+        return None
+    line = reader.line_num
+    header = [h.strip() for h in cells]
+    while header and not header[-1]:
+        header.pop()  # a trailing comma (spreadsheets write one): checked again on every row's cells
+    empty = [str(i) for i, h in enumerate(header, 1) if not h]
+    if empty:
+        parsed.problem(line, f"an empty column name (column {', '.join(empty)})")
+    unknown = sorted({h for h in header if h and h not in layout.columns})
+    if unknown:
+        parsed.problem(line, f"unknown column(s): {', '.join(unknown)} (known: {', '.join(layout.columns)})")
+    twice = sorted({h for h in header if h and header.count(h) > 1})
+    if twice:
+        parsed.problem(line, f"column(s) given twice: {', '.join(twice)}")
+    missing = [c for c in layout.required if c not in header]
+    if missing:
+        parsed.problem(line, f"missing required column(s): {', '.join(missing)}")
+    return (header, line) if not (empty or unknown or twice or missing) else None
+
+
+def _read_csv(lines: Iterator[str], parsed: Parsed) -> Iterator[tuple[int, dict[str, Any]]]:
+    reader = csv.reader(lines, strict=True)
+    try:
+        found = _header(reader, parsed)
+        if found is None:
+            return
+        header, last = found
         for cells in reader:
             line, last = last + 1, reader.line_num
             if not any(c.strip() for c in cells):
                 continue
+            if len(cells) > len(header) and not any(c.strip() for c in cells[len(header):]):
+                cells = cells[: len(header)]  # the empty cells of a trailing comma
             if len(cells) != len(header):
                 parsed.problem(line, f"{len(cells)} fields, the header has {len(header)}")
                 continue
-            parsed.rows.append((line, dict(zip(header, map(unescape, cells), strict=True))))
+            yield line, dict(zip(header, map(unescape, cells), strict=True))
     except csv.Error as exc:
         parsed.problem(reader.line_num or 1, f"not a CSV row: {exc}")
 
 
-def _read_jsonl(text: str, parsed: Parsed) -> None:
+class _TwiceError(ValueError):
+    pass
+
+
+def _once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are each given once (a repeated key would silently drop a value)."""
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        raise _TwiceError(", ".join(sorted(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)))
+    return value
+
+
+def _read_jsonl(lines: Iterator[str], parsed: Parsed) -> Iterator[tuple[int, dict[str, Any]]]:
     layout = parsed.layout
-    for number, raw in enumerate(text.split("\n"), 1):
+    given = False
+    for number, raw in enumerate(lines, 1):
         if not raw.strip():
             continue
         try:
-            value = json.loads(raw)
+            value = json.loads(raw, object_pairs_hook=_once)
+        except _TwiceError as exc:
+            parsed.problem(number, f"key(s) given twice: {exc}")
+            continue
         except json.JSONDecodeError as exc:
             parsed.problem(number, f"not JSON: {exc.msg} at column {exc.colno}")
             continue
@@ -183,7 +256,10 @@ def _read_jsonl(text: str, parsed: Parsed) -> None:
         if bad:
             parsed.problem(number, f"{', '.join(bad)}: must be text, a number, true/false, null or a list of text")
             continue
-        parsed.rows.append((number, value))  # null: the column given empty (a key left out: not given)
+        given = True
+        yield number, value  # null: the column given empty (a key left out: not given)
+    if not given and not parsed.total:
+        parsed.problem(1, "empty file: no records")
 
 
 def _plain(value: Any) -> bool:

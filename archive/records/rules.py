@@ -8,6 +8,7 @@ the line; services call them for one record.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from archive.records.common import (
@@ -30,10 +31,15 @@ REQUIRED = ("ref", "type", "started_at", "governorate", "attribution")
 def parse_attribution(vocab: Vocab, value: Any, what: str = "attribution") -> tuple[str, str]:
     """(party keys sorted and joined by "+", kind): `single`, `joint` (two or more) or `other` (an "other
     parties" category alone)."""
-    parts = value if isinstance(value, list) else str(value or "").split("+")
-    keys = sorted({vocab.check("parties", str(p).strip(), what) for p in parts if str(p).strip()})
-    if not keys:
+    parts = [str(p).strip() for p in (value if isinstance(value, list) else str(value or "").split("+"))]
+    if not any(parts):
         raise Invalid(f"{what}: a party key is required (keys joined by '+' for a joint attribution)")
+    if len(parts) > 1 and not all(parts):  # `+sdf`, `sdf+`: a party left out (a typo is likelier than not)
+        raise Invalid(f"{what}: {'+'.join(parts)!r} has an empty party (keys joined by '+')")
+    twice = sorted({p for p in parts if parts.count(p) > 1})
+    if twice:  # `sdf+sdf`: likely `sdf+sna` mistyped, not one party
+        raise Invalid(f"{what}: {', '.join(twice)} given twice in {'+'.join(parts)!r}")
+    keys = sorted(vocab.check("parties", p, what) for p in parts)
     if len(keys) > 1:
         return "+".join(keys), "joint"
     return keys[0], "other" if vocab.group(keys[0]) == "other" else "single"
@@ -48,16 +54,17 @@ def incident_state(vocab: Vocab, fields: dict[str, Any]) -> dict[str, Any]:
         if fields.get(name) in (None, ""):
             raise Invalid(f"{name}: required")
     started_at, timed = check_started(fields["started_at"])
-    precision = fields.get("started_precision") or ("minute" if timed else "day")
+    _plausible(started_at, "started_at")
+    precision = _stripped(fields.get("started_precision")) or ("minute" if timed else "day")
     check_choice(precision, PRECISIONS, "started_precision")
     if precision in ("hour", "minute") and not timed:
         raise Invalid(f"started_precision: {precision!r} needs a time of day in started_at (YYYY-MM-DDTHH:MM)")
     attribution, _kind = parse_attribution(vocab, fields["attribution"])
-    latitude = check_coordinate(fields.get("latitude"), "latitude", 90)
-    longitude = check_coordinate(fields.get("longitude"), "longitude", 180)
+    latitude = check_coordinate(_number(fields.get("latitude"), "latitude"), "latitude", 90)
+    longitude = check_coordinate(_number(fields.get("longitude"), "longitude"), "longitude", 180)
     if (latitude is None) != (longitude is None):
         raise Invalid("latitude and longitude: give both or neither")
-    damage = fields.get("facility_damage") or None
+    damage = _stripped(fields.get("facility_damage")) or None
     if damage is not None:
         check_choice(damage, FACILITY_DAMAGE, "facility_damage")
     return {
@@ -78,6 +85,32 @@ def incident_state(vocab: Vocab, fields: dict[str, Any]) -> dict[str, Any]:
         "facility_damage": damage,
         "narrative": check_text(fields.get("narrative"), "narrative"),
     }
+
+
+FIRST_YEAR, LAST_YEAR = 1900, 2100  # a date outside is a typo (0001-01-01, 9999-12-31), not a record
+_DECIMAL = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)$")
+
+
+def _stripped(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+def _plausible(day: str, what: str) -> str:
+    """A date (or date and time) whose year is FIRST_YEAR..LAST_YEAR."""
+    if not FIRST_YEAR <= int(day[:4]) <= LAST_YEAR:
+        raise Invalid(f"{what}: {day!r} is not a plausible date (years {FIRST_YEAR} to {LAST_YEAR})")
+    return day
+
+
+def _number(value: Any, what: str) -> Any:
+    """A coordinate as a file gives it: a JSON number, or decimal digits (no `true`, `1_0`, `1e3`, `nan`)."""
+    if value is None or value == "":
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise Invalid(f"{what}: {value!r} is not a number")
+    if isinstance(value, str) and not _DECIMAL.match(value.strip()):
+        raise Invalid(f"{what}: {value!r} is not a number (decimal digits, like 35.93)")
+    return value.strip() if isinstance(value, str) else value
 
 
 VICTIM_FIELDS = ("ref", "incident_ref", "name", "name_withheld", "sex", "age", "age_group", "civilian", "professions",
@@ -102,9 +135,10 @@ def check_bool(value: Any, what: str, default: bool | None = None) -> bool:
 def check_age(value: Any) -> int | None:
     if value is None or value == "":
         return None
-    if isinstance(value, bool) or not (isinstance(value, int) or str(value).strip().isdigit()):
+    text = value if isinstance(value, int) else str(value).strip()
+    if isinstance(value, bool) or not (isinstance(text, int) or text.isdecimal()):  # `²` is a digit, not decimal
         raise Invalid(f"age: {value!r} is not a whole number of years")
-    age = int(value)
+    age = int(text)
     if age > MAX_AGE:
         raise Invalid(f"age: {age} is not a possible age")
     return age
@@ -122,13 +156,14 @@ def victim_state(vocab: Vocab, fields: dict[str, Any], incident_id: str) -> dict
         if fields.get(name) in (None, ""):
             raise Invalid(f"{name}: required")
     age = check_age(fields.get("age"))
-    group = fields.get("age_group") or None
+    group = _stripped(fields.get("age_group")) or None
     if group is not None:
         check_choice(group, AGE_GROUPS, "age_group")
         if age is not None and group != "unknown" and (group == "child") != is_child(age, None):
             raise Invalid(f"age_group: {group!r} disagrees with age {age} (a child is under 18)")
-    documented = check_day(fields["date_documented"], "date_documented")
-    died = check_day(fields["date_of_death"], "date_of_death") if fields.get("date_of_death") else None
+    documented = _plausible(check_day(fields["date_documented"], "date_documented"), "date_documented")
+    died = _plausible(check_day(fields["date_of_death"], "date_of_death"), "date_of_death") \
+        if fields.get("date_of_death") else None
     if died is not None and died > documented:
         raise Invalid(f"date_of_death: {died} is after the date documented ({documented})")
     raw = fields.get("professions") or []
@@ -164,9 +199,10 @@ def consent_state(victim_id: str, scope: str, answer: Any, given_on: Any, record
     from archive.records.vocab import CONSENT_SCOPES
 
     check_choice(scope, CONSENT_SCOPES, "scope")
+    answer = _stripped(answer)
     if answer != "withdrawn":
         check_choice(answer, CONSENT_ANSWERS, "family_consent")
-    day = check_day(given_on, "consent_date") if given_on not in (None, "") else None
+    day = _plausible(check_day(given_on, "consent_date"), "consent_date") if given_on not in (None, "") else None
     if answer in ("yes", "withdrawn") and day is None:
         raise Invalid(f"consent_date: required when the family's answer is {answer!r}")
     who = check_text(recorded_by, "consent_recorded_by", 255)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +34,7 @@ from sqlmodel import col, select
 from archive.custody.log import utc_now
 from archive.db import transaction
 from archive.records import interchange
-from archive.records.changes import Change, new_id, record_batch
+from archive.records.changes import BatchWriter, Change, new_id
 from archive.records.common import check_text, record_keys, require
 from archive.records.interchange import CONSENT_COLUMNS, INCIDENTS, VICTIMS, Parsed
 from archive.records.rules import (
@@ -60,13 +61,15 @@ REASON = "imported"
 CONSENT_SCOPE = "un_bodies"  # the scope the interchange columns record
 CHUNK = 5000  # rows per bulk statement
 QUERY_CHUNK = 900  # values per IN (...) (SQLite allows 999 parameters in old builds)
+ANALYZE_AFTER = 10_000  # changes written by one import: enough to refresh the planner's statistics
+RECORD_TABLES = ("incidents", "attributions", "victims", "consents", "record_changes")
 
 
 @dataclass
 class Plan:
-    """What one file will write: new and changed rows per kind, the changes for the log, and counts."""
+    """What one file writes, a chunk of rows at a time: new and changed rows per kind and the changes for
+    the log (emptied by `flush`), and the file's counts (kept)."""
 
-    parsed: Parsed
     inserts: dict[str, list[tuple[str, dict[str, Any]]]] = field(default_factory=dict)
     updates: dict[str, list[tuple[str, dict[str, Any]]]] = field(default_factory=dict)
     changes: list[Change] = field(default_factory=list)
@@ -80,9 +83,31 @@ class Plan:
         (self.inserts if new else self.updates).setdefault(kind, []).append((record_id, state))
         self.changes.append(Change(record_id, kind, change, state, reason))
 
+    def count(self, old: dict[str, Any] | None, changed: bool) -> None:
+        if not changed:
+            self.unchanged += 1
+        elif old is None:
+            self.created += 1
+        else:
+            self.updated += 1
+
+    def flush(self, session: Session, keys: CatalogKeys, batch: BatchWriter, kinds: tuple[str, ...],
+              actor: str) -> None:
+        """Write the chunk's rows and their changes (sealed, bound to their commitments), then forget them."""
+        for kind in kinds:
+            _bulk(session, keys, self, kind, batch.at, actor)
+        batch.add(self.changes)
+        self.inserts, self.updates, self.changes = {}, {}, []
+
 
 class _Refused(Exception):
     """Raised inside the transaction when any row is bad, so nothing at all is written."""
+
+
+def batched(rows: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    """`rows` a list of `size` at a time (itertools.batched arrives with Python 3.12)."""
+    while chunk := list(islice(rows, size)):
+        yield chunk
 
 
 def _chunks(values: list[Any], size: int = QUERY_CHUNK) -> Iterator[list[Any]]:
@@ -93,7 +118,7 @@ def _chunks(values: list[Any], size: int = QUERY_CHUNK) -> Iterator[list[Any]]:
 def _by_ref(session: Session, model: Any, refs: Iterable[str]) -> dict[str, Any]:
     """The rows of `model` whose ref is one of `refs`, by ref (one query per chunk, never one per row)."""
     found: dict[str, Any] = {}
-    for chunk in _chunks(sorted(set(refs))):
+    for chunk in _chunks(sorted(set(refs) - {""})):
         for row in session.exec(select(model).where(col(model.ref).in_(chunk))).all():
             found[row.ref] = row
     return found
@@ -104,73 +129,68 @@ def _ref_of(fields: dict[str, Any]) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
-def _duplicates(parsed: Parsed) -> set[int]:
-    """Lines whose ref an earlier line of the same file already used (each reported)."""
-    first: dict[str, int] = {}
-    lines: set[int] = set()
-    for line, fields in parsed.rows:
+def _fresh(parsed: Parsed, seen: dict[str, int], rows: list[tuple[int, dict[str, Any]]]) \
+        -> list[tuple[int, dict[str, Any]]]:
+    """The rows of a chunk whose ref no earlier line of the file used (the others each reported); `seen`
+    (ref -> first line) is all the file's rows leave behind."""
+    fresh = []
+    for line, fields in rows:
         ref = _ref_of(fields)
-        if not ref:
+        if ref and ref in seen:
+            parsed.problem(line, f"ref: duplicate ref {ref!r} (first on line {seen[ref]})")
             continue
-        if ref in first:
-            parsed.problem(line, f"ref: duplicate ref {ref!r} (first on line {first[ref]})")
-            lines.add(line)
-        else:
-            first[ref] = line
-    return lines
+        if ref:
+            seen[ref] = line
+        fresh.append((line, fields))
+    return fresh
 
 
-def _plan_incidents(session: Session, keys: CatalogKeys, vocab: Vocab, parsed: Parsed) -> tuple[Plan, dict[str, str]]:
-    """The incidents file's plan, and every ref it names (its new ids assigned) -> incident id."""
+def _import_incidents(session: Session, keys: CatalogKeys, vocab: Vocab, parsed: Parsed, batch: BatchWriter,
+                      actor: str, bad: set[str]) -> Plan:
+    """The incidents file, a chunk at a time; `bad` gets the refs of its bad rows (victims of them are not
+    "unknown incident" too)."""
     from archive.services.incidents import attribution_state
 
-    plan = Plan(parsed, extra={"attributions": 0})
+    plan = Plan(extra={"attributions": 0})
     spec = KINDS["incident"]
-    duplicate = _duplicates(parsed)
-    existing = _by_ref(session, Incident, (_ref_of(f) for _, f in parsed.rows))
-    ids: dict[str, str] = {ref: row.id for ref, row in existing.items()}
-    for line, fields in parsed.rows:
-        if line in duplicate:
-            continue
-        ref = _ref_of(fields)
-        row = existing.get(ref)
-        old = state_of(keys, spec, row) if row is not None else None
-        try:  # a column the file does not have leaves that field as the archive holds it
-            state = incident_state(vocab, fields if old is None else {**_given(old, FIELDS), **fields})
-        except Invalid as exc:
-            parsed.problem(line, str(exc))
-            if ref and ref not in ids:
-                ids[ref] = ""  # named by this file: victims of it are not "unknown incident" too
-            continue
-        if old is not None and {**old, **state} == old:
-            plan.unchanged += 1
-            continue
-        record_id = row.id if row is not None else new_id(spec.prefix)
-        ids[state["ref"]] = record_id
-        plan.write("incident", record_id, {**(old or {}), **state}, old is None,
-                   "create" if old is None else "edit")
-        if old is None:
-            plan.created += 1
-        else:
-            plan.updated += 1
-        if old is None or old.get("attribution") != state["attribution"]:
-            parties, kind = parse_attribution(vocab, state["attribution"])
-            plan.write("attribution", new_id("att"), attribution_state(record_id, parties, kind, REASON, []),
-                       True, "create")
-            plan.extra["attributions"] += 1
-    return plan, ids
+    seen: dict[str, int] = {}
+    for chunk in batched(parsed.rows(), CHUNK):
+        rows = _fresh(parsed, seen, chunk)
+        existing = _by_ref(session, Incident, (_ref_of(f) for _, f in rows))
+        for line, fields in rows:
+            ref = _ref_of(fields)
+            row = existing.get(ref)
+            old = state_of(keys, spec, row) if row is not None else None
+            try:  # a column the file does not have leaves that field as the archive holds it
+                state = incident_state(vocab, fields if old is None else {**_given(old, FIELDS), **fields})
+            except Invalid as exc:
+                parsed.problem(line, str(exc))
+                bad.add(ref)
+                continue
+            changed = old is None or {**old, **state} != old
+            plan.count(old, changed)
+            if not changed:
+                continue
+            record_id = row.id if row is not None else new_id(spec.prefix)
+            plan.write("incident", record_id, {**(old or {}), **state}, old is None,
+                       "create" if old is None else "edit")
+            if old is None or old.get("attribution") != state["attribution"]:
+                parties, kind = parse_attribution(vocab, state["attribution"])
+                plan.write("attribution", new_id("att"), attribution_state(record_id, parties, kind, REASON, []),
+                           True, "create")
+                plan.extra["attributions"] += 1
+        plan.flush(session, keys, batch, ("incident", "attribution"), actor)
+    return plan
 
 
-def _incident_ids(session: Session, wanted: set[str], known: dict[str, str]) -> dict[str, str]:
-    """incident_ref -> id for refs (or ids) not named by the incidents file: looked up in the archive."""
-    ids = dict(known)
-    missing = sorted(wanted - set(ids))
-    for chunk in _chunks(missing):
+def _incident_ids(session: Session, wanted: set[str]) -> dict[str, str]:
+    """incident_ref -> id, by ref first, else by id (the archive's rows, this import's already written)."""
+    ids: dict[str, str] = {}
+    for chunk in _chunks(sorted(wanted)):
         for ref, incident_id in session.exec(select(Incident.ref, Incident.id)
                                              .where(col(Incident.ref).in_(chunk))).all():
             ids[ref] = incident_id
-    missing = sorted(wanted - set(ids))
-    for chunk in _chunks(missing):
+    for chunk in _chunks(sorted(wanted - set(ids))):
         for incident_id in session.exec(select(Incident.id).where(col(Incident.id).in_(chunk))).all():
             ids[incident_id] = incident_id
     return ids
@@ -187,45 +207,42 @@ def _consents(session: Session, victim_ids: list[str]) -> dict[str, Consent]:
     return latest
 
 
-def _plan_victims(session: Session, keys: CatalogKeys, vocab: Vocab, parsed: Parsed,
-                  incident_refs: dict[str, str]) -> Plan:
-    plan = Plan(parsed, extra={"consents": 0})
+def _import_victims(session: Session, keys: CatalogKeys, vocab: Vocab, parsed: Parsed, batch: BatchWriter,
+                    actor: str, bad_incidents: set[str]) -> Plan:
+    plan = Plan(extra={"consents": 0})
     spec, consent_spec = KINDS["victim"], KINDS["consent"]
-    duplicate = _duplicates(parsed)
-    wanted = {str(f.get("incident_ref") or "").strip() for _, f in parsed.rows} - {""}
-    incidents = _incident_ids(session, wanted, incident_refs)
-    existing = _by_ref(session, Victim, (_ref_of(f) for _, f in parsed.rows))
-    consents = _consents(session, [row.id for row in existing.values()])
-    for line, fields in parsed.rows:
-        if line in duplicate:
-            continue
-        incident_ref = str(fields.get("incident_ref") or "").strip()
-        try:
-            if incident_ref and incident_ref not in incidents:
-                raise Invalid(f"incident_ref: unknown incident {incident_ref!r} (not in this import nor the archive)")
-            row = existing.get(_ref_of(fields))
-            old = state_of(keys, spec, row) if row is not None else None
-            given = fields if old is None else {**_given(old, VICTIM_FIELDS), **fields}
-            state = victim_state(vocab, given, incidents.get(incident_ref) or "")
-            if old is not None:
-                _keep_withheld(old, state, fields)
-            record_id = row.id if row is not None else new_id(spec.prefix)
-            consent = _consent_fields(fields, record_id)
-        except Invalid as exc:
-            parsed.problem(line, str(exc))
-            continue
-        changed = old is None or {**old, **state} != old
-        if changed:
-            plan.write("victim", record_id, {**(old or {}), **state}, old is None,
-                       "create" if old is None else "edit")
-        if consent is not None:
-            changed |= _plan_consent(plan, keys, consent_spec, consents.get(record_id), consent)
-        if not changed:
-            plan.unchanged += 1
-        elif old is None:
-            plan.created += 1
-        else:
-            plan.updated += 1
+    seen: dict[str, int] = {}
+    for chunk in batched(parsed.rows(), CHUNK):
+        rows = _fresh(parsed, seen, chunk)
+        wanted = {str(f.get("incident_ref") or "").strip() for _, f in rows} - {""}
+        incidents = _incident_ids(session, wanted - bad_incidents)
+        existing = _by_ref(session, Victim, (_ref_of(f) for _, f in rows))
+        consents = _consents(session, [row.id for row in existing.values()])
+        for line, fields in rows:
+            incident_ref = str(fields.get("incident_ref") or "").strip()
+            try:
+                if incident_ref and incident_ref not in incidents and incident_ref not in bad_incidents:
+                    raise Invalid(f"incident_ref: unknown incident {incident_ref!r} (not in this import nor the "
+                                  "archive)")
+                row = existing.get(_ref_of(fields))
+                old = state_of(keys, spec, row) if row is not None else None
+                given = fields if old is None else {**_given(old, VICTIM_FIELDS), **fields}
+                state = victim_state(vocab, given, incidents.get(incident_ref) or "")
+                if old is not None:
+                    _keep_withheld(old, state, fields)
+                record_id = row.id if row is not None else new_id(spec.prefix)
+                consent = _consent_fields(fields, record_id)
+            except Invalid as exc:
+                parsed.problem(line, str(exc))
+                continue
+            changed = old is None or {**old, **state} != old
+            if changed:
+                plan.write("victim", record_id, {**(old or {}), **state}, old is None,
+                           "create" if old is None else "edit")
+            if consent is not None:
+                changed |= _plan_consent(plan, keys, consent_spec, consents.get(record_id), consent)
+            plan.count(old, changed)
+        plan.flush(session, keys, batch, ("victim", "consent"), actor)
     return plan
 
 
@@ -298,7 +315,7 @@ def _bulk(session: Session, keys: CatalogKeys, plan: Plan, kind: str, at: str, a
 
 def _file_report(plan: Plan | None, parsed: Parsed, event: tuple[int, str] | None) -> dict[str, Any]:
     errors = [p.as_dict() for p in sorted(parsed.problems, key=lambda p: p.line)]
-    report: dict[str, Any] = {"file": parsed.file, "rows": len(parsed.rows),
+    report: dict[str, Any] = {"file": parsed.file, "rows": parsed.count,
                               "created": plan.created if plan else 0, "updated": plan.updated if plan else 0,
                               "unchanged": plan.unchanged if plan else 0,
                               "errors": errors, "error_count": parsed.total,
@@ -311,6 +328,14 @@ def _file_report(plan: Plan | None, parsed: Parsed, event: tuple[int, str] | Non
 def import_records(archive: Archive, *, incidents: str | Path | None = None, victims: str | Path | None = None,
                    format: str = "csv", role: Role) -> dict[str, Any]:
     """Import an incidents file, a victims file, or both, in one transaction; the report.
+
+    Custodians only: a row may rewrite any record, or lift a name a family
+    asked to withhold, which only a custodian sees. A column the file does
+    not have leaves that field of an existing record as it is (a new record
+    gets the default). The files are read a chunk of rows at a time and
+    written as they are checked, inside the one transaction: memory holds a
+    chunk, the refs seen (duplicates) and 32 bytes per change (the Merkle
+    root), not the file; a bad row anywhere rolls everything back.
 
     The report has, per file given: rows, created, updated, unchanged,
     errors [{file, line, reason}] (capped; `error_count` counts all), and the
@@ -325,36 +350,55 @@ def import_records(archive: Archive, *, incidents: str | Path | None = None, vic
     if incidents is None and victims is None:
         raise Invalid("give an incidents file, a victims file, or both")
     keys = record_keys(archive, "importing records")
-    files = {"incidents": interchange.read(incidents, INCIDENTS, format) if incidents is not None else None,
-             "victims": interchange.read(victims, VICTIMS, format) if victims is not None else None}
-    plans: dict[str, Plan] = {}
-    events: dict[str, tuple[int, str] | None] = {}
+    files: dict[str, Parsed | None] = {"incidents": None, "victims": None}
     try:
-        with transaction(archive.engine) as session:
-            vocab = Vocab.read(session)
-            refs: dict[str, str] = {}
-            if files["incidents"] is not None:
-                plans["incidents"], refs = _plan_incidents(session, keys, vocab, files["incidents"])
-            if files["victims"] is not None:
-                plans["victims"] = _plan_victims(session, keys, vocab, files["victims"], refs)
-            if any(f.total for f in files.values() if f is not None):
-                raise _Refused
-            at, actor = utc_now(), archive.actor
-            session.flush()
-            for what, kinds in (("incidents", ("incident", "attribution")), ("victims", ("victim", "consent"))):
-                plan = plans.get(what)
-                if plan is None:
-                    continue
-                for kind in kinds:
-                    _bulk(session, keys, plan, kind, at, actor)
-                events[what] = record_batch(session, keys, actor, plan.changes, what=what, at=at)
-    except _Refused:
-        plans, events = {}, {}
+        files["incidents"] = interchange.read(incidents, INCIDENTS, format) if incidents is not None else None
+        files["victims"] = interchange.read(victims, VICTIMS, format) if victims is not None else None
+        plans: dict[str, Plan] = {}
+        events: dict[str, tuple[int, str] | None] = {}
+        written = 0
+        try:
+            with transaction(archive.engine) as session:
+                vocab = Vocab.read(session)
+                at, actor = utc_now(), archive.actor
+                bad: set[str] = set()
+                for what, run in (("incidents", _import_incidents), ("victims", _import_victims)):
+                    parsed = files[what]
+                    if parsed is None:
+                        continue
+                    batch = BatchWriter(session, keys, actor, what=what, at=at)
+                    plans[what] = run(session, keys, vocab, parsed, batch, actor, bad)
+                    written += batch.count
+                    if not any(f.total for f in files.values() if f is not None):
+                        events[what] = batch.finish()
+                if any(f.total for f in files.values() if f is not None):
+                    raise _Refused
+        except _Refused:
+            plans, events, written = {}, {}, 0
+    finally:
+        for parsed in files.values():
+            if parsed is not None:
+                parsed.close()
+    if written >= ANALYZE_AFTER:
+        _analyze(archive)
     report: dict[str, Any] = {"imported": not any(f.total for f in files.values() if f is not None)}
     for what, parsed in files.items():
         if parsed is not None:
             report[what] = _file_report(plans.get(what), parsed, events.get(what))
     return report
+
+
+def _analyze(archive: Archive) -> None:
+    """Fresh planner statistics after a large import, so the first `stats` is planned on the real counts
+    (PostgreSQL: ANALYZE of the record tables; SQLite: PRAGMA optimize over every table)."""
+    from sqlalchemy import text
+
+    with archive.engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("ANALYZE " + ", ".join(RECORD_TABLES)))
+        else:
+            conn.execute(text("PRAGMA optimize=0x10002"))
+        conn.commit()
 
 
 def _export_incidents(session: Session, keys: CatalogKeys) -> Iterator[dict[str, Any]]:
