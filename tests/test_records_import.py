@@ -666,3 +666,31 @@ def test_streaming_batch_matches_record_batch(db_cli: Cli, tmp_path: Path) -> No
         assert _events(db_cli.home)[-1]["seq"] == seq and _events(db_cli.home)[-1]["details"]["merkle_root"] == root
     finally:
         archive.close()
+
+
+def test_vocab_relabel_keeps_groups_and_former_names(db_cli: Cli, tmp_path: Path) -> None:
+    """A file that only relabels a term keeps its group (an incident type's drives facility_attacks) and former
+    names; moving an incident type to another group is refused like a party's."""
+    _import(db_cli, "--incidents", _write(tmp_path, "m.csv", f"{BAD_INCIDENT_HEADER}\n"
+                                          "M1,attack_medical_facility,2023-03-01,idlib,syrian_regime\n"))
+    before = db_cli.json("stats")["total"]["facility_attacks"]
+    named = {"format": "evidence-vocab/1", "vocabularies": {"parties": [
+        {"key": "syrian_regime", "label": "Syrian regime forces", "group": "main", "former_names": ["Assad forces"]}]}}
+    db_cli.json("vocab", "load", _write(tmp_path, "fn.json", json.dumps(named)))
+    party = {t["key"]: t for t in db_cli.json("vocab", "show", "parties")["parties"]}["syrian_regime"]
+    assert party["former_names"] == ["Assad forces"]
+    relabel = {"format": "evidence-vocab/1", "vocabularies": {
+        "incident_types": [{"key": "attack_medical_facility", "label": "Hospital attack"}],
+        "parties": [{"key": "syrian_regime", "label": "Government forces", "group": party["group"]}]}}
+    report = db_cli.json("vocab", "load", _write(tmp_path, "rl.json", json.dumps(relabel)))
+    assert report["updated"] == 2
+    assert db_cli.json("stats")["total"]["facility_attacks"] == before == 1
+    types = {t["key"]: t for t in db_cli.json("vocab", "show", "incident_types")["incident_types"]}
+    assert types["attack_medical_facility"]["label"] == "Hospital attack"
+    assert types["attack_medical_facility"]["group"] is not None
+    now = {t["key"]: t for t in db_cli.json("vocab", "show", "parties")["parties"]}["syrian_regime"]
+    assert now["former_names"] == party["former_names"] and now["label"] == "Government forces"
+    move = {"format": "evidence-vocab/1", "vocabularies": {
+        "incident_types": [{"key": "attack_medical_facility", "label": "x", "group": None}]}}
+    _, _, err = db_cli("vocab", "load", _write(tmp_path, "mv.json", json.dumps(move)), expect=None)
+    assert "may not move it" in err

@@ -186,8 +186,9 @@ def load(session: Session, data: Any, where: str = "vocabulary file") -> dict[st
     """Add or relabel the terms of a document; returns {vocabulary: {"added": n, "updated": n}}.
 
     No term is ever removed: incidents and victims already recorded name them.
-    A party's group may not change once records exist, as statistics already
-    count it so; a relabelling keeps the key.
+    A party's or an incident type's group may not change, as statistics
+    already count it so (facility attacks by type); a relabelling keeps the
+    key, and what a term leaves out (group, former names) stays as stored.
     """
     vocabularies = parse(data, where)
     existing = {(t.vocabulary, t.key): t for t in session.exec(select(VocabTerm)).all()}
@@ -198,14 +199,17 @@ def load(session: Session, data: Any, where: str = "vocabulary file") -> dict[st
             row = existing.get((name, term["key"]))
             values = {"label": term.get("label", term["key"]), "group": term.get("group"),
                       "former_names": list(term.get("former_names", []))}
+            if row is not None:  # what a term leaves out stays as stored (a relabelling keeps group, names)
+                values = {"label": term.get("label", row.label), "group": term.get("group", row.group),
+                          "former_names": list(term.get("former_names", row.former_names))}
             if row is None:
                 session.add(VocabTerm(vocabulary=name, key=term["key"], **values))
                 counts["added"] += 1
             elif (row.label, row.group, row.former_names) != (values["label"], values["group"],
                                                                values["former_names"]):
-                if name == "parties" and row.group != values["group"]:
-                    raise Invalid(f"{where}: party {row.key!r} is in group {row.group!r}; a loaded file "
-                                  "may not move it (statistics already count it there)")
+                if name in ("parties", "incident_types") and row.group != values["group"]:
+                    raise Invalid(f"{where}: {name[:-1].replace('_', ' ')} {row.key!r} is in group {row.group!r}; "
+                                  "a loaded file may not move it (statistics already count it there)")
                 row.label, row.group, row.former_names = values["label"], values["group"], values["former_names"]
                 session.add(row)
                 counts["updated"] += 1
