@@ -14,6 +14,9 @@ In one run, on one fresh catalog:
    one custody event per file with the Merkle root; one transaction.
    Target: <= 10 x the plain load.
 3. The same import again (nothing changes: every row opened and compared).
+The import streams (a chunk of rows at a time), so the process's peak
+resident memory after it (`peak_rss_mb_after_import`, which includes the
+generated data this process holds) should not grow with the file.
 Wall time is the figure; this process's CPU time is printed too (on a
 shared machine the wall clock also counts other processes' turns).
 The data is `bench/records_data.py`'s generator (realistic: joint
@@ -28,6 +31,7 @@ import csv
 import json
 import os
 import pstats
+import resource
 import sys
 import tempfile
 import time
@@ -87,6 +91,7 @@ def run(n_incidents: int, n_victims: int, url: str | None, profile: bool) -> dic
             if profiler:
                 profiler.disable()
             t_import, c_import = time.perf_counter() - start, time.process_time() - cpu
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024  # kB on Linux: this process so far
             assert report["imported"], report["incidents"]["errors"][:5] + report["victims"]["errors"][:5]
             assert report["victims"]["created"] == n_victims and report["incidents"]["created"] == n_incidents
             start = time.perf_counter()
@@ -102,7 +107,7 @@ def run(n_incidents: int, n_victims: int, url: str | None, profile: bool) -> dic
             "import_s": round(t_import, 2), "ratio": round(t_import / t_plain, 2),
             "plain_cpu_s": round(c_plain, 2), "import_cpu_s": round(c_import, 2),
             "reimport_unchanged_s": round(t_again, 2),
-            "victims_per_s": round(n_victims / t_import)}
+            "victims_per_s": round(n_victims / t_import), "peak_rss_mb_after_import": peak}
 
 
 def main() -> None:

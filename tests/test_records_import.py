@@ -694,3 +694,25 @@ def test_vocab_relabel_keeps_groups_and_former_names(db_cli: Cli, tmp_path: Path
         "incident_types": [{"key": "attack_medical_facility", "label": "x", "group": None}]}}
     _, _, err = db_cli("vocab", "load", _write(tmp_path, "mv.json", json.dumps(move)), expect=None)
     assert "may not move it" in err
+
+
+def test_a_large_import_refreshes_the_planner_statistics(db_cli: Cli, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """After an import of many rows (here: the threshold lowered) the planner has statistics of the record
+    tables: SQLite's sqlite_stat1, PostgreSQL's last analyze."""
+    from archive.context import Archive
+    from archive.services import records_io
+
+    monkeypatch.setattr(records_io, "ANALYZE_AFTER", 5)
+    _good(db_cli, tmp_path)
+    archive = Archive.open(db_cli.home)
+    try:
+        with archive.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                analyzed = conn.execute(text("SELECT count(*) FROM pg_stat_user_tables WHERE relname = 'victims' "
+                                             "AND (last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL)"))
+            else:
+                analyzed = conn.execute(text("SELECT count(*) FROM sqlite_stat1 WHERE tbl = 'victims'"))
+            assert analyzed.scalar_one() >= 1
+    finally:
+        archive.close()

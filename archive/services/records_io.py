@@ -1,22 +1,31 @@
 """Import and export of incidents and victims (the interchange files), and loading a vocabulary.
 
-An import is one transaction for both files: every row is checked first (by
-`archive.records.rules`, the rules forms use), and a file with any bad row
-imports nothing; the report lists every bad row with its file and line. A
-row whose ref the archive holds already updates that record (with history)
-when it differs and is left alone when it does not, so importing the same
-file again changes nothing: no new rows, no new events. Rows absent from a
-later file are left as they are.
+An import is one transaction for both files, and custodians' only: a row may
+rewrite any record, a withheld name included. The files are read a chunk of
+rows at a time; each row is checked (by `archive.records.rules`, the rules
+forms use) and written as it comes, and a file with any bad row rolls the
+whole transaction back, so nothing is imported; the report lists every bad
+row with its file and line. Memory holds one chunk, the refs seen (to find
+duplicates) and 32 bytes per change (the batch's Merkle root), never the
+file. A row whose ref the archive holds already updates that record (with
+history) when it differs and is left alone when it does not, so importing
+the same file again changes nothing: no new rows, no new events. A column
+the file does not have leaves that field as it is (a new record gets the
+default); rows absent from a later file are left as they are.
 
 Custody: one event per file, carrying the Merkle root of the commitments of
-every record the file changed (`record_batch`); the rows themselves are
-written in bulk (SQLAlchemy Core, one statement per few thousand rows), so a
-spreadsheet of 100,000 victims imports in seconds.
+every record the file changed (`changes.BatchWriter`, the streaming
+`record_batch`); the rows themselves are written in bulk (SQLAlchemy Core,
+one statement per few thousand rows), so a spreadsheet of 100,000 victims
+imports in seconds.
 
-Export writes the same format back. Names a family asked to withhold are
-never exported, whatever the role (empty name, `name_withheld` true); and
-importing such a row back into the archive it came from keeps the name the
-archive holds, rather than erasing it.
+Export writes the same format back, to a new file (an existing one only with
+`force`) readable by its owner only; CSV cells that a spreadsheet would run
+as a formula get one leading `'`, which import drops again
+(`interchange.escape`). Names a family asked to withhold are never exported,
+whatever the role (empty name, `name_withheld` true); importing such a row
+back keeps the name the archive holds, and a row lifting the withholding
+must give the name.
 """
 
 from __future__ import annotations
@@ -390,14 +399,17 @@ def import_records(archive: Archive, *, incidents: str | Path | None = None, vic
 
 def _analyze(archive: Archive) -> None:
     """Fresh planner statistics after a large import, so the first `stats` is planned on the real counts
-    (PostgreSQL: ANALYZE of the record tables; SQLite: PRAGMA optimize over every table)."""
+    (an ANALYZE of the record tables, sampled on SQLite; then SQLite's PRAGMA optimize)."""
     from sqlalchemy import text
 
     with archive.engine.connect() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("ANALYZE " + ", ".join(RECORD_TABLES)))
-        else:
-            conn.execute(text("PRAGMA optimize=0x10002"))
+        else:  # sampled (analysis_limit): a few hundred milliseconds whatever the size
+            conn.execute(text("PRAGMA analysis_limit=1000"))
+            for table in RECORD_TABLES:
+                conn.execute(text(f"ANALYZE {table}"))
+            conn.execute(text("PRAGMA optimize"))
         conn.commit()
 
 
