@@ -716,3 +716,8 @@ def test_a_large_import_refreshes_the_planner_statistics(db_cli: Cli, tmp_path: 
             assert analyzed.scalar_one() >= 1
     finally:
         archive.close()
+
+
+def test_a_vocabulary_file_has_a_size_limit(cli: Cli) -> None:
+    _, _, err = cli("vocab", "load", "/dev/zero", expect=2)
+    assert "larger than 16 MB" in err

@@ -71,6 +71,7 @@ CONSENT_SCOPE = "un_bodies"  # the scope the interchange columns record
 CHUNK = 5000  # rows per bulk statement
 QUERY_CHUNK = 900  # values per IN (...) (SQLite allows 999 parameters in old builds)
 ANALYZE_AFTER = 10_000  # changes written by one import: enough to refresh the planner's statistics
+MAX_VOCAB_BYTES = 16 << 20  # a vocabulary of every party and place of a conflict is well under 1 MB
 RECORD_TABLES = ("incidents", "attributions", "victims", "consents", "record_changes")
 
 
@@ -482,7 +483,11 @@ def load_vocab(archive: Archive, path: str | Path, *, role: Role) -> dict[str, A
         raise Forbidden(f"loading a vocabulary needs the custodian role, not {role}")
     name = str(path)
     try:
-        text = Path(path).read_bytes().decode("utf-8-sig")
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_VOCAB_BYTES + 1)  # a special file (/dev/zero) too: never more than this
+        if len(raw) > MAX_VOCAB_BYTES:
+            raise Invalid(f"{name}: larger than {MAX_VOCAB_BYTES // (1 << 20)} MB: not a vocabulary file")
+        text = raw.decode("utf-8-sig")
     except OSError as exc:
         raise Invalid(f"{name}: cannot read it ({exc.strerror or exc})") from None
     except UnicodeDecodeError:
