@@ -298,6 +298,11 @@ NEW-5,killing,2023-01-01, idlib , sdf+isis ,
                                                                "NEW-1,killing,2023-01-01,idlib,isis,"
                                                                + "x" * (1 << 21))},
      "csv", [("g.csv", 2, "line longer than")]),
+    ("victims of a bad incident row, in one file and the next", {
+        "--incidents": ("bi.csv", f"{BAD_INCIDENT_HEADER}\nNEW-1,killing,2023-01-01,idlib,nobody\n"),
+        "--victims": ("bv.csv", f"{BAD_VICTIM_HEADER}\nNEW-V1,NEW-1,male,,,true,,2023-12-01\n"
+                                "NEW-V2,NEW-1,male,,,maybe,,2023-12-01\n")},
+     "csv", [("bi.csv", 2, "attribution: unknown value 'nobody'"), ("bv.csv", 3, "civilian: 'maybe'")]),
     ("a good file beside a bad one imports nothing either", {
         "--incidents": ("good.csv", f"{BAD_INCIDENT_HEADER}\nNEW-1,killing,2023-01-01,idlib,syrian_regime\n"),
         "--victims": ("bad.csv", f"{BAD_VICTIM_HEADER}\nNEW-V1,NEW-1,male,,,true,,2023-13-01\n")},

@@ -245,6 +245,8 @@ def _import_victims(session: Session, keys: CatalogKeys, vocab: Vocab, parsed: P
             except Invalid as exc:
                 parsed.problem(line, str(exc))
                 continue
+            if incident_ref in bad_incidents:
+                continue  # checked, but its incident is a bad row (reported): nothing to write it under
             changed = old is None or {**old, **state} != old
             if changed:
                 plan.write("victim", record_id, {**(old or {}), **state}, old is None,
