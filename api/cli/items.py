@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from api.cli.main import CliState, emit_json, fail, pass_state
+from api.cli.main import CliState, echo_tree, emit_json, fail, pass_state
 
 
 @click.command()
@@ -130,24 +130,6 @@ def list_(state: CliState, as_json: bool, box: str | None) -> None:
         click.echo(f"{item.id}  {item.status:9}  {size:>12}  {item.sha256 or '(sealed: locked)'}")
 
 
-def _print_tree(data: Any, indent: int = 0) -> None:
-    pad = "  " * indent
-    if isinstance(data, dict):
-        for key, value in data.items():
-            if isinstance(value, (dict, list)) and value:
-                click.echo(f"{pad}{key}:")
-                _print_tree(value, indent + 1)
-            else:
-                click.echo(f"{pad}{key}: {value}")
-    elif isinstance(data, list):
-        for value in data:
-            if isinstance(value, dict):
-                click.echo(f"{pad}-")
-                _print_tree(value, indent + 1)
-            else:
-                click.echo(f"{pad}- {value}")
-
-
 @click.command()
 @click.argument("item")
 @click.option("--json", "as_json", is_flag=True)
@@ -161,7 +143,7 @@ def show(state: CliState, item: str, as_json: bool) -> None:
     if as_json:
         emit_json(data)
     else:
-        _print_tree(data.as_dict())
+        echo_tree(data.as_dict())
 
 
 @click.command()

@@ -55,6 +55,25 @@ def plain(data: Any) -> Any:
     return data
 
 
+def echo_tree(data: Any, indent: int = 0) -> None:
+    """A nested result as indented lines (what `show` commands print without --json)."""
+    pad = "  " * indent
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if isinstance(value, (dict, list)) and value:
+                click.echo(f"{pad}{key}:")
+                echo_tree(value, indent + 1)
+            else:
+                click.echo(f"{pad}{key}: {value}")
+    elif isinstance(data, list):
+        for value in data:
+            if isinstance(value, dict):
+                click.echo(f"{pad}-")
+                echo_tree(value, indent + 1)
+            else:
+                click.echo(f"{pad}- {value}")
+
+
 def emit_json(data: Any) -> None:
     click.echo(json.dumps(plain(data), ensure_ascii=False, indent=None, default=str))
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from api.cli.main import CliState, emit_json, pass_state
+from api.cli.main import CliState, echo_tree, emit_json, pass_state
 
 _FIELDS: list[tuple[str, str, str]] = [  # (option, interchange column, help)
     ("--ref", "ref", "A new reference for the victim (how it is named in commands and files)."),
@@ -45,29 +45,11 @@ def _fields(values: dict[str, Any], specs: list[tuple[str, str, str]]) -> dict[s
     return {column: values[column] for _, column, _ in specs if values.get(column) is not None}
 
 
-def _echo_tree(data: Any, indent: int = 0) -> None:
-    pad = "  " * indent
-    if isinstance(data, dict):
-        for key, value in data.items():
-            if isinstance(value, (dict, list)) and value:
-                click.echo(f"{pad}{key}:")
-                _echo_tree(value, indent + 1)
-            else:
-                click.echo(f"{pad}{key}: {value}")
-    elif isinstance(data, list):
-        for value in data:
-            if isinstance(value, dict):
-                click.echo(f"{pad}-")
-                _echo_tree(value, indent + 1)
-            else:
-                click.echo(f"{pad}- {value}")
-
-
 def _out(data: Any, as_json: bool) -> None:
     if as_json:
         emit_json(data)
     else:
-        _echo_tree(data)
+        echo_tree(data)
 
 
 def _role() -> Any:
