@@ -726,3 +726,17 @@ def test_a_large_import_refreshes_the_planner_statistics(db_cli: Cli, tmp_path: 
 def test_a_vocabulary_file_has_a_size_limit(cli: Cli) -> None:
     _, _, err = cli("vocab", "load", "/dev/zero", expect=2)
     assert "larger than 16 MB" in err
+
+
+def test_an_empty_name_withheld_cell_never_lifts_the_withholding(db_cli: Cli, tmp_path: Path) -> None:
+    """Only `false` lifts it (with the name); an empty cell, like an absent column, keeps what the family asked."""
+    _good(db_cli, tmp_path)
+    before = _states(db_cli.home)
+    assert before["victim VIC-3"]["name_withheld"] is True
+    header = "ref,incident_ref,name,name_withheld,sex,civilian,date_documented\n"
+    _import(db_cli, "--victims", _write(tmp_path, "empty.csv", header + f"VIC-3,INC-1,{WITHHELD},,female,true,"
+                                        "2024-01-05\n"))
+    assert _states(db_cli.home)["victim VIC-3"]["name_withheld"] is True
+    out = tmp_path / "out.csv"
+    db_cli("export-records", "--victims", str(out))
+    assert WITHHELD not in out.read_text(encoding="utf-8")

@@ -200,7 +200,7 @@ def test_a_withheld_name_reaches_custodians_only_and_is_never_in_clear_on_disk(
         assert list_matches(archive, role=inv, state=None) == []  # … that investigators never see
         with pytest.raises(Forbidden, match="only a custodian may lift"):
             edit_victim(archive, "V-1", {"name_withheld": "false"}, role=inv)
-        with pytest.raises(Forbidden, match="only a custodian may change"):
+        with pytest.raises(Forbidden, match="only a custodian may give or change"):
             edit_victim(archive, "V-1", {"name": "someone else"}, role=inv)
         with pytest.raises(Invalid) as refused:
             edit_victim(archive, "V-1", {"age": "7", "age_group": "adult"}, role=inv)
@@ -464,3 +464,21 @@ def test_a_merge_waits_for_an_edit_of_either_report(db_cli: Cli) -> None:
     merged = db_cli.json("victim", "show", "V-2", "--history")
     assert merged["status"] == "merged" and merged["professions"] == ["media"]
     assert db_cli("log", "verify")[0] == 0
+
+
+def test_an_investigator_learns_nothing_by_offering_a_withheld_name(archive_of: Archive) -> None:
+    """The right guess and a wrong one get the same refusal, and neither writes anything."""
+    from archive.roles import Role
+    from archive.services.errors import Forbidden
+    from archive.services.victims import add_victim, edit_victim
+
+    add_victim(archive_of, {"ref": "V-W", "incident_ref": "INC-1", "name": "سامر الخطيب", "name_withheld": "true",
+                            "sex": "male", "civilian": "true", "date_documented": "2023-12-10"},
+               role=Role.CUSTODIAN)
+    before = _counts(archive_of.home)
+    answers = []
+    for guess in ("سامر الخطيب", "someone else"):
+        with pytest.raises(Forbidden) as refused:
+            edit_victim(archive_of, "V-W", {"name": guess}, role=Role.INVESTIGATOR)
+        answers.append(str(refused.value))
+    assert answers[0] == answers[1] and _counts(archive_of.home) == before

@@ -274,6 +274,8 @@ def _keep_withheld(old: dict[str, Any], state: dict[str, Any], fields: dict[str,
     state["status"], state["merged_into"] = old.get("status", "active"), old.get("merged_into")
     if not old.get("name_withheld") or not old.get("name"):
         return
+    if fields.get("name_withheld") in (None, ""):  # an empty cell never lifts what the family asked
+        state["name_withheld"] = True
     if state["name_withheld"] and not state["name"]:
         state["name"] = old.get("name")
     elif not state["name_withheld"] and not check_text(fields.get("name"), "name", 255):

@@ -341,14 +341,19 @@ def _active(row: Victim, doing: str) -> None:
         raise Invalid(f"victim {row.ref!r} was merged into another record ({row.merged_into}): {doing} that one")
 
 
-def _guard_name(role: Role, old: dict[str, Any], new: dict[str, Any]) -> None:
-    """Only a custodian lifts a withheld name or rewrites one (an investigator never sees it)."""
-    if sees_identities(role) or not old.get("name_withheld"):
+def _guard_name(role: Role, old: dict[str, Any], new: dict[str, Any], changes: dict[str, Any],
+                withheld: bool = False) -> None:
+    """Only a custodian lifts a withheld name or gives one (an investigator never sees it).
+
+    Any name from a non-custodian is refused, even the one held: accepting the
+    right guess silently and refusing a wrong one would confirm the name.
+    """
+    if sees_identities(role) or not (old.get("name_withheld") or withheld):
         return
     if not new.get("name_withheld"):
         raise Forbidden("name_withheld: only a custodian may lift a withheld name")
-    if new.get("name") != old.get("name"):
-        raise Forbidden("name: only a custodian may change a withheld name")
+    if "name" in changes:
+        raise Forbidden("name: only a custodian may give or change a withheld name")
 
 
 def edit_victim(archive: Archive, name: str, changes: dict[str, Any], *, role: Role,
@@ -369,7 +374,7 @@ def edit_victim(archive: Archive, name: str, changes: dict[str, Any], *, role: R
         fields = {**_fields_of(session, old), **changes}
         incident_id = _incident_id(session, fields.get("incident_ref"))
         state = {**victim_state(vocab, fields, incident_id), "status": old["status"], "merged_into": old["merged_into"]}
-        _guard_name(role, old, state)
+        _guard_name(role, old, state, changes, person_withheld(session, row.id))
         _ref_free(session, state["ref"], row.id)
         if state != old:
             put(session, keys, archive.actor, "victim", row.id, state, change="edit", reason=reason)
