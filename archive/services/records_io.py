@@ -207,12 +207,13 @@ def _incident_ids(session: Session, wanted: set[str]) -> dict[str, str]:
 
 
 def _consents(session: Session, victim_ids: list[str]) -> dict[str, Consent]:
-    """Each victim's latest consent row of the interchange's scope."""
+    """Each victim's latest consent row of the interchange's scope, in the custody log's order (an editable
+    time column could make a withdrawn consent current again)."""
+    from archive.services.victims import consents_in_log_order
+
     latest: dict[str, Consent] = {}
     for chunk in _chunks(victim_ids):
-        rows = session.exec(select(Consent).where(col(Consent.victim_id).in_(chunk), Consent.scope == CONSENT_SCOPE)
-                            .order_by(col(Consent.at), col(Consent.id))).all()
-        for row in rows:
+        for row in consents_in_log_order(session, list(chunk), CONSENT_SCOPE):
             latest[row.victim_id] = row
     return latest
 
