@@ -165,3 +165,17 @@ def stored_hashes(home: Path, item_id: str) -> list[tuple[str, str, int, int]]:
     finally:
         archive.close()
     return sorted((h.kind, h.variant, h.offset_ms, h.value) for h in found)
+
+
+def row_counts(home: Path, tables: tuple[str, ...]) -> dict[str, int]:
+    """How many rows each table holds: what a refused request must leave exactly as it was."""
+    from sqlalchemy import text
+
+    from archive.context import Archive
+
+    archive = Archive.open(home)
+    try:
+        with archive.engine.connect() as conn:
+            return {t: int(conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one()) for t in tables}  # noqa: S608
+    finally:
+        archive.close()

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import Cli
+from tests.conftest import Cli, row_counts
 
 NARRATIVE = "Two barrel bombs hit the market near the Omari mosque at noon"
 NEIGHBOURHOOD = "Bab al-Hawa quarter"
@@ -34,15 +34,7 @@ def _add(cli: Cli, ref: str = "INC-1", *extra: str, expect: int = 0) -> Any:
 
 
 def _counts(home: Path) -> dict[str, int]:
-    from archive.context import Archive
-
-    archive = Archive.open(home)
-    try:
-        with archive.engine.connect() as conn:
-            return {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one()  # noqa: S608
-                    for t in ("incidents", "attributions", "record_changes", "events")}
-    finally:
-        archive.close()
+    return row_counts(home, ("incidents", "attributions", "record_changes", "events"))
 
 
 def _dump(url: str) -> bytes:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import Cli
+from tests.conftest import Cli, row_counts
 
 TABLES = ("incidents", "attributions", "victims", "consents", "record_changes", "events", "vocab_terms")
 WITHHELD = "Huda Withheld-Name"
@@ -56,14 +56,7 @@ def _write(tmp: Path, name: str, content: str | bytes) -> str:
 
 
 def _counts(home: Path) -> dict[str, int]:
-    from archive.context import Archive
-
-    archive = Archive.open(home)
-    try:
-        with archive.engine.connect() as conn:
-            return {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in TABLES}  # noqa: S608
-    finally:
-        archive.close()
+    return row_counts(home, TABLES)
 
 
 def _import(cli: Cli, *args: str, expect: int = 0) -> tuple[dict[str, Any], str]:

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Cli
+from tests.conftest import Cli, row_counts
 
 NAME = "Khaled Mahmoud Haddad-Quraishi"
 ARABIC = "خالد محمود حداد"
@@ -86,17 +86,7 @@ def _events(home: Path) -> list[dict[str, Any]]:
 
 
 def _counts(home: Path) -> tuple[int, ...]:
-    from sqlalchemy import text
-
-    from archive.context import Archive
-
-    archive = Archive.open(home, "tester")
-    try:
-        with archive.engine.connect() as conn:
-            return tuple(int(conn.execute(text(f"SELECT count(*) FROM {t}")).scalar() or 0)
-                         for t in ("sources", "interviews", "record_changes", "events"))
-    finally:
-        archive.close()
+    return tuple(row_counts(home, ("sources", "interviews", "record_changes", "events")).values())
 
 
 @pytest.fixture()

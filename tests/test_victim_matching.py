@@ -24,7 +24,7 @@ from archive.context import Archive
 from archive.records.matching import SUGGEST, candidates, name_similarity, name_tokens, pairs, profile, score
 from archive.roles import Role
 from archive.services.errors import Forbidden, Invalid
-from tests.conftest import Cli
+from tests.conftest import Cli, row_counts
 
 CUSTODIAN = Role.CUSTODIAN
 
@@ -89,13 +89,7 @@ def _victim(cli: Cli, ref: str, incident: str, name: str | None, *extra: str) ->
 
 
 def _counts(home: Path) -> dict[str, int]:
-    archive = Archive.open(home)
-    try:
-        with archive.engine.connect() as conn:
-            return {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one()  # noqa: S608
-                    for t in ("victims", "victim_matches", "record_changes", "events")}
-    finally:
-        archive.close()
+    return row_counts(home, ("victims", "victim_matches", "record_changes", "events"))
 
 
 @pytest.fixture()

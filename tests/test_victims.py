@@ -21,7 +21,7 @@ from sqlalchemy import text
 from archive.context import Archive
 from archive.roles import Role
 from archive.services.errors import Forbidden, Invalid
-from tests.conftest import Cli
+from tests.conftest import Cli, row_counts
 
 WITHHELD_NAME = "زينب الخطيب الدمشقية"  # unique enough to grep for
 PLAIN_NAME = "أحمد الحمصي"
@@ -43,12 +43,7 @@ def _victim(cli: Cli, ref: str, *extra: str, expect: int = 0) -> Any:
 
 
 def _counts(home: Path) -> dict[str, int]:
-    archive = Archive.open(home)
-    try:
-        with archive.engine.connect() as conn:
-            return {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in TABLES}  # noqa: S608
-    finally:
-        archive.close()
+    return row_counts(home, TABLES)
 
 
 def _dump(url: str) -> bytes:
