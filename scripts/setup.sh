@@ -1,5 +1,5 @@
 # Sourced by scripts/run and scripts/test: a virtualenv with the project, and the
-# Debian tools the archive and its tests use (age, exiftool), installed when missing.
+# Debian tools the archive and its tests use (age, exiftool, rclone), installed when missing.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${EVIDENCE_VENV:-$ROOT/.venv}"
@@ -15,6 +15,7 @@ ensure_debian_tools() {
   local missing=()
   command -v age >/dev/null 2>&1 || missing+=(age)
   command -v exiftool >/dev/null 2>&1 || missing+=(libimage-exiftool-perl)
+  command -v rclone >/dev/null 2>&1 || missing+=(rclone)  # a real WebDAV client, for the /dav/ tests
   if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]} (apt-get)" >&2
     as_root apt-get update -qq

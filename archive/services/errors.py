@@ -31,3 +31,11 @@ class Invalid(ServiceError):
 
 class Forbidden(ServiceError):
     """The caller's role may not see or do this (a witness's identity, a withheld name: custodians only)."""
+
+
+class Unauthenticated(ServiceError):
+    """No credential, or one the archive does not accept (unknown, expired, revoked): HTTP 401."""
+
+    def __init__(self, message: str, reason: str = "unknown") -> None:
+        super().__init__(message)
+        self.reason = reason  # a stable code: missing | unknown | expired | revoked | scheme

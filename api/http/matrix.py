@@ -1,0 +1,90 @@
+"""Who may call what: the authorization matrix, written once, as data.
+
+Every route of the application has exactly one row here, keyed by its method
+and path template; a route without a row is refused to everyone (and a test
+fails). `PUBLIC` routes need no token. `/dav/` routes take HTTP Basic auth
+whose password is a token; every other route takes only `Authorization:
+Bearer`. Finer rules (a contributor sees only its own uploads and receipts,
+an investigator only the restricted cases it belongs to, an auditor only
+non-personal fields) are the service functions' and the routes' own checks.
+"""
+
+from __future__ import annotations
+
+from archive.roles import Role
+
+C, INV, A, K = Role.CUSTODIAN, Role.INVESTIGATOR, Role.AUDITOR, Role.CONTRIBUTOR
+PUBLIC: frozenset[Role] = frozenset()  # no token needed
+DOCUMENTERS = frozenset({C, INV})
+UPLOADERS = frozenset({C, INV, K})
+LOG_READERS = frozenset({C, INV, A})
+CATALOG_READERS = frozenset({C, INV, A})  # auditors get non-personal fields only
+OPERATORS = frozenset({C, A})
+
+ROUTES: dict[tuple[str, str], frozenset[Role]] = {
+    # service
+    ("GET", "/healthz"): PUBLIC,
+    ("GET", "/readyz"): PUBLIC,
+    ("GET", "/openapi.json"): PUBLIC,
+    ("GET", "/docs"): PUBLIC,
+    ("GET", "/metrics"): OPERATORS,
+    # uploads (tus 1.0.0) and receipts
+    ("OPTIONS", "/v1/uploads"): PUBLIC,  # tus discovery: versions and extensions, nothing of the archive
+    ("POST", "/v1/uploads"): UPLOADERS,
+    ("HEAD", "/v1/uploads/{upload_id}/{secret}"): UPLOADERS,
+    ("PATCH", "/v1/uploads/{upload_id}/{secret}"): UPLOADERS,
+    ("DELETE", "/v1/uploads/{upload_id}/{secret}"): UPLOADERS,
+    ("GET", "/v1/receipts/key"): UPLOADERS | LOG_READERS,
+    ("GET", "/v1/receipts/{upload_id}"): UPLOADERS,
+    ("GET", "/v1/receipts/{upload_id}/proof"): UPLOADERS,
+    # items
+    ("GET", "/v1/items"): CATALOG_READERS,
+    ("GET", "/v1/items/{item_id}"): CATALOG_READERS,
+    ("GET", "/v1/items/{item_id}/original"): DOCUMENTERS,
+    ("GET", "/v1/items/{item_id}/similar"): DOCUMENTERS,
+    ("POST", "/v1/similar"): DOCUMENTERS,
+    # the documentation model
+    ("GET", "/v1/incidents"): DOCUMENTERS,
+    ("POST", "/v1/incidents"): DOCUMENTERS,
+    ("GET", "/v1/incidents/{ref}"): DOCUMENTERS,
+    ("PATCH", "/v1/incidents/{ref}"): DOCUMENTERS,
+    ("POST", "/v1/incidents/{ref}/attributions"): DOCUMENTERS,
+    ("GET", "/v1/victims"): DOCUMENTERS,
+    ("POST", "/v1/victims"): DOCUMENTERS,
+    ("GET", "/v1/victims/{ref}"): DOCUMENTERS,
+    ("PATCH", "/v1/victims/{ref}"): DOCUMENTERS,
+    ("POST", "/v1/victims/{ref}/consents"): DOCUMENTERS,
+    ("GET", "/v1/sources"): DOCUMENTERS,
+    ("POST", "/v1/sources"): DOCUMENTERS,
+    ("GET", "/v1/sources/{ref}"): DOCUMENTERS,
+    ("PATCH", "/v1/sources/{ref}"): DOCUMENTERS,
+    ("POST", "/v1/sources/{ref}/interviews"): DOCUMENTERS,
+    ("GET", "/v1/links"): DOCUMENTERS,
+    ("POST", "/v1/links"): DOCUMENTERS,
+    ("GET", "/v1/links/{link_id}"): DOCUMENTERS,
+    ("DELETE", "/v1/links/{link_id}"): DOCUMENTERS,
+    ("GET", "/v1/candidates"): DOCUMENTERS,
+    ("POST", "/v1/candidates/confirm"): DOCUMENTERS,
+    ("POST", "/v1/candidates/reject"): DOCUMENTERS,
+    ("GET", "/v1/search"): DOCUMENTERS,
+    ("GET", "/v1/stats"): DOCUMENTERS,
+    ("POST", "/v1/import"): frozenset({C}),
+    # storage and the custody log
+    ("GET", "/v1/storage"): CATALOG_READERS,
+    ("GET", "/v1/log/checkpoint"): LOG_READERS,
+    ("GET", "/v1/log/proof/{seq}"): LOG_READERS,
+    ("GET", "/v1/log/consistency"): LOG_READERS,
+    ("GET", "/v1/log/tile/{path:path}"): LOG_READERS,
+    # WebDAV for field apps (Basic auth, password = a token)
+    ("OPTIONS", "/dav/{path:path}"): UPLOADERS,
+    ("PROPFIND", "/dav/{path:path}"): UPLOADERS,
+    ("MKCOL", "/dav/{path:path}"): UPLOADERS,
+    ("PUT", "/dav/{path:path}"): UPLOADERS,
+}
+
+BASIC_PREFIX = "/dav/"
+
+
+def allowed(method: str, path_template: str) -> frozenset[Role] | None:
+    """The roles a route admits, `PUBLIC` (empty) for no token, None for a route the matrix does not know."""
+    return ROUTES.get((method.upper(), path_template))
