@@ -47,6 +47,7 @@ import numpy as np
 from archive.catalog.fingerprints import candidates_for
 from archive.db import read_only
 from archive.hamming import HammingIndex, popcount
+from archive.roles import Role
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -352,7 +353,9 @@ def _check_distance(max_distance: int) -> None:
         raise ServiceError(f"the largest distance must be between 0 and 64, not {max_distance}")
 
 
-def similar_to_upload(archive: Archive, source: bytes | Path, max_distance: int = DEFAULT_MAX_DISTANCE) -> list[Match]:
+def similar_to_upload(
+    archive: Archive, source: bytes | Path, max_distance: int = DEFAULT_MAX_DISTANCE, *, role: Role = Role.CUSTODIAN
+) -> list[Match]:
     """Items that look like the bytes handed in (compared only, never ingested).
 
     `source` is the uploaded content itself, or a temporary file the caller
@@ -371,7 +374,9 @@ def similar_to_upload(archive: Archive, source: bytes | Path, max_distance: int 
     return load_index(archive).search(probe, max_distance)
 
 
-def similar_to_item(archive: Archive, ref: str, max_distance: int = DEFAULT_MAX_DISTANCE) -> list[Match]:
+def similar_to_item(
+    archive: Archive, ref: str, max_distance: int = DEFAULT_MAX_DISTANCE, *, role: Role = Role.CUSTODIAN
+) -> list[Match]:
     """Items that look like an item already kept (an id or a unique prefix).
 
     The stored upright views are searched afresh and the candidates recorded at

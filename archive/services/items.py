@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from archive.db import read_only
+from archive.roles import Role
 from archive.services.errors import Ambiguous, NotFound, ServiceError
 
 if TYPE_CHECKING:
@@ -119,7 +120,7 @@ class ItemRecord:
         return data
 
 
-def list_items(archive: Archive) -> list[ItemSummary]:
+def list_items(archive: Archive, *, role: Role = Role.CUSTODIAN) -> list[ItemSummary]:
     """Every item, oldest first.
 
     One SQL query through SQLAlchemy Core: listing needs neither the ORM, pydantic
@@ -154,7 +155,7 @@ def list_items(archive: Archive) -> list[ItemSummary]:
     return out
 
 
-def show_item(archive: Archive, ref: str) -> ItemRecord:
+def show_item(archive: Archive, ref: str, *, role: Role = Role.CUSTODIAN) -> ItemRecord:
     """Everything the catalog knows about one item."""
     from sqlmodel import Session, col, select
 
@@ -164,7 +165,7 @@ def show_item(archive: Archive, ref: str) -> ItemRecord:
     from archive.catalog.secrets import item_secret, opener, provenance_fields
     from archive.catalog.users import name_of
     from archive.keys.catalog import CatalogKeyError
-    from archive.objects import Role
+    from archive.objects import Role as ObjectRole
     from archive.services.errors import Locked
 
     keys = opener(archive)
@@ -216,9 +217,9 @@ def show_item(archive: Archive, ref: str) -> ItemRecord:
             status=item.status,
             created_at=item.created_at,
             duplicate=len(provenance) > 1,
-            replicas=copies(Role.ORIGINAL),
-            manifests=copies(Role.MANIFEST),
-            arrivals=copies(Role.ARRIVAL),
+            replicas=copies(ObjectRole.ORIGINAL),
+            manifests=copies(ObjectRole.MANIFEST),
+            arrivals=copies(ObjectRole.ARRIVAL),
             provenance=arrivals,
             metadata=normalized_view(extracted, keys_if_unlocked(archive)),
             errors=errors_of(extracted, keys_if_unlocked(archive)),
@@ -257,7 +258,13 @@ class Retrieved:
 
 
 def get_item(
-    archive: Archive, ref: str, output: Path, identity_path: Path | None = None, *, overwrite: bool = False
+    archive: Archive,
+    ref: str,
+    output: Path,
+    identity_path: Path | None = None,
+    *,
+    overwrite: bool = False,
+    role: Role = Role.CUSTODIAN,
 ) -> Retrieved:
     """Decrypt an original to `output`, refusing unless its SHA-256 matches the custody log's commitment.
 
