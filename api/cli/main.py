@@ -136,12 +136,13 @@ def _register() -> None:
         sources,
         stats,
         storage,
+        users,
         victims,
         worker,
     )
 
     for module in (items, log, policy, fixity, worker, media, storage, encrypt_to, analysis, keys,
-                   incidents, victims, sources, links, records_io, stats):
+                   incidents, victims, sources, links, records_io, stats, users):
         for command in module.COMMANDS:
             cli.add_command(command)
 
