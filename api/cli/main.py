@@ -133,6 +133,7 @@ def _register() -> None:
         media,
         policy,
         records_io,
+        serve,
         sources,
         stats,
         storage,
@@ -142,7 +143,7 @@ def _register() -> None:
     )
 
     for module in (items, log, policy, fixity, worker, media, storage, encrypt_to, analysis, keys,
-                   incidents, victims, sources, links, records_io, stats, users):
+                   incidents, victims, sources, links, records_io, stats, users, serve):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -29,6 +29,7 @@ log = logging.getLogger("api.http")
 
 ROUTERS = ("ops", "log", "storage", "items", "records", "uploads", "receipts", "dav")
 DEFAULT_BODY_IDLE_SECONDS = 60.0  # a request body that sends nothing for this long is cut off
+DEFAULT_THREADS = 64  # requests served at once by sync routes and dependencies (anyio's default is 40)
 HOUSEKEEPING_SECONDS = 600.0  # expired uploads swept this often by the in-process worker
 
 Scope = MutableMapping[str, Any]
@@ -193,6 +194,9 @@ def create_app(home: str | None = None, *, worker: bool | None = None) -> FastAP
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        import anyio.to_thread
+
+        anyio.to_thread.current_default_thread_limiter().total_tokens = int(settings.get("threads", DEFAULT_THREADS))
         embedded = None
         if in_process:
             embedded = EmbeddedWorker(runtime)

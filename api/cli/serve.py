@@ -1,0 +1,155 @@
+"""`evidence serve`: the HTTP API under uvicorn, one runtime, the worker's duties in-process by default on SQLite.
+
+The access log never holds an upload secret, a WebDAV file name, a query
+string (a search for a name is personal data), nor any header: uvicorn logs
+no headers, and every log line passes `redact` before it is written. Slow
+clients are bounded three ways: idle keep-alive connections close after
+`[api] keep_alive_seconds`, at most `[api] max_connections` are served at
+once (503 beyond), and a request body silent for `[api] body_idle_seconds`
+is cut off (`api.http.app.BodyIdleTimeout`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import signal
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import click
+
+from api.cli.main import CliState, pass_state
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEFAULT_KEEP_ALIVE_SECONDS = 5
+DEFAULT_MAX_CONNECTIONS = 256
+
+_UPLOAD = re.compile(r"(/v1/uploads/[^/?#\s\"]+)/[^?#\s\"]+")
+_DAV = re.compile(r"(/dav/)[^\s\"]*")
+_QUERY = re.compile(r"(/[^\s\"?]*)\?[^\s\"]*")
+_AUTH = re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)(bearer|basic)?\s*[^\s\"',}]+")
+
+
+def redact(text: str) -> str:
+    """A log line without upload secrets, WebDAV names, query strings or credentials."""
+    text = _UPLOAD.sub(r"\1/…", text)
+    text = _DAV.sub(r"\1…", text)
+    text = _QUERY.sub(r"\1?…", text)
+    return _AUTH.sub(r"\1\2 …", text)
+
+
+class RedactFilter(logging.Filter):
+    """Rewrites every record's message through `redact` (installed on the handler: every logger passes it).
+
+    The access log's client address is dropped too (unless `[api]
+    log_client_addresses`): a contributor's address is exactly what a
+    seized server's logs must not give away.
+    """
+
+    def __init__(self, client_addresses: bool = False) -> None:
+        super().__init__()
+        self.client_addresses = client_addresses
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "uvicorn.access" and not self.client_addresses and isinstance(record.args, tuple) \
+                and record.args:
+            record.args = ("-", *record.args[1:])
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed record: keep it as it is, unformatted
+            return True
+        cleaned = redact(message)
+        if cleaned != message or record.args:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+def configure_logging(verbose: bool, client_addresses: bool = False) -> logging.Handler:
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.addFilter(RedactFilter(client_addresses))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True
+        logger.setLevel(logging.INFO)
+    logging.getLogger("archive").setLevel(logging.INFO if verbose else logging.WARNING)
+    logging.getLogger("api").setLevel(logging.INFO)
+    return handler
+
+
+def uvicorn_options(settings: dict[str, Any]) -> dict[str, Any]:
+    """The slow-client guards, from `[api]` in config.toml."""
+    return {
+        "timeout_keep_alive": int(settings.get("keep_alive_seconds", DEFAULT_KEEP_ALIVE_SECONDS)),
+        "limit_concurrency": int(settings.get("max_connections", DEFAULT_MAX_CONNECTIONS)),
+        "h11_max_incomplete_event_size": 16 * 1024,  # request line and headers
+        "timeout_graceful_shutdown": 30,
+        "server_header": False,
+        "date_header": True,
+        "proxy_headers": False,  # client addresses are not logged from X-Forwarded-For either
+    }
+
+
+def _server_class() -> type:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, stopping on SIGTERM/SIGINT without re-raising the signal: a clean stop exits 0."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            held = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in held.items():
+                    signal.signal(sig, handler)
+
+    return Server
+
+
+@click.command()
+@click.option("--host", default=DEFAULT_HOST, show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=DEFAULT_PORT, show_default=True)
+@click.option("--worker/--no-worker", "worker", default=None,
+              help="Run the worker's duties in this process (default: yes on SQLite, no on PostgreSQL).")
+@click.option("--unlock", "unlock_here", is_flag=True,
+              help="Ask for the passphrase and unlock the keys for this server only (or $EVIDENCE_PASSPHRASE_FILE).")
+@click.option("-v", "--verbose", is_flag=True)
+@pass_state
+def serve(state: CliState, host: str, port: int, worker: bool | None, unlock_here: bool, verbose: bool) -> None:
+    """Serve the HTTP API (SIGTERM or Ctrl-C stops after the requests and the job in progress)."""
+    import uvicorn
+
+    from api.http.app import create_app
+
+    handler = configure_logging(verbose)
+    app = create_app(state.home, worker=worker)
+    runtime = app.state.runtime
+    settings = dict(runtime.settings.section("api") or {})
+    if settings.get("log_client_addresses"):
+        handler.filters[:] = [RedactFilter(client_addresses=True)]
+    if unlock_here:
+        from api.cli.keys import ask_passphrase
+        from archive.services.keys import unlock
+
+        unlock(runtime.archive("archive"), ask_passphrase(None), share=False)
+    where = "in this process" if app.state.in_process_worker else "in separate `evidence worker` processes"
+    click.echo(f"serving {runtime.home} on http://{host}:{port} (worker duties {where})", err=True)
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=True,
+                            **uvicorn_options(settings))
+    _server_class()(config).run()
+
+
+COMMANDS = [serve]
