@@ -279,7 +279,9 @@ def authenticate(runtime_or_archive: Runtime | Archive, token: str) -> Caller:
     """
     from archive.db import read_only
 
-    runtime: Runtime = getattr(runtime_or_archive, "runtime", runtime_or_archive)  # type: ignore[assignment]
+    from archive.context import Archive
+
+    runtime = runtime_or_archive.runtime if isinstance(runtime_or_archive, Archive) else runtime_or_archive
     if not isinstance(token, str) or len(token) != TOKEN_HEX:
         raise Unauthenticated("unknown token", reason="unknown")
     digest = digest_of(token)
