@@ -123,6 +123,7 @@ pass_state: Callable[..., Any] = click.make_pass_decorator(CliState)
 def _register() -> None:
     from api.cli import (
         analysis,
+        cases,
         encrypt_to,
         fixity,
         incidents,
@@ -143,7 +144,7 @@ def _register() -> None:
     )
 
     for module in (items, log, policy, fixity, worker, media, storage, encrypt_to, analysis, keys,
-                   incidents, victims, sources, links, records_io, stats, users, serve):
+                   incidents, victims, sources, links, records_io, stats, users, serve, cases):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -66,8 +66,8 @@ def registered() -> list[SealedTable]:
     import archive.catalog  # noqa: F401 - the table modules register themselves when imported
 
     for module in ("archive.catalog.metadata", "archive.catalog.fingerprints", "archive.catalog.items",
-                   "archive.catalog.users", "archive.catalog.secrets", "archive.records.store",
-                   "archive.records.changes"):
+                   "archive.catalog.users", "archive.catalog.cases", "archive.catalog.secrets",
+                   "archive.records.store", "archive.records.changes"):
         try:
             __import__(module)
         except ModuleNotFoundError:
