@@ -133,6 +133,7 @@ def _register() -> None:
         log,
         media,
         policy,
+        receipt,
         records_io,
         serve,
         sources,
@@ -144,7 +145,7 @@ def _register() -> None:
     )
 
     for module in (items, log, policy, fixity, worker, media, storage, encrypt_to, analysis, keys,
-                   incidents, victims, sources, links, records_io, stats, users, serve, cases):
+                   incidents, victims, sources, links, records_io, stats, users, serve, cases, receipt):
         for command in module.COMMANDS:
             cli.add_command(command)
 
