@@ -54,6 +54,11 @@ ROUTES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/v1/victims/{ref}"): DOCUMENTERS,
     ("PATCH", "/v1/victims/{ref}"): DOCUMENTERS,
     ("POST", "/v1/victims/{ref}/consents"): DOCUMENTERS,
+    ("POST", "/v1/victims/{ref}/identify"): DOCUMENTERS,
+    ("GET", "/v1/victim-matches"): DOCUMENTERS,  # reports of one person (withheld persons: custodians only)
+    ("POST", "/v1/victim-matches/suggest"): DOCUMENTERS,
+    ("POST", "/v1/victim-matches/confirm"): DOCUMENTERS,
+    ("POST", "/v1/victim-matches/reject"): DOCUMENTERS,
     ("GET", "/v1/sources"): DOCUMENTERS,
     ("POST", "/v1/sources"): DOCUMENTERS,
     ("GET", "/v1/sources/{ref}"): DOCUMENTERS,

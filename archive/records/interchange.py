@@ -115,14 +115,18 @@ def check_format(fmt: str) -> str:
     return fmt
 
 
-def read(path: str | Path, layout: Layout, fmt: str) -> Parsed:
+def read(path: str | Path | BinaryIO, layout: Layout, fmt: str) -> Parsed:
     """A file opened for reading row by row (`Parsed.rows`); `Invalid` only when it cannot be opened at all.
 
     A special file (`/dev/zero`, a pipe) is read the same way: a line longer
     than `MAX_LINE` bytes ends the reading with a problem, so nothing grows
-    without bound.
+    without bound. An open binary file is read as it is (the HTTP API's
+    upload, decrypted as it is read: it never rests in clear), named by its
+    `name`, and closed like a file opened here.
     """
     check_format(fmt)
+    if not isinstance(path, str | Path):
+        return Parsed(str(getattr(path, "name", layout.what)), layout, fmt, handle=path)
     name = str(path)
     try:
         handle = open(path, "rb")  # noqa: SIM115 (closed by Parsed.rows / close)

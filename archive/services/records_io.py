@@ -35,7 +35,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from sqlalchemy import Table, bindparam, insert, update
 from sqlmodel import col, select
@@ -340,8 +340,9 @@ def _file_report(plan: Plan | None, parsed: Parsed, event: tuple[int, str] | Non
     return report
 
 
-def import_records(archive: Archive, *, incidents: str | Path | None = None, victims: str | Path | None = None,
-                   format: str = "csv", role: Role) -> dict[str, Any]:
+def import_records(archive: Archive, *, incidents: str | Path | BinaryIO | None = None,
+                   victims: str | Path | BinaryIO | None = None, format: str = "csv",
+                   role: Role) -> dict[str, Any]:
     """Import an incidents file, a victims file, or both, in one transaction; the report.
 
     Custodians only: a row may rewrite any record, or lift a name a family
