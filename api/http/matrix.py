@@ -77,6 +77,7 @@ ROUTES: dict[tuple[str, str], frozenset[Role]] = {
     # storage and the custody log
     ("GET", "/v1/storage"): CATALOG_READERS,
     ("GET", "/v1/log/checkpoint"): LOG_READERS,
+    ("GET", "/v1/log/vkey"): LOG_READERS,
     ("GET", "/v1/log/proof/{seq}"): LOG_READERS,
     ("GET", "/v1/log/consistency"): LOG_READERS,
     ("GET", "/v1/log/tile/{path:path}"): LOG_READERS,
