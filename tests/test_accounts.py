@@ -198,7 +198,7 @@ def test_unknown_users_roles_and_ids_are_refused_clearly_and_write_nothing(db_cl
     assert "no token" in err
     _, _, err = db_cli("users", "add", NAMES[0], "--role", "admin", expect=2)
     assert "unknown role 'admin'" in err and "contributor" in err
-    for bad in ("", "   ", "a\nb", "x" * 256, "archive"):
+    for bad in ("", "   ", "a\nb", "x" * 256, "archive", "u-0123456789abcdef"):
         db_cli("users", "add", bad, "--role", "auditor", expect=2)
     db_cli("tokens", "create", NAMES[0], "--expires", "0", expect=2)
     db_cli("tokens", "create", NAMES[0], "--expires", "-3", expect=2)

@@ -40,6 +40,7 @@ TOKEN_REVOKED = "token revoked"
 
 TOKEN_HEX = 64  # 256 bits
 MAX_EXPIRES_DAYS = 3650
+_HEX = "0123456789abcdef"
 
 _LOOKUP = text(
     "SELECT t.id, t.user_id, t.digest, t.expires_at, t.revoked_at, a.role, a.disabled_at "
@@ -111,7 +112,7 @@ def _account(session: Session, archive: Archive, user: str) -> Account:
 def add_user(archive: Archive, name: str, role: str | Role) -> dict[str, Any]:
     """Give a person an account with a role (their users row is created, sealed, or reused)."""
     from archive.catalog.accounts import Account
-    from archive.catalog.users import SYSTEM, find, resolve
+    from archive.catalog.users import SYSTEM, find, is_user_id, resolve
     from archive.config import ConfigError, check_actor
     from archive.custody.log import append_event, utc_now
     from archive.db import transaction
@@ -121,8 +122,8 @@ def add_user(archive: Archive, name: str, role: str | Role) -> dict[str, Any]:
         name = check_actor(name)
     except ConfigError as exc:
         raise Invalid(str(exc).replace("operator name", "user name")) from None
-    if name == SYSTEM:
-        raise Invalid(f"{SYSTEM!r} is the archive's own name, not a user's")
+    if name == SYSTEM or is_user_id(name):
+        raise Invalid("that is the archive's own name or a user id, not a person's name")
     keys = _catalog_keys(archive, "adding a user")
     actor = archive.actor  # resolved before the transaction (on SQLite it would wait for this one's lock)
     now = utc_now()
@@ -282,7 +283,7 @@ def authenticate(runtime_or_archive: Runtime | Archive, token: str) -> Caller:
     from archive.context import Archive
 
     runtime = runtime_or_archive.runtime if isinstance(runtime_or_archive, Archive) else runtime_or_archive
-    if not isinstance(token, str) or len(token) != TOKEN_HEX:
+    if not isinstance(token, str) or len(token) != TOKEN_HEX or token.strip(_HEX):  # not one we made: no query
         raise Unauthenticated("unknown token", reason="unknown")
     digest = digest_of(token)
     with read_only(runtime.engine).connect() as conn:
