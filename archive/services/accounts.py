@@ -278,9 +278,8 @@ def authenticate(runtime_or_archive: Runtime | Archive, token: str) -> Caller:
 
     Never needs the catalog key; never writes; the token is in no message.
     """
-    from archive.db import read_only
-
     from archive.context import Archive
+    from archive.db import read_only
 
     runtime = runtime_or_archive.runtime if isinstance(runtime_or_archive, Archive) else runtime_or_archive
     if not isinstance(token, str) or len(token) != TOKEN_HEX or token.strip(_HEX):  # not one we made: no query
