@@ -133,6 +133,7 @@ def _register() -> None:
         log,
         media,
         policy,
+        push,
         receipt,
         records_io,
         serve,
@@ -145,7 +146,7 @@ def _register() -> None:
     )
 
     for module in (items, log, policy, fixity, worker, media, storage, encrypt_to, analysis, keys,
-                   incidents, victims, sources, links, records_io, stats, users, serve, cases, receipt):
+                   incidents, victims, sources, links, records_io, stats, users, serve, cases, receipt, push):
         for command in module.COMMANDS:
             cli.add_command(command)
 
