@@ -23,7 +23,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 
 from api.http import errors, metrics
-from api.http.auth import authorize
+from api.http.auth import AuthorizeMiddleware, authorize
 
 log = logging.getLogger("api.http")
 
@@ -229,6 +229,7 @@ def create_app(home: str | None = None, *, worker: bool | None = None) -> FastAP
     app.state.in_process_worker = in_process
     errors.install(app)
     _include_routers(app)
+    app.add_middleware(AuthorizeMiddleware, fastapi=app)
     app.add_middleware(BodyIdleTimeout, seconds=float(settings.get("body_idle_seconds", DEFAULT_BODY_IDLE_SECONDS)))
     app.add_middleware(CountResponses)
     return app
