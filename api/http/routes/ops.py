@@ -59,10 +59,14 @@ class _Probe:
             return self._held
 
 
-_PROBE = _Probe()
+def _probe_of(app: Any) -> _Probe:
+    probe = getattr(app.state, "storage_probe", None)
+    if probe is None:
+        probe = app.state.storage_probe = _Probe()
+    return probe  # type: ignore[no-any-return]
 
 
-def readiness(runtime: Any) -> tuple[bool, dict[str, Any]]:
+def readiness(runtime: Any, probe: _Probe) -> tuple[bool, dict[str, Any]]:
     """(ready, what each part says), without error texts: the route is public."""
     parts: dict[str, Any] = {}
     try:
@@ -72,7 +76,7 @@ def readiness(runtime: Any) -> tuple[bool, dict[str, Any]]:
         parts["catalog"] = "unavailable"
     if parts["catalog"] == "ok":
         try:
-            answering, total, minimum = _PROBE.sites(runtime)
+            answering, total, minimum = probe.sites(runtime)
             parts["storage"] = ("ok" if answering == total else
                                 "degraded" if answering >= max(1, minimum) else "unavailable")
         except Exception:  # noqa: BLE001 - no configuration, a policy naming a missing site
@@ -91,7 +95,7 @@ def readiness(runtime: Any) -> tuple[bool, dict[str, Any]]:
 @router.get("/readyz", summary="Readiness: catalog, storage and keys",
             responses={503: {"description": "Not ready: the catalog or the storage does not answer"}})
 def readyz(request: Request) -> JSONResponse:
-    ready, parts = readiness(request.app.state.runtime)
+    ready, parts = readiness(request.app.state.runtime, _probe_of(request.app))
     return JSONResponse({"ready": ready, **parts}, status_code=200 if ready else 503)
 
 

@@ -1,0 +1,106 @@
+"""Liveness, readiness and metrics: who may read them, and whether the figures are right after an ingest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.api_support import bearer, client, make_home, token_for
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def test_health_is_public_and_says_nothing_else(tmp_path: Path) -> None:
+    home = make_home(tmp_path / "home")
+    with client(home) as api:
+        assert api.get("/healthz").json() == {"status": "ok"}
+        ready = api.get("/readyz")
+        assert ready.status_code == 200
+        assert ready.json() == {"ready": True, "catalog": "ok", "storage": "ok", "reads": "unlocked"}
+
+
+def test_readiness_follows_storage_and_keys(tmp_path: Path) -> None:
+    import api.http.routes.ops as ops
+
+    home = make_home(tmp_path / "home")
+    ops.STORAGE_PROBE_SECONDS, saved = 0.0, ops.STORAGE_PROBE_SECONDS
+    try:
+        with client(home) as api:
+            storage = home / "storage"
+            (storage / "site-a").rename(storage / "gone-a")
+            degraded = api.get("/readyz")
+            assert degraded.status_code == 200 and degraded.json()["storage"] == "degraded"
+            (storage / "site-b").rename(storage / "gone-b")
+            down = api.get("/readyz")
+            assert down.status_code == 503 and down.json() == {
+                "ready": False, "catalog": "ok", "storage": "unavailable", "reads": "unlocked"}
+            assert str(home) not in down.text and "site-" not in down.text  # public: states only
+            (storage / "gone-a").rename(storage / "site-a")
+            (storage / "gone-b").rename(storage / "site-b")
+            (home / "keys" / "access.key").rename(tmp_path / "access.key")  # the access identity away: locked
+            locked = api.get("/readyz")
+            assert locked.status_code == 200 and locked.json()["reads"] == "locked"  # uploads still work
+    finally:
+        ops.STORAGE_PROBE_SECONDS = saved
+
+
+def test_metrics_need_an_auditor_or_custodian(tmp_path: Path) -> None:
+    home = make_home(tmp_path / "home")
+    tokens = {role: token_for(home, f"ops-{role}", role) for role in
+              ("auditor", "custodian", "investigator", "contributor")}
+    with client(home) as api:
+        assert api.get("/metrics").status_code == 401
+        for role, token in tokens.items():
+            response = api.get("/metrics", headers=bearer(token))
+            assert response.status_code == (200 if role in ("auditor", "custodian") else 403), role
+            if response.status_code == 200:
+                assert response.headers["content-type"].startswith("text/plain")
+                assert "evidence_catalog_up 1.0" in response.text
+
+
+def test_metrics_figures_after_an_ingest(tmp_path: Path, corpus: Path) -> None:
+    from tests.conftest import Cli
+
+    home = make_home(tmp_path / "home")
+    cli = Cli(home)
+    cli("ingest", str(corpus / "media" / "jpg" / "Canon_40D.jpg"))
+    cli("ingest", str(corpus / "media" / "jpg" / "gps" / "DSCN0010.jpg"))
+    token = token_for(home, "ops-auditor", "auditor")
+    with client(home) as api:
+        api.get("/v1/storage")  # a refusal, counted
+        text = api.get("/metrics", headers=bearer(token)).text
+    samples = _samples(text)
+    assert samples[("evidence_items", (("state", "preserved"),))] == 2
+    from archive.context import Runtime
+
+    runtime = Runtime.open(home)
+    try:
+        size = runtime.log_size()
+    finally:
+        runtime.close()
+    assert samples[("evidence_log_size", ())] == size
+    assert samples[("evidence_checkpoint_behind_events", ())] == 0  # every command signs what it added
+    assert 0 <= samples[("evidence_checkpoint_age_seconds", ())] < 120
+    depth = samples[("evidence_queue_depth", ())]
+    assert depth == sum(v for (name, labels), v in samples.items() if name == "evidence_queue_jobs"
+                        and dict(labels)["state"] in ("queued", "running"))
+    assert samples[("evidence_refusals_total", (("reason", "missing"),))] >= 1
+    for name in ("evidence_bytes_received_total", "evidence_uploads_in_progress",
+                 "evidence_queue_oldest_job_age_seconds"):
+        assert any(key[0] == name for key in samples), name
+
+
+def test_the_in_process_worker_starts_and_stops_with_the_app(tmp_path: Path) -> None:
+    home = make_home(tmp_path / "home")
+    with client(home, worker=True) as api:
+        embedded: Any = api.app.state.worker
+        assert embedded is not None and all(t.is_alive() for t in embedded.threads)
+    assert not any(t.is_alive() for t in embedded.threads)
