@@ -361,7 +361,7 @@ def suggest_matches(request: Request, body: MatchSuggestion | None = None) -> li
     from archive.services.victims import suggest_matches as service
 
     archive, role = who(request)
-    body = body or MatchSuggestion()
+    body = body or MatchSuggestion.model_validate({})
     return service(archive, role=role, victim=body.victim, limit=body.limit)
 
 
