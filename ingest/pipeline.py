@@ -12,11 +12,13 @@ kept all the same. Only a step that cannot keep the evidence raises `Refused`.
 
 from __future__ import annotations
 
+import io
 import logging
 from abc import ABC
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -31,9 +33,29 @@ class Refused(Exception):
     code = "refused"  # a stable reason code callers branch on (subclasses refine it), never the wording
 
 
+class ByteStream(Protocol):
+    """What a stream source gives `Receive`: `read(size)` up to size bytes (b"" at the end), and `close()`."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class Damaged(Refused):
+    """The bytes offered cannot be read back as they were sent (an upload's stored segment altered or lost)."""
+
+    code = "damaged"
+
+
 @dataclass
 class Incoming:
-    """A file offered to the archive, and what its sender told us about it."""
+    """A file offered to the archive, and what its sender told us about it.
+
+    A file on disk has a `path`. Bytes that must never touch a disk in clear (an
+    upload, kept encrypted until ingested) come from a stream instead: `opener`
+    returns a fresh binary stream over exactly `size` bytes, and `path` is then
+    only a label. `Receive` reads either way in one pass.
+    """
 
     path: Path
     original_name: str
@@ -42,6 +64,8 @@ class Incoming:
     declared_type: str | None = None
     channel: str | None = None  # how it came (archive.records.vocab CHANNELS)
     source_id: str | None = None  # the source record that handed it over
+    opener: Callable[[], ByteStream] | None = None  # a stream source instead of `path`
+    size: int | None = None  # the stream's length (with `opener`)
 
 
 @dataclass
@@ -72,9 +96,11 @@ class Ingestion:
     size: int | None = None
     salt: str | None = None  # the commitment's salt (archive.custody.commit), sealed with the item
     media_type: str | None = None
-    # Plaintext for analysis: bytes in memory for small files, else the source path.
+    # Plaintext for analysis: bytes in memory for small files, else the source path. A large stream has
+    # neither (its analysis is deferred to a worker job), only its first and last bytes (`sample`).
     plaintext: bytes | None = None
     plaintext_path: Path | None = None
+    sample: tuple[bytes, bytes, int] | None = None  # (head, tail, size): enough to identify the format
     recipients: list[str] = field(default_factory=list)
     ciphertext_sha256: str | None = None
     ciphertext_size: int | None = None
@@ -90,6 +116,9 @@ class Ingestion:
     events: list[PendingEvent] = field(default_factory=list)
     results: dict[str, Any] = field(default_factory=dict)  # step name -> its typed result
     pipeline: list[Step] = field(default_factory=list)  # the steps this file goes through
+    # Called inside the refusal event's transaction when a step refused the file (`Refused`: code, reason),
+    # so whatever offered the file (an upload row) records the refusal together with its event.
+    on_refusal: Callable[[Session, str, str], None] | None = None
 
     def event(self, event_type: str, outcome: str = "success", **details: Any) -> None:
         self.events.append(PendingEvent(event_type, outcome, details))
@@ -123,7 +152,45 @@ class Ingestion:
             return io.BytesIO(self.plaintext)
         if self.plaintext_path is not None:
             return open(self.plaintext_path, "rb")
+        if self.sample is not None:
+            return Sampled(*self.sample)
         raise RuntimeError("no plaintext available to this step")
+
+
+class Sampled(io.RawIOBase):
+    """A large stream's first and last bytes, readable where they lie (the rest was never kept)."""
+
+    def __init__(self, head: bytes, tail: bytes, size: int) -> None:
+        super().__init__()
+        self._head, self._tail, self._size, self._at = head, tail, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._at, 2: self._size}[whence]
+        self._at = max(0, base + offset)
+        return self._at
+
+    def tell(self) -> int:
+        return self._at
+
+    def read(self, size: int | None = -1) -> bytes:
+        end = self._size if size is None or size < 0 else min(self._size, self._at + size)
+        if self._at >= end:
+            return b""
+        tail_start = self._size - len(self._tail)
+        if end <= len(self._head):
+            block = self._head[self._at:end]
+        elif self._at >= tail_start:
+            block = self._tail[self._at - tail_start:end - tail_start]
+        else:
+            raise OSError("only the first and last bytes of this file are held for analysis")
+        self._at += len(block)
+        return block
 
 
 class Step(ABC):
@@ -146,8 +213,13 @@ class Step(ABC):
         """Release anything held (staged writes, temporary data) after success or failure."""
 
 
-def default_steps() -> list[Step]:
-    """The pipeline, in order. Read this to know what ingest does."""
+def default_steps(*, deferred_analysis: bool = False) -> list[Step]:
+    """The pipeline, in order. Read this to know what ingest does.
+
+    `deferred_analysis`: for a stream too large to hold in memory (whose plaintext
+    cannot be handed to the sandbox as bytes or a path), metadata and fingerprints
+    are not read now but by an `analysis` job committed with the item.
+    """
     from ingest.steps.catalog import CommitToCatalog
     from ingest.steps.dedupe import Deduplicate
     from ingest.steps.enqueue_repair import EnqueueRepair
@@ -158,12 +230,20 @@ def default_steps() -> list[Step]:
     from ingest.steps.receive import Receive
     from ingest.steps.replicate import Replicate
 
+    if deferred_analysis:
+        from ingest.steps.deferred import DeferAnalysis
+
+        analysis: list[Step] = [DeferAnalysis()]  # an analysis job, committed with the item
+    else:
+        analysis = [
+            ExtractMetadata(),  # what the file says about itself: date, place, device, size (never refuses)
+            FingerprintMedia(),  # perceptual hashes; near-duplicates become candidate links (never refuses)
+        ]
     return [
         Receive(),  # one pass: SHA-256, size, age encryption, staged writes to every backend
         Deduplicate(),  # the same bytes already kept: add provenance; keep staged copies only to restore lost ones
         Identify(),  # the format from the bytes, not the name
-        ExtractMetadata(),  # what the file says about itself: date, place, device, size (never refuses)
-        FingerprintMedia(),  # perceptual hashes; near-duplicates become candidate links (never refuses)
+        *analysis,
         Replicate(),  # verify and publish the staged copies; enough of them, or refuse
         WriteManifest(),  # an encrypted manifest beside each original, an addendum per later arrival
         EnqueueRepair(),  # short of the policy: a repair job, committed with the item
@@ -187,7 +267,7 @@ def run_pipeline(ingestion: Ingestion, archive: Archive, steps: list[Step] | Non
         ingestion.status = "refused"
         ingestion.refusal_code = exc.code
         ingestion.fail("ingest", str(exc))
-        _record_refusal(ingestion, archive, str(exc))
+        _record_refusal(ingestion, archive, str(exc), refused=exc)
     except Exception as exc:  # noqa: BLE001 - one file's failure must not end a batch
         # Not acknowledged: the catalog did not commit (CommitToCatalog is last). Objects
         # already published stay where they are: deleting after a commit attempt whose
@@ -219,7 +299,7 @@ def _analyse(step: Step, ingestion: Ingestion, archive: Archive) -> None:
         ingestion.fail(step.name, f"internal error ({type(exc).__name__}); the file is kept")
 
 
-def _record_refusal(ingestion: Ingestion, archive: Archive, reason: str) -> None:
+def _record_refusal(ingestion: Ingestion, archive: Archive, reason: str, refused: Refused | None = None) -> None:
     """A refusal is a custody event too, though nothing of the file is kept."""
     from archive.custody.log import INGESTION, append_event
     from archive.db import transaction
@@ -233,5 +313,7 @@ def _record_refusal(ingestion: Ingestion, archive: Archive, reason: str) -> None
                 outcome="failure",
                 details={"refused": reason},
             )
+            if refused is not None and ingestion.on_refusal is not None:
+                ingestion.on_refusal(session, refused.code, reason)
     except Exception:  # noqa: BLE001 - the catalog being down must not hide the refusal itself
-        pass
+        logging.getLogger(__name__).warning("the refusal could not be recorded in the catalog")

@@ -6,6 +6,13 @@ each ciphertext block to one thread per backend and one hashing thread through
 small bounded queues, so memory stays flat whatever the file size and the
 writes proceed concurrently. Nothing is published here: `Replicate` verifies
 and publishes the staged copies once we know the file is new.
+
+The bytes come from a file (`Incoming.path`) or, for an upload that must never
+touch a disk in clear, from a stream (`Incoming.opener`, `Incoming.size`): the
+same pass reads either. A stream that cannot be read as it was stored is
+refused (`Damaged`), never kept as altered evidence. A stream larger than
+`IN_MEMORY_LIMIT` keeps only its first and last bytes for `Identify`; its
+metadata and fingerprints come from a worker job (`ingest.steps.deferred`).
 """
 
 from __future__ import annotations
@@ -23,7 +30,8 @@ from archive.age import Encryptor
 from archive.custody.commit import new_salt
 from archive.custody.log import ENCRYPTION, MESSAGE_DIGEST
 from archive.objects import new_object_name
-from ingest.pipeline import Ingestion, Refused, Staged, Step
+from ingest.media.sniff import HEAD_SIZE
+from ingest.pipeline import ByteStream, Damaged, Ingestion, Refused, Staged, Step
 from storage.base import StorageError
 
 if TYPE_CHECKING:
@@ -34,7 +42,10 @@ READ_SIZE = 1024 * 1024  # a multiple of age's 64 KiB chunk
 IN_MEMORY_LIMIT = 64 * 1024 * 1024  # analysis gets bytes in memory up to this size
 SMALL_FILE = 16 * 1024 * 1024  # up to this size, one thread does the pass (photos)
 QUEUE_DEPTH = 8
+TAIL_SIZE = 65_536 + 22  # what Identify reads from a file's end (a ZIP's end-of-central-directory record)
 _DONE = b""
+
+Reader = Callable[[int], bytes]
 
 
 class _Sink(threading.Thread):
@@ -65,6 +76,16 @@ def _read(fd: int, size: int) -> bytes:
         raise Refused(f"read failed ({exc.strerror})") from exc
 
 
+def _stream_reader(stream: ByteStream) -> Reader:
+    def read(size: int) -> bytes:
+        try:
+            return stream.read(size)
+        except OSError as exc:
+            raise Damaged(f"the stored bytes cannot be read back as sent: {exc}") from exc
+
+    return read
+
+
 def _open_source(ingestion: Ingestion) -> int:
     path = ingestion.incoming.path
     try:
@@ -92,6 +113,18 @@ class Receive(Step):
             return  # already received (idempotent)
         recipients = archive.recipients()
         backends = archive.policy_backends()
+        if ingestion.incoming.opener is not None:
+            self._receive_stream(ingestion, recipients, backends)
+        else:
+            self._receive_file(ingestion, recipients, backends)
+        ingestion.recipients = [str(r) for r in recipients]
+        # The salt of the commitment the log will hold; the commitment itself needs the item id,
+        # which Deduplicate decides, so `Replicate` completes this event (see `bind_commitment`).
+        ingestion.salt = new_salt()
+        ingestion.event(MESSAGE_DIGEST, algorithm="SHA-256")
+        ingestion.event(ENCRYPTION, format="age-v1", recipients=ingestion.recipients)
+
+    def _receive_file(self, ingestion: Ingestion, recipients: list, backends: list[Backend]) -> None:
         fd = _open_source(ingestion)
         try:
             size = os.fstat(fd).st_size
@@ -103,23 +136,37 @@ class Receive(Step):
                 from ingest import sandbox
 
                 sandbox.warm()
-            self._pass(ingestion, fd, size, recipients, backends)
+            self._pass(ingestion, lambda n: _read(fd, n), size, recipients, backends)
         finally:
             os.close(fd)
-        ingestion.recipients = [str(r) for r in recipients]
-        # The salt of the commitment the log will hold; the commitment itself needs the item id,
-        # which Deduplicate decides, so `Replicate` completes this event (see `bind_commitment`).
-        ingestion.salt = new_salt()
-        ingestion.event(MESSAGE_DIGEST, algorithm="SHA-256")
-        ingestion.event(ENCRYPTION, format="age-v1", recipients=ingestion.recipients)
 
-    def _pass(self, ingestion: Ingestion, fd: int, size: int, recipients: list, backends: list[Backend]) -> None:
+    def _receive_stream(self, ingestion: Ingestion, recipients: list, backends: list[Backend]) -> None:
+        incoming = ingestion.incoming
+        assert incoming.opener is not None
+        size = incoming.size or 0
+        if size == 0:
+            raise Refused("zero-byte file, there is nothing to keep")
+        if size <= IN_MEMORY_LIMIT:
+            from ingest import sandbox
+
+            sandbox.warm()
+        stream = incoming.opener()
+        try:
+            self._pass(ingestion, _stream_reader(stream), size, recipients, backends)
+            if stream.read(1):
+                raise Damaged("the stored bytes run past the length they were declared with")
+        finally:
+            stream.close()
+        if ingestion.size != size:
+            raise Damaged(f"the stored bytes end at {ingestion.size} of the {size} declared")
+
+    def _pass(self, ingestion: Ingestion, read: Reader, size: int, recipients: list, backends: list[Backend]) -> None:
         staged = self._open_writers(ingestion, backends, size)
         encryptor = Encryptor(recipients)
         if size <= SMALL_FILE:
-            self._small_pass(ingestion, fd, size, encryptor, staged)
+            self._small_pass(ingestion, read, size, encryptor, staged)
         else:
-            self._streaming_pass(ingestion, fd, size, encryptor, staged)
+            self._streaming_pass(ingestion, read, size, encryptor, staged)
         if ingestion.size == 0:
             raise Refused("zero-byte file, there is nothing to keep")
         for entry in ingestion.staged:
@@ -146,7 +193,7 @@ class Receive(Step):
         ingestion.staged.remove(entry)
 
     def _small_pass(
-        self, ingestion: Ingestion, fd: int, size: int, encryptor: Encryptor, staged: list[Staged]
+        self, ingestion: Ingestion, read: Reader, size: int, encryptor: Encryptor, staged: list[Staged]
     ) -> None:
         """A photo-sized file: one read, then hash, encrypt and write in this thread.
 
@@ -154,7 +201,7 @@ class Receive(Step):
         """
         chunks = []
         total = 0
-        while block := _read(fd, max(size - total, READ_SIZE)):
+        while block := read(max(size - total, READ_SIZE)):
             chunks.append(block)
             total += len(block)
         plaintext = b"".join(chunks)
@@ -181,7 +228,7 @@ class Receive(Step):
         ingestion.plaintext = plaintext
 
     def _streaming_pass(
-        self, ingestion: Ingestion, fd: int, size: int, encryptor: Encryptor, staged: list[Staged]
+        self, ingestion: Ingestion, read: Reader, size: int, encryptor: Encryptor, staged: list[Staged]
     ) -> None:
         """A large file: hashing, encryption and each write overlap, memory stays flat."""
         plain_digest = hashlib.sha256()
@@ -193,6 +240,8 @@ class Receive(Step):
         for sink in [plain_hasher, *sinks]:
             sink.start()
         keep: list[bytes] | None = [] if size <= IN_MEMORY_LIMIT else None
+        head = b""
+        tail = b""
         total = 0
         cipher_total = 0
 
@@ -205,13 +254,16 @@ class Receive(Step):
 
         try:
             send(encryptor.header())
-            while block := _read(fd, READ_SIZE):
+            while block := read(READ_SIZE):
                 total += len(block)
                 plain_hasher.queue.put(block)
                 if keep is not None:
                     keep.append(block)
                     if total > IN_MEMORY_LIMIT:  # the file grew while we read it
                         keep = None
+                if len(head) < HEAD_SIZE:
+                    head += block[: HEAD_SIZE - len(head)]
+                tail = (tail + block)[-TAIL_SIZE:] if len(block) < TAIL_SIZE else block[-TAIL_SIZE:]
                 send(encryptor.update(block))
             send(encryptor.finalize())
         finally:
@@ -231,8 +283,10 @@ class Receive(Step):
         ingestion.ciphertext_size = cipher_total
         if keep is not None:
             ingestion.plaintext = b"".join(keep)
-        else:
+        elif ingestion.incoming.opener is None:
             ingestion.plaintext_path = ingestion.incoming.path
+        else:  # a large stream: nothing to hand the sandbox; Identify gets the ends, a worker job the rest
+            ingestion.sample = (head, tail, total)
 
     def cleanup(self, ingestion: Ingestion) -> None:
         """Staged copies not published by now are discarded."""
