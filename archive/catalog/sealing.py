@@ -67,7 +67,7 @@ def registered() -> list[SealedTable]:
 
     for module in ("archive.catalog.metadata", "archive.catalog.fingerprints", "archive.catalog.items",
                    "archive.catalog.users", "archive.catalog.cases", "archive.catalog.secrets",
-                   "archive.records.store", "archive.records.changes"):
+                   "archive.records.store", "archive.records.changes", "archive.catalog.uploads"):
         try:
             __import__(module)
         except ModuleNotFoundError:
