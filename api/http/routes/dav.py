@@ -45,7 +45,7 @@ router = APIRouter(tags=["webdav"])
 PREFIX = "/dav/"
 METHODS = ["OPTIONS", "PROPFIND", "MKCOL", "PUT"]
 ALLOW = ", ".join(METHODS)
-MAX_LABEL = 4096  # characters of a path under /dav/; longer is refused (414), not cut
+MAX_LABEL = 1024  # characters of a path under /dav/ (the uploads service keeps names that long); longer: 414
 MAX_PROPFIND_BODY = 64 * 1024
 DAV = "DAV:"
 _NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")  # not allowed in XML 1.0
