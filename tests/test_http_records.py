@@ -182,6 +182,15 @@ def test_lists_page_with_limit_and_after(api: Api) -> None:
     assert seen == everything and len(set(seen)) == len(seen) >= 6
 
 
+def test_the_vocabularies_are_read_by_documenters_only(api: Api) -> None:
+    parties = api("GET", "/v1/vocab?vocabulary=parties")
+    assert parties.status_code == 200 and list(parties.json()) == ["parties"]
+    assert "syrian_regime" in {t["key"] for t in parties.json()["parties"]}
+    assert set(api("GET", "/v1/vocab").json()) >= {"parties", "incident_types", "governorates"}
+    assert api("GET", "/v1/vocab?vocabulary=colours").status_code == 422
+    assert api("GET", "/v1/vocab", "contributor").status_code == 403
+
+
 def test_edits_attributions_and_links_go_through_with_history(api: Api) -> None:
     edited = api("PATCH", "/v1/incidents/INC-HTTP-1", json={"weapon": None, "place": "Kafranbel", "reason": "map"})
     assert edited.status_code == 200 and edited.json()["place"] == "Kafranbel"

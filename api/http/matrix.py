@@ -74,6 +74,7 @@ ROUTES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/v1/search"): DOCUMENTERS,
     ("GET", "/v1/stats"): DOCUMENTERS,
     ("POST", "/v1/import"): frozenset({C}),
+    ("GET", "/v1/vocab"): DOCUMENTERS,  # what forms offer: parties, incident types, governorates …
     # storage and the custody log
     ("GET", "/v1/storage"): CATALOG_READERS,
     ("GET", "/v1/log/checkpoint"): LOG_READERS,

@@ -614,6 +614,16 @@ def stats(request: Request, date_from: str | None = Query(None, alias="from", ma
     return statistics(archive, role=role, date_from=date_from, date_to=date_to, date=date, by=by)
 
 
+@router.get("/v1/vocab")
+def vocabularies(request: Request, vocabulary: Literal["parties", "incident_types", "governorates", "professions",
+                                                       "weapons"] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """The vocabularies records are checked against (keys, labels, groups, former names): what a form offers."""
+    from archive.services.records_io import show_vocab
+
+    archive, role = who(request)
+    return show_vocab(archive, vocabulary, role=role)
+
+
 # --- import: multipart, sealed at rest ---------------------------------------------------------------------------
 
 SEGMENT = 64 * 1024
