@@ -20,7 +20,8 @@ Columns other helpers read (receipts: `GET /v1/receipts/{upload_id}`):
 - `sealed` / `key_version`: a registered sealed table (`archive.catalog.sealing`)
   whose fields are `{"filename": …, "receipt": <signed note text> | None}`,
   opened with `open_upload_fields` (catalog key, or the access identity for a
-  row sealed pending by a locked server). `refusal`: a stable reason code.
+  row sealed pending by a locked server); `stored_receipt(archive, upload_id)`
+  -> (owner, receipt note | None) | None reads it. `refusal`: a stable reason code.
 """
 
 from __future__ import annotations
@@ -90,9 +91,22 @@ def open_upload_fields(archive: Archive, row: Upload) -> dict[str, Any]:
     return open_row(opener(archive), TABLE, row.id, row.key_version, row.sealed) or {}
 
 
-def stored_receipt(archive: Archive, row: Upload) -> str | None:
-    """The signed receipt note of a done upload, as the completing response gave it (None otherwise)."""
-    if row.state != DONE:
+def stored_receipt(archive: Archive, upload_id: str) -> tuple[str, str | None] | None:
+    """(owner's user id, the signed receipt note, None until done) of an upload; None for an unknown id.
+
+    The note is the one the completing response carried. Opening it needs the
+    catalog key (or the access identity for a row a locked server sealed
+    pending): `Locked` otherwise.
+    """
+    from sqlmodel import Session
+
+    from archive.db import read_only
+
+    with Session(read_only(archive.engine)) as session:
+        row = session.get(Upload, upload_id)
+    if row is None:
         return None
+    if row.state != DONE:
+        return row.owner, None
     receipt = open_upload_fields(archive, row).get("receipt")
-    return str(receipt) if receipt else None
+    return row.owner, (str(receipt) if receipt else None)

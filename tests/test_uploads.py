@@ -1,0 +1,454 @@
+"""Uploads: tus over the real app (in-process), and the service's promises attacked directly.
+
+A partial upload is unreadable at rest; a wrong secret reads and writes nothing;
+altered stored bytes are refused, never kept as altered evidence; offsets and
+checksums hold; a duplicate is answered like a new file; a completion cut off
+by a crash is finished by the next request, with exactly one arrival.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.api_support import client, make_home
+
+TUS = {"Tus-Resumable": "1.0.0"}
+OCTETS = "application/offset+octet-stream"
+
+
+# --- fixtures and helpers -------------------------------------------------------------------------
+
+class Home:
+    """A fresh archive home with contributor tokens, and its in-process app."""
+
+    def __init__(self, path: Path, api: dict[str, Any] | None = None) -> None:
+        self.path = make_home(path)
+        if api:
+            with open(self.path / "config.toml", "a", encoding="utf-8") as config:
+                config.write("\n[api]\n" + "".join(f"{k} = {v}\n" for k, v in api.items()))
+        from archive.context import Archive
+        from archive.services.accounts import add_user, create_token
+
+        archive = Archive.open(self.path)
+        self.tokens: dict[str, str] = {}
+        for name in ("alice", "bob"):
+            add_user(archive, name, "contributor")
+            self.tokens[name] = create_token(archive, name)["token"]
+        archive.close()
+
+    def headers(self, who: str = "alice", **extra: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[who]}", **TUS, **extra}
+
+    def caller(self, who: str = "alice") -> Any:
+        from archive.context import Runtime
+        from archive.services.accounts import authenticate
+
+        return authenticate(Runtime.open(self.path), self.tokens[who])
+
+    def archive(self, who: str = "alice") -> Any:
+        from archive.context import Runtime
+
+        return Runtime.open(self.path).archive(self.caller(who).user_id)
+
+    def count(self, sql: str, *args: Any) -> int:
+        import sqlite3
+
+        with sqlite3.connect(self.path / "catalog.db") as db:
+            return int(db.execute(sql, args).fetchone()[0])
+
+
+@pytest.fixture()
+def home(tmp_path: Path) -> Home:
+    return Home(tmp_path / "home")
+
+
+@pytest.fixture()
+def app(home: Home) -> Iterator[Any]:
+    with client(home.path) as test_client:
+        yield test_client
+
+
+def meta(**values: str) -> str:
+    return ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in values.items())
+
+
+def create(app: Any, home: Home, data: bytes, who: str = "alice", **metadata: str) -> str:
+    answer = app.post("/v1/uploads", headers=home.headers(who, **{"Upload-Length": str(len(data)),
+                                                                "Upload-Metadata": meta(**metadata)}))
+    assert answer.status_code == 201, answer.text
+    assert answer.headers["Tus-Resumable"] == "1.0.0" and answer.headers["Upload-Expires"]
+    return str(answer.headers["Location"])
+
+
+def patch(app: Any, home: Home, url: str, offset: int, body: bytes, who: str = "alice", **extra: str) -> Any:
+    return app.patch(url, content=body, headers=home.headers(who, **{"Upload-Offset": str(offset),
+                                                                     "Content-Type": OCTETS, **extra}))
+
+
+def receipt_of(answer: Any) -> str:
+    return base64.b64decode(answer.headers["Upload-Receipt"]).decode()
+
+
+def photo(corpus: Path) -> bytes:
+    return (corpus / "media" / "jpg" / "Canon_40D.jpg").read_bytes()
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# --- tus over HTTP ---------------------------------------------------------------------------------
+
+def test_a_resumed_upload_completes_with_a_valid_receipt(app: Any, home: Home, corpus: Path) -> None:
+    from archive.context import Archive
+    from archive.custody.receipts import receipt_vkey, verify_receipt
+
+    data = photo(corpus)
+    url = create(app, home, data, filename="../../etc/Canon 40D.jpg", sha256=sha(data), filetype="image/jpeg")
+    assert patch(app, home, url, 0, data[:3000]).headers["Upload-Offset"] == "3000"
+    head = app.head(url, headers=home.headers())
+    assert (head.status_code, head.headers["Upload-Offset"], head.headers["Upload-Length"]) == (
+        200, "3000", str(len(data)))
+    done = patch(app, home, url, 3000, data[3000:])
+    assert done.status_code == 204 and done.headers["Upload-Offset"] == str(len(data))
+    fields = verify_receipt(receipt_of(done), receipt_vkey(Archive.open(home.path)))
+    assert fields["sha256"] == sha(data) and int(fields["size"]) == len(data)
+    assert fields["upload"] == url.split("/")[3]
+    again = app.head(url, headers=home.headers())  # asked again: the same receipt, nothing more
+    assert again.status_code == 200 and receipt_of(again) == receipt_of(done)
+    assert home.count("SELECT count(*) FROM provenance WHERE item_id = ?", fields["item"]) == 1
+    assert not (home.path / "uploads" / fields["upload"]).exists()
+
+
+def test_creation_with_upload_in_one_request(app: Any, home: Home, corpus: Path) -> None:
+    data = photo(corpus)
+    checksum = "sha256 " + base64.b64encode(hashlib.sha256(data).digest()).decode()
+    answer = app.post("/v1/uploads", content=data, headers=home.headers(**{
+        "Upload-Length": str(len(data)), "Content-Type": OCTETS, "Upload-Checksum": checksum}))
+    assert answer.status_code == 201 and answer.headers["Location"].startswith("/v1/uploads/up-")
+    assert "sha256 " + sha(data) in receipt_of(answer)
+
+
+def test_protocol_errors(app: Any, home: Home, corpus: Path) -> None:
+    data = photo(corpus)
+    url = create(app, home, data)
+    wrong_version = app.head(url, headers={**home.headers(), "Tus-Resumable": "0.2.2"})
+    assert wrong_version.status_code == 412 and wrong_version.headers["Tus-Version"] == "1.0.0"
+    assert patch(app, home, url, 10, data[:10]).status_code == 409  # not where the upload stands
+    wrong_type = app.patch(url, content=data[:10], headers=home.headers(**{"Upload-Offset": "0",
+                                                                           "Content-Type": "text/plain"}))
+    assert wrong_type.status_code == 415
+    past = patch(app, home, url, 0, data + b"more")
+    assert past.status_code == 413
+    no_length = app.post("/v1/uploads", headers=home.headers())
+    assert no_length.status_code == 400
+    bad_meta = app.post("/v1/uploads", headers=home.headers(**{"Upload-Length": "5",
+                                                               "Upload-Metadata": "filename @@@"}))
+    assert bad_meta.status_code == 400
+    bad_sum = patch(app, home, url, 0, data[:10], **{"Upload-Checksum": "md5 AAAA"})
+    assert bad_sum.status_code == 400
+    for answer in (wrong_version, past, no_length, bad_meta, bad_sum, wrong_type):
+        assert answer.headers["Tus-Resumable"] == "1.0.0"
+    assert app.head(url, headers=home.headers()).headers["Upload-Offset"] == "0"  # nothing of the refusals kept
+    options = app.options("/v1/uploads", headers=TUS)
+    assert options.status_code == 204
+    assert set(options.headers["Tus-Extension"].split(",")) >= {"creation", "creation-with-upload", "checksum",
+                                                                 "termination", "expiration"}
+    assert options.headers["Tus-Checksum-Algorithm"] == "sha1,sha256"
+
+
+def test_a_checksum_mismatch_is_460_and_the_chunk_is_discarded(app: Any, home: Home, corpus: Path) -> None:
+    data = photo(corpus)
+    url = create(app, home, data)
+    good = "sha1 " + base64.b64encode(hashlib.sha1(data[:4000]).digest()).decode()
+    bad = "sha1 " + base64.b64encode(hashlib.sha1(b"other bytes").digest()).decode()
+    assert patch(app, home, url, 0, data[:4000], **{"Upload-Checksum": bad}).status_code == 460
+    assert app.head(url, headers=home.headers()).headers["Upload-Offset"] == "0"
+    folder = home.path / "uploads" / url.split("/")[3]
+    assert [p.name for p in folder.iterdir() if p.name.endswith(".seg")] == []
+    assert patch(app, home, url, 0, data[:4000], **{"Upload-Checksum": good}).headers["Upload-Offset"] == "4000"
+    done = patch(app, home, url, 4000, data[4000:])
+    assert "sha256 " + sha(data) in receipt_of(done)
+
+
+def test_unknown_foreign_and_wrong_secret_are_one_answer(app: Any, home: Home, corpus: Path) -> None:
+    data = photo(corpus)
+    url = create(app, home, data)
+    patch(app, home, url, 0, data[:100])
+    _, _, _, upload_id, secret = url.split("/")
+    cases = {
+        "unknown": f"/v1/uploads/up-{'0' * 32}/{secret}",
+        "wrong secret": f"/v1/uploads/{upload_id}/{'A' * len(secret)}",
+    }
+    answers = {name: patch(app, home, where, 100, data[100:200]) for name, where in cases.items()}
+    answers["foreign"] = patch(app, home, url, 100, data[100:200], who="bob")
+    answers["foreign head"] = app.head(url, headers=home.headers("bob"))
+    answers["foreign delete"] = app.delete(url, headers=home.headers("bob"))
+    for name, answer in answers.items():
+        assert answer.status_code == 404, name
+    bodies = {answers[n].text for n in ("unknown", "wrong secret", "foreign", "foreign delete")}
+    assert len(bodies) == 1 and secret not in bodies.pop()
+    assert app.head(url, headers=home.headers()).headers["Upload-Offset"] == "100"  # nothing appended
+
+
+def test_a_duplicate_is_answered_like_a_new_file(app: Any, home: Home, corpus: Path) -> None:
+    first, other = photo(corpus), (corpus / "media" / "jpg" / "Nikon_D70.jpg").read_bytes()
+    answers = []
+    for who, data in (("alice", first), ("bob", first), ("bob", other)):
+        url = create(app, home, data, who, filename="x.jpg", sha256=sha(data))
+        answers.append(patch(app, home, url, 0, data, who=who))
+    shapes = {(a.status_code, tuple(sorted(k for k in a.headers if k != "content-length"))) for a in answers}
+    assert len(shapes) == 1
+    lines = [[line.split(" ")[0] for line in receipt_of(a).splitlines()] for a in answers]
+    assert lines[0] == lines[1] == lines[2]
+    assert all("duplicate" not in receipt_of(a) for a in answers)
+
+
+def test_termination_and_expiry_never_touch_a_completed_upload(tmp_path: Path, corpus: Path) -> None:
+    import time
+
+    from archive.services.uploads import expire_uploads
+
+    home = Home(tmp_path / "home", {"upload_expiry_hours": 0.0003})  # about one second
+    data = photo(corpus)
+    with client(home.path) as app:
+        done_url = create(app, home, data)
+        assert patch(app, home, done_url, 0, data).status_code == 204
+        assert app.delete(done_url, headers=home.headers()).status_code == 409
+        gone_url = create(app, home, data)
+        patch(app, home, gone_url, 0, data[:500])
+        assert app.delete(gone_url, headers=home.headers()).status_code == 204
+        assert app.head(gone_url, headers=home.headers()).status_code == 404
+        assert not (home.path / "uploads" / gone_url.split("/")[3]).exists()
+        idle_url = create(app, home, data)
+        patch(app, home, idle_url, 0, data[:500])
+        time.sleep(1.5)
+        assert expire_uploads(home.archive()) == 1
+        assert app.head(idle_url, headers=home.headers()).status_code == 404
+        assert not (home.path / "uploads" / idle_url.split("/")[3]).exists()
+        kept = app.head(done_url, headers=home.headers())
+        assert kept.status_code == 200 and kept.headers["Upload-Receipt"]
+    assert home.count("SELECT count(*) FROM items") == 1
+
+
+def test_limits(tmp_path: Path, corpus: Path) -> None:
+    home = Home(tmp_path / "home", {"max_upload_bytes": 10_000, "max_open_uploads": 2})
+    with client(home.path) as app:
+        big = app.post("/v1/uploads", headers=home.headers(**{"Upload-Length": "10001"}))
+        assert big.status_code == 413
+        for _ in range(2):
+            assert app.post("/v1/uploads", headers=home.headers(**{"Upload-Length": "10"})).status_code == 201
+        third = app.post("/v1/uploads", headers=home.headers(**{"Upload-Length": "10"}))
+        assert third.status_code == 429 and third.headers["Retry-After"]
+        assert app.post("/v1/uploads", headers=home.headers("bob", **{"Upload-Length": "10"})).status_code == 201
+
+
+def test_the_declared_sha256_is_checked_before_anything_is_kept(app: Any, home: Home, corpus: Path) -> None:
+    data = photo(corpus)
+    url = create(app, home, data, sha256=sha(b"another file"))
+    refused = patch(app, home, url, 0, data)
+    assert refused.status_code == 422 and "SHA-256" in refused.json()["detail"]
+    assert "Upload-Receipt" not in refused.headers
+    assert home.count("SELECT count(*) FROM items") == 0
+    assert home.count("SELECT count(*) FROM provenance") == 0
+    head = app.head(url, headers=home.headers())
+    assert head.status_code == 422 and head.headers["Upload-Refused"] == "sha256-mismatch"
+    assert not list((home.path / "uploads").iterdir())
+    bad_digest = app.post("/v1/uploads", headers=home.headers(**{"Upload-Length": "5",
+                                                                  "Upload-Metadata": meta(sha256="not hex")}))
+    assert bad_digest.status_code == 422
+
+
+# --- the service's promises, attacked -------------------------------------------------------------
+
+def _plaintext_runs(data: bytes, roots: list[Path]) -> list[str]:
+    """Files under `roots` holding any 64-byte run of `data` (every such run holds an aligned 32-byte block)."""
+    blocks = {data[at:at + 32] for at in range(0, len(data) - 31, 32)}
+    found = []
+    for root in roots:
+        for path in root.rglob("*"):
+            if not path.is_file():
+                continue
+            content = path.read_bytes()
+            if any(content[at:at + 32] in blocks for at in range(len(content) - 31)):
+                found.append(str(path))
+    return found
+
+
+def test_a_half_done_upload_is_unreadable_at_rest(home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from archive.services import uploads
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    data = os.urandom(600_000)
+    archive, caller = home.archive(), home.caller()
+    upload_id, secret, _ = uploads.create_upload(archive, caller, len(data), {"filename": "half.bin"})
+    uploads.append(archive, caller, upload_id, secret, 0, iter([data[:300_000]]))
+    control = temp / "control"  # the detector itself finds a 64-byte run at an odd place
+    control.write_bytes(b"?" * 7 + data[1001:1065] + b"?" * 7)
+    assert _plaintext_runs(data[:300_000], [temp]) == [str(control)]
+    control.unlink()
+    assert _plaintext_runs(data[:300_000], [home.path, temp]) == []
+    for path in home.path.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+
+
+def test_a_wrong_secret_can_neither_read_nor_append(home: Home) -> None:
+    from archive.services import uploads
+    from ingest.upload_store import SegmentReader, Segments, StoreDamaged, segment_key
+
+    archive, caller = home.archive(), home.caller()
+    upload_id, secret, _ = uploads.create_upload(archive, caller, 1000, {})
+    uploads.append(archive, caller, upload_id, secret, 0, iter([b"a" * 400]))
+    guess = secret[:-1] + ("A" if secret[-1] != "A" else "B")
+    for call in (lambda: uploads.append(archive, caller, upload_id, guess, 400, iter([b"b" * 10])),
+                 lambda: uploads.status(archive, caller, upload_id, guess),
+                 lambda: uploads.complete(archive, caller, upload_id, guess),
+                 lambda: uploads.terminate(archive, caller, upload_id, guess)):
+        with pytest.raises(uploads.UploadNotFound):
+            call()
+    with pytest.raises(StoreDamaged):
+        SegmentReader(Segments(home.path, upload_id, segment_key(guess, upload_id)), 400).read()
+    assert uploads.status(archive, caller, upload_id, secret).offset == 400
+
+
+def test_a_cut_off_body_keeps_what_arrived_unless_a_checksum_was_promised(home: Home) -> None:
+    from archive.services import uploads
+
+    archive, caller = home.archive(), home.caller()
+    upload_id, secret, _ = uploads.create_upload(archive, caller, 10_000, {})
+
+    def cut(n: int) -> Iterator[bytes]:
+        yield b"x" * n
+        raise ConnectionResetError("the client went away")
+
+    with pytest.raises(ConnectionResetError):
+        uploads.append(archive, caller, upload_id, secret, 0, cut(3000))
+    assert uploads.status(archive, caller, upload_id, secret).offset == 3000
+    with pytest.raises(ConnectionResetError):
+        uploads.append(archive, caller, upload_id, secret, 3000, cut(2000), ("sha256", b"\0" * 32))
+    assert uploads.status(archive, caller, upload_id, secret).offset == 3000
+
+
+def test_a_flipped_byte_in_a_stored_segment_is_refused_not_kept(home: Home, corpus: Path) -> None:
+    from archive.services import uploads
+
+    data = photo(corpus)
+    archive, caller = home.archive(), home.caller()
+    upload_id, secret, _ = uploads.create_upload(archive, caller, len(data), {"filename": "p.jpg"})
+    uploads.append(archive, caller, upload_id, secret, 0, iter([data[:-1]]))
+    segment = next((home.path / "uploads" / upload_id).glob("*.seg"))
+    blob = bytearray(segment.read_bytes())
+    blob[100] ^= 0x20
+    segment.write_bytes(bytes(blob))
+    with pytest.raises(uploads.UploadRefused) as refused:
+        uploads.append(archive, caller, upload_id, secret, len(data) - 1, iter([data[-1:]]))
+        uploads.complete(archive, caller, upload_id, secret)
+    assert refused.value.reason == "damaged"
+    assert home.count("SELECT count(*) FROM items") == 0
+    assert home.count("SELECT count(*) FROM provenance") == 0
+    with pytest.raises(uploads.UploadRefused):  # asked again: the same refusal, nothing ingested
+        uploads.complete(archive, caller, upload_id, secret)
+    assert home.count("SELECT count(*) FROM items") == 0
+
+
+@pytest.mark.parametrize("point", ["before-commit", "after-commit"])
+def test_a_completion_cut_off_by_a_crash_ends_with_exactly_one_arrival(
+    home: Home, corpus: Path, monkeypatch: pytest.MonkeyPatch, point: str
+) -> None:
+    from archive.services import uploads
+
+    data = photo(corpus)
+    archive, caller = home.archive(), home.caller()
+    upload_id, secret, _ = uploads.create_upload(archive, caller, len(data), {"sha256": sha(data)})
+    uploads.append(archive, caller, upload_id, secret, 0, iter([data]))
+    monkeypatch.setenv(uploads.FAULT_ENV, point)
+    with pytest.raises(uploads.SimulatedCrash):
+        uploads.complete(archive, caller, upload_id, secret)
+    monkeypatch.delenv(uploads.FAULT_ENV)
+    found = uploads.status(archive, caller, upload_id, secret)  # what a client's HEAD sees
+    assert (found.completed is not None) == (point == "after-commit")
+    assert found.offset == len(data)
+    with client(home.path) as app:  # the client asks again, over HTTP
+        again = app.head(f"/v1/uploads/{upload_id}/{secret}", headers=home.headers())
+        assert again.status_code == 200
+        retried = patch(app, home, f"/v1/uploads/{upload_id}/{secret}", len(data), b"")
+        assert retried.status_code == 204 and receipt_of(retried) == receipt_of(again)
+    assert home.count("SELECT count(*) FROM items") == 1
+    assert home.count("SELECT count(*) FROM provenance") == 1
+    assert home.count("SELECT count(*) FROM events WHERE event_type = 'ingestion' AND outcome = 'success'") == 1
+    assert not (home.path / "uploads" / upload_id).exists()
+
+
+def test_the_incident_named_is_linked_and_a_bad_one_never_refuses(home: Home, corpus: Path) -> None:
+    from archive.context import Archive
+    from archive.roles import Role
+    from archive.services import uploads
+    from archive.services.incidents import add_incident
+    from archive.services.links import links_of
+
+    custodian = Archive.open(home.path, "tester")
+    add_incident(custodian, {"ref": "INC-1", "type": "killing", "started_at": "2023-12-09", "governorate": "idlib",
+                             "attribution": "syrian_regime"}, role=Role.CUSTODIAN)
+    archive, caller = home.archive(), home.caller()
+    results = []
+    for data, ref in ((photo(corpus), "INC-1"),
+                      ((corpus / "media" / "jpg" / "Nikon_D70.jpg").read_bytes(), "NO-SUCH")):
+        upload_id, secret, _ = uploads.create_upload(archive, caller, len(data), {"incident": ref})
+        uploads.append(archive, caller, upload_id, secret, 0, iter([data]))
+        results.append(uploads.complete(archive, caller, upload_id, secret))
+    assert [r.status for r in results] == ["preserved", "preserved"]
+    linked = links_of(custodian, results[0].item_id, role=Role.CUSTODIAN, type_="item")["links"]
+    assert [(link["kind"], link["b"]["name"], link["created_by"]) for link in linked] == [
+        ("item_incident", "INC-1", "archive")]
+    assert links_of(custodian, results[1].item_id, role=Role.CUSTODIAN, type_="item")["links"] == []
+    assert home.count("SELECT count(*) FROM events WHERE event_type = 'validation' AND outcome = 'failure' "
+                      "AND item_id = ?", results[1].item_id) == 1
+
+
+def test_a_large_stream_is_analysed_by_a_job_committed_with_it(
+    home: Home, corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from archive.services import uploads
+    from ingest.steps import receive
+
+    monkeypatch.setattr(receive, "IN_MEMORY_LIMIT", 4096)
+    monkeypatch.setattr(receive, "SMALL_FILE", 4096)
+    data = photo(corpus)
+    archive, caller = home.archive(), home.caller()
+    upload_id, secret, _ = uploads.create_upload(archive, caller, len(data), {})
+    uploads.append(archive, caller, upload_id, secret, 0, iter([data]))
+    done = uploads.complete(archive, caller, upload_id, secret)
+    assert home.count("SELECT count(*) FROM jobs WHERE kind = 'analysis' AND item_id = ?", done.item_id) == 1
+    assert home.count("SELECT count(*) FROM item_metadata WHERE item_id = ?", done.item_id) == 0
+    assert home.count("SELECT count(*) FROM items WHERE id = ? AND media_type = 'image/jpeg'", done.item_id) == 1
+
+
+def test_webdav_streams_are_ingested_and_their_receipt_stored(home: Home, corpus: Path) -> None:
+    from archive.catalog.uploads import stored_receipt
+    from archive.services import uploads
+
+    data = photo(corpus)
+    archive, caller = home.archive(), home.caller()
+    done = uploads.ingest_stream(archive, caller, iter([data[:1000], data[1000:]]), filename="dav.jpg",
+                                 sha256=sha(data))
+    assert done.sha256 == sha(data) and done.size == len(data)
+    row = uploads.upload_row(archive, done.upload_id)
+    assert row is not None and row.state == "done" and row.item_id == done.item_id
+    assert row.length is None and row.offset is None  # no size in clear once ended
+    assert stored_receipt(archive, done.upload_id) == (caller.user_id, done.receipt)
+    assert [u["filename"] for u in uploads.recent_uploads(archive, caller)] == ["dav.jpg"]
+    assert not (home.path / "uploads" / done.upload_id).exists()
+    with pytest.raises(uploads.UploadRefused):
+        uploads.ingest_stream(archive, caller, iter([data]), filename="bad.jpg", sha256=sha(b"x"))
