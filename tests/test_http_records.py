@@ -156,6 +156,10 @@ def test_bad_bodies_and_unknown_refs_are_clear_json_errors(api: Api) -> None:
     error(api("PATCH", "/v1/incidents/NOPE", json={"place": "x"}), 404)
     error(api("POST", "/v1/incidents/NOPE/attributions", json={"parties": "syrian_regime", "reason": "x"}), 404)
     error(api("DELETE", "/v1/links/lnk-0000000000000000"), 404)
+    # A body past the JSON limit is refused before it is parsed.
+    huge = api("POST", "/v1/incidents", content=b'{"narrative": "' + b"x" * (2 << 20) + b'"}',
+               headers={"content-type": "application/json"})
+    assert huge.status_code == 413, huge.text
     # Query parameters are checked too.
     error(api("GET", "/v1/stats?by=colour"), 422)
     error(api("GET", "/v1/stats?from=2023-13-01"), 422)

@@ -41,7 +41,8 @@ from archive.services.errors import Invalid
 if TYPE_CHECKING:
     from archive.context import Archive
 
-router = APIRouter()
+JSON_BODY_LIMIT = 1 << 20  # a JSON body: a record's longest field (a narrative) is 20,000 characters
+router = APIRouter(max_body_size=JSON_BODY_LIMIT)  # past it, 413 before the body is parsed
 
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
@@ -810,6 +811,7 @@ class ImportReport(BaseModel):
 
 
 @router.post("/v1/import", response_model=ImportReport, response_model_exclude_none=True,
+             max_body_size=MAX_IMPORT_BYTES,
              openapi_extra={"requestBody": IMPORT_BODY},
              responses={413: {"description": "The files are larger than the import limit."},
                         422: {"description": "A bad row anywhere: nothing imported; the report lists the rows."}})
