@@ -222,6 +222,7 @@ def create_app(home: str | None = None, *, worker: bool | None = None) -> FastAP
         swagger_ui_oauth2_redirect_url=None,
         openapi_url="/openapi.json",
         dependencies=[Depends(authorize)],
+        responses=errors.COMMON_RESPONSES,
         lifespan=lifespan,
     )
     app.state.runtime = runtime

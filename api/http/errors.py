@@ -9,10 +9,12 @@ the traceback goes to the server's log.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.http import metrics
@@ -29,6 +31,30 @@ from archive.services.errors import (
 )
 
 log = logging.getLogger("api.http")
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: a stable code and a message for people."""
+
+    error: str
+    detail: str
+
+
+def _described(text: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": text}
+
+
+# Declared on every route (the app's `responses`), so the OpenAPI document says what each may answer.
+COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _described("Refused: the detail says why"),
+    401: _described("No token, or one the archive does not accept (unknown, expired, revoked, wrong scheme)"),
+    403: _described("The caller's role may not call this route"),
+    404: _described("No such thing (or one the caller may not see)"),
+    409: _described("Conflicts with the archive's state"),
+    422: _described("Invalid input; nothing was written"),
+    503: _described("Not available now (keys locked, catalog or storage unreachable)"),
+    500: _described("Internal error (the server's log has the details)"),
+}
 
 # Most specific first: the first class an exception is an instance of decides.
 STATUSES: list[tuple[type[Exception], int, str]] = [

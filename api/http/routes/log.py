@@ -10,7 +10,7 @@ name or a file's hash.
 from __future__ import annotations
 
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import PlainTextResponse, Response
+from fastapi.responses import Response
 
 from api.http.auth import archive_for
 from archive.services.errors import NotFound, ServiceError
@@ -20,6 +20,9 @@ router = APIRouter(prefix="/v1/log", tags=["log"])
 IMMUTABLE = "private, max-age=31536000, immutable"
 PARTIAL = "private, max-age=60"  # a partial tile's bytes never change, but it disappears once its tile fills
 NOTE = "text/plain; charset=utf-8"
+# response_class=Response (no media type of its own) keeps the error answers documented as JSON.
+TEXT = {"content": {"text/plain": {"schema": {"type": "string"}}}}
+BINARY = {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}
 
 
 class NotCovered(ServiceError):
@@ -39,25 +42,25 @@ def _custody_error(exc: ServiceError, seq: int | None = None) -> ServiceError:
     return exc
 
 
-@router.get("/checkpoint", response_class=PlainTextResponse, summary="The latest signed checkpoint (C2SP note)",
-            responses={200: {"content": {"text/plain": {}}}, 404: {"description": "No checkpoint yet"}})
+@router.get("/checkpoint", response_class=Response, summary="The latest signed checkpoint (C2SP note)",
+            responses={200: TEXT, 404: {"description": "No checkpoint yet"}})
 def checkpoint(request: Request) -> Response:
     from archive.services.log_tiles import latest_note
 
     return Response(latest_note(archive_for(request)), media_type=NOTE, headers={"Cache-Control": "no-cache"})
 
 
-@router.get("/vkey", response_class=PlainTextResponse, summary="The checkpoints' verifier key (C2SP vkey)",
-            responses={200: {"content": {"text/plain": {}}}})
+@router.get("/vkey", response_class=Response, summary="The checkpoints' verifier key (C2SP vkey)",
+            responses={200: TEXT})
 def vkey(request: Request) -> Response:
     from archive.custody.service import verifier_key
 
     return Response(verifier_key(archive_for(request)).encode() + "\n", media_type=NOTE)
 
 
-@router.get("/proof/{seq}", response_class=PlainTextResponse,
+@router.get("/proof/{seq}", response_class=Response,
             summary="Inclusion proof of event `seq` (C2SP tlog-proof, against the latest checkpoint)",
-            responses={200: {"content": {"text/plain": {}}}, 404: {"description": "No such event"},
+            responses={200: TEXT, 404: {"description": "No such event"},
                        409: {"description": "Not covered by a checkpoint yet (Retry-After)"}})
 def proof(request: Request, seq: int = Path(ge=0, le=2**62)) -> Response:
     from archive.custody.proof_format import tlog_proof
@@ -82,7 +85,7 @@ def consistency(request: Request, old: int = Query(ge=0, le=2**62), new: int = Q
 
 @router.get("/tile/{path:path}", response_class=Response,
             summary="C2SP tlog-tiles: hash tiles `<L>/<N>[.p/<W>]` and entry bundles `entries/<N>[.p/<W>]`",
-            responses={200: {"content": {"application/octet-stream": {}}},
+            responses={200: BINARY,
                        404: {"description": "No such tile, or beyond the signed tree"}})
 def tile(request: Request, path: str) -> Response:
     from archive.services.log_tiles import read_tile

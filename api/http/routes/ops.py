@@ -169,7 +169,7 @@ def _registry_for(runtime: Any) -> Any:
 
 
 @router.get("/metrics", summary="Prometheus metrics (auditors and custodians)",
-            response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+            response_class=Response, responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
 def prometheus(request: Request) -> Response:
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
