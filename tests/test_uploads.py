@@ -210,6 +210,32 @@ def test_a_duplicate_is_answered_like_a_new_file(app: Any, home: Home, corpus: P
     lines = [[line.split(" ")[0] for line in receipt_of(a).splitlines()] for a in answers]
     assert lines[0] == lines[1] == lines[2]
     assert all("duplicate" not in receipt_of(a) for a in answers)
+    assert home.count("SELECT count(*) FROM items") == 2 and home.count("SELECT count(*) FROM provenance") == 3
+
+
+def test_a_duplicate_is_analysed_like_a_new_file_and_nothing_kept_of_it(
+    home: Home, corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same work, same timing class: the duplicate's analysis runs too (its results are thrown away)."""
+    from archive.services import uploads
+    from ingest.steps.metadata import ExtractMetadata
+
+    runs: list[str] = []
+    original = ExtractMetadata.run
+
+    def counted(self: ExtractMetadata, ingestion: Any, archive: Any) -> None:
+        runs.append(str(ingestion.sha256))
+        original(self, ingestion, archive)
+
+    monkeypatch.setattr(ExtractMetadata, "run", counted)
+    data = photo(corpus)
+    for who in ("alice", "bob"):
+        archive, caller = home.archive(who), home.caller(who)
+        upload_id, secret, _ = uploads.create_upload(archive, caller, len(data), {})
+        uploads.append(archive, caller, upload_id, secret, 0, iter([data]))
+        uploads.complete(archive, caller, upload_id, secret)
+    assert runs == [sha(data), sha(data)]
+    assert home.count("SELECT count(*) FROM item_metadata") == 1
 
 
 def test_termination_and_expiry_never_touch_a_completed_upload(tmp_path: Path, corpus: Path) -> None:
@@ -240,7 +266,8 @@ def test_termination_and_expiry_never_touch_a_completed_upload(tmp_path: Path, c
 
 
 def test_limits(tmp_path: Path, corpus: Path) -> None:
-    home = Home(tmp_path / "home", {"max_upload_bytes": 10_000, "max_open_uploads": 2})
+    home = Home(tmp_path / "home", {"max_upload_bytes": 10_000, "max_open_uploads": 2,
+                                    "upload_requests_per_minute": 6})
     with client(home.path) as app:
         big = app.post("/v1/uploads", headers=home.headers(**{"Upload-Length": "10001"}))
         assert big.status_code == 413
@@ -249,6 +276,9 @@ def test_limits(tmp_path: Path, corpus: Path) -> None:
         third = app.post("/v1/uploads", headers=home.headers(**{"Upload-Length": "10"}))
         assert third.status_code == 429 and third.headers["Retry-After"]
         assert app.post("/v1/uploads", headers=home.headers("bob", **{"Upload-Length": "10"})).status_code == 201
+        answers = [app.post("/v1/uploads", headers=home.headers(**{"Upload-Length": "10"})) for _ in range(3)]
+        assert answers[-1].status_code == 429 and "per token" in answers[-1].json()["detail"]
+        assert 0 < int(answers[-1].headers["Retry-After"]) <= 60
 
 
 def test_the_declared_sha256_is_checked_before_anything_is_kept(app: Any, home: Home, corpus: Path) -> None:

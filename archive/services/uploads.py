@@ -534,7 +534,7 @@ def _incoming(upload_id: str, length: int, fields: dict[str, Any], segments: Any
 def _ingest(archive: Archive, upload_id: str, secret: str, claim: str, length: int, fields: dict[str, Any],
             segments: Any) -> Ingestion:
     from ingest.pipeline import Ingestion, Refused, default_steps, run_pipeline
-    from ingest.steps.arrival import LinkIncident, OnCommit
+    from ingest.steps.arrival import AnalyseLikeNew, LinkIncident, OnCommit
     from ingest.steps.catalog import CommitToCatalog
     from ingest.steps.declared import CheckDeclaredDigest
     from ingest.steps.receive import IN_MEMORY_LIMIT
@@ -551,8 +551,12 @@ def _ingest(archive: Archive, upload_id: str, secret: str, claim: str, length: i
         if code in FINAL_REFUSALS:
             _mark_refused_in(session, upload_id, secret, claim, code, reason)
 
+    from ingest.steps.replicate import Replicate
+
     steps = default_steps(deferred_analysis=length > IN_MEMORY_LIMIT)
     steps.insert(1, CheckDeclaredDigest(fields.get("sha256")))
+    replicate_at = next(i for i, step in enumerate(steps) if isinstance(step, Replicate))
+    steps.insert(replicate_at, AnalyseLikeNew(steps))  # a duplicate takes as long as a new file
     commit_at = next(i for i, step in enumerate(steps) if isinstance(step, CommitToCatalog))
     extra = [LinkIncident(fields["incident"])] if fields.get("incident") else []
     steps[commit_at:commit_at] = [*extra, OnCommit(on_commit)]

@@ -6,6 +6,12 @@ incident is a failure recorded on the arrival (a custody event, and on the
 item's failures), never a refusal: the evidence is kept all the same, and the
 sender is told nothing about which incidents exist.
 
+`AnalyseLikeNew`: a duplicate skips analysis (its item has it already), so it
+would be answered sooner than a new file, and a contributor timing the answer
+would learn that the archive held the file. For an arrival whose sender must
+not learn that, the duplicate's analysis runs all the same, on a scratch
+`Ingestion` whose results are thrown away.
+
 `OnCommit`: runs a callback inside the item's transaction just before it
 commits, after every custody event of the arrival is appended (so the callback
 can name the arrival's ingestion event). An upload marks itself done there,
@@ -73,6 +79,25 @@ class LinkIncident(Step):
     def _failed(ingestion: Ingestion, why: str, reason: str) -> None:
         ingestion.fail("incident", reason)
         ingestion.event(VALIDATION, "failure", check="incident link", result=why)
+
+
+class AnalyseLikeNew(Step):
+    name = "like-new"
+    runs_on_duplicates = True
+
+    def __init__(self, steps: list[Step]) -> None:
+        self.kinds = [type(step) for step in steps if step.analysis]
+
+    def run(self, ingestion: Ingestion, archive: Archive) -> None:
+        if not ingestion.duplicate:
+            return
+        scratch = Ingestion(incoming=ingestion.incoming, actor=ingestion.actor, sha256=ingestion.sha256,
+                            size=ingestion.size, plaintext=ingestion.plaintext, sample=ingestion.sample)
+        for kind in self.kinds:
+            try:
+                kind().run(scratch, archive)
+            except Exception:  # noqa: BLE001 - thrown away, like everything it found
+                continue
 
 
 class OnCommit(Step):
