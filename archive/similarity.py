@@ -353,6 +353,26 @@ def _check_distance(max_distance: int) -> None:
         raise ServiceError(f"the largest distance must be between 0 and 64, not {max_distance}")
 
 
+def _readers(role: Role) -> None:
+    from archive.roles import documents
+    from archive.services.errors import Forbidden
+
+    if not documents(role):
+        raise Forbidden(f"the near-duplicate search needs the custodian or investigator role, not {role}")
+
+
+def _hidden_items(archive: Archive, role: Role) -> frozenset[str]:
+    """The items a restricted case hides from the caller (`archive.records.compartments`)."""
+    from sqlmodel import Session
+
+    from archive.records.compartments import hidden_in, sees_all
+
+    if sees_all(role):
+        return frozenset()
+    with Session(read_only(archive.engine)) as session:
+        return hidden_in(archive, session, role).items
+
+
 def similar_to_upload(
     archive: Archive, source: bytes | Path, max_distance: int = DEFAULT_MAX_DISTANCE, *, role: Role = Role.CUSTODIAN
 ) -> list[Match]:
@@ -360,18 +380,21 @@ def similar_to_upload(
 
     `source` is the uploaded content itself, or a temporary file the caller
     spooled it to: never a path a remote caller chose, so nobody can make the
-    server read its own files.
+    server read its own files. Custodians and investigators; items a
+    restricted case hides from the caller are never among the matches.
     """
     from archive.services.errors import ServiceError
     from ingest.fingerprints.common import NoFingerprint
 
+    _readers(role)
     _check_distance(max_distance)
     catalog_keys(archive)  # locked: say so before decoding anything
+    hidden = _hidden_items(archive, role)
     try:
         probe = probe_upload(source)
     except NoFingerprint as exc:
         raise ServiceError(f"no fingerprint: {exc}") from exc
-    return load_index(archive).search(probe, max_distance)
+    return [m for m in load_index(archive).search(probe, max_distance) if m.id not in hidden]
 
 
 def similar_to_item(
@@ -380,19 +403,24 @@ def similar_to_item(
     """Items that look like an item already kept (an id or a unique prefix).
 
     The stored upright views are searched afresh and the candidates recorded at
-    ingest (which also tried rotations and mirrors) are added.
+    ingest (which also tried rotations and mirrors) are added. Custodians and
+    investigators; an item a restricted case hides from the caller is not found,
+    and never among the matches.
     """
     from sqlmodel import Session
 
     from archive.catalog.items import ItemStatus
     from archive.catalog.secrets import item_secret
+    from archive.records.compartments import hidden_in
     from archive.services.errors import CheckFailed, ServiceError
-    from archive.services.items import resolve_item
+    from archive.services.items import visible_item
 
+    _readers(role)
     _check_distance(max_distance)
     keys = catalog_keys(archive)
     with Session(read_only(archive.engine)) as session:
-        item = resolve_item(session, ref)
+        item = visible_item(session, archive, ref, role)
+        hidden = hidden_in(archive, session, role).items
         if item.status == ItemStatus.MERGED:  # its fingerprints are its holder's: ask about that one
             holder = item_secret(keys, item).merged_into
             raise CheckFailed(f"item {item.id} was merged into item {holder} (the same bytes): "
@@ -401,9 +429,10 @@ def similar_to_item(
         recorded = candidates_for(session, item.id)
     if not hashes:
         raise ServiceError(f"item {item.id} has no fingerprint (its record says why)")
-    found = {m.id: m for m in load_index(archive).search(probe_from_hashes(hashes), max_distance, exclude=item.id)}
+    found = {m.id: m for m in load_index(archive).search(probe_from_hashes(hashes), max_distance, exclude=item.id)
+             if m.id not in hidden}
     for c in recorded:
-        if c["distance"] <= max_distance and c["id"] not in found:
+        if c["distance"] <= max_distance and c["id"] not in found and c["id"] not in hidden:
             found[c["id"]] = Match(c["id"], c["distance"], c.get("frame_match_share"))
     return sorted(found.values(), key=lambda m: (m.distance, -(m.frame_match_share or 0.0), m.id))
 

@@ -34,9 +34,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import ColumnElement, bindparam, not_, select, true, union
+from sqlmodel import SQLModel
 
 from archive.roles import Role
 
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 
     from archive.context import Archive
 
+Row = TypeVar("Row", bound=SQLModel)
 _CACHE = "compartments.hidden"  # session.info key: {(user id, role): Hidden}
 
 
@@ -151,3 +153,15 @@ def excluding(column: Any, ids: Iterable[str]) -> ColumnElement[bool]:
     if not values:
         return true()
     return not_(among(column, values))
+
+
+def find_visible(session: Session, model: type[Row], name: str, what: str, hidden: frozenset[str], *,
+                 lock: bool = False) -> Row:
+    """`archive.records.common.find` as if the `hidden` records did not exist: the same NotFound, word for word."""
+    from archive.records.common import find
+    from archive.services.errors import NotFound
+
+    row = find(session, model, name, what, lock=lock)
+    if row.id in hidden:  # type: ignore[attr-defined]
+        raise NotFound(f"no {what} {name.strip()!r} (by ref or id)")
+    return row

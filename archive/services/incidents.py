@@ -1,4 +1,12 @@
-"""Incidents: add, edit, show, list, and attribute (every change keeps its history)."""
+"""Incidents: add, edit, show, list, and attribute (every change keeps its history).
+
+Custodians and investigators. An incident a restricted case hides from the
+caller (`archive.records.compartments`) is not found, exactly like an
+unknown ref, is missing from lists, and victims hidden with a case are not
+counted in any incident's numbers. One thing cannot be hidden: refs are unique
+across the archive, so adding an incident under a hidden incident's ref is
+refused as a ref already used.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +17,8 @@ from sqlmodel import col, select
 
 from archive.db import transaction
 from archive.records.changes import new_id
-from archive.records.common import find, record_keys, require
+from archive.records.common import record_keys, require
+from archive.records.compartments import excluding, find_visible, hidden_in
 from archive.records.rules import incident_state, parse_attribution
 from archive.records.store import KINDS, put, state_of
 from archive.records.tables import Attribution, Incident, RecordChange, Victim
@@ -60,7 +69,8 @@ def edit_incident(archive: Archive, name: str, changes: dict[str, Any], *, role:
     keys = record_keys(archive, "editing an incident")
     with transaction(archive.engine) as session:
         vocab = Vocab.read(session)
-        row = find(session, Incident, name, "incident", lock=True)
+        row = find_visible(session, Incident, name, "incident", hidden_in(archive, session, role).incidents,
+                           lock=True)
         old = state_of(keys, KINDS["incident"], row)
         state = incident_state(vocab, {**old, **changes})
         if state["ref"] != old["ref"] and session.exec(
@@ -85,7 +95,8 @@ def attribute(archive: Archive, name: str, parties: str | list[str], *, role: Ro
     keys = record_keys(archive, "attributing an incident")
     with transaction(archive.engine) as session:
         vocab = Vocab.read(session)
-        row = find(session, Incident, name, "incident", lock=True)
+        row = find_visible(session, Incident, name, "incident", hidden_in(archive, session, role).incidents,
+                           lock=True)
         joined, kind = parse_attribution(vocab, parties)
         state = {**state_of(keys, KINDS["incident"], row), "attribution": joined}
         put(session, keys, archive.actor, "incident", row.id, state, change="attribute", reason=reason.strip())
@@ -95,9 +106,11 @@ def attribute(archive: Archive, name: str, parties: str | list[str], *, role: Ro
     return show_incident(archive, incident_id, role=role)
 
 
-def civilian_counts(session: Session, incident_ids: list[str] | None = None) -> dict[str, int]:
-    """Civilian victims (active, not merged away) per incident id."""
-    query = (select(Victim.incident_id, func.count()).where(Victim.civilian == True, Victim.status == "active")  # noqa: E712
+def civilian_counts(session: Session, incident_ids: list[str] | None = None,
+                    hidden_victims: frozenset[str] = frozenset()) -> dict[str, int]:
+    """Civilian victims (active, not merged away, not hidden from the caller) per incident id."""
+    query = (select(Victim.incident_id, func.count()).where(Victim.civilian == True, Victim.status == "active",  # noqa: E712
+                                                            excluding(col(Victim.id), hidden_victims))
              .group_by(col(Victim.incident_id)))
     if incident_ids is not None:
         query = query.where(col(Victim.incident_id).in_(incident_ids))
@@ -126,8 +139,9 @@ def show_incident(archive: Archive, name: str, *, role: Role, history: bool = Fa
     require(role, "reading an incident")
     keys = record_keys(archive, "reading an incident")
     with transaction(archive.engine) as session:
-        row = find(session, Incident, name, "incident")
-        civilians = civilian_counts(session, [row.id]).get(row.id, 0)
+        hidden = hidden_in(archive, session, role)
+        row = find_visible(session, Incident, name, "incident", hidden.incidents)
+        civilians = civilian_counts(session, [row.id], hidden.victims).get(row.id, 0)
         shown = {**_clear(row, civilians), **state_of(keys, KINDS["incident"], row)}
         attributions = [a for a, _seq, _index in session.exec(
             select(Attribution, RecordChange.event_seq, RecordChange.batch_index)
@@ -139,7 +153,8 @@ def show_incident(archive: Archive, name: str, *, role: Role, history: bool = Fa
                                   **open_row(keys, "attributions", a.id, a.key_version, a.sealed)}
                                  for a in attributions]
         shown["victims"] = int(session.exec(select(func.count()).select_from(Victim)
-                                            .where(Victim.incident_id == row.id, Victim.status == "active")).one())
+                                            .where(Victim.incident_id == row.id, Victim.status == "active",
+                                                   excluding(col(Victim.id), hidden.victims))).one())
         if history:
             shown["history"] = changes_of(session, keys, row.id)
     return shown
@@ -148,12 +163,15 @@ def show_incident(archive: Archive, name: str, *, role: Role, history: bool = Fa
 def list_incidents(archive: Archive, *, role: Role, type: str | None = None, governorate: str | None = None,
                    party: str | None = None, date_from: str | None = None, date_to: str | None = None,
                    massacres: bool = False, limit: int | None = None) -> list[dict[str, Any]]:
-    """Incidents by start date, from their clear columns alone (no key needed): filters combine."""
+    """Incidents by start date, from their clear columns alone (no key needed): filters combine. Those a
+    restricted case hides from the caller are left out before the limit."""
     from archive.records.common import check_day
 
     require(role, "listing incidents")
     with transaction(archive.engine) as session:
-        query = select(Incident).order_by(col(Incident.started_at), col(Incident.ref))
+        hidden = hidden_in(archive, session, role)
+        query = (select(Incident).where(excluding(col(Incident.id), hidden.incidents))
+                 .order_by(col(Incident.started_at), col(Incident.ref)))
         if type:
             query = query.where(Incident.type == type)
         if governorate:
@@ -165,7 +183,7 @@ def list_incidents(archive: Archive, *, role: Role, type: str | None = None, gov
         if date_to:
             query = query.where(Incident.started_day <= check_day(date_to, "to"))
         rows = [r for r in session.exec(query).all() if not party or party in r.attribution.split("+")]
-        counts = civilian_counts(session)
+        counts = civilian_counts(session, hidden_victims=hidden.victims)
         shown = [_clear(r, counts.get(r.id, 0)) for r in rows]
     if massacres:
         shown = [s for s in shown if s["massacre"]]

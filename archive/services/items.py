@@ -1,4 +1,17 @@
-"""Looking at items and reading originals back: list, show, get."""
+"""Looking at items and reading originals back: list, show, get.
+
+Every reader takes the caller's `role` (the CLI acts as a custodian):
+
+- custodians see every item, with every field this process can open;
+- investigators see the same fields, but not an item a restricted case hides
+  from them (`archive.records.compartments`): it is not found, with the same
+  message as an id nobody ever ingested, and is missing from lists;
+- auditors get the non-personal view (`AuditedItem`, `AuditedRecord`): the
+  id, status, the day it was received, where its copies are and in what state,
+  and the custody events' sequence numbers; never a hash, a size, a name,
+  provenance, metadata, places or notes, and never the original;
+- contributors read nothing back (`Forbidden`).
+"""
 
 from __future__ import annotations
 
@@ -6,38 +19,47 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from archive.db import read_only
-from archive.roles import Role
-from archive.services.errors import Ambiguous, NotFound, ServiceError
+from archive.roles import Role, sees_personal
+from archive.services.errors import Ambiguous, Forbidden, NotFound, ServiceError
 
 if TYPE_CHECKING:
     from sqlmodel import Session
 
     from archive.catalog.items import Item
     from archive.context import Archive
+    from archive.services.originals import Original
 
 MIN_PREFIX = 8
 
 
-def resolve_item(session: Session, ref: str) -> Item:
-    """An item by its id or a unique prefix of at least 8 characters."""
+def not_found(ref: str) -> NotFound:
+    """The error for an item nobody may see here: the one an unknown reference gets, word for word."""
+    return NotFound(f"no item {ref.strip().lower()!r}")
+
+
+def resolve_item(session: Session, ref: str, hidden: frozenset[str] = frozenset()) -> Item:
+    """An item by its id or a unique prefix of at least 8 characters, as if the `hidden` ones did not exist
+    (a prefix they share with a visible item is not ambiguous, one only they match is not found)."""
     from sqlmodel import col, select
 
     from archive.catalog.items import Item
+    from archive.records.compartments import excluding
 
     ref = ref.strip().lower()
     item = session.get(Item, ref)
-    if item is not None:
+    if item is not None and item.id not in hidden:
         return item
     if len(ref) < MIN_PREFIX:
         raise ServiceError(f"item reference {ref!r} is too short: give at least {MIN_PREFIX} characters")
     if not all(c in "0123456789abcdef-" for c in ref):
-        raise NotFound(f"no item {ref!r}")
-    matches = session.exec(select(Item).where(col(Item.id).startswith(ref)).limit(2)).all()
+        raise not_found(ref)
+    matches = session.exec(select(Item).where(col(Item.id).startswith(ref), excluding(col(Item.id), hidden))
+                           .limit(2)).all()
     if not matches:
-        raise NotFound(f"no item {ref!r}")
+        raise not_found(ref)
     if len(matches) > 1:
         raise Ambiguous(f"{ref!r} matches more than one item: give more characters")
     return matches[0]
@@ -120,33 +142,85 @@ class ItemRecord:
         return data
 
 
-def list_items(archive: Archive, *, role: Role = Role.CUSTODIAN) -> list[ItemSummary]:
-    """Every item, oldest first.
+@dataclass
+class AuditedItem:
+    """One line of `list` for an auditor: what the custody log says of an item, nothing personal."""
+
+    id: str
+    status: str
+    received_day: str  # the day it was first received (UTC), no finer
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class AuditedRecord:
+    """One item for an auditor: its states, where its copies are, and the custody events that name it.
+
+    Never a hash, a size, a media type, a name, provenance, metadata, places or
+    notes: only what an auditor needs to check the log against the catalog.
+    """
+
+    id: str
+    status: str
+    received_day: str
+    replicas: list[dict[str, Any]]  # {"backend", "role", "state", "verified_day"}
+    events: list[int]  # the sequence numbers of the custody events that name the item
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _readers(role: Role, doing: str) -> None:
+    """`Forbidden` for a role that reads nothing of the catalog (contributors)."""
+    if not sees_personal(role) and role != Role.AUDITOR:
+        raise Forbidden(f"{doing} needs the custodian, investigator or auditor role, not {role}")
+
+
+@overload
+def list_items(archive: Archive, *, role: Literal[Role.CUSTODIAN, Role.INVESTIGATOR] = ...) -> list[ItemSummary]: ...
+@overload
+def list_items(archive: Archive, *, role: Role) -> list[ItemSummary] | list[AuditedItem]: ...
+
+
+def list_items(archive: Archive, *, role: Role = Role.CUSTODIAN) -> list[ItemSummary] | list[AuditedItem]:
+    """Every item, oldest first: `ItemSummary` each, or `AuditedItem` for an auditor.
 
     One SQL query through SQLAlchemy Core: listing needs neither the ORM, pydantic
     nor the table classes, whose imports would cost `evidence list` half a second.
     Each row's SHA-256 and size are opened with the catalog key; without it (or
     for a row written while locked and not settled yet) they are None and the
-    size class stands in. Items merged into another on settlement are not listed.
+    size class stands in. Items merged into another on settlement are not listed,
+    nor those a restricted case hides from the caller.
     """
     from sqlalchemy import text
 
+    from archive.records.compartments import hidden_in
     from archive.services.errors import Locked
 
+    _readers(role, "listing items")
     query = text(
         "SELECT i.id, i.sealed, i.key_version, i.size_bucket, i.status, "
-        "(SELECT count(*) FROM provenance p WHERE p.item_id = i.id) "
+        "(SELECT count(*) FROM provenance p WHERE p.item_id = i.id), i.created_at "
         "FROM items i WHERE i.status <> 'merged' ORDER BY i.created_at, i.id"
     )
-    try:
-        keys = archive.runtime.keys.catalog()
-    except Locked:
-        keys = None
+    keys = None
+    if sees_personal(role):
+        try:
+            keys = archive.runtime.keys.catalog()
+        except Locked:
+            keys = None
     with read_only(archive.engine).connect() as conn:
+        hidden = hidden_in(archive, conn, role).items
         rows = conn.execute(query).all()
+    if role == Role.AUDITOR:
+        return [AuditedItem(str(r[0]), str(r[4]), str(r[6])[:10]) for r in rows]
     held = set(keys.versions) if keys is not None else set()
     out = []
-    for id_, sealed, version, bucket, status, arrivals in rows:
+    for id_, sealed, version, bucket, status, arrivals, _created in rows:
+        if id_ in hidden:
+            continue
         sha256 = size = None
         if keys is not None and version in held and sealed is not None:
             fields = keys.open("items", id_, version, sealed)
@@ -155,8 +229,50 @@ def list_items(archive: Archive, *, role: Role = Role.CUSTODIAN) -> list[ItemSum
     return out
 
 
-def show_item(archive: Archive, ref: str, *, role: Role = Role.CUSTODIAN) -> ItemRecord:
-    """Everything the catalog knows about one item."""
+def _audited(session: Session, item: Item) -> AuditedRecord:
+    from sqlmodel import col, select
+
+    from archive.catalog.events import Event
+    from archive.catalog.items import Replica
+
+    replicas = session.exec(select(Replica).where(Replica.item_id == item.id).order_by(col(Replica.id))).all()
+    seqs = session.exec(select(Event.seq).where(Event.item_id == item.id).order_by(col(Event.seq))).all()
+    return AuditedRecord(
+        id=item.id, status=item.status, received_day=item.created_at[:10],
+        replicas=[{"backend": r.backend, "role": r.role, "state": r.state,
+                   "verified_day": r.verified_at[:10] if r.verified_at else None} for r in replicas],
+        events=[int(s) for s in seqs])
+
+
+def visible_item(session: Session, archive: Archive, ref: str, role: Role) -> Item:
+    """The item `ref` names, as the caller may see it: one a restricted case hides is not found (the same
+    message as an unknown reference), and so is an item merged into a hidden one. Contributors: `Forbidden`."""
+    from archive.catalog.items import ItemStatus
+    from archive.catalog.secrets import item_secret
+    from archive.records.compartments import hidden_in
+
+    _readers(role, "reading an item")
+    hidden = hidden_in(archive, session, role).items
+    item = resolve_item(session, ref, hidden)
+    if hidden and item.status == ItemStatus.MERGED:
+        try:
+            holder = item_secret(archive, item).merged_into
+        except Exception:  # noqa: BLE001 - locked: the holder cannot be told, so neither can this item
+            raise not_found(ref) from None
+        if holder in hidden:
+            raise not_found(ref)
+    return item
+
+
+@overload
+def show_item(archive: Archive, ref: str, *, role: Literal[Role.CUSTODIAN, Role.INVESTIGATOR] = ...) -> ItemRecord: ...
+@overload
+def show_item(archive: Archive, ref: str, *, role: Role) -> ItemRecord | AuditedRecord: ...
+
+
+def show_item(archive: Archive, ref: str, *, role: Role = Role.CUSTODIAN) -> ItemRecord | AuditedRecord:
+    """Everything the catalog knows about one item (`ItemRecord`) that the caller may see; for an auditor
+    the non-personal `AuditedRecord`. A hidden item is not found (see `visible_item`)."""
     from sqlmodel import Session, col, select
 
     from archive.catalog.items import Provenance, Replica
@@ -166,6 +282,7 @@ def show_item(archive: Archive, ref: str, *, role: Role = Role.CUSTODIAN) -> Ite
     from archive.catalog.users import name_of
     from archive.keys.catalog import CatalogKeyError
     from archive.objects import Role as ObjectRole
+    from archive.records.compartments import hidden_in
     from archive.services.errors import Locked
 
     keys = opener(archive)
@@ -174,7 +291,10 @@ def show_item(archive: Archive, ref: str, *, role: Role = Role.CUSTODIAN) -> Ite
     size: int | None
     merged_into: str | None
     with Session(read_only(archive.engine)) as session:
-        item = resolve_item(session, ref)
+        item = visible_item(session, archive, ref, role)
+        if role == Role.AUDITOR:
+            return _audited(session, item)
+        hidden = hidden_in(archive, session, role).items
         try:
             secret = item_secret(keys, item)
             sha256, size, merged_into = secret.sha256, secret.size, secret.merged_into
@@ -223,7 +343,7 @@ def show_item(archive: Archive, ref: str, *, role: Role = Role.CUSTODIAN) -> Ite
             provenance=arrivals,
             metadata=normalized_view(extracted, keys_if_unlocked(archive)),
             errors=errors_of(extracted, keys_if_unlocked(archive)),
-            candidates=_candidates(session, item.id),
+            candidates=[c for c in _candidates(session, item.id) if c["id"] not in hidden],
             locked=locked,
             merged_into=merged_into,
         )
@@ -271,15 +391,14 @@ def get_item(
     Copies are tried in turn; the plaintext goes to a temporary file beside
     `output` and is renamed only after the hash matched, so a bad copy never
     leaves a wrong file under the requested name. Reading is a custody event.
+    Custodians and investigators only; a hidden item is not found.
     """
-    from archive.services.originals import open_original
-
     output = output.absolute()
     if not output.parent.is_dir():
         raise ServiceError(f"there is no folder {output.parent} to write the original into")
     if os.path.lexists(output) and not overwrite:  # a dangling link too: never replaced unasked
         raise ServiceError(f"{output} already exists; nothing was overwritten")
-    original = open_original(archive, ref, identity_path)
+    original = open_original_for(archive, ref, role=role, identity_path=identity_path)
     for copy in original.copies:
         fd, tmp_name = tempfile.mkstemp(prefix=".evidence-get-", dir=output.parent)
         tmp = Path(tmp_name)
@@ -299,3 +418,18 @@ def get_item(
         # What was computed from the bytes written and checked against the log's commitment, not the catalog's.
         return Retrieved(original.item.id, copy.sha256, copy.size, copy.replica.backend, original.failures)
     raise original.refuse()
+
+
+def open_original_for(archive: Archive, ref: str, *, role: Role, identity_path: Path | None = None,
+                      purpose: str = "decrypt original") -> Original:
+    """`archive.services.originals.open_original` for a caller: custodians and investigators only
+    (`Forbidden` otherwise), an item a restricted case hides from the caller not found."""
+    from sqlmodel import Session
+
+    from archive.services.originals import open_original
+
+    if not sees_personal(role):
+        raise Forbidden(f"reading an original needs the custodian or investigator role, not {role}")
+    with Session(read_only(archive.engine)) as session:
+        item_id = visible_item(session, archive, ref, role).id
+    return open_original(archive, item_id, identity_path, purpose=purpose)

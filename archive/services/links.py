@@ -12,6 +12,12 @@ custody timeline shows it; a link between two items (same footage) is
 written once for each, so both timelines do. The events carry the link's id
 and commitment, never the note. A link that touches a victim whose name is
 withheld shows its note and reasons to custodians only.
+
+Compartments: for a caller a restricted case hides things from
+(`archive.records.compartments`), those things are not found by any name
+(the same message as a name that is nothing), a link that touches one is
+not found either and is missing from every list, and so is a near-duplicate
+candidate pair with a hidden item.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ from sqlmodel import col, or_, select
 
 from archive.db import transaction
 from archive.records.changes import Change, new_id, record
-from archive.records.common import check_choice, check_text, find, record_keys, require
+from archive.records.common import check_choice, check_text, record_keys, require
+from archive.records.compartments import NOTHING, Hidden, find_visible, hidden_in
 from archive.records.store import KINDS, put, state_of
 from archive.records.tables import Incident, Link, Source, Victim
 from archive.records.vocab import CERTAINTIES
@@ -65,20 +72,29 @@ class Target:
     name: str
 
 
-def _item_target(session: Session, keys: CatalogKeys, name: str, merged: bool = False) -> Target:
+def _item_target(session: Session, keys: CatalogKeys, name: str, merged: bool = False,
+                 hidden: Hidden = NOTHING) -> Target:
     from archive.catalog.items import ItemStatus
     from archive.catalog.secrets import item_secret
-    from archive.services.items import resolve_item
+    from archive.services.items import not_found, resolve_item
 
-    item = resolve_item(session, name)
-    if item.status == ItemStatus.MERGED and not merged:
+    item = resolve_item(session, name, hidden.items)
+    if item.status == ItemStatus.MERGED and (hidden.items or not merged):
         holder = item_secret(keys, item).merged_into
-        raise Invalid(f"item {item.id} was merged into item {holder} (the same bytes): link that one")
+        if holder in hidden.items:
+            raise not_found(name)
+        if not merged:
+            raise Invalid(f"item {item.id} was merged into item {holder} (the same bytes): link that one")
     return Target("item", item.id, item.id)
 
 
-def _record_target(session: Session, type_: str, name: str, merged: bool = False) -> Target:
-    row = find(session, _MODELS[type_], name, type_)
+def _hidden_of(hidden: Hidden, type_: str) -> frozenset[str]:
+    return {"incident": hidden.incidents, "victim": hidden.victims, "item": hidden.items}.get(type_, frozenset())
+
+
+def _record_target(session: Session, type_: str, name: str, merged: bool = False, hidden: Hidden = NOTHING
+                   ) -> Target:
+    row = find_visible(session, _MODELS[type_], name, type_, _hidden_of(hidden, type_))
     if type_ == "victim" and row.status == "merged" and not merged:
         raise Invalid(f"victim {row.ref} was merged into {row.merged_into} (the same person): link that one")
     return Target(type_, row.id, row.ref)
@@ -89,13 +105,13 @@ def _looks_like_item(name: str) -> bool:
 
 
 def resolve(session: Session, keys: CatalogKeys, name: str, type_: str | None = None, *,
-            merged: bool = False) -> Target:
+            merged: bool = False, hidden: Hidden = NOTHING) -> Target:
     """What a name is: an item (id or unique prefix), or an incident, victim or source (ref or id).
 
     Without `type_`, every kind is tried; a name that is two things at once
     (a ref that is also an item prefix) is `Ambiguous` and says how to choose.
     A merged item or victim is refused (`Invalid`, naming what holds it now)
-    unless `merged` (reading its old links).
+    unless `merged` (reading its old links). What is `hidden` is nothing.
     """
     name = (name or "").strip()
     if not name:
@@ -103,16 +119,20 @@ def resolve(session: Session, keys: CatalogKeys, name: str, type_: str | None = 
     if type_ is not None:
         check_choice(type_, TYPES, "type")
         if type_ == "item":
-            return _item_target(session, keys, name, merged)
-        return _record_target(session, type_, name, merged)
+            return _item_target(session, keys, name, merged, hidden)
+        return _record_target(session, type_, name, merged, hidden)
     prefix = name.split("-", 1)[0]
-    if prefix in _PREFIXES and session.get(_MODELS[_PREFIXES[prefix]], name) is not None:
-        return _record_target(session, _PREFIXES[prefix], name, merged)
-    found = [t for t, model in _MODELS.items()
-             if session.exec(select(model.id).where(model.ref == name)).first() is not None]
+    if prefix in _PREFIXES and session.get(_MODELS[_PREFIXES[prefix]], name) is not None \
+            and name not in _hidden_of(hidden, _PREFIXES[prefix]):
+        return _record_target(session, _PREFIXES[prefix], name, merged, hidden)
+    found = []
+    for t, model in _MODELS.items():
+        row_id = session.exec(select(model.id).where(model.ref == name)).first()
+        if row_id is not None and row_id not in _hidden_of(hidden, t):
+            found.append(t)
     if _looks_like_item(name):
         try:
-            _item_target(session, keys, name, merged=True)
+            _item_target(session, keys, name, merged=True, hidden=hidden)
             found.append("item")
         except NotFound:
             pass
@@ -121,7 +141,7 @@ def resolve(session: Session, keys: CatalogKeys, name: str, type_: str | None = 
     if len(found) > 1:
         raise Ambiguous(f"{name!r} names {' and '.join(found)}: say which (--incident, --victim, --source, --item) "
                         "or give its id")
-    return resolve(session, keys, name, found[0], merged=merged)
+    return resolve(session, keys, name, found[0], merged=merged, hidden=hidden)
 
 
 def kind_for(a: Target, b: Target, kind: str | None = None) -> tuple[str, Target, Target]:
@@ -233,7 +253,9 @@ def link(archive: Archive, a: str, b: str, *, role: Role, certainty: str | None 
     require(role, "linking")
     keys = record_keys(archive, "linking (the relevance note is sealed)")
     with transaction(archive.engine) as session:
-        kind, first, second = kind_for(resolve(session, keys, a, a_type), resolve(session, keys, b, b_type), kind)
+        hidden = hidden_in(archive, session, role)
+        kind, first, second = kind_for(resolve(session, keys, a, a_type, hidden=hidden),
+                                       resolve(session, keys, b, b_type, hidden=hidden), kind)
         link_id, changed = connect(session, keys, archive.actor, kind, first, second, certainty=certainty,
                                    note=note, reason=reason)
     shown = show_link(archive, link_id, role=role)
@@ -247,13 +269,14 @@ def unlink(archive: Archive, a: str, b: str | None = None, *, role: Role, kind: 
     require(role, "unlinking")
     keys = record_keys(archive, "unlinking")
     with transaction(archive.engine) as session:
+        hidden = hidden_in(archive, session, role)
         if b is None:
             row = session.get(Link, a.strip())
-            if row is None:
+            if row is None or _touches(row, hidden):
                 raise NotFound(f"no link {a.strip()!r}: name a link id (lnk-…) or the two things it joins")
         else:
-            kind, first, second = kind_for(resolve(session, keys, a, a_type), resolve(session, keys, b, b_type),
-                                           kind)
+            kind, first, second = kind_for(resolve(session, keys, a, a_type, hidden=hidden),
+                                           resolve(session, keys, b, b_type, hidden=hidden), kind)
             found = _active(session, kind, first.id, second.id)
             if found is None:
                 raise NotFound(f"{first.name} and {second.name} are not linked")
@@ -283,6 +306,11 @@ def _hidden_for(session: Session, role: Role) -> set[str]:
     from archive.services.victims import withheld_people
 
     return set() if sees_identities(role) else withheld_people(session)
+
+
+def _touches(row: Link, hidden: Hidden) -> bool:
+    """Whether a link joins something a restricted case hides from the caller."""
+    return hidden.any_of((row.a_id, row.b_id))
 
 
 def _hides(row: Link, hidden: set[str]) -> bool:
@@ -317,7 +345,7 @@ def show_link(archive: Archive, link_id: str, *, role: Role, history: bool = Fal
     keys = record_keys(archive, "reading a link")
     with transaction(archive.engine) as session:
         row = session.get(Link, link_id)
-        if row is None:
+        if row is None or _touches(row, hidden_in(archive, session, role)):
             raise NotFound(f"no link {link_id!r}")
         hidden = _hidden_for(session, role)
         shown = _shown(keys, row, _names(session, {row.a_id, row.b_id}), hidden)
@@ -333,11 +361,13 @@ def links_of(archive: Archive, name: str, *, role: Role, type_: str | None = Non
     require(role, "reading links")
     keys = record_keys(archive, "reading links (relevance notes are sealed)")
     with transaction(archive.engine) as session:
-        target = resolve(session, keys, name, type_, merged=True)
+        compartments = hidden_in(archive, session, role)
+        target = resolve(session, keys, name, type_, merged=True, hidden=compartments)
         query = select(Link).where(or_(Link.a_id == target.id, Link.b_id == target.id))
         if not include_inactive:
             query = query.where(Link.active == True)  # noqa: E712
-        rows = session.exec(query.order_by(col(Link.created_at), col(Link.id))).all()
+        rows = [r for r in session.exec(query.order_by(col(Link.created_at), col(Link.id))).all()
+                if not _touches(r, compartments)]
         names = _names(session, {r.a_id for r in rows} | {r.b_id for r in rows})
         hidden = _hidden_for(session, role)
         links = [_shown(keys, r, names, hidden) for r in rows]
@@ -362,7 +392,8 @@ CANDIDATE_STATES = ("candidate", "confirmed", "rejected")
 
 
 def list_candidates(archive: Archive, *, role: Role, state: str | None = None) -> list[dict[str, Any]]:
-    """The near-duplicate pairs suggested at ingest, one entry per pair (closest first); merged items left out.
+    """The near-duplicate pairs suggested at ingest, one entry per pair (closest first); merged items, and items
+    a restricted case hides from the caller, left out.
 
     Clear data only (item ids, a distance, a state): no key needed.
     """
@@ -374,6 +405,7 @@ def list_candidates(archive: Archive, *, role: Role, state: str | None = None) -
         check_choice(state, CANDIDATE_STATES, "state")
     with transaction(archive.engine) as session:
         merged = set(session.exec(select(Item.id).where(Item.status == ItemStatus.MERGED)).all())
+        merged |= hidden_in(archive, session, role).items  # a pair with a hidden item is no pair for the caller
         pairs: dict[tuple[str, str], dict[str, Any]] = {}
         for c in session.exec(select(Candidate).order_by(col(Candidate.id))).all():
             if c.item_id in merged or c.other_id in merged or (state is not None and c.state != state):
@@ -393,7 +425,9 @@ def _decide(archive: Archive, item: str, other: str, *, role: Role, decision: st
     kind, undone = ("same_footage", "not_same_footage") if decision == "confirmed" else (
         "not_same_footage", "same_footage")
     with transaction(archive.engine) as session:
-        _, a, b = kind_for(resolve(session, keys, item, "item"), resolve(session, keys, other, "item"), kind)
+        hidden = hidden_in(archive, session, role)
+        _, a, b = kind_for(resolve(session, keys, item, "item", hidden=hidden),
+                           resolve(session, keys, other, "item", hidden=hidden), kind)
         if not _candidates(session, a.id, b.id):
             raise NotFound(f"no near-duplicate candidate between items {a.id} and {b.id} (`evidence link ITEM "
                            "--item OTHER` links any two items as the same footage)")

@@ -13,6 +13,12 @@ option is given, only incidents linked to a matching item.
 What is clear is filtered in SQL; what is sealed (coordinates, make and
 model, the SHA-256) is opened in memory with the catalog key and compared
 there, or found by its keyed lookup (the hash), never stored in clear.
+
+What a restricted case hides from the caller (`archive.records.compartments`)
+is taken out before anything meets anything: hidden incidents, items and
+victims match no option, and links that touch them join nothing, so no
+option can make a visible incident or item appear (or change its item count)
+because of something hidden.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from sqlmodel import col, select
 
 from archive.db import transaction
 from archive.records.common import check_choice, check_day, record_keys, require
+from archive.records.compartments import NOTHING, Hidden, hidden_in
 from archive.records.tables import Incident, Link, Source, Victim
 from archive.records.vocab import SOURCE_RELIABILITY, Vocab
 from archive.roles import Role
@@ -91,8 +98,9 @@ def _check(session: Session, query: Query) -> None:
         raise Invalid("device: give part of a make or model")
 
 
-def _incident_ids(session: Session, keys: CatalogKeys | None, query: Query, box: Any) -> set[str]:
-    """Incidents matching every incident option (and the box and source kind)."""
+def _incident_ids(session: Session, keys: CatalogKeys | None, query: Query, box: Any,
+                  hidden: Hidden = NOTHING) -> set[str]:
+    """Incidents matching every incident option (and the box and source kind), none of the hidden ones."""
     q = select(Incident.id, Incident.attribution)
     if query.date_from:
         q = q.where(Incident.started_day >= query.date_from)
@@ -103,9 +111,9 @@ def _incident_ids(session: Session, keys: CatalogKeys | None, query: Query, box:
     if query.type_:
         q = q.where(Incident.type == query.type_)
     found = {i for i, attribution in session.exec(q).all()
-             if query.party is None or query.party in attribution.split("+")}
+             if i not in hidden.incidents and (query.party is None or query.party in attribution.split("+"))}
     if query.category is not None:
-        found &= _incidents_with_victims(session, query.category)
+        found &= _incidents_with_victims(session, query.category, hidden.victims)
     if query.source_kind is not None:
         found &= _linked(session, "source_incident", _sources(session, query.source_kind))
     if box is not None:
@@ -113,8 +121,9 @@ def _incident_ids(session: Session, keys: CatalogKeys | None, query: Query, box:
     return found
 
 
-def _incidents_with_victims(session: Session, category: str) -> set[str]:
-    """Incidents with an active victim of the category: by the victim's incident, or a victim–incident link."""
+def _incidents_with_victims(session: Session, category: str, hidden: frozenset[str] = frozenset()) -> set[str]:
+    """Incidents with an active victim of the category (not a hidden one): by the victim's incident, or a
+    victim–incident link."""
     condition: Any = {
         "child": col(Victim.child) == True,  # noqa: E712
         "woman": col(Victim.woman) == True,  # noqa: E712
@@ -123,7 +132,9 @@ def _incidents_with_victims(session: Session, category: str) -> set[str]:
     }.get(category)
     if condition is None:  # a profession
         condition = col(Victim.professions).contains(f";{category};")
-    rows = session.exec(select(Victim.id, Victim.incident_id).where(Victim.status == "active", condition)).all()
+    rows = [r for r in session.exec(select(Victim.id, Victim.incident_id).where(Victim.status == "active",
+                                                                                  condition)).all()
+            if r[0] not in hidden]
     found = {incident for _, incident in rows}
     victims = {v for v, _ in rows}
     return found | _linked(session, "victim_incident", victims)
@@ -141,10 +152,11 @@ def _linked(session: Session, kind: str, a_ids: set[str]) -> set[str]:
     return {b for a, b in rows if a in a_ids}
 
 
-def _incident_links(session: Session) -> list[tuple[str, str]]:
-    """(item id, incident id) of every active item–incident link."""
-    return list(session.exec(select(Link.a_id, Link.b_id).where(Link.kind == "item_incident",
-                                                                 Link.active == True)).all())  # noqa: E712
+def _incident_links(session: Session, hidden: Hidden = NOTHING) -> list[tuple[str, str]]:
+    """(item id, incident id) of every active item–incident link between things the caller may see."""
+    rows = session.exec(select(Link.a_id, Link.b_id).where(Link.kind == "item_incident",
+                                                            Link.active == True)).all()  # noqa: E712
+    return [(a, b) for a, b in rows if a not in hidden.items and b not in hidden.incidents]
 
 
 def _incidents_in_box(session: Session, keys: CatalogKeys | None, box: Any, among: set[str]) -> set[str]:
@@ -162,12 +174,12 @@ def _incidents_in_box(session: Session, keys: CatalogKeys | None, box: Any, amon
 
 
 def _item_ids(archive: Archive, session: Session, keys: CatalogKeys | None, query: Query, box: Any,
-              links: list[tuple[str, str]]) -> set[str]:
-    """Items (not merged) matching every item option (and the box and source kind)."""
+              links: list[tuple[str, str]], hidden: Hidden = NOTHING) -> set[str]:
+    """Items (not merged, not hidden) matching every item option (and the box and source kind)."""
     from archive.catalog.items import Item, ItemStatus, Provenance
     from archive.catalog.metadata import ItemMetadata
 
-    found = set(session.exec(select(Item.id).where(Item.status != ItemStatus.MERGED)).all())
+    found = set(session.exec(select(Item.id).where(Item.status != ItemStatus.MERGED)).all()) - hidden.items
     if query.captured_from or query.captured_to:
         q = select(ItemMetadata.item_id).where(col(ItemMetadata.captured_day).is_not(None))
         if query.captured_from:
@@ -220,8 +232,8 @@ def _items_by_device(session: Session, keys: CatalogKeys | None, text: str, amon
 def search_records(archive: Archive, query: Query, *, role: Role) -> dict[str, Any]:
     """{"items": [...], "incidents": [...]} matching every option of `query` (see the module docstring).
 
-    Custodians and investigators (contributors read nothing back). A box, a
-    device, a hash or a similar item needs the catalog key (`Locked` without).
+    Custodians and investigators (contributors and auditors: `Forbidden`). A box,
+    a device, a hash or a similar item needs the catalog key (`Locked` without).
     """
     from archive.services.search import Box
 
@@ -235,11 +247,12 @@ def search_records(archive: Archive, query: Query, *, role: Role) -> dict[str, A
     if query.similar_to is not None:
         from archive.similarity import similar_to_item
 
-        similar = {m.id for m in similar_to_item(archive, query.similar_to)}
+        similar = {m.id for m in similar_to_item(archive, query.similar_to, role=role)}
     with transaction(archive.engine) as session:
-        links = _incident_links(session)
-        incidents = _incident_ids(session, keys, query, box)
-        items = _item_ids(archive, session, keys, query, box, links)
+        hidden = hidden_in(archive, session, role)
+        links = _incident_links(session, hidden)
+        incidents = _incident_ids(session, keys, query, box, hidden)
+        items = _item_ids(archive, session, keys, query, box, links, hidden)
         if similar is not None:
             items &= similar
         if query.given(INCIDENT_OPTIONS):

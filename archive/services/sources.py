@@ -13,6 +13,12 @@ An interview without informed consent (or with a payment) is recorded, not
 refused: it took place, and the archive must be able to say so; it is flagged
 in every view so it is not relied on (or published) until the matter is
 settled.
+
+Sources are not compartmented (a witness speaks of many incidents, some in
+restricted cases, some not); none of these views names an incident. Their
+links to what a restricted case hides are hidden with those things
+(`archive.services.links`), and an item a case hides cannot be given a
+provenance by a caller it is hidden from (not found).
 """
 
 from __future__ import annotations
@@ -267,6 +273,7 @@ def set_provenance(archive: Archive, item: str, *, role: Role, channel: str | No
     """
     from archive.catalog.items import Provenance
     from archive.records.changes import Change, record
+    from archive.records.compartments import hidden_in
     from archive.records.provenance import KIND, provenance_state, record_id
     from archive.services.items import resolve_item
 
@@ -276,7 +283,7 @@ def set_provenance(archive: Archive, item: str, *, role: Role, channel: str | No
     channel = check_channel(channel)
     keys = record_keys(archive, "recording the provenance of an item")
     with transaction(archive.engine) as session:
-        found = resolve_item(session, item)
+        found = resolve_item(session, item, hidden_in(archive, session, role).items)
         rows = session.exec(select(Provenance).where(Provenance.item_id == found.id)
                             .order_by(col(Provenance.id))).all()
         if arrival is not None:

@@ -32,6 +32,10 @@ cost the same on 100 or 100,000 victims. The rules, stated once:
   read the victims once (all counts per incident, then per key); --by month
   and --by governorate read them by their own key, and once more, lightly,
   for the massacres.
+- Compartments: for a caller a restricted case hides things from
+  (`archive.records.compartments`), the hidden incidents and victims are not
+  counted at all, anywhere (rows, groups, totals, massacres, the undated):
+  the numbers are those of an archive that never held them.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from sqlmodel import col
 
 from archive.db import read_only, transaction
 from archive.records.common import check_day, require
+from archive.records.compartments import NOTHING, Hidden, excluding, hidden_in
 from archive.records.tables import Incident, Victim, VocabTerm
 from archive.records.vocab import DEFAULT_FILE, MASSACRE_CIVILIANS, PARTY_GROUPS
 from archive.roles import Role
@@ -82,12 +87,14 @@ def statistics(archive: Archive, *, role: Role, date_from: str | None = None, da
         raise Invalid(f"from: {start} is after to ({end})")
     period = Period(col(Victim.date_documented) if date == "documented" else col(Victim.date_of_death), start, end)
     with transaction(read_only(archive.engine)) as session:  # reads only: never queues behind an import
+        hidden = hidden_in(archive, session, role)
         parties, facility = _vocab(session)
         if by in ("party", "type"):
-            counts, total, undated = _by_incident(session, period, facility, by, victims=True)
+            counts, total, undated = _by_incident(session, period, facility, by, victims=True, hidden=hidden)
         else:  # the victims by their own month or governorate; massacres and facility attacks by the incident's
-            incidents, incident_total, undated = _by_incident(session, period, facility, by, victims=False)
-            victims, victim_total = _by_victim(session, period, by)
+            incidents, incident_total, undated = _by_incident(session, period, facility, by, victims=False,
+                                                              hidden=hidden)
+            victims, victim_total = _by_victim(session, period, by, hidden)
             none = [0] * len(VICTIM_COUNTS), [0] * len(INCIDENT_COUNTS)
             counts = {key: victims.get(key, none[0]) + incidents.get(key, none[1])
                       for key in set(victims) | set(incidents)}
@@ -131,9 +138,10 @@ def _vocab(session: Session) -> tuple[dict[str, str], set[str]]:
     return parties, facility
 
 
-def _counted() -> ColumnElement[bool]:
-    """A victim counted at all: a civilian, not merged into another record of the same person."""
-    return and_(col(Victim.civilian) == True, col(Victim.status) == "active")  # noqa: E712
+def _counted(hidden: Hidden = NOTHING) -> ColumnElement[bool]:
+    """A victim counted at all: a civilian, not merged into another record of the same person, not hidden."""
+    return and_(col(Victim.civilian) == True, col(Victim.status) == "active",  # noqa: E712
+                excluding(col(Victim.id), hidden.victims))
 
 
 def _flag(condition: ColumnElement[bool]) -> Any:
@@ -147,7 +155,7 @@ def _categories() -> list[ColumnElement[bool]]:
             *(col(Victim.professions).like(f"%;{p};%") for p in PROFESSIONS)]
 
 
-def _per_incident(period: Period, victims: bool, dialect: str) -> Any:
+def _per_incident(period: Period, victims: bool, dialect: str, hidden: Hidden = NOTHING) -> Any:
     """Per incident: all its counted victims (whatever their dates: the massacre rule), those without a date
     of death, and (with `victims`) those in the period by category.
 
@@ -159,7 +167,7 @@ def _per_incident(period: Period, victims: bool, dialect: str) -> Any:
                   *(_flag(and_(in_period, c)).label(f"c{i}") for i, c in enumerate(_categories()))]
     return (select(col(Victim.incident_id).label("incident_id"), func.count().label("everyone"),
                    _flag(col(Victim.date_of_death).is_(None)).label("undated"), *(categories if victims else []))
-            .where(_counted()).group_by(group).cte("per_incident"))
+            .where(_counted(hidden)).group_by(group).cte("per_incident"))
 
 
 def _incident_flags(period: Period, facility: set[str], everyone: Any) -> list[Any]:
@@ -170,12 +178,12 @@ def _incident_flags(period: Period, facility: set[str], everyone: Any) -> list[A
 
 
 def _by_incident(session: Session, period: Period, facility: set[str], by: str,
-                 victims: bool) -> tuple[dict[Any, list[int]], list[int], int]:
+                 victims: bool, hidden: Hidden = NOTHING) -> tuple[dict[Any, list[int]], list[int], int]:
     """(counts per key of the incident, the total, civilians without a date of death) in ONE pass over the
     victims: each incident's victims summed first (a CTE), then the incidents grouped by the key (attribution,
     type, start month or governorate) and, in the same statement, summed on their own for the total.
     The counts are the massacres and facility attacks, after the victim counts when `victims`."""
-    per = _per_incident(period, victims, session.get_bind().dialect.name)
+    per = _per_incident(period, victims, session.get_bind().dialect.name, hidden)
     key: Any = {"party": col(Incident.attribution), "type": col(Incident.type),
                 "governorate": col(Incident.governorate),
                 "month": func.substr(col(Incident.started_day), 1, 7)}[by]
@@ -183,8 +191,10 @@ def _by_incident(session: Session, period: Period, facility: set[str], by: str,
     measures = [func.coalesce(func.sum(per.c.undated), 0), *sums,
                 *_incident_flags(period, facility, func.coalesce(per.c.everyone, 0))]
     joined = Incident.__table__.outerjoin(per, per.c.incident_id == col(Incident.id))  # type: ignore[attr-defined]
-    grouped = select(literal(0).label("whole"), key.label("key"), *measures).select_from(joined).group_by(key)
-    whole = select(literal(1), literal(None), *measures).select_from(joined)
+    shown = excluding(col(Incident.id), hidden.incidents)
+    grouped = (select(literal(0).label("whole"), key.label("key"), *measures).select_from(joined).where(shown)
+               .group_by(key))
+    whole = select(literal(1), literal(None), *measures).select_from(joined).where(shown)
     counts: dict[Any, list[int]] = {}
     total, undated = [0] * (len(measures) - 1), 0
     for row in session.execute(union_all(grouped, whole)).all():
@@ -196,14 +206,16 @@ def _by_incident(session: Session, period: Period, facility: set[str], by: str,
     return counts, total, undated
 
 
-def _by_victim(session: Session, period: Period, by: str) -> tuple[dict[Any, list[int]], list[int]]:
+def _by_victim(session: Session, period: Period, by: str,
+               hidden: Hidden = NOTHING) -> tuple[dict[Any, list[int]], list[int]]:
     """(victim counts per month of the victim's date or governorate of death, their total counted on its own):
     one statement, no join."""
     key: Any = func.substr(period.day, 1, 7) if by == "month" else col(Victim.governorate_of_death)
     measures = [func.count(), *(_flag(c) for c in _categories())]
     grouped = (select(literal(0).label("whole"), key.label("key"), *measures).select_from(Victim)
-               .where(_counted(), period.holds()).group_by(key))
-    whole = select(literal(1), literal(None), *measures).select_from(Victim).where(_counted(), period.holds())
+               .where(_counted(hidden), period.holds()).group_by(key))
+    whole = select(literal(1), literal(None), *measures).select_from(Victim).where(_counted(hidden),
+                                                                                    period.holds())
     counts: dict[Any, list[int]] = {}
     total = [0] * len(VICTIM_COUNTS)
     for row in session.execute(union_all(grouped, whole)).all():

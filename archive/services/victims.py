@@ -20,6 +20,12 @@ by the change's commitment, unlike the row's editable `at`), and a
 withdrawal is one more record, so the history stays. A victim merged into another keeps
 its own consents and links: they are reached through the victim it was
 merged into (`family`, `consent_for`).
+
+Compartments: a victim a restricted case hides from the caller
+(`archive.records.compartments`: its incident is in the case, it is linked to
+such an incident, or it is merged with such a victim) is not found, exactly
+like an unknown ref, is missing from lists and match candidates, and cannot be
+written to or attached to a hidden incident.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from sqlmodel import col, select
 from archive.db import transaction
 from archive.records.changes import new_id
 from archive.records.common import check_day, check_text, find, record_keys, require
+from archive.records.compartments import NOTHING, Hidden, excluding, find_visible, hidden_in
 from archive.records.matches import STATES as MATCH_STATES
 from archive.records.matches import VictimMatch, pair
 from archive.records.rules import VICTIM_FIELDS, consent_state, victim_state
@@ -240,7 +247,8 @@ def show_victim(archive: Archive, name: str, *, role: Role, history: bool = Fals
     require(role, "reading a victim")
     keys = record_keys(archive, "reading a victim")
     with transaction(archive.engine) as session:
-        return _show(session, keys, find(session, Victim, name, "victim"), role, history)
+        hidden = hidden_in(archive, session, role).victims
+        return _show(session, keys, find_visible(session, Victim, name, "victim", hidden), role, history)
 
 
 def list_victims(archive: Archive, *, role: Role, incident: str | None = None, status: str | None = "active",
@@ -253,9 +261,12 @@ def list_victims(archive: Archive, *, role: Role, incident: str | None = None, s
     require(role, "listing victims")
     keys = record_keys(archive, "listing victims' names") if names else None
     with transaction(archive.engine) as session:
-        query = select(Victim).order_by(col(Victim.date_documented), col(Victim.ref))
+        hidden = hidden_in(archive, session, role)
+        query = (select(Victim).where(excluding(col(Victim.id), hidden.victims))
+                 .order_by(col(Victim.date_documented), col(Victim.ref)))
         if incident:
-            query = query.where(Victim.incident_id == find(session, Incident, incident, "incident").id)
+            query = query.where(Victim.incident_id == find_visible(session, Incident, incident, "incident",
+                                                                   hidden.incidents).id)
         if status:
             query = query.where(Victim.status == status)
         if sex:
@@ -284,11 +295,11 @@ def list_victims(archive: Archive, *, role: Role, incident: str | None = None, s
 
 # --- writing -------------------------------------------------------------------------------------------------
 
-def _incident_id(session: Session, ref: Any) -> str:
+def _incident_id(session: Session, ref: Any, hidden: Hidden = NOTHING) -> str:
     if ref in (None, ""):
         raise Invalid("incident_ref: required")
     try:
-        return find(session, Incident, str(ref), "incident").id
+        return find_visible(session, Incident, str(ref), "incident", hidden.incidents).id
     except NotFound:
         raise Invalid(f"incident_ref: no incident {str(ref).strip()[:128]!r} (by ref or id)") from None
 
@@ -318,7 +329,8 @@ def add_victim(archive: Archive, fields: dict[str, Any], *, role: Role, reason: 
     keys = record_keys(archive, "recording a victim")
     with transaction(archive.engine) as session:
         vocab = Vocab.read(session)
-        state = victim_state(vocab, fields, _incident_id(session, fields.get("incident_ref")))
+        state = victim_state(vocab, fields, _incident_id(session, fields.get("incident_ref"),
+                                                         hidden_in(archive, session, role)))
         victim_id = new_id("vic")
         consent = _consent_from_columns(victim_id, fields)
         _ref_free(session, state["ref"])
@@ -366,13 +378,15 @@ def edit_victim(archive: Archive, name: str, changes: dict[str, Any], *, role: R
     keys = record_keys(archive, "editing a victim")
     with transaction(archive.engine) as session:
         vocab = Vocab.read(session)
-        row = find(session, Victim, name, "victim", lock=True)  # held: a second edit starts from this one's result
+        hidden = hidden_in(archive, session, role)
+        # held: a second edit starts from this one's result
+        row = find_visible(session, Victim, name, "victim", hidden.victims, lock=True)
         _active(row, "edit")
         old = state_of(keys, VICTIM, row)
         if not old.get("name") and changes.get("name"):
             raise Invalid("name: an anonymous victim is identified with `victim identify` (it keeps why)")
         fields = {**_fields_of(session, old), **changes}
-        incident_id = _incident_id(session, fields.get("incident_ref"))
+        incident_id = _incident_id(session, fields.get("incident_ref"), hidden)
         state = {**victim_state(vocab, fields, incident_id), "status": old["status"], "merged_into": old["merged_into"]}
         _guard_name(role, old, state, changes, person_withheld(session, row.id))
         _ref_free(session, state["ref"], row.id)
@@ -392,7 +406,7 @@ def identify_victim(archive: Archive, name: str, person: str, *, role: Role, rea
     keys = record_keys(archive, "identifying a victim")
     with transaction(archive.engine) as session:
         vocab = Vocab.read(session)
-        row = find(session, Victim, name, "victim", lock=True)
+        row = find_visible(session, Victim, name, "victim", hidden_in(archive, session, role).victims, lock=True)
         _active(row, "identify")
         old = state_of(keys, VICTIM, row)
         if old.get("name"):
@@ -413,7 +427,7 @@ def _consent(archive: Archive, name: str, state_for: Any, change: str, role: Rol
     keys = record_keys(archive, "recording consent")
     with transaction(archive.engine) as session:
         # The victim held: every consent write holds it first, so a withdrawal reads the consent it withdraws.
-        row = find(session, Victim, name, "victim", lock=True)
+        row = find_visible(session, Victim, name, "victim", hidden_in(archive, session, role).victims, lock=True)
         _active(row, "record consent on")
         state = state_for(session, row)
         put(session, keys, archive.actor, "consent", new_id("con"), state, change=change)
@@ -462,7 +476,7 @@ def _match_view(session: Session, keys: CatalogKeys | None, role: Role, match: V
 
 
 def _matches(session: Session, keys: CatalogKeys | None, role: Role, state: str | None,
-             victim_id: str | None, limit: int | None) -> list[dict[str, Any]]:
+             victim_id: str | None, limit: int | None, hidden: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
     """Stored pairs as `role` may see them: for a non-custodian, no pair that involves a withheld person
     (left out before the limit, so neither the entries nor their number tell of one)."""
     query = select(VictimMatch).order_by(col(VictimMatch.score).desc(), col(VictimMatch.id))
@@ -475,6 +489,8 @@ def _matches(session: Session, keys: CatalogKeys | None, role: Role, state: str 
     out: list[dict[str, Any]] = []
     for match in session.exec(query).all():
         if not custodian and (match.a_id in withheld or match.b_id in withheld):
+            continue
+        if match.a_id in hidden or match.b_id in hidden:  # a victim a restricted case hides from the caller
             continue
         rows = {r.id: r for r in session.exec(select(Victim).where(col(Victim.id).in_([match.a_id, match.b_id])))}
         if len(rows) < 2:
@@ -548,15 +564,16 @@ def suggest_matches(archive: Archive, *, role: Role, victim: str | None = None,
     require(role, "suggesting victim matches")
     keys = record_keys(archive, "matching victims (their names are sealed)")
     with transaction(archive.engine) as session:
+        hidden = hidden_in(archive, session, role).victims
         only: list[str] | None = None
         if victim is not None:
-            row = find(session, Victim, victim, "victim")
+            row = find_visible(session, Victim, victim, "victim", hidden)
             _active(row, "match")
             _custodian_for(session, role, [row], "matching")
             if row.anonymous:
                 raise Invalid(f"victim {row.ref!r} is anonymous: there is no name to match")
             only = [row.id]
-        leave_out = set() if sees_identities(role) else withheld_people(session)
+        leave_out = (set() if sees_identities(role) else withheld_people(session)) | hidden
         profiles = _profiles(session, keys, leave_out)
         skip = {(a, b) for a, b in session.exec(select(VictimMatch.a_id, VictimMatch.b_id)).all()}
         skip |= {(a, b) for a, b in session.exec(select(Link.a_id, Link.b_id).where(
@@ -565,7 +582,7 @@ def suggest_matches(archive: Archive, *, role: Role, victim: str | None = None,
         at = utc_now()
         _insert_candidates(session, [{"a_id": a, "b_id": b, "score": s.value, "clues": list(s.clues),
                                       "state": "candidate", "suggested_at": at} for a, b, s in found])
-        return _matches(session, keys, role, "candidate", only[0] if only else None, limit)
+        return _matches(session, keys, role, "candidate", only[0] if only else None, limit, hidden)
 
 
 def list_matches(archive: Archive, *, role: Role, state: str | None = "candidate", victim: str | None = None,
@@ -577,18 +594,22 @@ def list_matches(archive: Archive, *, role: Role, state: str | None = "candidate
         raise Invalid(f"state: {state!r} is not one of {', '.join(MATCH_STATES)}")
     keys = record_keys(archive, "listing victim matches with names") if names else None
     with transaction(archive.engine) as session:
+        hidden = hidden_in(archive, session, role).victims
         victim_id = None
         if victim:
-            row = find(session, Victim, victim, "victim")
+            row = find_visible(session, Victim, victim, "victim", hidden)
             _custodian_for(session, role, [row], "listing the matches of")
             victim_id = row.id
-        return _matches(session, keys, role, state, victim_id, limit)
+        return _matches(session, keys, role, state, victim_id, limit, hidden)
 
 
-def _pair(session: Session, a: str, b: str) -> tuple[Victim, Victim, VictimMatch | None]:
+def _pair(session: Session, a: str, b: str, hidden: frozenset[str] = frozenset()
+          ) -> tuple[Victim, Victim, VictimMatch | None]:
     """The two victims, held (in id order, so two decisions on one pair never wait on each other), and their
-    stored match, held too: a decision builds on both as they are once it holds them."""
-    first, second = find(session, Victim, a, "victim"), find(session, Victim, b, "victim")
+    stored match, held too: a decision builds on both as they are once it holds them. `hidden`: victims that
+    do not exist for the caller."""
+    first, second = find_visible(session, Victim, a, "victim", hidden), find_visible(session, Victim, b, "victim",
+                                                                                    hidden)
     if first.id == second.id:
         raise Invalid(f"victim {first.ref!r} named twice: a victim cannot be matched with itself")
     ids = pair(first.id, second.id)
@@ -655,7 +676,7 @@ def confirm_match(archive: Archive, a: str, b: str, *, role: Role, reason: str,
     keys = record_keys(archive, "merging victims")
     with transaction(archive.engine) as session:
         vocab = Vocab.read(session)
-        first, second, match = _pair(session, a, b)
+        first, second, match = _pair(session, a, b, hidden_in(archive, session, role).victims)
         _custodian_for(session, role, [first, second], "merging")
         for row in (first, second):
             _active(row, "merge")
@@ -686,7 +707,7 @@ def reject_match(archive: Archive, a: str, b: str, *, role: Role, reason: str | 
     why = check_text(reason, "reason", 5000)
     keys = record_keys(archive, "rejecting a victim match")
     with transaction(archive.engine) as session:
-        first, second, match = _pair(session, a, b)
+        first, second, match = _pair(session, a, b, hidden_in(archive, session, role).victims)
         _custodian_for(session, role, [first, second], "rejecting a match of")
         if match is not None and match.state == "confirmed":
             raise Invalid(f"victims {first.ref!r} and {second.ref!r} were confirmed as one person and merged")
