@@ -121,7 +121,9 @@ class Queue:
         return next((e for e in self.entries(server) if e.path == path), None)
 
     def new_entry(self, **fields: Any) -> Entry:
-        entry = Entry(id=secrets.token_hex(8), seq=time.time_ns(), **fields)
+        """A new entry, after every one queued so far (a coarse clock may give two files the same time)."""
+        last = max((e.seq for e in self.entries()), default=0)
+        entry = Entry(id=secrets.token_hex(8), seq=max(time.time_ns(), last + 1), **fields)
         self.save(entry)
         return entry
 

@@ -165,14 +165,20 @@ class TusClient:
             raise Refused(f"the server did not create the upload ({reason_of(response)})")
         return urljoin(self.server, response.headers["Location"])
 
-    def offset(self, url: str) -> int:
-        """HEAD: how many bytes the server holds of this upload (the only count a resume trusts)."""
+    def status(self, url: str) -> tuple[int, str | None]:
+        """HEAD: how many bytes the server holds (the only count a resume trusts), and the receipt once complete.
+
+        The server finishes a completion a crash cut off when asked this way.
+        """
         response = self._request("HEAD", url, headers={"Cache-Control": "no-store"})
         if response.status_code in (404, 410):
             raise Gone("the upload is no longer on the server (expired or terminated)")
         if response.status_code != 200 or not response.headers.get("Upload-Offset", "").isdigit():
             raise Refused(f"the server did not say where the upload stands ({reason_of(response)})")
-        return int(response.headers["Upload-Offset"])
+        return int(response.headers["Upload-Offset"]), decode_receipt(response.headers.get("Upload-Receipt"))
+
+    def offset(self, url: str) -> int:
+        return self.status(url)[0]
 
     def terminate(self, url: str) -> bool:
         """DELETE the upload (termination); False when the server could not be told."""
@@ -210,13 +216,13 @@ class TusClient:
         Failures without progress are counted; `retries` of them in a row and
         the upload is left for later (Offline).
         """
-        offset = self.offset(url)
+        offset, receipt = self.status(url)
         resumed_from = offset
         on_progress(offset)
         failures = mismatches = 0
         while True:
             if offset >= length:
-                return resumed_from, self._finish(url, length)
+                return resumed_from, Finished(receipt) if receipt else self._finish(url, length)
             file.seek(offset)
             chunk = file.read(min(chunk_size, length - offset))
             if not chunk:
