@@ -117,6 +117,11 @@ def test_a_resumed_upload_completes_with_a_valid_receipt(app: Any, home: Home, c
     head = app.head(url, headers=home.headers())
     assert (head.status_code, head.headers["Upload-Offset"], head.headers["Upload-Length"]) == (
         200, "3000", str(len(data)))
+    assert head.headers["Cache-Control"] == "no-store"
+    from api.http.routes.uploads import parse_metadata
+
+    assert parse_metadata(head.headers["Upload-Metadata"]) == {
+        "filename": "../../etc/Canon 40D.jpg", "sha256": sha(data), "filetype": "image/jpeg"}
     done = patch(app, home, url, 3000, data[3000:])
     assert done.status_code == 204 and done.headers["Upload-Offset"] == str(len(data))
     fields = verify_receipt(receipt_of(done), receipt_vkey(Archive.open(home.path)))
@@ -482,3 +487,35 @@ def test_webdav_streams_are_ingested_and_their_receipt_stored(home: Home, corpus
     assert not (home.path / "uploads" / done.upload_id).exists()
     with pytest.raises(uploads.UploadRefused):
         uploads.ingest_stream(archive, caller, iter([data]), filename="bad.jpg", sha256=sha(b"x"))
+
+
+def test_a_locked_server_keeps_uploads_and_their_receipts_settle_on_unlock(
+    home: Home, corpus: Path, tmp_path: Path
+) -> None:
+    """A server without the catalog key still acknowledges uploads; the stored receipt opens after unlock."""
+    import shutil
+
+    from archive.catalog.uploads import stored_receipt
+    from archive.services import uploads
+    from archive.services.errors import Locked
+    from archive.services.settle import settle
+
+    vault = tmp_path / "vault"
+    vault.mkdir()
+    keys = ("catalog.key", "access.key", "custodian.key")
+    for name in keys:
+        shutil.move(home.path / "keys" / name, vault / name)
+    data = photo(corpus)
+    archive, caller = home.archive(), home.caller()
+    upload_id, secret, _ = uploads.create_upload(archive, caller, len(data), {"filename": "locked.jpg"})
+    uploads.append(archive, caller, upload_id, secret, 0, iter([data]))
+    done = uploads.complete(archive, caller, upload_id, secret)
+    assert done.sha256 == sha(data) and done.status == "preserved"
+    assert uploads.complete(archive, caller, upload_id, secret) == done  # the client's secret opens the outcome
+    with pytest.raises(Locked):
+        stored_receipt(archive, upload_id)
+    for name in keys:
+        shutil.move(vault / name, home.path / "keys" / name)
+    unlocked = home.archive()
+    settle(unlocked)
+    assert stored_receipt(unlocked, upload_id) == (caller.user_id, done.receipt)

@@ -166,6 +166,7 @@ class UploadStatus:
     length: int | None
     expires_at: str
     completed: Completed | None = None
+    metadata: dict[str, str] | None = None  # what the client sent at creation (the keys kept), for tus HEAD
 
     @property
     def needs_completion(self) -> bool:
@@ -319,10 +320,11 @@ def status(archive: Archive, caller: Caller, upload_id: str, secret: str) -> Upl
     row = _load(archive, caller, upload_id, secret)
     if row.state == table.REFUSED:
         raise _refusal(row, secret)
+    metadata = {k: str(v) for k, v in _open(secret, row.id, "fields", row.fields).items()}
     if row.state == table.DONE:
         done = _completed(row, secret)
-        return UploadStatus(row.id, row.state, done.size, done.size, row.expires_at, done)
-    return UploadStatus(row.id, row.state, int(row.offset or 0), row.length, row.expires_at)
+        return UploadStatus(row.id, row.state, done.size, done.size, row.expires_at, done, metadata)
+    return UploadStatus(row.id, row.state, int(row.offset or 0), row.length, row.expires_at, None, metadata)
 
 
 def append(archive: Archive, caller: Caller, upload_id: str, secret: str, offset: int, chunks: Iterator[bytes],

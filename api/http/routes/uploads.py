@@ -195,6 +195,12 @@ def _chunks(stream: AsyncIterator[bytes]) -> Iterator[bytes]:
             yield chunk
 
 
+def encode_metadata(metadata: dict[str, str] | None) -> str:
+    """tus `Upload-Metadata` from the keys the archive kept."""
+    return ",".join(f"{key} {base64.b64encode(value.encode('utf-8')).decode('ascii')}"
+                    for key, value in sorted((metadata or {}).items()))
+
+
 def _completed_headers(done: service.Completed) -> dict[str, str]:
     return _headers(**{"Upload-Offset": str(done.size), "Upload-Length": str(done.size),
                        "Upload-Receipt": done.receipt_b64()})
@@ -281,10 +287,13 @@ async def head(request: Request, upload_id: str, secret: str) -> Response:
     except ServiceError as exc:
         return _error(request, exc)
     if found.completed is not None:
-        return Response(status_code=200, headers=_completed_headers(found.completed))
-    headers = _headers(**{"Upload-Offset": str(found.offset), "Upload-Expires": _expires(found.expires_at)})
-    if found.length is not None:
-        headers["Upload-Length"] = str(found.length)
+        headers = _completed_headers(found.completed)
+    else:
+        headers = _headers(**{"Upload-Offset": str(found.offset), "Upload-Expires": _expires(found.expires_at)})
+        if found.length is not None:
+            headers["Upload-Length"] = str(found.length)
+    if found.metadata:
+        headers["Upload-Metadata"] = encode_metadata(found.metadata)
     return Response(status_code=200, headers=headers)
 
 
