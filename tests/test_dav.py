@@ -92,7 +92,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, corpus: Path) -> Iterator[dic
     """One server for the module; a folder of corpus files already copied in by rclone as contributor A."""
     tmp = tmp_path_factory.mktemp("dav")
     home = make_home(tmp / "home")
-    tokens = {name: token_for(home, name, "contributor") for name in ("amina", "bassel")}
+    tokens = {name: token_for(home, name, "contributor") for name in ("amina", "bassel", "chadi")}
     folder = tmp / "field"
     folder.mkdir()
     picks = sorted(p for p in (corpus / "media" / "jpg").iterdir() if p.is_file() and p.stat().st_size < 300_000)[:3]
@@ -133,7 +133,8 @@ def test_listing_shows_only_this_tokens_uploads(site: dict[str, Any]) -> None:
     theirs = listed(propfind(url, tokens["bassel"], "incoming/"))
     assert list(theirs) == ["/dav/incoming/"]
     assert list(listed(propfind(url, tokens["bassel"], ""))) == ["/dav/"]
-    assert propfind(url, tokens["bassel"], f"incoming/{sorted(names)[0]}", depth="0").status_code == 404
+    first = sorted(p.name for p in site["folder"].iterdir())[0]
+    assert propfind(url, tokens["bassel"], f"incoming/{first}", depth="0").status_code == 404
     other = Rclone(site["tmp"], url, tokens["bassel"])
     assert json.loads(other("lsjson", "ev:", "-R").stdout) == []
     # a second token of the same person sees nothing of the first's either
@@ -165,7 +166,7 @@ def test_wrong_token_is_401_and_only_four_methods_are_served(site: dict[str, Any
 
 
 def test_names_are_harmless_labels(site: dict[str, Any]) -> None:
-    url, token = site["server"].url, site["tokens"]["bassel"]
+    url, token = site["server"].url, site["tokens"]["chadi"]
 
     def put(raw_path: str, body: bytes) -> httpx.Response:
         request = httpx.Request("PUT", f"{url}/dav/x", headers=basic(token), content=body)
@@ -182,6 +183,9 @@ def test_names_are_harmless_labels(site: dict[str, Any]) -> None:
     long_name = "n" * 1000 + ".jpg"
     assert put(f"/dav/{long_name}", b"a long name " + os.urandom(64)).status_code == 201
     assert put("/dav/" + "m" * 1100, b"too long").status_code == 414
+    empty = put("/dav/empty.jpg", b"")  # nothing to keep: refused, with a reason a WebDAV app can show
+    assert 400 <= empty.status_code < 500 and empty.headers["content-type"].startswith("text/plain")
+    assert empty.text.startswith("refused: ") and "empty" in empty.text.lower()
     everything = listed(propfind(url, token, ""))  # parses as XML: control characters escaped
     assert "/dav/etc/" in everything
     files = listed(propfind(url, token, "etc/"))
@@ -191,7 +195,7 @@ def test_names_are_harmless_labels(site: dict[str, Any]) -> None:
 
 
 def test_no_plaintext_on_disk_while_a_put_is_in_flight(site: dict[str, Any], tmp_path: Path) -> None:
-    url, token = site["server"].url, site["tokens"]["bassel"]
+    url, token = site["server"].url, site["tokens"]["chadi"]
     data = os.urandom(12 << 20)
     half = threading.Event()
     resume = threading.Event()
