@@ -492,7 +492,7 @@ def test_on_each_database(tmp_path: Path, catalog_url: str, monkeypatch: pytest.
     from archive.services.cases import add_incident as case_incident
     from archive.services.cases import create_case
     from archive.services.incidents import list_incidents
-    from archive.services.victims import list_victims
+    from archive.services.victims import confirm_match, list_victims, show_victim
 
     control = Cli(tmp_path / "control")  # its own embedded catalog
     monkeypatch.delenv("EVIDENCE_DATABASE_URL", raising=False)
@@ -504,13 +504,18 @@ def test_on_each_database(tmp_path: Path, catalog_url: str, monkeypatch: pytest.
     cli("init", "--operator", "tester")
     _records(cli.home, with_secret=True)
     cli("link", "V-linked", "--incident", "SECRET-1")
+    # A report recorded under the visible incident, found to be the same person as a hidden victim: hidden too.
+    add_victim(cli.home, "V-dup", "OPEN-1", age=10, name="Omar")
+    custodian(cli.home, confirm_match, "V-secret", "V-dup", keep="V-secret", reason="the same boy, two reports")
     outsider = add_user(cli.home, "outsider")
     case = custodian(cli.home, create_case, SECRET_CASE)["id"]
     custodian(cli.home, case_incident, case, "SECRET-1")
     archive = as_user(cli.home, outsider)
     try:
         assert _all_stats(archive, Role.INVESTIGATOR) == expected
-        assert [v["ref"] for v in list_victims(archive, role=Role.INVESTIGATOR)] == ["V-open"]
-        assert [i["ref"] for i in list_incidents(archive, role=Role.INVESTIGATOR)] == ["OPEN-1"]
+        assert [v["ref"] for v in list_victims(archive, role=INV, status=None)] == ["V-open"]
+        assert [i["ref"] for i in list_incidents(archive, role=INV)] == ["OPEN-1"]
+        with pytest.raises(NotFound):
+            show_victim(archive, "V-dup", role=INV)
     finally:
         archive.close()

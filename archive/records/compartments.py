@@ -25,9 +25,9 @@ The rules, stated once:
   links to hidden things are hidden with those things.
 
 Cost: when no case hides anything from the caller (the common case) one
-query; otherwise a few indexed ones (case memberships by user, case
-incidents, victims by incident, links by b id), computed once per session and
-cached on it, never per row.
+query; otherwise four more (victims by incident and links by b id, both
+indexed; the merge pairs, one read of two columns: `victims.merged_into` has
+no index), computed once per session and cached on it, never per row.
 """
 
 from __future__ import annotations
@@ -123,18 +123,35 @@ def _compute(session: Session | Connection, user_id: str) -> Hidden:
 
     victims = set(session.execute(union(select(vt.id).where(among(vt.incident_id, incidents)),
                                         linked_to("victim_incident", incidents))).scalars())
-    todo = set(victims)
-    while todo:  # reports merged with a hidden one, either way round: one person (chains are short)
-        rows = session.execute(select(vt.id, vt.merged_into).where(
-            among(vt.merged_into, todo) | (among(vt.id, todo) & vt.merged_into.is_not(None)))).all()
-        todo = {str(x) for row in rows for x in row if x is not None} - victims
-        victims |= todo
+    if victims:  # reports merged with a hidden one, either way round: one person
+        victims = _with_merged(session, victims)
     hidden_victims = frozenset(str(v) for v in victims)
     query = linked_to("item_incident", incidents)
     if hidden_victims:
         query = union(query, linked_to("item_victim", hidden_victims))
     items = frozenset(str(i) for i in session.execute(query).scalars())
     return Hidden(incidents, items, hidden_victims)
+
+
+def _with_merged(session: Session | Connection, victims: set[str]) -> set[str]:
+    """`victims` and every report merged with one of them (through any chain, either way round).
+
+    One read of the merge pairs (`merged_into` is set on merged reports only), closed in memory: a
+    pair query per step would scan the table once per step (the column has no index)."""
+    from archive.records.tables import Victim
+
+    vt = Victim.__table__.c  # type: ignore[attr-defined]
+    neighbours: dict[str, set[str]] = {}
+    for report, kept in session.execute(select(vt.id, vt.merged_into).where(vt.merged_into.is_not(None))).all():
+        neighbours.setdefault(str(report), set()).add(str(kept))
+        neighbours.setdefault(str(kept), set()).add(str(report))
+    found, todo = set(victims), list(victims)
+    while todo:
+        for other in neighbours.get(todo.pop(), ()):
+            if other not in found:
+                found.add(other)
+                todo.append(other)
+    return found
 
 
 def among(column: Any, ids: Iterable[str]) -> ColumnElement[bool]:
