@@ -104,3 +104,70 @@ def test_the_in_process_worker_starts_and_stops_with_the_app(tmp_path: Path) -> 
         embedded: Any = api.app.state.worker
         assert embedded is not None and all(t.is_alive() for t in embedded.threads)
     assert not any(t.is_alive() for t in embedded.threads)
+
+
+def test_redaction_of_log_lines() -> None:
+    from api.http.access_log import redact
+
+    secret = "Zm9vYmFyYmF6cXV1eHNlY3JldHNlY3JldHNlY3JldA"
+    line = f'- - "PATCH /v1/uploads/up-0123456789abcdef/{secret} HTTP/1.1" 204'
+    assert redact(line) == '- - "PATCH /v1/uploads/up-0123456789abcdef/… HTTP/1.1" 204'
+    assert secret not in redact(f"HEAD /v1/uploads/up-1/{secret}?x=1")
+    assert redact('"PUT /dav/Amina/witness%20statement.mp4 HTTP/1.1"') == '"PUT /dav/… HTTP/1.1"'
+    assert redact('"GET /v1/search?q=Amina%20K HTTP/1.1"') == '"GET /v1/search?… HTTP/1.1"'
+    assert "abcdef0123" not in redact("Authorization: Bearer abcdef0123456789")
+    assert "abcdef0123" not in redact("{'authorization': 'Basic abcdef0123456789'}")
+    assert redact('"GET /v1/items/3f2a9c1e HTTP/1.1" 200') == '"GET /v1/items/3f2a9c1e HTTP/1.1" 200'
+
+
+def test_a_real_server_logs_no_secret_and_stops_cleanly(tmp_path: Path) -> None:
+    import httpx
+
+    from tests.api_support import serve
+
+    home = make_home(tmp_path / "home")
+    token = token_for(home, "ops-custodian", "custodian")
+    secret = "c2VjcmV0LXRoYXQtbXVzdC1uZXZlci1iZS1sb2dnZWQ"
+    server = serve(home)
+    try:
+        assert httpx.get(f"{server.url}/readyz", timeout=10).status_code == 200
+        httpx.head(f"{server.url}/v1/uploads/up-0123456789abcdef/{secret}", headers=bearer(token), timeout=10)
+        httpx.request("PROPFIND", f"{server.url}/dav/Amina-K/statement.mp4", auth=("x", token), timeout=10)
+        httpx.get(f"{server.url}/v1/search?q=Amina-K", headers=bearer(token), timeout=10)
+        assert httpx.get(f"{server.url}/metrics", headers=bearer(token), timeout=10).status_code == 200
+    finally:
+        code = server.stop()
+    text = server.log_text()
+    assert code == 0, text
+    assert "GET /readyz" in text  # the access log is there …
+    for leaked in (secret, token, "Amina-K", "127.0.0.1:"):  # … without secrets, names, nor addresses
+        assert leaked not in text.replace(f"127.0.0.1:{server.port}", ""), leaked
+    assert "worker duties in this process" in text
+
+
+def test_a_silent_request_body_is_cut_off(tmp_path: Path) -> None:
+    import socket
+    import time
+
+    from tests.api_support import serve
+
+    home = make_home(tmp_path / "home")
+    with (home / "config.toml").open("a") as config:
+        config.write("\n[api]\nbody_idle_seconds = 1\n")
+    token = token_for(home, "ops-custodian", "custodian")
+    server = serve(home)
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=15) as sock:
+            sock.sendall((f"POST /v1/incidents HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                          "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"ti").encode())
+            started = time.monotonic()
+            answer = b""
+            while chunk := sock.recv(4096):  # the server answers and/or closes; it does not wait forever
+                answer += chunk
+                if b"\r\n\r\n" in answer and time.monotonic() - started > 0.5:
+                    break
+            waited = time.monotonic() - started
+        assert 0.8 < waited < 10, waited
+        assert not answer.startswith(b"HTTP/1.1 2"), answer[:200]
+    finally:
+        server.stop()
