@@ -176,8 +176,9 @@ class Segments:
             if at >= offset:
                 self._path(at).unlink(missing_ok=True)
 
-    def write(self, offset: int, plaintext: bytes) -> None:
-        """Seal and store one segment durably (fsync'd file and folder) before anyone counts it."""
+    def write(self, offset: int, plaintext: bytes, *, sync_folder: bool = True) -> None:
+        """Seal and store one segment durably (the file fsync'd and renamed, then the folder fsync'd, unless
+        `sync_folder` is False: the caller then calls `sync()` before anyone counts the segment)."""
         assert self._aead is not None, "writing needs the segment key"
         nonce = os.urandom(NONCE)
         sealed = nonce + self._aead.encrypt(nonce, plaintext, _aad(self.upload_id, offset))
@@ -191,6 +192,11 @@ class Segments:
         finally:
             os.close(fd)
         os.replace(temporary, self._path(offset))
+        if sync_folder:
+            self.sync()
+
+    def sync(self) -> None:
+        """Make the segments' names durable (one folder fsync for all the segments of a request)."""
         _fsync_dir(self.folder)
 
     def read(self, offset: int) -> bytes:
@@ -255,10 +261,12 @@ class SegmentWriter:
             del self._buffer[: self.segment_size]
 
     def flush(self) -> int:
-        """Store what is gathered; the offset every byte fed so far reaches (all on disk)."""
+        """Store what is gathered; the offset every byte fed so far reaches (all on disk, folder synced)."""
         if self._buffer:
             self._store(bytes(self._buffer))
             self._buffer.clear()
+        if self.written:
+            self.segments.sync()
         return self.offset
 
     def abandon(self) -> None:
@@ -269,7 +277,7 @@ class SegmentWriter:
         self.written.clear()
 
     def _store(self, block: bytes) -> None:
-        self.segments.write(self.offset, block)
+        self.segments.write(self.offset, block, sync_folder=False)
         self.written.append(self.offset)
         self.offset += len(block)
 
@@ -280,30 +288,35 @@ class SegmentReader(io.RawIOBase):
     def __init__(self, segments: Segments, length: int) -> None:
         super().__init__()
         self._chunks = segments.chunks(length)
-        self._pending = b""
-        self._length = length
+        self._pending = memoryview(b"")
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+    def _more(self) -> bool:
         while not self._pending:
             try:
-                self._pending = next(self._chunks)
+                self._pending = memoryview(next(self._chunks))
             except StopIteration:
-                return 0
+                return False
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        if not self._more():
+            return 0
         n = min(len(buffer), len(self._pending))
         buffer[:n] = self._pending[:n]
         self._pending = self._pending[n:]
         return n
 
-    def read(self, size: int = -1) -> bytes:
+    def read(self, size: int | None = -1) -> bytes:
         if size is None or size < 0:
-            return b"".join([self._pending, *self._chunks])
-        if not self._pending:
-            try:
-                self._pending = next(self._chunks)
-            except StopIteration:
-                return b""
-        block, self._pending = self._pending[:size], self._pending[size:]
+            return b"".join([bytes(self._pending), *self._chunks])
+        if not self._more():
+            return b""
+        if len(self._pending) <= size:
+            block, self._pending = bytes(self._pending), memoryview(b"")
+            return block
+        block = bytes(self._pending[:size])
+        self._pending = self._pending[size:]
         return block
