@@ -519,3 +519,27 @@ def test_on_each_database(tmp_path: Path, catalog_url: str, monkeypatch: pytest.
             show_victim(archive, "V-dup", role=INV)
     finally:
         archive.close()
+
+
+def test_a_prefix_a_hidden_item_shares_is_neither_ambiguous_nor_found(world: World,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Prefixes as a guesser uses them: one a hidden item shares with a visible one names the visible one
+    (not "ambiguous", which would tell of a second item), one only hidden items match is not found. Random ids
+    rarely share 8 characters, so the shortest prefix is lowered to 0 here: "" is every item's prefix."""
+    from sqlmodel import Session
+
+    from archive.services import items
+
+    monkeypatch.setattr(items, "MIN_PREFIX", 0)
+    archive = open_archive(world.home)
+    try:
+        with Session(archive.engine) as session:
+            everything = frozenset(world.ids.values())
+            with pytest.raises(items.Ambiguous):
+                items.resolve_item(session, "")
+            assert items.resolve_item(session, "", everything - {world.ids["CANON"]}).id == world.ids["CANON"]
+            with pytest.raises(NotFound) as hidden:
+                items.resolve_item(session, "", everything)
+            assert str(hidden.value) == "no item ''"
+    finally:
+        archive.close()
