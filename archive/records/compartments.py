@@ -37,17 +37,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import ColumnElement, bindparam, not_, select, true, union
-from sqlmodel import SQLModel
 
 from archive.roles import Role
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
-    from sqlmodel import Session
+    from sqlmodel import Session, SQLModel
 
     from archive.context import Archive
 
-Row = TypeVar("Row", bound=SQLModel)
+Row = TypeVar("Row", bound="SQLModel")
 _CACHE = "compartments.hidden"  # session.info key: {(user id, role): Hidden}
 
 
