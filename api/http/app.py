@@ -140,7 +140,7 @@ class EmbeddedWorker:
         while not self.stop.is_set():
             try:
                 runner = Worker(self.runtime.archive("archive"))
-                runner.ran = deque(maxlen=256)  # type: ignore[assignment] - a server runs for months
+                runner.ran = deque(maxlen=256)  # type: ignore[assignment]  # a server runs for months
                 runner.run(stop=self.stop)
             except Exception:  # noqa: BLE001 - the loop itself failed (catalog gone): try again shortly
                 log.exception("the in-process worker stopped; restarting it")
