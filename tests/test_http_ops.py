@@ -171,3 +171,28 @@ def test_a_silent_request_body_is_cut_off(tmp_path: Path) -> None:
         assert not answer.startswith(b"HTTP/1.1 2"), answer[:200]
     finally:
         server.stop()
+
+
+def test_on_postgresql_the_worker_runs_elsewhere_by_default(
+        tmp_path: Path, fresh_postgres: str, monkeypatch: Any) -> None:
+    from api.http.app import create_app
+
+    monkeypatch.setenv("EVIDENCE_DATABASE_URL", fresh_postgres)
+    home = make_home(tmp_path / "home")
+    app = create_app(str(home))
+    try:
+        assert app.state.in_process_worker is False  # `evidence worker` processes do it
+    finally:
+        app.state.runtime.close()
+    forced = create_app(str(home), worker=True)
+    try:
+        assert forced.state.in_process_worker is True
+    finally:
+        forced.state.runtime.close()
+    monkeypatch.delenv("EVIDENCE_DATABASE_URL")
+    sqlite_home = make_home(tmp_path / "sqlite-home")
+    embedded = create_app(str(sqlite_home))
+    try:
+        assert embedded.state.in_process_worker is True  # the embedded default: one process is the archive
+    finally:
+        embedded.state.runtime.close()
