@@ -43,6 +43,7 @@ ROUTES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/v1/items/{item_id}/original"): DOCUMENTERS,
     ("GET", "/v1/items/{item_id}/similar"): DOCUMENTERS,
     ("POST", "/v1/similar"): DOCUMENTERS,
+    ("PATCH", "/v1/items/{item_id}/provenance"): DOCUMENTERS,  # an arrival's channel and source record
     # the documentation model
     ("GET", "/v1/incidents"): DOCUMENTERS,
     ("POST", "/v1/incidents"): DOCUMENTERS,

@@ -6,9 +6,10 @@ caller's role: compartments hide items as not found, an auditor gets the
 non-personal view (the services decide what that is).
 
 Downloading an original (`GET /v1/items/{item_id}/original`) reads through
-`open_original`, which decrypts a stored copy, checks the bytes against the
-custody log's commitment to the item and records the access as a custody
-event. Nothing plaintext touches a disk. Verification needs every byte, so:
+`open_original_for` (the caller's view of `open_original`), which decrypts a
+stored copy, checks the bytes against the custody log's commitment to the
+item and records the access as a custody event. Nothing plaintext touches a
+disk. Verification needs every byte, so:
 an original of up to `VERIFY_IN_MEMORY` bytes is read and verified whole before
 the response starts (a bad copy is then skipped for the next one, and the
 client gets either the verified bytes or an error status); a larger one is
@@ -31,11 +32,11 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.http.routes.records import AFTER, LIMIT, Page, multipart_parts, page, who
 from archive.services.errors import Invalid
@@ -43,7 +44,7 @@ from archive.services.errors import Invalid
 if TYPE_CHECKING:
     from archive.services.originals import Original, OriginalCopy
 
-router = APIRouter()
+router = APIRouter(max_body_size=1 << 20)  # JSON bodies; /v1/similar takes a file, up to its own limit
 log = logging.getLogger("api.http.items")
 
 VERIFY_IN_MEMORY = 16 * 1024 * 1024  # an original up to this size is verified whole before a byte is sent
@@ -90,6 +91,26 @@ def similar_to_item(request: Request, item_id: str,
     return [m.as_dict() for m in service(archive, item_id, max_distance, role=role)]
 
 
+class ProvenanceChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    channel: Literal["upload", "email", "messaging", "social_media", "field_researcher", "legacy_disk"] | None = None
+    source: str | None = Field(None, min_length=1, max_length=128, description="The source record (ref or id).")
+    arrival: int | None = Field(None, ge=1, description="Which arrival, when the item arrived more than once.")
+    reason: str | None = Field(None, max_length=5000)
+
+
+@router.patch("/v1/items/{item_id}/provenance")
+def set_provenance(request: Request, item_id: str, body: ProvenanceChange) -> dict[str, Any]:
+    """Give an arrival of the item its channel and source record (`evidence provenance`): a record change in
+    the item's custody timeline."""
+    from archive.services.sources import set_provenance as service
+
+    archive, role = who(request)
+    return service(archive, item_id, role=role, channel=body.channel, source=body.source, arrival=body.arrival,
+                   reason=body.reason)
+
+
 SIMILAR_BODY = {"content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["file"],
     "properties": {"file": {"type": "string", "format": "binary",
@@ -107,6 +128,7 @@ class _Memory:
 
 
 @router.post("/v1/similar", response_model=list[Match], response_model_exclude_none=True,
+             max_body_size=MAX_SIMILAR_BYTES + 64 * 1024,
              openapi_extra={"requestBody": SIMILAR_BODY},
              responses={413: {"description": f"The file is larger than {MAX_SIMILAR_BYTES} bytes."}})
 async def similar_to_file(request: Request,
@@ -171,12 +193,13 @@ def _rest(original: Original, copy: OriginalCopy, chunks: Iterator[bytes], held:
                        503: {"description": "The access identity is not unlocked in the server."}})
 def download_original(request: Request, item_id: str) -> Response:
     """The original, decrypted and verified against the custody log; the access is a custody event."""
+    from archive.services.items import ItemRecord, open_original_for
     from archive.services.items import show_item as show
-    from archive.services.originals import open_original
 
     archive, role = who(request)
-    record = show(archive, item_id, role=role)  # the caller's view: a hidden item is not found
-    original = open_original(archive, record.id, purpose=DOWNLOAD_PURPOSE)
+    original = open_original_for(archive, item_id, role=role, purpose=DOWNLOAD_PURPOSE)  # hidden: not found
+    record = show(archive, original.item.id, role=role)
+    assert isinstance(record, ItemRecord)  # an auditor's view never gets here (open_original_for refuses it)
     headers = {"Content-Disposition": f'attachment; filename="{record.id}"', "Cache-Control": "no-store",
                "X-Content-Type-Options": "nosniff"}
     if record.sha256:
