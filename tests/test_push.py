@@ -189,15 +189,16 @@ def test_offline_files_stay_queued_and_drain_later_in_order(setup: Any, corpus: 
     assert push.entries() == []
 
 
-def test_forget_wipes_the_queue_and_its_secrets(setup: Any, corpus: Path) -> None:
+def test_a_refused_token_keeps_the_file_queued_and_forget_wipes_the_queue(setup: Any, corpus: Path) -> None:
     home, push = setup
     files = corpus_files(corpus, 2)
     with serve(home) as server:
-        push(server.url, str(files[0]))  # pins the key
-        server.kill()
-        code, _, _ = push(server.url, str(files[1]), "--retries", "1")
-        assert code == EXIT_QUEUED
-    assert len(push.entries()) == 1 and list((push.queue / "keys").iterdir())
+        assert push(server.url, str(files[0]))[0] == 0  # pins the key
+        stranger = Push(push.queue, "0" * 64)
+        code, outcomes, err = stranger(server.url, str(files[1]))
+        assert code == 2 and "does not accept this token" in err and "0" * 64 not in err
+    assert [e["path"] for e in push.entries()] == [str(files[1].resolve())]
+    assert list((push.queue / "keys").iterdir())
     done = subprocess.run([sys.executable, "-c", "from api.cli.main import main; main()", "push", "--forget",
                            "--queue", str(push.queue)], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert done.returncode == 0, done.stderr
@@ -230,3 +231,60 @@ def test_a_changed_receipt_key_is_refused_and_nothing_is_sent(setup: Any, corpus
         code, outcomes, err = push(server.url, "--vkey", str(other))
         assert code == 1, err
         assert outcomes[0]["status"] == "unverified" and "does not verify" in outcomes[0]["reason"]
+
+
+class FlakyTus:
+    """An in-memory tus server for the client's own logic: damages a chunk once, drops a connection once."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.length = 0
+        self.damaged: set[int] = set()
+        self.dropped = False
+        self.patches: list[tuple[int, int, int]] = []  # (offset, size, status)
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        import base64
+
+        if request.method == "POST":
+            self.length = int(request.headers["Upload-Length"])
+            return httpx.Response(201, headers={"Location": "/v1/uploads/up-1/s3cret"})
+        if request.method == "HEAD":
+            return httpx.Response(200, headers={"Upload-Offset": str(len(self.data))})
+        offset, body = int(request.headers["Upload-Offset"]), request.content
+        algorithm, _, digest = request.headers["Upload-Checksum"].partition(" ")
+        assert algorithm == "sha256" and base64.b64decode(digest) == hashlib.sha256(body).digest()
+        if offset == 2 * 4096 and offset not in self.damaged:  # the chunk "arrived" damaged: 460, discarded
+            self.damaged.add(offset)
+            self.patches.append((offset, len(body), 460))
+            return httpx.Response(460)
+        if offset == 4 * 4096 and not self.dropped:  # half of it kept, then the connection died
+            self.dropped = True
+            self.data += body[:1000]
+            self.patches.append((offset, len(body), 0))
+            raise httpx.ReadError("connection reset")
+        assert offset == len(self.data)
+        self.data += body
+        self.patches.append((offset, len(body), 204))
+        headers = {"Upload-Offset": str(len(self.data))}
+        if len(self.data) == self.length:
+            headers["Upload-Receipt"] = base64.b64encode(b"the receipt\n").decode()
+        return httpx.Response(204, headers=headers)
+
+
+def test_tus_client_resends_a_damaged_chunk_and_resumes_where_the_server_stands(tmp_path: Path) -> None:
+    from api.push.tus import TusClient
+
+    data = os.urandom(7 * 4096 + 123)
+    server = FlakyTus()
+    with TusClient("http://archive.test", "t", retries=3, transport=httpx.MockTransport(server),
+                   sleep=lambda s: None) as client:
+        url = client.create(len(data), {"filename": "a.jpg"})
+        assert url == "http://archive.test/v1/uploads/up-1/s3cret"
+        with open(tmp_path / "f", "wb") as out:
+            out.write(data)
+        with open(tmp_path / "f", "rb") as handle:
+            resumed, finished = client.upload(url, handle, len(data), chunk_size=4096)
+    assert bytes(server.data) == data and resumed == 0 and finished.receipt == "the receipt\n"
+    assert (2 * 4096, 4096, 460) in server.patches and server.patches.count((2 * 4096, 4096, 204)) == 1
+    assert (4 * 4096 + 1000, 4096, 204) in server.patches  # after the drop: from the server's offset, not its own

@@ -60,7 +60,7 @@ def _plain_http_warning(server: str) -> str | None:
 class RichProgress:
     """Bars on stderr: one per file (hashing, then sending) and one overall."""
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, report: Callable[[Any], None]) -> None:
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -77,6 +77,7 @@ class RichProgress:
         self.overall: Any = None
         self.tasks: dict[str, Any] = {}
         self.finished = 0
+        self.report = report  # each outcome as soon as it is known (a receipt printed is a receipt kept)
 
     def __enter__(self) -> RichProgress:
         self.bars.start()
@@ -112,6 +113,7 @@ class RichProgress:
             self.finished += entry.size
         if self.overall is not None:
             self.bars.update(self.overall, completed=self.finished)
+        self.report(outcome)
 
 
 def _describe(outcome: Any) -> str:
@@ -184,6 +186,11 @@ def push(paths: tuple[str, ...], server: str | None, token: str | None, source: 
         raise click.UsageError("--server and --token (or EVIDENCE_PUSH_SERVER and EVIDENCE_PUSH_TOKEN) are needed")
     server = _server(server)
     size = parse_size(chunk_size)
+    if channel:
+        from archive.records.vocab import CHANNELS
+
+        if channel not in CHANNELS:  # checked before any file is hashed or queued: a typo sends nothing
+            raise click.BadParameter(f"one of {', '.join(CHANNELS)}", param_hint="--channel")
     code = _run(paths, server, token, {"source": source or "", "incident": incident or "", "channel": channel or "",
                                        "note": note or ""}, queue_dir, vkey, size, retries, as_json)
     sys.exit(code)
@@ -203,7 +210,16 @@ def _run(paths: tuple[str, ...], server: str, token: str, metadata: dict[str, st
     for path, problem in problems:
         click.echo(f"error: {path}: {problem}", err=True)
     queue = Queue.open(queue_dir)
-    progress = RichProgress(enabled=sys.stderr.isatty())
+
+    def report(outcome: Outcome) -> None:
+        if as_json:
+            click.echo(json.dumps(outcome.as_dict(), ensure_ascii=False))
+            return
+        click.echo(_describe(outcome))
+        if outcome.receipt and outcome.status == "sent":
+            click.echo(outcome.receipt.rstrip("\n"))
+
+    progress = RichProgress(enabled=sys.stderr.isatty(), report=report)
     outcomes: list[Outcome] = []
     try:
         with queue.lock(), progress:
@@ -216,18 +232,13 @@ def _run(paths: tuple[str, ...], server: str, token: str, metadata: dict[str, st
                 except Offline as exc:
                     outcomes = [Outcome(path=e.path, status="queued", size=e.size, sha256=e.sha256,
                                         reason=str(exc), offline=True) for e in pending]
+                    for outcome in outcomes:
+                        report(outcome)
                 else:
                     outcomes = drain(queue, client, vkey, server=server, chunk_size=chunk_size, progress=progress)
     except (QueueError, ReceiptProblem, Denied, Refused) as exc:
         click.echo(f"error: {exc}", err=True)
         return 2
-    for outcome in outcomes:
-        if as_json:
-            click.echo(json.dumps(outcome.as_dict(), ensure_ascii=False))
-        else:
-            click.echo(_describe(outcome))
-            if outcome.receipt and outcome.status == "sent":
-                click.echo(outcome.receipt.rstrip("\n"))
     if not as_json:
         left = len(queue.entries(server))
         if left:

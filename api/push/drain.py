@@ -214,7 +214,9 @@ def drain(queue: Queue, client: TusClient, vkey: str, *, server: str, chunk_size
         outcomes.append(outcome)
         if outcome.offline:
             for rest in entries[index + 1:]:
-                outcomes.append(Outcome(path=rest.path, status="queued", size=rest.size, sha256=rest.sha256,
-                                        reason="the server could not be reached", offline=True))
+                waiting = Outcome(path=rest.path, status="queued", size=rest.size, sha256=rest.sha256,
+                                  reason="the server could not be reached", offline=True)
+                progress.done(rest, waiting)
+                outcomes.append(waiting)
             break
     return outcomes
