@@ -184,15 +184,38 @@ def _caller(request: Request) -> tuple[Caller, Archive]:
     return caller, archive
 
 
+PIECE = 1024 * 1024  # body bytes handed to the worker thread at a time (bounded; fewer thread hops)
+
+
 def _chunks(stream: AsyncIterator[bytes]) -> Iterator[bytes]:
-    """The request body as a blocking iterator, for the service running in a worker thread."""
-    while True:
-        try:
-            chunk: bytes = anyio.from_thread.run(stream.__anext__)  # type: ignore[arg-type]
-        except StopAsyncIteration:
-            return
-        if chunk:
-            yield chunk
+    """The request body as a blocking iterator of pieces up to about `PIECE`, for the service's worker thread."""
+    finished = False
+    failed: list[BaseException] = []  # a body cut off mid-piece: what arrived is handed over first
+
+    async def piece() -> bytes:
+        nonlocal finished
+        parts: list[bytes] = []
+        held = 0
+        while held < PIECE:
+            try:
+                chunk = await stream.__anext__()
+            except StopAsyncIteration:
+                finished = True
+                break
+            except Exception as exc:  # noqa: BLE001 - raised again after the bytes before it
+                failed.append(exc)
+                finished = True
+                break
+            parts.append(chunk)
+            held += len(chunk)
+        return b"".join(parts)
+
+    while not finished:
+        block: bytes = anyio.from_thread.run(piece)
+        if block:
+            yield block
+    if failed:
+        raise failed[0]
 
 
 def encode_metadata(metadata: dict[str, str] | None) -> str:
