@@ -196,3 +196,23 @@ def test_on_postgresql_the_worker_runs_elsewhere_by_default(
         assert embedded.state.in_process_worker is True  # the embedded default: one process is the archive
     finally:
         embedded.state.runtime.close()
+
+
+def test_answers_are_not_cached_nor_sniffed_and_cors_is_off_unless_configured(tmp_path: Path) -> None:
+    home = make_home(tmp_path / "home")
+    preflight = {"Origin": "https://upload.example.org", "Access-Control-Request-Method": "PATCH",
+                 "Access-Control-Request-Headers": "tus-resumable,upload-offset,content-type"}
+    with client(home) as api:
+        answer = api.get("/healthz")
+        assert answer.headers["cache-control"] == "no-store"
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert "access-control-allow-origin" not in api.options("/v1/uploads/up-1/secret", headers=preflight).headers
+    with (home / "config.toml").open("a") as config:
+        config.write('\n[api]\ncors_origins = ["https://upload.example.org"]\n')
+    with client(home) as api:
+        answer = api.options("/v1/uploads/up-1/secret", headers=preflight)
+        assert answer.status_code == 200
+        assert answer.headers["access-control-allow-origin"] == "https://upload.example.org"
+        assert "PATCH" in answer.headers["access-control-allow-methods"]
+        elsewhere = api.options("/v1/uploads/up-1/secret", headers={**preflight, "Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in elsewhere.headers

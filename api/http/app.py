@@ -76,8 +76,14 @@ class BodyIdleTimeout:
         await self.app(scope, timed, send)
 
 
+SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
+                    (b"x-frame-options", b"DENY")]
+
+
 class CountResponses:
-    """Count responses by status class (2xx, 4xx …) without looking at paths (they may carry secrets)."""
+    """Count responses by status class (2xx, 4xx …) without looking at paths (they may carry secrets), and
+    add the headers every answer carries: no sniffing, no referrer, and `Cache-Control: no-store` unless the
+    route chose its own (answers hold personal data: no browser or proxy may keep them)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -90,6 +96,12 @@ class CountResponses:
         async def counted(message: Message) -> None:
             if message["type"] == "http.response.start":
                 metrics.REQUESTS.labels(f"{int(message['status']) // 100}xx").inc()
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers += [(name, value) for name, value in SECURITY_HEADERS if name not in present]
+                if b"cache-control" not in present:
+                    headers.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": headers}
             await send(message)
 
         await self.app(scope, receive, counted)
@@ -233,4 +245,17 @@ def create_app(home: str | None = None, *, worker: bool | None = None) -> FastAP
     app.add_middleware(AuthorizeMiddleware, fastapi=app)
     app.add_middleware(BodyIdleTimeout, seconds=float(settings.get("body_idle_seconds", DEFAULT_BODY_IDLE_SECONDS)))
     app.add_middleware(CountResponses)
+    origins = [str(origin) for origin in settings.get("cors_origins", [])]
+    if origins:  # browser tus clients (Uppy, tus-js-client) on another origin; none by default
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_credentials=False,
+                           allow_methods=["GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS"],
+                           allow_headers=["Authorization", "Content-Type", "Tus-Resumable", "Upload-Length",
+                                          "Upload-Offset", "Upload-Metadata", "Upload-Checksum",
+                                          "Upload-Defer-Length", "Upload-Concat", "X-HTTP-Method-Override"],
+                           expose_headers=["Location", "Upload-Offset", "Upload-Length", "Upload-Expires",
+                                           "Upload-Receipt", "Tus-Resumable", "Tus-Version", "Tus-Extension",
+                                           "Tus-Max-Size", "Tus-Checksum-Algorithm", "Retry-After"],
+                           max_age=600)
     return app

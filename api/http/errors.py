@@ -29,6 +29,7 @@ from archive.services.errors import (
     ServiceError,
     Unauthenticated,
 )
+from storage.base import StorageError
 
 log = logging.getLogger("api.http")
 
@@ -119,6 +120,12 @@ async def _config_error(request: Request, exc: Exception) -> JSONResponse:
                         status_code=503)
 
 
+async def _storage_error(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("storage error on %s %s: %s", request.method, _route_of(request), exc)
+    return JSONResponse(error_body("unavailable", "a storage site did not answer; try again later"),
+                        status_code=503, headers={"Retry-After": "30"})
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     status = exc.status_code
@@ -158,6 +165,7 @@ def install(app: FastAPI) -> None:
     """Register every handler on `app`."""
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(ConfigError, _config_error)
+    app.add_exception_handler(StorageError, _storage_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected)
