@@ -37,6 +37,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from api.http import metrics
 from api.http.auth import archive_for, current_caller
 from archive.services.errors import ServiceError
 
@@ -47,6 +48,7 @@ METHODS = ["OPTIONS", "PROPFIND", "MKCOL", "PUT"]
 ALLOW = ", ".join(METHODS)
 MAX_LABEL = 1024  # characters of a path under /dav/ (the uploads service keeps names that long); longer: 414
 MAX_PROPFIND_BODY = 64 * 1024
+PIECE = 1 << 20  # body bytes handed to the ingest thread at a time
 DAV = "DAV:"
 _NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")  # not allowed in XML 1.0
 
@@ -218,25 +220,41 @@ async def _put(request: Request, label: str, path: str) -> Response:
     if filetype in ("application/octet-stream", "") or (filetype and "/" not in filetype):
         filetype = None
     stream = request.stream().__aiter__()
+    finished = False
 
-    async def next_chunk() -> bytes | None:
-        try:
-            return await stream.__anext__()
-        except StopAsyncIteration:
-            return None
+    async def piece() -> bytes:
+        """Up to `PIECE` bytes of the body: one hop to the event loop per piece, not per network read."""
+        nonlocal finished
+        parts: list[bytes] = []
+        held = 0
+        while held < PIECE:
+            try:
+                chunk = await stream.__anext__()
+            except StopAsyncIteration:
+                finished = True
+                break
+            parts.append(chunk)
+            held += len(chunk)
+        return b"".join(parts)
 
     def chunks() -> Iterator[bytes]:
-        while (chunk := anyio.from_thread.run(next_chunk)) is not None:
-            if chunk:
-                yield chunk
+        while not finished:
+            if block := anyio.from_thread.run(piece):
+                yield block
 
+    metrics.UPLOADS_IN_PROGRESS.inc()
     try:
         completed = await run_in_threadpool(ingest_stream, archive, caller, chunks(), filename=label,
                                             filetype=filetype)
     except ClientDisconnect:
+        metrics.refuse("disconnect")
         return text(400, "the body was cut off before its end: nothing was kept")
     except ServiceError as exc:
+        metrics.refuse(str(getattr(exc, "code", None) or "refused"))
         return _refused(exc)
+    finally:
+        metrics.UPLOADS_IN_PROGRESS.dec()
+    metrics.BYTES_RECEIVED.inc(completed.size)
     if completed.status == "refused":
         return text(422, f"refused: {completed.reason or 'the archive did not keep this file'}")
     headers: dict[str, str] = {}
