@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Path, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
 
 from api.http.auth import archive_for, current_caller
 from archive.services import receipts
@@ -29,19 +29,19 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 UploadId = Path(min_length=1, max_length=64, description="The upload's id (the path segment before its secret)")
 
 
-@router.get("/v1/receipts/key", response_class=PlainTextResponse, responses=_TEXT,
+@router.get("/v1/receipts/key", response_class=Response, responses=_TEXT,
             summary="The receipt verifier key (C2SP vkey)")
 def receipt_key(request: Request) -> PlainTextResponse:
     return PlainTextResponse(receipts.receipt_key(archive_for(request)) + "\n")
 
 
-@router.get("/v1/receipts/{upload_id}", response_class=PlainTextResponse, responses={**_TEXT, **_NOT_FOUND},
+@router.get("/v1/receipts/{upload_id}", response_class=Response, responses={**_TEXT, **_NOT_FOUND},
             summary="The signed receipt of an upload (a C2SP signed note)")
 def receipt(request: Request, upload_id: str = UploadId) -> PlainTextResponse:
     return PlainTextResponse(receipts.get_receipt(archive_for(request), current_caller(request), upload_id))
 
 
-@router.get("/v1/receipts/{upload_id}/proof", response_class=PlainTextResponse, responses={**_TEXT, **_NOT_FOUND},
+@router.get("/v1/receipts/{upload_id}/proof", response_class=Response, responses={**_TEXT, **_NOT_FOUND},
             summary="The C2SP tlog-proof of the upload's ingestion event")
 def receipt_proof(request: Request, upload_id: str = UploadId) -> PlainTextResponse:
     text = receipts.receipt_proof(archive_for(request), current_caller(request), upload_id)
