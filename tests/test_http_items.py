@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -269,6 +270,9 @@ def test_a_bad_copy_is_never_handed_out_whole(tmp_path: Path, corpus: Path) -> N
 
     bad = Home(tmp_path, corpus, big=VERIFY_IN_MEMORY + 3 * 65536)
     small, large = bad.ids[bad.photo.name], bad.ids[bad.blob.name]
+    sound = tmp_path / "sound.bin"
+    sound.write_bytes(os.urandom(VERIFY_IN_MEMORY + 3 * 65536))
+    good = bad.cli.json_lines("ingest", str(sound))[0]["id"]
     _corrupt_copies(bad, small, 10)
     _corrupt_copies(bad, large, 10)
     with client(bad.home) as http:
@@ -289,6 +293,18 @@ def test_a_bad_copy_is_never_handed_out_whole(tmp_path: Path, corpus: Path) -> N
                 for chunk in answer.iter_bytes():
                     received += len(chunk)
         assert 0 < received < bad.blob.stat().st_size
+        # A sound copy whose download the client breaks off: the plaintext it had is an access all the same.
+        with httpx.stream("GET", f"{server.url}/v1/items/{good}/original", headers=bad.headers("investigator"),
+                          timeout=60) as answer:
+            assert answer.status_code == 200
+            for _chunk in answer.iter_bytes():
+                break
+        deadline = time.monotonic() + 20
+        while not bad.events(good, "access") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        broken = bad.events(good, "access")
+        assert [(e.outcome, e.actor) for e in broken] == [("warning", bad.users["investigator"])]
+        assert broken[0].details["verified"].startswith("no")
     finally:
         server.stop()
     assert bad.events(large, "access")[-1].outcome == "failure"

@@ -144,7 +144,7 @@ class OriginalCopy:
             refresh_status(session, self.archive, item)
             enqueue(session, REPAIR, item_id=item.id)
 
-    def _record_access(self) -> None:
+    def _record_access(self, outcome: str = "success", **details: object) -> None:
         from archive.custody.log import ACCESS, append_event
         from archive.db import transaction
 
@@ -155,10 +155,16 @@ class OriginalCopy:
                 actor=self.archive.actor,
                 item_id=self.item.id,
                 objects=[f"{self.replica.backend}:{self.replica.object_name}"],
+                outcome=outcome,
                 details={"action": self.purpose, "verified": "sha256", "backend": self.replica.backend,
                          "role": self.replica.role,
-                         **({"ciphertext_sha256": self.logged_sha256} if self.logged_sha256 else {})},
+                         **({"ciphertext_sha256": self.logged_sha256} if self.logged_sha256 else {}), **details},
             )
+
+    def record_unfinished(self) -> None:
+        """A reader that stopped before the end (a download the client broke off) had plaintext all the same:
+        an access event too, `warning`, saying the bytes were not all read (so not verified)."""
+        self._record_access("warning", verified="no: the reader stopped before the end")
 
 
 @dataclass

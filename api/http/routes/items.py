@@ -14,7 +14,9 @@ an original of up to `VERIFY_IN_MEMORY` bytes is read and verified whole before
 the response starts (a bad copy is then skipped for the next one, and the
 client gets either the verified bytes or an error status); a larger one is
 streamed with its `Content-Length`, and the service holds back the final
-chunk until the digest matched. A mismatch there is recorded (the copy marked
+chunk until the digest matched (a client that breaks the download off before
+the end has had plaintext all the same: an access event too, `warning`,
+unverified). A mismatch there is recorded (the copy marked
 and queued for repair, the access a failure event) and the connection is cut
 without the last chunk, so the client sees a truncated transfer, never a
 complete wrong file. `Repr-Digest` carries the SHA-256 the catalog holds, for
@@ -47,7 +49,7 @@ if TYPE_CHECKING:
 router = APIRouter(max_body_size=1 << 20)  # JSON bodies; /v1/similar takes a file, up to its own limit
 log = logging.getLogger("api.http.items")
 
-VERIFY_IN_MEMORY = 16 * 1024 * 1024  # an original up to this size is verified whole before a byte is sent
+VERIFY_IN_MEMORY = 8 * 1024 * 1024  # verified whole before a byte is sent (memory: this, per download at once)
 MAX_SIMILAR_BYTES = 64 * 1024 * 1024  # a file to compare is held in memory: a photo, or a short clip
 DOWNLOAD_PURPOSE = "download original (http)"
 
@@ -186,6 +188,25 @@ def _rest(original: Original, copy: OriginalCopy, chunks: Iterator[bytes], held:
         raise
 
 
+class OriginalStream(StreamingResponse):
+    """The streamed original; a download the client breaks off before the end is an access all the same
+    (the service records one once the bytes are verified, at the end): recorded as unfinished."""
+
+    def __init__(self, original: Original, copy: OriginalCopy, content: Iterator[bytes],
+                 headers: dict[str, str]) -> None:
+        super().__init__(content, media_type="application/octet-stream", headers=headers)
+        self.original, self.copy = original, copy
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        from fastapi.concurrency import run_in_threadpool
+
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if not self.copy.sha256 and not self.original.failures:  # neither verified nor failed: broken off
+                await run_in_threadpool(self.copy.record_unfinished)
+
+
 @router.get("/v1/items/{item_id}/original", response_class=StreamingResponse,
             responses={200: {"content": {"application/octet-stream": {}},
                              "description": "The original's bytes, verified against the custody log."},
@@ -215,6 +236,5 @@ def download_original(request: Request, item_id: str) -> Response:
             return Response(b"".join(held), media_type="application/octet-stream", headers=headers)
         if record.size is not None:
             headers["Content-Length"] = str(record.size)
-        return StreamingResponse(_rest(original, copy, chunks, held), media_type="application/octet-stream",
-                                 headers=headers)
+        return OriginalStream(original, copy, _rest(original, copy, chunks, held), headers)
     raise original.refuse()
