@@ -8,6 +8,11 @@ server cannot be reached the files stay queued and the next `evidence push`
 (with or without paths) sends them. Every receipt is checked against the
 archive's receipt key before a file leaves the queue.
 
+Over Tor, run it under `torsocks` (`torsocks evidence push --server
+http://<onion>.onion …`): the client makes plain TCP connections, which
+torsocks routes through the Tor daemon (a SOCKS proxy of its own would need
+httpx's optional `socksio`).
+
 Exit codes: 0 every file sent and its receipt verified; 1 the server refused
 a file, or a receipt did not verify; 2 an error (a path that cannot be read,
 a token the server does not accept, a receipt key that changed); 75 files are

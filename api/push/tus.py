@@ -240,13 +240,14 @@ class TusClient:
                 if failures >= self.retries:
                     raise Offline(f"the connection kept failing ({failures} times in a row)") from None
                 self._wait(failures - 1)
-                offset = self.offset(url)  # where the server really stands
+                offset, receipt = self.status(url)  # where the server really stands
                 on_progress(offset)
                 continue
             status = response.status_code
             if status == 204 and response.headers.get("Upload-Offset", "").isdigit():
                 new_offset = int(response.headers["Upload-Offset"])
-                failures = 0 if new_offset > offset else failures
+                if new_offset > offset:
+                    failures = mismatches = 0
                 offset = new_offset
                 on_progress(offset)
                 if offset >= length:
@@ -257,8 +258,11 @@ class TusClient:
                 if mismatches > MAX_CHECKSUM_RESENDS:
                     raise Refused("every resend of a chunk arrived damaged (checksum mismatch)")
                 continue
-            if status == 409:  # offsets disagree: ask
-                offset = self.offset(url)
+            if status == 409:  # offsets disagree: ask (a server that keeps disagreeing is not one to send to)
+                failures += 1
+                if failures >= self.retries:
+                    raise Refused("the server's offsets kept disagreeing with its own answers")
+                offset, receipt = self.status(url)
                 on_progress(offset)
                 continue
             if status in (404, 410):
@@ -269,7 +273,7 @@ class TusClient:
                 if failures >= self.retries:
                     raise Offline(f"the server kept answering {status}")
                 self._wait(failures - 1, response)
-                offset = self.offset(url)
+                offset, receipt = self.status(url)
                 continue
             raise Refused(reason_of(response))
 
