@@ -491,9 +491,12 @@ def _complete_locked(archive: Archive, caller: Caller, upload_id: str, secret: s
     if row.length == 0:
         _mark_refused(archive, upload_id, secret, claim, "empty", "an empty file: there is nothing to keep")
         raise UploadRefused("an empty file: there is nothing to keep", "empty")
-    receipt_signer(archive)  # read (and sealed onto the sites) before the item's transaction needs it
+    from archive.custody.service import log_signer
+
+    # Read (and sealed onto the sites) now: inside the item's transaction signing is pure computation.
+    signer, origin = receipt_signer(archive), log_signer(archive).name
     for _attempt in range(3):
-        ingestion = _ingest(archive, upload_id, secret, claim, row.length, fields, segments)
+        ingestion = _ingest(archive, upload_id, secret, claim, row.length, fields, segments, (signer, origin))
         if ingestion.status != "refused":
             break
         code = ingestion.refusal_code or "internal"
@@ -534,7 +537,7 @@ def _incoming(upload_id: str, length: int, fields: dict[str, Any], segments: Any
 
 
 def _ingest(archive: Archive, upload_id: str, secret: str, claim: str, length: int, fields: dict[str, Any],
-            segments: Any) -> Ingestion:
+            segments: Any, signing: tuple[Any, str]) -> Ingestion:
     from ingest.pipeline import Ingestion, Refused, default_steps, run_pipeline
     from ingest.steps.arrival import AnalyseLikeNew, LinkIncident, OnCommit
     from ingest.steps.catalog import CommitToCatalog
@@ -546,7 +549,7 @@ def _ingest(archive: Archive, upload_id: str, secret: str, claim: str, length: i
 
     def on_commit(ingestion: Ingestion, session: Session) -> None:
         _fault("before-commit")
-        if not _mark_done(archive, session, upload_id, secret, claim, ingestion, fields):
+        if not _mark_done(archive, session, upload_id, secret, claim, ingestion, fields, signing):
             raise LostClaim("another request completed this upload meanwhile")
 
     def on_refusal(session: Session, code: str, reason: str) -> None:
@@ -568,19 +571,21 @@ def _ingest(archive: Archive, upload_id: str, secret: str, claim: str, length: i
 
 
 def _mark_done(archive: Archive, session: Session, upload_id: str, secret: str, claim: str, ingestion: Ingestion,
-               fields: dict[str, Any]) -> bool:
+               fields: dict[str, Any], signing: tuple[Any, str]) -> bool:
     """Inside the item's transaction: the upload is done, its outcome and receipt sealed in its row."""
     from sqlalchemy import text
 
     from archive.catalog.uploads import seal_upload_fields
     from archive.custody.log import INGESTION
-    from archive.custody.receipts import sign_receipt
+    from archive.custody.receipts import receipt_text
 
     assert ingestion.item_id is not None and ingestion.sha256 is not None and ingestion.size is not None
     seq = session.execute(text("SELECT MAX(seq) FROM events WHERE item_id = :item AND event_type = :kind"),
                           {"item": ingestion.item_id, "kind": INGESTION}).scalar_one()
     received = str(ingestion.results.get("received_at"))
-    receipt = sign_receipt(archive, upload_id, ingestion.item_id, ingestion.sha256, ingestion.size, received, int(seq))
+    signer, origin = signing  # what `archive.custody.receipts.sign_receipt` does, without its file and site reads
+    receipt = signer.sign_note(receipt_text(origin, upload_id, ingestion.item_id, ingestion.sha256, ingestion.size,
+                                            received, int(seq)))
     done = Completed(upload_id=upload_id, item_id=ingestion.item_id, sha256=ingestion.sha256, size=ingestion.size,
                      received=received, event_seq=int(seq), receipt=receipt,
                      status=ingestion.status if ingestion.status in ("preserved", "degraded") else "degraded")
