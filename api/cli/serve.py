@@ -32,7 +32,7 @@ def uvicorn_options(settings: dict[str, Any]) -> dict[str, Any]:
     return {
         "timeout_keep_alive": int(settings.get("keep_alive_seconds", DEFAULT_KEEP_ALIVE_SECONDS)),
         "limit_concurrency": int(settings.get("max_connections", DEFAULT_MAX_CONNECTIONS)),
-        "h11_max_incomplete_event_size": 16 * 1024,  # request line and headers
+        "h11_max_incomplete_event_size": int(settings.get("max_header_bytes", 16 * 1024)),  # request line, headers
         "timeout_graceful_shutdown": 30,
         "server_header": False,
         "date_header": True,

@@ -184,8 +184,11 @@ class AuthorizeMiddleware:
         await self.app(scope, receive, send)
 
 
-def authorize(request: Request) -> None:
-    """The app-level dependency: the check, unless the middleware made it for this request."""
+async def authorize(request: Request) -> None:
+    """The app-level dependency: the check, unless the middleware made it for this request.
+
+    Async, so a checked request costs no thread hop; the fallback check itself runs in a worker thread.
+    """
     route = request.scope.get("route")
     template = getattr(route, "path", None)
     checked = request.scope.get(CHECKED)
@@ -194,7 +197,10 @@ def authorize(request: Request) -> None:
             metrics.refuse("unrouted")
             raise RoleForbidden("this route is not open to anyone")
         return
-    request.state.caller = check(request.app.state.runtime, request.method.upper(), template, request.headers)
+    import anyio.to_thread
+
+    request.state.caller = await anyio.to_thread.run_sync(
+        check, request.app.state.runtime, request.method.upper(), template, request.headers)
     request.scope[CHECKED] = template
 
 
