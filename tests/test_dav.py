@@ -236,3 +236,13 @@ def test_the_server_restarted_still_lists_the_last_hour(site: dict[str, Any]) ->
     server.restart()
     names = {v["name"] for v in listed(propfind(server.url, site["tokens"]["amina"], "incoming/")).values()}
     assert {p.name for p in site["folder"].iterdir()} <= names
+
+
+def test_the_server_log_names_no_file_and_holds_no_token(site: dict[str, Any]) -> None:
+    log = site["server"].log_text()
+    assert "PROPFIND" in log or "PUT" in log  # the access log is there, and was written
+    for path in site["folder"].iterdir():
+        assert path.name not in log and path.stem not in log
+    for token in site["tokens"].values():
+        assert token not in log
+    assert "passwd" not in log and "in-flight" not in log
