@@ -195,3 +195,37 @@ def test_refusals_are_counted_by_reason(api: Any, world: World) -> None:
     api.get("/v1/storage", headers={"Authorization": "Basic eDp5"})
     assert {reason: count(reason) - before[reason] for reason in before} == \
         {"missing": 1, "expired": 1, "revoked": 1, "role": 1, "scheme": 1}
+
+
+def test_a_refusal_comes_before_the_body_is_read(api: Any) -> None:
+    """An anonymous client declaring a huge JSON or multipart body gets its 401 without sending a byte of it."""
+    import anyio
+
+    async def call(method: str, path: str, content_type: str) -> tuple[int, int]:
+        sent: list[dict[str, Any]] = []
+        reads = 0
+
+        async def receive() -> dict[str, Any]:
+            nonlocal reads
+            reads += 1
+            await anyio.sleep(30)  # the body never comes
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+                 "path": path, "raw_path": path.encode(), "root_path": "", "scheme": "http", "query_string": b"",
+                 "headers": [(b"host", b"test"), (b"content-type", content_type.encode()),
+                             (b"content-length", b"100000000")],
+                 "client": ("127.0.0.1", 1), "server": ("test", 80)}
+        with anyio.fail_after(10):
+            await api.app(scope, receive, send)
+        start = next(m for m in sent if m["type"] == "http.response.start")
+        return int(start["status"]), reads
+
+    for method, path, kind in [("POST", "/v1/incidents", "application/json"),
+                               ("POST", "/v1/import", "multipart/form-data; boundary=x"),
+                               ("POST", "/v1/similar", "multipart/form-data; boundary=x")]:
+        status, reads = anyio.run(call, method, path, kind)
+        assert (status, reads) == (401, 0), (path, status, reads)
