@@ -519,3 +519,18 @@ def test_a_locked_server_keeps_uploads_and_their_receipts_settle_on_unlock(
     unlocked = home.archive()
     settle(unlocked)
     assert stored_receipt(unlocked, upload_id) == (caller.user_id, done.receipt)
+
+
+def test_an_upload_whose_stored_bytes_vanished_is_refused_not_a_crash(home: Home) -> None:
+    import shutil
+
+    from archive.services import uploads
+
+    archive, caller = home.archive(), home.caller()
+    upload_id, secret, _ = uploads.create_upload(archive, caller, 1000, {})
+    uploads.append(archive, caller, upload_id, secret, 0, iter([b"a" * 500]))
+    shutil.rmtree(home.path / "uploads" / upload_id)
+    with pytest.raises(uploads.UploadRefused) as refused:
+        uploads.append(archive, caller, upload_id, secret, 500, iter([b"b" * 500]))
+    assert refused.value.reason == "damaged" and "again" in str(refused.value)
+    assert home.count("SELECT count(*) FROM items") == 0

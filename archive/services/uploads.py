@@ -335,7 +335,7 @@ def append(archive: Archive, caller: Caller, upload_id: str, secret: str, offset
     cut off by the client: without a checksum what arrived is kept (its segments
     are on disk before the offset moves); with one, nothing of it is.
     """
-    from ingest.upload_store import Busy
+    from ingest.upload_store import Busy, StoreDamaged
 
     if checksum is not None and checksum[0] not in ("sha1", "sha256"):
         raise ServiceError("Upload-Checksum: the algorithms are sha1 and sha256")
@@ -357,6 +357,8 @@ def append(archive: Archive, caller: Caller, upload_id: str, secret: str, offset
             return _append_locked(archive, caller, upload_id, secret, offset, chunks, checksum, segments)
     except Busy as exc:
         raise UploadBusy(str(exc)) from None
+    except StoreDamaged as exc:
+        raise UploadRefused(f"{exc}: start the upload again", "damaged") from None
 
 
 def _append_locked(archive: Archive, caller: Caller, upload_id: str, secret: str, offset: int,
@@ -450,7 +452,7 @@ def terminate(archive: Archive, caller: Caller, upload_id: str, secret: str) -> 
 
 def complete(archive: Archive, caller: Caller, upload_id: str, secret: str) -> Completed:
     """Ingest a whole upload (idempotent: a done one is answered again, a cut-off one finished)."""
-    from ingest.upload_store import Busy
+    from ingest.upload_store import Busy, StoreDamaged
 
     row = _load(archive, caller, upload_id, secret)
     if row.state == table.DONE:
@@ -465,6 +467,8 @@ def complete(archive: Archive, caller: Caller, upload_id: str, secret: str) -> C
             return _complete_locked(archive, caller, upload_id, secret, segments)
     except Busy as exc:
         raise UploadBusy("this upload is being completed by another request; ask again shortly") from exc
+    except StoreDamaged as exc:
+        raise UploadRefused(f"{exc}: start the upload again", "damaged") from None
 
 
 def _claim(archive: Archive, upload_id: str) -> str:
