@@ -246,3 +246,26 @@ def test_the_server_log_names_no_file_and_holds_no_token(site: dict[str, Any]) -
     for token in site["tokens"].values():
         assert token not in log
     assert "passwd" not in log and "in-flight" not in log
+
+
+def test_an_oversize_put_is_refused_with_413_declared_or_not(tmp_path: Path) -> None:
+    from tests.api_support import client
+
+    home = make_home(tmp_path / "home")
+    with open(home / "config.toml", "a", encoding="utf-8") as config:
+        config.write("\n[api]\nmax_upload_bytes = 4096\n")
+    token = token_for(home, "dalia", "contributor")
+    with client(home) as http:
+        declared = http.put("/dav/big.bin", headers=basic(token), content=os.urandom(8192))
+        assert declared.status_code == 413 and declared.text.startswith("refused: ")
+
+        def chunked() -> Iterator[bytes]:  # no Content-Length: found out while streaming
+            for _ in range(4):
+                yield os.urandom(2048)
+
+        streamed = http.put("/dav/big2.bin", headers=basic(token), content=chunked())
+        assert streamed.status_code == 413 and streamed.text.startswith("refused: ")
+        fits = http.put("/dav/small.bin", headers=basic(token), content=os.urandom(1024))
+        assert fits.status_code == 201, fits.text
+        assert list(listed(http.request("PROPFIND", "/dav/", headers={**basic(token), "Depth": "1"}))) == [
+            "/dav/", "/dav/small.bin"]

@@ -209,13 +209,17 @@ def _refused(exc: ServiceError) -> Response:
 
 
 async def _put(request: Request, label: str, path: str) -> Response:
-    from archive.services.uploads import ingest_stream
+    from archive.services.uploads import ingest_stream, limits
 
     if not label or path.endswith("/"):
         return text(405, "PUT needs a file name: a folder cannot be uploaded", headers={"Allow": "OPTIONS, PROPFIND, "
                                                                                               "MKCOL"})
     caller = current_caller(request)
     archive = archive_for(request)
+    declared = request.headers.get("content-length", "").strip()
+    if declared.isdigit() and int(declared) > limits(archive)[0]:  # said before a byte is sent: spare the link
+        metrics.refuse("too_large")
+        return text(413, f"refused: larger than this archive takes ({limits(archive)[0]} bytes at most)")
     filetype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower() or None
     if filetype in ("application/octet-stream", "") or (filetype and "/" not in filetype):
         filetype = None
