@@ -111,6 +111,143 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class View(BaseModel):
+    """An answer's documented fields; the services may add more (a history, a custodian's extra fields)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class IncidentSummary(View):
+    id: str
+    ref: str
+    type: str
+    started_at: str
+    started_precision: str
+    governorate: str
+    controlled_by: str | None = None
+    attribution: str
+    weapon: str | None = None
+    facility_damage: str | None = None
+    civilian_victims: int
+    massacre: bool
+    created_at: str
+    updated_at: str
+
+
+class IncidentView(IncidentSummary):
+    district: str | None = None
+    place: str | None = None
+    neighbourhood: str | None = None
+    latitude: str | None = None
+    longitude: str | None = None
+    narrative: str | None = None
+    attributions: list[dict[str, Any]]
+    victims: int
+    history: list[dict[str, Any]] | None = None
+
+
+class VictimSummary(View):
+    id: str
+    ref: str
+    incident_id: str
+    incident_ref: str | None = None
+    anonymous: bool
+    name_withheld: bool
+    name: str | None = Field(None, description="As the caller may see it: `[withheld]` for a withheld name "
+                                               "(custodians see it); only with `names` in a list.")
+    sex: str
+    child: bool
+    woman: bool
+    civilian: bool
+    professions: list[str]
+    died_under_torture: bool
+    governorate_of_death: str | None = None
+    date_of_death: str | None = None
+    date_documented: str
+    status: str
+    merged_into: str | None = None
+
+
+class VictimView(VictimSummary):
+    age: int | None = None
+    age_group: str | None = None
+    governorate_of_origin: str | None = None
+    merged: list[dict[str, Any]]
+    consents: list[dict[str, Any]]
+    consent: dict[str, str | None]
+    history: list[dict[str, Any]] | None = None
+
+
+class SourceSummary(View):
+    id: str
+    ref: str
+    kind: str
+    reliability: int
+    alias: str | None = None
+    has_identity: bool
+    interviews: int
+    flagged_interviews: int
+
+
+class SourceView(View):
+    id: str
+    ref: str
+    kind: str
+    reliability: int
+    alias: str | None = None
+    url: str | None = None
+    channel: str | None = None
+    posted_at: str | None = None
+    description: str | None = None
+    identity: dict[str, Any] | str | None = Field(None, description="`sealed: custodians only` unless a custodian "
+                                                                  "asked for it (`reveal_identity`).")
+    interviews: list[dict[str, Any]]
+    history: list[dict[str, Any]] | None = None
+
+
+class InterviewView(View):
+    id: str
+    held_on: str
+    informed_consent: bool
+    no_payment: bool
+    flags: list[str]
+
+
+class LinkEnd(View):
+    type: str
+    id: str
+    name: str | None = None
+
+
+class LinkView(View):
+    id: str
+    kind: str
+    a: LinkEnd
+    b: LinkEnd
+    certainty: str
+    active: bool
+    note: str | None = None
+    changed: bool | None = Field(None, description="After a link request: whether anything changed.")
+    history: list[dict[str, Any]] | None = None
+
+
+class LinksOf(BaseModel):
+    target: LinkEnd
+    links: list[LinkView]
+
+
+class IncidentPage(Page):
+    data: list[IncidentSummary]  # type: ignore[assignment]
+
+
+class VictimPage(Page):
+    data: list[VictimSummary]  # type: ignore[assignment]
+
+
+class SourcePage(Page):
+    data: list[SourceSummary]  # type: ignore[assignment]
+
+
 # --- incidents --------------------------------------------------------------------------------------------------
 
 class IncidentFields(Strict):
@@ -152,7 +289,7 @@ class Attribution(Strict):
                                 description="What it rests on: item ids, source refs …")
 
 
-@router.get("/v1/incidents", response_model=Page)
+@router.get("/v1/incidents", response_model=IncidentPage, response_model_exclude_unset=True)
 def list_incidents(request: Request, type: str | None = Query(None, max_length=128),
                    governorate: str | None = Query(None, max_length=128),
                    party: str | None = Query(None, max_length=128),
@@ -168,7 +305,7 @@ def list_incidents(request: Request, type: str | None = Query(None, max_length=1
     return page(rows, limit, after)
 
 
-@router.post("/v1/incidents", status_code=201)
+@router.post("/v1/incidents", status_code=201, response_model=IncidentView, response_model_exclude_unset=True)
 def add_incident(request: Request, body: IncidentCreate) -> dict[str, Any]:
     """Record a new incident and its first attribution."""
     from archive.services.incidents import add_incident as service
@@ -180,7 +317,7 @@ def add_incident(request: Request, body: IncidentCreate) -> dict[str, Any]:
     return service(archive, fields, role=role, reason=reason)
 
 
-@router.get("/v1/incidents/{ref}")
+@router.get("/v1/incidents/{ref}", response_model=IncidentView, response_model_exclude_unset=True)
 def show_incident(request: Request, ref: str, history: bool = False) -> dict[str, Any]:
     """Every field of an incident, its attributions in the log's order; with `history`, every change."""
     from archive.services.incidents import show_incident as service
@@ -189,7 +326,7 @@ def show_incident(request: Request, ref: str, history: bool = False) -> dict[str
     return service(archive, ref, role=role, history=history)
 
 
-@router.patch("/v1/incidents/{ref}")
+@router.patch("/v1/incidents/{ref}", response_model=IncidentView, response_model_exclude_unset=True)
 def edit_incident(request: Request, ref: str, body: IncidentEdit) -> dict[str, Any]:
     """Change the fields given (null or "" clears one); the old state stays in the history."""
     from archive.services.incidents import edit_incident as service
@@ -200,7 +337,8 @@ def edit_incident(request: Request, ref: str, body: IncidentEdit) -> dict[str, A
     return service(archive, ref, changes, role=role, reason=reason)
 
 
-@router.post("/v1/incidents/{ref}/attributions", status_code=201)
+@router.post("/v1/incidents/{ref}/attributions", status_code=201, response_model=IncidentView,
+             response_model_exclude_unset=True)
 def attribute(request: Request, ref: str, body: Attribution) -> dict[str, Any]:
     """Attribute the incident (why, and on what evidence: both kept in its history)."""
     from archive.services.incidents import attribute as service
@@ -273,7 +411,7 @@ class MatchSuggestion(Strict):
     limit: int = Field(50, ge=1, le=MAX_PAGE)
 
 
-@router.get("/v1/victims", response_model=Page)
+@router.get("/v1/victims", response_model=VictimPage, response_model_exclude_unset=True)
 def list_victims(request: Request, incident: str | None = Query(None, max_length=128),
                  status: Literal["active", "merged", "all"] = "active",
                  sex: str | None = Query(None, max_length=16), child: bool | None = None,
@@ -291,7 +429,7 @@ def list_victims(request: Request, incident: str | None = Query(None, max_length
     return page(rows, limit, after)
 
 
-@router.post("/v1/victims", status_code=201)
+@router.post("/v1/victims", status_code=201, response_model=VictimView, response_model_exclude_unset=True)
 def add_victim(request: Request, body: VictimCreate) -> dict[str, Any]:
     """Record a victim (the consent columns record the family's consent for UN bodies)."""
     from archive.services.victims import add_victim as service
@@ -302,7 +440,7 @@ def add_victim(request: Request, body: VictimCreate) -> dict[str, Any]:
     return service(archive, fields, role=role, reason=reason)
 
 
-@router.get("/v1/victims/{ref}")
+@router.get("/v1/victims/{ref}", response_model=VictimView, response_model_exclude_unset=True)
 def show_victim(request: Request, ref: str, history: bool = False) -> dict[str, Any]:
     """A victim (the name as the caller may see it), consent per scope, merged reports; `history` too."""
     from archive.services.victims import show_victim as service
@@ -311,7 +449,7 @@ def show_victim(request: Request, ref: str, history: bool = False) -> dict[str, 
     return service(archive, ref, role=role, history=history)
 
 
-@router.patch("/v1/victims/{ref}")
+@router.patch("/v1/victims/{ref}", response_model=VictimView, response_model_exclude_unset=True)
 def edit_victim(request: Request, ref: str, body: VictimEdit) -> dict[str, Any]:
     """Change the fields given (null or "" clears one); a withheld name stays a custodian's to lift."""
     from archive.services.victims import edit_victim as service
@@ -322,7 +460,7 @@ def edit_victim(request: Request, ref: str, body: VictimEdit) -> dict[str, Any]:
     return service(archive, ref, changes, role=role, reason=reason)
 
 
-@router.post("/v1/victims/{ref}/identify")
+@router.post("/v1/victims/{ref}/identify", response_model=VictimView, response_model_exclude_unset=True)
 def identify_victim(request: Request, ref: str, body: Identification) -> dict[str, Any]:
     """Give an anonymous victim the name it was identified by, and how."""
     from archive.services.victims import identify_victim as service
@@ -331,7 +469,8 @@ def identify_victim(request: Request, ref: str, body: Identification) -> dict[st
     return service(archive, ref, body.name, role=role, reason=body.reason, withheld=body.name_withheld)
 
 
-@router.post("/v1/victims/{ref}/consents", status_code=201)
+@router.post("/v1/victims/{ref}/consents", status_code=201, response_model=VictimView,
+             response_model_exclude_unset=True)
 def record_consent(request: Request, ref: str, body: ConsentAnswer) -> dict[str, Any]:
     """Record the family's answer for one scope (`withdrawn` withdraws a consent given)."""
     from archive.services.victims import record_consent as record
@@ -366,7 +505,7 @@ def suggest_matches(request: Request, body: MatchSuggestion | None = None) -> li
     return service(archive, role=role, victim=body.victim, limit=body.limit)
 
 
-@router.post("/v1/victim-matches/confirm")
+@router.post("/v1/victim-matches/confirm", response_model=VictimView, response_model_exclude_unset=True)
 def confirm_match(request: Request, body: MatchPair) -> dict[str, Any]:
     """A and B are one person: merged (both keep their history); the kept victim."""
     from archive.services.victims import confirm_match as service
@@ -422,7 +561,7 @@ class InterviewIn(Strict):
     notes: str | None = Field(None, max_length=20000)
 
 
-@router.get("/v1/sources", response_model=Page)
+@router.get("/v1/sources", response_model=SourcePage, response_model_exclude_unset=True)
 def list_sources(request: Request, kind: str | None = Query(None, max_length=32), limit: int = LIMIT,
                  after: str | None = AFTER) -> Page:
     """Sources by ref: kind, reliability, alias, interviews (never an identity)."""
@@ -432,7 +571,7 @@ def list_sources(request: Request, kind: str | None = Query(None, max_length=32)
     return page(service(archive, role=role, kind=kind), limit, after)
 
 
-@router.post("/v1/sources", status_code=201)
+@router.post("/v1/sources", status_code=201, response_model=SourceView, response_model_exclude_unset=True)
 def add_source(request: Request, body: SourceCreate) -> dict[str, Any]:
     """Record a source; an identity given is encrypted to the custodians (the caller never reads it back)."""
     from archive.services.sources import add_source as service
@@ -443,7 +582,7 @@ def add_source(request: Request, body: SourceCreate) -> dict[str, Any]:
     return service(archive, fields, role=role, identity=identity, reason=reason)
 
 
-@router.get("/v1/sources/{ref}")
+@router.get("/v1/sources/{ref}", response_model=SourceView, response_model_exclude_unset=True)
 def show_source(request: Request, ref: str, history: bool = False, reveal_identity: bool = False
                 ) -> dict[str, Any]:
     """A source and its interviews; the identity stays sealed unless a custodian asks (`reveal_identity`)."""
@@ -453,7 +592,7 @@ def show_source(request: Request, ref: str, history: bool = False, reveal_identi
     return service(archive, ref, role=role, reveal_identity=reveal_identity, history=history)
 
 
-@router.patch("/v1/sources/{ref}")
+@router.patch("/v1/sources/{ref}", response_model=SourceView, response_model_exclude_unset=True)
 def edit_source(request: Request, ref: str, body: SourceEdit) -> dict[str, Any]:
     """Change the fields given; `identity` replaces the sealed identity, `forget_identity` removes it."""
     from archive.services.sources import edit_source as service
@@ -465,7 +604,8 @@ def edit_source(request: Request, ref: str, body: SourceEdit) -> dict[str, Any]:
     return service(archive, ref, changes, role=role, identity=identity, forget_identity=forget, reason=reason)
 
 
-@router.post("/v1/sources/{ref}/interviews", status_code=201)
+@router.post("/v1/sources/{ref}/interviews", status_code=201, response_model=InterviewView,
+             response_model_exclude_unset=True)
 def add_interview(request: Request, ref: str, body: InterviewIn) -> dict[str, Any]:
     """Record an interview (without informed consent, or with a payment, it is recorded and flagged)."""
     from archive.services.sources import add_interview as service
@@ -502,7 +642,7 @@ class Decision(Strict):
     reason: str | None = Field(None, max_length=5000)
 
 
-@router.get("/v1/links")
+@router.get("/v1/links", response_model=LinksOf, response_model_exclude_unset=True)
 def links_of(request: Request, of: str = Query(..., min_length=1, max_length=128,
                                                  description="An item, incident, victim or source."),
              type: LinkType | None = None, all: bool = False) -> dict[str, Any]:
@@ -513,7 +653,7 @@ def links_of(request: Request, of: str = Query(..., min_length=1, max_length=128
     return service(archive, of, role=role, type_=type, include_inactive=all)
 
 
-@router.post("/v1/links", status_code=201)
+@router.post("/v1/links", status_code=201, response_model=LinkView, response_model_exclude_unset=True)
 def link(request: Request, body: LinkIn) -> dict[str, Any]:
     """Link two things (linking a linked pair again changes only what is given; `changed` says so)."""
     from archive.services.links import link as service
@@ -523,7 +663,7 @@ def link(request: Request, body: LinkIn) -> dict[str, Any]:
                    a_type=body.a_type, b_type=body.b_type, reason=body.reason)
 
 
-@router.get("/v1/links/{link_id}")
+@router.get("/v1/links/{link_id}", response_model=LinkView, response_model_exclude_unset=True)
 def show_link(request: Request, link_id: str, history: bool = False) -> dict[str, Any]:
     from archive.services.links import show_link as service
 
@@ -531,7 +671,7 @@ def show_link(request: Request, link_id: str, history: bool = False) -> dict[str
     return service(archive, link_id, role=role, history=history)
 
 
-@router.delete("/v1/links/{link_id}")
+@router.delete("/v1/links/{link_id}", response_model=LinkView, response_model_exclude_unset=True)
 def unlink(request: Request, link_id: str, body: Unlink | None = None) -> dict[str, Any]:
     """Mark the link inactive (its row and history stay); the reason, if any, in a JSON body."""
     from archive.services.links import unlink as service
@@ -550,7 +690,7 @@ def list_candidates(request: Request, state: Literal["candidate", "confirmed", "
     return service(archive, role=role, state=state)
 
 
-@router.post("/v1/candidates/confirm")
+@router.post("/v1/candidates/confirm", response_model=LinkView, response_model_exclude_unset=True)
 def confirm_candidate(request: Request, body: Decision) -> dict[str, Any]:
     """The pair is the same footage: a confirmed `same_footage` link (never a merge)."""
     from archive.services.links import confirm_candidate as service
@@ -559,7 +699,7 @@ def confirm_candidate(request: Request, body: Decision) -> dict[str, Any]:
     return service(archive, body.item, body.other, role=role, note=body.note, reason=body.reason)
 
 
-@router.post("/v1/candidates/reject")
+@router.post("/v1/candidates/reject", response_model=LinkView, response_model_exclude_unset=True)
 def reject_candidate(request: Request, body: Decision) -> dict[str, Any]:
     """The pair is not the same footage: never suggested as such again."""
     from archive.services.links import reject_candidate as service
