@@ -79,6 +79,7 @@ def serve(state: CliState, host: str, port: int, worker: bool | None, unlock_her
     handler = configure_logging(verbose)
     app = create_app(state.home, worker=worker)
     runtime = app.state.runtime
+    runtime.config()  # an uninitialised or lost catalog: say so now (ConfigError, exit 2), not at each request
     settings = dict(runtime.settings.section("api") or {})
     if settings.get("log_client_addresses"):
         handler.filters[:] = [RedactFilter(client_addresses=True)]
