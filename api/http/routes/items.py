@@ -40,7 +40,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.http.routes.records import AFTER, LIMIT, Page, multipart_parts, page, who
+from api.http.routes.records import AFTER, LIMIT, Page, View, multipart_parts, page, who
 from archive.services.errors import Invalid
 
 if TYPE_CHECKING:
@@ -60,11 +60,37 @@ class Match(BaseModel):
     frame_match_share: float | None = None
 
 
+class ItemEntry(View):
+    """One item of a list: for custodians and investigators its hash and size (when this server can open them);
+    for auditors only the id, status and the day it was received."""
+
+    id: str
+    status: str
+    sha256: str | None = None
+    size: int | None = None
+    size_bucket: str | None = None
+    duplicate: bool | None = None
+    received_day: str | None = None
+
+
+class ItemPage(Page):
+    data: list[ItemEntry]  # type: ignore[assignment]
+
+
+class ItemView(View):
+    """One item: everything the catalog knows for custodians and investigators; for auditors its states, where
+    its copies are and the custody events that name it (`archive.services.items.AuditedRecord`)."""
+
+    id: str
+    status: str
+    replicas: list[dict[str, Any]]
+
+
 def _summary(entry: Any) -> dict[str, Any]:
     return entry.as_dict() if hasattr(entry, "as_dict") else dict(entry)
 
 
-@router.get("/v1/items", response_model=Page)
+@router.get("/v1/items", response_model=ItemPage, response_model_exclude_unset=True)
 def list_items(request: Request, limit: int = LIMIT, after: str | None = AFTER) -> Page:
     """Every item, oldest first (`evidence list`), as the caller's role may see them."""
     from archive.services.items import list_items as service
@@ -73,7 +99,7 @@ def list_items(request: Request, limit: int = LIMIT, after: str | None = AFTER) 
     return page([_summary(i) for i in service(archive, role=role)], limit, after)
 
 
-@router.get("/v1/items/{item_id}")
+@router.get("/v1/items/{item_id}", response_model=ItemView, response_model_exclude_unset=True)
 def show_item(request: Request, item_id: str) -> dict[str, Any]:
     """Everything the catalog knows about one item that the caller's role may see (`evidence show`)."""
     from archive.services.items import show_item as service
