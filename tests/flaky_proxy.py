@@ -4,7 +4,9 @@ A field contributor's connection breaks in the middle of a request body. The
 proxy forwards bytes both ways and counts what the client sent towards the
 server; when that count reaches one of the `cuts` (cumulative byte counts), it
 forwards exactly up to the cut and then resets both sides (RST, as a dead
-network looks to both ends), once per cut. `at(count, callback)` runs a callback
+network looks to both ends), once per cut (with `black_hole`, only the client's side is reset and the
+server's just goes silent, as when a network drops everything: the server must
+notice by itself). `at(count, callback)` runs a callback
 once when the count passes a mark (a test uses it to SIGKILL the server in the
 middle of a body). `sent` is what a client had to send in all, the measure of
 whether it resumed or started over.
@@ -21,9 +23,18 @@ BUFFER = 64 * 1024
 
 
 def _reset(sock: socket.socket) -> None:
-    """Close with RST rather than FIN: the peer sees the connection die, not end."""
+    """Close with RST rather than FIN: the peer sees the connection die, not end.
+
+    `shutdown(SHUT_RD)` first wakes the other pump thread blocked in `recv` on
+    this socket (it sends nothing to the peer): while a `recv` is in progress,
+    `close()` alone does not release the socket, and the peer would never know.
+    """
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    try:
+        sock.shutdown(socket.SHUT_RD)
     except OSError:
         pass
     try:
@@ -35,8 +46,9 @@ def _reset(sock: socket.socket) -> None:
 class FlakyProxy:
     """Forward 127.0.0.1:`port` to 127.0.0.1:`target_port`, cutting connections at the given byte counts."""
 
-    def __init__(self, target_port: int, cuts: Iterable[int] = ()) -> None:
+    def __init__(self, target_port: int, cuts: Iterable[int] = (), *, black_hole: bool = False) -> None:
         self.target_port = target_port
+        self.black_hole = black_hole  # a cut resets the client only: the server's side just goes silent
         self._cuts = sorted(cuts)
         self._marks: list[tuple[int, Callable[[], None]]] = []
         self._lock = threading.Lock()
@@ -49,6 +61,7 @@ class FlakyProxy:
         self._listener.listen(128)
         self.port = int(self._listener.getsockname()[1])
         self._closed = threading.Event()
+        self._silent: list[socket.socket] = []
         threading.Thread(target=self._accept, daemon=True, name="flaky-proxy").start()
 
     @property
@@ -67,6 +80,8 @@ class FlakyProxy:
             self._listener.close()
         except OSError:
             pass
+        for sock in self._silent:
+            _reset(sock)
 
     def _accept(self) -> None:
         while not self._closed.is_set():
@@ -88,13 +103,16 @@ class FlakyProxy:
         dead = threading.Event()
         once = threading.Lock()
 
-        def end(reset: bool) -> None:
+        def end(reset: bool, cut: bool = False) -> None:
             """Either side ended or failed: end both (an HTTP client never half-closes)."""
             with once:
                 if dead.is_set():
                     return
                 dead.set()
             for sock in (client, upstream):
+                if cut and self.black_hole and sock is upstream:
+                    self._silent.append(sock)  # left open, never written again: a network that drops everything
+                    continue
                 if reset:
                     _reset(sock)
                 else:
@@ -122,7 +140,7 @@ class FlakyProxy:
                 for callback in due:
                     threading.Thread(target=callback, daemon=True).start()
                 if cut:
-                    end(reset=True)
+                    end(reset=True, cut=True)
                     return
         except OSError:
             end(reset=True)

@@ -8,6 +8,9 @@ progress is readable at rest, temporary files included. Two checks, one pass:
 - random windows: 64-byte windows at random offsets, which also catch some
   shorter runs.
 
+Windows of fewer than 16 distinct byte values (runs of zeros, padding) are
+left out: any file holds them.
+
 Every 64-byte window of every file on disk is looked up (numpy: the 8-byte
 prefix at each offset against a filter, then exact comparison), so a 100 MB
 tree takes about a second.
@@ -27,6 +30,7 @@ WIDTH = 64
 EVERY = 4096
 FILTER_BITS = 22
 BLOCK = 8 << 20
+DISTINCT = 16  # a window with fewer distinct byte values is padding, not content
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,8 @@ class Shingles:
             offsets.update(rng.randrange(0, len(data) - WIDTH + 1) for _ in range(random_windows))
             for offset in offsets:
                 window = data[offset : offset + WIDTH]
+                if len(set(window)) < DISTINCT:
+                    continue  # padding (a JPEG's runs of zeros): found in any file, proves nothing
                 key = int.from_bytes(window[:8], "little")
                 self.windows.setdefault(key, []).append((window, name, offset))
         self.keys = np.array(sorted(self.windows), dtype=np.uint64)
