@@ -216,3 +216,23 @@ def test_answers_are_not_cached_nor_sniffed_and_cors_is_off_unless_configured(tm
         assert "PATCH" in answer.headers["access-control-allow-methods"]
         elsewhere = api.options("/v1/uploads/up-1/secret", headers={**preflight, "Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in elsewhere.headers
+
+
+def test_storage_status_is_non_personal(tmp_path: Path, corpus: Path) -> None:
+    import hashlib
+
+    from tests.conftest import Cli
+
+    home = make_home(tmp_path / "home")
+    photo = corpus / "media" / "jpg" / "Canon_40D.jpg"
+    Cli(home)("ingest", str(photo), "--source", "Amina-K field team")
+    token = token_for(home, "ops-auditor", "auditor")
+    with client(home) as api:
+        answer = api.get("/v1/storage", headers=bearer(token))
+    assert answer.status_code == 200
+    status = answer.json()
+    assert status["items"]["preserved"] == 1
+    assert {site["name"] for site in status["backends"]} == {"site-a", "site-b"}
+    assert all(site["answers"] and site["originals"] == 1 for site in status["backends"])
+    for personal in (hashlib.sha256(photo.read_bytes()).hexdigest(), "Canon_40D", "Amina-K", "tester"):
+        assert personal not in answer.text, personal
