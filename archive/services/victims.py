@@ -25,7 +25,9 @@ Compartments: a victim a restricted case hides from the caller
 (`archive.records.compartments`: its incident is in the case, it is linked to
 such an incident, or it is merged with such a victim) is not found, exactly
 like an unknown ref, is missing from lists and match candidates, and cannot be
-written to or attached to a hidden incident.
+written to or attached to a hidden incident. Refs are unique across the
+archive, so a new victim under a hidden victim's ref is refused as a ref
+already used: the one thing a compartment cannot hide.
 """
 
 from __future__ import annotations
