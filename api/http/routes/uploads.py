@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import TYPE_CHECKING
 
+import anyio
 import anyio.from_thread
 import anyio.to_thread
 from fastapi import APIRouter, Request, Response
@@ -185,6 +186,18 @@ def _caller(request: Request) -> tuple[Caller, Archive]:
 
 
 PIECE = 1024 * 1024  # body bytes handed to the worker thread at a time (bounded; fewer thread hops)
+BODY_THREADS = 64  # request bodies read at once, per app (`[api] upload_threads`); beyond, a body waits
+
+
+def _body_threads(request: Request) -> anyio.CapacityLimiter:
+    """Threads for upload bodies, apart from the pool every other route uses: slow clients trickling bytes
+    hold these, never the threads the rest of the API needs. One limiter per app (made in its event loop)."""
+    limiter = getattr(request.app.state, "upload_body_threads", None)
+    if limiter is None:
+        api = request.app.state.runtime.settings.extra.get("api") or {}
+        limiter = anyio.CapacityLimiter(int(api.get("upload_threads", BODY_THREADS)))
+        request.app.state.upload_body_threads = limiter
+    return limiter
 
 
 def _chunks(stream: AsyncIterator[bytes]) -> Iterator[bytes]:
@@ -242,7 +255,8 @@ async def _append(request: Request, archive: Archive, caller: Caller, upload_id:
     metrics.UPLOADS_IN_PROGRESS.inc()
     try:
         reached = await anyio.to_thread.run_sync(
-            lambda: service.append(archive, caller, upload_id, secret, offset, _chunks(stream), checksum))
+            lambda: service.append(archive, caller, upload_id, secret, offset, _chunks(stream), checksum),
+            limiter=_body_threads(request))
     finally:
         metrics.UPLOADS_IN_PROGRESS.dec()
     if reached > offset:
