@@ -534,3 +534,17 @@ def test_an_upload_whose_stored_bytes_vanished_is_refused_not_a_crash(home: Home
         uploads.append(archive, caller, upload_id, secret, 500, iter([b"b" * 500]))
     assert refused.value.reason == "damaged" and "again" in str(refused.value)
     assert home.count("SELECT count(*) FROM items") == 0
+
+
+def test_one_request_at_a_time_per_upload_and_no_completion_before_the_last_byte(home: Home) -> None:
+    from archive.services import uploads
+    from ingest.upload_store import Segments
+
+    archive, caller = home.archive(), home.caller()
+    upload_id, secret, _ = uploads.create_upload(archive, caller, 1000, {})
+    with Segments(home.path, upload_id).lock():  # another request is writing it
+        with pytest.raises(uploads.UploadBusy):
+            uploads.append(archive, caller, upload_id, secret, 0, iter([b"a" * 10]))
+    with pytest.raises(uploads.Incomplete):
+        uploads.complete(archive, caller, upload_id, secret)
+    assert uploads.append(archive, caller, upload_id, secret, 0, iter([b"a" * 10])) == 10
