@@ -147,9 +147,9 @@ def test_tampered_proofs_fail(archive: Archive) -> None:
         path[i] = _flip(path[i], i)
         with pytest.raises(TlogProofError, match="wrong leaf or tampered"):
             verify_tlog_proof(TlogProof(proof.index, tuple(path), proof.checkpoint, proof.extra).encode(), entry, vkey)
-    for path in (proof.path[:-1], (*proof.path, proof.path[0])):  # a hash dropped, one added
+    for cut in (proof.path[:-1], (*proof.path, proof.path[0])):  # a hash dropped, one added
         with pytest.raises(TlogProofError):
-            verify_tlog_proof(TlogProof(proof.index, path, proof.checkpoint, proof.extra).encode(), entry, vkey)
+            verify_tlog_proof(TlogProof(proof.index, cut, proof.checkpoint, proof.extra).encode(), entry, vkey)
     moved = TlogProof(7, proof.path, proof.checkpoint).encode()  # the same path claimed for another index
     with pytest.raises(TlogProofError):
         verify_tlog_proof(moved, leaf_hash(entry), vkey)

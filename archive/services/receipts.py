@@ -24,6 +24,7 @@ from archive.services.errors import NotFound
 
 if TYPE_CHECKING:
     from archive.context import Archive
+    from archive.custody.proof_format import Extra
     from archive.services.accounts import Caller
 
 UNKNOWN = "no receipt for this upload id"
@@ -48,21 +49,30 @@ def receipt_key(archive: Archive) -> str:
     return receipt_vkey(archive)
 
 
-def _stored(archive: Archive, upload_id: str) -> tuple[str, str | None] | None:
-    """(owner's user id, receipt note or None while not complete) of an upload, or None when unknown."""
-    from archive.catalog.uploads import stored_receipt
+def _stored(archive: Archive, caller: Caller, upload_id: str) -> str | None:
+    """The receipt note of an upload the caller may read (None while not complete); NotFound otherwise.
 
-    return stored_receipt(archive, upload_id)
+    The owner is checked on the row's clear columns before anything sealed is
+    opened, so a stranger gets the same 404 even while the catalog key is locked.
+    """
+    from archive.catalog.uploads import stored_receipt
+    from archive.services.uploads import upload_row
+
+    row = upload_row(archive, upload_id) if 0 < len(upload_id) <= 64 else None
+    if row is None or (caller.role != Role.CUSTODIAN and row.owner != caller.user_id):
+        raise NotFound(UNKNOWN)
+    found = stored_receipt(archive, upload_id)
+    if found is None:
+        raise NotFound(UNKNOWN)
+    return found[1]
 
 
 def get_receipt(archive: Archive, caller: Caller, upload_id: str) -> str:
     """The signed receipt of `upload_id`: for its uploader or a custodian; NotFound (as for an unknown id) else."""
-    found = _stored(archive, upload_id) if 0 < len(upload_id) <= 64 else None
-    if found is None or (caller.role != Role.CUSTODIAN and found[0] != caller.user_id):
-        raise NotFound(UNKNOWN)
-    if found[1] is None:
+    receipt = _stored(archive, caller, upload_id)
+    if receipt is None:
         raise NotFound("this upload is not complete: it has no receipt yet")
-    return found[1]
+    return receipt
 
 
 def _delay(archive: Archive) -> float:
@@ -71,13 +81,13 @@ def _delay(archive: Archive) -> float:
     return float(archive.settings.section("log").get("checkpoint_delay_seconds", CHECKPOINT_DELAY_SECONDS))
 
 
-def proof_of_event(archive: Archive, seq: int, *, extra: str = "entry", may_sign: bool = True) -> str:
+def proof_of_event(archive: Archive, seq: int, *, extra: Extra = "entry", may_sign: bool = True) -> str:
     """The tlog-proof of event `seq`, signing a checkpoint first when none covers it (see the module)."""
     from archive.custody.proof_format import not_covered, tlog_proof
     from archive.custody.service import CustodyError, maybe_checkpoint
 
     try:
-        return tlog_proof(archive, seq, extra=extra)  # type: ignore[arg-type]
+        return tlog_proof(archive, seq, extra=extra)
     except CustodyError as exc:
         if not not_covered(str(exc)):
             raise
@@ -87,7 +97,7 @@ def proof_of_event(archive: Archive, seq: int, *, extra: str = "entry", may_sign
         except Exception:  # noqa: BLE001, S110 - cannot sign here now: the worker's next checkpoint covers it
             pass
         try:
-            return tlog_proof(archive, seq, extra=extra)  # type: ignore[arg-type]
+            return tlog_proof(archive, seq, extra=extra)
         except CustodyError as exc:
             if not not_covered(str(exc)):
                 raise
@@ -104,5 +114,5 @@ def receipt_proof(archive: Archive, caller: Caller, upload_id: str, *, may_sign:
     from archive.custody.receipts import receipt_vkey, verify_receipt
 
     fields = verify_receipt(get_receipt(archive, caller, upload_id), receipt_vkey(archive))
-    extra = "leaf" if caller.role == Role.CONTRIBUTOR else "entry"
+    extra: Extra = "leaf" if caller.role == Role.CONTRIBUTOR else "entry"
     return proof_of_event(archive, int(fields["event"]), extra=extra, may_sign=may_sign)
