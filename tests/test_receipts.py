@@ -310,3 +310,28 @@ def test_http_proof_before_a_checkpoint_can_be_signed(home: Path) -> None:
         finally:
             archive.close()
         assert app.get(f"/v1/receipts/{second_id}/proof", headers=_bearer(tokens["alice"])).status_code == 200
+
+
+def test_a_rebuilt_catalog_signs_receipts_under_the_same_key(archive: Archive, home: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from tests.conftest import Cli
+
+    vkey = receipt_vkey(archive)
+    old = sign_receipt(archive, *ARGS)
+    checkpoint(archive)  # the log (and its sealed signing key) on every site
+    archive.close()
+    offline = tmp_path / "custodian.key"
+    shutil.copy(home / "keys" / "custodian.key", offline)
+    shutil.rmtree(home / "keys")  # the server and its keys are lost
+    (home / "catalog.db").unlink()
+    rebuilt = tmp_path / "rebuilt"
+    Cli(tmp_path / "nowhere").json("rebuild-catalog", "--from", "site-a", "--kind", "local", "--path",
+                                   str(home / "storage" / "site-a"), "--identity", str(offline), "--into", str(rebuilt))
+    assert (rebuilt / "keys" / "receipt.vkey").read_text().strip() == vkey
+    again = Archive.open(rebuilt)
+    try:
+        assert receipt_vkey(again) == vkey
+        assert verify_receipt(sign_receipt(again, *ARGS), vkey)["origin"] == verify_receipt(old, vkey)["origin"]
+    finally:
+        again.close()

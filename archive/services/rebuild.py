@@ -455,6 +455,7 @@ def rebuild_catalog(
 
         write_new(keys / SIGNING_KEY_NAME, signer.encode() + "\n")
         (keys / VKEY_NAME).write_text(signer.verifier.encode() + "\n", encoding="ascii")
+        _restore_receipt_key(backend, identities, keys, origin, report)
     settings = Settings(home=new_home, extra={"log": {"origin": origin}})
     settings.save()
     _new_catalog_key(keys)
@@ -780,3 +781,19 @@ def _new_catalog_key(keys_dir: Path) -> None:
     path = keys_dir / CATALOG_KEY_NAME
     if not path.exists():
         write_new(path, CatalogKeys.generate().encode())
+
+
+def _restore_receipt_key(backend: Backend, identities: list[Identity], keys_dir: Path, origin: str,
+                         report: RebuildReport) -> None:
+    """The receipt key the site keeps sealed, so receipts go on verifying under the key contributors pinned
+    (`archive.custody.receipts`); a site without one (older) leaves a new key to be made at first use."""
+    from archive.custody.receipts import ReceiptError, install_receipt_key, receipt_key_name, unseal_receipt_key
+
+    try:
+        signer = unseal_receipt_key(backend, identities)
+    except (ReceiptError, StorageError) as exc:
+        report.problems.append({"receipts": f"the receipt key on the site cannot be opened ({exc}); a new one will "
+                                "sign receipts from now on"})
+        return
+    if signer is not None and signer.name == receipt_key_name(origin):
+        install_receipt_key(keys_dir, signer)
