@@ -197,6 +197,8 @@ def install_receipt_key(keys_dir: Path, signer: Signer) -> None:
 
 _held: dict[Path, tuple[tuple[int, int], Signer]] = {}
 _sealed_on: set[tuple[Path, str]] = set()  # (keys dir, site) this process saw holding the sealed key
+_failed_at: dict[tuple[Path, str], float] = {}  # (keys dir, site) -> when it last could not take it
+RETRY_SECONDS = 60.0  # a site that could not take the sealed key is tried again after this long, not at every receipt
 _lock = threading.Lock()
 
 
@@ -228,24 +230,31 @@ def seal_receipt_key(signer: Signer, recipients: list[Recipient]) -> bytes:
 
 def _seal_on_sites(archive: Archive, signer: Signer) -> None:
     """Each site that lacks it gets the sealed receipt key and its vkey, once; a site that cannot take it now
-    is tried again at the next receipt (a receipt never fails for it)."""
+    is tried again RETRY_SECONDS later (a receipt never fails, nor waits on a site that is down, for it)."""
+    import time
+
     keys_dir = archive.settings.keys_dir
     try:
         backends = list(archive.backends.values())
     except Exception:  # noqa: BLE001 - no configuration yet: nothing to seal onto
         return
     for backend in backends:
-        if (keys_dir, backend.name) in _sealed_on:
+        place = (keys_dir, backend.name)
+        failed = _failed_at.get(place)
+        if place in _sealed_on or (failed is not None and time.monotonic() - failed < RETRY_SECONDS):
             continue
         try:
             if backend.stat(SEALED_KEY) is None:
                 backend.put_bytes(SEALED_KEY, seal_receipt_key(signer, archive.recipients()))
             if backend.stat(SITE_VKEY) is None:
                 backend.put_bytes(SITE_VKEY, (signer.verifier.encode() + "\n").encode("ascii"))
-        except Exception:  # noqa: BLE001 - unavailable now; the next receipt tries again
+        except Exception:  # noqa: BLE001 - unavailable now; tried again RETRY_SECONDS later
+            with _lock:
+                _failed_at[place] = time.monotonic()
             continue
         with _lock:
-            _sealed_on.add((keys_dir, backend.name))
+            _sealed_on.add(place)
+            _failed_at.pop(place, None)
 
 
 def unseal_receipt_key(backend: Backend, identities: list[Identity]) -> Signer | None:
