@@ -90,7 +90,7 @@ def api(world: World) -> Iterator[Any]:
 
 def served(app: Any) -> set[tuple[str, str]]:
     """(method, template) of every route the app serves, less the HEAD Starlette adds to its own GET routes
-    (/openapi.json, /docs); a HEAD without a row is refused like any route without one."""
+    (/openapi.json); a HEAD without a row is refused like any route without one."""
     from api.http.auth import app_routes
 
     pairs = {(method, path) for path, methods in app_routes(app) for method in methods}
@@ -229,3 +229,11 @@ def test_a_refusal_comes_before_the_body_is_read(api: Any) -> None:
                                ("POST", "/v1/similar", "multipart/form-data; boundary=x")]:
         status, reads = anyio.run(call, method, path, kind)
         assert (status, reads) == (401, 0), (path, status, reads)
+
+
+def test_a_refused_tus_request_still_speaks_tus(api: Any) -> None:
+    """tus clients read `Tus-Resumable` on every answer, refusals included (the matrix refuses before the route)."""
+    answer = api.post("/v1/uploads", headers={"Tus-Resumable": "1.0.0", "Upload-Length": "10"})
+    assert answer.status_code == 401
+    assert answer.headers.get("tus-resumable") == "1.0.0"
+    assert api.get("/docs").status_code == 404  # no page that would load scripts from a CDN

@@ -229,7 +229,7 @@ def create_app(home: str | None = None, *, worker: bool | None = None) -> FastAP
         description="Resumable field uploads with signed receipts; the documentation model; the custody log. "
                     "Every route but /healthz, /readyz, the OpenAPI document and tus discovery needs "
                     "`Authorization: Bearer TOKEN` (HTTP Basic under /dav/ only).",
-        docs_url="/docs",
+        docs_url=None,  # Swagger UI loads its scripts from a CDN: no third-party request, ever
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
         openapi_url="/openapi.json",

@@ -177,6 +177,8 @@ class AuthorizeMiddleware:
                                                     template, headers)
         except ServiceError as exc:
             response = service_error_response(Request(scope), exc)
+            if template.startswith("/v1/uploads"):  # tus clients expect the header on every answer
+                response.headers["Tus-Resumable"] = "1.0.0"
             await response(scope, receive, send)
             return
         scope.setdefault("state", {})["caller"] = caller

@@ -26,7 +26,6 @@ ROUTES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/readyz"): PUBLIC,
     ("GET", "/openapi.json"): PUBLIC,
-    ("GET", "/docs"): PUBLIC,
     ("GET", "/metrics"): OPERATORS,
     # uploads (tus 1.0.0) and receipts
     ("OPTIONS", "/v1/uploads"): PUBLIC,  # tus discovery: versions and extensions, nothing of the archive
