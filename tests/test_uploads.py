@@ -483,7 +483,9 @@ def test_webdav_streams_are_ingested_and_their_receipt_stored(home: Home, corpus
     assert row is not None and row.state == "done" and row.item_id == done.item_id
     assert row.length is None and row.offset is None  # no size in clear once ended
     assert stored_receipt(archive, done.upload_id) == (caller.user_id, done.receipt)
-    assert [u["filename"] for u in uploads.recent_uploads(archive, caller)] == ["dav.jpg"]
+    from archive.services.recent_uploads import recent_uploads
+
+    assert [u.label for u in recent_uploads(archive, caller)] == ["dav.jpg"]
     assert not (home.path / "uploads" / done.upload_id).exists()
     with pytest.raises(uploads.UploadRefused):
         uploads.ingest_stream(archive, caller, iter([data]), filename="bad.jpg", sha256=sha(b"x"))

@@ -706,31 +706,6 @@ class _nothing:
         return None
 
 
-def recent_uploads(archive: Archive, caller: Caller, *, hours: float = 1.0) -> list[dict[str, Any]]:
-    """This token's uploads of the last `hours` (WebDAV PROPFIND): id, state, file name (when this process can
-    open it), completed or created time. Sizes are not in clear once an upload ends; the receipt has them."""
-    from archive.catalog.uploads import open_upload_fields
-    from archive.db import read_only
-    from archive.services.errors import Locked
-
-    since = _stamp(_now() - timedelta(hours=hours))
-    with Session(read_only(archive.engine)) as session:
-        rows = session.exec(select(Upload).where(col(Upload.token_id) == caller.token_id,
-                                                 col(Upload.owner) == caller.user_id,
-                                                 col(Upload.created_at) >= since)
-                            .order_by(col(Upload.created_at))).all()
-    found = []
-    for row in rows:
-        try:
-            name = open_upload_fields(archive, row).get("filename")
-        except Locked:
-            name = None
-        found.append({"upload_id": row.id, "state": row.state, "filename": name, "item_id": row.item_id,
-                      "created_at": row.created_at, "completed_at": row.completed_at, "offset": row.offset,
-                      "length": row.length})
-    return found
-
-
 def upload_row(archive: Archive, upload_id: str) -> Upload | None:
     """The row of an upload, for readers of its receipt (`archive.services.receipts`); no access check here."""
     from archive.db import read_only
