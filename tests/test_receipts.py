@@ -335,3 +335,19 @@ def test_a_rebuilt_catalog_signs_receipts_under_the_same_key(archive: Archive, h
         assert verify_receipt(sign_receipt(again, *ARGS), vkey)["origin"] == verify_receipt(old, vkey)["origin"]
     finally:
         again.close()
+
+
+def test_no_receipt_before_completion_nor_after_termination(home: Path) -> None:
+    tokens = _tokens(home)
+    with client(home) as app:
+        started = app.post("/v1/uploads", headers={**_bearer(tokens["alice"]), **TUS, "Upload-Length": "100"})
+        assert started.status_code == 201, started.text
+        location = started.headers["Location"]
+        upload_id = location.rstrip("/").split("/")[-2]
+        unknown = app.get("/v1/receipts/up-unknown", headers=_bearer(tokens["alice"])).json()
+        waiting = app.get(f"/v1/receipts/{upload_id}", headers=_bearer(tokens["alice"]))
+        assert waiting.status_code == 404 and "not complete" in waiting.json()["detail"]
+        assert app.get(f"/v1/receipts/{upload_id}", headers=_bearer(tokens["bob"])).json() == unknown
+        assert app.delete(location, headers={**_bearer(tokens["alice"]), **TUS}).status_code == 204
+        ended = app.get(f"/v1/receipts/{upload_id}/proof", headers=_bearer(tokens["alice"]))
+        assert ended.status_code == 404 and "terminated" in ended.json()["detail"]

@@ -49,13 +49,13 @@ def receipt_key(archive: Archive) -> str:
     return receipt_vkey(archive)
 
 
-def _stored(archive: Archive, caller: Caller, upload_id: str) -> str | None:
-    """The receipt note of an upload the caller may read (None while not complete); NotFound otherwise.
+def get_receipt(archive: Archive, caller: Caller, upload_id: str) -> str:
+    """The signed receipt of `upload_id`: for its uploader or a custodian; NotFound (as for an unknown id) else.
 
     The owner is checked on the row's clear columns before anything sealed is
     opened, so a stranger gets the same 404 even while the catalog key is locked.
     """
-    from archive.catalog.uploads import stored_receipt
+    from archive.catalog.uploads import ACTIVE, stored_receipt
     from archive.services.uploads import upload_row
 
     row = upload_row(archive, upload_id) if 0 < len(upload_id) <= 64 else None
@@ -64,15 +64,11 @@ def _stored(archive: Archive, caller: Caller, upload_id: str) -> str | None:
     found = stored_receipt(archive, upload_id)
     if found is None:
         raise NotFound(UNKNOWN)
+    if found[1] is None:
+        if row.state in ACTIVE:
+            raise NotFound("this upload is not complete: it has no receipt yet")
+        raise NotFound(f"this upload ended {row.state}: nothing was acknowledged, so there is no receipt")
     return found[1]
-
-
-def get_receipt(archive: Archive, caller: Caller, upload_id: str) -> str:
-    """The signed receipt of `upload_id`: for its uploader or a custodian; NotFound (as for an unknown id) else."""
-    receipt = _stored(archive, caller, upload_id)
-    if receipt is None:
-        raise NotFound("this upload is not complete: it has no receipt yet")
-    return receipt
 
 
 def _delay(archive: Archive) -> float:
