@@ -223,6 +223,7 @@ def receipt_signer(archive: Archive) -> Signer:
 
 
 def seal_receipt_key(signer: Signer, recipients: list[Recipient]) -> bytes:
+    """The receipt signer, age-encrypted: a seized site cannot sign receipts, a custodian can recover the key."""
     from archive.age import encrypt_bytes
 
     return encrypt_bytes((signer.encode() + "\n").encode("ascii"), recipients)
