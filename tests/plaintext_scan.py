@@ -3,13 +3,16 @@
 Used while uploads are half done: the promise is that nothing of a file in
 progress is readable at rest, temporary files included. Two checks, one pass:
 
-- shingles: the 64-byte window at every 4 KiB of each file, so any run of at
-  least 4 KiB + 63 bytes stored anywhere (at any alignment) holds one whole;
+- shingles: a 64-byte window in every 4 KiB of each file (at the first place
+  there, within 64 bytes, where it holds content rather than padding), so any
+  run of at least 4 KiB + 127 bytes stored anywhere (at any alignment) holds
+  one whole;
 - random windows: 64-byte windows at random offsets, which also catch some
   shorter runs.
 
-Windows of fewer than 16 distinct byte values (runs of zeros, padding) are
-left out: any file holds them.
+Windows of fewer than 16 distinct byte values (runs of zeros, padding), or
+whose first 8 bytes (the lookup key) hold fewer than 6, are left out: any
+file holds them.
 
 Every 64-byte window of every file on disk is looked up (numpy: the 8-byte
 prefix at each offset against a filter, then exact comparison), so a 100 MB
@@ -55,12 +58,15 @@ class Shingles:
                 continue
             offsets = set(range(0, len(data) - WIDTH + 1, EVERY))
             offsets.update(rng.randrange(0, len(data) - WIDTH + 1) for _ in range(random_windows))
-            for offset in offsets:
-                window = data[offset : offset + WIDTH]
-                if len(set(window)) < DISTINCT:
-                    continue  # padding (a JPEG's runs of zeros): found in any file, proves nothing
-                key = int.from_bytes(window[:8], "little")
-                self.windows.setdefault(key, []).append((window, name, offset))
+            for start in sorted(offsets):
+                # Slide to where the window has content: padding (a JPEG's runs of zeros) is found in any file
+                # and proves nothing, and a common 8-byte prefix (the lookup key) would match everywhere.
+                for offset in range(start, min(start + WIDTH, len(data) - WIDTH + 1)):
+                    window = data[offset : offset + WIDTH]
+                    if len(set(window)) >= DISTINCT and len(set(window[:8])) >= 6:
+                        key = int.from_bytes(window[:8], "little")
+                        self.windows.setdefault(key, []).append((window, name, offset))
+                        break
         self.keys = np.array(sorted(self.windows), dtype=np.uint64)
         self.filter = np.zeros(1 << FILTER_BITS, dtype=bool)
         self.filter[(self.keys & np.uint64((1 << FILTER_BITS) - 1)).astype(np.int64)] = True

@@ -319,6 +319,7 @@ def test_another_contributors_upload_is_not_found_even_with_its_url(api: Any, to
                    api.delete(path, headers=theirs), api.head(wrong_secret, headers=mine),
                    patch(api, mine, wrong_secret, 50, data[50:])):
         assert answer.status_code == unknown.status_code == 404, answer.status_code
+        assert secret not in answer.text and secret not in str(answer.headers)
     assert offset_of(api, mine, path) == 50
     assert api.get(f"/v1/receipts/{upload_id}", headers=bearer(tokens["other"]["token"])).status_code == 404
 

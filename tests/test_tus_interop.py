@@ -227,6 +227,37 @@ def test_a_server_killed_while_completing_finishes_or_refuses_when_asked_again(
     assert_kept(home, sent, data, receipt_vkey(home), tmp_path)
 
 
+@pytest.mark.parametrize("point", ["before-commit", "after-commit"])
+def test_a_server_dying_on_either_side_of_the_items_commit_ends_with_one_item(
+    home: Path, server_tmp: Path, tmp_path: Path, point: str
+) -> None:
+    """The same crash made exact: the server exits just before, or just after, the item's commit in the
+    completing request; restarted, tuspy's retry (HEAD, an empty PATCH) ends with the one item and its receipt."""
+    from archive.services.uploads import FAULT_ENV
+
+    token = token_for(home, "field-6", "contributor")
+    size = 5 * MB
+    path, data = random_file(tmp_path / "client", f"{point}.bin", size)
+    running = serve(home, env={"TMPDIR": str(server_tmp), FAULT_ENV: f"{point}:exit"})
+    restarted = threading.Event()
+
+    def restart_when_dead() -> None:
+        assert running.proc is not None
+        running.proc.wait(120)
+        running.env.pop(FAULT_ENV, None)
+        running.start()
+        restarted.set()
+
+    watcher = threading.Thread(target=restart_when_dead, daemon=True)
+    watcher.start()
+    try:
+        sent = upload(running.url, token, path, retries=40, retry_delay=1)
+        assert restarted.wait(60), "the server never died at the fault point"
+        assert_kept(home, sent, data, receipt_vkey(home), tmp_path)
+    finally:
+        running.stop()
+
+
 def test_50_concurrent_1_mb_uploads_are_all_acknowledged_and_preserved(
     home: Path, server: Server, tmp_path: Path
 ) -> None:
@@ -272,11 +303,13 @@ def _half_open_patch(server: Server, token: str, length: int, first: bytes) -> t
 
 
 def _new_temp_files(since: float, exclude: Path) -> list[Path]:
-    """Files under the system temp dir written during the test (a server that ignores TMPDIR), not ours."""
+    """Files under the system temp dir written during the test (by code that ignores TMPDIR), outside
+    `exclude` (pytest's own folders, where this test keeps the client's files and other runs theirs)."""
     found: list[Path] = []
     root = Path(tempfile.gettempdir())
-    for dirpath, _dirs, names in os.walk(root):
+    for dirpath, dirs, names in os.walk(root):
         if Path(dirpath).is_relative_to(exclude):
+            dirs[:] = []
             continue
         for name in names:
             path = Path(dirpath) / name
@@ -291,9 +324,17 @@ def _new_temp_files(since: float, exclude: Path) -> list[Path]:
 
 
 def test_half_done_uploads_leave_no_plaintext_at_rest_and_no_secret_in_the_log(
-    home: Path, server: Server, server_tmp: Path, tmp_path: Path, corpus: Path
+    home: Path, server_tmp: Path, tmp_path: Path, corpus: Path
 ) -> None:
     started = time.time()
+    server = serve(home, env={"TMPDIR": str(server_tmp)}, args=("--verbose",))  # every logger at INFO
+    try:
+        _half_done(home, server, server_tmp, tmp_path, corpus, started)
+    finally:
+        server.stop()
+
+
+def _half_done(home: Path, server: Server, server_tmp: Path, tmp_path: Path, corpus: Path, started: float) -> None:
     token = token_for(home, "field-4", "contributor")
     client_dir = tmp_path / "client"
     sources: dict[str, bytes] = {}
@@ -322,7 +363,8 @@ def test_half_done_uploads_leave_no_plaintext_at_rest_and_no_secret_in_the_log(
     try:
         time.sleep(1.0)  # the in-flight bytes reach the server and whatever it stores them in
         shingles = Shingles(sources, random_windows=64, seed=4)
-        roots = [home, server_tmp, *_new_temp_files(started, tmp_path)]
+        pytest_root = next((p for p in tmp_path.parents if p.name.startswith("pytest-of-")), tmp_path)
+        roots = [home, server_tmp, *_new_temp_files(started, pytest_root)]
         findings, files, scanned = shingles.scan(roots)
         assert files > 0 and scanned > 0
         assert not findings, "plaintext at rest:\n" + "\n".join(str(f) for f in findings[:20])
