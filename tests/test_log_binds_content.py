@@ -689,3 +689,38 @@ def test_get_reports_the_sha256_it_computed_not_the_catalogs(cli: Cli, corpus: P
     _, out, _ = cli("get", item_id, "-o", str(tmp_path / "out.jpg"))
     assert f"SHA-256 {hashlib.sha256(source).hexdigest()} verified" in out
     assert hashlib.sha256(b"another file").hexdigest() not in out
+
+
+def test_an_arrivals_leaf_hash_does_not_tell_whether_the_file_was_held(tmp_path: Path, corpus: Path) -> None:
+    """A contributor is given its arrival's leaf hash (the receipt's proof) and knows every field of the entry but
+    the nonce: hashing both values of `duplicate` must match neither, for a new file and for a duplicate."""
+    from sqlmodel import Session
+
+    from archive.catalog.events import Event
+    from archive.custody.entry import encode, entry_fields, leaf_hash
+    from archive.custody.log import event_entry
+
+    runner = Cli(tmp_path / "home")
+    runner("init", "--operator", "tester")
+    runner("ingest", str(corpus / PHOTO))
+    runner("ingest", str(corpus / PHOTO))
+    engine = _engine(runner)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT seq, occurred_at, actor, item_id, details FROM events "
+                                 "WHERE event_type = 'ingestion' ORDER BY seq")).all()
+    assert len(rows) == 2
+    nonces = set()
+    for seq, occurred_at, actor, item_id, details in rows:
+        details = details if isinstance(details, dict) else json.loads(details)
+        nonces.add(details["nonce"])
+        real = leaf_hash(encode(entry_fields(seq=seq, occurred_at=occurred_at, actor=actor, event_type="ingestion",
+                                             item_id=item_id, objects=[], outcome="success", details=details)))
+        with Session(engine) as session:
+            stored = session.get(Event, seq)
+            assert stored is not None and leaf_hash(encode(event_entry(stored))) == real  # the fields are right
+        for duplicate in (False, True):
+            guess = {"duplicate": duplicate, "status": details["status"]}
+            assert leaf_hash(encode(entry_fields(seq=seq, occurred_at=occurred_at, actor=actor,
+                                                 event_type="ingestion", item_id=item_id, objects=[],
+                                                 outcome="success", details=guess))) != real
+    assert len(nonces) == 2 and all(len(n) == 32 for n in nonces)

@@ -3,6 +3,7 @@ the custody events, in one transaction. When it commits, the file is acknowledge
 
 from __future__ import annotations
 
+import secrets
 from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import IntegrityError
@@ -127,7 +128,9 @@ class CommitToCatalog(Step):
             actor=ingestion.actor,
             item_id=ingestion.item_id,
             outcome="success",
-            details={"duplicate": ingestion.duplicate, "status": ingestion.status},
+            # The nonce makes this entry unguessable: a contributor is given its leaf hash (the receipt's proof),
+            # and must not learn from it whether the file was already held by hashing both values of `duplicate`.
+            details={"duplicate": ingestion.duplicate, "status": ingestion.status, "nonce": secrets.token_hex(16)},
         )
 
     def _duplicate(
