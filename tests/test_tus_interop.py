@@ -139,6 +139,27 @@ def test_a_50_mb_upload_cut_three_times_resumes_from_the_servers_offset(
     Cli(home)("receipt", "verify", str(tmp_path / "receipt.txt"), "--vkey", str(tmp_path / "receipt.vkey"))
 
 
+def test_tuspy_checksummed_chunks_cut_mid_body_resume_from_a_chunk_boundary(
+    home: Path, server: Server, tmp_path: Path
+) -> None:
+    """tuspy's own `Upload-Checksum` (sha1): a cut body cannot be checked, so none of it is kept; the client
+    resumes from the last whole chunk, and sends each cut chunk once more."""
+    token = token_for(home, "field-7", "contributor")
+    size, chunk = 20 * MB, 4 * 1024 * 1024
+    path, data = random_file(tmp_path / "client", "summed.bin", size, seed=17)
+    proxy = FlakyProxy(server.port, cuts=[size // 4 + 1234, size // 2 + 4321, 3 * size // 4 + 77])
+    try:
+        sent = upload(proxy.url, token, path, chunk_size=chunk, checksum=True, retries=8, retry_delay=1,
+                      receipt_base=server.url)
+    finally:
+        proxy.close()
+    assert proxy.cut_count == 3
+    assert sent.resumed_at and all(offset % chunk == 0 for offset in sent.resumed_at), sent.resumed_at
+    assert max(sent.resumed_at) > 0
+    assert proxy.sent < size + 3 * chunk + 100_000, proxy.sent
+    assert_kept(home, sent, data, receipt_vkey(home), tmp_path)
+
+
 def test_a_connection_that_dies_silently_frees_the_upload_after_the_idle_limit(
     home: Path, server_tmp: Path, tmp_path: Path
 ) -> None:
