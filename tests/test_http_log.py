@@ -185,11 +185,22 @@ def _bundle_path(seq: int, size: int) -> str:
     return f"/v1/log/tile/entries/{index_path(index)}" + ("" if width == 256 else f".p/{width}")
 
 
-def test_contributors_cannot_read_the_log(log: Log) -> None:
+def test_only_auditors_and_custodians_read_the_log_but_everyone_gets_the_keys(log: Log) -> None:
+    """The log names restricted items, incidents, victims and members by id: not for investigators.
+
+    Its public key is for everyone with a token: a contributor verifies its own tlog-proof with it.
+    """
+    investigator = token_for(log.home, "log-investigator", "investigator")
     with client(log.home) as api:
-        for path in ("/v1/log/checkpoint", "/v1/log/tile/0/000", "/v1/log/proof/0", "/v1/log/vkey"):
-            response = api.get(path, headers=bearer(log.contributor))
-            assert response.status_code == 403, (path, response.text)
+        for token in (log.contributor, investigator):
+            for path in ("/v1/log/checkpoint", "/v1/log/tile/0/000", "/v1/log/tile/entries/000",
+                         "/v1/log/proof/0", "/v1/log/consistency?old=1&new=2"):
+                response = api.get(path, headers=bearer(token))
+                assert response.status_code == 403, (path, response.text)
+            for path in ("/v1/log/vkey", "/v1/receipts/key"):
+                response = api.get(path, headers=bearer(token))
+                assert response.status_code == 200 and "+" in response.text, (path, response.text)
+        assert api.get("/v1/log/proof/0", headers=bearer(log.auditor)).status_code == 200
 
 
 def test_no_checkpoint_yet_is_a_clear_404_and_an_uncovered_event_a_409(tmp_path: Path) -> None:

@@ -17,7 +17,10 @@ C, INV, A, K = Role.CUSTODIAN, Role.INVESTIGATOR, Role.AUDITOR, Role.CONTRIBUTOR
 PUBLIC: frozenset[Role] = frozenset()  # no token needed
 DOCUMENTERS = frozenset({C, INV})
 UPLOADERS = frozenset({C, INV, K})
-LOG_READERS = frozenset({C, INV, A})
+# The custody log names items, incidents, victims, cases and members by id, restricted ones
+# included: it is the auditors' (and custodians') read-only view, not the investigators'.
+LOG_READERS = frozenset({C, A})
+EVERY_ROLE = frozenset({C, INV, A, K})  # public keys: anyone with a token may verify what it was given
 CATALOG_READERS = frozenset({C, INV, A})  # auditors get non-personal fields only
 OPERATORS = frozenset({C, A})
 
@@ -33,7 +36,7 @@ ROUTES: dict[tuple[str, str], frozenset[Role]] = {
     ("HEAD", "/v1/uploads/{upload_id}/{secret}"): UPLOADERS,
     ("PATCH", "/v1/uploads/{upload_id}/{secret}"): UPLOADERS,
     ("DELETE", "/v1/uploads/{upload_id}/{secret}"): UPLOADERS,
-    ("GET", "/v1/receipts/key"): UPLOADERS | LOG_READERS,
+    ("GET", "/v1/receipts/key"): EVERY_ROLE,
     ("GET", "/v1/receipts/{upload_id}"): UPLOADERS,
     ("GET", "/v1/receipts/{upload_id}/proof"): UPLOADERS,
     # items
@@ -78,7 +81,7 @@ ROUTES: dict[tuple[str, str], frozenset[Role]] = {
     # storage and the custody log
     ("GET", "/v1/storage"): CATALOG_READERS,
     ("GET", "/v1/log/checkpoint"): LOG_READERS,
-    ("GET", "/v1/log/vkey"): LOG_READERS,
+    ("GET", "/v1/log/vkey"): EVERY_ROLE,  # a contributor checks its own tlog-proof with it
     ("GET", "/v1/log/proof/{seq}"): LOG_READERS,
     ("GET", "/v1/log/consistency"): LOG_READERS,
     ("GET", "/v1/log/tile/{path:path}"): LOG_READERS,
