@@ -287,6 +287,59 @@ def test_http_receipt_and_proof_for_the_uploader_only(home: Path) -> None:
         assert verify_tlog_proof(proof.text, entry, log_vkey).leaf_hash == checked.leaf_hash
 
 
+
+def test_cli_verifies_a_contributors_receipt_and_proof_offline(home: Path, tmp_path: Path) -> None:
+    """What a contributor holds (receipt, proof, both public keys from the API) checks out with the CLI alone."""
+    from click.testing import CliRunner
+
+    from api.cli.main import cli
+
+    tokens = _tokens(home)
+    files = {n: tmp_path / n for n in ("r.vkey", "log.vkey", "r.txt", "r.b64", "p.tlog-proof", "other.tlog-proof",
+                                       "bad.vkey", "cut.tlog-proof")}
+    with client(home) as app:
+        alice = _bearer(tokens["alice"])
+        files["r.vkey"].write_text(app.get("/v1/receipts/key", headers=alice).text)
+        log_vkey = app.get("/v1/log/vkey", headers=alice)
+        assert log_vkey.status_code == 200, log_vkey.text  # a public key: a contributor may have it
+        files["log.vkey"].write_text(log_vkey.text)
+        upload_id, note = _upload(app, tokens["alice"], b"one report\n" * 30)
+        other_id, _ = _upload(app, tokens["alice"], b"another report\n" * 30)
+        files["r.txt"].write_text(note)
+        files["r.b64"].write_text(base64.b64encode(note.encode()).decode())  # the Upload-Receipt header's value
+        files["p.tlog-proof"].write_text(app.get(f"/v1/receipts/{upload_id}/proof", headers=alice).text)
+        files["other.tlog-proof"].write_text(app.get(f"/v1/receipts/{other_id}/proof", headers=alice).text)
+    files["bad.vkey"].write_text("nonsense+vkey\n")
+    files["cut.tlog-proof"].write_text(files["p.tlog-proof"].read_text().replace("index ", "index 1", 1))
+    runner = CliRunner()
+
+    def run(receipt: str = "r.txt", vkey: str = "r.vkey", proof: str | None = "p.tlog-proof",
+            log: str | None = "log.vkey") -> tuple[int, dict[str, Any]]:
+        args = ["receipt", "verify", str(files[receipt]), "--vkey", str(files[vkey]), "--json"]
+        args += ["--proof", str(files[proof])] if proof else []
+        args += ["--log-vkey", str(files[log])] if log else []
+        result = runner.invoke(cli, args)
+        return result.exit_code, json.loads(result.stdout)
+
+    code, shown = run()
+    assert code == 0 and shown["proof"]["index"] == shown["event"] and not shown["proof"]["entry_checked"]
+    assert run(receipt="r.b64")[0] == 0
+    plain = runner.invoke(cli, ["receipt", "verify", str(files["r.txt"]), "--vkey", str(files["r.vkey"]),
+                                "--proof", str(files["p.tlog-proof"]), "--log-vkey", str(files["log.vkey"])])
+    assert plain.exit_code == 0 and "is in the custody log" in plain.stdout
+    code, shown = run(proof="other.tlog-proof")  # a valid proof, of another upload's event
+    assert code == 1 and "the receipt names event" in shown["error"]
+    assert run(proof="cut.tlog-proof")[0] == 1
+    code, shown = run(log="r.vkey")  # the receipt key does not sign checkpoints
+    assert code == 1 and shown["error"].startswith("proof:")
+    code, shown = run(vkey="bad.vkey", proof=None, log=None)  # an unparseable key is an error in use, not "invalid"
+    assert code == 2 and "--vkey" in shown["error"]
+    code, shown = run(log="bad.vkey")
+    assert code == 2 and "--log-vkey" in shown["error"]
+    code, shown = run(log=None)
+    assert code == 2 and "go together" in shown["error"]
+
+
 def test_http_proof_before_a_checkpoint_can_be_signed(home: Path) -> None:
     """With checkpoints rate-limited (a long delay and one just signed), the proof is a clear 404 with Retry-After."""
     from archive.config import load_settings
