@@ -173,6 +173,25 @@ def test_unknown_paths_are_json_404(api: Any, world: World) -> None:
     assert response.json() == {"error": "not_found", "detail": "no such route"}
 
 
+
+@pytest.mark.parametrize("path", ["/v1/uploads/up-0123456789abcdef/s3cr3t-upload-secret/", "/v1/items/",
+                                  "/v1/log/checkpoint/", "/healthz/", "/v1/receipts/key/"])
+def test_a_trailing_slash_is_no_redirect(api: Any, world: World, path: str) -> None:
+    """Starlette's slash redirect answers before any authorization, with the path (an upload's secret) in Location."""
+    for method in ("GET", "HEAD", "PATCH"):
+        for headers in ({}, bearer(world.tokens[Role.CUSTODIAN.value])):
+            response = api.request(method, path, headers=headers, follow_redirects=False)
+            assert response.status_code in (401, 403, 404, 405), (method, path, response.status_code)
+            assert "location" not in response.headers and "s3cr3t" not in response.text
+
+
+def test_a_refused_token_is_not_described_to_its_presenter(api: Any, world: World) -> None:
+    """Expired or revoked: said so, without the token's id or its expiry."""
+    for token, said in ((world.expired, "token expired"), (world.revoked, "token revoked")):
+        response = api.get("/v1/items", headers=bearer(token))
+        assert response.status_code == 401 and response.json()["detail"] == said, response.text
+
+
 def test_basic_outside_dav_says_why(api: Any, world: World) -> None:
     basic = base64.b64encode(f"x:{world.tokens[Role.AUDITOR.value]}".encode()).decode()
     response = api.get("/v1/storage", headers={"Authorization": f"Basic {basic}"})

@@ -233,6 +233,9 @@ def create_app(home: str | None = None, *, worker: bool | None = None) -> FastAP
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
         openapi_url="/openapi.json",
+        # No 307 to the slash-less twin: it answers before any authorization, and for
+        # /v1/uploads/<id>/<secret>/ its Location would carry the upload's secret.
+        redirect_slashes=False,
         dependencies=[Depends(authorize)],
         responses=errors.COMMON_RESPONSES,
         lifespan=lifespan,
