@@ -189,6 +189,43 @@ def test_offline_files_stay_queued_and_drain_later_in_order(setup: Any, corpus: 
     assert push.entries() == []
 
 
+
+def test_files_queued_for_another_server_are_said_and_moved_only_when_asked(setup: Any, corpus: Path) -> None:
+    home, push = setup
+    files = corpus_files(corpus, 2)
+    elsewhere = f"http://127.0.0.1:{free_port()}"
+    assert push(elsewhere, str(files[0]), "--retries", "1")[0] == EXIT_QUEUED
+    with serve(home) as server:
+        code, outcomes, err = push(server.url)  # nothing of its own to send: not a silent success
+        assert code == EXIT_QUEUED, err
+        assert [(o["status"], o["path"]) for o in outcomes] == [("queued", str(files[0].resolve()))]
+        assert elsewhere in outcomes[0]["reason"] and "--move-queued" in outcomes[0]["reason"]
+        assert [e["server"] for e in push.entries()] == [elsewhere]
+        code, outcomes, err = push(server.url, str(files[1]), "--move-queued")
+        assert code == 0, err
+        assert {o["path"] for o in outcomes if o["status"] == "sent"} == {str(f.resolve()) for f in files}
+        assert f"from {elsewhere} to {server.url}, from the start" in err
+    assert push.entries() == []
+
+
+def test_a_moved_upload_resumes_only_on_the_same_archive(tmp_path: Path) -> None:
+    """The upload URL holds the secret: it goes to the new address only if that server has the old one's key."""
+    from api.push.drain import move_entries
+    from api.push.queue import Queue
+
+    queue = Queue.open(tmp_path / "q")
+    old, new = "http://abcdef.onion", "https://archive.example.org"
+    queue.pin_key(old, "origin/receipts+01020304+AAAA")
+    entries = [queue.new_entry(path=f"/f{i}", size=1, mtime_ns=0, sha256="0" * 64, server=old,
+                               upload_url=f"{old}/v1/uploads/up-{i}/secret{i}") for i in range(2)]
+    moved = move_entries(queue, entries[:1], new, "origin/receipts+01020304+AAAA")
+    assert [(e.upload_url, resumed) for e, _, resumed in moved] == [(f"{new}/v1/uploads/up-0/secret0", True)]
+    moved = move_entries(queue, entries[1:], new, "another/receipts+05060708+BBBB")
+    assert [(e.upload_url, resumed) for e, _, resumed in moved] == [(None, False)]
+    assert {e.server for e in queue.entries()} == {new}
+    assert "secret1" not in "".join(p.read_text() for p in queue.dir.glob("*.json"))
+
+
 def test_a_refused_token_keeps_the_file_queued_and_forget_wipes_the_queue(setup: Any, corpus: Path) -> None:
     home, push = setup
     files = corpus_files(corpus, 2)

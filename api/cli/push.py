@@ -173,14 +173,21 @@ def _forget(queue_dir: str | None, server: str | None, token: str | None) -> Non
 @click.option("--chunk-size", default="4M", show_default=True, metavar="SIZE", help="Bytes per PATCH (e.g. 512K).")
 @click.option("--retries", type=click.IntRange(1, 100), default=6, show_default=True,
               help="Attempts, with backoff, before the server counts as unreachable for this run.")
+@click.option("--move-queued", is_flag=True,
+              help="Send files queued for other servers to this --server too (the same archive under another "
+                   "address: a half-sent file resumes only if both gave the same receipt key, else starts over).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file, per line.")
 def push(paths: tuple[str, ...], server: str | None, token: str | None, source: str | None, incident: str | None,
          channel: str | None, note: str | None, queue_dir: str | None, vkey: str | None, forget: bool,
-         chunk_size: str, retries: int, as_json: bool) -> None:
+         chunk_size: str, retries: int, move_queued: bool, as_json: bool) -> None:
     """Upload files to an archive over tus, resumably; drain the local queue.
 
+    Files queued for another --server are not sent to this one (they are
+    listed, and the exit is 75) unless --move-queued says so.
+
     Exit codes: 0 all sent, receipts verified; 1 a refusal or a receipt that
-    does not verify; 2 an error; 75 files still queued (server unreachable).
+    does not verify; 2 an error; 75 files still queued (server unreachable,
+    or queued for another server).
     """
     if forget:
         if paths:
@@ -197,13 +204,18 @@ def push(paths: tuple[str, ...], server: str | None, token: str | None, source: 
         if channel not in CHANNELS:  # checked before any file is hashed or queued: a typo sends nothing
             raise click.BadParameter(f"one of {', '.join(CHANNELS)}", param_hint="--channel")
     code = _run(paths, server, token, {"source": source or "", "incident": incident or "", "channel": channel or "",
-                                       "note": note or ""}, queue_dir, vkey, size, retries, as_json)
+                                       "note": note or ""}, queue_dir, vkey, size, retries, as_json, move_queued)
     sys.exit(code)
 
 
+def _elsewhere(queue: Any, server: str) -> list[Any]:
+    """Entries queued for another server than this run's."""
+    return [entry for entry in queue.entries() if entry.server != server]
+
+
 def _run(paths: tuple[str, ...], server: str, token: str, metadata: dict[str, str], queue_dir: str | None,
-         vkey_file: str | None, chunk_size: int, retries: int, as_json: bool) -> int:
-    from api.push.drain import Outcome, drain, enqueue, files_of
+         vkey_file: str | None, chunk_size: int, retries: int, as_json: bool, move_queued: bool = False) -> int:
+    from api.push.drain import Outcome, drain, enqueue, files_of, move_entries
     from api.push.queue import Queue, QueueError
     from api.push.receipts import ReceiptProblem, receipt_key
     from api.push.tus import Denied, Offline, Refused, TusClient
@@ -230,10 +242,15 @@ def _run(paths: tuple[str, ...], server: str, token: str, metadata: dict[str, st
         with queue.lock(), progress:
             enqueue(queue, files, server, metadata, progress)
             pending = queue.entries(server)
-            progress.set_total(sum(entry.size for entry in pending))
             with TusClient(server, token, retries=retries) as client:
                 try:
                     vkey = receipt_key(queue, client, server, vkey_file)
+                    if move_queued:
+                        for entry, old, resumed in move_entries(queue, _elsewhere(queue, server), server, vkey):
+                            how = "resuming (same receipt key)" if resumed else "from the start"
+                            click.echo(f"moved {entry.path} from {old} to {server}, {how}", err=True)
+                        pending = queue.entries(server)
+                    progress.set_total(sum(entry.size for entry in pending))
                 except Offline as exc:
                     outcomes = [Outcome(path=e.path, status="queued", size=e.size, sha256=e.sha256,
                                         reason=str(exc), offline=True) for e in pending]
@@ -248,6 +265,15 @@ def _run(paths: tuple[str, ...], server: str, token: str, metadata: dict[str, st
         left = len(queue.entries(server))
         if left:
             click.echo(f"{left} file(s) still queued in {queue.dir}: run `evidence push` again to send them", err=True)
+    for entry in _elsewhere(queue, server):  # never silent: a run that sent nothing of them is no success
+        outcome = Outcome(path=entry.path, status="queued", size=entry.size, sha256=entry.sha256,
+                          reason=f"queued for {entry.server}, not sent to {server}: run `evidence push --server "
+                                 f"{entry.server}`, or add --move-queued if that is this same archive")
+        outcomes.append(outcome)
+        if as_json:
+            report(outcome)
+        else:
+            click.echo(_describe(outcome), err=True)
     statuses = {o.status for o in outcomes}
     if problems:
         return 2

@@ -203,6 +203,30 @@ def _offline(queue: Queue, entry: Entry, outcome: Outcome, exc: Offline) -> Outc
     return outcome
 
 
+def move_entries(queue: Queue, entries: list[Entry], server: str, vkey: str) -> list[tuple[Entry, str, bool]]:
+    """Re-address entries queued for other servers to `server`: (entry, its old server, resumed?) each.
+
+    A half-sent upload keeps its place only when the old server's pinned receipt
+    key is this server's key: the same archive under another address (an onion
+    and a public name). Otherwise its upload URL, which holds the secret, is
+    dropped rather than shown to another server, and the file starts over.
+    """
+    moved: list[tuple[Entry, str, bool]] = []
+    for entry in entries:
+        old = entry.server
+        same_archive = queue.pinned_key(old) == vkey.strip()
+        resumed = False
+        if entry.upload_url and same_archive and entry.upload_url.startswith(old + "/"):
+            entry.upload_url = server + entry.upload_url[len(old):]
+            resumed = True
+        else:
+            entry.upload_url = None
+        entry.server, entry.error = server, None
+        queue.save(entry)
+        moved.append((entry, old, resumed))
+    return moved
+
+
 def drain(queue: Queue, client: TusClient, vkey: str, *, server: str, chunk_size: int,
           progress: Progress) -> list[Outcome]:
     """Send every queued entry of this server, oldest first; once the server is unreachable, the rest wait."""
