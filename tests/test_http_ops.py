@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.api_support import bearer, client, make_home, token_for
+from tests.api_support import REPO, bearer, client, make_home, token_for
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -135,6 +137,12 @@ def test_a_real_server_logs_no_secret_and_stops_cleanly(tmp_path: Path) -> None:
         httpx.request("PROPFIND", f"{server.url}/dav/Amina-K/statement.mp4", auth=("x", token), timeout=10)
         httpx.get(f"{server.url}/v1/search?q=Amina-K", headers=bearer(token), timeout=10)
         assert httpx.get(f"{server.url}/metrics", headers=bearer(token), timeout=10).status_code == 200
+        # A second server on the same port: exit 2 with a clear message, before any worker duty starts.
+        second = subprocess.run([sys.executable, "-c", "from api.cli.main import main; main()", "--home", str(home),
+                                 "serve", "--port", str(server.port)], capture_output=True, text=True, timeout=60,
+                                cwd=REPO)
+        assert second.returncode == 2, second.stderr
+        assert f"127.0.0.1:{server.port} is in use" in second.stderr and "serving" not in second.stderr
     finally:
         code = server.stop()
     text = server.log_text()

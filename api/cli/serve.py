@@ -12,7 +12,10 @@ is cut off (`api.http.app.BodyIdleTimeout`).
 from __future__ import annotations
 
 import contextlib
+import errno
 import signal
+import socket
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -61,9 +64,33 @@ def _server_class() -> type:
     return Server
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything starts (a busy port must not run a second worker first).
+
+    Raises OSError with a message for the operator.
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as exc:
+        raise OSError(f"cannot listen on {host!r}: {exc.strerror}") from exc
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a restart may reuse the port
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise OSError(f"{host}:{port} is in use (another `evidence serve`?); stop it or choose --port") from exc
+        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.set_inheritable(True)
+    return sock
+
+
 @click.command()
 @click.option("--host", default=DEFAULT_HOST, show_default=True, help="Address to listen on.")
-@click.option("--port", type=int, default=DEFAULT_PORT, show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True)
 @click.option("--worker/--no-worker", "worker", default=None,
               help="Run the worker's duties in this process (default: yes on SQLite, no on PostgreSQL).")
 @click.option("--unlock", "unlock_here", is_flag=True,
@@ -88,11 +115,18 @@ def serve(state: CliState, host: str, port: int, worker: bool | None, unlock_her
         from archive.services.keys import unlock
 
         unlock(runtime.archive("archive"), ask_passphrase(None), share=False)
+    try:
+        sock = listen(host, port)
+    except OSError as exc:  # exit 2, an error in the environment, before any worker duty has started
+        runtime.close()
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
     where = "in this process" if app.state.in_process_worker else "in separate `evidence worker` processes"
     click.echo(f"serving {runtime.home} on http://{host}:{port} (worker duties {where})", err=True)
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=True,
                             **uvicorn_options(settings))
-    _server_class()(config).run()
+    with sock:
+        _server_class()(config).run(sockets=[sock])
 
 
 COMMANDS = [serve]
