@@ -341,7 +341,7 @@ def test_cli_verifies_a_contributors_receipt_and_proof_offline(home: Path, tmp_p
 
 
 def test_http_proof_before_a_checkpoint_can_be_signed(home: Path) -> None:
-    """With checkpoints rate-limited (a long delay and one just signed), the proof is a clear 404 with Retry-After."""
+    """With checkpoints rate-limited (a long delay and one just signed), the proof is a clear 409 with Retry-After."""
     from archive.config import load_settings
 
     settings = load_settings(home)
@@ -354,7 +354,7 @@ def test_http_proof_before_a_checkpoint_can_be_signed(home: Path) -> None:
         assert first.status_code == 200, first.text  # no checkpoint was recent: one is signed
         second_id, _ = _upload(app, tokens["alice"], b"second\n" * 10)
         waiting = app.get(f"/v1/receipts/{second_id}/proof", headers=_bearer(tokens["alice"]))
-        assert waiting.status_code == 404, waiting.text
+        assert waiting.status_code == 409, waiting.text  # as /v1/log/proof/{seq} answers it
         assert waiting.json()["error"] == "not_covered" and "not covered by a checkpoint" in waiting.json()["detail"]
         assert int(waiting.headers["Retry-After"]) >= 1
         archive = Archive.open(home)

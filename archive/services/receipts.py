@@ -20,7 +20,7 @@ import math
 from typing import TYPE_CHECKING
 
 from archive.roles import Role
-from archive.services.errors import NotFound
+from archive.services.errors import NotFound, ServiceError
 
 if TYPE_CHECKING:
     from archive.context import Archive
@@ -30,10 +30,13 @@ if TYPE_CHECKING:
 UNKNOWN = "no receipt for this upload id"
 
 
-class NotCovered(NotFound):
-    """The event is in the log but no checkpoint covers it yet: ask again after `retry_after` seconds."""
+class NotCovered(ServiceError):
+    """The event is in the log but no checkpoint covers it yet: ask again after `retry_after` seconds.
 
-    status_code = 404
+    409 with Retry-After, as `/v1/log/proof/{seq}` answers the same condition.
+    """
+
+    status_code = 409
     code = "not_covered"
 
     def __init__(self, message: str, retry_after: int) -> None:

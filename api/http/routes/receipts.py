@@ -22,8 +22,9 @@ _TEXT: dict[int | str, dict[str, Any]] = {200: {"content": {"text/plain": {"sche
 _ERROR = {"application/json": {"schema": {"type": "object", "properties": {"error": {"type": "string"},
                                                                            "detail": {"type": "string"}}}}}
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"description": "No such upload for this caller (or, for a proof, no checkpoint covers it yet: "
-                         "`not_covered`, with Retry-After)", "content": _ERROR},
+    404: {"description": "No such upload for this caller", "content": _ERROR},
+    409: {"description": "For a proof: no checkpoint covers the event yet (`not_covered`, with Retry-After)",
+          "content": _ERROR},
     503: {"description": "The catalog key is locked: the receipt is sealed", "content": _ERROR},
 }
 UploadId = Path(min_length=1, max_length=64, description="The upload's id (the path segment before its secret)")
