@@ -550,3 +550,186 @@ def test_one_request_at_a_time_per_upload_and_no_completion_before_the_last_byte
     with pytest.raises(uploads.Incomplete):
         uploads.complete(archive, caller, upload_id, secret)
     assert uploads.append(archive, caller, upload_id, secret, 0, iter([b"a" * 10])) == 10
+
+
+# --- limits that must not lock anyone out or exhaust the server (issue 11 review) -----------------
+
+def test_completions_at_once_are_bounded_and_the_rest_wait_their_turn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    import time
+
+    from archive.services import uploads
+
+    home = Home(tmp_path / "home", {"max_completions": 2, "max_open_uploads": 8})
+    running, peak, lock = [0], [0], threading.Lock()
+    real = uploads._complete_locked
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        try:
+            time.sleep(0.3)  # long enough that every client is waiting at once
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(uploads, "_complete_locked", counted)
+    files = [os.urandom(3000) for _ in range(6)]
+    answers: list[Any] = [None] * len(files)
+    with client(home.path) as app:
+        urls = [create(app, home, data) for data in files]
+
+        def finish(i: int) -> None:
+            answers[i] = patch(app, home, urls[i], 0, files[i])
+
+        threads = [threading.Thread(target=finish, args=(i,)) for i in range(len(files))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        for data, answer in zip(files, answers, strict=True):  # all answered, none failed for waiting
+            assert answer is not None and answer.status_code == 204, answer and answer.text
+            assert "sha256 " + sha(data) in receipt_of(answer)
+        # WebDAV's one-shot arrivals go through the same gate (the service's, beside the route's).
+        threads = [threading.Thread(target=lambda d=data: uploads.ingest_stream(
+            home.archive(), home.caller(), iter([d]), filename="f.bin")) for data in
+            [os.urandom(3000) for _ in range(4)]]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+    assert peak[0] == 2, f"{peak[0]} completions ran at once (limit 2)"
+    assert home.count("SELECT count(*) FROM items") == 10
+
+
+def test_open_uploads_are_counted_per_token_and_the_429_says_when_and_how_a_slot_frees(tmp_path: Path) -> None:
+    import sqlite3
+    import time
+    from email.utils import parsedate_to_datetime
+
+    from archive.context import Archive
+    from archive.services.accounts import create_token
+
+    home = Home(tmp_path / "home", {"max_open_uploads": 2})
+    with client(home.path) as app:
+        first = app.post("/v1/uploads", headers=home.headers(**{"Upload-Length": "100"}))
+        empty_expires = parsedate_to_datetime(first.headers["Upload-Expires"]).timestamp() - time.time()
+        assert 3500 < empty_expires <= 3600  # no byte yet: an hour, not a day
+        patch(app, home, first.headers["Location"], 0, b"x" * 10)
+        moved = parsedate_to_datetime(app.head(first.headers["Location"], headers=home.headers())
+                                      .headers["Upload-Expires"]).timestamp() - time.time()
+        assert moved > 23 * 3600  # a day after its last byte
+        second = app.post("/v1/uploads", headers=home.headers(**{"Upload-Length": "100"}))
+        assert second.status_code == 201
+        full = app.post("/v1/uploads", headers=home.headers(**{"Upload-Length": "100"}))
+        assert full.status_code == 429
+        assert 3500 < int(full.headers["Retry-After"]) <= 3601  # the empty one, the oldest to expire, frees it
+        detail = full.json()["detail"]
+        assert "per token" in detail and "DELETE" in detail and "upload URL" in detail
+        # Another token of the same contributor (a reinstalled app) is not locked out.
+        archive = Archive.open(home.path)
+        home.tokens["alice2"] = create_token(archive, "alice")["token"]
+        archive.close()
+        assert app.post("/v1/uploads", headers=home.headers("alice2", **{"Upload-Length": "100"})).status_code == 201
+        # One being ingested frees its slot soon: a short retry.
+        with sqlite3.connect(home.path / "catalog.db") as db:
+            db.execute("UPDATE uploads SET state = 'completing' WHERE id = ?", (second.headers["Location"]
+                                                                              .split("/")[3],))
+        soon = app.post("/v1/uploads", headers=home.headers(**{"Upload-Length": "100"}))
+        assert soon.status_code == 429 and int(soon.headers["Retry-After"]) <= 30
+        # DELETE on an upload URL frees a slot at once.
+        assert app.delete(first.headers["Location"], headers=home.headers()).status_code == 204
+        assert app.post("/v1/uploads", headers=home.headers(**{"Upload-Length": "100"})).status_code == 201
+
+
+def test_a_10_kb_file_name_is_kept_as_a_bounded_harmless_label(app: Any, home: Home, corpus: Path) -> None:
+    data = photo(corpus)
+    name = "../" * 20 + "\x1b[31m" + "n" * 10_000 + "\n.jpg"
+    answer = app.post("/v1/uploads", content=data, headers=home.headers(**{
+        "Upload-Length": str(len(data)), "Content-Type": OCTETS, "Upload-Metadata": meta(filename=name)}))
+    assert answer.status_code == 201 and "sha256 " + sha(data) in receipt_of(answer)
+    kept = base64.b64decode(app.head(answer.headers["Location"], headers=home.headers())
+                            .headers["Upload-Metadata"].split(" ")[1]).decode()
+    assert len(kept) <= 255 and "/" not in kept and kept.isprintable() and kept.startswith("[31mnnn")
+    assert kept.endswith("n.jpg")  # its extension kept
+    # WebDAV: a long path (within what a URL carries) is a label too, not a refusal.
+    long_path = "/dav/" + "folder/" * 100 + "m" * 1500 + ".jpg"
+    put = app.put(long_path, content=data, headers={"Authorization": "Basic " + base64.b64encode(
+        f"alice:{home.tokens['alice']}".encode()).decode()})
+    assert put.status_code == 201, put.text
+    assert home.count("SELECT count(*) FROM items") == 1
+
+
+def test_a_patch_for_a_busy_upload_is_answered_at_once_and_the_connection_closed(tmp_path: Path) -> None:
+    import socket
+
+    import httpx
+
+    from ingest.upload_store import Segments
+    from tests.api_support import serve
+
+    home = Home(tmp_path / "home")
+    server = serve(home.path, env={"TMPDIR": str(tmp_path)})
+    try:
+        made = httpx.post(f"{server.url}/v1/uploads", headers=home.headers(**{"Upload-Length": "10000000"}))
+        path = str(httpx.URL(made.headers["location"]).path)
+        upload_id = path.split("/")[3]
+        request = (f"PATCH {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {home.tokens['alice']}\r\n"
+                   "Tus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\n"
+                   "Content-Length: 10000000\r\n\r\n").encode() + b"y" * 65536
+        with Segments(home.path, upload_id).lock():  # an older request (its client perhaps dead) holds it
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            sock.sendall(request)
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                part = sock.recv(65536)
+                assert part, answer
+                answer += part
+            head = answer.split(b"\r\n\r\n")[0].lower()
+            assert head.startswith(b"http/1.1 409") and b"connection: close" in head, answer
+            try:  # and the server lets the connection go: the client stops sending its 10 MB
+                while sock.recv(65536):
+                    pass
+            except ConnectionResetError:
+                pass
+            sock.close()
+        found = httpx.head(f"{server.url}{path}", headers=home.headers())
+        assert found.headers["upload-offset"] == "0"  # nothing of the refused body kept
+        sent = httpx.patch(f"{server.url}{path}", content=b"z" * 1000,
+                           headers=home.headers(**{"Upload-Offset": "0", "Content-Type": OCTETS}))
+        assert sent.status_code == 204 and sent.headers["upload-offset"] == "1000"
+    finally:
+        server.stop()
+
+
+def test_a_body_cut_off_by_any_interruption_keeps_what_arrived(home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from archive.services import uploads
+
+    archive, caller = home.archive(), home.caller()
+    upload_id, secret, _ = uploads.create_upload(archive, caller, 10_000, {})
+
+    def cancelled(n: int) -> Iterator[bytes]:
+        yield b"x" * n
+        raise asyncio.CancelledError()  # a BaseException: a cancelled request, not a read error
+
+    with pytest.raises(asyncio.CancelledError):
+        uploads.append(archive, caller, upload_id, secret, 0, cancelled(96))
+    assert uploads.status(archive, caller, upload_id, secret).offset == 96
+
+    def failing(*_: Any) -> None:
+        raise RuntimeError("catalog unavailable")
+
+    monkeypatch.setattr(uploads, "_advance", failing)  # keeping fails: the cause is still what is raised
+    with pytest.raises(ConnectionResetError) as raised:
+        def cut() -> Iterator[bytes]:
+            yield b"y" * 10
+            raise ConnectionResetError("the client went away")
+
+        uploads.append(archive, caller, upload_id, secret, 96, cut())
+    assert "could not be kept" in " ".join(getattr(raised.value, "__notes__", []))

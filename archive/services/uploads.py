@@ -6,15 +6,23 @@ these, so the rules never fork:
 - `create_upload`: a row (`archive.catalog.uploads`) and an empty segment
   folder; returns the upload id, the secret (256 bits, shown once: the client
   puts it in the URL) and the expiry. Limits: `[api] max_upload_bytes`
-  (default 8 GiB, `TooLarge`), `[api] max_open_uploads` per user (default 8,
-  `TooMany`), `[api] upload_expiry_hours` (default 24).
+  (default 8 GiB, `TooLarge`), `[api] max_open_uploads` per token (default 8,
+  `TooMany`, whose Retry-After is the time until that token's oldest open
+  upload expires), `[api] upload_expiry_hours` (default 24, counted from the
+  last byte received) and `[api] empty_upload_expiry_hours` (default 1: an
+  upload that never received a byte, e.g. left by a crashed app, frees its
+  slot soon). A file name is a label: one too long is cut down
+  (`archive.services.ingest.safe_name`), never refused.
 - `append`: a request body, consumed as a stream, sealed segment by segment
   under the secret's key and fsync'd (`ingest.upload_store`) before the new
   offset is committed. With a checksum (tus `Upload-Checksum`), a mismatch
   takes the whole body back (`ChecksumMismatch`). Without one, a body cut off
   keeps what arrived (tus resumes from there).
 - `complete`: once every byte is in, the whole ingest runs in the request, from
-  the decrypted segments (no plaintext written anywhere). The row turns `done`
+  the decrypted segments (no plaintext written anywhere). At most `[api]
+  max_completions` (default 2 × CPUs) run at once per process: each may hold a
+  file of up to the in-memory analysis limit, so memory must not grow with the
+  number of contributors finishing together; the others wait their turn. The row turns `done`
   inside the item's own transaction (`ingest.steps.arrival.OnCommit`), with the
   outcome and the signed receipt sealed in it: a completion cut off by a crash
   is finished by the next request (HEAD or PATCH), or was committed and is
@@ -38,13 +46,14 @@ import hashlib
 import json
 import os
 import secrets as random
+import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, update
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from archive.catalog import uploads as table
@@ -59,8 +68,10 @@ if TYPE_CHECKING:
 DEFAULT_MAX_BYTES = 8 * 1024**3
 DEFAULT_MAX_OPEN = 8
 DEFAULT_EXPIRY_HOURS = 24.0
+DEFAULT_EMPTY_EXPIRY_HOURS = 1.0  # an upload that never received a byte
+SOON_SECONDS = 30  # Retry-After when a slot frees by itself shortly (an upload of the token is completing)
 METADATA_KEYS = ("filename", "filetype", "source", "channel", "note", "incident", "sha256")
-_TEXT_LIMITS = {"filename": 1024, "filetype": 255, "source": 4000, "channel": 32, "note": 4000, "incident": 255,
+_TEXT_LIMITS = {"filename": 4096, "filetype": 255, "source": 4000, "channel": 32, "note": 4000, "incident": 255,
                 "sha256": 64}
 FINAL_REFUSALS = ("sha256-mismatch", "damaged", "empty")  # the bytes themselves: retrying cannot change them
 FAULT_ENV = "EVIDENCE_TEST_UPLOAD_FAULT"  # tests only: "before-commit" | "after-commit" [":exit"]
@@ -91,7 +102,10 @@ class TooLarge(ServiceError):
 class TooMany(ServiceError):
     status_code = 429
     code = "too_many_uploads"
-    headers = {"Retry-After": "3600"}
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.headers = {"Retry-After": str(max(1, retry_after))}
 
 
 class UploadBusy(ServiceError):
@@ -183,6 +197,32 @@ def limits(archive: Archive) -> tuple[int, int, float]:
             float(api.get("upload_expiry_hours", DEFAULT_EXPIRY_HOURS)))
 
 
+def empty_expiry_hours(archive: Archive) -> float:
+    """How long an upload that never received a byte is kept (`[api] empty_upload_expiry_hours`)."""
+    api = archive.settings.extra.get("api") or {}
+    return float(api.get("empty_upload_expiry_hours", DEFAULT_EMPTY_EXPIRY_HOURS))
+
+
+def max_completions(settings_extra: dict[str, Any]) -> int:
+    """Completions (whole ingests) running at once per process (`[api] max_completions`, default 2 × CPUs)."""
+    api = settings_extra.get("api") or {}
+    return max(1, int(api.get("max_completions", 2 * (os.cpu_count() or 1))))
+
+
+_GATES: dict[int, threading.BoundedSemaphore] = {}
+_GATES_LOCK = threading.Lock()
+
+
+def _gate(archive: Archive) -> threading.BoundedSemaphore:
+    """The process's completion gate for this limit (one per distinct limit: apps of one process share it)."""
+    limit = max_completions(archive.settings.extra)
+    with _GATES_LOCK:
+        gate = _GATES.get(limit)
+        if gate is None:
+            gate = _GATES[limit] = threading.BoundedSemaphore(limit)
+        return gate
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -223,6 +263,8 @@ def _check_metadata(metadata: dict[str, str]) -> dict[str, str]:
             continue
         if not isinstance(value, str):
             raise Invalid(f"upload metadata {key}: text expected")
+        if key == "filename" and len(value) > _TEXT_LIMITS[key]:
+            value = _cut_label(value)
         if len(value) > _TEXT_LIMITS[key]:
             raise Invalid(f"upload metadata {key}: at most {_TEXT_LIMITS[key]} characters")
         kept[key] = value
@@ -232,6 +274,17 @@ def _check_metadata(metadata: dict[str, str]) -> dict[str, str]:
     if "channel" in kept and kept["channel"] not in CHANNELS:
         raise Invalid(f"upload metadata channel: one of {', '.join(CHANNELS)}")
     return kept
+
+
+def _cut_label(name: str) -> str:
+    """A name too long to keep whole, cut down to a bounded harmless label (`safe_name`), its extension kept."""
+    from archive.services.ingest import safe_name
+
+    label = safe_name(name)
+    suffix = Path(safe_name(name[-32:])).suffix
+    if suffix and not label.endswith(suffix) and len(suffix) < 32:
+        label = label[:255 - len(suffix)] + suffix
+    return label
 
 
 def _row(session: Session, caller: Caller, upload_id: str, secret: str) -> Upload:
@@ -297,22 +350,39 @@ def create_upload(archive: Archive, caller: Caller, length: int | None,
     upload_id = UPLOAD_PREFIX + random.token_hex(16)
     secret = new_secret()
     now = _now()
-    expires = _stamp(now + timedelta(hours=hours))
+    # Until its first byte an upload holds only a slot: an app that crashed right after creating it (its URL,
+    # and so its secret, lost) must not keep the token's slot for a day.
+    expires = _stamp(now + timedelta(hours=min(hours, empty_expiry_hours(archive)) if length else hours))
     version, sealed = seal_upload_fields(archive, upload_id, {"filename": kept.get("filename"), "receipt": None})
     segments = _segments(archive, upload_id, secret)
     with transaction(archive.engine) as session:
-        active = session.exec(select(func.count()).select_from(Upload).where(
-            col(Upload.owner) == caller.user_id, col(Upload.state).in_(table.ACTIVE),
-            col(Upload.expires_at) > _stamp(now))).one()
-        if int(active) >= max_open:
-            raise TooMany(f"at most {max_open} uploads in progress at once: finish or terminate one first")
+        open_now = session.exec(select(Upload.state, Upload.expires_at).where(
+            col(Upload.token_id) == caller.token_id, col(Upload.state).in_(table.ACTIVE),
+            col(Upload.expires_at) > _stamp(now))).all()
+        if len(open_now) >= max_open:
+            raise _too_many(max_open, open_now, now, hours, empty_expiry_hours(archive))
         session.add(Upload(
             id=upload_id, owner=caller.user_id, token_id=caller.token_id, secret_digest=secret_digest(secret),
             state=table.OPEN, length=length, offset=0, fields=_seal(secret, upload_id, "fields", kept),
             sealed=sealed, key_version=version, created_at=_stamp(now), updated_at=_stamp(now), expires_at=expires,
         ))
-        segments.create()
+    # The folder only once its row is committed: the sweep (`expire_uploads`) takes a folder no active row
+    # knows for a leftover, and must never see one whose row is still being written.
+    segments.create()
     return upload_id, secret, expires
+
+
+def _too_many(max_open: int, open_now: Any, now: datetime, hours: float, empty_hours: float) -> TooMany:
+    """The 429 for a token with every slot taken: when one frees by itself, and how to free one now."""
+    if any(state == table.COMPLETING for state, _ in open_now):
+        wait = SOON_SECONDS  # one is being ingested: its slot frees when that ends
+    else:
+        oldest = min(_parse(stamp) for _, stamp in open_now)
+        wait = max(1, int((oldest - now).total_seconds()) + 1)
+    return TooMany(f"at most {max_open} uploads in progress at once per token: finish one, or end one with "
+                   f"DELETE on its upload URL, or wait until the oldest expires (in {wait} s; an upload that "
+                   f"received no byte expires {min(hours, empty_hours):g} h after its creation, others "
+                   f"{hours:g} h after their last byte)", wait)
 
 
 def status(archive: Archive, caller: Caller, upload_id: str, secret: str) -> UploadStatus:
@@ -385,13 +455,17 @@ def _append_locked(archive: Archive, caller: Caller, upload_id: str, secret: str
             writer.feed(chunk)
     except TooLarge:
         raise
-    except Exception:
-        # The client went away (or the body could not be read): keep what arrived, unless a checksum was
-        # promised for the whole body, which can no longer be checked.
-        if hasher is not None:
-            writer.abandon()
-        else:
-            _advance(archive, upload_id, offset, writer.flush())
+    except BaseException as exc:
+        # The client went away, the body could not be read, or the request was cancelled: keep what arrived,
+        # unless a checksum was promised for the whole body, which can no longer be checked. The cause is
+        # what the caller hears, even if keeping fails (a failure here must not pass for the cause).
+        try:
+            if hasher is not None:
+                writer.abandon()
+            else:
+                _advance(archive, upload_id, offset, writer.flush())
+        except Exception as keeping:  # noqa: BLE001 - the bytes stay unacknowledged; the next body rewrites them
+            exc.add_note(f"what arrived could not be kept: {type(keeping).__name__}")
         raise
     if hasher is not None and checksum is not None and not _same(hasher.digest(), checksum[1]):
         writer.abandon()
@@ -463,8 +537,9 @@ def complete(archive: Archive, caller: Caller, upload_id: str, secret: str) -> C
         raise Incomplete(f"the upload holds {row.offset} of its {row.length} bytes: send the rest first")
     segments = _segments(archive, upload_id, secret)
     try:
-        with segments.lock():
-            return _complete_locked(archive, caller, upload_id, secret, segments)
+        with _gate(archive):  # waits its turn (bounded memory), never fails for it
+            with segments.lock():
+                return _complete_locked(archive, caller, upload_id, secret, segments)
     except Busy as exc:
         raise UploadBusy("this upload is being completed by another request; ask again shortly") from exc
     except StoreDamaged as exc:

@@ -46,7 +46,7 @@ router = APIRouter(tags=["webdav"])
 PREFIX = "/dav/"
 METHODS = ["OPTIONS", "PROPFIND", "MKCOL", "PUT"]
 ALLOW = ", ".join(METHODS)
-MAX_LABEL = 1024  # characters of a path under /dav/ (the uploads service keeps names that long); longer: 414
+MAX_LABEL = 4096  # characters of a path under /dav/ (PATH_MAX; the uploads service keeps labels that long); longer: 414
 MAX_PROPFIND_BODY = 64 * 1024
 PIECE = 1 << 20  # body bytes handed to the ingest thread at a time
 DAV = "DAV:"

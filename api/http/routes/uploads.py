@@ -200,7 +200,45 @@ def _body_threads(request: Request) -> anyio.CapacityLimiter:
     return limiter
 
 
-def _chunks(stream: AsyncIterator[bytes]) -> Iterator[bytes]:
+def _completions(request: Request) -> anyio.CapacityLimiter:
+    """Threads for completions (whole ingests), `[api] max_completions` at once: each may hold a file of up to
+    the in-memory analysis limit, so the rest wait in the event loop (holding no thread) and answer later."""
+    limiter = getattr(request.app.state, "upload_completions", None)
+    if limiter is None:
+        limiter = anyio.CapacityLimiter(service.max_completions(request.app.state.runtime.settings.extra))
+        request.app.state.upload_completions = limiter
+    return limiter
+
+
+async def _complete(request: Request, archive: Archive, caller: Caller, upload_id: str,
+                    secret: str) -> service.Completed:
+    return await anyio.to_thread.run_sync(lambda: service.complete(archive, caller, upload_id, secret),
+                                          limiter=_completions(request))
+
+
+class _Body:
+    """Whether a request's body was read to its end (an answer before that closes the connection)."""
+
+    def __init__(self) -> None:
+        self.read = False
+
+
+def _unread(request: Request, body: _Body, answer: Response) -> Response:
+    """An answer given before the body was read: close the connection, so the client stops sending now
+    (kept alive, the server would read and drop the whole rest before the client hears the answer)."""
+    if not body.read and request.method in ("PATCH", "POST") and _declares_body(request):
+        answer.headers["Connection"] = "close"
+    return answer
+
+
+def _declares_body(request: Request) -> bool:
+    length = request.headers.get("content-length")
+    if length is not None:
+        return length.strip() not in ("", "0")
+    return "chunked" in request.headers.get("transfer-encoding", "").lower()
+
+
+def _chunks(stream: AsyncIterator[bytes], body: _Body | None = None) -> Iterator[bytes]:
     """The request body as a blocking iterator of pieces up to about `PIECE`, for the service's worker thread."""
     finished = False
     failed: list[BaseException] = []  # a body cut off mid-piece: what arrived is handed over first
@@ -214,6 +252,8 @@ def _chunks(stream: AsyncIterator[bytes]) -> Iterator[bytes]:
                 chunk = await stream.__anext__()
             except StopAsyncIteration:
                 finished = True
+                if body is not None:
+                    body.read = True
                 break
             except Exception as exc:  # noqa: BLE001 - raised again after the bytes before it
                 failed.append(exc)
@@ -243,19 +283,16 @@ def _completed_headers(done: service.Completed) -> dict[str, str]:
 
 
 async def _has_body(request: Request) -> bool:
-    length = request.headers.get("content-length")
-    if length is not None:
-        return length.strip() not in ("", "0")
-    return "chunked" in request.headers.get("transfer-encoding", "").lower()
+    return _declares_body(request)
 
 
 async def _append(request: Request, archive: Archive, caller: Caller, upload_id: str, secret: str, offset: int,
-                  checksum: tuple[str, bytes] | None) -> int:
+                  checksum: tuple[str, bytes] | None, body: _Body | None = None) -> int:
     stream = request.stream()
     metrics.UPLOADS_IN_PROGRESS.inc()
     try:
         reached = await anyio.to_thread.run_sync(
-            lambda: service.append(archive, caller, upload_id, secret, offset, _chunks(stream), checksum),
+            lambda: service.append(archive, caller, upload_id, secret, offset, _chunks(stream, body), checksum),
             limiter=_body_threads(request))
     finally:
         metrics.UPLOADS_IN_PROGRESS.dec()
@@ -291,24 +328,25 @@ async def create(request: Request) -> Response:
         upload_id, secret, expires = await anyio.to_thread.run_sync(
             lambda: service.create_upload(archive, caller, length, metadata))
     except ServiceError as exc:
-        return _error(request, exc)
+        return _unread(request, _Body(), _error(request, exc))
     location = f"{request.scope.get('root_path', '')}/v1/uploads/{upload_id}/{secret}"
     headers = _headers(Location=location, **{"Upload-Expires": _expires(expires)})
     offset = 0
+    read = _Body()
     try:
         if body:
             try:
-                offset = await _append(request, archive, caller, upload_id, secret, 0, checksum)
+                offset = await _append(request, archive, caller, upload_id, secret, 0, checksum, read)
             except service.ChecksumMismatch:
                 metrics.refuse("checksum")  # the upload exists; the client sends its first bytes again
             headers["Upload-Offset"] = str(offset)
         if offset == length and (body or length == 0):
-            done = await anyio.to_thread.run_sync(lambda: service.complete(archive, caller, upload_id, secret))
+            done = await _complete(request, archive, caller, upload_id, secret)
             headers.update(_completed_headers(done))
     except ServiceError as exc:
         answer = _error(request, exc)
         answer.headers["Location"] = location
-        return answer
+        return _unread(request, read, answer)
     return Response(status_code=201, headers=headers)
 
 
@@ -319,7 +357,7 @@ async def head(request: Request, upload_id: str, secret: str) -> Response:
         caller, archive = _caller(request)
         found = await anyio.to_thread.run_sync(lambda: service.status(archive, caller, upload_id, secret))
         if found.completed is None and found.needs_completion:
-            done = await anyio.to_thread.run_sync(lambda: service.complete(archive, caller, upload_id, secret))
+            done = await _complete(request, archive, caller, upload_id, secret)
             return Response(status_code=200, headers=_completed_headers(done))
     except ServiceError as exc:
         return _error(request, exc)
@@ -336,6 +374,7 @@ async def head(request: Request, upload_id: str, secret: str) -> Response:
 
 @router.patch(ROUTE, status_code=204, summary="Send bytes at an offset (tus core, checksum); the last completes it")
 async def patch(request: Request, upload_id: str, secret: str) -> Response:
+    read = _Body()
     try:
         _check_version(request)
         caller, archive = _caller(request)
@@ -356,14 +395,14 @@ async def patch(request: Request, upload_id: str, secret: str) -> Response:
                 and offset + int(declared) > found.length):
             raise service.TooLarge(f"the body runs past the upload's length ({found.length} bytes)")
         try:
-            reached = await _append(request, archive, caller, upload_id, secret, offset, checksum)
+            reached = await _append(request, archive, caller, upload_id, secret, offset, checksum, read)
         except ClientDisconnect:  # what arrived is kept (without a checksum); nobody reads this answer
-            return Response(status_code=400, headers=_headers())
+            return Response(status_code=400, headers=_headers(Connection="close"))
         if found.length is not None and reached == found.length:
-            done = await anyio.to_thread.run_sync(lambda: service.complete(archive, caller, upload_id, secret))
+            done = await _complete(request, archive, caller, upload_id, secret)
             return Response(status_code=204, headers=_completed_headers(done))
     except ServiceError as exc:
-        return _error(request, exc)
+        return _unread(request, read, _error(request, exc))
     return Response(status_code=204, headers=_headers(**{"Upload-Offset": str(reached),
                                                          "Upload-Expires": _expires(found.expires_at)}))
 
