@@ -446,7 +446,7 @@ def test_the_incident_named_is_linked_and_a_bad_one_never_refuses(home: Home, co
     assert [r.status for r in results] == ["preserved", "preserved"]
     linked = links_of(custodian, results[0].item_id, role=Role.CUSTODIAN, type_="item")["links"]
     assert [(link["kind"], link["b"]["name"], link["created_by"]) for link in linked] == [
-        ("item_incident", "INC-1", "archive")]
+        ("item_incident", "INC-1", caller.user_id)]  # credited to the uploader (tests/test_upload_leaks.py)
     assert links_of(custodian, results[1].item_id, role=Role.CUSTODIAN, type_="item")["links"] == []
     assert home.count("SELECT count(*) FROM events WHERE event_type = 'validation' AND outcome = 'failure' "
                       "AND item_id = ?", results[1].item_id) == 1
@@ -733,3 +733,38 @@ def test_a_body_cut_off_by_any_interruption_keeps_what_arrived(home: Home, monke
 
         uploads.append(archive, caller, upload_id, secret, 96, cut())
     assert "could not be kept" in " ".join(getattr(raised.value, "__notes__", []))
+
+
+def test_edge_answers_never_pretend_success(app: Any, home: Home, corpus: Path) -> None:
+    data = photo(corpus)
+    url = create(app, home, data, filename="a.jpg")
+    assert patch(app, home, url, 0, data).status_code == 204
+    more = patch(app, home, url, len(data), b"more")  # past the end of a completed upload
+    assert more.status_code == 413 and more.headers["Connection"] == "close"
+    again = patch(app, home, url, len(data), b"")
+    assert again.status_code == 204 and again.headers["Upload-Receipt"]
+    twice = app.post("/v1/uploads", headers=[("Authorization", f"Bearer {home.tokens['alice']}"),
+                                             ("Tus-Resumable", "1.0.0"), ("Upload-Length", "10"),
+                                             ("Upload-Length", "20")])
+    assert twice.status_code == 400 and "more than once" in twice.json()["detail"]
+    assert home.count("SELECT count(*) FROM uploads") == 1
+
+
+def test_a_head_that_finishes_a_completion_carries_the_metadata_too(
+    home: Home, corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from archive.services import uploads
+
+    data = photo(corpus)
+    archive, caller = home.archive(), home.caller()
+    upload_id, secret, _ = uploads.create_upload(archive, caller, len(data), {"filename": "cut.jpg"})
+    uploads.append(archive, caller, upload_id, secret, 0, iter([data]))
+    monkeypatch.setenv(uploads.FAULT_ENV, "before-commit")
+    with pytest.raises(uploads.SimulatedCrash):
+        uploads.complete(archive, caller, upload_id, secret)
+    monkeypatch.delenv(uploads.FAULT_ENV)
+    with client(home.path) as app:
+        first = app.head(f"/v1/uploads/{upload_id}/{secret}", headers=home.headers())
+        second = app.head(f"/v1/uploads/{upload_id}/{secret}", headers=home.headers())
+    assert first.status_code == second.status_code == 200
+    assert first.headers["Upload-Metadata"] == second.headers["Upload-Metadata"] == meta(filename="cut.jpg")

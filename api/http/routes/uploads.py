@@ -100,7 +100,19 @@ def _expires(stamp: str) -> str:
     return format_datetime(moment.replace(tzinfo=UTC), usegmt=True)
 
 
+TUS_HEADERS = ("tus-resumable", "upload-length", "upload-offset", "upload-metadata", "upload-checksum",
+               "upload-defer-length")
+
+
+def _single(request: Request) -> None:
+    """Each tus header at most once: a proxy keeping another copy than the server reads would disagree with it."""
+    for name in TUS_HEADERS:
+        if len(request.headers.getlist(name)) > 1:
+            raise BadRequest(f"{name.title()}: given more than once")
+
+
 def _check_version(request: Request) -> None:
+    _single(request)
     if request.headers.get("tus-resumable") != TUS_VERSION:
         raise VersionMismatch(f"this server speaks tus {TUS_VERSION}: send `Tus-Resumable: {TUS_VERSION}`")
 
@@ -358,7 +370,10 @@ async def head(request: Request, upload_id: str, secret: str) -> Response:
         found = await anyio.to_thread.run_sync(lambda: service.status(archive, caller, upload_id, secret))
         if found.completed is None and found.needs_completion:
             done = await _complete(request, archive, caller, upload_id, secret)
-            return Response(status_code=200, headers=_completed_headers(done))
+            finished = _completed_headers(done)
+            if found.metadata:
+                finished["Upload-Metadata"] = encode_metadata(found.metadata)
+            return Response(status_code=200, headers=finished)
     except ServiceError as exc:
         return _error(request, exc)
     if found.completed is not None:
@@ -387,6 +402,8 @@ async def patch(request: Request, upload_id: str, secret: str) -> Response:
             if offset != found.completed.size:
                 raise service.OffsetMismatch(f"Upload-Offset {offset} is not where this upload stands "
                                              f"({found.completed.size})")
+            if _declares_body(request):  # bytes past the end: refused, not silently dropped behind a 204
+                raise service.TooLarge(f"the upload is complete ({found.completed.size} bytes): it takes no more")
             return Response(status_code=204, headers=_completed_headers(found.completed))
         if offset != found.offset:
             raise service.OffsetMismatch(f"Upload-Offset {offset} is not where this upload stands ({found.offset})")
