@@ -46,10 +46,12 @@ def _replica(ingestion: Ingestion, stored: StoredObject, role: str, now: str) ->
 
 def _name_arrival(ingestion: Ingestion, provenance: Provenance) -> None:
     """Events of a restore say which arrival's bytes made the copy (its provenance row), and so does the
-    arrival's digest event before them: the log index allows a restore only for the arrival it is ingesting."""
+    arrival's digest event before them: the log index allows a restore only for the arrival it is ingesting.
+    So do the events of a later arrival's own analysis (`ingest.steps.arrival.AnalyseLikeNew`, marked
+    `"arrival": true`): they describe these bytes, arriving again, not the item's first analysis."""
     for pending in ingestion.events:
-        if pending.details.get("restored_from") or (pending.event_type == MESSAGE_DIGEST
-                                                    and pending.details.get("duplicate") is True):
+        if pending.details.get("restored_from") or pending.details.get("arrival") is True or (
+                pending.event_type == MESSAGE_DIGEST and pending.details.get("duplicate") is True):
             pending.details["arrival"] = provenance.id
             pending.details["received_at"] = provenance.received_at
 

@@ -57,6 +57,8 @@ class DuplicateArrival:
     restore: list[str] = field(default_factory=list)  # backends whose new copy restores the item
     # Replica rows saying verified whose object is gone ("missing") or holds other bytes ("corrupt").
     vanished: dict[int, str] = field(default_factory=dict)
+    # Backends whose staged copy of this arrival was dropped unpublished (nothing of it was ever acknowledged).
+    discarded: list[str] = field(default_factory=list)
 
 
 def _answers(archive: Archive, name: str, health: dict[str, str | None]) -> bool:
@@ -186,4 +188,5 @@ class Deduplicate(Step):
                 keep.append(entry)
             else:
                 entry.writer.abort()  # never published, so nothing acknowledged is touched
+                found.discarded.append(entry.backend)
         ingestion.staged[:] = keep

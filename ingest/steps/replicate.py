@@ -109,8 +109,11 @@ def bind_commitment(ingestion: Ingestion, archive: Archive) -> None:
             pending.details["duplicate"] = True
             if _matches_commitment(ingestion, archive) is False:
                 pending.outcome, pending.details["matches_commitment"] = "failure", False
+                found = ingestion.results.get("deduplicate")
                 for entry in ingestion.staged:
                     entry.writer.abort()
+                    if found is not None:
+                        found.discarded.append(entry.backend)
                 ingestion.staged.clear()
         elif ingestion.item_id and ingestion.salt and ingestion.sha256:
             pending.details.update(commitment_details(ingestion.item_id, ingestion.salt, ingestion.sha256))
