@@ -141,9 +141,9 @@ def _record(archive: Archive, item_id: str, start: float, done: Any, *, failure:
     with transaction(archive.engine) as session:
         details: dict[str, Any] = {"medium": "video", "resumed": True}  # not from where: the log names no duration
         if done is not None:
-            fresh = store_fingerprints(session, sealer, item_id, done.hashes, done.probe, from_ms=round(start * 1000))
+            store_fingerprints(session, sealer, item_id, done.hashes, done.probe, from_ms=round(start * 1000))
             details.update(coverage_details(done.covered, done.duration, done.complete))
-            details.update(fingerprinted=True, candidates=fresh)
+            details.update(fingerprinted=True)  # no candidate ids: they would name restricted items to log readers
         row = session.get(ItemMetadata, item_id)
         if row is not None and sealer.keys is not None and row.key_version != PENDING:
             # The failures are sealed with the metadata: opened, amended and sealed again.

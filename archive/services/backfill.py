@@ -317,9 +317,7 @@ def _store(archive: Archive, ingestion: Ingestion, needed: list[str]) -> None:
             session.add(row)
         result: FingerprintResult | None = ingestion.results.get("fingerprint")
         if FINGERPRINT in needed and result is not None:
-            fresh = store_fingerprints(session, sealer, item_id, result.hashes, result.probe)
-            if result.event is not None:
-                result.event.details["candidates"] = fresh
+            store_fingerprints(session, sealer, item_id, result.hashes, result.probe)  # candidates: catalog only
             if not result.complete:  # the rest of a long video, as after ingest
                 enqueue(session, FINGERPRINT_JOB, item_id=item_id, payload={"start": result.covered or 0.0})
         for pending in ingestion.events:

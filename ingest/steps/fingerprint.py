@@ -10,7 +10,7 @@ files ingested side by side (worker processes) still find each other: on
 SQLite that transaction holds the write lock, so every earlier item is visible
 and no other can commit meanwhile. The hashes are sealed in one catalog row per item
 (`archive.catalog.fingerprints`): they exist to match a known picture. The
-custody event carries item ids only, and for a video whether all of it was fingerprinted (a coarse share: the
+custody event names no candidate (see `save`), and for a video whether all of it was fingerprinted (a coarse share: the
 log is public, and an exact duration or frame count names a known video): decoding stops
 after `INGEST_VIDEO_BUDGET` seconds, and a job committed with the item lets
 the worker fingerprint the rest (`archive.services.analysis`).
@@ -177,7 +177,7 @@ class FingerprintMedia(Step):
             coverage = coverage_details(done.covered, done.duration, done.complete)
             if not done.complete:
                 ingestion.fail(self.name, pending_note(done.covered or 0.0, done.duration))
-        ingestion.event(FINGERPRINT_EVENT, "success", medium=medium, fingerprinted=True, candidates=[], **coverage)
+        ingestion.event(FINGERPRINT_EVENT, "success", medium=medium, fingerprinted=True, **coverage)
         ingestion.results["fingerprint"] = FingerprintResult(
             medium, done.hashes, done.probe, event=ingestion.events[-1],
             covered=done.covered, duration=done.duration, complete=done.complete,
@@ -196,9 +196,9 @@ class FingerprintMedia(Step):
         if result.probe is not None and sealer.keys is not None:
             # Searched before this item's own rows are added, so the cached index never holds uncommitted rows.
             # A locked process cannot open the fingerprints, so it suggests none (the hashes are kept pending).
+            # Not named in the custody event: the log's readers include investigators outside a case, and a
+            # candidate's id would tell them that a restricted item looks like this one (they are in the catalog).
             result.candidates = index_in(session, sealer.keys).search(result.probe, exclude=ingestion.item_id)
-            if result.event is not None:
-                result.event.details["candidates"] = [m.id for m in result.candidates]
         if result.hashes:
             replace_hashes(session, sealer, ingestion.item_id, result.hashes)
         record_candidates(session, ingestion.item_id, result.candidates, utc_now())
