@@ -120,6 +120,10 @@ def test_redaction_of_log_lines() -> None:
     assert "abcdef0123" not in redact("Authorization: Bearer abcdef0123456789")
     assert "abcdef0123" not in redact("{'authorization': 'Basic abcdef0123456789'}")
     assert redact('"GET /v1/items/3f2a9c1e HTTP/1.1" 200') == '"GET /v1/items/3f2a9c1e HTTP/1.1" 200'
+    # Near misses a client may send by mistake still carry the secret (R2 F1): redacted whatever the spelling.
+    for path in ("/v1/uploads//up-1/{s}", "/v1//uploads/up-1/{s}", "/V1/Uploads/up-1/{s}", "/v1/receipts/up-1/{s}",
+                 "/v1/uploads/up-1%2F{s}", "//v1/uploads/up-1/x/{s}", "/DAV/{s}"):
+        assert secret not in redact(f'"PATCH {path.format(s=secret)} HTTP/1.1" 404'), path
 
 
 def test_a_real_server_logs_no_secret_and_stops_cleanly(tmp_path: Path) -> None:
