@@ -768,3 +768,88 @@ def test_a_head_that_finishes_a_completion_carries_the_metadata_too(
         second = app.head(f"/v1/uploads/{upload_id}/{secret}", headers=home.headers())
     assert first.status_code == second.status_code == 200
     assert first.headers["Upload-Metadata"] == second.headers["Upload-Metadata"] == meta(filename="cut.jpg")
+
+
+def _raw_patch(port: int, path: str, token: str, offset: int, length: int) -> Any:
+    import socket
+
+    sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+    sock.sendall((f"PATCH {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nTus-Resumable: 1.0.0\r\n"
+                  f"Upload-Offset: {offset}\r\nContent-Type: application/offset+octet-stream\r\n"
+                  f"Content-Length: {length}\r\n\r\n").encode())
+    return sock
+
+
+def _answer(sock: Any) -> bytes:
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        part = sock.recv(65536)
+        if not part:
+            break
+        answer += part
+    return answer
+
+
+def test_slow_bodies_cannot_starve_other_uploads(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    import httpx
+
+    from tests.api_support import serve
+
+    home = Home(tmp_path / "home", {"bodies_per_token": 1, "min_body_bytes_per_second": 1000,
+                                    "body_rate_window_seconds": 1})
+    server = serve(home.path, env={"TMPDIR": str(tmp_path)})
+    try:
+        def new(who: str) -> str:
+            made = httpx.post(f"{server.url}/v1/uploads", headers=home.headers(who, **{"Upload-Length": "100000"}))
+            return str(httpx.URL(made.headers["location"]).path)
+
+        held, waiting, others = new("alice"), new("alice"), new("bob")
+        # One token's bodies are read one at a time (here): its second waits, another token's goes at once.
+        sock = _raw_patch(server.port, held, home.tokens["alice"], 0, 2000)
+        sock.sendall(b"a" * 1000)
+        time.sleep(0.3)
+        answers: dict[str, Any] = {}
+
+        def second() -> None:
+            answers["alice"] = httpx.patch(f"{server.url}{waiting}", content=b"b" * 500, timeout=30,
+                                           headers=home.headers(**{"Upload-Offset": "0", "Content-Type": OCTETS}))
+
+        thread = threading.Thread(target=second)
+        thread.start()
+        started = time.monotonic()
+        bob = httpx.patch(f"{server.url}{others}", content=b"c" * 500, timeout=30,
+                          headers=home.headers("bob", **{"Upload-Offset": "0", "Content-Type": OCTETS}))
+        assert bob.status_code == 204 and time.monotonic() - started < 2
+        time.sleep(0.3)
+        assert "alice" not in answers  # waits its turn (holding no thread)
+        sock.sendall(b"a" * 1000)
+        assert _answer(sock).startswith(b"HTTP/1.1 204")
+        sock.close()
+        thread.join(30)
+        assert answers["alice"].status_code == 204 and answers["alice"].headers["upload-offset"] == "500"
+        # A trickle below the minimum rate is cut off with a reason; what arrived is kept for resume.
+        sock = _raw_patch(server.port, held, home.tokens["alice"], 2000, 50000)
+        sent = 0
+        answer = b""
+        sock.settimeout(0.2)
+        for _ in range(40):  # 10 bytes every 0.1 s: 100 bytes a second, under 1000
+            try:
+                sock.sendall(b"d" * 10)
+                sent += 10
+            except OSError:
+                break
+            try:
+                answer = sock.recv(65536)
+                break
+            except TimeoutError:
+                pass
+        sock.close()
+        assert answer.startswith(b"HTTP/1.1 408") and b"connection: close" in answer.lower(), answer
+        assert b"too_slow" in answer or b"slower than" in answer
+        kept = int(httpx.head(f"{server.url}{held}", headers=home.headers()).headers["upload-offset"])
+        assert 2000 < kept <= 2000 + sent
+    finally:
+        server.stop()

@@ -9,7 +9,12 @@ logged here, nor put in an error. An unknown upload, someone else's and a
 wrong secret get one and the same 404.
 
 Bodies are read as a stream (`request.stream()`) in a worker thread, one
-chunk at a time, so a slow client holds a bounded amount of memory. The PATCH
+chunk at a time, so a slow client holds a bounded amount of memory. The body
+threads (`[api] upload_threads`) are shared fairly: at most `[api]
+bodies_per_token` (4) bodies of one token are read at once (the others wait,
+holding no thread), and a body trickling slower than `[api]
+min_body_bytes_per_second` (256) over `body_rate_window_seconds` (60) is cut
+off with 408, what arrived kept for resume. The PATCH
 that brings the last byte runs the whole ingest and answers only once the item
 is committed, with `Upload-Receipt: base64(receipt)`; a HEAD or PATCH after a
 completion cut off by a crash finishes it. Every response carries
@@ -74,7 +79,7 @@ class RateLimited(ServiceError):
     code = "rate"
 
 
-_REASONS = {400: "bad_request", 404: "not_found", 409: "offset", 412: "tus_version", 413: "too_large",
+_REASONS = {400: "bad_request", 404: "not_found", 408: "too_slow", 409: "offset", 412: "tus_version", 413: "too_large",
             415: "content_type", 422: "refused", 429: "rate", 460: "checksum", 503: "not_acknowledged"}
 
 
@@ -212,6 +217,41 @@ def _body_threads(request: Request) -> anyio.CapacityLimiter:
     return limiter
 
 
+BODIES_PER_TOKEN = 4  # upload bodies read at once per token (`[api] bodies_per_token`); beyond, a body waits
+MIN_RATE = 256  # bytes a second a body must average over each `RATE_WINDOW` (`[api] min_body_bytes_per_second`)
+RATE_WINDOW = 60.0
+
+
+class TooSlow(ServiceError):
+    """A body trickling slower than the minimum rate: cut off (what arrived is kept), so it frees its thread."""
+
+    status_code = 408
+    code = "too_slow"
+
+
+def _token_bodies(request: Request, token_id: str) -> anyio.CapacityLimiter:
+    """One token's share of the body threads: one client (or one stolen token) cannot hold them all."""
+    limiters: dict[str, anyio.CapacityLimiter] | None = getattr(request.app.state, "upload_token_bodies", None)
+    if limiters is None:
+        limiters = request.app.state.upload_token_bodies = {}
+    limiter = limiters.get(token_id)
+    if limiter is None:
+        if len(limiters) > 10000:  # forget idle tokens' limiters (none of their bodies in flight)
+            for key in [k for k, v in limiters.items() if v.borrowed_tokens == 0 and v.statistics().tasks_waiting == 0]:
+                del limiters[key]
+        api = request.app.state.runtime.settings.extra.get("api") or {}
+        limiter = limiters[token_id] = anyio.CapacityLimiter(int(api.get("bodies_per_token", BODIES_PER_TOKEN)))
+    return limiter
+
+
+def _min_rate(request: Request) -> tuple[float, float]:
+    """(bytes a second, over seconds) a body must average: `[api] min_body_bytes_per_second`,
+    `body_rate_window_seconds`."""
+    api = request.app.state.runtime.settings.extra.get("api") or {}
+    return float(api.get("min_body_bytes_per_second", MIN_RATE)), float(api.get("body_rate_window_seconds",
+                                                                                RATE_WINDOW))
+
+
 def _completions(request: Request) -> anyio.CapacityLimiter:
     """Threads for completions (whole ingests), `[api] max_completions` at once: each may hold a file of up to
     the in-memory analysis limit, so the rest wait in the event loop (holding no thread) and answer later."""
@@ -250,18 +290,42 @@ def _declares_body(request: Request) -> bool:
     return "chunked" in request.headers.get("transfer-encoding", "").lower()
 
 
-def _chunks(stream: AsyncIterator[bytes], body: _Body | None = None) -> Iterator[bytes]:
-    """The request body as a blocking iterator of pieces up to about `PIECE`, for the service's worker thread."""
+def _chunks(stream: AsyncIterator[bytes], body: _Body | None = None,
+            min_rate: tuple[float, float] = (0.0, RATE_WINDOW)) -> Iterator[bytes]:
+    """The request body as a blocking iterator of pieces up to about `PIECE`, for the service's worker thread.
+
+    A body averaging less than `min_rate` (bytes a second, over a window) is
+    cut off (`TooSlow`, after the bytes that arrived): a trickle must not hold a
+    body thread forever (a silent body is cut by `api.http.app.BodyIdleTimeout`).
+    """
     finished = False
     failed: list[BaseException] = []  # a body cut off mid-piece: what arrived is handed over first
+    window = [0.0, 0]  # start of the current rate window (from the first read: not the wait for a thread), bytes
+
+    def too_slow(size: int) -> bool:
+        window[1] += size
+        now = time.monotonic()
+        if now - window[0] < min_rate[1]:
+            return False
+        slow = window[1] < min_rate[0] * (now - window[0])
+        window[0], window[1] = now, 0
+        return slow
 
     async def piece() -> bytes:
         nonlocal finished
         parts: list[bytes] = []
         held = 0
+        if not window[0]:
+            window[0] = time.monotonic()
         while held < PIECE:
             try:
                 chunk = await stream.__anext__()
+                if min_rate[0] > 0 and too_slow(len(chunk)):
+                    parts.append(chunk)
+                    failed.append(TooSlow(f"the body arrived slower than {min_rate[0]:g} bytes a second: cut off, "
+                                          "what arrived is kept (ask HEAD for the offset and resume)"))
+                    finished = True
+                    break
             except StopAsyncIteration:
                 finished = True
                 if body is not None:
@@ -303,9 +367,11 @@ async def _append(request: Request, archive: Archive, caller: Caller, upload_id:
     stream = request.stream()
     metrics.UPLOADS_IN_PROGRESS.inc()
     try:
-        reached = await anyio.to_thread.run_sync(
-            lambda: service.append(archive, caller, upload_id, secret, offset, _chunks(stream, body), checksum),
-            limiter=_body_threads(request))
+        async with _token_bodies(request, caller.token_id):  # waits here, holding no thread
+            reached = await anyio.to_thread.run_sync(
+                lambda: service.append(archive, caller, upload_id, secret, offset,
+                                       _chunks(stream, body, _min_rate(request)), checksum),
+                limiter=_body_threads(request))
     finally:
         metrics.UPLOADS_IN_PROGRESS.dec()
     if reached > offset:
