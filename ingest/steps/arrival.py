@@ -36,16 +36,19 @@ would have written in their place:
   was written there instead.
 
 So a new file writes, per site, a copy and its manifest (two events), or one
-failure; a duplicate writes the addendum and the deletion (two), or one failure.
-Equal in the common cases: photos, videos and other files, one or more sites,
-a site down. They still differ where the archive's state changes the work:
-a duplicate that restores a lost or damaged copy (its restore writes a copy, a
-manifest, and a fixity failure for each bad row found); a site that answers its
-health check but fails the staged write (a new file records one failure, a
-duplicate only the addendum); a stream too large to analyse in the request
-(a new file's "analysis queued", then the worker's events); a video longer than
-the ingest budget (the worker's later fingerprint event); an addendum that could
-not be written; a locked archive.
+failure; a duplicate writes the addendum and the deletion (two), or one event
+(the addendum, or the failure) where its copy could not be staged. Equal in the
+common cases (checked: photos, videos and other bytes, one or two sites, a site
+down). They still differ where the archive's state changes the work: a duplicate
+that restores a lost or damaged copy (it writes the copy, its manifest, an
+addendum, and a fixity failure for each bad row found: three more for one lost
+site); a stream too large to analyse in the request (a new file's "analysis
+queued", then the worker's events); a video longer than the ingest budget (the
+worker's later fingerprint event); a manifest or an addendum that could not be
+written. (An incident hint costs one event either way: the link, or the failure.) A file sent
+while the archive is locked is kept as new either way (settlement merges it
+later, with its own events). Path ingest by a custodian (`evidence ingest`) does
+not run this step: a held file costs it fewer events.
 
 `OnCommit`: runs a callback inside the item's transaction just before it
 commits, after every custody event of the arrival is appended (so the callback
