@@ -173,3 +173,9 @@ def test_a_hint_never_moves_a_held_item_into_a_case(home: Home, corpus: Path) ->
     assert again.item_id == done.item_id and world.links(done.item_id) == [
         ("INC-SECRET", home.caller("inside").user_id)]
     assert not world.visible_to("outside", done.item_id)
+    # And the hint costs a held file's receipts the same seq gap as a new file's (a failure event, or the link).
+    gaps = []
+    for sent in ((corpus / "media" / "jpg" / "Nikon_D70.jpg").read_bytes(), data):
+        before = _upload(home, "alice", os.urandom(3000))
+        gaps.append(int(_upload(home, "alice", sent, incident="INC-OPEN").event_seq) - int(before.event_seq))
+    assert gaps[0] == gaps[1], gaps
