@@ -257,13 +257,16 @@ def test_termination_and_expiry_never_touch_a_completed_upload(tmp_path: Path, c
         gone_url = create(app, home, data)
         patch(app, home, gone_url, 0, data[:500])
         assert app.delete(gone_url, headers=home.headers()).status_code == 204
-        assert app.head(gone_url, headers=home.headers()).status_code == 404
+        ended = app.head(gone_url, headers=home.headers())  # its sender is told it ended, not a bare 404
+        assert ended.status_code == 410 and ended.headers["Upload-Refused"] == "terminated"
+        assert app.head(gone_url, headers=home.headers("bob")).status_code == 404  # anyone else: unknown
         assert not (home.path / "uploads" / gone_url.split("/")[3]).exists()
         idle_url = create(app, home, data)
         patch(app, home, idle_url, 0, data[:500])
         time.sleep(1.5)
         assert expire_uploads(home.archive()) == 1
-        assert app.head(idle_url, headers=home.headers()).status_code == 404
+        expired = app.head(idle_url, headers=home.headers())
+        assert expired.status_code == 410 and expired.headers["Upload-Refused"] == "expired"
         assert not (home.path / "uploads" / idle_url.split("/")[3]).exists()
         kept = app.head(done_url, headers=home.headers())
         assert kept.status_code == 200 and kept.headers["Upload-Receipt"]
@@ -853,3 +856,34 @@ def test_slow_bodies_cannot_starve_other_uploads(tmp_path: Path) -> None:
         assert 2000 < kept <= 2000 + sent
     finally:
         server.stop()
+
+
+def test_an_upload_with_every_byte_in_is_not_expired_as_idle(
+    tmp_path: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from archive.services import uploads
+
+    home = Home(tmp_path / "home", {"upload_expiry_hours": 0.0003})  # about one second
+    data = photo(corpus)
+    archive, caller = home.archive(), home.caller()
+    cut_id, cut_secret, _ = uploads.create_upload(archive, caller, len(data), {})
+    uploads.append(archive, caller, cut_id, cut_secret, 0, iter([data]))
+    monkeypatch.setenv(uploads.FAULT_ENV, "before-commit")
+    with pytest.raises(uploads.SimulatedCrash):  # its completion cut off: the row stays `completing`
+        uploads.complete(archive, caller, cut_id, cut_secret)
+    monkeypatch.delenv(uploads.FAULT_ENV)
+    never_id, never_secret, _ = uploads.create_upload(archive, caller, len(data), {})
+    uploads.append(archive, caller, never_id, never_secret, 0, iter([data]))  # every byte, no completion yet
+    idle_id, idle_secret, _ = uploads.create_upload(archive, caller, len(data), {})
+    uploads.append(archive, caller, idle_id, idle_secret, 0, iter([data[:100]]))
+    time.sleep(1.5)
+    assert uploads.expire_uploads(archive) == 1  # only the idle one
+    with pytest.raises(uploads.UploadGone):
+        uploads.status(archive, caller, idle_id, idle_secret)
+    with client(home.path) as app:  # the clients come back late: both are completed, not dropped
+        for upload_id, secret in ((cut_id, cut_secret), (never_id, never_secret)):
+            late = app.head(f"/v1/uploads/{upload_id}/{secret}", headers=home.headers())
+            assert late.status_code == 200 and late.headers["Upload-Receipt"], late.text
+    assert home.count("SELECT count(*) FROM items") == 1  # the same file twice: one item, two receipts

@@ -69,6 +69,7 @@ DEFAULT_MAX_BYTES = 8 * 1024**3
 DEFAULT_MAX_OPEN = 8
 DEFAULT_EXPIRY_HOURS = 24.0
 DEFAULT_EMPTY_EXPIRY_HOURS = 1.0  # an upload that never received a byte
+DEFAULT_GRACE_DAYS = 30.0  # an upload with every byte in, its completion cut off, waits this long for its client
 SOON_SECONDS = 30  # Retry-After when a slot frees by itself shortly (an upload of the token is completing)
 METADATA_KEYS = ("filename", "filetype", "source", "channel", "note", "incident", "sha256")
 _TEXT_LIMITS = {"filename": 4096, "filetype": 255, "source": 4000, "channel": 32, "note": 4000, "incident": 255,
@@ -82,6 +83,17 @@ UPLOAD_PREFIX = "up-"
 
 class UploadNotFound(NotFound):
     """No such upload for this caller: unknown, someone else's, ended, or the wrong secret (one answer)."""
+
+
+class UploadGone(ServiceError):
+    """The caller's own upload (its secret right) ended before it was complete: said so, not a bare 404."""
+
+    status_code = 410
+    code = "gone"
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class OffsetMismatch(ServiceError):
@@ -292,12 +304,21 @@ def _row(session: Session, caller: Caller, upload_id: str, secret: str) -> Uploa
     from ingest.upload_store import secret_matches
 
     row = session.get(Upload, upload_id) if upload_id.startswith(UPLOAD_PREFIX) and len(upload_id) <= 40 else None
-    if (row is None or row.owner != caller.user_id or not secret_matches(secret, row.secret_digest)
-            or row.state in (table.TERMINATED, table.EXPIRED)):
+    if row is None or row.owner != caller.user_id or not secret_matches(secret, row.secret_digest):
         raise UploadNotFound("no such upload")
-    if row.state == table.OPEN and _parse(row.expires_at) <= _now():
-        raise UploadNotFound("no such upload")
+    ended = row.state if row.state in (table.TERMINATED, table.EXPIRED) else None
+    if row.state == table.OPEN and not _awaits_completion(row) and _parse(row.expires_at) <= _now():
+        ended = table.EXPIRED
+    if ended is not None:
+        how = "was terminated" if ended == table.TERMINATED else "expired (idle too long)"
+        raise UploadGone(f"this upload {how} before it was complete: nothing of it was kept; start it again", ended)
     return row
+
+
+def _awaits_completion(row: Upload) -> bool:
+    """Every byte is in (a completion cut off, or never begun): never expired as idle, only after a long grace."""
+    return row.state == table.COMPLETING or (row.state == table.OPEN and row.length is not None
+                                             and row.offset == row.length)
 
 
 def _load(archive: Archive, caller: Caller, upload_id: str, secret: str) -> Upload:
@@ -740,18 +761,24 @@ def expire_uploads(archive: Archive) -> int:
     from ingest.upload_store import Busy, Segments, uploads_root
 
     now = _stamp(_now())
+    grace = float((archive.settings.extra.get("api") or {}).get("completion_grace_days", DEFAULT_GRACE_DAYS))
+    cutoff = _stamp(_now() - timedelta(days=grace))
     with Session(read_only(archive.engine)) as session:
-        stale = list(session.exec(select(Upload.id).where(col(Upload.state).in_(table.ACTIVE),
-                                                          col(Upload.expires_at) <= now)).all())
+        rows = list(session.exec(select(Upload).where(col(Upload.state).in_(table.ACTIVE),
+                                                      col(Upload.expires_at) <= now)).all())
+    # An upload whose every byte is in waits for its client to ask again (the next HEAD completes it) for
+    # `[api] completion_grace_days`, not the idle expiry: it may be evidence its sender believes sent.
+    stale = [(row.id, cutoff if _awaits_completion(row) else now) for row in rows
+             if not _awaits_completion(row) or row.expires_at <= cutoff]
     ended = 0
-    for upload_id in stale:
+    for upload_id, before in stale:
         segments = _segments(archive, upload_id)
         try:
             with segments.lock() if segments.exists() else _nothing():
                 with transaction(archive.engine) as session:
                     ended += _count(session.execute(update(Upload).where(
                         col(Upload.id) == upload_id, col(Upload.state).in_(table.ACTIVE),
-                        col(Upload.expires_at) <= now,
+                        col(Upload.expires_at) <= before,
                     ).values(state=table.EXPIRED, length=None, offset=None, claim=None, updated_at=now)))
                 segments.remove()
         except Busy:

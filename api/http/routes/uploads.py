@@ -92,7 +92,7 @@ def _error(request: Request, exc: ServiceError) -> Response:
     answer = service_error_response(request, exc)
     metrics.refuse(str(getattr(exc, "code", None) or _REASONS.get(answer.status_code, "refused")))
     headers = {**dict(getattr(exc, "headers", None) or {}), **_headers()}
-    if isinstance(exc, service.UploadRefused):
+    if isinstance(exc, service.UploadRefused | service.UploadGone):
         headers["Upload-Refused"] = exc.reason
     if request.method == "HEAD":
         return Response(status_code=answer.status_code, headers=headers)
