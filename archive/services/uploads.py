@@ -533,7 +533,7 @@ def terminate(archive: Archive, caller: Caller, upload_id: str, secret: str) -> 
         raise UploadKept("a completed upload is kept as evidence; it cannot be terminated")
     segments = _segments(archive, upload_id)
     try:
-        with segments.lock():
+        with segments.lock() if segments.exists() else _nothing():  # a refused upload's bytes are gone already
             with transaction(archive.engine) as session:
                 ended = session.execute(update(Upload).where(
                     col(Upload.id) == upload_id, col(Upload.state).in_((table.OPEN, table.REFUSED)),
