@@ -127,7 +127,7 @@ class Compartment:
         return True
 
     def hint_failures(self, item_id: str) -> list[dict[str, Any]]:
-        return [details for _, outcome, details in
+        return [{k: v for k, v in details.items() if k != "nonce"} for _, outcome, details in  # nonces differ
                 _events(self.home, "WHERE item_id = ? AND event_type = 'validation'", item_id)
                 if outcome == "failure" and details.get("check") == "incident link"]
 
@@ -179,3 +179,19 @@ def test_a_hint_never_moves_a_held_item_into_a_case(home: Home, corpus: Path) ->
         before = _upload(home, "alice", os.urandom(3000))
         gaps.append(int(_upload(home, "alice", sent, incident="INC-OPEN").event_seq) - int(before.event_seq))
     assert gaps[0] == gaps[1], gaps
+
+
+def test_no_event_of_an_arrival_can_be_guessed(tmp_path: Path, corpus: Path) -> None:
+    """A contributor's proof holds the hashes of its ingestion event's neighbours (R4): every event an arrival
+    writes, new or held, carries its own random nonce, so none can be rebuilt from what the contributor knows."""
+    home = Home(tmp_path / "home")
+    data = photo(corpus)
+    first = _upload(home, "bob", data)
+    again = _upload(home, "alice", data)  # held now: its deletions of staged copies are otherwise all guessable
+    assert first.item_id == again.item_id
+    written = _events(home, "WHERE item_id = ?", first.item_id)
+    assert {kind for kind, _, _ in written} >= {"deletion", "ingestion", "message digest calculation"}
+    nonces = [details.get("nonce") for _, _, details in written]
+    assert all(isinstance(n, str) and len(n) == 32 for n in nonces), written
+    assert len(set(nonces)) == len(nonces)
+    _log_verifies(home)

@@ -860,6 +860,47 @@ def test_slow_bodies_cannot_starve_other_uploads(tmp_path: Path) -> None:
         server.stop()
 
 
+def test_a_trickling_webdav_put_is_cut_off_like_a_tus_body(tmp_path: Path) -> None:
+    """WebDAV PUTs share the tus bodies' limits (R4): a PUT below the minimum rate is refused, never held forever,
+    and another token's request goes through meanwhile."""
+    import base64
+    import socket
+    import time
+
+    import httpx
+
+    from tests.api_support import serve
+
+    home = Home(tmp_path / "home", {"min_body_bytes_per_second": 1000, "body_rate_window_seconds": 1})
+    server = serve(home.path, env={"TMPDIR": str(tmp_path)})
+    try:
+        basic = base64.b64encode(f"x:{home.tokens['alice']}".encode()).decode()
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=20)
+        sock.sendall((f"PUT /dav/slow.bin HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {basic}\r\n"
+                      "Content-Length: 50000\r\n\r\n").encode())
+        sock.settimeout(0.2)
+        answer = b""
+        started = time.monotonic()
+        for _ in range(60):  # 10 bytes every 0.1 s: 100 bytes a second, under 1000
+            try:
+                sock.sendall(b"d" * 10)
+            except OSError:
+                break
+            try:
+                answer = sock.recv(65536)
+                break
+            except TimeoutError:
+                pass
+        sock.close()
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+        assert time.monotonic() - started < 6
+        bob = httpx.put(f"{server.url}/dav/quick.bin", content=os.urandom(2000), auth=("x", home.tokens["bob"]),
+                        timeout=30)
+        assert bob.status_code == 201
+    finally:
+        server.stop()
+
+
 def test_an_upload_with_every_byte_in_is_not_expired_as_idle(
     tmp_path: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

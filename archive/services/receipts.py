@@ -113,5 +113,7 @@ def receipt_proof(archive: Archive, caller: Caller, upload_id: str, *, may_sign:
     from archive.custody.receipts import receipt_vkey, verify_receipt
 
     fields = verify_receipt(get_receipt(archive, caller, upload_id), receipt_vkey(archive))
-    extra: Extra = "leaf" if caller.role == Role.CONTRIBUTOR else "entry"
+    # The entry itself says whether the file was already held: only for those who read the log (custodians;
+    # an investigator's own upload of a file held in a case it cannot see must not tell it so).
+    extra: Extra = "entry" if caller.role == Role.CUSTODIAN else "leaf"
     return proof_of_event(archive, int(fields["event"]), extra=extra, may_sign=may_sign)

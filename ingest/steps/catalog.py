@@ -114,6 +114,10 @@ class CommitToCatalog(Step):
         for step in steps:
             if not ingestion.duplicate or step.runs_on_duplicates:
                 step.save(ingestion, session)
+        # Every event of an arrival carries a random nonce, so that none can be guessed: a contributor is given
+        # its ingestion event's inclusion proof, whose path holds the hashes of its neighbours (this arrival's
+        # other events); a guessable one (a duplicate's discarded staged copy, say) would tell it, by hashing,
+        # whether the file was already held.
         for pending in ingestion.events:
             append_event(
                 session,
@@ -122,7 +126,7 @@ class CommitToCatalog(Step):
                 item_id=ingestion.item_id,
                 objects=pending.objects,
                 outcome=pending.outcome,
-                details=pending.details,
+                details={**pending.details, "nonce": secrets.token_hex(16)},
             )
         append_event(
             session,
@@ -130,8 +134,6 @@ class CommitToCatalog(Step):
             actor=ingestion.actor,
             item_id=ingestion.item_id,
             outcome="success",
-            # The nonce makes this entry unguessable: a contributor is given its leaf hash (the receipt's proof),
-            # and must not learn from it whether the file was already held by hashing both values of `duplicate`.
             details={"duplicate": ingestion.duplicate, "status": ingestion.status, "nonce": secrets.token_hex(16)},
         )
 

@@ -26,19 +26,19 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
 from urllib.parse import quote
 
-import anyio.from_thread
+import anyio.to_thread
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from api.http import metrics
 from api.http.auth import archive_for, current_caller
+from api.http.routes.uploads import _body_threads, _chunks, _min_rate, _token_bodies
 from archive.services.errors import ServiceError
 
 router = APIRouter(tags=["webdav"])
@@ -48,7 +48,6 @@ METHODS = ["OPTIONS", "PROPFIND", "MKCOL", "PUT"]
 ALLOW = ", ".join(METHODS)
 MAX_LABEL = 4096  # characters of a path under /dav/ (PATH_MAX; the uploads service keeps labels that long); longer: 414
 MAX_PROPFIND_BODY = 64 * 1024
-PIECE = 1 << 20  # body bytes handed to the ingest thread at a time
 DAV = "DAV:"
 _NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")  # not allowed in XML 1.0
 
@@ -223,33 +222,16 @@ async def _put(request: Request, label: str, path: str) -> Response:
     filetype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower() or None
     if filetype in ("application/octet-stream", "") or (filetype and "/" not in filetype):
         filetype = None
-    stream = request.stream().__aiter__()
-    finished = False
-
-    async def piece() -> bytes:
-        """Up to `PIECE` bytes of the body: one hop to the event loop per piece, not per network read."""
-        nonlocal finished
-        parts: list[bytes] = []
-        held = 0
-        while held < PIECE:
-            try:
-                chunk = await stream.__anext__()
-            except StopAsyncIteration:
-                finished = True
-                break
-            parts.append(chunk)
-            held += len(chunk)
-        return b"".join(parts)
-
-    def chunks() -> Iterator[bytes]:
-        while not finished:
-            if block := anyio.from_thread.run(piece):
-                yield block
-
     metrics.UPLOADS_IN_PROGRESS.inc()
     try:
-        completed = await run_in_threadpool(ingest_stream, archive, caller, chunks(), filename=label,
-                                            filetype=filetype)
+        # The tus bodies' limits: this token's share of the body threads (waiting holds no thread), their own
+        # pool apart from the rest of the API, and the minimum rate (a trickling PUT is cut, never held forever).
+        stream = request.stream()
+        async with _token_bodies(request, caller.token_id):
+            completed = await anyio.to_thread.run_sync(
+                lambda: ingest_stream(archive, caller, _chunks(stream, None, _min_rate(request)), filename=label,
+                                      filetype=filetype),
+                limiter=_body_threads(request))
     except ClientDisconnect:
         metrics.refuse("disconnect")
         return text(400, "the body was cut off before its end: nothing was kept")
