@@ -113,7 +113,7 @@ def test_redaction_of_log_lines() -> None:
 
     secret = "Zm9vYmFyYmF6cXV1eHNlY3JldHNlY3JldHNlY3JldA"
     line = f'- - "PATCH /v1/uploads/up-0123456789abcdef/{secret} HTTP/1.1" 204'
-    assert redact(line) == '- - "PATCH /v1/uploads/up-0123456789abcdef/… HTTP/1.1" 204'
+    assert redact(line) == '- - "PATCH /v1/uploads/… HTTP/1.1" 204'
     assert secret not in redact(f"HEAD /v1/uploads/up-1/{secret}?x=1")
     assert redact('"PUT /dav/Amina/witness%20statement.mp4 HTTP/1.1"') == '"PUT /dav/… HTTP/1.1"'
     assert redact('"GET /v1/search?q=Amina%20K HTTP/1.1"') == '"GET /v1/search?… HTTP/1.1"'
@@ -122,7 +122,8 @@ def test_redaction_of_log_lines() -> None:
     assert redact('"GET /v1/items/3f2a9c1e HTTP/1.1" 200') == '"GET /v1/items/3f2a9c1e HTTP/1.1" 200'
     # Near misses a client may send by mistake still carry the secret (R2 F1): redacted whatever the spelling.
     for path in ("/v1/uploads//up-1/{s}", "/v1//uploads/up-1/{s}", "/V1/Uploads/up-1/{s}", "/v1/receipts/up-1/{s}",
-                 "/v1/uploads/up-1%2F{s}", "//v1/uploads/up-1/x/{s}", "/DAV/{s}"):
+                 "/v1/uploads/up-1%2F{s}", "//v1/uploads/up-1/x/{s}", "/DAV/{s}", "/v1/uploads/up-1%252F{s}",
+                 "/v1/uploads/up-1\\{s}", "/v1/uploads/up-1{s}", "/v1/upload/up-1/{s}", "/v1/uploads.up-1/{s}"):
         assert secret not in redact(f'"PATCH {path.format(s=secret)} HTTP/1.1" 404'), path
 
 

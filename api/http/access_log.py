@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import re
 
-# Whatever the spelling (`/V1//Uploads/ID/SECRET`, `/v1/receipts/ID/SECRET`): nothing after an upload's id.
-_UPLOAD = re.compile(r"(?i)(/+v1/+(?:uploads|receipts)/+(?:[^/?#\s\"%]|%(?!2f))+)(?:/|%2f)[^?#\s\"]*")
+# Whatever the spelling (`/V1//Uploads/ID/SECRET`, `/v1/receipts/ID/SECRET`, `%2F`, `\\`, `/v1/upload.`):
+# nothing after the resource's name, not even the upload id (the log needs neither).
+_UPLOAD = re.compile(r"(?i)(/+v1/+(?:uploads?|receipts?))[^?#\s\"]*")
 _DAV = re.compile(r"(?i)(/+dav/)[^\s\"]*")
 _QUERY = re.compile(r"(/[^\s\"?]*)\?[^\s\"]*")
 _AUTH = re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)(bearer|basic)?\s*[^\s\"',}]+")
