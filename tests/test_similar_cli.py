@@ -61,7 +61,7 @@ def test_ingest_records_candidates_and_similar_finds_them(cli: Cli, corpus: Path
     assert len(events) == len(files)
     for event in events:
         coverage = {"covered_share", "complete"}  # videos: how much was fingerprinted, coarsely
-        assert set(event.details) <= {"medium", "candidates", "fingerprinted", *coverage}
+        assert set(event.details) <= {"medium", "candidates", "fingerprinted", "nonce", *coverage}  # arrivals: a nonce
         assert all(c in ids.values() for c in event.details.get("candidates", []))
 
 
