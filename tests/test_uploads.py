@@ -795,6 +795,26 @@ def _answer(sock: Any) -> bytes:
     return answer
 
 
+def _trickle(sock: Any, steps: int) -> tuple[bytes, int]:
+    """Send 10 bytes every 0.1 s (100 bytes a second) until the server answers: (its answer, bytes sent)."""
+    sent = 0
+    answer = b""
+    sock.settimeout(0.2)
+    for _ in range(steps):
+        try:
+            sock.sendall(b"d" * 10)
+            sent += 10
+        except OSError:
+            break
+        try:
+            answer = sock.recv(65536)
+            break
+        except TimeoutError:
+            pass
+    sock.close()
+    return answer, sent
+
+
 def test_slow_bodies_cannot_starve_other_uploads(tmp_path: Path) -> None:
     import threading
     import time
@@ -837,21 +857,7 @@ def test_slow_bodies_cannot_starve_other_uploads(tmp_path: Path) -> None:
         assert answers["alice"].status_code == 204 and answers["alice"].headers["upload-offset"] == "500"
         # A trickle below the minimum rate is cut off with a reason; what arrived is kept for resume.
         sock = _raw_patch(server.port, held, home.tokens["alice"], 2000, 50000)
-        sent = 0
-        answer = b""
-        sock.settimeout(0.2)
-        for _ in range(40):  # 10 bytes every 0.1 s: 100 bytes a second, under 1000
-            try:
-                sock.sendall(b"d" * 10)
-                sent += 10
-            except OSError:
-                break
-            try:
-                answer = sock.recv(65536)
-                break
-            except TimeoutError:
-                pass
-        sock.close()
+        answer, sent = _trickle(sock, 40)
         assert answer.startswith(b"HTTP/1.1 408") and b"connection: close" in answer.lower(), answer
         assert b"too_slow" in answer or b"slower than" in answer
         kept = int(httpx.head(f"{server.url}{held}", headers=home.headers()).headers["upload-offset"])
@@ -878,20 +884,8 @@ def test_a_trickling_webdav_put_is_cut_off_like_a_tus_body(tmp_path: Path) -> No
         sock = socket.create_connection(("127.0.0.1", server.port), timeout=20)
         sock.sendall((f"PUT /dav/slow.bin HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {basic}\r\n"
                       "Content-Length: 50000\r\n\r\n").encode())
-        sock.settimeout(0.2)
-        answer = b""
         started = time.monotonic()
-        for _ in range(60):  # 10 bytes every 0.1 s: 100 bytes a second, under 1000
-            try:
-                sock.sendall(b"d" * 10)
-            except OSError:
-                break
-            try:
-                answer = sock.recv(65536)
-                break
-            except TimeoutError:
-                pass
-        sock.close()
+        answer, _ = _trickle(sock, 60)
         assert answer.startswith(b"HTTP/1.1 408"), answer
         assert time.monotonic() - started < 6
         bob = httpx.put(f"{server.url}/dav/quick.bin", content=os.urandom(2000), auth=("x", home.tokens["bob"]),
