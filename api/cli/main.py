@@ -125,6 +125,7 @@ def _register() -> None:
         analysis,
         cases,
         encrypt_to,
+        export,
         fixity,
         incidents,
         items,
@@ -135,18 +136,21 @@ def _register() -> None:
         policy,
         push,
         receipt,
+        recipients,
         records_io,
         serve,
         sources,
         stats,
         storage,
         users,
+        verify_bundle,
         victims,
         worker,
     )
 
     for module in (items, log, policy, fixity, worker, media, storage, encrypt_to, analysis, keys,
-                   incidents, victims, sources, links, records_io, stats, users, serve, cases, receipt, push):
+                   incidents, victims, sources, links, records_io, stats, users, serve, cases, receipt, push,
+                   export, recipients, verify_bundle):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -78,6 +78,13 @@ ROUTES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/v1/stats"): DOCUMENTERS,
     ("POST", "/v1/import"): frozenset({C}),
     ("GET", "/v1/vocab"): DOCUMENTERS,  # what forms offer: parties, incident types, governorates …
+    # evidence bundles (restricted cases only for their members: the service's own check)
+    ("POST", "/v1/exports"): DOCUMENTERS,  # streams the bundle
+    ("POST", "/v1/exports/plan"): DOCUMENTERS,  # what an export would carry and withhold, and why
+    ("GET", "/v1/exports/key"): EVERY_ROLE,  # the bundle verifier key
+    ("GET", "/v1/recipients"): DOCUMENTERS,
+    ("POST", "/v1/recipients"): frozenset({C}),
+    ("DELETE", "/v1/recipients/{name}"): frozenset({C}),
     # storage and the custody log
     ("GET", "/v1/storage"): CATALOG_READERS,
     ("GET", "/v1/log/checkpoint"): LOG_READERS,

@@ -2,6 +2,7 @@
 
 from archive.catalog.checkpoints import Checkpoint, LogState, LogTile
 from archive.catalog.events import Event, LogHead
+from archive.catalog.exports import Export, ExportRecipient
 from archive.catalog.fingerprints import Candidate, ItemFingerprints
 from archive.catalog.items import Item, Provenance, Replica
 from archive.catalog.jobs import Cursor, Job
@@ -9,6 +10,6 @@ from archive.catalog.metadata import ItemMetadata
 from archive.catalog.settings import ArchiveSetting, StorageSite
 
 __all__ = [
-    "ArchiveSetting", "Candidate", "Checkpoint", "Cursor", "Event", "Item", "ItemFingerprints", "ItemMetadata", "Job",
+    "ArchiveSetting", "Candidate", "Checkpoint", "Cursor", "Event", "Export", "ExportRecipient", "Item", "ItemFingerprints", "ItemMetadata", "Job",
     "LogHead", "LogState", "LogTile", "Provenance", "Replica", "StorageSite",
 ]
