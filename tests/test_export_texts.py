@@ -1,0 +1,149 @@
+"""The words and documents a bundle carries: certificates, README.txt, withheld.txt, the BagIt profile."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import subprocess
+from typing import Any
+
+import pytest
+
+from archive.custody.commit import commitment, commitment_line
+from archive.exports import formats
+from archive.exports.certificate import certificate_pdf, latin1
+from archive.exports.formats import BundleInfo, Withheld
+from archive.exports.texts import bagit_profile, external_description, readme_text, withheld_text
+from archive.records.changes import commitment_line as record_line
+
+pypdf = pytest.importorskip("pypdf")
+
+INFO = BundleInfo(export_id="exp-0123456789abcdef", origin="evidence-archive/test", purpose="court",
+                  created_at="2026-12-01T23:00:00Z", organization="Org", contact_name="Clerk",
+                  contact_email="clerk@example.org", encrypted=True, recipients=("ab" * 32,), to="ICC registry",
+                  started_seq=41, checkpoint_size=42, counts={"items": 1, "events": 3})
+SPLIT = BundleInfo(**{**INFO.__dict__, "part": 2, "parts": 3})
+SHA = hashlib.sha256(b"original").hexdigest()
+SALT = "5a" * 32
+ITEM: dict[str, Any] = {"id": "itm-0000aaaa", "sha256": SHA, "size": 8, "media_type": "video/mp4",
+        "original": "data/originals/itm-0000aaaa.mp4", "part": 1,
+        "commitment": commitment("itm-0000aaaa", SALT, SHA), "commitment_event": 3, "original_name": "clip — ü.mp4"}
+EVENTS: list[dict[str, Any]] = [
+    {"format": "evidence-event/1", "seq": seq, "time": f"2026-01-{seq:02d}T10:00:00Z", "actor": "field-team",
+     "type": kind, "item": "itm-0000aaaa", "objects": [], "outcome": "success", "details": details}
+    for seq, kind, details in ((2, "ingestion", {"via": "tus"}),
+                               (3, "message digest calculation", {"commitment": ITEM["commitment"]}),
+                               (17, "fixity check", {"copies": 2, "note": "سليم"}))]
+CHECKPOINT = ("evidence-archive/test\n42\nq83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=\n\n"
+              "— evidence-archive/test AbCd1234=\n")
+
+
+def _text(pdf: bytes) -> str:
+    reader = pypdf.PdfReader(io.BytesIO(pdf))
+    return "\n".join(page.extract_text() for page in reader.pages)
+
+
+def test_certificate_opens_and_holds_seqs_hashes_and_checkpoint() -> None:
+    pdf = certificate_pdf(ITEM, EVENTS, CHECKPOINT, INFO)
+    assert pdf.startswith(b"%PDF-")
+    text = _text(pdf)
+    for needle in ("itm-0000aaaa", SHA, ITEM["commitment"], "seq 2", "seq 3", "seq 17", "seq 41",
+                   "message digest calculation", "field-team", "2026-01-02T10:00:00Z", "ICC registry",
+                   "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=", "sha256sum", "tlog-proof", "printf"):
+        assert needle in text.replace("\n", ""), needle
+    box = pypdf.PdfReader(io.BytesIO(pdf)).pages[0].mediabox
+    assert (round(float(box.width)), round(float(box.height))) == (595, 842)  # A4
+
+
+def test_certificate_is_deterministic_and_survives_any_text() -> None:
+    weird = {**ITEM, "original_name": "شهادة \u2603 \U0001f600 Łodź.mp4", "media_type": None}
+    first = certificate_pdf(weird, EVENTS, CHECKPOINT, INFO)
+    assert first == certificate_pdf(weird, EVENTS, CHECKPOINT, INFO)
+    assert "Lodz" in _text(first)
+    many = [{**EVENTS[2], "seq": 100 + n, "details": {"x": "y" * 2000}} for n in range(60)]  # several pages
+    pages = pypdf.PdfReader(io.BytesIO(certificate_pdf(ITEM, many, CHECKPOINT, SPLIT))).pages
+    assert len(pages) > 1 and "seq 159" in _text(certificate_pdf(ITEM, many, CHECKPOINT, SPLIT))
+    assert certificate_pdf(ITEM, [], CHECKPOINT, INFO).startswith(b"%PDF-")
+
+
+def test_latin1_never_raises() -> None:
+    for text in ("é", "—", "حسن", "\U0001f600", "ﬁ", "Ω"):
+        latin1(text).encode("latin-1")
+    assert latin1("café — ok") == "café - ok"
+
+
+def test_readme_is_english_then_arabic_and_names_every_file_and_tool() -> None:
+    text = readme_text(INFO)
+    english, _, arabic = text.partition("حزمة أدلة")
+    assert arabic and re.search(r"[\u0600-\u06ff]{4}", arabic)
+    for name in (*formats.TAG_FILES, formats.SIGNATURE, "tagmanifest-sha256.txt", "tagmanifest-sha512.txt",
+                 formats.CHECKPOINT, formats.LOG_VKEY, formats.BUNDLE_VKEY, formats.SALTS, "items.json",
+                 "changes.json", "schema.json", "certificates/", "events/", "proofs/", "originals/"):
+        assert name in english, name
+    for command in ("bagit.py --validate", "sha256sum -c manifest-sha256.txt", "sha512sum -c manifest-sha512.txt",
+                    "age -d", "printf '", "| sha256sum", "tlog-proof", "RFC 9162", "python3 verify.py", "--vkey",
+                    "trusted channel"):
+        assert command in english, command
+        if command not in ("trusted channel",):
+            assert command in arabic, command
+    assert INFO.export_id in english and INFO.export_id in arabic
+    assert "part 2 of 3" in readme_text(SPLIT) and "part" not in english.split("\n")[0]
+
+
+def test_readme_commitment_lines_match_the_code() -> None:
+    """The printf formats in README.txt produce exactly the lines the archive hashes."""
+    text = readme_text(INFO)
+    item_fmt = re.search(r"printf '(evidence-commit/1 %s %s %s\\n)'", text)
+    record_fmt = re.search(r"printf '(evidence-record/1 %s %s %s\\n)'", text)
+    assert item_fmt and record_fmt
+    printed = subprocess.run(["printf", item_fmt.group(1), ITEM["id"], SALT, SHA], capture_output=True,
+                             check=True).stdout
+    assert printed == commitment_line(ITEM["id"], SALT, SHA).encode("ascii")
+    assert hashlib.sha256(printed).hexdigest() == ITEM["commitment"]
+    printed = subprocess.run(["printf", record_fmt.group(1), "vic-1", SALT, SHA], capture_output=True,
+                             check=True).stdout
+    assert printed == record_line("vic-1", SALT, SHA).encode("ascii")
+    leaf = subprocess.run(["sh", "-c", "printf '\\000'; printf 'ab'"], capture_output=True, check=True).stdout
+    assert leaf == b"\x00ab"
+
+
+def test_bagit_profile_is_json_with_the_required_keys() -> None:
+    profile = json.loads(json.dumps(bagit_profile()))
+    info = profile["BagIt-Profile-Info"]
+    assert info["BagIt-Profile-Identifier"] == formats.PROFILE_IDENTIFIER
+    assert info["BagIt-Profile-Version"] == "1.3.0"
+    for key in ("Source-Organization", "External-Description", "Version"):
+        assert info[key]
+    for field in ("Source-Organization", "Contact-Name", "Contact-Email", "External-Description",
+                  "External-Identifier", "Bagging-Date", "Payload-Oxum", "Bag-Size", "BagIt-Profile-Identifier"):
+        assert profile["Bag-Info"][field]["required"] is True
+    assert profile["Bag-Info"]["Bag-Count"]["required"] is False
+    assert profile["Manifests-Required"] == ["sha256", "sha512"]
+    assert profile["Tag-Manifests-Required"] == ["sha256", "sha512"]
+    assert set(profile["Tag-Files-Required"]) >= {"bagit-profile.json", "README.txt", "verify.py", "withheld.txt",
+                                                  "signature.note"}
+    assert profile["Accept-BagIt-Version"] == ["1.0"]
+    assert profile["Allow-Fetch.txt"] is False
+    assert "application/zip" in profile["Accept-Serialization"]
+
+
+def test_withheld_text_counts_and_reasons_only() -> None:
+    withheld = [Withheld("victim", "no_consent_courts", 2, "The family has not consented to courts."),
+                Withheld("item", "linked_to_withheld_victim", 5, "Linked to a withheld victim.")]
+    text = withheld_text(withheld, INFO)
+    assert "victim: 2 (reason: no_consent_courts)" in text and "item: 5" in text
+    assert "Nothing was withheld." in withheld_text([], INFO)
+
+
+def test_external_description_is_one_line() -> None:
+    for info in (INFO, SPLIT):
+        text = external_description(info)
+        assert "\n" not in text and info.export_id in text
+    assert "part 2 of 3" in external_description(SPLIT)
+
+
+def test_bagit_is_importable() -> None:
+    bagit = pytest.importorskip("bagit")
+    assert hasattr(bagit, "Bag") and hasattr(bagit, "make_bag")
