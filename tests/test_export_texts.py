@@ -6,13 +6,15 @@ import hashlib
 import io
 import json
 import re
+import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from archive.custody.commit import commitment, commitment_line
-from archive.exports import formats
+from archive.exports import formats, texts
 from archive.exports.certificate import certificate_pdf, latin1
 from archive.exports.formats import BundleInfo, Withheld
 from archive.exports.texts import bagit_profile, external_description, readme_text, withheld_text
@@ -147,3 +149,111 @@ def test_external_description_is_one_line() -> None:
 def test_bagit_is_importable() -> None:
     bagit = pytest.importorskip("bagit")
     assert hasattr(bagit, "Bag") and hasattr(bagit, "make_bag")
+
+
+def _inclusion_as_printed(leaf: bytes, index: int, size: int, path: list[bytes], root: bytes) -> bool:
+    """README.txt's by-hand inclusion check, line for line."""
+    if index >= size:
+        return False
+    fn, sn, r = index, size - 1, leaf
+    for p in path:
+        if sn == 0:
+            return False
+        if fn % 2 == 1 or fn == sn:
+            r = hashlib.sha256(b"\x01" + p + r).digest()
+            while fn % 2 == 0 and fn != 0:
+                fn, sn = fn >> 1, sn >> 1
+        else:
+            r = hashlib.sha256(b"\x01" + r + p).digest()
+        fn, sn = fn >> 1, sn >> 1
+    return sn == 0 and r == root
+
+
+def test_readme_inclusion_algorithm_proves_and_refuses() -> None:
+    from archive.custody.entry import leaf_hash
+    from archive.custody.merkle import MemoryTree, inclusion_proof
+
+    readme = readme_text(INFO)
+    assert "while fn is even and fn != 0" in texts.INCLUSION
+    assert all(line.strip() in readme for line in texts.INCLUSION.splitlines())
+    for size in (1, 2, 3, 5, 8, 13):
+        leaves = [leaf_hash(f"entry {n}".encode()) for n in range(size)]
+        tree = MemoryTree(b"".join(leaves))
+        root = tree.root()
+        for index in range(size):
+            path = inclusion_proof(tree, index, size)
+            assert _inclusion_as_printed(leaves[index], index, size, path, root), (size, index)
+            assert not _inclusion_as_printed(leaf_hash(b"other"), index, size, path, root)
+            if path:
+                assert not _inclusion_as_printed(leaves[index], index, size, path[:-1], root)
+
+
+def _sh(command: str, cwd: Path, tmp: Path) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(["bash", "-c", command.replace("/tmp/", f"{tmp}/")], cwd=cwd, capture_output=True,
+                          check=False)
+
+
+@pytest.mark.skipif(not all(shutil.which(t) for t in ("bash", "openssl", "xxd", "base64", "sha256sum", "jq", "cmp")),
+                    reason="needs bash, openssl, xxd, coreutils, jq")
+def test_readme_shell_commands_work_as_printed(tmp_path: Path) -> None:
+    """Every by-hand command of README.txt, run as printed on files made the way the exporter makes them."""
+    from archive.custody.checkpoint import Signer, checkpoint_body
+    from archive.custody.entry import canonical, encode, leaf_hash
+    from archive.custody.merkle import MemoryTree, inclusion_proof
+    from archive.custody.proof_format import TlogProof
+    from archive.records.changes import batch_root, record_commitment, state_digest
+
+    bag, work = tmp_path / "bag", tmp_path / "work"
+    (bag / "data/custody/events").mkdir(parents=True)
+    (bag / "data/custody/proofs").mkdir()
+    (bag / "data/records").mkdir()
+    work.mkdir()
+    entries = [encode({"format": "evidence-event/1", "seq": n, "details": {"n": n, "who": "حسن"}}) for n in range(6)]
+    tree = MemoryTree(b"".join(leaf_hash(e) for e in entries))
+    log = Signer.generate("evidence-archive/test")
+    note = log.sign_note(checkpoint_body("evidence-archive/test", 6, tree.root()))
+    (bag / formats.CHECKPOINT).write_text(note, encoding="utf-8")
+    (bag / formats.LOG_VKEY).write_text(log.verifier.encode() + "\n")
+    bundles = Signer.generate("evidence-archive/test/bundles")
+    (bag / formats.SIGNATURE).write_text(bundles.sign_note(formats.signature_text(
+        "evidence-archive/test", INFO.export_id, 1, 1, "ab" * 32)), encoding="utf-8")
+    (bag / formats.BUNDLE_VKEY).write_text(bundles.verifier.encode() + "\n")
+
+    ok = _sh(texts.NOTE_CHECK, bag, work)
+    assert ok.returncode == 0 and b"Signature Verified Successfully" in ok.stdout, ok.stderr
+    checkpoint_check = texts.NOTE_CHECK.replace("NOTE=signature.note", f"NOTE={formats.CHECKPOINT}") \
+        .replace("KEY=data/custody/bundle.vkey", f"KEY={formats.LOG_VKEY}")
+    assert _sh(checkpoint_check, bag, work).returncode == 0
+    wrong_key = texts.NOTE_CHECK.replace("KEY=data/custody/bundle.vkey", f"KEY={formats.LOG_VKEY}")
+    assert _sh(wrong_key, bag, work).returncode != 0
+    (bag / formats.CHECKPOINT).write_text(note.replace("\n6\n", "\n7\n"), encoding="utf-8")
+    assert _sh(checkpoint_check, bag, work).returncode != 0
+    (bag / formats.CHECKPOINT).write_text(note, encoding="utf-8")
+
+    for n in (0, 4, 5):
+        (bag / f"{formats.EVENTS}{n}.json").write_bytes(entries[n])
+        (bag / f"{formats.PROOFS}{n}.tlog-proof").write_text(
+            TlogProof(n, tuple(inclusion_proof(tree, n, 6)), note).encode(), encoding="utf-8")
+        leaf = _sh(texts.EVENT_LEAF.replace("N.json", f"{n}.json"), bag, work).stdout.split()[0].decode()
+        assert leaf == leaf_hash(entries[n]).hex()
+        assert _sh(texts.PROOF_CHECKPOINT.replace("N.tlog-proof", f"{n}.tlog-proof"), bag, work).returncode == 0
+    (bag / formats.CHECKPOINT).write_text(note + "x", encoding="utf-8")
+    assert _sh(texts.PROOF_CHECKPOINT.replace("N.tlog-proof", "4.tlog-proof"), bag, work).returncode != 0
+
+    states: list[dict[str, Any]] = [
+        {"name": "حسن علي", "age": 34, "tags": ["a", "ب"], "z": None, "quote": "say \"hi\"\n\t/\\"},
+        {"b": {"y": True, "a": -1}, "a": "x"}]
+    changes: list[dict[str, Any]] = [
+        {"record_id": f"vic-{k}", "state": state, "commitment": record_commitment(f"vic-{k}", SALT, state)}
+        for k, state in enumerate(states)]
+    (bag / "data/records/changes.json").write_text(json.dumps(
+        {"format": formats.RECORDS_FORMAT, "kind": "changes", "records": changes}, indent=1, ensure_ascii=False))
+    for k, state in enumerate(states):
+        digest = _sh(texts.STATE_DIGEST.replace("[K]", f"[{k}]"), bag, work).stdout.split()[0].decode()
+        assert digest == state_digest(state) == hashlib.sha256(canonical(state)).hexdigest()
+        line = _sh(f"printf 'evidence-record/1 %s %s %s\\n' vic-{k} {SALT} {digest} | sha256sum", bag, work)
+        assert line.stdout.split()[0].decode() == changes[k]["commitment"]
+    leaves = [_sh(texts.BATCH_LEAF.replace("COMMITMENT", c["commitment"]), bag, work).stdout.split()[0]
+              for c in changes]
+    assert MemoryTree(b"".join(bytes.fromhex(x.decode()) for x in leaves)).root().hex() == \
+        batch_root([c["commitment"] for c in changes])

@@ -122,13 +122,46 @@ def readme_text(info: BundleInfo) -> str:
 
 
 def _names(info: BundleInfo) -> dict[str, str]:
-    return {"bag": info.name, "id": info.export_id, "origin": info.origin, "seq": str(info.started_seq),
+    return {"note_check": _indent(NOTE_CHECK), "inclusion": _indent(INCLUSION, 3), "event_leaf": EVENT_LEAF,
+            "proof_checkpoint": PROOF_CHECKPOINT, "state_digest": STATE_DIGEST, "batch_leaf": BATCH_LEAF,
+            "bag": info.name, "id": info.export_id, "origin": info.origin, "seq": str(info.started_seq),
             "size": str(info.checkpoint_size), "ic": ITEM_COMMIT, "rc": RECORD_COMMIT,
             "purpose": PURPOSE_TEXT.get(info.purpose, info.purpose),
             "purpose_ar": PURPOSE_TEXT_AR.get(info.purpose, info.purpose),
             "part": _part_text(info),
             "part_ar": f"، الجزء {info.part} من {info.parts}" if info.parts > 1 else "",
             "enc": "age-encrypted" if info.encrypted else "not encrypted"}
+
+
+# The shell commands the README gives, kept here so tests run them as printed (sh, coreutils, xxd, openssl, jq).
+NOTE_CHECK = """\
+NOTE=signature.note; KEY=data/custody/bundle.vkey
+NAME=$(cut -d+ -f1 "$KEY")
+sed '/^$/,$d' "$NOTE" > /tmp/body.txt
+grep "^\u2014 $NAME " "$NOTE" | cut -d' ' -f3 | base64 -d | tail -c 64 > /tmp/sig.bin
+(printf '302a300506032b6570032100' | xxd -r -p; cut -d+ -f3- "$KEY" | base64 -d | tail -c 32) > /tmp/pub.der
+openssl pkeyutl -verify -pubin -inkey /tmp/pub.der -keyform DER -rawin -in /tmp/body.txt -sigfile /tmp/sig.bin
+"""
+EVENT_LEAF = "(printf '\\000'; cat data/custody/events/N.json) | sha256sum"
+PROOF_CHECKPOINT = "sed '1,/^$/d' data/custody/proofs/N.tlog-proof | cmp - data/custody/checkpoint.txt"
+STATE_DIGEST = "jq -jcS '.records[K].state' data/records/changes.json | sha256sum"
+BATCH_LEAF = "(printf '\\000'; printf COMMITMENT | xxd -r -p) | sha256sum"
+INCLUSION = """\
+  FAIL if index >= tree_size; fn = index; sn = tree_size - 1; r = leaf hash
+  for each hash p of the path, in order:
+    if sn == 0: FAIL
+    if fn is odd or fn == sn:
+      r = SHA-256(0x01 || p || r)
+      while fn is even and fn != 0: fn = fn >> 1; sn = sn >> 1
+    else:
+      r = SHA-256(0x01 || r || p)
+    fn = fn >> 1; sn = sn >> 1
+  OK when sn == 0 and r == root hash
+"""
+
+
+def _indent(text: str, by: int = 5) -> str:
+    return "".join(" " * by + line + "\n" for line in text.rstrip("\n").split("\n"))
 
 
 _EN = """\
@@ -215,30 +248,38 @@ transparency-dev tools). Commands below run inside this folder unless said.
 2. The archive signed this bag (signature.note).
      sha256sum tagmanifest-sha256.txt
    The hex must equal the "tagmanifest-sha256" line of signature.note, whose
-   text also names the origin, the bundle id and the part. Verify the note's
-   signature with any C2SP signed-note verifier and bundle.vkey. The same key
-   text must appear as "bundle_key" in the export-started event (step 4).
+   text also names the origin, the bundle id and the part. signature.note is
+   a C2SP signed note: the text, an empty line, then "\u2014 <key name>
+   <base64 of 4-byte key id + 64-byte Ed25519 signature>"; the key file
+   (C2SP vkey) reads <key name>+<key id hex>+<base64 of 0x01 + public key>.
+   Any C2SP signed-note verifier checks it (Go: golang.org/x/mod/sumdb/note),
+   or OpenSSL 3 (prints "Signature Verified Successfully"):
+{note_check}   The same key text must appear as "bundle_key" in the export-started
+   event {seq} (step 4).
 
 3. The checkpoint is the archive's (data/custody/checkpoint.txt).
-   Verify it as a C2SP signed note with log.vkey. IMPORTANT: the keys inside
-   the bag prove nothing about who made it (a forger could replace them). Get
-   the archive's log key and bundle key through a trusted channel (from the
-   archive directly, a witness, or a court record) and compare them with
-   log.vkey and bundle.vkey. A newer checkpoint from the archive or a witness,
-   with a consistency proof (RFC 9162), shows this history is still in the log.
+   The same commands with NOTE=data/custody/checkpoint.txt and
+   KEY=data/custody/log.vkey. Its body is the C2SP tlog-checkpoint: origin,
+   tree size ({size}), base64 root hash.
+   IMPORTANT: the keys inside the bag prove nothing about who made it (a
+   forger could replace them). Get the archive's log key and bundle key
+   through a trusted channel (from the archive directly, a witness, or a
+   court record) and use them as KEY, or compare them with log.vkey and
+   bundle.vkey. A newer checkpoint from the archive or a witness, with a
+   consistency proof (RFC 9162), shows this history is still in the log.
 
 4. Every custody event is in the log.
-   For each data/custody/events/N.json:
-     (printf '\\000'; cat data/custody/events/N.json) | sha256sum
-   is the event's leaf hash (RFC 9162: SHA-256 of 0x00 followed by the
-   entry). proofs/N.tlog-proof is a C2SP tlog-proof: line 1
-   "c2sp.org/tlog-proof@v1", then "index N", then the audit path (base64
-   hashes, one per line), an empty line, and the checkpoint text. The text
-   after the empty line must be identical to checkpoint.txt:
-     sed '1,/^$/d' data/custody/proofs/N.tlog-proof | cmp - data/custody/checkpoint.txt
+   For each data/custody/events/N.json, its leaf hash (RFC 9162: SHA-256 of
+   0x00 followed by the exact bytes of the file) is:
+     {event_leaf}
+   proofs/N.tlog-proof is a C2SP tlog-proof: line 1 "c2sp.org/tlog-proof@v1",
+   then "index N", then the audit path (base64 hashes, one per line), an
+   empty line, and the checkpoint, which must be identical to checkpoint.txt:
+     {proof_checkpoint}
    Check the proof with any C2SP tlog-proof / RFC 9162 inclusion verifier
-   (leaf index N, tree size {size}, root hash from checkpoint.txt's third line).
-   Event {seq} is the start of this export: its details list the purpose, the
+   (Go: golang.org/x/mod/sumdb/tlog), or by hand (RFC 9162 section 2.1.3.2;
+   index N, tree size and root hash from checkpoint.txt, || = concatenation):
+{inclusion}   Event {seq} is the start of this export: its details list the purpose, the
    recipients' key fingerprints (SHA-256 of the age1... key text), the items
    and records included, and bundle_key.
 
@@ -248,7 +289,7 @@ transparency-dev tools). Commands below run inside this folder unless said.
    ("items"), the commitment is:
      printf '{ic} %s %s %s\\n' ITEM-ID SALT SHA256 | sha256sum
    It must equal the item's "commitment" in items.json and the "commitment" in
-   the details of event commitment_event (steps 4). Without the salt, the log
+   the details of event commitment_event (step 4). Without the salt, the log
    alone reveals nothing about the file.
    In a split export an item's file may be in another part ("part"); its
    certificate and records are in every part.
@@ -256,19 +297,17 @@ transparency-dev tools). Commands below run inside this folder unless said.
 6. Each record state is the one the archive logged (changes.json).
    For a change with a state, take its salt from salts.json ("records", by
    commitment). The state digest is the SHA-256 of the state's RFC 8785 (JCS)
-   bytes: keys sorted, no spaces, UTF-8. For example:
-     jq -jcS '.state' one-change.json | sha256sum
-   (or python3 -c 'import json,sys; sys.stdout.buffer.write(json.dumps(json.load(sys.stdin),
-    sort_keys=True, separators=(",",":"), ensure_ascii=False).encode())' < state.json | sha256sum)
+   bytes (keys sorted, no spaces, UTF-8); for change K of changes.json:
+     {state_digest}
    Then:
      printf '{rc} %s %s %s\\n' RECORD-ID SALT STATE-DIGEST | sha256sum
    must equal the change's "commitment". If batch_index is null, the event
    event_seq holds that commitment in its details. If not (a bulk import),
    the event holds "merkle_root": the leaf is
-     (printf '\\000'; printf COMMITMENT | xxd -r -p) | sha256sum
+     {batch_leaf}
    and batch_path is its RFC 9162 inclusion path (leaf batch_index in a tree
-   of batch_size leaves; a node is SHA-256 of 0x01, left, right), which must
-   lead to merkle_root. A change with state null was withheld (withheld.txt).
+   of batch_size leaves; the algorithm of step 4), which must lead to
+   merkle_root. A change with state null was withheld (withheld.txt).
 
 7. salts.json holds only the salts of the items in items.json and of the
    record changes in changes.json, nothing more.
@@ -352,26 +391,31 @@ data/custody/salts.json   الأملاح (salts) التي تفتح التزام�
 
 2. الأرشيف وقّع هذه الحقيبة (signature.note):
      sha256sum tagmanifest-sha256.txt
-   يجب أن تطابق النتيجة سطر "tagmanifest-sha256" في signature.note. تحقّق من التوقيع
-   بأي أداة C2SP للملاحظات الموقّعة باستخدام bundle.vkey، ويجب أن يظهر نص المفتاح نفسه
-   في الحقل "bundle_key" من حدث بدء التصدير (الخطوة 4).
+   يجب أن تطابق النتيجة سطر "tagmanifest-sha256" في signature.note. هذا الملف ملاحظة
+   موقّعة بصيغة C2SP: النص، ثم سطر فارغ، ثم سطر التوقيع (اسم المفتاح، ثم base64 لمعرّف
+   المفتاح وتوقيع Ed25519). تحقّق منه بأي أداة C2SP للملاحظات الموقّعة، أو بـ OpenSSL 3
+   (تطبع "Signature Verified Successfully"):
+{note_check}   ويجب أن يظهر نص المفتاح نفسه في الحقل "bundle_key" من حدث بدء التصدير {seq} (الخطوة 4).
 
-3. نقطة التحقق صادرة عن الأرشيف (data/custody/checkpoint.txt): تحقّق منها كملاحظة
-   موقّعة باستخدام log.vkey. تنبيه مهم: المفاتيح الموجودة داخل الحقيبة لا تثبت من
-   صنعها (يمكن للمزوّر استبدالها). احصل على مفتاح السجل ومفتاح الحزم عبر قناة موثوقة
-   (من الأرشيف مباشرة أو من شاهد أو من سجل المحكمة) وقارنهما بـ log.vkey و bundle.vkey.
-   نقطة تحقق أحدث مع إثبات اتساق (RFC 9162) تُثبت أن هذا التاريخ ما زال جزءاً من السجل.
+3. نقطة التحقق صادرة عن الأرشيف (data/custody/checkpoint.txt): الأوامر نفسها مع
+   NOTE=data/custody/checkpoint.txt و KEY=data/custody/log.vkey. نصها: الأصل، وحجم
+   الشجرة ({size})، والجذر بترميز base64.
+   تنبيه مهم: المفاتيح الموجودة داخل الحقيبة لا تثبت من صنعها (يمكن للمزوّر استبدالها).
+   احصل على مفتاح السجل ومفتاح الحزم عبر قناة موثوقة (من الأرشيف مباشرة أو من شاهد أو
+   من سجل المحكمة) واستخدمهما بدلاً من KEY، أو قارنهما بـ log.vkey و bundle.vkey. نقطة
+   تحقق أحدث مع إثبات اتساق (RFC 9162) تُثبت أن هذا التاريخ ما زال جزءاً من السجل.
 
-4. كل حدث حفظ موجود في السجل. لكل ملف data/custody/events/N.json:
-     (printf '\\000'; cat data/custody/events/N.json) | sha256sum
-   هي بصمة الورقة (RFC 9162: SHA-256 للبايت 0x00 متبوعاً بالحدث). الملف
-   proofs/N.tlog-proof بصيغة C2SP tlog-proof: السطر الأول "c2sp.org/tlog-proof@v1"، ثم
-   "index N"، ثم مسار التدقيق (بصمات base64، واحدة في كل سطر)، ثم سطر فارغ، ثم نص
-   نقطة التحقق الذي يجب أن يطابق checkpoint.txt حرفياً:
-     sed '1,/^$/d' data/custody/proofs/N.tlog-proof | cmp - data/custody/checkpoint.txt
-   تحقّق من الإثبات بأي أداة تحقق C2SP / RFC 9162 (رقم الورقة N، حجم الشجرة {size}،
-   الجذر من السطر الثالث في checkpoint.txt). الحدث {seq} هو بدء هذا التصدير: تفاصيله
-   تذكر الغرض، وبصمات مفاتيح المستلمين، والعناصر والسجلات المضمّنة، و bundle_key.
+4. كل حدث حفظ موجود في السجل. لكل ملف data/custody/events/N.json، بصمة الورقة
+   (RFC 9162: SHA-256 للبايت 0x00 متبوعاً ببايتات الملف كما هي):
+     {event_leaf}
+   الملف proofs/N.tlog-proof بصيغة C2SP tlog-proof: السطر الأول "c2sp.org/tlog-proof@v1"،
+   ثم "index N"، ثم مسار التدقيق (بصمات base64، واحدة في كل سطر)، ثم سطر فارغ، ثم نقطة
+   التحقق التي يجب أن تطابق checkpoint.txt حرفياً:
+     {proof_checkpoint}
+   تحقّق من الإثبات بأي أداة تحقق C2SP tlog-proof / RFC 9162، أو يدوياً بالخوارزمية
+   (RFC 9162 القسم 2.1.3.2؛ الفهرس N، وحجم الشجرة والجذر من checkpoint.txt):
+{inclusion}   الحدث {seq} هو بدء هذا التصدير: تفاصيله تذكر الغرض، وبصمات مفاتيح المستلمين،
+   والعناصر والسجلات المضمّنة، و bundle_key.
 
 5. كل ملف أصلي هو الملف الذي التزم به الأرشيف:
      sha256sum data/originals/ITEM.EXT
@@ -382,15 +426,15 @@ data/custody/salts.json   الأملاح (salts) التي تفتح التزام�
 
 6. كل حالة سجل هي التي سجّلها الأرشيف (changes.json). خذ الملح من salts.json
    ("records"، حسب الالتزام). بصمة الحالة هي SHA-256 لبايتات الحالة وفق RFC 8785
-   (المفاتيح مرتّبة، دون مسافات، UTF-8)، مثلاً:
-     jq -jcS '.state' one-change.json | sha256sum
+   (المفاتيح مرتّبة، دون مسافات، UTF-8)؛ للتغيير رقم K في changes.json:
+     {state_digest}
    ثم:
      printf '{rc} %s %s %s\\n' RECORD-ID SALT STATE-DIGEST | sha256sum
    يجب أن تطابق "commitment" للتغيير. إذا كان batch_index فارغاً (null) فالحدث event_seq
    يحمل الالتزام نفسه؛ وإلا (استيراد جماعي) يحمل الحدث "merkle_root"، والورقة هي
-     (printf '\\000'; printf COMMITMENT | xxd -r -p) | sha256sum
+     {batch_leaf}
    و batch_path مسار إدراجها وفق RFC 9162 (الورقة batch_index في شجرة من batch_size
-   ورقة؛ العقدة هي SHA-256 للبايت 0x01 ثم اليسار ثم اليمين) ويجب أن يؤدي إلى merkle_root.
+   ورقة؛ بخوارزمية الخطوة 4) ويجب أن يؤدي إلى merkle_root.
    التغيير الذي حالته null محجوب (انظر withheld.txt).
 
 7. لا يحتوي salts.json إلا على أملاح العناصر الواردة في items.json والتغييرات الواردة
