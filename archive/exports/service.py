@@ -348,7 +348,7 @@ def export_bundle(archive: Archive, request: ExportRequest, *, role: Role, out: 
     from archive.custody.service import log_signer
     from archive.exports.bag import write_bag
     from archive.exports.output import open_output
-    from archive.exports.packing import plan_parts
+    from archive.exports.packing import estimate_overhead, per_file_overhead, plan_parts
     from archive.exports.records import build_records, item_facts
     from archive.exports.selection import select_export
 
@@ -383,10 +383,14 @@ def export_bundle(archive: Archive, request: ExportRequest, *, role: Role, out: 
         certificates = _certificates(first, custody, info)
         small = _small_files(first, custody, certificates, bundle_vkey)
         tags = _tag_files(info, withheld)
-        overhead = sum(len(d) for d in small.values()) + sum(len(d) for d in tags.values()) + 4096 + \
-            400 * (len(small) + len(selection.items))
-        parts = plan_parts({i: int(facts[i]["size"]) for i in selection.items}, overhead=overhead, per_file=400,
-                           limit=split_size) if selection.items else [[]]
+        carried = {path: len(data) for path, data in {**small, **tags}.items()}
+        name = formats.bag_name(export_id, 99, 99)  # the longest a part's folder can be named here
+        # The files the writer makes (bagit.txt, bag-info.txt, tag manifests, signature): a few KiB at most.
+        overhead = estimate_overhead(fmt, carried, name=name, recipients=len(keys.recipients)) + 8192 \
+            + 4 * len(selection.items)  # a part number of more digits in items.json
+        per_file = max((per_file_overhead(fmt, paths[i], name) for i in selection.items), default=0)
+        parts = plan_parts({i: int(facts[i]["size"]) for i in selection.items}, overhead=overhead, per_file=per_file,
+                           limit=split_size, encrypted=bool(keys.recipients))
         records = first
         if len(parts) > 1:
             placement = {i: (paths[i], k) for k, part in enumerate(parts, start=1) for i in part}
