@@ -46,6 +46,27 @@ class BagFile:
     path: str
     size: int | None
     chunks: Callable[[], Iterable[bytes]]
+    # The SHA-256 (hex) of exactly the bytes `chunks` yielded, when the source computes it anyway
+    # (`open_original` does, to check the log's commitment): asked once the chunks are exhausted, and the
+    # writer's own SHA-256 pass is skipped (it is the dearest hash after SHA-512 on a 2-core machine).
+    sha256: Callable[[], str] | None = None
+
+
+class _Known:
+    """A digest the source computed: asked only after the file's chunks ran out."""
+
+    def __init__(self, path: str, value: Callable[[], str]) -> None:
+        self._path = path
+        self._value = value
+
+    def update(self, piece: bytes) -> None:
+        pass
+
+    def hexdigest(self) -> str:
+        value = self._value()
+        if not isinstance(value, str) or len(value) != 64 or value.strip("0123456789abcdef"):
+            raise ServiceError(f"{self._path}: the source gave no SHA-256 for its bytes")
+        return value
 
 
 @dataclass
@@ -101,6 +122,49 @@ def _pieces(chunks: Iterable[bytes]) -> Iterator[bytes]:
             held, size = [], 0
     if held:
         yield b"".join(held)
+
+
+_END = object()
+
+
+def _prefetched(pieces: Iterable[bytes], path: str) -> Iterator[bytes]:
+    """Run the source (decryption, its own verification) in a thread a few pieces ahead of the writer.
+
+    The source is iterated by that thread alone, start to end (open_original's access event included);
+    an error in it is raised here, and a writer that stops early stops it."""
+    ahead: queue.Queue[object] = queue.Queue(_DEPTH)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for piece in pieces:
+                while not stop.is_set():
+                    try:
+                        ahead.put(piece, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            ahead.put(_END)
+        except BaseException as exc:  # noqa: BLE001 - handed to the writer's thread
+            ahead.put(exc)
+
+    thread = threading.Thread(target=produce, name=f"bag-read {path}", daemon=True)
+    thread.start()
+    try:
+        while (piece := ahead.get()) is not _END:
+            if isinstance(piece, BaseException):
+                raise piece
+            yield piece  # type: ignore[misc]
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                ahead.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        thread.join()
 
 
 def _manifest_path(path: str) -> str:
@@ -239,24 +303,26 @@ def _write(archive: _Zip | _Tar, hashers: list[_Hasher], name: str, payload: Ite
             if not path.startswith("data/") or path in digests or "\\" in path or ".." in path.split("/") \
                     or path.endswith("/"):
                 raise ServiceError(f"payload path {path!r} is not a new file under data/")
-            pair = (hashlib.sha256(), hashlib.sha512())
+            known = item.sha256 is not None
+            pair = (_Known(path, item.sha256) if item.sha256 is not None else hashlib.sha256(), hashlib.sha512())
             digests[path] = pair
             inline = item.size is not None and item.size <= _INLINE
             counter = [0]
 
-            def hashed(pieces: Iterable[bytes], pair: tuple[Any, Any] = pair, inline: bool = inline
-                       ) -> Iterator[bytes]:
+            def hashed(pieces: Iterable[bytes], pair: tuple[Any, Any] = pair, inline: bool = inline,
+                       known: bool = known) -> Iterator[bytes]:
                 for piece in pieces:
                     if inline:
                         pair[0].update(piece)
                         pair[1].update(piece)
                     else:
-                        hashers[0].put(pair[0], piece)
+                        if not known:
+                            hashers[0].put(pair[0], piece)
                         hashers[1].put(pair[1], piece)
                     yield piece
 
-            archive.add(f"{name}/{path}", item.size, hashed(_checked(path, item.size, _pieces(item.chunks()),
-                                                                     counter)))
+            source = _pieces(item.chunks()) if inline else _prefetched(_pieces(item.chunks()), path)
+            archive.add(f"{name}/{path}", item.size, hashed(_checked(path, item.size, source, counter)))
             octets += counter[0]
     finally:
         for hasher in hashers:
