@@ -257,3 +257,34 @@ def test_readme_shell_commands_work_as_printed(tmp_path: Path) -> None:
               for c in changes]
     assert MemoryTree(b"".join(bytes.fromhex(x.decode()) for x in leaves)).root().hex() == \
         batch_root([c["commitment"] for c in changes])
+
+
+def test_a_bag_with_these_files_conforms_to_the_profile(tmp_path: Path) -> None:
+    """bagit.py validates a bag holding the tag files, and bagit-profile finds it conforms to bagit_profile()."""
+    bagit = pytest.importorskip("bagit")
+    bagit_profile_module = pytest.importorskip("bagit_profile")
+    from archive.exports.service import _bag_info
+
+    folder = tmp_path / INFO.name
+    (folder / "originals").mkdir(parents=True)
+    (folder / "originals" / "itm-0000aaaa.mp4").write_bytes(b"original")
+    info = {**_bag_info(INFO), "Bag-Size": "8 B"}
+    bag = bagit.make_bag(str(folder), bag_info=info, checksums=["sha256", "sha512"])
+    profile = bagit_profile()
+    tag_files = {"README.txt": readme_text(INFO), "withheld.txt": withheld_text([], INFO), "verify.py": "# v\n",
+                 "bagit-profile.json": json.dumps(profile, indent=2, ensure_ascii=False) + "\n",
+                 "signature.note": "evidence-bundle/1\n\n\u2014 k AAAA\n"}
+    for name, text in tag_files.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    (folder / "bagit.txt").write_text("BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n")
+    bag = bagit.Bag(str(folder))
+    bag.save(manifests=True)
+    bag = bagit.Bag(str(folder))
+    bag.validate()
+    assert bag.version_info == (1, 0)
+    checker = bagit_profile_module.Profile(formats.PROFILE_IDENTIFIER, profile=json.loads(tag_files[
+        "bagit-profile.json"]))
+    assert checker.validate(bag), [str(e) for e in checker.report.errors]
+    assert checker.validate_serialization(str(folder))
+    (folder / "notes.txt").write_text("an extra tag file\n")
+    assert not checker.validate(bagit.Bag(str(folder)))

@@ -85,7 +85,7 @@ def bagit_profile() -> dict[str, Any]:
         "Allow-Fetch.txt": False,
         "Fetch.txt-Required": False,
         "Data-Empty": False,
-        "Serialization": "required",
+        "Serialization": "optional",  # required of what we write; a folder unpacked from it must pass too
         "Accept-Serialization": ["application/zip", "application/x-tar"],
         "Accept-BagIt-Version": ["1.0"],
     }
@@ -226,18 +226,20 @@ data/custody/salts.json    The salts that open the commitments of the included
 CHECKING IT BY HAND, STEP BY STEP
 ---------------------------------
 Tools: age (age-encryption.org), unzip or tar, bagit.py (pip install bagit),
-sha256sum/sha512sum (GNU coreutils; on macOS `shasum -a 256`), printf, xxd,
-and a C2SP signed-note / tlog-proof verifier (for example Go's
-golang.org/x/mod/sumdb/note and golang.org/x/mod/sumdb/tlog, or the
-transparency-dev tools). Commands below run inside this folder unless said.
+sha256sum/sha512sum, base64, cut, sed, grep, cmp (GNU coreutils and friends;
+on macOS `shasum -a 256`), printf, xxd, jq, OpenSSL 3 and, if you prefer, a
+C2SP signed-note / tlog-proof library (Go's golang.org/x/mod/sumdb/note and
+golang.org/x/mod/sumdb/tlog). Commands run inside the bag folder (the one
+holding bagit.txt) unless said otherwise; N, K, ITEM and the like are
+placeholders for the file or value you are checking.
 
 0. Decrypt and unpack (this copy is {enc}).
      age -d -i YOUR-KEY.txt -o bundle.zip bundle.zip.age
      unzip bundle.zip            (or: tar -xf bundle.tar)
 
-1. The bag is complete and unaltered.
+1. The bag is complete and unaltered. From the folder above the bag:
      bagit.py --validate {bag}
-   or by hand, inside the folder:
+   or by hand, inside the bag folder:
      sha256sum -c manifest-sha256.txt
      sha512sum -c manifest-sha512.txt
      sha256sum -c tagmanifest-sha256.txt
@@ -372,15 +374,16 @@ data/custody/salts.json   الأملاح (salts) التي تفتح التزام�
 التحقق يدوياً خطوة بخطوة
 ------------------------
 الأدوات: age، و unzip أو tar، و bagit.py (pip install bagit)، و sha256sum/sha512sum،
-و printf، و xxd، وأي أداة تحقق من الملاحظات الموقّعة وإثباتات tlog-proof بصيغة C2SP
-(مثل حزمتي Go: golang.org/x/mod/sumdb/note و golang.org/x/mod/sumdb/tlog). تُنفَّذ
-الأوامر داخل هذا المجلد ما لم يُذكر غير ذلك. الأوامر هي نفسها كما في النص الإنجليزي.
+و base64 و cut و sed و grep و cmp، و printf، و xxd، و jq، و OpenSSL 3، أو إن شئت مكتبة
+تحقق C2SP (مثل حزمتي Go: golang.org/x/mod/sumdb/note و golang.org/x/mod/sumdb/tlog).
+تُنفَّذ الأوامر داخل مجلد الحقيبة (الذي يحوي bagit.txt) ما لم يُذكر غير ذلك؛ و N و K و ITEM
+وما شابهها تُستبدل بالملف أو القيمة المراد التحقق منها. الأوامر هي نفسها كما في النص الإنجليزي.
 
 0. فك التشفير وفك الضغط (هذه النسخة: {enc}).
      age -d -i YOUR-KEY.txt -o bundle.zip bundle.zip.age
      unzip bundle.zip            (أو: tar -xf bundle.tar)
 
-1. الحقيبة كاملة ولم تُغيَّر:
+1. الحقيبة كاملة ولم تُغيَّر (من المجلد الذي فوق الحقيبة):
      bagit.py --validate {bag}
    أو يدوياً داخل المجلد:
      sha256sum -c manifest-sha256.txt
