@@ -234,8 +234,12 @@ holding bagit.txt) unless said otherwise; N, K, ITEM and the like are
 placeholders for the file or value you are checking.
 
 0. Decrypt and unpack (this copy is {enc}).
+     sha256sum bundle.zip.age    (the file exactly as you received it)
      age -d -i YOUR-KEY.txt -o bundle.zip bundle.zip.age
      unzip bundle.zip            (or: tar -xf bundle.tar)
+   The first hash is recorded in the archive's log by a later "transfer"
+   event of export {id} (not in this bag: it was written after the bag);
+   the archive can prove that event to you at any time.
 
 1. The bag is complete and unaltered. From the folder above the bag:
      bagit.py --validate {bag}
@@ -380,8 +384,11 @@ data/custody/salts.json   الأملاح (salts) التي تفتح التزام�
 وما شابهها تُستبدل بالملف أو القيمة المراد التحقق منها. الأوامر هي نفسها كما في النص الإنجليزي.
 
 0. فك التشفير وفك الضغط (هذه النسخة: {enc}).
+     sha256sum bundle.zip.age    (الملف كما استلمته تماماً)
      age -d -i YOUR-KEY.txt -o bundle.zip bundle.zip.age
      unzip bundle.zip            (أو: tar -xf bundle.tar)
+   البصمة الأولى مسجّلة في سجل الأرشيف بحدث "transfer" لاحق للتصدير {id} (ليس في هذه
+   الحقيبة لأنه كُتب بعدها)، ويمكن للأرشيف أن يثبت لك هذا الحدث في أي وقت.
 
 1. الحقيبة كاملة ولم تُغيَّر (من المجلد الذي فوق الحقيبة):
      bagit.py --validate {bag}
