@@ -288,3 +288,13 @@ def test_a_bag_with_these_files_conforms_to_the_profile(tmp_path: Path) -> None:
     assert checker.validate_serialization(str(folder))
     (folder / "notes.txt").write_text("an extra tag file\n")
     assert not checker.validate(bagit.Bag(str(folder)))
+
+
+def test_certificate_prints_only_what_it_names() -> None:
+    """Whatever else an item record holds (links, metadata), the certificate shows only its own fields."""
+    record = {**ITEM, "victims": [{"name": "Secret Victim Name"}], "metadata": {"Artist": "Witness Real Name"},
+              "links": [{"to": "vic-0000", "name": "Another Name"}]}
+    text = _text(certificate_pdf(record, EVENTS, CHECKPOINT, INFO))
+    for secret in ("Secret Victim Name", "Witness Real Name", "Another Name", "vic-0000"):
+        assert secret not in text
+    assert "exact name is in items.json" in text.replace("\n", " ")

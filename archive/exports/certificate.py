@@ -123,7 +123,9 @@ def certificate_pdf(item: dict[str, Any], events: list[dict[str, Any]], checkpoi
     original = item.get("original") or formats.original_path(item_id, item.get("media_type"))
     pdf.field("Item id", item_id, mono=True)
     if item.get("original_name"):
-        pdf.field("Original file name", item["original_name"])
+        name = str(item["original_name"])
+        pdf.field("Original file name", name if latin1(name) == name else
+                  f"{name}   (letters this page cannot show are replaced; the exact name is in items.json)")
     pdf.field("Media type", item.get("media_type") or "unknown")
     pdf.field("Size", f"{item.get('size', '?')} bytes")
     pdf.field("File in the bundle", f"{original}" + (f" (part {item['part']} of {info.parts})"
