@@ -82,15 +82,39 @@ class _Certificate(FPDF):
         self.set_font("Helvetica", size=size)
         self.multi_cell(0, 4.6, latin1(text), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
 
+    def _columns(self, width: float) -> int:
+        """Characters of the current (monospaced) font that fit in `width`."""
+        return max(8, int(width / self.get_string_width("0")))
+
     def mono(self, text: str, size: float = 7.5) -> None:
+        """Monospaced lines, cut at the page width by count (fpdf2's line breaker is slow on long tokens)."""
         self.set_font("Courier", size=size)
-        self.multi_cell(0, 3.6, latin1(text), wrapmode=WrapMode.CHAR, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        columns = self._columns(self.epw)
+        for line in latin1(text).split("\n"):
+            for start in range(0, max(len(line), 1), columns):
+                self.cell(0, 3.6, line[start:start + columns], new_x=XPos.LMARGIN, new_y=YPos.NEXT)
 
     def field(self, label: str, value: object, *, mono: bool = False) -> None:
         self.set_font("Helvetica", style="B", size=8.5)
         self.cell(40, 4.8, latin1(label))
-        self.set_font("Courier" if mono else "Helvetica", size=8 if mono else 9)
-        self.multi_cell(0, 4.8, latin1(value), wrapmode=WrapMode.CHAR, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        text = latin1(value)
+        if mono:
+            self.set_font("Courier", size=8)
+            columns = self._columns(self.epw - 40)
+            for start in range(0, max(len(text), 1), columns):
+                if start:
+                    self.set_x(self.l_margin + 40)
+                self.cell(0, 4.8, text[start:start + columns], new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+            return
+        self.set_font("Helvetica", size=9)
+        self.line_of(text, 4.8, self.epw - 40)
+
+    def line_of(self, text: str, height: float, width: float) -> None:
+        """One line when it fits (fast), else wrapped."""
+        if self.get_string_width(text) < width:
+            self.cell(0, height, text, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        else:
+            self.multi_cell(0, height, text, wrapmode=WrapMode.CHAR, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
 
 
 def _received(item: dict[str, Any], events: list[dict[str, Any]]) -> tuple[str, str]:
@@ -150,10 +174,8 @@ def certificate_pdf(item: dict[str, Any], events: list[dict[str, Any]], checkpoi
         pdf.para("No custody event of this item is carried in the bundle.")
     for event in events:
         pdf.set_font("Helvetica", style="B", size=8.5)
-        pdf.multi_cell(0, 4.6, latin1(f"seq {event.get('seq', '?')}  {event.get('type', '?')}  "
-                                      f"{event.get('time', '?')}  by {event.get('actor', '?')}  "
-                                      f"outcome {event.get('outcome', '?')}"),
-                       new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.line_of(latin1(f"seq {event.get('seq', '?')}  {event.get('type', '?')}  {event.get('time', '?')}  "
+                           f"by {event.get('actor', '?')}  outcome {event.get('outcome', '?')}"), 4.6, pdf.epw)
         pdf.mono(_details(event.get("details", {})))
         pdf.mono(f"file {formats.EVENTS}{event.get('seq', '?')}.json   proof "
                  f"{formats.PROOFS}{event.get('seq', '?')}.tlog-proof")
