@@ -11,6 +11,7 @@ line formats quoted here are the ones `archive.custody.commit` and
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 from archive.custody.commit import PREFIX as ITEM_COMMIT
@@ -167,7 +168,8 @@ def _indent(text: str, by: int = 5) -> str:
 _EN = """\
 EVIDENCE BUNDLE {id}{part}
 ===========================================================================
-From the archive {origin}, made on {created} for {purpose}.
+From the archive {origin},
+made on {created} for {purpose}.
 (English first; the Arabic text follows below. / النص العربي أدناه)
 
 This folder is a BagIt 1.0 bag (RFC 8493). It holds original files exactly as
@@ -461,9 +463,10 @@ data/custody/salts.json   الأملاح (salts) التي تفتح التزام�
 def _english(info: BundleInfo) -> str:
     split = ""
     if info.parts > 1:
-        split = (f"\nThis export was split into {info.parts} bags (Bag-Group-Identifier {info.export_id}); this is "
-                 f"part {info.part}.\nEach part is a complete bag and checks on its own. The originals are spread "
-                 "over the parts;\nthe records, certificates and custody files are the same in every part.\n")
+        split = "\n" + textwrap.fill(
+            f"This export was split into {info.parts} bags (Bag-Group-Identifier {info.export_id}); this is part "
+            f"{info.part}. Each part is a complete bag and checks on its own. The originals are spread over the "
+            "parts; the records, certificates and custody files are the same in every part.", 78) + "\n"
     return _EN.format(created=info.created_at[:10], split=split, **_names(info))
 
 
