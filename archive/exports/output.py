@@ -22,6 +22,7 @@ from typing import BinaryIO, Protocol
 from archive.services.errors import ServiceError
 
 _BATCH = 1 << 20  # bytes gathered before they are encrypted / written / hashed
+_WRITEBACK = 16 << 20  # a file output starts write-back every so many bytes and waits one step behind
 _DEPTH = 8  # pieces the hashing thread may lag behind (bounded memory: ~8 MiB)
 
 
@@ -59,10 +60,13 @@ class _ThreadHash:
 class Output:
     """The writable end: `write(b)` only (no seek, no tell); `.sha256` and `.size` once the block exits."""
 
-    def __init__(self, sink: _Sink, recipients: Sequence[object] | None) -> None:
+    def __init__(self, sink: _Sink, recipients: Sequence[object] | None, fd: int | None = None) -> None:
         from archive.age import Encryptor
 
         self._sink = sink
+        self._fd = fd  # a file's descriptor: write-back as we go, so the final fsync has little left to wait for
+        self._started = 0  # bytes whose write-back was started
+        self._waited = 0  # bytes known on the device
         self._hash = _ThreadHash()
         self._buffer = bytearray()
         self._encryptor = Encryptor(recipients) if recipients else None  # type: ignore[arg-type]
@@ -77,6 +81,20 @@ class Output:
             self._sink.write(data)
             self._hash.update(data)
             self.size += len(data)
+            if self._fd is not None and self.size - self._started >= _WRITEBACK:
+                self._writeback()
+
+    def _writeback(self) -> None:
+        from storage.local import SYNC_WAIT, SYNC_WRITE, _sync_file_range
+
+        if _sync_file_range is None or self._fd is None:
+            return
+        started = self._started
+        _sync_file_range(self._fd, started, self.size - started, SYNC_WRITE)
+        self._started = self.size
+        if started > self._waited:  # the step before this one: on the device before we go on
+            _sync_file_range(self._fd, self._waited, started - self._waited, SYNC_WAIT)
+            self._waited = started
 
     def _flush(self) -> None:
         if not self._buffer:
@@ -141,7 +159,7 @@ def open_output(path: Path | None, *, stream: BinaryIO | None = None,
         raise ServiceError(f"cannot write beside {path}: {exc.strerror}") from exc
     try:
         with os.fdopen(fd, "wb", buffering=0) as raw:
-            out = Output(raw, recipients)
+            out = Output(raw, recipients, fd=raw.fileno())
             try:
                 yield out
             except BaseException:
