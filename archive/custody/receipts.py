@@ -28,18 +28,18 @@ that verify under the key contributors pinned.
 from __future__ import annotations
 
 import re
-import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from archive.config import ConfigError, Settings
-from archive.custody.checkpoint import Signer, _locked, write_new
+from archive.custody.side_keys import SideKey
 from archive.custody.verify import NoteError, VerificationError, Verifier, open_note, valid_key_name
 
 if TYPE_CHECKING:
     from archive.age import Identity, Recipient
+    from archive.config import Settings
     from archive.context import Archive
+    from archive.custody.checkpoint import Signer
     from storage.base import Backend
 
 HEADER = "evidence-receipt/1"
@@ -161,115 +161,33 @@ def verify_receipt(note_text: str, vkey_text: str) -> dict[str, Any]:
 
 # -- the key ------------------------------------------------------------------------------------
 
+KEY = SideKey("receipts", KEY_SUFFIX, SIGNING_KEY_NAME, VKEY_NAME, SEALED_KEY, SITE_VKEY, error=ReceiptError)
+RETRY_SECONDS = KEY.retry_seconds  # a site that could not take the sealed key is tried again after this long
+
 
 def ensure_receipt_key(settings: Settings, origin: str) -> Signer:
     """The archive's receipt signer, created on first use; keys/receipt-signing.key (0600), keys/receipt.vkey."""
-    import os
-
-    name = receipt_key_name(origin)
-    path = settings.keys_dir / SIGNING_KEY_NAME
-    with _locked(settings.keys_dir):
-        if path.exists():
-            try:
-                signer = Signer.decode(path.read_text(encoding="ascii"))
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise ConfigError(f"{path}: {exc}") from exc
-            if signer.name != name:
-                raise ConfigError(f"{path} signs receipts for {signer.name!r}, but this archive's receipts are "
-                                  f"{name!r} (the log origin changed?)")
-        else:
-            signer = Signer.generate(name)
-            write_new(path, signer.encode() + "\n")
-        vkey_path = settings.keys_dir / VKEY_NAME
-        if not vkey_path.exists() or vkey_path.read_text(encoding="ascii").strip() != signer.verifier.encode():
-            tmp = vkey_path.with_suffix(".tmp")
-            tmp.write_text(signer.verifier.encode() + "\n", encoding="ascii")
-            os.replace(tmp, vkey_path)
-    return signer
+    return KEY.ensure(settings, origin)
 
 
 def install_receipt_key(keys_dir: Path, signer: Signer) -> None:
     """Put a recovered receipt signer into a new home's keys/ (a rebuild), unless one is there."""
-    if not (keys_dir / SIGNING_KEY_NAME).exists():
-        write_new(keys_dir / SIGNING_KEY_NAME, signer.encode() + "\n")
-    (keys_dir / VKEY_NAME).write_text(signer.verifier.encode() + "\n", encoding="ascii")
-
-
-_held: dict[Path, tuple[tuple[int, int], Signer]] = {}
-_sealed_on: set[tuple[Path, str]] = set()  # (keys dir, site) this process saw holding the sealed key
-_failed_at: dict[tuple[Path, str], float] = {}  # (keys dir, site) -> when it last could not take it
-RETRY_SECONDS = 60.0  # a site that could not take the sealed key is tried again after this long, not at every receipt
-_lock = threading.Lock()
+    KEY.install(keys_dir, signer)
 
 
 def receipt_signer(archive: Archive) -> Signer:
     """The receipt signer, read once per process (again if the key file changes), and sealed onto each site."""
-    from archive.custody.service import log_signer
-
-    path = archive.settings.keys_dir / SIGNING_KEY_NAME
-    with _lock:
-        try:
-            stat = path.stat()
-            signature = (stat.st_ino, stat.st_mtime_ns)
-        except FileNotFoundError:
-            signature = (0, 0)
-        held = _held.get(path)
-        if held is None or held[0] != signature:
-            signer = ensure_receipt_key(archive.settings, log_signer(archive).name)
-            stat = path.stat()
-            held = _held[path] = ((stat.st_ino, stat.st_mtime_ns), signer)
-    _seal_on_sites(archive, held[1])
-    return held[1]
+    return KEY.signer(archive)
 
 
 def seal_receipt_key(signer: Signer, recipients: list[Recipient]) -> bytes:
     """The receipt signer, age-encrypted: a seized site cannot sign receipts, a custodian can recover the key."""
-    from archive.age import encrypt_bytes
-
-    return encrypt_bytes((signer.encode() + "\n").encode("ascii"), recipients)
-
-
-def _seal_on_sites(archive: Archive, signer: Signer) -> None:
-    """Each site that lacks it gets the sealed receipt key and its vkey, once; a site that cannot take it now
-    is tried again RETRY_SECONDS later (a receipt never fails, nor waits on a site that is down, for it)."""
-    import time
-
-    keys_dir = archive.settings.keys_dir
-    try:
-        backends = list(archive.backends.values())
-    except Exception:  # noqa: BLE001 - no configuration yet: nothing to seal onto
-        return
-    for backend in backends:
-        place = (keys_dir, backend.name)
-        failed = _failed_at.get(place)
-        if place in _sealed_on or (failed is not None and time.monotonic() - failed < RETRY_SECONDS):
-            continue
-        try:
-            if backend.stat(SEALED_KEY) is None:
-                backend.put_bytes(SEALED_KEY, seal_receipt_key(signer, archive.recipients()))
-            if backend.stat(SITE_VKEY) is None:
-                backend.put_bytes(SITE_VKEY, (signer.verifier.encode() + "\n").encode("ascii"))
-        except Exception:  # noqa: BLE001 - unavailable now; tried again RETRY_SECONDS later
-            with _lock:
-                _failed_at[place] = time.monotonic()
-            continue
-        with _lock:
-            _sealed_on.add(place)
-            _failed_at.pop(place, None)
+    return KEY.seal(signer, recipients)
 
 
 def unseal_receipt_key(backend: Backend, identities: list[Identity]) -> Signer | None:
     """The receipt signer a site keeps sealed, or None when the site has none (an older site)."""
-    from archive.age import AgeError, decrypt_bytes
-
-    if backend.stat(SEALED_KEY) is None:
-        return None
-    with backend.open_reader(SEALED_KEY) as stream:
-        sealed = bytes(stream.read())
-    try:
-        return Signer.decode(decrypt_bytes(sealed, identities).decode("ascii").strip())
-    except (AgeError, ValueError, UnicodeDecodeError) as exc:
-        raise ReceiptError(f"{SEALED_KEY} on {backend.name!r} cannot be opened: {exc}") from exc
+    return KEY.unseal(backend, identities)
 
 
 def receipt_vkey(archive: Archive) -> str:
