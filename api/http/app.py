@@ -27,7 +27,7 @@ from api.http.auth import AuthorizeMiddleware, authorize
 
 log = logging.getLogger("api.http")
 
-ROUTERS = ("ops", "log", "storage", "items", "records", "uploads", "receipts", "dav")
+ROUTERS = ("ops", "log", "storage", "items", "records", "uploads", "receipts", "exports", "dav")
 DEFAULT_BODY_IDLE_SECONDS = 60.0  # a request body that sends nothing for this long is cut off
 DEFAULT_THREADS = 64  # requests served at once by sync routes and dependencies (anyio's default is 40)
 HOUSEKEEPING_SECONDS = 600.0  # expired uploads swept this often by the in-process worker
