@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 NO_CONSENT = "no_consent_{scope}"  # Withheld.reason of a victim without the family's current "yes"
 LINKED_TO_WITHHELD = "linked_to_withheld_victim"  # an item linked to such a victim
-LINK_TO_WITHHELD = "touches_withheld_victim"  # a link with such a victim at one end
+LINK_TO_WITHHELD = "touches_withheld"  # a link with such a victim or item at one end
 OVERRIDE_REASON_MAX = 2000
 
 
@@ -185,13 +185,16 @@ def select_export(archive: Archive, request: ExportRequest, *, role: Role) -> Se
         items -= tied - overridden
         victims -= refused
         everything = items | incidents | victims | sources
+        dropped = refused | (tied - overridden)
         links: set[str] = set()
         touching = 0
-        for row in session.exec(select(Link).where(Link.active == True)).all():  # noqa: E712
+        near = sorted(everything | dropped)
+        for row in session.exec(select(Link).where(Link.active == True, col(Link.a_id).in_(near))  # noqa: E712
+                                ).all() if near else []:
             ends = {row.a_id, row.b_id}
             if ends <= everything:
                 links.add(row.id)
-            elif ends & refused and ends - refused <= everything:
+            elif ends & dropped and ends <= everything | dropped:
                 touching += 1
         attributions = set(session.exec(select(Attribution.id).where(
             col(Attribution.incident_id).in_(sorted(incidents)))).all()) if incidents else set()
@@ -202,7 +205,7 @@ def select_export(archive: Archive, request: ExportRequest, *, role: Role) -> Se
         withheld.append(Withheld("item", LINKED_TO_WITHHELD, len(tied - overridden),
                                  "linked to a victim withheld for want of the family's consent"))
     if touching:
-        withheld.append(Withheld("link", LINK_TO_WITHHELD, touching, "one end is a withheld victim"))
+        withheld.append(Withheld("link", LINK_TO_WITHHELD, touching, "one end is a withheld victim or item"))
     return Selection(purpose=request.purpose, items=sorted(items), incidents=sorted(incidents),
                      victims=sorted(victims), sources=sorted(sources), links=sorted(links),
                      overridden=sorted(overridden), withheld=withheld, attributions=sorted(attributions))
