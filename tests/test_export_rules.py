@@ -131,7 +131,8 @@ def test_un_and_court_withhold_victims_without_consent_and_their_items(cli: Cli,
         assert b"Omar Noconsent" not in data, name
     # --item of the withheld item alone: nothing of it goes.
     alone = select(cli.home, purpose=purpose, items=(items["NO"],))
-    assert alone.items == [] and alone.victims == []
+    assert (alone.items, alone.victims, alone.incidents, alone.sources, alone.links) == ([], [], [], [], [])
+    assert withheld(alone)[("item", "linked_to_withheld_victim")] == 1
 
 
 def test_partner_and_internal_withhold_nothing_for_consent(cli: Cli, world: dict[str, Any]) -> None:

@@ -37,6 +37,7 @@ from archive.records.common import record_keys
 from archive.records.interchange import cell
 from archive.records.store import KINDS, state_of
 from archive.records.tables import Attribution, Incident, Link, RecordChange, Source, Victim
+from archive.services.errors import NotFound
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -99,7 +100,7 @@ def item_facts(archive: Archive, item_ids: list[str]) -> dict[str, dict[str, Any
         for item_id in item_ids:
             item = session.get(Item, item_id)
             if item is None:
-                raise KeyError(item_id)
+                raise NotFound(f"no item {item_id}")
             secret = item_secret(keys, item)
             first = session.exec(select(Provenance).where(Provenance.item_id == item_id)
                                  .order_by(col(Provenance.id)).limit(1)).first()
@@ -131,7 +132,7 @@ def _item_record(session: Session, keys: CatalogKeys, item_id: str, placement: t
 
     item = session.get(Item, item_id)
     if item is None:
-        raise KeyError(item_id)
+        raise NotFound(f"no item {item_id}")
     secret = item_secret(keys, item)
     committed = commitment(item_id, secret.salt, secret.sha256) if secret.salt is not None else None
     meta = session.get(ItemMetadata, item_id)

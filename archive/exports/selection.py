@@ -133,28 +133,35 @@ def _provenance_sources(session: Session, items: set[str]) -> set[str]:
     return {str(r) for r in rows}
 
 
-def _gather(session: Session, incidents: set[str], items: set[str], hidden: Hidden
-            ) -> tuple[set[str], set[str], set[str], set[str]]:
-    """From the named incidents and items: the items, incidents, victims and sources they bring (visible only)."""
-    # --incident: the items linked to it, its victims.
-    items = set(items) | {ln.a_id for ln in _active_links(session, "item_incident", b=incidents)}
-    items -= hidden.items
-    victims: set[str] = set()
-    if incidents:
-        victims |= set(session.exec(select(Victim.id).where(col(Victim.incident_id).in_(sorted(incidents)),
-                                                            Victim.status == "active")).all())
-        victims |= {ln.a_id for ln in _active_links(session, "victim_incident", b=incidents)}
-    # --item: the incidents and victims it is linked to.
-    named_item_incidents = {ln.b_id for ln in _active_links(session, "item_incident", a=items)}
-    all_incidents = (incidents | named_item_incidents) - hidden.incidents
-    victims |= {ln.b_id for ln in _active_links(session, "item_victim", a=items)}
-    victims -= hidden.victims
+def _merged(session: Session, items: set[str]) -> set[str]:
+    from archive.catalog.items import Item, ItemStatus
+
+    if not items:
+        return set()
+    return set(session.exec(select(Item.id).where(col(Item.id).in_(sorted(items)),
+                                                  Item.status == ItemStatus.MERGED)).all())
+
+
+def _incident_victims(session: Session, incidents: set[str]) -> set[str]:
+    if not incidents:
+        return set()
+    own = set(session.exec(select(Victim.id).where(col(Victim.incident_id).in_(sorted(incidents)),
+                                                   Victim.status == "active")).all())
+    return own | {ln.a_id for ln in _active_links(session, "victim_incident", b=incidents)}
+
+
+def _reached(session: Session, incidents: set[str], items: set[str], hidden: Hidden
+             ) -> tuple[set[str], set[str], set[str]]:
+    """What the named incidents and the items bring: incidents, victims and sources (visible ones only)."""
+    all_incidents = incidents | {ln.b_id for ln in _active_links(session, "item_incident", a=items)}
+    victims = _incident_victims(session, incidents) | {ln.b_id for ln in _active_links(session, "item_victim",
+                                                                                        a=items)}
     sources = {ln.a_id for ln in _active_links(session, "source_item", b=items)}
     sources |= {ln.a_id for ln in _active_links(session, "source_incident", b=incidents)}
     sources |= _provenance_sources(session, items)
-    existing = set(session.exec(select(Source.id).where(col(Source.id).in_(sorted(sources))) ).all()) \
+    existing = set(session.exec(select(Source.id).where(col(Source.id).in_(sorted(sources)))).all()) \
         if sources else set()
-    return items, all_incidents, victims, existing
+    return all_incidents - hidden.incidents, victims - hidden.victims, existing
 
 
 def _without_consent(session: Session, victims: set[str], scope: str) -> set[str]:
@@ -173,7 +180,13 @@ def select_export(archive: Archive, request: ExportRequest, *, role: Role) -> Se
         named_incidents = {find_visible(session, Incident, ref, "incident", hidden.incidents).id
                            for ref in request.incidents}
         named_items = _item_ids(archive, session, request.items, hidden) | (searched - hidden.items)
-        items, incidents, victims, sources = _gather(session, named_incidents, named_items, hidden)
+        merged = _merged(session, named_items)
+        if merged:
+            raise Invalid(f"item {sorted(merged)[0]} was merged into another item (the same bytes): export that one")
+        # The items: those named, and those linked to a named incident.
+        items = named_items | {ln.a_id for ln in _active_links(session, "item_incident", b=named_incidents)}
+        items -= hidden.items | _merged(session, items)
+        _, victims, _ = _reached(session, named_incidents, items, hidden)
         scope = CONSENT_SCOPE.get(request.purpose)
         refused: set[str] = _without_consent(session, victims, scope) if scope is not None else set()
         tied = {ln.a_id for ln in _active_links(session, "item_victim", a=items, b=refused)} if refused else set()
@@ -183,6 +196,8 @@ def select_export(archive: Archive, request: ExportRequest, *, role: Role) -> Se
                           "the consent rule in this export (only such items can be overridden)")
         overridden = set(overrides)
         items -= tied - overridden
+        # What the remaining items bring (a record reached only through a withheld item stays out).
+        incidents, victims, sources = _reached(session, named_incidents, items, hidden)
         victims -= refused
         everything = items | incidents | victims | sources
         dropped = refused | (tied - overridden)
