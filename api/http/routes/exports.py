@@ -25,7 +25,7 @@ from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.http.routes.records import who
-from archive.services.errors import Invalid
+from archive.services.errors import Invalid, ServiceError
 
 if TYPE_CHECKING:
     from archive.context import Archive
@@ -213,7 +213,8 @@ def export(request: Request, body: ExportBody) -> Response:
     and transfer (with the SHA-256 of what was sent)."""
     archive, role = who(request)
     if body.split_size is not None:
-        raise Invalid("a split export is several files: not over HTTP (use `evidence export --split-size`)")
+        raise ServiceError("a split export is several files: not offered over HTTP (use `evidence export "
+                           "--split-size`)")
     export_request = _request(body)
     pipe = Pipe()
     thread = threading.Thread(target=_run, args=(pipe, archive, export_request, role, body),
