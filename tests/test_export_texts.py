@@ -342,6 +342,17 @@ def test_readme_by_hand_steps_on_a_real_bundle(cli: Any, corpus: Path, tmp_path:
 
     items = json.loads((bag / "data/records/items.json").read_text(encoding="utf-8"))["records"]
     salts = json.loads((bag / formats.SALTS).read_text(encoding="utf-8"))
+    changes = json.loads((bag / "data/records/changes.json").read_text(encoding="utf-8"))["records"]
+    opened = [(k, c) for k, c in enumerate(changes) if c["state"] is not None]
+    assert opened
+    for k, change in opened:
+        digest = _sh(texts.STATE_DIGEST.replace("[K]", f"[{k}]"), bag, work).stdout.split()[0].decode()
+        line = _sh(f"printf 'evidence-record/1 %s %s %s\\n' {change['record_id']} "
+                   f"{salts['records'][change['commitment']]} {digest} | sha256sum", bag, work)
+        assert line.stdout.split()[0].decode() == change["commitment"]
+        event = json.loads((bag / f"{formats.EVENTS}{change['event_seq']}.json").read_text(encoding="utf-8"))
+        if change["batch_index"] is None:
+            assert event["details"]["commitment"] == change["commitment"]
     for record in items:
         sha = _sh(f"sha256sum {record['original']}", bag, work).stdout.split()[0].decode()
         assert sha == record["sha256"]
