@@ -314,8 +314,8 @@ def _certificates(records: RecordSet, custody: _Custody, info: BundleInfo) -> di
     by_item: dict[str, list[dict[str, Any]]] = {}
     for seq in sorted(custody.entries):
         entry = custody.entries[seq]
-        if entry.get("item_id"):
-            by_item.setdefault(str(entry["item_id"]), []).append(entry)
+        if entry.get("item"):
+            by_item.setdefault(str(entry["item"]), []).append(entry)
     return {f"{formats.CERTIFICATES}{item['id']}.pdf":
             certificate_pdf(item, by_item.get(str(item["id"]), []), custody.checkpoint, info)
             for item in records.items}
