@@ -44,7 +44,8 @@ def events_of(home: Path, event_type: str) -> list[Any]:
     archive = Archive.open(home)
     try:
         with Session(archive.engine) as session:
-            return list(session.exec(select(Event).where(Event.event_type == event_type).order_by(col(Event.seq))).all())
+            query = select(Event).where(Event.event_type == event_type).order_by(col(Event.seq))
+            return list(session.exec(query).all())
     finally:
         archive.close()
 
@@ -56,8 +57,8 @@ def documented(cli: Cli, corpus: Path) -> dict[str, Any]:
     ids = ingest(cli, jpg / "Canon_40D.jpg", jpg / "Nikon_D70.jpg")
     add_incident(cli.home, "IDL-7")
     add_victim(cli.home, "V-1", "IDL-7")
-    cli("victim", "consent", "V-1", "yes", "--scope", "un_bodies", "--date", "2023-12-20", "--recorded-by", "field team")
-    cli("victim", "consent", "V-1", "yes", "--scope", "courts", "--date", "2023-12-20", "--recorded-by", "field team")
+    for scope in ("un_bodies", "courts"):
+        cli("victim", "consent", "V-1", "yes", "--scope", scope, "--date", "2023-12-20", "--recorded-by", "team 2")
     for item in ids.values():
         cli("link", item, "--incident", "IDL-7")
     return {"ids": ids, "files": {jpg / name: item for name, item in ids.items()}}

@@ -10,6 +10,6 @@ from archive.catalog.metadata import ItemMetadata
 from archive.catalog.settings import ArchiveSetting, StorageSite
 
 __all__ = [
-    "ArchiveSetting", "Candidate", "Checkpoint", "Cursor", "Event", "Export", "ExportRecipient", "Item", "ItemFingerprints", "ItemMetadata", "Job",
-    "LogHead", "LogState", "LogTile", "Provenance", "Replica", "StorageSite",
+    "ArchiveSetting", "Candidate", "Checkpoint", "Cursor", "Event", "Export", "ExportRecipient", "Item",
+    "ItemFingerprints", "ItemMetadata", "Job", "LogHead", "LogState", "LogTile", "Provenance", "Replica", "StorageSite",
 ]
