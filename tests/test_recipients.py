@@ -150,3 +150,31 @@ def test_the_bundle_key_is_its_own_kept_and_sealed_on_every_site(archive: Archiv
             assert bytes(stream.read()).decode() == vkey + "\n"
         recovered = unseal_bundle_key(backend, identities)
         assert recovered is not None and recovered.verifier.encode() == vkey
+
+
+def test_a_rebuilt_catalog_signs_bundles_under_the_same_key(cli: Cli, tmp_path: Path) -> None:
+    import shutil
+
+    from archive.custody.bundle_key import bundle_vkey
+    from archive.custody.service import checkpoint
+
+    archive = Archive.open(cli.home)
+    try:
+        vkey = bundle_vkey(archive)  # made, and sealed on every site
+        checkpoint(archive)  # the log (and its sealed signing key) on every site
+    finally:
+        archive.close()
+    offline = tmp_path / "custodian.key"
+    shutil.copy(cli.home / "keys" / "custodian.key", offline)
+    shutil.rmtree(cli.home / "keys")  # the server and its keys are lost
+    (cli.home / "catalog.db").unlink()
+    rebuilt = tmp_path / "rebuilt"
+    Cli(tmp_path / "nowhere").json("rebuild-catalog", "--from", "site-a", "--kind", "local", "--path",
+                                   str(cli.home / "storage" / "site-a"), "--identity", str(offline),
+                                   "--into", str(rebuilt))
+    assert (rebuilt / "keys" / "bundle.vkey").read_text().strip() == vkey
+    again = Archive.open(rebuilt)
+    try:
+        assert bundle_vkey(again) == vkey
+    finally:
+        again.close()

@@ -456,6 +456,7 @@ def rebuild_catalog(
         write_new(keys / SIGNING_KEY_NAME, signer.encode() + "\n")
         (keys / VKEY_NAME).write_text(signer.verifier.encode() + "\n", encoding="ascii")
         _restore_receipt_key(backend, identities, keys, origin, report)
+        _restore_bundle_key(backend, identities, keys, origin, report)
     settings = Settings(home=new_home, extra={"log": {"origin": origin}})
     settings.save()
     _new_catalog_key(keys)
@@ -797,3 +798,19 @@ def _restore_receipt_key(backend: Backend, identities: list[Identity], keys_dir:
         return
     if signer is not None and signer.name == receipt_key_name(origin):
         install_receipt_key(keys_dir, signer)
+
+
+def _restore_bundle_key(backend: Backend, identities: list[Identity], keys_dir: Path, origin: str,
+                        report: RebuildReport) -> None:
+    """The bundle key the site keeps sealed, so bundles go on verifying under the key recipients pinned
+    (`archive.custody.bundle_key`); a site without one leaves a new key to be made at the first export."""
+    from archive.custody.bundle_key import BundleKeyError, bundle_key_name, install_bundle_key, unseal_bundle_key
+
+    try:
+        signer = unseal_bundle_key(backend, identities)
+    except (BundleKeyError, StorageError) as exc:
+        report.problems.append({"bundles": f"the bundle key on the site cannot be opened ({exc}); a new one will "
+                                "sign bundles from now on"})
+        return
+    if signer is not None and signer.name == bundle_key_name(origin):
+        install_bundle_key(keys_dir, signer)
