@@ -11,7 +11,8 @@ shaped by the rules that hold whatever the selection:
   free-text description) is not opened;
 - free-text provenance (who handed an item over, the intake note) is never
   written: arrivals carry time, actor id, channel, source id, original name
-  and declared type;
+  and declared type (no original name for an item linked to a victim whose
+  name is withheld: a file name may spell it);
 - a link's note about a name-withheld victim is not written, nor its states.
 
 `salts.json` holds exactly the included items' salts and the opened changes'
@@ -53,6 +54,7 @@ NAME_WITHHELD = "name_withheld"
 WITNESS_IDENTITY = "witness_identity"
 SOURCE_DESCRIPTION = "witness_description"
 PROVENANCE_TEXT = "provenance_free_text"
+ORIGINAL_NAME = "original_name_of_withheld_person"
 CONSENT_SCOPES = ("un_bodies", "courts", "publication")
 
 # CSV columns per kind: the documentation model's names where it has them (archive.records.rules).
@@ -123,7 +125,8 @@ def _commitment_event(session: Session, item_id: str, commitment: str) -> int | 
 
 
 def _item_record(session: Session, keys: CatalogKeys, item_id: str, placement: tuple[str, int],
-                 sources: set[str], links: list[Link], counts: Counter[str]) -> tuple[dict[str, Any], str | None]:
+                 sources: set[str], links: list[Link], counts: Counter[str], *, names_withheld: bool = False
+                 ) -> tuple[dict[str, Any], str | None]:
     from archive.catalog.fingerprints import ItemFingerprints, open_hashes
     from archive.catalog.items import Item, Provenance
     from archive.catalog.metadata import ItemMetadata, normalized_view
@@ -142,6 +145,9 @@ def _item_record(session: Session, keys: CatalogKeys, item_id: str, placement: t
         fields = provenance_fields(keys, row)
         if fields.get("source") or fields.get("note"):
             counts[PROVENANCE_TEXT] += 1
+        if names_withheld and fields.get("original_name"):
+            counts[ORIGINAL_NAME] += 1  # a file name may spell the withheld name
+            fields["original_name"] = None
         arrivals.append({"received_at": fields["received_at"], "actor": fields["actor"], "channel": row.channel,
                          "source": row.source_id if row.source_id in sources else None,
                          "original_name": fields.get("original_name"), "declared_type": fields.get("declared_type")})
@@ -404,6 +410,8 @@ _WHY = {
     WITNESS_IDENTITY: ("witness identity", "a witness's real identity is never exported (aliases only)"),
     SOURCE_DESCRIPTION: ("witness description", "free text describing a witness may identify them"),
     PROVENANCE_TEXT: ("provenance text", "free-text provenance (who handed it over, intake notes) is not exported"),
+    ORIGINAL_NAME: ("original file name", "an item linked to a victim whose name is withheld goes without its "
+                                          "original file name (it may spell the name)"),
 }
 
 
@@ -411,7 +419,7 @@ def _withheld(counts: Counter[str], names: int) -> list[Withheld]:
     out = []
     if names:
         out.append(Withheld(*_WHY[NAME_WITHHELD][:1], NAME_WITHHELD, names, _WHY[NAME_WITHHELD][1]))
-    for key in (WITNESS_IDENTITY, SOURCE_DESCRIPTION, PROVENANCE_TEXT):
+    for key in (WITNESS_IDENTITY, SOURCE_DESCRIPTION, PROVENANCE_TEXT, ORIGINAL_NAME):
         if counts[key]:
             out.append(Withheld(_WHY[key][0], key, counts[key], _WHY[key][1]))
     for key in (NAME_WITHHELD, WITNESS_IDENTITY, SOURCE_DESCRIPTION):
@@ -430,14 +438,19 @@ def build_records(archive: Archive, selection: Selection, *, placement: dict[str
     keys = record_keys(archive, "an export (records are sealed)")
     counts: Counter[str] = Counter()
     with transaction(archive.engine) as session:
-        withheld_names = withheld_people(session) & set(selection.victims) if selection.victims else set()
         all_withheld = withheld_people(session)
+        withheld_names = all_withheld & set(selection.victims)
         link_rows = [r for r in (session.get(Link, i) for i in selection.links) if r is not None]
         link_ends = {r.id: (r.a_id, r.b_id) for r in link_rows}
         sources = set(selection.sources)
+        named = {ln.a_id for ln in session.exec(select(Link).where(
+            Link.kind == "item_victim", Link.active == True,  # noqa: E712
+            col(Link.a_id).in_(selection.items), col(Link.b_id).in_(sorted(all_withheld))))} \
+            if selection.items and all_withheld else set()
         items, item_salts = [], {}
         for item_id in selection.items:
-            record, salt = _item_record(session, keys, item_id, placement[item_id], sources, link_rows, counts)
+            record, salt = _item_record(session, keys, item_id, placement[item_id], sources, link_rows, counts,
+                                        names_withheld=item_id in named)
             items.append(record)
             if salt is not None:
                 item_salts[item_id] = salt
