@@ -603,8 +603,9 @@ def _records(bag: Reader, report: Report, names: set[str], hashes: dict[str, tup
             raise Failed("the bundle key it names is not bundle.vkey")
         if details.get("items") != sorted(items):
             raise Failed("the items it names are not items.json's")
-        ids = sorted({str(r["id"]) for kind in RECORD_KINDS[1:] for r in records[kind]})
-        if details.get("records") != ids:
+        ids = {str(r["id"]) for kind in RECORD_KINDS[1:] for r in records[kind]}  # attributions: in changes
+        ids |= {str(c["record_id"]) for c in records["changes"]} - set(items)
+        if details.get("records") != sorted(ids):
             raise Failed("the records it names are not the records files'")
         report.count("export-started event")
     _guard(report, f"{EVENTS} (export started)", check_started)
