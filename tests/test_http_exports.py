@@ -244,3 +244,26 @@ def test_a_client_that_disconnects_stops_the_export(tmp_path: Path) -> None:
         assert transfer.outcome == "failure"
     finally:
         server.stop()
+
+
+def test_flush_waits_until_the_response_took_every_chunk() -> None:
+    from api.http.routes.exports import ClientGone, Pipe
+
+    pipe = Pipe()
+    pipe.write(b"tail")
+    done = threading.Event()
+
+    def flush() -> None:
+        pipe.flush()
+        done.set()
+
+    threading.Thread(target=flush).start()
+    time.sleep(0.5)
+    assert not done.is_set()  # the chunk is still waiting for the client
+    assert pipe.next() == b"tail"
+    assert done.wait(5)
+    gone = Pipe()
+    gone.write(b"tail")
+    gone.gone.set()
+    with pytest.raises(ClientGone):
+        gone.flush()

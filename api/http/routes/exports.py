@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -38,6 +39,7 @@ log = logging.getLogger("api.http.exports")
 CHUNK = 1 << 20  # bytes gathered before a chunk goes to the response
 QUEUE_CHUNKS = 4  # chunks waiting for the client at most: memory per export ~ (QUEUE_CHUNKS + 1) * CHUNK
 POLL_SECONDS = 0.25  # how often a blocked writer or reader looks whether the other side gave up
+IDLE_SECONDS = 600.0  # a response that takes nothing for this long is gone (never started, or stuck)
 MAX_IDS = 10_000
 
 # `query`: the options of `GET /v1/search` (same names) -> the search service's field names.
@@ -121,6 +123,7 @@ class Pipe:
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_CHUNKS)
         self.gone = threading.Event()  # the client went away (or the response ended)
         self._buffer = bytearray()
+        self._taken = time.monotonic()  # when the reader last took something
 
     def _put(self, value: Any) -> None:
         while True:
@@ -130,7 +133,8 @@ class Pipe:
                 self.queue.put(value, timeout=POLL_SECONDS)
                 return
             except queue.Full:
-                continue
+                if time.monotonic() - self._taken > IDLE_SECONDS:
+                    self.gone.set()
 
     def write(self, data: bytes) -> int:
         self._buffer += data
@@ -141,7 +145,17 @@ class Pipe:
         return len(data)
 
     def flush(self) -> None:
-        """Nothing to do: a chunk goes when full, the rest at the end (`finish`)."""
+        """Send what is buffered and wait until the response took every chunk (ClientGone if it went away):
+        called at the end of the bundle, so its transfer is recorded only once the bytes were handed over."""
+        if self._buffer:
+            self._put(bytes(self._buffer))
+            self._buffer.clear()
+        while not self.queue.empty():
+            if self.gone.is_set():
+                raise ClientGone("the client went away")
+            if time.monotonic() - self._taken > IDLE_SECONDS:
+                self.gone.set()
+            time.sleep(POLL_SECONDS / 5)
 
     def finish(self, outcome: Any) -> None:
         """The last bytes, then the outcome (`_DONE` or the exception that ended the export)."""
@@ -157,10 +171,13 @@ class Pipe:
         """The next chunk or outcome (blocking, for the response's thread)."""
         while True:
             try:
-                return self.queue.get(timeout=POLL_SECONDS)
+                item = self.queue.get(timeout=POLL_SECONDS)
             except queue.Empty:
                 if self.gone.is_set():
                     return ClientGone("the response ended")
+                continue
+            self._taken = time.monotonic()
+            return item
 
 
 def _run(pipe: Pipe, archive: Archive, request: ExportRequest, role: Role, body: ExportBody) -> None:
