@@ -284,9 +284,10 @@ def _bag_info(info: BundleInfo) -> dict[str, str]:
     return fields
 
 
-def _original_chunks(archive: Archive, item_id: str) -> Iterator[bytes]:
+def _original_chunks(archive: Archive, item_id: str, seen: dict[str, str]) -> Iterator[bytes]:
     """The item's plaintext, verified against the log's commitment as it streams (an `access` event each);
-    the first copy that opens is used: a bag under way cannot restart a file."""
+    the first copy that opens is used: a bag under way cannot restart a file. `seen["sha256"]`: the digest
+    the check computed, which the writer takes instead of hashing the same bytes again."""
     from archive.services.originals import open_original
 
     original = open_original(archive, item_id, purpose="export")
@@ -294,6 +295,7 @@ def _original_chunks(archive: Archive, item_id: str) -> Iterator[bytes]:
         raise original.refuse()
     copy = original.copies[0]
     yield from copy.chunks()
+    seen["sha256"] = copy.sha256
 
 
 def _payload(archive: Archive, items: list[str], placement: dict[str, tuple[str, int]], facts: dict[str, Any],
@@ -301,8 +303,10 @@ def _payload(archive: Archive, items: list[str], placement: dict[str, tuple[str,
     from archive.exports.bag import BagFile
 
     for item_id in items:
+        seen: dict[str, str] = {}
         yield BagFile(placement[item_id][0], int(facts[item_id]["size"]),
-                      lambda item_id=item_id: _original_chunks(archive, item_id))  # type: ignore[misc]
+                      lambda item_id=item_id, seen=seen: _original_chunks(archive, item_id, seen),  # type: ignore[misc]
+                      sha256=lambda seen=seen: seen.get("sha256", ""))  # type: ignore[misc]
     for path in sorted(small):
         data = small[path]
         yield BagFile(path, len(data), lambda data=data: iter((data,)))  # type: ignore[misc]
