@@ -136,6 +136,13 @@ def tamper_items(bag: Path) -> str:
     return "data/records/items.json"
 
 
+def tamper_incident(bag: Path) -> str:
+    def change(document: dict[str, Any]) -> None:
+        document["records"][0]["governorate"] = "elsewhere"
+    _edit_json(bag / "data" / "records" / "incidents.json", change)
+    return "data/records/incidents.json"
+
+
 def tamper_event(bag: Path) -> str:
     event = sorted((bag / "data" / "custody" / "events").iterdir(), key=lambda p: int(p.stem))[0]
     event.write_bytes(event.read_bytes().replace(b'"actor":"', b'"actor":"x', 1))
@@ -186,6 +193,7 @@ def tamper_bag_info(bag: Path) -> str:
 
 
 TAMPERINGS = {"payload": tamper_payload, "record": tamper_record, "item record": tamper_items,
+              "incident record": tamper_incident,
               "event": tamper_event, "proof": tamper_proof, "salt": tamper_salt, "checkpoint": tamper_checkpoint,
               "signature": tamper_signature, "bag-info": tamper_bag_info}
 
@@ -241,6 +249,8 @@ def test_tampering_is_detected_by_both(what: str, rehashed: bool, bag: Path, fre
         rehash(copy)
     report = verify_bundle(copy)
     assert not report.ok, f"{what} not detected"
+    if what == "incident record":  # also by its content: not the state the log commits to
+        assert any("differ from its committed state" in f for f in report.failures), report.failures
     if not rehashed:
         assert any(f.startswith(tampered) or tampered in f for f in report.failures), report.failures
     else:  # the re-hashed tag manifest is no longer what signature.note signs

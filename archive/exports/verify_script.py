@@ -585,6 +585,20 @@ def _records(bag: Reader, report: Report, names: set[str], hashes: dict[str, tup
                     raise Failed(f"it is not in the batch event {change['event_seq']} commits to")
             report.count("record commitments")
         _guard(report, f"{RECORDS}changes.json (#{number} {change.get('record_id')})", check_change)
+    latest: dict[str, dict[str, Any]] = {}  # each record's last change, in the log's order
+    for change in sorted(records["changes"], key=lambda c: (c["event_seq"], c["batch_index"] or 0)):
+        latest[str(change["record_id"])] = change
+    for kind in RECORD_KINDS[1:]:
+        for rec in records[kind]:  # what a records file says must be the state the log commits to
+            last = latest.get(str(rec.get("id")))
+            if last is None or last["state"] is None or last["commitment"] not in opened:
+                continue
+            differ = sorted(k for k, v in last["state"].items() if k in rec and rec[k] != v)
+            if differ:
+                report.fail(f"{RECORDS}{kind}.json ({rec['id']})", f"{', '.join(differ)} differ from its "
+                            "committed state in changes.json")
+            else:
+                report.count("records against their committed state")
     if set(item_salts) != set(items):
         report.fail(SALTS, "its item salts are not exactly the included items'")
     if set(record_salts) != opened:
