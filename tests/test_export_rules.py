@@ -8,7 +8,9 @@ records produce, and in a real bundle's every file.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import subprocess
 import sys
@@ -244,6 +246,10 @@ def test_no_withheld_name_identity_or_provenance_text_in_any_record_file(cli: Cl
     victims = {r["ref"]: r for r in json.loads(made.files["victims.json"])["records"]}
     assert victims["V-named"]["name"] is None and victims["V-named"]["name_withheld"] is True
     assert victims["V-yes"]["consent"]["un_bodies"] == "yes"
+    assert victims["V-yes"]["consent_given_on"]["un_bodies"] == "2023-12-20"
+    rows = list(csv.DictReader(io.StringIO(made.files["victims.csv"].decode("utf-8"))))
+    assert {r["ref"]: (r["family_consent"], r["consent_date"], r["name"]) for r in rows}["V-named"] == (
+        "yes", "2023-12-20", "")
     sources = json.loads(made.files["sources.json"])["records"]
     assert sources == [{**sources[0], "alias": "Abu Omar", "description": None}]
     assert "identity" not in sources[0]

@@ -68,8 +68,9 @@ CSV_COLUMNS: dict[str, tuple[str, ...]] = {
                   "facility_damage", "narrative", "created_at", "updated_at"),
     "victims": ("id", "ref", "incident_id", "incident_ref", "name", "name_withheld", "sex", "age", "age_group",
                 "civilian", "professions", "died_under_torture", "governorate_of_death", "governorate_of_origin",
-                "date_of_death", "date_documented", "status", "merged_into", "consent_un_bodies", "consent_courts",
-                "consent_publication", "created_at", "updated_at"),
+                "date_of_death", "date_documented", "status", "merged_into", "family_consent", "consent_date",
+                "consent_courts", "consent_courts_date", "consent_publication", "consent_publication_date",
+                "created_at", "updated_at"),
     "sources": ("id", "ref", "kind", "reliability", "alias", "url", "channel", "posted_at", "description",
                 "created_at", "updated_at"),
     "links": ("id", "kind", "a_id", "b_id", "certainty", "active", "note", "created_at", "created_by"),
@@ -216,13 +217,15 @@ def _victim_records(session: Session, keys: CatalogKeys, ids: list[str], withhel
             state["name"] = None
             state["name_withheld"] = True
         incident = session.get(Incident, row.incident_id)
-        consent = {}
-        for scope in CONSENT_SCOPES:
+        consent, given_on = {}, {}
+        for scope in CONSENT_SCOPES:  # the status and date only: who took it and its documents are free text
             current = consent_for(session, victim_id, scope)
             consent[scope] = current.status if current is not None else None
+            given_on[scope] = current.given_on if current is not None else None
         out.append({"id": row.id, **state, "incident_ref": incident.ref if incident is not None else None,
                     "anonymous": row.anonymous, "child": row.child, "woman": row.woman,
-                    "consent": consent, "created_at": row.created_at, "updated_at": row.updated_at})
+                    "consent": consent, "consent_given_on": given_on, "created_at": row.created_at,
+                    "updated_at": row.updated_at})
     return out
 
 
@@ -353,8 +356,11 @@ def _cell(value: Any) -> str:
 
 
 def _victim_row(record: dict[str, Any]) -> dict[str, Any]:
-    consent = record.get("consent") or {}
-    return {**record, **{f"consent_{s}": consent.get(s) for s in CONSENT_SCOPES}}
+    """The interchange's UN-bodies columns (`family_consent`, `consent_date`), then the other scopes'."""
+    consent, given_on = record.get("consent") or {}, record.get("consent_given_on") or {}
+    return {**record, "family_consent": consent.get("un_bodies"), "consent_date": given_on.get("un_bodies"),
+            **{f"consent_{s}": consent.get(s) for s in ("courts", "publication")},
+            **{f"consent_{s}_date": given_on.get(s) for s in ("courts", "publication")}}
 
 
 def schema() -> dict[str, Any]:
