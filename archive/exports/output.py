@@ -144,6 +144,9 @@ def open_output(path: Path | None, *, stream: BinaryIO | None = None,
             out._abandon()
             raise
         out._finish()
+        flush = getattr(stream, "flush", None)
+        if flush is not None:
+            flush()  # a pipe to an HTTP response returns once the client took every byte: only then "transferred"
         return
     if path is None:
         raise ServiceError("a bundle needs a file to write (--out) or a stream")
