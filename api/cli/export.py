@@ -74,6 +74,16 @@ def export(state: CliState, incidents: tuple[str, ...], items: tuple[str, ...], 
     request = ExportRequest(purpose=purpose, incidents=incidents, items=items,
                             query=_query(query) if query is not None else None, overrides=overrides,
                             override_reason=override_reason)
+    import signal
+
+    from archive.services.errors import ServiceError
+
+    def stop(signum: int, _frame: object) -> None:
+        # Unwinds like any error: no partial file is left, a failed transfer is logged, exit 2.
+        raise ServiceError(f"stopped by signal {signum}; nothing was written")
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     with state.archive() as archive:
         result = export_bundle(archive, request, role=Role.CUSTODIAN, out=out, to=to, recipients=recipients,
                                plaintext=plaintext, fmt=fmt, split_size=limit)

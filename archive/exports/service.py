@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from archive.exports.selection import ExportRequest, Selection
 
 CHUNK = 1 << 20
+_UNSET = "not configured (set {} under [export] in the archive's config.toml)"
 
 
 @dataclass
@@ -288,14 +289,28 @@ def _original_chunks(archive: Archive, item_id: str, seen: dict[str, str]) -> It
     """The item's plaintext, verified against the log's commitment as it streams (an `access` event each);
     the first copy that opens is used: a bag under way cannot restart a file. `seen["sha256"]`: the digest
     the check computed, which the writer takes instead of hashing the same bytes again."""
+    from archive.age import AgeError
+    from archive.services.errors import IntegrityError
     from archive.services.originals import open_original
+    from storage.base import StorageError
 
     original = open_original(archive, item_id, purpose="export")
-    if not original.copies:
-        raise original.refuse()
-    copy = original.copies[0]
-    yield from copy.chunks()
-    seen["sha256"] = copy.sha256
+    for copy in original.copies:
+        started = False
+        try:
+            for chunk in copy.chunks():
+                started = True
+                yield chunk
+        except (AgeError, IntegrityError, StorageError, OSError) as exc:
+            copy.record_bad(exc)  # a read is a check too: marked, and a repair queued
+            original.failures.append(f"{copy.replica.backend}: {exc}")
+            if started:  # bytes of it are in the bag already: this part cannot switch copies
+                raise IntegrityError(f"item {item_id}: the copy on {copy.replica.backend} failed part-way "
+                                     f"({exc}); the export was stopped") from exc
+            continue
+        seen["sha256"] = copy.sha256
+        return
+    raise original.refuse()
 
 
 def _payload(archive: Archive, items: list[str], placement: dict[str, tuple[str, int]], facts: dict[str, Any],
@@ -378,8 +393,8 @@ def export_bundle(archive: Archive, request: ExportRequest, *, role: Role, out: 
         origin = log_signer(archive).name
         info = BundleInfo(export_id=export_id, origin=origin, purpose=selection.purpose, created_at=_now(),
                           organization=settings.get("organization") or origin,
-                          contact_name=settings.get("contact_name", ""),
-                          contact_email=settings.get("contact_email", ""),
+                          contact_name=settings.get("contact_name") or _UNSET.format("contact_name"),
+                          contact_email=settings.get("contact_email") or _UNSET.format("contact_email"),
                           encrypted=bool(keys.recipients), recipients=tuple(keys.fingerprints), to=keys.to,
                           started_seq=started, checkpoint_size=custody.checkpoint_size,
                           counts={**_counts(selection), "events": len(custody.entries)})
