@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
+import os
 import shutil
+import socket
 import subprocess
 import sys
+import tarfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -310,7 +314,10 @@ def test_a_newer_checkpoint_checks_consistency(archive_home: Cli, bag: Path, tmp
     same = tmp_path / "same.txt"
     same.write_text((bag / "data" / "custody" / "checkpoint.txt").read_text(encoding="utf-8"), encoding="utf-8")
     report = verify_bag(str(bag), checkpoint_text=same.read_text(encoding="utf-8"))
-    assert report.ok and report.consistency and report.authenticity
+    assert report.ok and not report.authenticity and not report.rests_on_checkpoint  # its own copy adds nothing
+    assert any("adds nothing" in n for n in report.notes), report.notes
+    assert report.as_dict()["authenticity"] == "not established"
+    assert "outside the bundle" not in report.text()
     latest = archive_home.json("log", "checkpoint")["tree_size"]
     assert latest > size  # the export's transfer event came after the bundle's checkpoint
     newer = archive_home.json("log", "consistency", str(size), str(latest))
@@ -323,7 +330,14 @@ def test_a_newer_checkpoint_checks_consistency(archive_home: Cli, bag: Path, tmp
     document.write_text(json.dumps(newer), encoding="utf-8")
     code, out, _ = archive_home("verify-bundle", str(bag), "--checkpoint", str(document), "--json")
     result = json.loads(out)
-    assert code == 0 and result["consistency_checked"] is True and result["authenticity_established"], result
+    assert code == 0 and result["consistency_checked"] is True, result
+    # signed by the bundle's own log.vkey only: authenticity rests on where the checkpoint came from
+    assert result["authenticity_established"] is False and result["authenticity"] == "rests on the checkpoint you gave"
+    assert "outside the bundle" not in result["verdict"] and "rests on the checkpoint you gave" in result["verdict"]
+    vkey = tmp_path / "log.vkey"
+    vkey.write_text(log_vkey(archive_home), encoding="ascii")
+    result = archive_home.json("verify-bundle", str(bag), "--checkpoint", str(document), "--vkey", str(vkey))
+    assert result["authenticity_established"] is True and result["consistency_checked"] is True, result
     forged = dict(newer, consistency_proof=[hashlib.sha256(b"x").hexdigest()] * len(newer["consistency_proof"]))
     report = verify_bag(str(bag), consistency=forged)
     assert not report.ok and any(f.startswith("--checkpoint") for f in report.failures)
@@ -364,3 +378,100 @@ def test_each_part_of_a_split_export_verifies_on_its_own(archive_home: Cli, tmp_
         report = verify_bundle(path)
         assert report.ok, (path, report.failures)
         assert report.checked.get("item commitments") == result["counts"]["items"]
+
+
+def test_a_checkpoint_alone_does_not_establish_authenticity(archive_home: Cli, bundle: Path, bag: Path,
+                                                            tmp_path: Path, fresh_python: Path) -> None:
+    """Without --vkey a checkpoint opens under the bundle's own log.vkey, which a forger controls: the bag's own
+    checkpoint.txt, copied out, must not make it authentic (a forged bundle looks exactly like this)."""
+    own = tmp_path / "own.txt"
+    own.write_bytes((bag / "data" / "custody" / "checkpoint.txt").read_bytes())
+    code, out, _ = archive_home("verify-bundle", str(bundle), "--checkpoint", str(own), expect=0)
+    assert "outside the bundle" not in out and "adds nothing" in out and "authenticity NOT established" in out
+    result = archive_home.json("verify-bundle", str(bundle), "--checkpoint", str(own))
+    assert result["authenticity_established"] is False and result["authenticity"] == "not established", result
+    ran = run_verify_py(fresh_python, bag, "--checkpoint", str(own), "--json")
+    assert ran.returncode == 0 and json.loads(ran.stdout)["authenticity_established"] is False, ran.stdout
+    vkey = tmp_path / "log.vkey"
+    vkey.write_text(log_vkey(archive_home), encoding="ascii")
+    result = archive_home.json("verify-bundle", str(bundle), "--checkpoint", str(own), "--vkey", str(vkey))
+    assert result["authenticity_established"] is True and "outside the bundle" in result["verdict"], result
+
+
+def test_a_container_with_a_duplicate_member_name_is_refused(archive_home: Cli, bundle: Path, tmp_path: Path) -> None:
+    """A forged copy first, the genuine one after: an extractor keeping the first would get the forgery."""
+    with zipfile.ZipFile(bundle) as source:
+        infos = source.infolist()
+        original = next(i for i in infos if "/data/originals/" in i.filename and not i.is_dir())
+        doubled = tmp_path / "doubled.zip"
+        contents = {i.filename: source.read(i) for i in infos if not i.is_dir()}
+        with zipfile.ZipFile(doubled, "w") as target, pytest.warns(UserWarning, match="Duplicate name"):
+            target.writestr(original.filename, b"FORGED")
+            for name, data in contents.items():
+                target.writestr(name, data)
+        tar_path = tmp_path / "doubled.tar"
+        with tarfile.open(tar_path, "w") as tar:
+            member = tarfile.TarInfo(original.filename)
+            member.size = 6
+            tar.addfile(member, io.BytesIO(b"FORGED"))
+            for name, data in contents.items():
+                member = tarfile.TarInfo(name)
+                member.size = len(data)
+                tar.addfile(member, io.BytesIO(data))
+    for path in (doubled, tar_path):
+        report = verify_bundle(path)
+        assert not report.ok and any(f.startswith(original.filename) and "more than one member" in f
+                                     for f in report.failures), (path, report.failures)
+        code, out, _ = archive_home("verify-bundle", str(path), expect=1)
+        assert original.filename in out
+
+
+def test_a_bag_folder_entry_that_is_not_a_regular_file_is_refused_unopened(bag: Path, tmp_path: Path,
+                                                                          fresh_python: Path) -> None:
+    copy = tmp_path / bag.name
+    shutil.copytree(bag, copy)
+    records = copy / "data" / "records"
+    os.mkfifo(records / "pipe")
+    (records / "zero").symlink_to("/dev/zero")
+    (records / "elsewhere").symlink_to(tmp_path)
+    sock = socket.socket(socket.AF_UNIX)
+    try:
+        sock.bind(str(records / "sock"))
+    except OSError:  # the path may be too long for a unix socket
+        pass
+    original = sorted((copy / "data" / "originals").iterdir())[0]
+    outside = tmp_path / "outside.bin"
+    shutil.copyfile(original, outside)
+    original.unlink()
+    original.symlink_to(outside)  # the identical bytes, through a symlink
+    try:
+        report = verify_bundle(copy)  # would hang on the FIFO or /dev/zero if opened
+        failures = report.failures
+        assert not report.ok
+        for name, kind in (("data/records/pipe", "a FIFO"), ("data/records/zero", "a symlink"),
+                           ("data/records/elsewhere", "a symlink"),
+                           (original.relative_to(copy).as_posix(), "a symlink")):
+            assert any(f.startswith(f"{name}: is {kind}") for f in failures), (name, failures)
+        ran = subprocess.run([str(fresh_python), str(copy / "verify.py"), str(copy)], capture_output=True,
+                             text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+        assert ran.returncode == 1 and "data/records/pipe: is a FIFO" in ran.stdout, ran.stdout + ran.stderr
+    finally:
+        sock.close()
+
+
+def test_the_vkey_help_and_unusable_checkpoint_input(archive_home: Cli, bundle: Path, tmp_path: Path,
+                                                     fresh_python: Path, bag: Path) -> None:
+    _, out, _ = archive_home("verify-bundle", "--help", expect=0)
+    assert "`evidence log key`" in out and "log vkey" not in out
+    archive_home("log", "key", expect=0)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("", encoding="utf-8")
+    bad_json = tmp_path / "bad.json"
+    bad_json.write_text('{"old_note": ', encoding="utf-8")
+    wrong_json = tmp_path / "wrong.json"
+    wrong_json.write_text('{"old_note": 1}', encoding="utf-8")
+    for path in (empty, bad_json, wrong_json, tmp_path / "missing.txt"):
+        code, out, err = archive_home("verify-bundle", str(bundle), "--checkpoint", str(path), expect=2)
+        assert "checkpoint" in out + err
+        ran = run_verify_py(fresh_python, bag, "--checkpoint", str(path))
+        assert ran.returncode == 2, (path, ran.stdout + ran.stderr)

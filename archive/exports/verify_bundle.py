@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import os
+import posixpath
 import tarfile
 import tempfile
 import zipfile
@@ -29,10 +30,22 @@ class BundleUnreadable(Exception):
     """The bundle (or a key for it) cannot be read at all: an error in use, not a failed check."""
 
 
+def _duplicates(names: list[str]) -> list[str]:
+    """Member names a container holds more than once (after normalising `./`, `//` and a trailing `/`): verify-bundle
+    would read one copy while an extractor keeps the other."""
+    seen: set[str] = set()
+    twice: set[str] = set()
+    for name in names:
+        key = posixpath.normpath(name.rstrip("/") or "/")
+        (twice if key in seen else seen).add(key)
+    return sorted(twice)
+
+
 class _Archived:
     """A zip's or tar's members under one top folder, as paths relative to that folder."""
 
-    def __init__(self, members: dict[str, Any], opener: Any) -> None:
+    def __init__(self, members: dict[str, Any], opener: Any, duplicates: list[str] | None = None) -> None:
+        self.duplicates = duplicates or []
         tops = {name.split("/", 1)[0] for name in members}
         if len(tops) != 1:
             raise BundleUnreadable(f"a bundle holds one top folder, this one holds {len(tops)}")
@@ -59,8 +72,9 @@ def _reader(path: Path) -> Iterator[FolderReader | _Archived]:
         return
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
-            members = {i.filename: i for i in archive.infolist() if not i.is_dir()}
-            yield _Archived(members, archive.open)
+            infos = archive.infolist()
+            members = {i.filename: i for i in infos if not i.is_dir()}
+            yield _Archived(members, archive.open, _duplicates([i.filename for i in infos]))
         return
     try:
         with tarfile.open(path, "r:*") as tar:
@@ -71,7 +85,7 @@ def _reader(path: Path) -> Iterator[FolderReader | _Archived]:
             def extract(member: tarfile.TarInfo) -> IO[bytes]:
                 stream = tar.extractfile(member)
                 return stream if stream is not None else io.BytesIO()
-            yield _Archived(files, extract)
+            yield _Archived(files, extract, _duplicates([m.name for m in tar.getmembers()]))
     except tarfile.TarError as exc:
         raise BundleUnreadable(f"{path} is not a bag folder, a zip or a tar") from exc
 
@@ -129,6 +143,12 @@ def verify_bundle(path: Path | str, *, identity_path: Path | str | None = None, 
     with _decrypted(path, Path(identity_path) if identity_path else None) as plain, _reader(plain) as reader:
         if isinstance(reader, FolderReader) and not os.path.isfile(os.path.join(reader.root, "bagit.txt")):
             raise BundleUnreadable(f"{path} is not a bag (no bagit.txt)")
+        if isinstance(reader, _Archived) and reader.duplicates:
+            refused = Report()
+            for name in reader.duplicates:
+                refused.fail(name, "the container holds more than one member of this name (an extractor may "
+                             "keep another copy than the one checked): refused")
+            return refused
         try:
             return verify_bag(reader, vkey_text=vkey, checkpoint_text=checkpoint)
         except (OSError, zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:

@@ -8,9 +8,10 @@ file missing or extra), signature.note under bundle.vkey, checkpoint.txt under
 log.vkey (or --vkey), every event against its inclusion proof, every content
 and record commitment, and salts.json. The bundled keys prove nothing about
 who made the bundle (a forger could replace them): only a log key from a
-trusted channel (--vkey) or a checkpoint from the archive or a witness
-(--checkpoint) establishes authenticity. A convenience: README.txt explains
-every check by hand.
+trusted channel (--vkey) establishes authenticity. A --checkpoint without
+--vkey is checked under the bundle's own log.vkey: the bundle is then authentic
+only if you got that checkpoint from a witness or the archive through a trusted
+channel. A convenience: README.txt explains every check by hand.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import base64
 import hashlib
 import json
 import os
+import stat
 import sys
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
@@ -63,19 +65,56 @@ class Reader(Protocol):
     def open(self, path: str) -> BinaryIO: ...
 
 
+def _not_plain(mode: int) -> str | None:
+    """What an entry is when it is neither a regular file nor a folder (None when it is one of those)."""
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        return "a symlink"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
 class FolderReader:
+    """An unpacked bag. Only regular files and folders are read: anything else (a symlink, FIFO, device or
+    socket) is listed in `refused` and never opened or followed."""
+
     def __init__(self, root: str) -> None:
         self.root = root
+        self.refused: dict[str, str] = {}
 
     def names(self) -> list[str]:
-        found = []
-        for top, _dirs, files in os.walk(self.root):
-            for name in files:
-                found.append(os.path.relpath(os.path.join(top, name), self.root).replace(os.sep, "/"))
+        found, refused = [], {}
+        for top, dirs, files in os.walk(self.root):
+            for name in [*dirs, *files]:
+                full = os.path.join(top, name)
+                kind = _not_plain(os.lstat(full).st_mode)
+                rel = os.path.relpath(full, self.root).replace(os.sep, "/")
+                if kind is not None:
+                    refused[rel] = kind
+                elif name in files:
+                    found.append(rel)
+            dirs[:] = [d for d in dirs if os.path.relpath(os.path.join(top, d), self.root).replace(os.sep, "/")
+                       not in refused]
+        self.refused = refused
         return sorted(found)
 
     def open(self, path: str) -> BinaryIO:
-        return open(os.path.join(self.root, *path.split("/")), "rb")
+        full = os.path.join(self.root, *path.split("/"))
+        kind = _not_plain(os.lstat(full).st_mode)
+        if kind is not None or stat.S_ISDIR(os.lstat(full).st_mode):
+            raise Failed(f"{path} is {kind or 'a folder'}: a bag holds regular files only")
+        fd = os.open(full, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+                     | getattr(os, "O_BINARY", 0))
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise Failed(f"{path} is not a regular file: a bag holds regular files only")
+        return os.fdopen(fd, "rb")
 
 
 @dataclass
@@ -85,8 +124,16 @@ class Report:
     checked: dict[str, int] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    authenticity: bool = False
+    authenticity: bool = False  # only a log key given from outside the bundle (--vkey) establishes it
     consistency: bool | None = None
+    rests_on_checkpoint: bool = False  # consistent with a --checkpoint signed by the bundle's own log key
+
+    def authenticity_state(self) -> str:
+        if self.ok and self.authenticity:
+            return "established by the log key given with --vkey"
+        if self.ok and self.rests_on_checkpoint:
+            return "rests on the checkpoint you gave"
+        return "not established"
 
     @property
     def ok(self) -> bool:
@@ -101,15 +148,21 @@ class Report:
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "checked": dict(self.checked), "failures": list(self.failures),
                 "notes": list(self.notes), "authenticity_established": self.ok and self.authenticity,
-                "consistency_checked": self.consistency, "verdict": self.verdict()}
+                "authenticity": self.authenticity_state(), "consistency_checked": self.consistency,
+                "verdict": self.verdict()}
 
     def verdict(self) -> str:
         if not self.ok:
             return f"FAILED: {len(self.failures)} check(s) did not hold"
-        if not self.authenticity:
-            return ("intact, but authenticity NOT established: the keys are the bundle's own; check again with "
-                    "--vkey (the archive's log key from a trusted channel) or --checkpoint")
-        return "verified: intact and authentic (the log key was given from outside the bundle)"
+        if self.authenticity:
+            return "verified: intact and authentic (the log key was given from outside the bundle)"
+        if self.rests_on_checkpoint:
+            return ("intact and consistent with the checkpoint you gave, but that checkpoint is signed by the "
+                    "bundle's own log key: authenticity rests on the checkpoint you gave (the bundle is authentic "
+                    "only if that checkpoint came from a witness or the archive through a trusted channel); "
+                    "--vkey (the archive's log key from a trusted channel) establishes it")
+        return ("intact, but authenticity NOT established: the keys are the bundle's own; check again with "
+                "--vkey (the archive's log key from a trusted channel)")
 
     def text(self) -> str:
         lines = ["checked:"] + [f"  {n:>7}  {kind}" for kind, n in sorted(self.checked.items())]
@@ -356,6 +409,8 @@ def _guard(report: Report, where: str, check: Any, *args: Any) -> Any:
 def _verify(bag: Reader, report: Report, vkey_text: str | None, checkpoint_text: str | None,
             consistency: dict[str, Any] | None) -> None:
     names = set(bag.names())
+    for path, kind in sorted(getattr(bag, "refused", {}).items()):
+        report.fail(path, f"is {kind}: a bag holds regular files and folders only (refused, not opened)")
     for required in ("bagit.txt", "bag-info.txt", "manifest-sha256.txt", "manifest-sha512.txt", *TAG_MANIFESTS,
                      SIGNATURE, CHECKPOINT, LOG_VKEY, BUNDLE_VKEY, SALTS):
         if required not in names:
@@ -453,16 +508,45 @@ def _verify(bag: Reader, report: Report, vkey_text: str | None, checkpoint_text:
     if checkpoint_text is not None or consistency is not None:
         report.consistency = bool(_guard(report, "--checkpoint", _outside_checkpoint, tree,
                                          checkpoint_text, consistency, trusted or log_vkey))
-        report.authenticity = report.authenticity or bool(report.consistency)
+        if checkpoint_text is not None and checkpoint_text == note:
+            report.notes.append("the --checkpoint is the bundle's own checkpoint.txt, byte for byte: it adds "
+                                "nothing (it proves neither authenticity nor that the log went on)")
+        elif trusted is None and report.consistency:
+            report.rests_on_checkpoint = True
+            report.notes.append("the --checkpoint is signed by the bundle's own log.vkey, not by a key given "
+                                "from outside: the bundle is authentic only if that checkpoint came from a "
+                                "witness or the archive through a trusted channel")
     events = _events(bag, report, names, note, tree)
     _records(bag, report, names, hashes, events, part, export_id, bundle_vkey, info)
+
+
+def checkpoint_input(text: str) -> dict[str, Any] | None:
+    """A --checkpoint's text → the consistency JSON document (None for a signed note); raises `Failed` when it is
+    neither (unusable input: an error in use, not a failed check)."""
+    if text.lstrip().startswith("{"):
+        try:
+            document = json.loads(text)
+        except ValueError as exc:
+            raise Failed(f"malformed JSON ({exc})") from exc
+        if not isinstance(document, dict) or not isinstance(document.get("old_note"), str) \
+                or not isinstance(document.get("new_note"), str) \
+                or not isinstance(document.get("consistency_proof"), list) \
+                or not all(isinstance(h, str) for h in document["consistency_proof"]):
+            raise Failed("not the JSON of `evidence log consistency --json` (old_note, new_note, "
+                         "consistency_proof)")
+        return document
+    split = text.rfind("\n\n")
+    if split < 0 or not text.endswith("\n"):
+        raise Failed("not a signed checkpoint note (no blank line before the signatures)")
+    parse_checkpoint(text[: split + 1])
+    return None
 
 
 def _outside_checkpoint(tree: tuple[str, int, bytes], text: str | None, document: dict[str, Any] | None,
                         vkey: str) -> bool:
     """A newer checkpoint (a signed note, or the JSON of `evidence log consistency --json`) extends the bundle's."""
-    if document is None and text is not None and text.lstrip().startswith("{"):
-        document = json.loads(text)
+    if document is None and text is not None:
+        document = checkpoint_input(text)
     if document is None:
         origin, size, root = parse_checkpoint(open_note(str(text), vkey))
         if size != tree[1] or origin != tree[0]:
@@ -629,14 +713,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("bag", nargs="?", default=os.path.dirname(os.path.abspath(__file__)))
     parser.add_argument("--vkey", help="the archive's log verifier key, from a trusted channel")
-    parser.add_argument("--checkpoint", help="a newer signed checkpoint, or `evidence log consistency --json`")
+    parser.add_argument("--checkpoint", help="the bundle's checkpoint as a witness or the archive gave it, or "
+                        "`evidence log consistency --json` (without --vkey: checked under the bundle's own key)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     try:
         vkey = open(args.vkey, encoding="utf-8").read() if args.vkey else None
         checkpoint = open(args.checkpoint, encoding="utf-8").read() if args.checkpoint else None
+        if checkpoint is not None:
+            checkpoint_input(checkpoint)
     except (OSError, UnicodeDecodeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Failed as exc:
+        print(f"error: --checkpoint {args.checkpoint} is unusable: {exc}", file=sys.stderr)
         return 2
     if not os.path.isfile(os.path.join(args.bag, "bagit.txt")):
         print(f"error: {args.bag} is not a bag folder (no bagit.txt)", file=sys.stderr)
