@@ -249,8 +249,9 @@ def export(request: Request, body: ExportBody) -> Response:
 
 
 @router.post("/v1/exports/plan")
-def plan(request: Request, body: Selection) -> dict[str, Any]:
-    """What an export of this selection would carry and withhold, and why (counts and reasons, no identities)."""
+def plan(request: Request, body: ExportBody) -> dict[str, Any]:
+    """What an export would carry and withhold, and why (counts and reasons, no identities); the same body as
+    POST /v1/exports, whose delivery fields (to, recipients, plaintext, format) change nothing here."""
     from archive.exports.service import plan_export
 
     archive, role = who(request)
