@@ -324,8 +324,10 @@ CONVENIENCE
 -----------
     python3 verify.py            (pip install cryptography first)
 checks all of the above and prints what it checked; add --vkey FILE (the
-archive's log key from a trusted channel) or --checkpoint FILE (a newer
-checkpoint) to establish authenticity. It is one readable file; the steps
+archive's log key from a trusted channel) to establish authenticity, and
+--checkpoint FILE (a witness's checkpoint, or the archive's consistency
+proof as JSON) to check the bundle's history is still part of the log. It
+is one readable file; the steps
 above do not depend on it. The archive's own tool does the same:
     evidence verify-bundle BUNDLE-FILE --identity KEY --vkey FILE
 """

@@ -134,7 +134,7 @@ def verify_bundle(path: Path | str, *, identity_path: Path | str | None = None, 
     """Check a bundle file or folder; raises `BundleUnreadable` when it cannot be read at all.
 
     `vkey`: the text of the archive's log verifier key (one or more vkey lines,
-    from a trusted channel); `checkpoint`: a newer signed checkpoint, or the
+    from a trusted channel); `checkpoint`: a checkpoint (same size) or the archive's consistency proof as JSON, or the
     JSON of `evidence log consistency --json`.
     """
     path = Path(path)
