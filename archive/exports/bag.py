@@ -104,6 +104,15 @@ class _Hasher:
         if self._error is not None:
             raise self._error
 
+    def abandon(self) -> None:
+        """After a failure (a signal may have struck mid-queue-operation): stop without waiting long."""
+        if self._thread.is_alive():
+            try:
+                self._queue.put(None, timeout=1)
+            except queue.Full:
+                return
+            self._thread.join(timeout=1)
+
 
 def _pieces(chunks: Iterable[bytes]) -> Iterator[bytes]:
     """Gather small chunks into pieces of about CHUNK bytes (fewer queue hand-offs and writes)."""
@@ -284,13 +293,15 @@ def write_bag(out: Writable, *, name: str, fmt: str, payload: Iterable[BagFile],
     archive: _Zip | _Tar = _Zip(out, stamp) if fmt == "zip" else _Tar(out, int(now))  # type: ignore[arg-type]
     hashers = [_Hasher(a) for a in ALGORITHMS]
     try:
-        return _write(archive, hashers, name, payload, bag_info, tag_files, sign)
+        result = _write(archive, hashers, name, payload, bag_info, tag_files, sign)
     except BaseException:
         archive.abort()
-        raise
-    finally:
         for hasher in hashers:
-            hasher.join()
+            hasher.abandon()
+        raise
+    for hasher in hashers:
+        hasher.join()
+    return result
 
 
 def _write(archive: _Zip | _Tar, hashers: list[_Hasher], name: str, payload: Iterable[BagFile],

@@ -52,9 +52,14 @@ class _ThreadHash:
         return self._digest.hexdigest()
 
     def abandon(self) -> None:
+        """Stop without waiting long: a signal raised in the middle of a queue operation can leave the worker
+        asleep; it is a daemon thread, and its digest is not wanted any more."""
         if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
+            try:
+                self._queue.put(None, timeout=1)
+            except queue.Full:
+                return
+            self._thread.join(timeout=1)
 
 
 class Output:
