@@ -245,6 +245,9 @@ def create_app(home: str | None = None, *, worker: bool | None = None) -> FastAP
     app.state.in_process_worker = in_process
     errors.install(app)
     _include_routers(app)
+    from api.web import install as install_pages
+
+    install_pages(app)
     app.add_middleware(AuthorizeMiddleware, fastapi=app)
     app.add_middleware(BodyIdleTimeout, seconds=float(settings.get("body_idle_seconds", DEFAULT_BODY_IDLE_SECONDS)))
     app.add_middleware(CountResponses)

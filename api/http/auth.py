@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
@@ -90,6 +91,47 @@ def _authenticate(runtime: Runtime, token: str) -> Caller:
     return authenticate(runtime, token)
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def session_cookie(headers: Headers) -> str | None:
+    """The web session cookie a request carries, if any."""
+    from starlette.requests import cookie_parser
+
+    from archive.services.web_sessions import COOKIE
+
+    raw = headers.get("cookie")
+    return cookie_parser(raw).get(COOKIE) if raw else None
+
+
+def same_origin(headers: Headers) -> bool:
+    """Whether a browser request comes from our own pages: its Origin (when sent) names the host it went to."""
+    origin = headers.get("origin")
+    if origin is None:
+        return True  # not sent by same-origin GETs and some older browsers; SameSite=Strict still holds
+    host = headers.get("host", "")
+    return origin.partition("://")[2].rstrip("/") == host
+
+
+def _by_cookie(runtime: Runtime, method: str, template: str, headers: Headers) -> Caller:
+    """A signed-in browser's caller on a web page or a cookie-enabled API route."""
+    from archive.services.web_sessions import authenticate_session
+
+    cookie = session_cookie(headers)
+    if not cookie:
+        raise Unauthenticated("not signed in: sign in at /signin, or send `Authorization: Bearer TOKEN`",
+                              "missing")
+    caller = authenticate_session(runtime, cookie)
+    if method not in SAFE_METHODS:
+        if not same_origin(headers):
+            raise RoleForbidden("this request came from another site's page")
+        if not matrix.is_web(template):  # pages check the form's token themselves (`api.web.forms`)
+            sent = headers.get("x-csrf-token", "")
+            if not sent or not hmac.compare_digest(sent, caller.csrf):
+                raise RoleForbidden("missing or wrong X-CSRF-Token for a signed-in browser's request")
+    return caller
+
+
 def check(runtime: Runtime, method: str, template: str | None, headers: Headers) -> Caller | None:
     """The caller of (method, template), None on a public route; raises `Unauthenticated` or `Forbidden`.
 
@@ -103,8 +145,13 @@ def check(runtime: Runtime, method: str, template: str | None, headers: Headers)
         return None  # PUBLIC
     assert template is not None
     basic = template.startswith(matrix.BASIC_PREFIX)
+    cookie = not headers.get("authorization") and (
+        matrix.is_web(template) or (method.upper(), template) in matrix.COOKIE_API)
     try:
-        caller = _authenticate(runtime, _credential(headers, basic))
+        if cookie:
+            caller = _by_cookie(runtime, method.upper(), template, headers)
+        else:
+            caller = _authenticate(runtime, _credential(headers, basic))
     except Unauthenticated as exc:
         metrics.refuse(exc.reason)
         raise
@@ -176,7 +223,12 @@ class AuthorizeMiddleware:
             caller = await anyio.to_thread.run_sync(check, self.fastapi.state.runtime, scope["method"],
                                                     template, headers)
         except ServiceError as exc:
-            response = service_error_response(Request(scope), exc)
+            if matrix.is_web(template):
+                from api.web.errors import refusal_page
+
+                response = refusal_page(Request(scope), exc)
+            else:
+                response = service_error_response(Request(scope), exc)
             if template.startswith("/v1/uploads"):  # tus clients expect the header on every answer
                 response.headers["Tus-Resumable"] = "1.0.0"
             await response(scope, receive, send)

@@ -99,7 +99,81 @@ ROUTES: dict[tuple[str, str], frozenset[Role]] = {
     ("PUT", "/dav/{path:path}"): UPLOADERS,
 }
 
+# The web pages (`api.web`): authenticated by the session cookie (a Bearer token works too, for tools).
+SIGNED_IN = EVERY_ROLE
+WEB_ROUTES: dict[tuple[str, str], frozenset[Role]] = {
+    # sign-in (the routes check their own one-time and half-signed-in cookies), language, our static files
+    ("GET", "/signin"): PUBLIC,
+    ("POST", "/signin"): PUBLIC,
+    ("GET", "/signin/code"): PUBLIC,
+    ("POST", "/signin/code"): PUBLIC,
+    ("GET", "/enrol"): PUBLIC,
+    ("POST", "/enrol"): PUBLIC,
+    ("POST", "/signout"): SIGNED_IN,
+    ("GET", "/lang/{code}"): PUBLIC,
+    ("GET", "/static/{name:path}"): PUBLIC,
+    # dashboard
+    ("GET", "/"): SIGNED_IN,  # a contributor sees its own recent uploads only
+    # items
+    ("GET", "/items"): CATALOG_READERS,
+    ("GET", "/items/{item_id}"): CATALOG_READERS,  # auditors: no media, no personal fields
+    ("GET", "/items/{item_id}/preview"): DOCUMENTERS,  # only with the view token of a page view
+    ("GET", "/items/{item_id}/original"): DOCUMENTERS,
+    ("GET", "/items/{item_id}/events/{seq}/proof"): CATALOG_READERS,
+    ("POST", "/items/{item_id}/links"): DOCUMENTERS,
+    ("POST", "/items/{item_id}/candidates/{other}/{decision}"): DOCUMENTERS,
+    # incidents, victims, sources
+    ("GET", "/incidents"): DOCUMENTERS,
+    ("GET", "/incidents/new"): DOCUMENTERS,
+    ("POST", "/incidents"): DOCUMENTERS,
+    ("GET", "/incidents/{ref}"): DOCUMENTERS,
+    ("GET", "/incidents/{ref}/edit"): DOCUMENTERS,
+    ("POST", "/incidents/{ref}"): DOCUMENTERS,
+    ("POST", "/incidents/{ref}/attributions"): DOCUMENTERS,
+    ("POST", "/incidents/{ref}/links"): DOCUMENTERS,
+    ("GET", "/victims"): DOCUMENTERS,
+    ("GET", "/victims/new"): DOCUMENTERS,
+    ("POST", "/victims"): DOCUMENTERS,
+    ("GET", "/victims/{ref}"): DOCUMENTERS,
+    ("GET", "/victims/{ref}/edit"): DOCUMENTERS,
+    ("POST", "/victims/{ref}"): DOCUMENTERS,
+    ("GET", "/sources"): DOCUMENTERS,
+    ("GET", "/sources/new"): DOCUMENTERS,
+    ("POST", "/sources"): DOCUMENTERS,
+    ("GET", "/sources/{ref}"): DOCUMENTERS,
+    ("GET", "/sources/{ref}/edit"): DOCUMENTERS,
+    ("POST", "/sources/{ref}"): DOCUMENTERS,
+    ("POST", "/sources/{ref}/identity"): frozenset({C}),  # a witness's real identity: custodians, confirmed
+    # statistics, upload, export
+    ("GET", "/stats"): DOCUMENTERS,
+    ("GET", "/upload"): UPLOADERS,
+    ("GET", "/export"): DOCUMENTERS,
+    ("POST", "/export/plan"): DOCUMENTERS,
+    ("POST", "/export/bundle"): DOCUMENTERS,
+}
+ROUTES.update(WEB_ROUTES)
+WEB_TEMPLATES = frozenset(template for _, template in WEB_ROUTES)
+
+# The API routes a signed-in browser may call with its session cookie instead of a token (the upload page's
+# tus client, its receipts, the public keys). Unsafe methods then need `X-CSRF-Token`.
+COOKIE_API = frozenset({
+    ("POST", "/v1/uploads"),
+    ("HEAD", "/v1/uploads/{upload_id}/{secret}"),
+    ("PATCH", "/v1/uploads/{upload_id}/{secret}"),
+    ("DELETE", "/v1/uploads/{upload_id}/{secret}"),
+    ("GET", "/v1/receipts/key"),
+    ("GET", "/v1/receipts/{upload_id}"),
+    ("GET", "/v1/receipts/{upload_id}/proof"),
+    ("GET", "/v1/log/vkey"),
+    ("GET", "/v1/exports/key"),
+})
+
 BASIC_PREFIX = "/dav/"
+
+
+def is_web(path_template: str) -> bool:
+    """Whether a route is one of the web pages (answered in HTML, signed in by cookie)."""
+    return path_template in WEB_TEMPLATES
 
 
 def allowed(method: str, path_template: str) -> frozenset[Role] | None:

@@ -8,8 +8,10 @@ from archive.catalog.items import Item, Provenance, Replica
 from archive.catalog.jobs import Cursor, Job
 from archive.catalog.metadata import ItemMetadata
 from archive.catalog.settings import ArchiveSetting, StorageSite
+from archive.catalog.web import Credential, Preview, WebSession
 
 __all__ = [
-    "ArchiveSetting", "Candidate", "Checkpoint", "Cursor", "Event", "Export", "ExportRecipient", "Item",
-    "ItemFingerprints", "ItemMetadata", "Job", "LogHead", "LogState", "LogTile", "Provenance", "Replica", "StorageSite",
+    "ArchiveSetting", "Candidate", "Checkpoint", "Credential", "Cursor", "Event", "Export", "ExportRecipient",
+    "Item", "ItemFingerprints", "ItemMetadata", "Job", "LogHead", "LogState", "LogTile", "Preview", "Provenance",
+    "Replica", "StorageSite", "WebSession",
 ]

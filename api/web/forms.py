@@ -1,0 +1,43 @@
+"""Forms of the pages: the CSRF check every unsafe page request passes.
+
+A signed-in browser's form (or htmx request) must carry the session's CSRF
+token, as the `X-CSRF-Token` header (htmx sends it from `hx-headers` on the
+body) or as a `csrf` form field (plain forms); SameSite=Strict already keeps
+other sites' requests from carrying the cookie, the token is the second lock.
+A caller with a Bearer token (a tool, not a browser) needs none.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi import Request
+
+from api.http.auth import same_origin
+from archive.services.errors import Forbidden
+
+UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class StaleForm(Forbidden):
+    code = "csrf"
+
+
+async def csrf_ok(request: Request) -> None:
+    """Refuse an unsafe page request from a signed-in browser without its session's CSRF token."""
+    if request.method not in UNSAFE:
+        return
+    caller = getattr(request.state, "caller", None)
+    expected = getattr(caller, "csrf", None)
+    if caller is None or not expected:
+        return  # public routes check their own (sign-in); Bearer callers are not browsers
+    if not same_origin(request.headers):
+        raise StaleForm("this form was sent from another site's page")
+    sent = request.headers.get("x-csrf-token")
+    if sent is None and request.headers.get("content-type", "").startswith(
+            ("application/x-www-form-urlencoded", "multipart/form-data")):
+        form = await request.form()
+        field = form.get("csrf")
+        sent = field if isinstance(field, str) else None
+    if not sent or not hmac.compare_digest(sent, expected):
+        raise StaleForm("the form's security token is missing or out of date: reload the page and try again")
