@@ -30,6 +30,10 @@ SAMPLES = {
     "ref": "inc-0000",
     "link_id": "1",
     "seq": "0",
+    "other": "fedcba9876543210",
+    "decision": "confirm",
+    "code": "en",
+    "name": "app.css",
 }
 QUERIES = {"/v1/log/consistency": "?old=1&new=1"}
 
@@ -61,6 +65,24 @@ class World:
         done = CliRunner().invoke(cli, ["--home", str(home), "tokens", "revoke", revoked["id"]])
         assert done.exit_code == 0, done.output
         self.expired, self.revoked = expired["token"], revoked["token"]
+        self.sessions = self._sessions()
+
+    def _sessions(self) -> dict[str, tuple[str, str]]:
+        """A web session (cookie, CSRF token) per role, for the pages' rows."""
+        from archive.context import Runtime
+        from archive.services.accounts import authenticate
+        from archive.services.web_sessions import start_session
+
+        runtime = Runtime.open(self.home)
+        try:
+            sessions = {}
+            for role, token in self.tokens.items():
+                caller = authenticate(runtime, token)
+                cookie, web = start_session(runtime.archive("archive"), caller.user_id)
+                sessions[role] = (cookie, web.csrf)
+            return sessions
+        finally:
+            runtime.close()
 
     def _expire(self, token_id: str) -> None:
         from sqlalchemy import text
@@ -116,6 +138,12 @@ def _callers(world: World, template: str) -> list[tuple[str, dict[str, str], str
     callers: list[tuple[str, dict[str, str], str | None]] = [
         (role, creds(token), role) for role, token in world.tokens.items()
     ]
+    if matrix.is_web(template):
+        from archive.services.web_sessions import COOKIE
+
+        callers += [(f"{role} session", {"Cookie": f"{COOKIE}={cookie}", "X-CSRF-Token": csrf}, role)
+                    for role, (cookie, csrf) in world.sessions.items()]
+        callers.append(("garbage session", {"Cookie": f"{COOKIE}={'0' * 64}"}, None))
     callers += [("no token", {}, None), ("expired", creds(world.expired), None),
                 ("revoked", creds(world.revoked), None), ("garbage", creds("not-a-token"), None)]
     custodian = world.tokens[Role.CUSTODIAN.value]
@@ -133,13 +161,26 @@ def test_route_admits_exactly_its_roles(api: Any, world: World, method: str, tem
     path = concrete(template)
     problems = []
     for label, headers, role in _callers(world, template):
-        response = api.request(method, path, headers=headers)
+        response = api.request(method, path, headers=headers, follow_redirects=False)
         status = response.status_code
         if not roles or (role is not None and Role(role) in roles):
             if status in (401, 403):
                 problems.append(f"{label}: admitted, got {status} {response.text[:200]}")
             continue
         expected = 403 if role is not None else 401
+        if matrix.is_web(template):  # pages: the sign-in page for a GET without a session, else an HTML page
+            if role is None and method == "GET":
+                expected = 303
+            if status != expected:
+                problems.append(f"{label}: expected {expected}, got {status} {response.text[:200]}")
+            elif status == 303 and not response.headers.get("location", "").startswith("/signin?next="):
+                problems.append(f"{label}: redirected to {response.headers.get('location')}")
+            elif status != 303 and not response.headers.get("content-type", "").startswith("text/html"):
+                problems.append(f"{label}: refusal is not a page: {response.headers.get('content-type')}")
+            token = headers.get("Authorization", " ").split(" ", 1)[1]
+            if token and token in response.text:
+                problems.append(f"{label}: the credential is echoed")
+            continue
         if status != expected:
             problems.append(f"{label}: expected {expected}, got {status} {response.text[:200]}")
             continue
