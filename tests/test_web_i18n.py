@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from babel.messages.extract import DEFAULT_KEYWORDS, extract
-from jinja2.ext import babel_extract
 
 from api.web.i18n import LOCALE_DIR, merged_catalog, translations
 
@@ -27,7 +26,7 @@ def extracted() -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
     for path in sorted((WEB / "templates").rglob("*.html")):
         with path.open("rb") as handle:
-            for _line, message, _comments, _context in extract(babel_extract, handle, keywords=KEYWORDS,
+            for _line, message, _comments, _context in extract("jinja2.ext:babel_extract", handle, keywords=KEYWORDS,
                                                                 options={"extensions": "jinja2.ext.i18n"}):
                 for text in _ids(message):
                     found.setdefault(text, set()).add(path.name)
