@@ -41,3 +41,22 @@ async def csrf_ok(request: Request) -> None:
         sent = field if isinstance(field, str) else None
     if not sent or not hmac.compare_digest(sent, expected):
         raise StaleForm("the form's security token is missing or out of date: reload the page and try again")
+
+
+LOOPBACK = frozenset({"127.0.0.1", "::1"})
+
+
+def is_https(request: Request) -> bool:
+    """Whether the browser reached us over TLS: directly, or through the TLS proxy in front of us.
+
+    `evidence serve` does not trust forwarded headers in general (client addresses are never taken from
+    them), but a proxy on this machine (deploy/Caddyfile, nginx.conf) says `X-Forwarded-Proto: https`, and
+    `[web] https = true` says so for any other arrangement; cookies are then marked Secure.
+    """
+    if request.url.scheme == "https":
+        return True
+    settings = request.app.state.runtime.settings.section("web") or {}
+    if settings.get("https"):
+        return True
+    client = request.client.host if request.client else None
+    return client in LOOPBACK and request.headers.get("x-forwarded-proto", "").lower() == "https"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse
 
+from api.web.forms import is_https
 from api.web.i18n import LANG_COOKIE, LANGUAGES
 
 router = APIRouter(include_in_schema=False)
@@ -25,5 +26,5 @@ def switch_language(request: Request, code: str, next: str | None = None) -> Red
     response = RedirectResponse(local_target(next), status_code=303)
     if code in LANGUAGES:
         response.set_cookie(LANG_COOKIE, code, max_age=YEAR, path="/", samesite="strict", httponly=True,
-                            secure=request.url.scheme == "https")
+                            secure=is_https(request))
     return response
