@@ -232,7 +232,12 @@ def export(request: Request, body: ExportBody) -> Response:
     if body.split_size is not None:
         raise ServiceError("a split export is several files: not offered over HTTP (use `evidence export "
                            "--split-size`)")
-    export_request = _request(body)
+    return stream_bundle(archive, role, _request(body), body)
+
+
+def stream_bundle(archive: Archive, role: Role, export_request: ExportRequest, body: ExportBody) -> Response:
+    """The bundle as a streamed download (blocking until its first chunk: a refusal up front is raised, a
+    `ServiceError`); POST /v1/exports and the export page's download both answer with it."""
     pipe = Pipe()
     thread = threading.Thread(target=_run, args=(pipe, archive, export_request, role, body),
                               name="evidence-export", daemon=True)

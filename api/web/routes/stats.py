@@ -1,9 +1,76 @@
-"""The stats pages (issue 13; see /work/design-issue13.md)."""
+"""The statistics page: `evidence stats` by month, party and governorate, each a table with a chart beside it.
+
+The numbers are the statistics service's, called as GET /v1/stats calls it
+(the caller's role, so a restricted case's victims are not counted for whom
+it hides them; the same period and date filters). The table is the page's
+real content and its accessible form; the chart (Chart.js, `stats.js`) draws
+the same numbers from a JSON block and is hidden from assistive technology.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from typing import Any
 
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse
+
+from api.http.routes.records import who
 from api.web.forms import csrf_ok
+from api.web.i18n import N_
+from api.web.render import language_of, render
+from archive.services.errors import Invalid
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_ok)])
+
+DIMENSIONS = ("month", "party", "governorate")  # the tables of a monthly report, in the order shown
+TITLES = {"month": N_("Civilian deaths by month"), "party": N_("Civilian deaths by party"),
+          "governorate": N_("Civilian deaths by governorate")}
+KEY_HEADS = {"month": N_("Month"), "party": N_("Party"), "governorate": N_("Governorate")}
+COLUMNS = (("civilians", N_("Civilians")), ("children", N_("Children")), ("women", N_("Women")),
+           ("torture", N_("Torture")), ("medical", N_("Medical staff")), ("media", N_("Media workers")),
+           ("civil_defence", N_("Civil defence")), ("massacres", N_("Massacres")),
+           ("facility_attacks", N_("Facility attacks")))
+CHARTED = ("civilians", "children", "women")  # the series a chart draws (the table has every column)
+GROUPS = {"main": N_("Main parties"), "other": N_("Other parties")}
+
+
+def _field_of(message: str) -> str:
+    """The filter an `Invalid` of the statistics service is about (its messages start with the field's name)."""
+    for field in ("from", "to", "date"):
+        if message.startswith(f"{field}:") or message.startswith(f"{field} "):
+            return field
+    return "from"
+
+
+def _chart(result: dict[str, Any], unknown: str) -> dict[str, Any]:
+    by = result["by"]
+    return {"labels": [row[by] if row[by] is not None else unknown for row in result["rows"]],
+            "series": {key: [row[key] for row in result["rows"]] for key in CHARTED}}
+
+
+@router.get("/stats", response_class=HTMLResponse)
+def stats_page(request: Request, date_from: str | None = Query(None, alias="from", max_length=32),
+               date_to: str | None = Query(None, alias="to", max_length=32),
+               date: str = Query("documented", max_length=16)) -> HTMLResponse:
+    """The three tables for the period; a bad filter re-renders the form with the message beside it (422)."""
+    from archive.services.stats import statistics
+
+    _ = language_of(request).gettext
+    archive, role = who(request)
+    filters = {"from": date_from or "", "to": date_to or "", "date": date}
+    tables: list[dict[str, Any]] = []
+    errors: dict[str, str] = {}
+    try:
+        for by in DIMENSIONS:
+            result = statistics(archive, role=role, date_from=date_from or None, date_to=date_to or None,
+                                date=date, by=by)
+            tables.append({"by": by, "result": result})
+    except Invalid as exc:
+        errors[_field_of(str(exc))] = str(exc)
+        tables = []
+    unknown = _("(unknown)")
+    charts = {table["by"]: _chart(table["result"], unknown) for table in tables}
+    series = {key: _(label) for key, label in COLUMNS if key in CHARTED}
+    return render(request, "stats.html", status_code=422 if errors else 200, tables=tables, filters=filters,
+                  errors=errors, charts={"charts": charts, "series": series}, titles=TITLES, key_heads=KEY_HEADS,
+                  columns=COLUMNS, groups=GROUPS, unknown=unknown)
