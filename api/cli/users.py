@@ -67,6 +67,30 @@ def users_disable(state: CliState, user: str, as_json: bool) -> None:
         click.echo(f"{result['id']} disabled; tokens revoked: {', '.join(result['revoked']) or 'none'}")
 
 
+@users.command("setup")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def users_setup(state: CliState, name: str, as_json: bool) -> None:
+    """A one-time code with which NAME sets up their web sign-in (password and authenticator app).
+
+    Printed once; valid 72 hours. Running it again resets the account's web sign-in (a lost phone, a
+    leaked password): the old password and authenticator stop working and its browsers are signed out.
+    """
+    from archive.services.web_signin import issue_setup
+
+    with state.archive() as archive:
+        result = issue_setup(archive, name)
+    if as_json:
+        emit_json(result)
+        return
+    click.echo(result["code"])
+    click.echo(f"setup code for {result['id']}, valid until {result['expires_at']}: give it to the person "
+               "in person or over a channel you trust; it will not be shown again. They open the archive's "
+               "/signin page, type their user name and this code as the password, then choose a password "
+               "and add the archive to an authenticator app.", err=True)
+
+
 @click.group("tokens")
 def tokens() -> None:
     """API tokens (Authorization: Bearer TOKEN): shown once when made, only their SHA-256 kept."""

@@ -14,6 +14,8 @@ from __future__ import annotations
 from sqlalchemy import Column, LargeBinary
 from sqlmodel import Field, SQLModel
 
+from archive.catalog import sealing
+
 CREDENTIALS_TABLE = "web_credentials"
 SESSIONS_TABLE = "web_sessions"
 PREVIEWS_TABLE = "previews"
@@ -35,6 +37,9 @@ class Credential(SQLModel, table=True):
     failures: int = Field(default=0)
     locked_until: str | None = Field(default=None, max_length=32)
     updated_at: str = Field(max_length=32)
+
+
+sealing.register(sealing.SealedTable(CREDENTIALS_TABLE, "user_id"))  # key rotation re-seals TOTP secrets
 
 
 class WebSession(SQLModel, table=True):

@@ -212,8 +212,12 @@ def disable_user(archive: Archive, user: str) -> dict[str, Any]:
             session.flush()
             append_event(session, USER_DISABLED, actor=actor, objects=[account.user_id, *sorted(revoked)],
                          details={"user": account.user_id, "role": account.role, "revoked": sorted(revoked)})
-        return {"id": account.user_id, "role": account.role, "disabled_at": account.disabled_at,
-                "revoked": sorted(revoked)}
+        result = {"id": account.user_id, "role": account.role, "disabled_at": account.disabled_at,
+                  "revoked": sorted(revoked)}
+    from archive.services.web_sessions import end_sessions_of  # its browsers too (after: SQLite's one writer)
+
+    end_sessions_of(archive, str(result["id"]))
+    return result
 
 
 def list_users(archive: Archive) -> list[dict[str, Any]]:
