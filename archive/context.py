@@ -175,6 +175,22 @@ class KeyRing:
         path = self._settings.keys_dir / ACCESS_PUB_NAME
         return path.read_text(encoding="utf-8").strip() if path.is_file() else None
 
+    def preview_identities(self) -> list[Identity]:
+        """The preview identity (it opens the web pages' thumbnails, never originals); `Locked` when absent here."""
+        from archive.keys.files import PREVIEW_KEY_NAME
+
+        found = self._find(PREVIEW_KEY_NAME)
+        if found is None:
+            raise self._locked("the preview identity")
+        return list(found[0])
+
+    def preview_recipient(self) -> str | None:
+        """The preview identity's public key (`keys/preview.pub`), readable whether locked or not."""
+        from archive.keys.files import PREVIEW_PUB_NAME
+
+        path = self._settings.keys_dir / PREVIEW_PUB_NAME
+        return path.read_text(encoding="utf-8").strip() if path.is_file() else None
+
     def unlocked(self) -> bool:
         """Whether this process can use both the access identity and the catalog key now."""
         from archive.services.errors import ServiceError
@@ -197,7 +213,7 @@ class KeyRing:
         Raises WrongPassphrase (nothing is held then), `Locked` when there is
         nothing wrapped to unlock. Keys kept unwrapped need no unlocking.
         """
-        from archive.keys.files import SECRET_NAMES, wrapped_name
+        from archive.keys.files import OPTIONAL_NAMES, SECRET_NAMES, wrapped_name
         from archive.keys.wrapping import unwrap
         from archive.services.errors import Locked
 
@@ -209,6 +225,8 @@ class KeyRing:
                 opened[name] = unwrap(wrapped.read_bytes(), passphrase, wrapped.name)
             elif (keys / name).is_file():
                 opened[name] = (keys / name).read_bytes()
+            elif name in OPTIONAL_NAMES:
+                continue  # a home made before it existed: the others unlock all the same
             else:
                 raise Locked(f"neither {name} nor {wrapped_name(name)} is in {keys}: nothing to unlock "
                              "(`evidence keys add-access` creates missing keys)")

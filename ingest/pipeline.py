@@ -217,8 +217,8 @@ def default_steps(*, deferred_analysis: bool = False) -> list[Step]:
     """The pipeline, in order. Read this to know what ingest does.
 
     `deferred_analysis`: for a stream too large to hold in memory (whose plaintext
-    cannot be handed to the sandbox as bytes or a path), metadata and fingerprints
-    are not read now but by an `analysis` job committed with the item.
+    cannot be handed to the sandbox as bytes or a path), metadata, fingerprints and
+    the preview are not made now but by an `analysis` job committed with the item.
     """
     from ingest.steps.catalog import CommitToCatalog
     from ingest.steps.dedupe import Deduplicate
@@ -227,6 +227,7 @@ def default_steps(*, deferred_analysis: bool = False) -> list[Step]:
     from ingest.steps.identify import Identify
     from ingest.steps.manifest import WriteManifest
     from ingest.steps.metadata import ExtractMetadata
+    from ingest.steps.preview import MakePreview
     from ingest.steps.receive import Receive
     from ingest.steps.replicate import Replicate
 
@@ -238,6 +239,7 @@ def default_steps(*, deferred_analysis: bool = False) -> list[Step]:
         analysis = [
             ExtractMetadata(),  # what the file says about itself: date, place, device, size (never refuses)
             FingerprintMedia(),  # perceptual hashes; near-duplicates become candidate links (never refuses)
+            MakePreview(),  # a metadata-free thumbnail or poster frame, encrypted to the preview identity
         ]
     return [
         Receive(),  # one pass: SHA-256, size, age encryption, staged writes to every backend

@@ -204,7 +204,7 @@ def test_a_protected_home_never_unlocked_ingests_and_refuses_get(home: Home) -> 
     assert not (home.tmp / "out.bin").exists()
     status = json.loads(home.run("keys", "status", "--json")[1])
     assert not status["unlocked"]
-    assert [(k["at_rest"], k["in_ram"], k["usable_here"]) for k in status["keys"]] == [("wrapped", False, None)] * 2
+    assert [(k["at_rest"], k["in_ram"], k["usable_here"]) for k in status["keys"]] == [("wrapped", False, None)] * 3
     _, _, err = home.run("log", "verify", expect=1)  # locked: the commitments could not be checked
     assert "not fully verified" in err
     home.run("log", "verify", "--copies-only")
@@ -238,7 +238,8 @@ def test_unlock_in_another_process_serves_a_long_lived_runtime_and_lock_refuses_
         assert str(where) in out
         assert where.stat().st_mode & 0o777 == 0o700
         assert {p.name: p.stat().st_mode & 0o777 for p in where.iterdir()} == {"access.key": 0o600,
-                                                                             "catalog.key": 0o600}
+                                                                             "catalog.key": 0o600,
+                                                                             "preview.key": 0o600}
         assert ramdir.filesystem_of(where) in ramdir.RAM_FILESYSTEMS
         got = get_item(runtime.archive("tester"), item, home.tmp / "x.bin")  # its next use case
         assert (home.tmp / "x.bin").read_bytes() == data and got.size == len(data)

@@ -134,6 +134,7 @@ def _register() -> None:
         log,
         media,
         policy,
+        previews,
         push,
         receipt,
         recipients,
@@ -150,7 +151,7 @@ def _register() -> None:
 
     for module in (items, log, policy, fixity, worker, media, storage, encrypt_to, analysis, keys,
                    incidents, victims, sources, links, records_io, stats, users, serve, cases, receipt, push,
-                   export, recipients, verify_bundle):
+                   export, recipients, verify_bundle, previews):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -1,7 +1,9 @@
 """Where the archive's secret keys live in `keys/`, and writing one so a crash never leaves half a key.
 
 The access identity is an age identity file (`access.key`, its public half in
-`access.pub`); the catalog key is `catalog.key` (see `archive.keys.catalog`).
+`access.pub`); the catalog key is `catalog.key` (see `archive.keys.catalog`);
+the preview identity (`preview.key`, public `preview.pub`) opens the web
+pages' thumbnails only, so a server showing previews need not open originals.
 Once protected, each is replaced by its age passphrase file (`<name>.age`).
 """
 
@@ -15,7 +17,11 @@ from archive.keys.catalog import CATALOG_KEY_NAME
 ACCESS_KEY_NAME = "access.key"
 ACCESS_PUB_NAME = "access.pub"
 WRAPPED_SUFFIX = ".age"
-SECRET_NAMES = (ACCESS_KEY_NAME, CATALOG_KEY_NAME)  # what `keys protect` wraps and `unlock` unwraps
+PREVIEW_KEY_NAME = "preview.key"
+PREVIEW_PUB_NAME = "preview.pub"
+SECRET_NAMES = (ACCESS_KEY_NAME, CATALOG_KEY_NAME, PREVIEW_KEY_NAME)  # what `keys protect` wraps and `unlock` unwraps
+# Absent from a home made before previews existed (`keys add-access` makes it): unlock and protect go on without it.
+OPTIONAL_NAMES = (PREVIEW_KEY_NAME,)
 
 
 def wrapped_name(name: str) -> str:

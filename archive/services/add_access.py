@@ -84,12 +84,14 @@ def add_access(archive: Archive, identity_path: Path | None) -> AccessAdded:
     from archive.age import AgeError, Identity
     from archive.catalog.items import Replica, ReplicaState
     from archive.db import read_only
-    from archive.services.keys import create_secret_keys
+    from archive.services.keys import create_preview_key, create_secret_keys
     from archive.services.recipients import add_recipient
     from storage.base import StorageError
 
     created = create_secret_keys(archive.settings.keys_dir)
     result = AccessAdded(created.access_recipient, created=created.created)
+    if create_preview_key(archive.settings.keys_dir):  # an older home: previews need their own identity
+        result.created.append("preview.key")
     if created.access_recipient not in archive.config.recipients:
         add_recipient(archive, created.access_recipient)
         result.recipient_added = True

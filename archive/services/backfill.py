@@ -213,6 +213,7 @@ def run_analysis(archive: Archive, job: Job) -> None:
     from archive.db import read_only
     from archive.services.analysis import plaintext
     from archive.services.errors import NotFound
+    from archive.services.previews import make_missing_preview
 
     if job.item_id is None:
         return
@@ -234,6 +235,7 @@ def run_analysis(archive: Archive, job: Job) -> None:
     try:
         with plaintext(archive, item.id, purpose="analysis back-fill") as source:
             ingestion = _analyse(archive, item, state, source, needed, errors, first)
+            make_missing_preview(archive, item.id, ingestion.media_type, source)  # a deferred upload's too
     except NotFound:
         return
     _store(archive, ingestion, needed)

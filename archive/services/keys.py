@@ -18,7 +18,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from archive.keys.catalog import CATALOG_KEY_NAME, CatalogKeys
-from archive.keys.files import ACCESS_KEY_NAME, ACCESS_PUB_NAME, SECRET_NAMES, wrapped_name, write_secret
+from archive.keys.files import (
+    ACCESS_KEY_NAME,
+    ACCESS_PUB_NAME,
+    OPTIONAL_NAMES,
+    PREVIEW_KEY_NAME,
+    PREVIEW_PUB_NAME,
+    SECRET_NAMES,
+    wrapped_name,
+    write_secret,
+)
 from archive.services.errors import Locked, ServiceError
 
 if TYPE_CHECKING:
@@ -59,6 +68,31 @@ def create_secret_keys(keys_dir: Path) -> CreatedKeys:
     return CreatedKeys(access_recipient=pub.read_text(encoding="utf-8").strip(), created=created)
 
 
+def create_preview_key(keys_dir: Path) -> bool:
+    """Make the preview identity (unwrapped) when it is missing; whether it was made now.
+
+    Kept apart from the access identity: a server that shows thumbnails holds
+    a key that opens thumbnails, never originals. A wrapped one whose public
+    half was lost gets it back at the next unwrapped sight only (previews are
+    not made meanwhile: `KeyRing.preview_recipient` is None).
+    """
+    from archive.age import Identity
+    from archive.custody.checkpoint import write_new
+
+    secret, pub = keys_dir / PREVIEW_KEY_NAME, keys_dir / PREVIEW_PUB_NAME
+    if not secret.exists() and not (keys_dir / wrapped_name(PREVIEW_KEY_NAME)).exists():
+        identity = Identity.generate()
+        write_new(secret, f"# preview identity (age): opens thumbnails and poster frames only; public key: "
+                          f"{identity.recipient}\n{identity}\n")
+        pub.write_text(f"{identity.recipient}\n", encoding="utf-8")
+        return True
+    if not pub.is_file() and secret.is_file():
+        from archive.context import _parse_identities
+
+        pub.write_text(f"{_parse_identities(secret.read_bytes())[0].recipient}\n", encoding="utf-8")
+    return False
+
+
 @dataclass
 class Protected:
     wrapped: list[str]  # paths of the passphrase files
@@ -85,6 +119,8 @@ def protect(archive: Archive, passphrase: str) -> Protected:
     for name in SECRET_NAMES:
         plain, sealed = keys / name, keys / wrapped_name(name)
         if not plain.is_file():
+            if not sealed.is_file() and name in OPTIONAL_NAMES:
+                continue  # a home made before previews: `keys add-access` makes it, a later `protect` wraps it
             if not sealed.is_file():
                 raise ServiceError(f"neither {name} nor {sealed.name} is in {keys}: run `evidence keys add-access` "
                                    "to create the missing keys")
@@ -122,7 +158,8 @@ def unlock(archive: Archive, passphrase: str, *, share: bool = True) -> Unlocked
 
     ring = archive.runtime.keys
     keys = archive.settings.keys_dir
-    if all((keys / name).is_file() for name in SECRET_NAMES):
+    if all((keys / name).is_file() or (name in OPTIONAL_NAMES and not (keys / wrapped_name(name)).is_file())
+           for name in SECRET_NAMES):
         return Unlocked(list(SECRET_NAMES), None, note=f"the keys are kept unwrapped in {keys}: nothing to unlock "
                                                          "(`evidence keys protect` wraps them)")
     files = ring.unlock(passphrase)

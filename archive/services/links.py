@@ -192,6 +192,10 @@ def write(session: Session, keys: CatalogKeys, actor: str, link_id: str, state: 
     put(session, keys, actor, "link", link_id, state, change=change, reason=reason, item_id=items[0])
     for other in items[1:]:
         record(session, keys, actor, Change(link_id, "link", change, state, reason, other))
+    if state["kind"] == "source_item" and state["active"]:  # a witness's item shows no preview (same transaction)
+        from archive.services.previews import drop_previews_linked_to_interviews
+
+        drop_previews_linked_to_interviews(session, _items(state["kind"], state["a_id"], state["b_id"]))
     if state["kind"] in ("same_footage", "not_same_footage"):
         decided = "confirmed" if state["kind"] == "same_footage" else "rejected"
         _candidate_state(session, state["a_id"], state["b_id"], decided if state["active"] else "candidate")

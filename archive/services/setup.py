@@ -57,9 +57,10 @@ def init_home(
         custodian = str(identity.recipient)
         write_new(identity_path, f"# custodian identity (age); public key: {custodian}\n{identity}\n")
     (keys / "custodian.pub").write_text(custodian + "\n", encoding="utf-8")
-    from archive.services.keys import create_secret_keys
+    from archive.services.keys import create_preview_key, create_secret_keys
 
     created = create_secret_keys(keys)
+    create_preview_key(keys)  # the web pages' thumbnails are encrypted to it, apart from originals
     access = created.access_recipient
     storage = [StorageSpec(name, "local", {"path": f"storage/{name}"}) for name in ("site-a", "site-b")]
     for spec in storage:
@@ -106,6 +107,7 @@ def init_home(
         "access_recipient": access,
         "access_identity": str(keys / created.access_key),
         "catalog_key": str(keys / created.catalog_key),
+        "preview_identity": str(keys / "preview.key"),
         "storage": [spec.name for spec in storage],
         "log_verifier_key": signer.verifier.encode(),
     }

@@ -240,6 +240,9 @@ def add_interview(archive: Archive, source: str, held_on: str, informed_consent:
         put(session, keys, archive.actor, "interview", interview_id,
             {"source_id": row.id, "held_on": day, "informed_consent": consent, "no_payment": unpaid,
              "interviewer": interviewer_text, "notes": notes_text}, change="create")
+        from archive.services.previews import drop_previews_linked_to_interviews
+
+        drop_previews_linked_to_interviews(session)  # the items this witness handed over or is linked to
         source_id = row.id
     shown = show_source(archive, source_id, role=role)
     return next(i for i in shown["interviews"] if i["id"] == interview_id)

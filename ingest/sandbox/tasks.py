@@ -58,6 +58,19 @@ def video_fingerprint(source: bytes | Path, options: dict[str, Any]) -> dict[str
     }
 
 
+def preview(source: bytes | Path, options: dict[str, Any]) -> dict[str, Any]:
+    """A photo's thumbnail or a video's poster frame, metadata-free JPEG (base64: replies are JSON), or why none."""
+    import base64
+
+    from ingest.thumbnails import NoPreview, photo_preview, poster_frame
+
+    try:
+        made = poster_frame(source) if options.get("medium") == "video" else photo_preview(source)
+    except NoPreview as exc:
+        return {"none": str(exc)}
+    return {"jpeg": base64.b64encode(made.jpeg).decode("ascii"), "width": made.width, "height": made.height}
+
+
 def _warm() -> None:
     """Import the parsers and decoders once per child, before its first file."""
     import exifread  # noqa: F401
@@ -76,5 +89,6 @@ TASKS: dict[str, Task] = {
     "metadata": metadata,
     "photo_fingerprint": photo_fingerprint,
     "video_fingerprint": video_fingerprint,
+    "preview": preview,
 }
 _warm()
