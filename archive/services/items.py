@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 from archive.db import read_only
 from archive.roles import Role, sees_personal
-from archive.services.errors import Ambiguous, Forbidden, NotFound, ServiceError
+from archive.services.errors import Ambiguous, Forbidden, Invalid, NotFound, ServiceError
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -178,33 +178,73 @@ def _readers(role: Role, doing: str) -> None:
         raise Forbidden(f"{doing} needs the custodian, investigator or auditor role, not {role}")
 
 
-@overload
-def list_items(archive: Archive, *, role: Literal[Role.CUSTODIAN, Role.INVESTIGATOR] = ...) -> list[ItemSummary]: ...
-@overload
-def list_items(archive: Archive, *, role: Role) -> list[ItemSummary] | list[AuditedItem]: ...
+def bad_cursor(after: str) -> Invalid:
+    """The error for an `after` that is no entry of the list the caller sees (unknown, merged or hidden alike)."""
+    return Invalid(f"after: {after[:80]!r} is not an entry of this list (give the id of the last one seen)")
 
 
-def list_items(archive: Archive, *, role: Role = Role.CUSTODIAN) -> list[ItemSummary] | list[AuditedItem]:
+def keyset_after(conn: Any, after: str | None, hidden: frozenset[str]) -> Any:
+    """The WHERE clause "listed after item `after`" in the lists' order (received, then id); true for None.
+
+    `bad_cursor` for an id that is not a listed item the caller may see: a hidden item's id is refused with
+    the same words as one never ingested, so a cursor tells nothing of what is hidden.
+    """
+    from sqlalchemy import and_, or_, select, true
+
+    if after is None:
+        return true()
+    found = conn.execute(select(ITEMS.c.created_at, ITEMS.c.status).where(ITEMS.c.id == after)).first()
+    if found is None or found[1] == "merged" or after in hidden:
+        raise bad_cursor(after)
+    created = found[0]
+    return or_(ITEMS.c.created_at > created, and_(ITEMS.c.created_at == created, ITEMS.c.id > after))
+
+
+def _items_table() -> Any:
+    """The columns of `items` the lists read, as a lightweight Core table (no ORM, no table classes)."""
+    from sqlalchemy import LargeBinary, column, table
+
+    return table("items", column("id"), column("sealed", LargeBinary), column("key_version"),
+                 column("size_bucket"), column("status"), column("created_at"))
+
+
+ITEMS = _items_table()
+
+
+@overload
+def list_items(archive: Archive, *, role: Literal[Role.CUSTODIAN, Role.INVESTIGATOR] = ...,
+               limit: int | None = None, after: str | None = None) -> list[ItemSummary]: ...
+@overload
+def list_items(archive: Archive, *, role: Role, limit: int | None = None,
+               after: str | None = None) -> list[ItemSummary] | list[AuditedItem]: ...
+
+
+def list_items(archive: Archive, *, role: Role = Role.CUSTODIAN, limit: int | None = None,
+               after: str | None = None) -> list[ItemSummary] | list[AuditedItem]:
     """Every item, oldest first: `ItemSummary` each, or `AuditedItem` for an auditor.
+
+    `limit` and `after` page the list in SQL (keyset: at most `limit` items
+    listed after the item `after`, see `keyset_after`), so a page of a list of
+    100,000 items reads and opens only its own rows; ask for `limit + 1` to
+    learn whether another page follows. Without them, every item.
 
     One SQL query through SQLAlchemy Core: listing needs neither the ORM, pydantic
     nor the table classes, whose imports would cost `evidence list` half a second.
     Each row's SHA-256 and size are opened with the catalog key; without it (or
     for a row written while locked and not settled yet) they are None and the
     size class stands in. Items merged into another on settlement are not listed,
-    nor those a restricted case hides from the caller.
+    nor those a restricted case hides from the caller: taken out in SQL, before
+    the page is cut, so a page is never short because of them.
     """
-    from sqlalchemy import text
+    from sqlalchemy import literal_column, select
 
-    from archive.records.compartments import hidden_in
+    from archive.records.compartments import excluding, hidden_in
     from archive.services.errors import Locked
 
     _readers(role, "listing items")
-    query = text(
-        "SELECT i.id, i.sealed, i.key_version, i.size_bucket, i.status, "
-        "(SELECT count(*) FROM provenance p WHERE p.item_id = i.id), i.created_at "
-        "FROM items i WHERE i.status <> 'merged' ORDER BY i.created_at, i.id"
-    )
+    if limit is not None and limit < 1:
+        raise Invalid("limit: give at least 1")
+    arrivals: Any = literal_column("(SELECT count(*) FROM provenance p WHERE p.item_id = items.id)")
     keys = None
     if sees_personal(role):
         try:
@@ -213,20 +253,35 @@ def list_items(archive: Archive, *, role: Role = Role.CUSTODIAN) -> list[ItemSum
             keys = None
     with read_only(archive.engine).connect() as conn:
         hidden = hidden_in(archive, conn, role).items
-        rows = conn.execute(query).all()
+        query = (select(ITEMS.c.id, ITEMS.c.sealed, ITEMS.c.key_version, ITEMS.c.size_bucket, ITEMS.c.status,
+                        arrivals, ITEMS.c.created_at)
+                 .where(ITEMS.c.status != "merged", excluding(ITEMS.c.id, hidden), keyset_after(conn, after, hidden))
+                 .order_by(ITEMS.c.created_at, ITEMS.c.id))
+        rows = conn.execute(query.limit(limit) if limit is not None else query).all()
     if role == Role.AUDITOR:
         return [AuditedItem(str(r[0]), str(r[4]), str(r[6])[:10]) for r in rows]
     held = set(keys.versions) if keys is not None else set()
     out = []
-    for id_, sealed, version, bucket, status, arrivals, _created in rows:
-        if id_ in hidden:
-            continue
+    for id_, sealed, version, bucket, status, arrivals_, _created in rows:
         sha256 = size = None
         if keys is not None and version in held and sealed is not None:
             fields = keys.open("items", id_, version, sealed)
             sha256, size = str(fields["sha256"]), int(fields["size"])
-        out.append(ItemSummary(str(id_), sha256, size, str(status), int(arrivals) > 1, bucket))
+        out.append(ItemSummary(str(id_), sha256, size, str(status), int(arrivals_) > 1, bucket))
     return out
+
+
+def count_items(archive: Archive, *, role: Role = Role.CUSTODIAN) -> int:
+    """How many items `list_items` lists for the caller (one SQL count, nothing opened)."""
+    from sqlalchemy import func, select
+
+    from archive.records.compartments import excluding, hidden_in
+
+    _readers(role, "counting items")
+    with read_only(archive.engine).connect() as conn:
+        hidden = hidden_in(archive, conn, role).items
+        return int(conn.execute(select(func.count()).select_from(ITEMS)
+                                .where(ITEMS.c.status != "merged", excluding(ITEMS.c.id, hidden))).scalar_one())
 
 
 def _audited(session: Session, item: Item) -> AuditedRecord:

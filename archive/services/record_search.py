@@ -179,14 +179,15 @@ def _item_ids(archive: Archive, session: Session, keys: CatalogKeys | None, quer
     from archive.catalog.items import Item, ItemStatus, Provenance
     from archive.catalog.metadata import ItemMetadata
 
-    found = set(session.exec(select(Item.id).where(Item.status != ItemStatus.MERGED)).all()) - hidden.items
-    if query.captured_from or query.captured_to:
-        q = select(ItemMetadata.item_id).where(col(ItemMetadata.captured_day).is_not(None))
+    base = select(Item.id).where(Item.status != ItemStatus.MERGED)
+    if query.captured_from or query.captured_to:  # clear columns: the capture days narrow in SQL, first
+        base = base.join(ItemMetadata, col(ItemMetadata.item_id) == col(Item.id)).where(
+            col(ItemMetadata.captured_day).is_not(None))
         if query.captured_from:
-            q = q.where(col(ItemMetadata.captured_day) >= query.captured_from)
+            base = base.where(col(ItemMetadata.captured_day) >= query.captured_from)
         if query.captured_to:
-            q = q.where(col(ItemMetadata.captured_day) <= query.captured_to)
-        found &= set(session.exec(q).all())
+            base = base.where(col(ItemMetadata.captured_day) <= query.captured_to)
+    found = set(session.exec(base).all()) - hidden.items
     if query.linked is not None:
         linked = {item for item, _ in links}
         found = found & linked if query.linked else found - linked
@@ -229,11 +230,21 @@ def _items_by_device(session: Session, keys: CatalogKeys | None, text: str, amon
     return found
 
 
-def search_records(archive: Archive, query: Query, *, role: Role) -> dict[str, Any]:
+def search_records(archive: Archive, query: Query, *, role: Role, limit: int | None = None,
+                   after: str | None = None) -> dict[str, Any]:
     """{"items": [...], "incidents": [...]} matching every option of `query` (see the module docstring).
 
     Custodians and investigators (contributors and auditors: `Forbidden`). A box,
     a device, a hash or a similar item needs the catalog key (`Locked` without).
+
+    `limit` or `after` page the items (oldest first, like `list_items`): at most
+    `limit` items listed after the item `after`, and two more keys, `"next"`
+    (the `after` of the following page; None on the last) and `"total"` (how
+    many items match). The page is cut in SQL after everything hidden was taken
+    out, so no page is short because of a hidden item, and a hidden item's id
+    as `after` is refused like an id never ingested. A search with no option
+    then reads no more than its page: no set of every item is built. Without
+    them, every matching item (as before paging existed).
     """
     from archive.services.search import Box
 
@@ -248,10 +259,19 @@ def search_records(archive: Archive, query: Query, *, role: Role) -> dict[str, A
         from archive.similarity import similar_to_item
 
         similar = {m.id for m in similar_to_item(archive, query.similar_to, role=role)}
+    paged = limit is not None or after is not None
+    if limit is not None and limit < 1:
+        raise Invalid("limit: give at least 1")
     with transaction(archive.engine) as session:
         hidden = hidden_in(archive, session, role)
         links = _incident_links(session, hidden)
         incidents = _incident_ids(session, keys, query, box, hidden)
+        if paged and not (query.given(ITEM_OPTIONS) or query.given(INCIDENT_OPTIONS) or box is not None
+                          or query.source_kind is not None or similar is not None):
+            # Every visible item matches: the page, its cursor and the count straight from SQL.
+            ids, following, total = _page_of_all(session, hidden.items, limit, after)
+            return {"query": query.as_dict(), "items": _items_shown(session, set(ids), links), "next": following,
+                    "total": total, "incidents": _incidents_shown(session, incidents, links)}
         items = _item_ids(archive, session, keys, query, box, links, hidden)
         if similar is not None:
             items &= similar
@@ -259,8 +279,77 @@ def search_records(archive: Archive, query: Query, *, role: Role) -> dict[str, A
             items &= {item for item, incident in links if incident in incidents}
         if query.given(ITEM_OPTIONS):
             incidents &= {incident for item, incident in links if item in items}
-        return {"query": query.as_dict(), "items": _items_shown(session, items, links),
-                "incidents": _incidents_shown(session, incidents, links)}
+        result: dict[str, Any] = {"query": query.as_dict()}
+        if paged:
+            ids, following = _page_of(session, items, limit, after)
+            result.update(items=_items_shown(session, set(ids), links), next=following, total=len(items))
+        else:
+            result["items"] = _items_shown(session, items, links)
+        result["incidents"] = _incidents_shown(session, incidents, links)
+        return result
+
+
+SCAN = 2000  # rows read at a time when a page is cut from a large set of matching items
+INLINE = 1000  # up to this many matching items, the page is one query naming them
+
+
+def _page_of_all(session: Session, hidden: frozenset[str], limit: int | None,
+                 after: str | None) -> tuple[list[str], str | None, int]:
+    """(the page's item ids, the next cursor, how many) of every visible item, in SQL."""
+    from sqlalchemy import func
+    from sqlalchemy import select as core_select
+
+    from archive.records.compartments import excluding
+    from archive.services.items import ITEMS, keyset_after
+
+    conn = session.connection()
+    visible = (ITEMS.c.status != "merged", excluding(ITEMS.c.id, hidden))
+    query = core_select(ITEMS.c.id).where(*visible, keyset_after(conn, after, hidden)).order_by(
+        ITEMS.c.created_at, ITEMS.c.id)
+    ids = [str(i) for i in conn.execute(query.limit(limit + 1) if limit is not None else query).scalars()]
+    total = int(conn.execute(core_select(func.count()).select_from(ITEMS).where(*visible)).scalar_one())
+    return _cut(ids, limit) + (total,)
+
+
+def _page_of(session: Session, items: set[str], limit: int | None, after: str | None) -> tuple[list[str], str | None]:
+    """(the page's item ids, the next cursor) among `items` (visible matches), in the lists' order.
+
+    A small set is named in one query; a large one is walked in the lists' order
+    `SCAN` rows at a time until the page is full, so a dense match stops early
+    and no query carries tens of thousands of ids.
+    """
+    from sqlalchemy import and_, or_
+    from sqlalchemy import select as core_select
+
+    from archive.records.compartments import among
+    from archive.services.items import ITEMS, bad_cursor, keyset_after
+
+    if after is not None and after not in items:
+        raise bad_cursor(after)
+    conn = session.connection()
+    condition = keyset_after(conn, after, frozenset())
+    order = (ITEMS.c.created_at, ITEMS.c.id)
+    want = None if limit is None else limit + 1
+    if len(items) <= INLINE or want is None:
+        query = core_select(ITEMS.c.id).where(among(ITEMS.c.id, items), condition).order_by(*order)
+        return _cut([str(i) for i in conn.execute(query.limit(want) if want else query).scalars()], limit)
+    ids: list[str] = []
+    while len(ids) < want:
+        rows = conn.execute(core_select(ITEMS.c.id, ITEMS.c.created_at).where(ITEMS.c.status != "merged", condition)
+                            .order_by(*order).limit(SCAN)).all()
+        ids += [str(r[0]) for r in rows if r[0] in items]
+        if len(rows) < SCAN:
+            break
+        last_id, last_at = rows[-1]
+        condition = or_(ITEMS.c.created_at > last_at, and_(ITEMS.c.created_at == last_at, ITEMS.c.id > last_id))
+    return _cut(ids[:want], limit)
+
+
+def _cut(ids: list[str], limit: int | None) -> tuple[list[str], str | None]:
+    """A page of at most `limit` from up to `limit + 1` ids: (the page, its last id when one more followed)."""
+    if limit is None or len(ids) <= limit:
+        return ids, None
+    return ids[:limit], ids[limit - 1]
 
 
 def _items_shown(session: Session, ids: set[str], links: list[tuple[str, str]]) -> list[dict[str, Any]]:

@@ -40,7 +40,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.http.routes.records import AFTER, LIMIT, Page, View, multipart_parts, page, who
+from api.http.routes.records import AFTER, LIMIT, Page, View, multipart_parts, who
 from archive.services.errors import Invalid
 
 if TYPE_CHECKING:
@@ -96,7 +96,8 @@ def list_items(request: Request, limit: int = LIMIT, after: str | None = AFTER) 
     from archive.services.items import list_items as service
 
     archive, role = who(request)
-    return page([_summary(i) for i in service(archive, role=role)], limit, after)
+    rows = [_summary(i) for i in service(archive, role=role, limit=limit + 1, after=after)]  # paged in SQL
+    return Page(data=rows[:limit], next=str(rows[limit - 1]["id"]) if len(rows) > limit else None)
 
 
 @router.get("/v1/items/{item_id}", response_model=ItemView, response_model_exclude_unset=True)

@@ -714,9 +714,11 @@ class SearchResult(BaseModel):
     query: dict[str, Any]
     items: list[dict[str, Any]]
     incidents: list[dict[str, Any]]
+    next: str | None = None  # with `limit` or `after`: the `after` of the next page of items
+    total: int | None = None  # with `limit` or `after`: how many items match
 
 
-@router.get("/v1/search", response_model=SearchResult)
+@router.get("/v1/search", response_model=SearchResult, response_model_exclude_unset=True)
 def search(request: Request,
            date_from: str | None = Query(None, alias="from", max_length=32),
            date_to: str | None = Query(None, alias="to", max_length=32),
@@ -731,8 +733,11 @@ def search(request: Request,
            captured_to: str | None = Query(None, max_length=32),
            device: str | None = Query(None, max_length=128),
            sha256: str | None = Query(None, max_length=128),
-           similar_to: str | None = Query(None, max_length=128)) -> dict[str, Any]:
-    """Items and incidents matching every option given (`evidence search`, the same option names)."""
+           similar_to: str | None = Query(None, max_length=128),
+           limit: int | None = Query(None, ge=1, le=MAX_PAGE, description="Items per page (default: every one)."),
+           after: str | None = AFTER) -> dict[str, Any]:
+    """Items and incidents matching every option given (`evidence search`, the same option names); `limit` and
+    `after` page the items (then `next` and `total` are given)."""
     from archive.services.record_search import Query as Search
     from archive.services.record_search import search_records
 
@@ -740,7 +745,7 @@ def search(request: Request,
     query = Search(date_from=date_from, date_to=date_to, governorate=governorate, box=box, party=party, type_=type,
                    category=victim, source_kind=source_kind, linked=linked, captured_from=captured_from,
                    captured_to=captured_to, device=device, sha256=sha256, similar_to=similar_to)
-    return search_records(archive, query, role=role)
+    return search_records(archive, query, role=role, limit=limit, after=after)
 
 
 @router.get("/v1/stats")
