@@ -231,6 +231,19 @@ def mirrored_images(page: Any) -> list[str]:
     }"""))
 
 
+INCIDENT = "ALP-1"
+VICTIM_NAME = "Ahmad أحمد"  # a name mixing Latin and Arabic letters: it reads right only when isolated
+
+
+def seed(home: Path) -> None:
+    """What the flows start from, made by the CLI before the server starts: an incident with one victim."""
+    run_evidence(home, "incident", "add", INCIDENT, "--type", "killing", "--started-at", "2024-03-05",
+                 "--governorate", "aleppo", "--place", "حلب Aleppo", "--attribution", "syrian_regime")
+    run_evidence(home, "victim", "add", "V-1", "--incident", INCIDENT, "--name", VICTIM_NAME, "--sex", "male",
+                 "--civilian", "true", "--date-documented", "2024-03-06", "--date-of-death", "2024-03-05",
+                 "--governorate-of-death", "aleppo")
+
+
 @pytest.fixture(scope="module", name="browser")
 def browser_fixture() -> Iterator[Any]:
     """One headless Chromium for the whole module (contexts are cheap; a browser is not)."""
@@ -250,6 +263,7 @@ def site_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     """`evidence serve` on loopback over a fresh archive (its embedded worker ingests), one user per role."""
     require_browser()
     home = make_home(tmp_path_factory.mktemp("web") / "home")
+    seed(home)
     server = serve(home)
     made = Site(home=home, server=server)
     try:

@@ -15,7 +15,11 @@ Later flows use what earlier ones made (`Journey`); each says what it needs.
 
 from __future__ import annotations
 
+import hashlib
 import re
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,17 +28,23 @@ from typing import Any
 import pytest
 
 from tests.browser_support import (
+    INCIDENT,
+    VICTIM_NAME,
     Site,
     Watch,
+    assert_accessible,
     browser_fixture,  # noqa: F401 - the module's fixtures
+    horizontal_overflow,
+    mirrored_images,
     new_context,
+    screenshot,
     site_fixture,  # noqa: F401
 )
 
 PHOTO = "media/jpg/gps/DSCN0010.jpg"
 OTHER_PHOTO = "media/jpg/gps/DSCN0012.jpg"
 MIXED_TITLE = "قصف سوق Aleppo الشعبي"  # an incident title mixing Arabic and Latin: read right only when isolated
-ITEM_ID = re.compile(r"/items/([0-9a-f]{16,64})")
+ITEM_ID = re.compile(r"/items/([0-9a-f][0-9a-f-]{15,63})(?:$|[/?#])")
 
 
 @dataclass
@@ -44,7 +54,7 @@ class Journey:
     files: dict[str, Path] = field(default_factory=dict)
     items: dict[str, str] = field(default_factory=dict)  # file name -> item id
     incident: str | None = None
-    investigator: tuple[str, str] | None = None  # name and password set at enrolment
+    investigator_state: Any = None  # the cookies of the investigator who signed in through the pages
     watches: list[Watch] = field(default_factory=list)
 
     def need_item(self, name: str) -> str:
@@ -126,3 +136,436 @@ def test_foundation_error_pages_static_files_and_language_switch(open_context: A
     page.wait_for_load_state("load")
     assert page.locator("html").get_attribute("dir") == "ltr"
     watch.assert_clean("status of 404")
+
+
+# -- helpers of the flows -----------------------------------------------------------------------------------
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def signed_in_as_investigator(open_context: Any, journey: Journey, **options: Any) -> tuple[Any, Watch]:
+    """The investigator who signed in through the pages (or, if that flow failed, a session made directly)."""
+    if journey.investigator_state is not None:
+        return open_context(storage_state=journey.investigator_state, **options)
+    return open_context(role="investigator", **options)
+
+
+def submit(page: Any, form: str = "main form") -> None:
+    """Press the submit button of the (first) form matching `form`, and wait for the page it leads to."""
+    with page.expect_navigation():
+        page.locator(form).first.locator("button[type=submit]").first.click()
+    page.wait_for_load_state("load")
+
+
+def find_item(page: Any, watch: Watch, sha256: str, *, timeout: float = 90.0) -> str:
+    """Search /items by SHA-256 through the form until the upload is there (the worker ingests it); its id."""
+    deadline = time.monotonic() + timeout
+    visit(page, watch, "/items")
+    while True:
+        page.locator("#f-sha256").fill(sha256)
+        page.locator("#f-sha256").press("Enter")
+        page.wait_for_load_state("load")
+        links = page.locator("main table a[href^='/items/']")
+        if links.count():
+            assert links.count() == 1, f"a SHA-256 search found {links.count()} items"
+            found = ITEM_ID.search(str(links.first.get_attribute("href")))
+            assert found, links.first.get_attribute("href")
+            watch.assert_clean()
+            return found.group(1)
+        if time.monotonic() > deadline:
+            pytest.fail(f"/items?sha256={sha256[:12]}… found nothing within {timeout} s: {text_of(page)[:500]}")
+        time.sleep(1.0)
+
+
+def isolation_of(page: Any, text: str) -> list[dict[str, Any]]:
+    """Each innermost element visibly showing `text`, with whether it is isolated (in a <bdi> or a dir=auto element)."""
+    return list(page.evaluate("""(text) => {
+        const out = [];
+        const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+        while (walker.nextNode()) {
+            const node = walker.currentNode;
+            if (!node.textContent.includes(text)) continue;
+            const el = node.parentElement;
+            const box = el.getBoundingClientRect();
+            if (!el.checkVisibility() || box.width <= 1 || box.height <= 1) continue;  // not shown: no reading order
+            const iso = el.closest('bdi, [dir=auto], input, textarea');
+            out.push({tag: el.tagName, isolated: !!iso && iso.textContent.length <= text.length + 80,
+                      html: el.outerHTML.slice(0, 160)});
+        }
+        return out;
+    }""", text))
+
+
+def assert_isolated(page: Any, text: str) -> None:
+    shown = isolation_of(page, text)
+    assert shown, f"{text!r} is not on {page.url}"
+    bad = [s for s in shown if not s["isolated"]]
+    assert not bad, f"{text!r} not in a <bdi> or dir=auto element on {page.url}: {bad}"
+
+
+def assert_rtl(page: Any) -> None:
+    assert page.locator("html").get_attribute("lang") == "ar", page.url
+    assert page.locator("html").get_attribute("dir") == "rtl", page.url
+    assert page.evaluate("getComputedStyle(document.body).direction") == "rtl", page.url
+    assert not mirrored_images(page), f"mirrored pictures on {page.url}: {mirrored_images(page)}"
+
+
+def preview_shown(page: Any) -> bool:
+    """Whether the item page shows its picture (a loaded `<img class=preview>` or a video's poster)."""
+    img = page.locator("main img.preview")
+    if img.count():
+        img.first.wait_for(state="visible")
+        return bool(page.evaluate("(el) => el.complete && el.naturalWidth > 0", img.first.element_handle()))
+    return page.locator("main video[poster]").count() > 0
+
+
+# -- the main flow, in English ------------------------------------------------------------------------------
+
+
+def test_sign_in_with_a_setup_code_then_a_password_and_a_totp_code(open_context: Any, site: Site,
+                                                                    journey: Journey) -> None:
+    import pyotp
+
+    from archive.context import Archive
+    from archive.services.web_signin import setup_account
+
+    name, password = "web-layla", "a long pass phrase, 2026"
+    site.add_user(name, "investigator")
+    archive = Archive.open(site.home)
+    try:
+        setup_code = setup_account(archive, name)
+    finally:
+        archive.close()
+    context, watch = open_context()
+    page = context.new_page()
+    visit(page, watch, "/items?linked=yes")  # signed out: the sign-in page, coming back here after
+    assert page.url.startswith(f"{site.url}/signin?next="), page.url
+    page.locator("main [name=name]").fill(name)
+    page.locator("main [name=password]").fill(setup_code)
+    submit(page)
+    assert "/enrol" in page.url, (page.url, text_of(page)[:500])
+    watch.assert_clean()
+    assert page.locator("main svg").count() >= 1, "no QR code (inline SVG) on the enrolment page"
+    secrets_shown = re.findall(r"\b[A-Z2-7]{4}(?: ?[A-Z2-7]{4}){7}\b", text_of(page))
+    assert secrets_shown, "the enrolment page shows no TOTP key to type in"
+    totp = pyotp.TOTP(secrets_shown[0].replace(" ", ""))
+    screenshot(page, "enrol-en")
+    page.locator("main [name=password]").fill(password)
+    page.locator("main [name=repeat]").fill(password)
+    enrolled_at = totp.timecode(time.time())
+    page.locator("main [name=code]").fill(totp.now())
+    submit(page)
+    assert page.url.endswith("/items?linked=yes"), (page.url, text_of(page)[:500])
+    watch.assert_clean()
+    cookie = next(c for c in context.cookies() if c["name"] == "evidence_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_load_state("load")
+    assert "/signin" in page.url and not any(c["name"] == "evidence_session" for c in context.cookies())
+    visit(page, watch, "/signin")
+    page.locator("main [name=name]").fill(name)
+    page.locator("main [name=password]").fill(password)
+    submit(page)
+    assert "/signin/code" in page.url, (page.url, text_of(page)[:500])
+    wrong = f"{(int(totp.now()) + 1) % 10**6:06d}"
+    page.locator("main [name=code]").fill(wrong)
+    submit(page)
+    assert "/signin" in page.url and not any(c["name"] == "evidence_session" for c in context.cookies())
+    assert page.locator("main [role=alert], main .field-error, main .notice").count() >= 1, text_of(page)[:500]
+    watch.take_console()  # the refused code answers 4xx: the console says so
+    if "/signin/code" not in page.url:  # a wrong code may send back to the first step
+        page.locator("main [name=name]").fill(name)
+        page.locator("main [name=password]").fill(password)
+        submit(page)
+    # a code is taken once: the next one must be of a later time step than the one enrolment used
+    later = time.time() + 30 if totp.timecode(time.time()) <= enrolled_at else time.time()
+    page.locator("main [name=code]").fill(totp.at(later))
+    submit(page)
+    assert urlpath(page.url) == "/", (page.url, text_of(page)[:500])
+    assert page.get_by_role("button", name="Sign out").count() == 1
+    watch.assert_clean()
+    journey.investigator_state = context.storage_state()
+
+
+def urlpath(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).path
+
+
+def test_upload_survives_a_cut_connection_and_shows_the_signed_receipt(open_context: Any, journey: Journey) -> None:
+    context, watch = signed_in_as_investigator(open_context, journey)
+    page = context.new_page()
+    cut: list[str] = []
+
+    def drop_first_patch(route: Any) -> None:
+        if route.request.method == "PATCH" and not cut:
+            cut.append(route.request.url)
+            route.abort("connectionreset")
+        else:
+            route.fallback()
+
+    page.route("**/v1/uploads/**", drop_first_patch)
+    visit(page, watch, "/upload")
+    files = [journey.files["photo"], journey.files["resized"]]
+    page.set_input_files("#upload-files", [str(f) for f in files])
+    page.locator("#upload-start").click()
+    receipts = page.locator("#upload-list .receipt pre")
+    deadline = time.monotonic() + 90
+    while receipts.count() < 2:
+        if time.monotonic() > deadline:
+            pytest.fail(f"no two receipts within 90 s: {page.locator('#upload-list').inner_text()}")
+        page.wait_for_timeout(250)
+    assert cut, "the upload sent no PATCH (nothing was cut)"
+    patches = [r for r in watch.requests if r.startswith("PATCH ")]
+    assert len(patches) >= 3, patches  # the cut one, its retry, the second file
+    assert page.locator("#upload-list .status.bad").count() == 0
+    for receipt in (receipts.nth(0).inner_text(), receipts.nth(1).inner_text()):
+        assert receipt.strip() and "—" in receipt, receipt  # a signed note: its signature line starts with an em dash
+    shown = page.locator("#upload-list").inner_text()
+    assert journey.files["photo"].name in shown
+    assert_isolated(page, journey.files["photo"].name)
+    screenshot(page, "upload-en")
+    watch.assert_clean("ERR_CONNECTION_RESET", "net::ERR_FAILED")
+
+
+def test_find_the_upload_open_it_link_it_and_confirm_the_near_duplicate(open_context: Any, site: Site,
+                                                                         journey: Journey) -> None:
+    context, watch = signed_in_as_investigator(open_context, journey)
+    page = context.new_page()
+    photo = journey.items["photo"] = find_item(page, watch, sha256_of(journey.files["photo"]))
+    resized = journey.items["resized"] = find_item(page, watch, sha256_of(journey.files["resized"]))
+    screenshot(page, "items-en")
+    visit(page, watch, f"/items/{photo}")
+    assert photo in page.locator("h1").inner_text()
+    assert preview_shown(page), "the item page shows no picture of a photo"
+    # the near-duplicate is suggested when the second copy's fingerprint is made: wait for it
+    deadline = time.monotonic() + 60
+    while page.locator(f"#candidates a[href='/items/{resized}']").count() == 0:
+        if time.monotonic() > deadline:
+            pytest.fail(f"/items/{photo}: the resized copy {resized} is not shown as a near-duplicate: "
+                        f"{page.locator('#candidates').inner_text()}")
+        page.wait_for_timeout(1000)
+        page.reload()
+    screenshot(page, "item-en")
+
+    page.locator("#link-incident").fill(INCIDENT)
+    page.locator("#link-note").fill("the market, seen from the east")
+    submit(page, "form.link-form")
+    assert urlpath(page.url) == f"/items/{photo}", page.url
+    assert INCIDENT in page.locator("#links").inner_text()
+    watch.assert_clean()
+    links = site.evidence_json("links", photo)
+    assert INCIDENT in json_text(links)
+
+    decision = page.locator(f"#decision-{resized}")
+    decision.get_by_role("button", name="Same footage").click()
+    page.locator(f"#decision-{resized} .cand-confirmed").wait_for()
+    watch.assert_clean()
+    confirmed = site.evidence_json("candidates", "list", "--state", "confirmed")
+    assert {photo, resized} <= set(re.findall(r"[0-9a-f][0-9a-f-]{15,63}", json_text(confirmed))), confirmed
+
+    site.evidence("log", "checkpoint")  # the item's events in a signed checkpoint: their proofs can be checked
+    page.reload()
+    button = page.locator("button.check-proof").first
+    button.click()
+    result = page.locator(f"#{button.get_attribute('aria-describedby')}")
+    page.wait_for_function("(el) => el.textContent && !el.textContent.includes('…')", arg=result.element_handle())
+    assert result.inner_text().strip() == "verified", result.inner_text()
+    watch.assert_clean()
+
+
+def json_text(value: Any) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False)
+
+
+def test_statistics_change_when_a_victim_is_recorded(open_context: Any, site: Site, journey: Journey) -> None:
+    context, watch = signed_in_as_investigator(open_context, journey)
+    page = context.new_page()
+    visit(page, watch, "/stats")
+    cell = "#table-governorate tr[data-key='aleppo'] td[data-column='civilians']"
+    before = int(page.locator(cell).inner_text())
+    total = "#table-governorate tr[data-total] td[data-column='civilians']"
+    assert int(page.locator(total).inner_text()) == before
+    site.evidence("victim", "add", "V-2", "--incident", INCIDENT, "--sex", "female", "--civilian", "true",
+                  "--date-documented", "2024-03-07", "--date-of-death", "2024-03-05", "--governorate-of-death",
+                  "aleppo")
+    visit(page, watch, "/stats")
+    assert int(page.locator(cell).inner_text()) == before + 1
+    assert int(page.locator("#table-month td[data-column='women']").first.inner_text()) >= 1
+    drawn = page.evaluate("""() => [...document.querySelectorAll('canvas[data-chart]')].map(c => {
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        for (let i = 3; i < d.length; i += 4) if (d[i] !== 0) return true;
+        return false; })""")
+    assert drawn and all(drawn), f"charts not drawn: {drawn}"
+    screenshot(page, "stats-en")
+    watch.assert_clean()
+
+
+def test_export_a_bundle_and_verify_it(open_context: Any, site: Site, journey: Journey,
+                                       tmp_path: Path) -> None:
+    from archive.age import Identity
+
+    identity = Identity.generate()
+    identity_file = tmp_path / "recipient.key"
+    identity_file.write_text(f"{identity}\n")
+    vkey = tmp_path / "log.vkey"
+    vkey.write_text(site.evidence("log", "key").stdout)
+    context, watch = open_context(role="custodian")
+    page = context.new_page()
+    visit(page, watch, "/export")
+    page.locator("#export-incidents").select_option([INCIDENT])
+    page.locator("#export-purpose").select_option("court")
+    page.locator("#export-key").fill(str(identity.recipient))
+    page.get_by_role("button", name="Review").click()
+    page.locator("#export-plan").wait_for()
+    assert int(page.locator("#plan-counts tr[data-count='incidents'] td").inner_text()) == 1
+    assert page.locator("#plan-withheld tbody tr").count() >= 1, "court: victims without consent are withheld"
+    assert VICTIM_NAME not in text_of(page)
+    screenshot(page, "export-en")
+    watch.assert_clean()
+    with page.expect_download(timeout=120_000) as info:
+        page.get_by_role("button", name="Download bundle").click()
+    bundle = tmp_path / (info.value.suggested_filename or "bundle.zip.age")
+    info.value.save_as(str(bundle))
+    done = subprocess.run([sys.executable, "-c", "from api.cli.main import main; main()", "verify-bundle",
+                           str(bundle), "--identity", str(identity_file), "--vkey", str(vkey)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"verify-bundle: exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+    watch.assert_clean()
+
+
+# -- the same, in Arabic ------------------------------------------------------------------------------------
+
+
+def test_the_main_flow_in_arabic_reads_right_to_left(open_context: Any, site: Site, journey: Journey) -> None:
+    context, watch = signed_in_as_investigator(open_context, journey, lang="ar")
+    page = context.new_page()
+    visit(page, watch, "/")
+    assert_rtl(page)
+    visit(page, watch, "/upload")
+    assert_rtl(page)
+    page.set_input_files("#upload-files", str(journey.files["arabic"]))
+    page.locator("#upload-start").click()
+    page.locator("#upload-list .receipt pre").wait_for(timeout=90_000)
+    assert_isolated(page, journey.files["arabic"].name)
+    screenshot(page, "upload-ar")
+    item = journey.items["arabic"] = find_item(page, watch, sha256_of(journey.files["arabic"]))
+    assert_rtl(page)
+    visit(page, watch, f"/items/{item}")
+    assert_rtl(page)
+    assert preview_shown(page), "the item page shows no picture of a photo"
+    page.locator("#link-incident").fill(INCIDENT)
+    submit(page, "form.link-form")
+    assert INCIDENT in page.locator("#links").inner_text()
+    assert_rtl(page)
+    screenshot(page, "item-ar")
+    visit(page, watch, f"/incidents/{INCIDENT}")
+    assert_rtl(page)
+    assert_isolated(page, VICTIM_NAME)
+    assert page.locator(f"main a[href='/items/{item}']").count() >= 1, "the incident page lists its linked item"
+    screenshot(page, "incident-ar")
+    visit(page, watch, "/stats")
+    assert_rtl(page)
+    watch.assert_clean()
+
+
+# -- roles --------------------------------------------------------------------------------------------------
+
+
+def test_a_contributor_cannot_open_an_item_and_an_auditor_sees_no_media(open_context: Any, journey: Journey) -> None:
+    item = journey.need_item("photo")
+    context, watch = open_context(role="contributor")
+    page = context.new_page()
+    for path in (f"/items/{item}", "/items", f"/items/{item}/original"):
+        visit(page, watch, path, status=403)
+        assert page.locator("h1").count() == 1 and item[:12] not in page.locator("main").inner_text(), path
+    screenshot(page, "forbidden-en")
+    visit(page, watch, "/upload")
+
+    context, watch = open_context(role="auditor")
+    page = context.new_page()
+    visit(page, watch, f"/items/{item}")
+    assert item in page.locator("h1").inner_text()
+    media = page.locator("img, video, audio, source, picture, object, embed")
+    assert media.count() == 0, [media.nth(i).evaluate("e => e.outerHTML.slice(0, 120)") for i in range(media.count())]
+    assert not [r for r in watch.requests if "/preview" in r or "/original" in r], watch.requests
+    assert page.locator("#link-incident").count() == 0, "an auditor is offered a link form"
+    visit(page, watch, "/items")
+    assert page.locator("img").count() == 0
+    visit(page, watch, f"/items/{item}/original", status=403)
+    screenshot(page, "item-auditor-en")
+
+
+# -- every main page: accessibility, console, screenshots, a phone's width -----------------------------------
+
+
+def main_pages(journey: Journey) -> list[str]:
+    pages = ["/", "/items", "/incidents", f"/incidents/{INCIDENT}", "/victims", "/sources", "/stats", "/upload",
+             "/export"]
+    if "photo" in journey.items:
+        pages.insert(2, f"/items/{journey.items['photo']}")
+    return pages
+
+
+@pytest.mark.parametrize("lang", ["en", "ar"])
+def test_main_pages_pass_axe_log_no_error_and_are_photographed(open_context: Any, site: Site, journey: Journey,
+                                                               lang: str) -> None:
+    context, watch = signed_in_as_investigator(open_context, journey, lang=lang)
+    page = context.new_page()
+    problems: list[str] = []
+    for path in main_pages(journey):
+        answer = page.goto(path)
+        page.wait_for_load_state("load")
+        status = answer.status if answer else None
+        if status != 200:
+            problems.append(f"{path}: HTTP {status}")
+            watch.take_console()
+            continue
+        name = (path.strip("/").replace("/", "-") or "dashboard").replace(journey.items.get("photo", "-"), "item")
+        screenshot(page, f"{name}-{lang}")
+        try:
+            assert_accessible(page, f"{path} ({lang})")
+        except AssertionError as exc:
+            problems.append(str(exc))
+        if lang == "ar":
+            try:
+                assert_rtl(page)
+            except AssertionError as exc:
+                problems.append(f"{path}: {exc}")
+        errors = watch.take_console()
+        if errors:
+            problems.append(f"{path}: console errors {errors}")
+    signed_out, watch = open_context(lang=lang)
+    page = signed_out.new_page()
+    visit(page, watch, "/signin")
+    screenshot(page, f"signin-{lang}")
+    assert_accessible(page, f"/signin ({lang})")
+    assert not problems, "\n".join(problems)
+
+
+def test_pages_fit_a_phone_360_px_wide(open_context: Any, journey: Journey) -> None:
+    context, watch = signed_in_as_investigator(open_context, journey, viewport={"width": 360, "height": 740},
+                                               is_mobile=True, has_touch=True)
+    page = context.new_page()
+    wide: list[str] = []
+    for path in main_pages(journey):
+        answer = page.goto(path)
+        page.wait_for_load_state("load")
+        if answer is None or answer.status != 200:
+            wide.append(f"{path}: HTTP {answer and answer.status}")
+            continue
+        over = horizontal_overflow(page)
+        if over > 1:
+            wide.append(f"{path}: {over} px wider than the 360 px screen")
+    page.goto("/items")
+    screenshot(page, "items-phone-en", full_page=True)
+    page.goto(main_pages(journey)[2])
+    screenshot(page, "item-phone-en", full_page=True)
+    watch.take_console()
+    assert not wide, "\n".join(wide)
