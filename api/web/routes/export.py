@@ -61,9 +61,10 @@ def _options(request: Request) -> dict[str, Any]:
             "custodian": role is Role.CUSTODIAN}
 
 
-def _check(request: Request, choice: Choice, options: dict[str, Any], *, keys_role: bool = True) -> dict[str, str]:
-    """The messages of what the page can tell before asking the service, by field (`keys_role`: also who may
-    give an age key; the download leaves that to the export service, which refuses it itself)."""
+def _check(request: Request, choice: Choice, options: dict[str, Any], *, download: bool = False) -> dict[str, str]:
+    """The messages of what the page can tell before asking the service, by field. The review checks a recipient
+    only when one is given, and who may give an age key; the download needs a recipient and leaves the key's
+    role to the export service, which refuses it itself."""
     from archive.age import Recipient
 
     _ = language_of(request).gettext
@@ -81,7 +82,7 @@ def _check(request: Request, choice: Choice, options: dict[str, Any], *, keys_ro
     if choice.format not in FORMATS:
         errors["format"] = _("Choose zip or tar.")
     if choice.key:
-        if not options["custodian"] and keys_role:
+        if not options["custodian"] and not download:
             errors["key"] = _("Only a custodian may export to an age key given here; choose a registered "
                               "recipient.")
         else:
@@ -95,7 +96,7 @@ def _check(request: Request, choice: Choice, options: dict[str, Any], *, keys_ro
             errors["to"] = _("Unknown recipient.")
         elif choice.purpose and found["kind"] != choice.purpose:
             errors["to"] = _("This recipient takes bundles for the purpose %(kind)s only.") % {"kind": found["kind"]}
-    if not choice.to and not choice.key and "key" not in errors:
+    if download and not choice.to and not choice.key and "key" not in errors:
         errors["to"] = (_("Choose who can open the bundle: a registered recipient or an age public key.")
                         if options["custodian"] else _("Choose who can open the bundle: a registered recipient."))
     return errors
@@ -173,7 +174,7 @@ def export_bundle(request: Request, incidents: Incidents = [], items: Text = "",
 
     choice = _choice(incidents, items, purpose, to, key, format)
     options = _options(request)
-    errors = _check(request, choice, options, keys_role=False)
+    errors = _check(request, choice, options, download=True)
     if errors:
         return _page(request, choice, options, errors=errors)
     archive, role = who(request)
