@@ -309,3 +309,38 @@ def test_lists_filter_and_page(web: Any) -> None:
         assert "INC-P2" in second and "INC-P0" not in second and 'rel="next"' not in second
     finally:
         records.PAGE = 50
+
+
+def test_a_server_without_the_custodian_key_reveals_nothing_and_records_nothing(web: Any) -> None:
+    custodian = signed_in(web, "custodian")
+    page = post(web, "/sources", {"ref": "SRC-OFF", "kind": "survivor", "identity": WITNESS_NAME},
+                "/sources/new").headers["location"]
+    key = Path(archive_of(web).settings.custodian_identity_path)
+    key.rename(key.with_suffix(".offline"))  # in production the custodian key is kept offline
+    try:
+        answer = web.post(page + "/identity", data={"csrf": csrf_of(web.get(page).text), "confirm": "yes"})
+    finally:
+        key.with_suffix(".offline").rename(key)
+    assert answer.status_code == 503 and WITNESS_NAME not in answer.text
+    assert "custodian identity" in (field_error(answer.text, "reveal", "confirm") or "")
+    assert events(web, event_type="access", actor=custodian.user_id) == []
+
+
+def test_a_source_is_checked_created_and_edited_through_its_forms(web: Any) -> None:
+    caller = signed_in(web, "investigator")
+    missing = post(web, "/sources", {"ref": "SRC-OS", "kind": "open_source", "channel": "Telegram"}, "/sources/new")
+    assert missing.status_code == 422 and "needs its URL" in (field_error(missing.text, "source", "url") or "")
+    assert 'value="Telegram"' in missing.text
+    made = post(web, "/sources", {"ref": "SRC-OS", "kind": "open_source", "url": "https://example.org/post/1"},
+                "/sources/new")
+    assert made.status_code == 303, made.text
+    page = made.headers["location"]
+    shown = web.get(page).text
+    assert "Open source" in shown and "https://example.org/post/1" in shown and "None held" in shown
+    edited = post(web, page, {"ref": "SRC-OS", "kind": "open_source", "url": "https://example.org/post/1",
+                              "channel": "قناة الأخبار", "reason": "the channel's name"}, page + "/edit")
+    assert edited.status_code == 303, edited.text
+    shown = web.get(page).text
+    assert "قناة الأخبار" in shown and "the channel&#39;s name" in shown and caller.user_id in shown
+    assert "SRC-OS" in web.get("/sources?kind=open_source").text
+    assert "SRC-OS" not in web.get("/sources?kind=medical").text

@@ -100,7 +100,8 @@ def choices(archive: Archive, role: Role) -> dict[str, list[tuple[str, str]]]:
     """What the forms offer: every vocabulary (key, label) from the catalog, and the format's closed sets."""
     from archive.services.records_io import show_vocab
 
-    offered = {name: [(str(t["key"]), str(t["label"])) for t in terms]
+    offered = {name: [(str(t["key"]), str(t["label"]))
+                      for t in sorted(terms, key=lambda t: t.get("group") == "other")]  # parties: main ones first
                for name, terms in show_vocab(archive, role=role).items()}
     for name, keys in CONSTANTS.items():
         offered[name] = [(key, LABELS[name][key]) for key in keys]
@@ -265,11 +266,12 @@ def incident_view(request: Request, archive: Archive, role: Role, ref: str, *, s
     incident = show_incident(archive, ref, role=role, history=True)
     links = linked(archive, role, incident["id"], "incident")
     victims = list_victims(archive, role=role, incident=incident["id"], names=True)
-    listed = {v["id"] for v in victims}
+    listed = {v["id"] for v in victims}  # its own victims; a victim linked besides is shown apart
     return render(request, "incident.html", status_code=status, incident=incident,
                   items=[lk for lk in links if lk["other"]["type"] == "item"],
-                  victim_links=[lk for lk in links if lk["other"]["type"] == "victim"],
-                  victims=victims, linked_victims={lk["other"]["id"] for lk in links} - listed,
+                  victim_links=[lk for lk in links
+                                if lk["other"]["type"] == "victim" and lk["other"]["id"] not in listed],
+                  victims=victims,
                   sources=[lk for lk in links if lk["other"]["type"] == "source"],
                   attribution=attribution or {"values": {"parties": []}, "errors": {}},
                   link=link or {"values": {}, "errors": {}}, **page_common(request, archive, role))
@@ -344,7 +346,7 @@ async def link_to_incident(request: Request, ref: str) -> Response:
 
 
 def _link(request: Request, ref: str, form: FormData) -> Response:
-    from archive.services.errors import NotFound
+    from archive.services.errors import Ambiguous, NotFound
     from archive.services.incidents import show_incident
     from archive.services.links import link
 
@@ -362,7 +364,7 @@ def _link(request: Request, ref: str, form: FormData) -> Response:
             link(archive, values["target"], incident["id"], role=role, a_type=values["link_type"], b_type="incident",
                  certainty=values["certainty"] or None, note=values["note"] or None,
                  reason=values["link_reason"] or None)
-        except NotFound as exc:  # the other end (a hidden thing reads the same as nothing)
+        except (NotFound, Ambiguous) as exc:  # the other end (a hidden thing reads the same as nothing)
             errors["target"] = str(exc)
         except Invalid as exc:
             errors, text = problem(exc, ("certainty", "note"), {"reason": "link_reason"})
