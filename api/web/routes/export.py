@@ -31,6 +31,23 @@ router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_ok)])
 PURPOSES = (("un", N_("United Nations body")), ("court", N_("Court")), ("partner", N_("Partner organisation")),
             ("internal", N_("Internal")))
 FORMATS = ("zip", "tar")
+# What a withheld entry is about and why, in the page's language (the service's English sentence otherwise)
+WHAT = {"victim": N_("Victims"), "item": N_("Items"), "link": N_("Links"), "victim name": N_("Victims' names"),
+        "witness identity": N_("Witness identities"), "witness description": N_("Witness descriptions"),
+        "provenance text": N_("Provenance notes"), "original file name": N_("Original file names"),
+        "record state": N_("Record history")}
+WHY = {
+    "no_consent_un_bodies": N_("The family has not (now) consented to sharing with United Nations bodies."),
+    "no_consent_courts": N_("The family has not (now) consented to sharing with courts."),
+    "linked_to_withheld_victim": N_("Linked to a victim withheld for want of the family's consent."),
+    "touches_withheld": N_("One end of the link is a withheld victim or item."),
+    "name_withheld": N_("The family asked that the name be withheld: the victim goes without it."),
+    "witness_identity": N_("A witness's real identity is never exported (aliases only)."),
+    "witness_description": N_("Free text describing a witness may identify them."),
+    "provenance_free_text": N_("Free-text provenance (who handed it over, intake notes) is not exported."),
+    "original_name_of_withheld_person": N_("An item linked to a victim whose name is withheld goes without its "
+                                           "original file name (it may spell the name)."),
+}
 MAX_CHOSEN = 10_000
 ITEM_SEPARATORS = re.compile(r"[\s,;]+")
 
@@ -124,9 +141,23 @@ def _request(choice: Choice) -> Any:
     return ExportRequest(purpose=choice.purpose, incidents=tuple(choice.incidents), items=tuple(choice.item_ids))
 
 
+def _withheld(request: Request, plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """The plan's withheld entries with their labels in the page's language (the reason's key kept)."""
+    _ = language_of(request).gettext
+    rows = []
+    for entry in plan["withheld"]:
+        what, reason = str(entry["what"]), str(entry["reason"])
+        why = WHY.get(reason) if what != "record state" else None
+        rows.append({**entry, "what_label": _(WHAT[what]) if what in WHAT else what,
+                     "why_label": _(why) if why else None})
+    return rows
+
+
 def _page(request: Request, choice: Choice, options: dict[str, Any], *, errors: dict[str, str] | None = None,
           plan: dict[str, Any] | None = None) -> HTMLResponse:
     htmx = request.headers.get("hx-request") == "true"
+    if plan is not None:
+        plan = {**plan, "withheld": _withheld(request, plan)}
     status = 422 if errors and not htmx else 200
     return render(request, "export.html", status_code=status, fragment="exportarea" if htmx else None,
                   choice=choice, errors=errors or {}, plan=plan, purposes=PURPOSES, formats=FORMATS, **options)

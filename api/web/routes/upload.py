@@ -25,7 +25,7 @@ router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_ok)])
 
 RETRY_DELAYS = (0, 1000, 3000, 5000, 10000, 20000, 30000)  # ms between tus-js-client's retries of a dropped request
 CHUNK_BYTES = 8 * 1024 * 1024  # one PATCH at most: a drop loses at most this much
-DIGEST_LIMIT = 512 * 1024 * 1024  # files up to this size get a client-side SHA-256 (held in memory to hash)
+DIGEST_LIMIT = 256 * 1024 * 1024  # files up to this size get a client-side SHA-256 (held in memory to hash)
 
 
 @router.get("/upload", response_class=HTMLResponse)
