@@ -669,7 +669,7 @@ def _update_source(request: Request, ref: str, form: FormData) -> Response:
 @router.post("/sources/{ref}/identity")
 async def reveal_identity(request: Request, ref: str) -> Response:
     form = await request.form()
-    return await run_in_threadpool(_reveal_identity, request, ref, text_of(form, "confirm") == "yes")
+    return await run_in_threadpool(_reveal_identity, request, ref, bool(text_of(form, "confirm")))
 
 
 def _reveal_identity(request: Request, ref: str, confirmed: bool) -> Response:
