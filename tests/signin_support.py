@@ -14,10 +14,26 @@ from datetime import timedelta
 from typing import Any
 
 import pyotp
+import pytest
 
 from tests.web_support import add_account, csrf_of
 
 PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture()
+def quick_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Argon2id at its cheapest for a test's many sign-ins (the defaults take ~0.5 s a hash on a loaded box).
+
+    Import it into a test module (`from tests.signin_support import quick_argon2`) and use it, or autouse it.
+    """
+    from argon2 import PasswordHasher
+
+    from archive.services import web_signin
+
+    hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    monkeypatch.setattr(web_signin, "_hasher", hasher)
+    monkeypatch.setattr(web_signin, "_dummy", hasher.hash("a dummy password"))
 
 
 def runtime_of(test_client: Any) -> Any:
