@@ -1,4 +1,5 @@
-"""`evidence unlock`, `lock`, and `keys protect|status|add-access`: the access identity and the catalog key.
+"""`evidence unlock`, `lock`, and `keys protect|status|add-access`: the access identity, the catalog key and the
+preview identity (it opens the web pages' thumbnails only).
 
 A passphrase comes from `--passphrase-file FILE` (its first line), else the
 file named by `EVIDENCE_PASSPHRASE_FILE`, else a prompt on the terminal; it is
@@ -37,7 +38,8 @@ def ask_passphrase(path: Path | None, *, confirm: bool = False) -> str:
 @click.option("--json", "as_json", is_flag=True)
 @pass_state
 def unlock(state: CliState, passphrase_file: Path | None, as_json: bool) -> None:
-    """Unlock the access identity and the catalog key for this user's processes of the archive (RAM only)."""
+    """Unlock the access identity, the catalog key and the preview identity for this user's processes of the
+    archive (RAM only)."""
     from archive.services.keys import unlock as unlock_keys
 
     with state.archive() as archive:
@@ -76,7 +78,8 @@ def keys() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @pass_state
 def protect(state: CliState, passphrase_file: Path | None, as_json: bool) -> None:
-    """Wrap the access identity and the catalog key with a passphrase (age) and remove the unwrapped files."""
+    """Wrap the access identity, the catalog key and the preview identity with a passphrase (age) and remove the
+    unwrapped files."""
     from archive.services.keys import protect as protect_keys
 
     with state.archive() as archive:
@@ -116,7 +119,8 @@ def status(state: CliState, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @pass_state
 def add_access(state: CliState, identity: Path | None, as_json: bool) -> None:
-    """Give the access identity to items encrypted before it existed (headers rewrapped, payloads untouched)."""
+    """Give the access identity to items encrypted before it existed (headers rewrapped, payloads untouched);
+    make a missing access, catalog or preview key first."""
     from archive.services.add_access import add_access as run
 
     with state.archive() as archive:

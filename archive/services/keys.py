@@ -9,6 +9,8 @@ unwraps them into this process and into the machine's RAM directory for this
 user's other processes of the archive (a running worker or server picks them
 up at its next use case); `lock` removes that directory. Passphrases and keys
 never appear in a result, an event, a log line or an error message.
+The preview identity (`create_preview_key`) is wrapped and unlocked with
+them; a home made before it existed goes on without it until `keys add-access`.
 """
 
 from __future__ import annotations

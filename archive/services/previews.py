@@ -287,14 +287,15 @@ def make_missing_preview(archive: Archive, item_id: str, media_type: str | None,
 
 def _make_and_store(archive: Archive, item_id: str, medium: str, source: bytes | Path, recipient: str
                     ) -> PreviewResult | None:
-    """Decode, encrypt and store one item's preview (None: its file yields none, marked so)."""
+    """Decode, encrypt and store one item's preview (None: its file yields none, marked so). Outside ingest
+    no acknowledgement waits, so the decoder gets more time (`BACKFILL_LIMITS`)."""
     from archive.catalog.items import Item
     from archive.db import transaction
-    from ingest.steps.preview import NoPreview, make_preview
+    from ingest.steps.preview import BACKFILL_LIMITS, NoPreview, make_preview
 
     made: PreviewResult | None
     try:
-        made = make_preview(source, medium, recipient)
+        made = make_preview(source, medium, recipient, limits=BACKFILL_LIMITS)
     except NoPreview:
         made = None
     with transaction(archive.engine) as session:
