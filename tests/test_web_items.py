@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import importlib.util
+import json
 import re
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,8 +28,20 @@ from tests.conftest import Cli
 from tests.web_support import csrf_of, signed_in, web_client, web_home
 
 NOTE = "handed over by Rami Haddad at the crossing"
-PREVIEWS = importlib.util.find_spec("archive.services.previews") is not None
-needs_previews = pytest.mark.skipif(not PREVIEWS, reason="archive.services.previews is not committed yet (helper B)")
+ITEM_JS = Path(__file__).resolve().parents[1] / "api" / "web" / "static" / "item.js"
+NODE_RUNNER = """
+const fs = require("fs");
+globalThis.window = globalThis;
+globalThis.document = { querySelectorAll: () => [], getElementById: () => null, addEventListener: () => {} };
+(0, eval)(fs.readFileSync(process.argv[2], "utf8"));
+const cases = JSON.parse(fs.readFileSync(process.argv[3], "utf8"));
+(async () => {
+  const out = { proofs: [], notes: [] };
+  for (const proof of cases.proofs) { out.proofs.push(await window.evidenceProof.proofOk(proof)); }
+  for (const note of cases.notes) { out.notes.push(await window.evidenceProof.signatureOk(note, cases.vkey)); }
+  console.log(JSON.stringify(out));
+})().catch((e) => { console.error(e); process.exit(1); });
+"""
 
 
 class Home:
@@ -42,8 +56,9 @@ class Home:
         with Image.open(photo) as im:
             ImageOps.mirror(im.resize((320, 240))).save(mirrored)
         reports = self.cli.json_lines("ingest", str(photo), str(corpus / "media/jpg/gps/DSCN0012.jpg"),
-                                      str(mirrored), "--note", NOTE)
+                                      str(mirrored), str(corpus / "media/video/phone_gradients.mp4"), "--note", NOTE)
         self.ids = {Path(r["path"]).name: r["id"] for r in reports}
+        self.video = self.ids["phone_gradients.mp4"]
         self.photo, self.other, self.repost = (self.ids["DSCN0010.jpg"], self.ids["DSCN0012.jpg"],
                                                self.ids["reposted.png"])
         self.cli("log", "checkpoint")
@@ -167,7 +182,7 @@ def test_the_dashboard_shows_states_sites_checkpoint_and_fixity_problems(home: H
     dash = browser.get("/")
     assert dash.status_code == 200, dash.text
     html = dash.text
-    assert re.search(r'<span class="figure state-preserved">3</span>', html)
+    assert re.search(r'<span class="figure state-preserved">4</span>', html)
     assert "Storage sites" in html and "answers" in html
     assert "Latest checkpoint" in html and "No checkpoint has been signed yet" not in html
     assert NOTE not in html and "DSCN" not in html  # counts and health, no names
@@ -175,7 +190,6 @@ def test_the_dashboard_shows_states_sites_checkpoint_and_fixity_problems(home: H
 
 # --- previews and the access events -------------------------------------------------------------------------------
 
-@needs_previews
 def test_one_access_event_per_page_view_and_previews_need_the_pages_token(home: Home, browser: Any) -> None:
     signed_in(browser, "investigator")
     before = len(home.events("access"))
@@ -199,15 +213,35 @@ def test_one_access_event_per_page_view_and_previews_need_the_pages_token(home: 
     assert browser.get(f"/items/{other}/preview?v=abc&t={token.group(1)}").status_code == 403
 
 
-def test_without_the_previews_service_a_page_view_writes_no_access_event(home: Home, browser: Any) -> None:
-    if PREVIEWS:
-        pytest.skip("the previews service exists: the access events are tested above")
+def test_a_video_gets_a_player_that_loads_the_original_only_when_played(home: Home, browser: Any) -> None:
     signed_in(browser, "investigator")
     before = len(home.events("access"))
-    assert browser.get("/items").status_code == 200
-    assert browser.get(f"/items/{home.photo}").status_code == 200
-    assert len(home.events("access")) == before
-    assert browser.get(f"/items/{home.photo}/preview?v=a&t=b").status_code == 404
+    html = browser.get(f"/items/{home.video}").text
+    player = re.search(r"<video [^>]*>", html)
+    assert player and "controls" in player.group(0) and 'preload="none"' in player.group(0)
+    assert f'<source src="/items/{home.video}/original" type="video/mp4">' in html
+    assert len(home.events("access")) <= before + 1  # the page view's preview event at most, never the original
+    played = browser.get(f"/items/{home.video}/original")
+    assert played.status_code == 200 and played.headers["content-type"] == "video/mp4"
+    assert played.content[4:8] == b"ftyp"
+
+
+def test_a_fixity_problem_is_on_the_dashboard_but_not_for_an_investigator_its_item_is_hidden_from(
+        home: Home, browser: Any) -> None:
+    shown = home.cli.json("show", home.photo)
+    replica = next(r for r in shown["replicas"] if r["backend"] == "site-a")
+    stored = home.home / "storage" / "site-a" / replica["object"]
+    data = bytearray(stored.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    stored.write_bytes(bytes(data))
+    home.cli("fixity", "--item", home.photo, expect=1)
+    signed_in(browser, "auditor")
+    html = browser.get("/").text
+    assert f'href="/items/{home.photo}"' in html and "No fixity problem recorded" not in html
+    _hide_photo_in_a_case(home, browser)
+    signed_in(browser, "investigator")
+    html = browser.get("/").text
+    assert home.photo not in html and "No fixity problem recorded" in html
 
 
 def test_the_original_is_the_file_and_its_opening_one_access_event(home: Home, browser: Any, corpus: Path) -> None:
@@ -262,8 +296,6 @@ def _check_note(note: str, vkey: str) -> tuple[int, bytes]:
 
 def test_each_events_proof_is_accepted_by_an_independent_check_and_another_items_event_is_refused(
         home: Home, browser: Any) -> None:
-    import json
-
     signed_in(browser, "investigator")
     html = browser.get(f"/items/{home.photo}").text
     seqs = [int(s) for s in re.findall(rf"/items/{home.photo}/events/(\d+)/proof", html)]
@@ -359,7 +391,7 @@ def test_results_are_paged(home: Home, browser: Any) -> None:
     assert following
     second = browser.get(following.group(1).replace("&amp;", "&"))
     rest = set(re.findall(r'href="/items/([0-9a-f-]{36})"', second.text))
-    assert len(rest) == 1 and not rest & shown and 'rel="next"' not in second.text
+    assert len(rest) == 2 and not rest & shown and 'rel="next"' not in second.text
     assert browser.get("/items?after=nonsense").status_code == 422
 
 
@@ -374,3 +406,35 @@ def test_the_arabic_pages_are_right_to_left_and_translated(home: Home, browser: 
     assert "Custody timeline" not in item and "سلسلة الحيازة" in item
     assert "Check proof" not in item
     assert "Storage sites" not in browser.get("/").text
+
+
+def test_the_pages_own_script_accepts_the_proofs_and_refuses_tampered_ones(
+        home: Home, browser: Any, tmp_path: Path) -> None:
+    """item.js's RFC 9162 and signed-note checks, run in Node (the same WebCrypto the browser has)."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed (the browser tests run item.js in Chromium)")
+    signed_in(browser, "auditor")
+    html = browser.get(f"/items/{home.photo}").text
+    proofs = [browser.get(f"/items/{home.photo}/events/{seq}/proof").json()
+              for seq in re.findall(rf"/items/{home.photo}/events/(\d+)/proof", html)]
+    assert proofs
+    good = proofs[-1]
+    entry = base64.b64decode(good["entry"])
+    altered_entry = {**good, "entry": base64.b64encode(entry.replace(b'"outcome":"', b'"outcome":"x')).decode()}
+    altered_path = {**good, "audit_path": list(reversed(good["audit_path"]))} if len(good["audit_path"]) > 1 else \
+        {**good, "audit_path": [*good["audit_path"], good["audit_path"][0] if good["audit_path"] else good["entry"]]}
+    wrong_seq = {**good, "seq": good["seq"] + 1}
+    lines = good["checkpoint"].split("\n")
+    forged_root = base64.b64encode(hashlib.sha256(b"forged").digest()).decode()
+    forged_note = "\n".join([lines[0], lines[1], forged_root, *lines[3:]])
+    cases = {"proofs": [*proofs, altered_entry, altered_path, wrong_seq],
+             "notes": [good["checkpoint"], forged_note], "vkey": browser.get("/v1/log/vkey").text}
+    (tmp_path / "cases.json").write_text(json.dumps(cases))
+    (tmp_path / "run.js").write_text(NODE_RUNNER)
+    done = subprocess.run([node, str(tmp_path / "run.js"), str(ITEM_JS), str(tmp_path / "cases.json")],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["proofs"] == [True] * len(proofs) + [False, False, False]
+    assert out["notes"] == [True, False]

@@ -66,36 +66,52 @@
     return { text: text, origin: lines[0], size: parseInt(lines[1], 10), root: b64(lines[2]), sigs: sigs };
   }
 
-  var vkey = null;
-  function loadKey() {
-    if (vkey) { return vkey; }
-    var line = document.getElementById("vkey-line");
-    vkey = fetch(line.getAttribute("data-vkey"), { credentials: "same-origin" }).then(function (r) {
-      if (!r.ok) { throw new Error("no key"); }
-      return r.text();
-    }).then(function (text) {
-      var line = text.trim(), first = line.indexOf("+"), second = line.indexOf("+", first + 1);
-      var parts = [line.slice(0, first), line.slice(first + 1, second), line.slice(second + 1)];
-      var raw = b64(parts[2]);
-      if (raw[0] !== 1 || raw.length !== 33) { throw new Error("not an Ed25519 key"); }
-      return crypto.subtle.importKey("raw", raw.slice(1), { name: "Ed25519" }, false, ["verify"]).then(
-        function (key) { return { name: parts[0], id: parts[1], key: key }; });
-    });
-    return vkey;
+  // The log's verifier key (C2SP vkey: <name>+<hex key id>+<base64(0x01 || Ed25519 key)>).
+  async function parseKey(text) {
+    var line = text.trim(), first = line.indexOf("+"), second = line.indexOf("+", first + 1);
+    var raw = b64(line.slice(second + 1));
+    if (first < 1 || second < 0 || raw[0] !== 1 || raw.length !== 33) { throw new Error("not an Ed25519 key"); }
+    var key = await crypto.subtle.importKey("raw", raw.slice(1), { name: "Ed25519" }, false, ["verify"]);
+    return { name: line.slice(0, first), id: line.slice(first + 1, second), key: key };
   }
 
-  async function signatureOk(note) {
-    var key = await loadKey();
+  // Whether the checkpoint carries a valid signature by the log's key, and names that key's log as its origin.
+  async function signatureOk(noteText, vkeyText) {
+    var key = await parseKey(vkeyText), note = parseNote(noteText);
     for (var i = 0; i < note.sigs.length; i++) {
       var rest = note.sigs[i].slice(2), space = rest.indexOf(" ");
       if (rest.slice(0, space) !== key.name) { continue; }
       var sig = b64(rest.slice(space + 1));
-      if (hex(sig.slice(0, 4)) !== key.id || sig.length !== 68) { continue; }
+      if (sig.length !== 68 || hex(sig.slice(0, 4)) !== key.id) { continue; }
       if (await crypto.subtle.verify({ name: "Ed25519" }, key.key, sig.slice(4), enc.encode(note.text))) {
         return key.name === note.origin;
       }
     }
     return false;
+  }
+
+  // Whether a proof (what /items/{id}/events/{seq}/proof answers) holds: the entry is event `seq`, its leaf
+  // hash leads through the audit path to the root of the checkpoint, whose size is the proof's tree size.
+  async function proofOk(proof) {
+    var entry = b64(proof.entry);
+    var fields = JSON.parse(new TextDecoder().decode(entry));
+    var leaf = await sha256(concat([new Uint8Array([0]), entry]));
+    var note = parseNote(proof.checkpoint);
+    var root = await rootFrom(leaf, proof.leaf_index, note.size, proof.audit_path.map(b64));
+    return fields.seq === proof.seq && proof.leaf_index === proof.seq && note.size === proof.tree_size &&
+      root !== null && same(root, note.root);
+  }
+  window.evidenceProof = { proofOk: proofOk, signatureOk: signatureOk, rootFrom: rootFrom };
+
+  var vkeyText = null;
+  function loadKey(url) {
+    if (!vkeyText) {
+      vkeyText = fetch(url, { credentials: "same-origin" }).then(function (r) {
+        if (!r.ok) { throw new Error("no key"); }
+        return r.text();
+      });
+    }
+    return vkeyText;
   }
 
   async function check(button) {
@@ -108,21 +124,17 @@
         headers: { Accept: "application/json" } });
       if (!answer.ok) { throw new Error("HTTP " + answer.status); }
       var proof = await answer.json();
-      var entry = b64(proof.entry);
-      var fields = JSON.parse(new TextDecoder().decode(entry));
-      var leaf = await sha256(concat([new Uint8Array([0]), entry]));
-      var note = parseNote(proof.checkpoint);
-      var root = await rootFrom(leaf, proof.leaf_index, note.size, proof.audit_path.map(b64));
-      var ok = fields.seq === proof.seq && proof.leaf_index === proof.seq && note.size === proof.tree_size &&
-        root !== null && same(root, note.root);
-      out.textContent = button.getAttribute(ok ? "data-ok" : "data-bad");
-      out.className = "proof-result " + (ok ? "ok" : "bad");
-      if (ok) {
-        var signed = null;
-        try { signed = await signatureOk(note); } catch (e) { signed = null; }
+      var ok = await proofOk(proof);
+      var signed = null;  // null: this browser has no Ed25519 in WebCrypto (the hashes are still checked)
+      if (ok && line) {
+        try { signed = await signatureOk(proof.checkpoint, await loadKey(line.getAttribute("data-vkey"))); }
+        catch (e) { signed = null; }
         line.textContent = line.getAttribute(signed === null ? "data-sig-unknown" : signed ? "data-sig-ok" : "data-sig-bad");
         line.className = signed === null ? "muted" : signed ? "ok" : "bad";
       }
+      ok = ok && signed !== false;  // a checkpoint the log's key did not sign proves nothing
+      out.textContent = button.getAttribute(ok ? "data-ok" : "data-bad");
+      out.className = "proof-result " + (ok ? "ok" : "bad");
     } catch (e) {
       out.textContent = button.getAttribute("data-bad");
       out.className = "proof-result bad";
