@@ -241,17 +241,30 @@ def test_no_preview_for_an_item_linked_to_a_witness_interview(cli: Cli, archive:
 
 # --- page views and tokens --------------------------------------------------------------------------------
 
-def test_one_access_event_per_page_view_and_tokens_bound_to_it(cli: Cli, archive: Any, corpus: Path) -> None:
+def test_one_access_event_per_page_view_and_tokens_bound_to_it(cli: Cli, archive: Any, corpus: Path,
+                                                                tmp_path: Path) -> None:
     from archive.roles import Role
     from archive.services.errors import Forbidden
-    from archive.services.previews import check_view_token, new_view_id, record_preview_view, view_token
+    from archive.services.previews import (
+        check_view_token,
+        new_view_id,
+        record_preview_view,
+        view_token,
+        with_previews,
+    )
 
     items = _ingest(cli, corpus / GPS_PHOTO, corpus / UPRIGHT)
     ids = [r["id"] for r in items.values()]
     before = len(_events(archive, "access"))
     record_preview_view(archive, [], role=Role.INVESTIGATOR, page="/items")
     assert len(_events(archive, "access")) == before  # nothing shown, nothing logged
-    record_preview_view(archive, [*ids, ids[0]], role=Role.INVESTIGATOR, page="/items?q=Leila+Osman")
+    blob = tmp_path / "notes.bin"
+    blob.write_bytes(b"no picture here " * 100)
+    other = _ingest(cli, blob)["notes.bin"]["id"]
+    assert with_previews(archive, [other, *ids]) == ids
+    record_preview_view(archive, [other], role=Role.INVESTIGATOR, page="/items")
+    assert len(_events(archive, "access")) == before  # no preview shown: nothing logged
+    record_preview_view(archive, [*ids, other, ids[0]], role=Role.INVESTIGATOR, page="/items?q=Leila+Osman")
     events = _events(archive, "access")
     assert len(events) == before + 1
     assert events[-1].details["items"] == ids and events[-1].details["page"] == "/items"  # no search words

@@ -137,9 +137,34 @@ def preview_for(archive: Archive, item_id: str, *, role: Role) -> tuple[bytes, s
                            f"({type(exc).__name__}): `evidence previews backfill --retry` makes it again") from None
 
 
+def with_previews(archive: Archive, item_ids: list[str]) -> list[str]:
+    """Those of `item_ids` that have a preview to show (in their order): a page draws thumbnails for these only."""
+    from sqlmodel import Session
+
+    from archive.db import read_only
+
+    wanted = list(dict.fromkeys(i for i in item_ids if i))
+    if not wanted:
+        return []
+    with Session(read_only(archive.engine)) as session:
+        return _with_previews(session, wanted)
+
+
+def _with_previews(session: Session, wanted: list[str]) -> list[str]:
+    from sqlmodel import col, select
+
+    from archive.catalog.web import Preview
+
+    held = set(session.exec(select(Preview.item_id).where(col(Preview.item_id).in_(wanted),
+                                                           Preview.kind != KIND_NONE)).all())
+    held -= interview_linked(session, held)
+    return [i for i in wanted if i in held]
+
+
 def record_preview_view(archive: Archive, item_ids: list[str], *, role: Role, page: str) -> None:
     """One `access` custody event for a page view showing the previews of `item_ids` (nothing for none).
 
+    Only the items that have a preview to show are listed (`with_previews`).
     `page` names the page (its path; a query string is dropped: search
     words are not for the log). A view of one item's page carries that item
     on the event, so its custody timeline shows the view.
@@ -148,11 +173,14 @@ def record_preview_view(archive: Archive, item_ids: list[str], *, role: Role, pa
     from archive.db import transaction
 
     _need_viewer(role)
-    shown = list(dict.fromkeys(i for i in item_ids if i))
-    if not shown:
+    wanted = list(dict.fromkeys(i for i in item_ids if i))
+    if not wanted:
         return
     where = page.split("?", 1)[0].split("#", 1)[0][:200]
     with transaction(archive.engine) as session:
+        shown = _with_previews(session, wanted)
+        if not shown:
+            return
         append_event(session, ACCESS, actor=archive.actor, item_id=shown[0] if len(shown) == 1 else None,
                      details={"action": VIEW_ACTION, "page": where, "items": shown, "role": str(role)})
 
