@@ -223,6 +223,9 @@ def test_a_restricted_case_hides_its_incident_and_victims_from_a_non_member(web:
                                     "sex": "male", "civilian": "true", "date_documented": "2023-12-10"},
                   "/victims/new").headers["location"]
     make_incident(web, ref="INC-OPEN")
+    source = post(web, "/sources", {"ref": "SRC-C", "kind": "eyewitness"}, "/sources/new").headers["location"]
+    for ref in ("INC-SECRET", "INC-OPEN"):
+        assert post(web, f"/incidents/{ref}/links", {"link_type": "source", "target": "SRC-C"}).status_code == 303
     archive = archive_of(web)
     case = create_case(archive, "Case Alpha", role=Role.CUSTODIAN)
     add_incident(archive, case["id"], "INC-SECRET", role=Role.CUSTODIAN)
@@ -235,6 +238,10 @@ def test_a_restricted_case_hides_its_incident_and_victims_from_a_non_member(web:
         assert answer.status_code == 404 and "INC-SECRET" not in answer.text and "Hidden Person" not in answer.text
     listing = web.get("/incidents").text
     assert "INC-SECRET" not in listing and "INC-OPEN" in listing
+    source_page = web.get(source).text
+    assert "INC-OPEN" in source_page and "INC-SECRET" not in source_page
+    offered = web.get("/victims/new").text  # the incidents the form suggests
+    assert 'value="INC-OPEN"' in offered and "INC-SECRET" not in offered
     assert "V-SECRET" not in web.get("/victims").text and "Hidden Person" not in web.get("/victims").text
     assert post(web, page, {**INCIDENT, "attribution": [], "reason": "x"}).status_code == 404
     assert post(web, page + "/attributions", {"parties": ["isis"], "reason": "x"}).status_code == 404

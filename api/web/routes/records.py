@@ -428,7 +428,11 @@ def victim_form(request: Request, archive: Archive, role: Role, *, victim: dict[
 def name_editable(victim: dict[str, Any] | None, role: Role) -> bool:
     """Whether the form offers the name: not to a non-custodian when the name is withheld (they never see it,
     and any name they sent would be refused)."""
-    return victim is None or role == Role.CUSTODIAN or not victim.get("name_withheld")
+    from archive.services.victims import WITHHELD
+
+    if victim is None or role == Role.CUSTODIAN:
+        return True
+    return not (victim.get("name_withheld") or victim.get("name") == WITHHELD)  # withheld by a merged report too
 
 
 def victim_values(form: FormData) -> dict[str, Any]:
