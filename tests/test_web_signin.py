@@ -404,7 +404,8 @@ def test_the_half_cookie_cannot_be_forged_moved_or_kept(http: Any, clock: Clock)
                            follow_redirects=False)
         assert answer.status_code == 401 and COOKIE not in set_cookies(answer)
     http.cookies.set("evidence_half", half)
-    assert http.get("/enrol", follow_redirects=False).status_code == 303  # a code step is no enrolment
+    moved = http.get("/enrol", follow_redirects=False)  # a code step is no enrolment
+    assert moved.status_code == 401 and "ask a custodian for a new setup code" in moved.text
     clock.advance(minutes=6)
     assert http.get("/signin/code", follow_redirects=False).status_code == 303  # stale
     assert step.status_code == 303

@@ -51,6 +51,8 @@ PASSWORD_NEEDED = N_("Enter your password, or the setup code a custodian gave yo
 CODE_NEEDED = N_("Enter the six-digit code your authenticator app shows.")
 STALE = N_("This form had expired and has been renewed. Please send it again.")
 START_AGAIN = N_("That took too long, or the step was already used. Sign in again.")
+ENROL_AGAIN = N_("That took too long, or this set-up was already finished. If you have not set up your sign-in yet, "
+                 "ask a custodian for a new setup code: each works once.")
 ENROL_PROBLEMS = {
     "too-short": N_("Choose at least 12 characters."),
     "too-long": N_("That password is too long."),
@@ -62,18 +64,18 @@ ENROL_PROBLEMS = {
 
 # ---- cookies and forms -----------------------------------------------------------------------------------------
 
-def is_https(request: Request) -> bool:
-    """Whether the browser reached us over TLS: the URL's scheme, or `X-Forwarded-Proto` from a trusted proxy.
-
-    A proxy is trusted only when its address is listed in `[web] proxies` (else anyone could send the header).
-    """
-    if request.url.scheme == "https":
-        return True
+def _from_proxy(request: Request) -> bool:
+    """Whether the request came through a proxy listed in `[web] proxies` (only then are its headers believed)."""
     proxies = (request.app.state.runtime.settings.section("web") or {}).get("proxies") or []
     client = request.client.host if request.client else None
-    if client is not None and client in [str(p) for p in proxies]:
-        return request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower() == "https"
-    return False
+    return client is not None and client in [str(p) for p in proxies]
+
+
+def is_https(request: Request) -> bool:
+    """Whether the browser reached us over TLS: the URL's scheme, or `X-Forwarded-Proto` from a listed proxy."""
+    if request.url.scheme == "https":
+        return True
+    return _from_proxy(request) and request.headers.get("x-forwarded-proto", "").split(",")[-1].strip() == "https"
 
 
 def set_cookie(request: Request, response: Response, name: str, value: str, max_age: int | None) -> None:
@@ -86,6 +88,11 @@ def drop_cookie(request: Request, response: Response, name: str) -> None:
 
 
 def _address(request: Request) -> str:
+    """The client address the throttle counts: behind a listed proxy, the address that proxy saw."""
+    if _from_proxy(request):
+        forwarded = request.headers.get("x-forwarded-for", "").split(",")[-1].strip()
+        if forwarded:
+            return forwarded[:64]
     return request.client.host if request.client else "unknown"
 
 
@@ -210,8 +217,8 @@ async def signin(request: Request) -> Response:
 
 # ---- /signin/code ----------------------------------------------------------------------------------------------
 
-def _start_again(request: Request, target: str) -> Response:
-    response = _signin_page(request, 401, notice=START_AGAIN, target=target)
+def _start_again(request: Request, target: str, notice: str = START_AGAIN) -> Response:
+    response = _signin_page(request, 401, notice=notice, target=target)
     drop_cookie(request, response, HALF_COOKIE)
     return response
 
@@ -288,7 +295,7 @@ def enrol_form(request: Request, next: str | None = None) -> Response:
     except Locked:
         return error_page(request, 503, locked=True)
     except Unauthenticated:
-        return _redirect("/signin?next=" + quote(_next(next), safe=""))
+        return _start_again(request, next or "/", ENROL_AGAIN)
     return _enrol_page(request, enrolment, target=next or "/")
 
 
@@ -304,7 +311,7 @@ async def enrol(request: Request) -> Response:
     except Locked:
         return error_page(request, 503, locked=True)
     except Unauthenticated:
-        return _start_again(request, target)
+        return _start_again(request, target, ENROL_AGAIN)
     if not _form_ok(request, form):
         return _enrol_page(request, enrolment, 403, notice=STALE, target=target)
     password = _text(form, "password", web_signin.MAX_PASSWORD + 1)
@@ -318,7 +325,7 @@ async def enrol(request: Request) -> Response:
     except Locked:
         return error_page(request, 503, locked=True)
     except Unauthenticated:
-        return _start_again(request, target)
+        return _start_again(request, target, ENROL_AGAIN)
     return _signed_in(request, cookie, target)
 
 
