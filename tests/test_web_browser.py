@@ -16,6 +16,7 @@ Later flows use what earlier ones made (`Journey`); each says what it needs.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import subprocess
 import sys
@@ -37,6 +38,7 @@ from tests.browser_support import (
     horizontal_overflow,
     mirrored_images,
     new_context,
+    run_evidence,
     screenshot,
     site_fixture,  # noqa: F401
 )
@@ -122,6 +124,13 @@ def test_foundation_error_pages_static_files_and_language_switch(open_context: A
     css = page.request.get("/static/app.css")
     assert css.status == 200 and "text/css" in css.headers["content-type"]
     assert page.request.get("/static/vendor/../../../pyproject.toml").status == 404
+    from playwright.sync_api import Error as BrowserError
+
+    with pytest.raises(BrowserError):  # the harness itself: a request for another host is stopped and seen
+        page.goto("http://192.0.2.1/beacon")
+    assert watch.outside == ["http://192.0.2.1/beacon"]
+    watch.outside.clear()
+    watch.take_console()
 
     signed, watch = open_context(role="investigator")
     page = signed.new_page()
@@ -210,6 +219,10 @@ def assert_rtl(page: Any) -> None:
     assert page.locator("html").get_attribute("dir") == "rtl", page.url
     assert page.evaluate("getComputedStyle(document.body).direction") == "rtl", page.url
     assert not mirrored_images(page), f"mirrored pictures on {page.url}: {mirrored_images(page)}"
+    assert re.search("[\u0600-\u06ff]", page.locator("h1").first.inner_text()), f"{page.url}: the title is not Arabic"
+    brand = page.locator("header .brand").bounding_box()
+    width = page.evaluate("window.innerWidth")
+    assert brand and brand["x"] + brand["width"] > width * 0.75, f"{page.url}: the header does not start on the right"
 
 
 def preview_shown(page: Any) -> bool:
@@ -296,7 +309,8 @@ def urlpath(url: str) -> str:
     return urlsplit(url).path
 
 
-def test_upload_survives_a_cut_connection_and_shows_the_signed_receipt(open_context: Any, journey: Journey) -> None:
+def test_upload_survives_a_cut_connection_and_shows_the_signed_receipt(open_context: Any, site: Site, journey: Journey,
+                                                                       tmp_path: Path) -> None:
     context, watch = signed_in_as_investigator(open_context, journey)
     page = context.new_page()
     cut: list[str] = []
@@ -323,8 +337,21 @@ def test_upload_survives_a_cut_connection_and_shows_the_signed_receipt(open_cont
     patches = [r for r in watch.requests if r.startswith("PATCH ")]
     assert len(patches) >= 3, patches  # the cut one, its retry, the second file
     assert page.locator("#upload-list .status.bad").count() == 0
-    for receipt in (receipts.nth(0).inner_text(), receipts.nth(1).inner_text()):
-        assert receipt.strip() and "—" in receipt, receipt  # a signed note: its signature line starts with an em dash
+    upload_url = cut[0]
+    assert f"HEAD {upload_url}" in watch.requests, "after the cut the client did not ask the server for its offset"
+    assert watch.requests.count(f"PATCH {upload_url}") == 2, "the cut file was not resumed at its own URL"
+    # each receipt, downloaded from the page, checks offline under the verifier key the page shows
+    vkey = tmp_path / "receipt.vkey"
+    vkey.write_text(page.locator("#receipt-vkey").inner_text().strip() + "\n")
+    for n in range(2):
+        with page.expect_download() as info:
+            page.locator("#upload-list .receipt a[download]").nth(n).click()
+        saved = tmp_path / f"receipt-{n}.txt"
+        info.value.save_as(str(saved))
+        done = run_evidence(site.home, "receipt", "verify", str(saved), "--vkey", str(vkey), "--json")
+        checked = json.loads(done.stdout)
+        assert checked["ok"] is True, checked
+        assert sha256_of(files[n]) in json.dumps(checked), (files[n].name, checked)
     shown = page.locator("#upload-list").inner_text()
     assert journey.files["photo"].name in shown
     assert_isolated(page, journey.files["photo"].name)
@@ -342,6 +369,7 @@ def test_find_the_upload_open_it_link_it_and_confirm_the_near_duplicate(open_con
     visit(page, watch, f"/items/{photo}")
     assert photo in page.locator("h1").inner_text()
     assert preview_shown(page), "the item page shows no picture of a photo"
+    assert_isolated(page, journey.files["photo"].name)  # the original name, mixed Latin and Arabic
     # the near-duplicate is suggested when the second copy's fingerprint is made: wait for it
     deadline = time.monotonic() + 60
     while page.locator(f"#candidates a[href='/items/{resized}']").count() == 0:
@@ -379,8 +407,6 @@ def test_find_the_upload_open_it_link_it_and_confirm_the_near_duplicate(open_con
 
 
 def json_text(value: Any) -> str:
-    import json
-
     return json.dumps(value, ensure_ascii=False)
 
 
@@ -411,6 +437,7 @@ def test_export_a_bundle_and_verify_it(open_context: Any, site: Site, journey: J
                                        tmp_path: Path) -> None:
     from archive.age import Identity
 
+    journey.need_item("photo")  # linked to the incident by the items flow: the bundle carries it
     identity = Identity.generate()
     identity_file = tmp_path / "recipient.key"
     identity_file.write_text(f"{identity}\n")
@@ -433,10 +460,14 @@ def test_export_a_bundle_and_verify_it(open_context: Any, site: Site, journey: J
         page.get_by_role("button", name="Download bundle").click()
     bundle = tmp_path / (info.value.suggested_filename or "bundle.zip.age")
     info.value.save_as(str(bundle))
+    planned = int(page.locator("#plan-counts tr[data-count='items'] td").inner_text())
     done = subprocess.run([sys.executable, "-c", "from api.cli.main import main; main()", "verify-bundle",
-                           str(bundle), "--identity", str(identity_file), "--vkey", str(vkey)],
+                           str(bundle), "--identity", str(identity_file), "--vkey", str(vkey), "--json"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, f"verify-bundle: exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+    report = json.loads(done.stdout)
+    assert report["ok"] is True and report["authenticity_established"] is True and not report["failures"], report
+    assert report["checked"].get("item commitments", 0) == planned >= 1, (planned, report["checked"])
     watch.assert_clean()
 
 
@@ -527,7 +558,7 @@ def test_main_pages_pass_axe_log_no_error_and_are_photographed(open_context: Any
             problems.append(f"{path}: HTTP {status}")
             watch.take_console()
             continue
-        name = (path.strip("/").replace("/", "-") or "dashboard").replace(journey.items.get("photo", "-"), "item")
+        name = "item" if path.startswith("/items/") else (path.strip("/").replace("/", "-") or "dashboard")
         screenshot(page, f"{name}-{lang}")
         try:
             assert_accessible(page, f"{path} ({lang})")
@@ -541,6 +572,12 @@ def test_main_pages_pass_axe_log_no_error_and_are_photographed(open_context: Any
         errors = watch.take_console()
         if errors:
             problems.append(f"{path}: console errors {errors}")
+    page.goto("/items")  # from the keyboard: the first Tab reaches the skip link, Enter moves to the content
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.classList.contains('skip')"), "the first Tab is not the skip link"
+    assert page.locator("a.skip").bounding_box(), "the focused skip link is not visible"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main" or page.url.endswith("#main")
     signed_out, watch = open_context(lang=lang)
     page = signed_out.new_page()
     visit(page, watch, "/signin")
@@ -549,9 +586,10 @@ def test_main_pages_pass_axe_log_no_error_and_are_photographed(open_context: Any
     assert not problems, "\n".join(problems)
 
 
-def test_pages_fit_a_phone_360_px_wide(open_context: Any, journey: Journey) -> None:
+@pytest.mark.parametrize("lang", ["en", "ar"])
+def test_pages_fit_a_phone_360_px_wide(open_context: Any, journey: Journey, lang: str) -> None:
     context, watch = signed_in_as_investigator(open_context, journey, viewport={"width": 360, "height": 740},
-                                               is_mobile=True, has_touch=True)
+                                               is_mobile=True, has_touch=True, lang=lang)
     page = context.new_page()
     wide: list[str] = []
     for path in main_pages(journey):
@@ -564,8 +602,8 @@ def test_pages_fit_a_phone_360_px_wide(open_context: Any, journey: Journey) -> N
         if over > 1:
             wide.append(f"{path}: {over} px wider than the 360 px screen")
     page.goto("/items")
-    screenshot(page, "items-phone-en", full_page=True)
+    screenshot(page, f"items-phone-{lang}", full_page=True)
     page.goto(main_pages(journey)[2])
-    screenshot(page, "item-phone-en", full_page=True)
+    screenshot(page, f"item-phone-{lang}", full_page=True)
     watch.take_console()
     assert not wide, "\n".join(wide)
