@@ -352,3 +352,12 @@ def test_a_source_is_checked_created_and_edited_through_its_forms(web: Any) -> N
     assert "قناة الأخبار" in shown and "the channel&#39;s name" in shown and caller.user_id in shown
     assert "SRC-OS" in web.get("/sources?kind=open_source").text
     assert "SRC-OS" not in web.get("/sources?kind=medical").text
+
+
+def test_a_message_beside_a_field_is_in_the_page_language_when_it_names_no_value(web: Any) -> None:
+    signed_in(web, "investigator")
+    web.headers["Accept-Language"] = "ar"
+    answer = post(web, "/incidents", {**INCIDENT, "ref": "", "latitude": "35.9"}, "/incidents/new")
+    assert answer.status_code == 422 and field_error(answer.text, "incident", "ref") == "مطلوب"
+    located = post(web, "/incidents", {**INCIDENT, "latitude": "35.9"}, "/incidents/new")
+    assert field_error(located.text, "incident", "latitude") == "أدخل الاثنين معاً أو لا شيء"
