@@ -83,6 +83,8 @@ def test_the_form_offers_the_visible_incidents_and_the_recipients(site: Site) ->
     for control in ("export-incidents", "export-items", "export-purpose", "export-to", "export-format"):
         assert f'<label for="{control}">' in page.text, control
     assert 'hx-post="/export/plan"' in page.text and 'action="/export/bundle"' in page.text
+    for key in ("/v1/log/vkey", "/v1/exports/key"):  # the keys the page links to open with the cookie alone
+        assert f'href="{key}"' in page.text and site.client.get(key).status_code == 200
     site.sign_in("custodian")
     assert 'id="export-key"' in site.client.get("/export").text
 
