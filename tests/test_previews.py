@@ -343,6 +343,12 @@ def test_add_access_makes_a_missing_preview_identity_and_backfill_fills_in(cli: 
     code, out, err = cli("previews", "backfill", expect=None)
     assert code != 0 and "preview identity" in out + err  # said so, nothing made
     done = cli.json("keys", "add-access")
+    for name in ("access.key", "custodian.key"):  # reading originals needs an identity that opens them
+        (keys / name).rename(cli.home / name)
+    code, out, err = cli("previews", "backfill", expect=1)
+    assert "access identity" in out + err and "internal error" not in out + err
+    for name in ("access.key", "custodian.key"):
+        (cli.home / name).rename(keys / name)
     assert "preview.key" in done["created"] and (keys / "preview.key").is_file()
     result = cli.json("previews", "backfill", "--limit", "2")
     assert result["made"] == 2 and result["remaining"] == 1, result

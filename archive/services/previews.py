@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from archive.roles import Role, sees_personal
-from archive.services.errors import Forbidden, Invalid, NotFound, ServiceError
+from archive.services.errors import Forbidden, Invalid, Locked, NotFound, ServiceError
 
 if TYPE_CHECKING:
     from sqlmodel import Session
@@ -259,7 +259,7 @@ def missing_previews(session: Session, *, retry: bool = False) -> list[tuple[str
 def backfill_previews(archive: Archive, limit: int, *, retry: bool = False) -> PreviewsBackfilled:
     """Make previews for up to `limit` photos and videos ingested before previews existed (or, with `retry`,
     whose file yielded none). Reads each original through the access identity (an access event each, as
-    every read); `Locked`/NeedsIdentity when it is locked, ServiceError without a preview identity."""
+    every read); `Locked` when it is locked here, ServiceError without a preview identity."""
     from sqlmodel import Session
 
     from archive.db import read_only
@@ -278,8 +278,8 @@ def backfill_previews(archive: Archive, limit: int, *, retry: bool = False) -> P
         try:
             with plaintext(archive, item_id, purpose="preview back-fill") as source:
                 made = _make_and_store(archive, item_id, medium, source, recipient)
-        except NeedsIdentity:
-            raise
+        except NeedsIdentity as exc:
+            raise Locked(f"{exc}; previews made so far: {result.made}") from None
         except NotFound:
             continue  # gone meanwhile
         except ServiceError as exc:
