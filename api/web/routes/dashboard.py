@@ -53,6 +53,8 @@ def _age_text(request: Request, seconds: float | None) -> str | None:
         return None
     lang = language_of(request)
     minutes = int(seconds // 60)
+    if minutes < 1:
+        return lang.gettext("less than a minute")
     if minutes < 60:
         return lang.gettext("%(num)d minutes") % {"num": minutes}
     hours = minutes // 60

@@ -76,6 +76,16 @@ STATUS_LABELS = {"preserved": N_("preserved"), "degraded": N_("degraded"), "merg
 REPLICA_LABELS = {"verified": N_("verified"), "missing": N_("missing"), "corrupt": N_("corrupt"),
                   "pending": N_("pending")}
 OUTCOME_LABELS = {"success": N_("success"), "failure": N_("failure"), "warning": N_("warning")}
+EVENT_LABELS = {  # the custody log's event types (PREMIS names, and the archive's own)
+    "ingestion": N_("ingestion"), "message digest calculation": N_("message digest calculation"),
+    "encryption": N_("encryption"), "replication": N_("replication"), "fixity check": N_("fixity check"),
+    "validation": N_("validation"), "format identification": N_("format identification"),
+    "metadata extraction": N_("metadata extraction"), "deletion": N_("deletion"), "transfer": N_("transfer"),
+    "dissemination": N_("dissemination"), "access": N_("access"), "creation": N_("creation"),
+    "information package creation": N_("information package creation"), "fingerprint": N_("fingerprint"),
+    "metadata modification": N_("metadata modification"), "recovery": N_("recovery"),
+    "policy assignment": N_("policy assignment"),
+}
 CERTAINTY_LABELS = {"confirmed": N_("confirmed"), "probable": N_("probable"), "possible": N_("possible")}
 FIELD_LABELS = {"media_type": N_("Media type"), "captured_at": N_("Captured at"), "altitude": N_("Altitude"),
                 "make": N_("Camera make"), "model": N_("Camera model"), "orientation": N_("Orientation"),
@@ -86,7 +96,8 @@ def labels(request: Request) -> dict[str, Any]:
     """The translated labels of the states and fields the item pages show."""
     _ = language_of(request).gettext
     tables = {"status_labels": STATUS_LABELS, "replica_labels": REPLICA_LABELS, "outcome_labels": OUTCOME_LABELS,
-              "certainty_labels": CERTAINTY_LABELS, "field_labels": FIELD_LABELS, "states": STATE_LABELS}
+              "certainty_labels": CERTAINTY_LABELS, "event_labels": EVENT_LABELS, "field_labels": FIELD_LABELS,
+              "states": STATE_LABELS}
     return {name: {k: _(v) for k, v in table.items()} for name, table in tables.items()}
 
 

@@ -16,7 +16,7 @@
     var lat = parseFloat(mapEl.getAttribute("data-lat")), lon = parseFloat(mapEl.getAttribute("data-lon"));
     var map = window.L.map(mapEl).setView([lat, lon], 14);
     window.L.tileLayer(mapEl.getAttribute("data-tiles"), { maxZoom: 18 }).addTo(map);
-    window.L.marker([lat, lon]).addTo(map);
+    window.L.circleMarker([lat, lon], { radius: 8 }).addTo(map);  // drawn in SVG: no marker images needed
   }
 
   function b64(text) {
