@@ -471,6 +471,90 @@ def test_export_a_bundle_and_verify_it(open_context: Any, site: Site, journey: J
     watch.assert_clean()
 
 
+def test_the_first_custodian_signs_in_with_an_api_token(open_context: Any, site: Site) -> None:
+    made = site.evidence_json("tokens", "create", site.accounts["custodian"].name)
+    context, watch = open_context()
+    page = context.new_page()
+    visit(page, watch, "/export")
+    assert "/signin" in page.url
+    page.locator("details.token summary").click()
+    page.locator("#token").fill("evk_" + "0" * 40)  # not a token of this archive: refused beside the field
+    submit(page, "details.token form")
+    assert page.locator("#token-error").is_visible(), text_of(page)[:500]
+    assert not any(c["name"] == "evidence_session" for c in context.cookies())
+    watch.take_console()
+    page.locator("#token").fill(str(made["token"]))
+    submit(page, "details.token form")
+    assert urlpath(page.url) == "/export", (page.url, text_of(page)[:500])
+    assert page.locator("#export-key").count() == 1  # a custodian's form: an ad-hoc age key may be given
+    watch.assert_clean()
+
+
+def test_records_forms_validate_beside_the_fields_and_a_witness_identity_needs_a_confirmation(
+        open_context: Any, site: Site) -> None:
+    context, watch = open_context(role="custodian")
+    page = context.new_page()
+    visit(page, watch, "/incidents/new")
+    page.locator("#incident-ref").fill("IDL-WEB-1")
+    page.locator("#incident-started_at").fill("2024-13-45")
+    page.locator("#incident-governorate").select_option("idlib")
+    page.locator("#incident-type").select_option("killing")
+    page.locator("#incident-attribution-syrian_regime").check()
+    with page.expect_response(lambda r: r.request.method == "POST") as posted:
+        page.locator("form.record-form button[type=submit]").click()
+    page.wait_for_load_state("load")
+    assert posted.value.status == 422
+    assert page.locator("#err-incident-started_at").is_visible(), text_of(page)[:800]
+    assert page.locator("#incident-started_at").get_attribute("aria-invalid") == "true"
+    assert page.locator("#incident-ref").input_value() == "IDL-WEB-1"  # what was typed is kept
+    watch.take_console()  # the 422 is logged by the browser
+    page.locator("#incident-started_at").fill("2024-04-01")
+    page.locator("#incident-place").fill("معرة النعمان Maarat")
+    submit(page, "form.record-form")
+    assert "IDL-WEB-1" in page.locator("h1").inner_text(), (page.url, text_of(page)[:800])
+    watch.assert_clean()
+
+    visit(page, watch, "/victims/new")
+    page.locator("#victim-ref").fill("V-WEB-1")
+    page.locator("#victim-incident_ref").fill("IDL-WEB-1")
+    page.locator("#victim-name").fill("Sara سارة")
+    page.locator("#victim-sex").select_option("female")
+    page.locator("#victim-civilian").select_option("true")
+    page.locator("#victim-date_documented").fill("2024-04-02")
+    submit(page, "form.record-form")
+    assert "V-WEB-1" in text_of(page), (page.url, text_of(page)[:800])
+    assert_isolated(page, "Sara سارة")
+    visit(page, watch, "/incidents/IDL-WEB-1")
+    assert_isolated(page, "Sara سارة")
+
+    secret = "Omar Real-Name عمر 0999 000 000"
+    visit(page, watch, "/sources/new")
+    page.locator("#source-ref").fill("SRC-WEB-1")
+    page.locator("#source-kind").select_option("eyewitness")
+    page.locator("#source-alias").fill("Abu Omar")
+    page.locator("#source-identity").fill(secret)
+    submit(page, "form.record-form")
+    assert "SRC-WEB-1" in text_of(page) and secret not in page.content(), text_of(page)[:800]
+    source_url = page.url
+    page.get_by_role("button", name="Show real identity").click()  # not confirmed: refused beside the box
+    page.wait_for_load_state("load")
+    assert page.locator("#err-reveal-confirm").is_visible() and secret not in page.content()
+    watch.take_console()
+    page.locator("#reveal-confirm").check()
+    page.get_by_role("button", name="Show real identity").click()
+    page.wait_for_load_state("load")
+    assert secret in text_of(page)
+    assert_isolated(page, secret)
+    screenshot(page, "source-identity-en")
+    watch.assert_clean()
+
+    investigator, watch = open_context(role="investigator")
+    page = investigator.new_page()
+    visit(page, watch, urlpath(source_url))
+    assert "SRC-WEB-1" in text_of(page) and secret not in page.content()
+    assert page.get_by_role("button", name="Show real identity").count() == 0
+
+
 # -- the same, in Arabic ------------------------------------------------------------------------------------
 
 
