@@ -86,6 +86,9 @@ EVENT_LABELS = {  # the custody log's event types (PREMIS names, and the archive
     "metadata modification": N_("metadata modification"), "recovery": N_("recovery"),
     "policy assignment": N_("policy assignment"),
 }
+KIND_LABELS = {"item_incident": N_("incident"), "item_victim": N_("victim"), "source_item": N_("source"),
+               "same_footage": N_("same footage"), "not_same_footage": N_("not the same footage")}
+PATHS = {"incident": "/incidents/", "victim": "/victims/", "source": "/sources/", "item": "/items/"}
 CERTAINTY_LABELS = {"confirmed": N_("confirmed"), "probable": N_("probable"), "possible": N_("possible")}
 FIELD_LABELS = {"media_type": N_("Media type"), "captured_at": N_("Captured at"), "altitude": N_("Altitude"),
                 "make": N_("Camera make"), "model": N_("Camera model"), "orientation": N_("Orientation"),
@@ -97,7 +100,7 @@ def labels(request: Request) -> dict[str, Any]:
     _ = language_of(request).gettext
     tables = {"status_labels": STATUS_LABELS, "replica_labels": REPLICA_LABELS, "outcome_labels": OUTCOME_LABELS,
               "certainty_labels": CERTAINTY_LABELS, "event_labels": EVENT_LABELS, "field_labels": FIELD_LABELS,
-              "states": STATE_LABELS}
+              "states": STATE_LABELS, "kind_labels": KIND_LABELS}
     return {name: {k: _(v) for k, v in table.items()} for name, table in tables.items()}
 
 
@@ -248,7 +251,8 @@ def item_context(request: Request, item_id: str) -> dict[str, Any]:
     values: dict[str, Any] = {"record": record, "events": timeline["events"],
                               "checkpoint_size": timeline["checkpoint_size"],
                               "auditor": isinstance(record, AuditedRecord), "thumbs": {}, "links": [],
-                              "certainties": CERTAINTIES, "link_error": None, "typed": {}, **labels(request)}
+                              "certainties": CERTAINTIES, "paths": PATHS, "link_error": None, "typed": {},
+                              **labels(request)}
     if isinstance(record, AuditedRecord):
         return values
     metadata = record.metadata or {}
