@@ -43,20 +43,27 @@ async def csrf_ok(request: Request) -> None:
         raise StaleForm("the form's security token is missing or out of date: reload the page and try again")
 
 
-LOOPBACK = frozenset({"127.0.0.1", "::1"})
+LOOPBACK = ("127.0.0.1", "::1")
+
+
+def from_proxy(request: Request) -> bool:
+    """Whether the request came through a trusted proxy: `[web] proxies` (default: this machine's loopback, where
+    deploy/Caddyfile and nginx.conf run), the only clients whose forwarded headers are believed."""
+    settings = request.app.state.runtime.settings.section("web") or {}
+    proxies = settings.get("proxies", LOOPBACK) or ()
+    client = request.client.host if request.client else None
+    return client is not None and client in [str(proxy) for proxy in proxies]
 
 
 def is_https(request: Request) -> bool:
-    """Whether the browser reached us over TLS: directly, or through the TLS proxy in front of us.
+    """Whether the browser reached us over TLS: directly, through a trusted proxy saying `X-Forwarded-Proto:
+    https`, or as `[web] https = true` declares; cookies are then marked Secure.
 
-    `evidence serve` does not trust forwarded headers in general (client addresses are never taken from
-    them), but a proxy on this machine (deploy/Caddyfile, nginx.conf) says `X-Forwarded-Proto: https`, and
-    `[web] https = true` says so for any other arrangement; cookies are then marked Secure.
+    `evidence serve` does not trust forwarded headers in general (client addresses are never logged from them).
     """
     if request.url.scheme == "https":
         return True
-    settings = request.app.state.runtime.settings.section("web") or {}
-    if settings.get("https"):
+    if (request.app.state.runtime.settings.section("web") or {}).get("https"):
         return True
-    client = request.client.host if request.client else None
-    return client in LOOPBACK and request.headers.get("x-forwarded-proto", "").lower() == "https"
+    forwarded = request.headers.get("x-forwarded-proto", "").split(",")[-1].strip().lower()
+    return from_proxy(request) and forwarded == "https"

@@ -27,7 +27,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from api.http.auth import archive_for, same_origin, session_cookie
 from api.web.errors import error_page
-from api.web.forms import csrf_ok
+from api.web.forms import csrf_ok, from_proxy, is_https
 from api.web.i18n import N_
 from api.web.render import language_of, render
 from api.web.routes.language import local_target
@@ -64,20 +64,6 @@ ENROL_PROBLEMS = {
 
 # ---- cookies and forms -----------------------------------------------------------------------------------------
 
-def _from_proxy(request: Request) -> bool:
-    """Whether the request came through a proxy listed in `[web] proxies` (only then are its headers believed)."""
-    proxies = (request.app.state.runtime.settings.section("web") or {}).get("proxies") or []
-    client = request.client.host if request.client else None
-    return client is not None and client in [str(p) for p in proxies]
-
-
-def is_https(request: Request) -> bool:
-    """Whether the browser reached us over TLS: the URL's scheme, or `X-Forwarded-Proto` from a listed proxy."""
-    if request.url.scheme == "https":
-        return True
-    return _from_proxy(request) and request.headers.get("x-forwarded-proto", "").split(",")[-1].strip() == "https"
-
-
 def set_cookie(request: Request, response: Response, name: str, value: str, max_age: int | None) -> None:
     response.set_cookie(name, value, max_age=max_age, path="/", httponly=True, samesite="strict",
                         secure=is_https(request))
@@ -89,7 +75,7 @@ def drop_cookie(request: Request, response: Response, name: str) -> None:
 
 def _address(request: Request) -> str:
     """The client address the throttle counts: behind a listed proxy, the address that proxy saw."""
-    if _from_proxy(request):
+    if from_proxy(request):
         forwarded = request.headers.get("x-forwarded-for", "").split(",")[-1].strip()
         if forwarded:
             return forwarded[:64]
