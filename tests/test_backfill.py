@@ -142,7 +142,7 @@ def test_an_analysis_that_crashed_is_backfilled_once_the_cause_is_fixed(
         sandbox.shutdown()  # the crash is fixed: fresh children without the hook
     item = report["id"]
     crashed = cli.json("show", item)
-    assert {e["step"] for e in crashed["errors"] if "SIGSEGV" in e["reason"]} == {"metadata", "fingerprint"}
+    assert {e["step"] for e in crashed["errors"] if "SIGSEGV" in e["reason"]} == {"metadata", "fingerprint", "preview"}
     assert crashed["metadata"]["make"] is None
 
     queued = cli.json("analyze", "--backfill")

@@ -213,7 +213,7 @@ def run_analysis(archive: Archive, job: Job) -> None:
     from archive.db import read_only
     from archive.services.analysis import plaintext
     from archive.services.errors import NotFound
-    from archive.services.previews import make_missing_preview
+    from archive.services.previews import preview_after_analysis
 
     if job.item_id is None:
         return
@@ -235,7 +235,7 @@ def run_analysis(archive: Archive, job: Job) -> None:
     try:
         with plaintext(archive, item.id, purpose="analysis back-fill") as source:
             ingestion = _analyse(archive, item, state, source, needed, errors, first)
-            make_missing_preview(archive, item.id, ingestion.media_type, source)  # a deferred upload's too
+            preview_after_analysis(archive, ingestion, source)  # a deferred upload's, or one whose decoder crashed
     except NotFound:
         return
     _store(archive, ingestion, needed)

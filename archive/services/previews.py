@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from sqlmodel import Session
 
     from archive.context import Archive
+    from ingest.pipeline import Ingestion
     from ingest.steps.preview import PreviewResult
 
 KIND_NONE = "none"  # the file yields no preview: nothing to retry at every back-fill
@@ -277,7 +278,7 @@ def backfill_previews(archive: Archive, limit: int, *, retry: bool = False) -> P
     for item_id, medium in todo[:limit]:
         try:
             with plaintext(archive, item_id, purpose="preview back-fill") as source:
-                made = _make_and_store(archive, item_id, medium, source, recipient)
+                made, _ = _make_and_store(archive, item_id, medium, source, recipient)
         except NeedsIdentity as exc:
             raise Locked(f"{exc}; previews made so far: {result.made}") from None
         except NotFound:
@@ -294,41 +295,47 @@ def backfill_previews(archive: Archive, limit: int, *, retry: bool = False) -> P
     return result
 
 
-def make_missing_preview(archive: Archive, item_id: str, media_type: str | None, source: bytes | Path) -> None:
-    """The preview of an item whose analysis was deferred to a job (a large upload), from the plaintext that
-    job decoded; nothing when it has one, is no photo or video, or is linked to an interview."""
+def preview_after_analysis(archive: Archive, ingestion: Ingestion, source: bytes | Path) -> None:
+    """The preview of an item an `analysis` job decoded (a large upload's deferred analysis, or one whose
+    decoder crashed at ingest), from that job's plaintext; its failure replaces the item's earlier preview
+    failure on `ingestion.errors`. Nothing when it has a preview (or a settled none), is no photo or video,
+    or is linked to an interview."""
     from sqlmodel import Session
 
     from archive.catalog.web import Preview
     from archive.db import read_only
-    from ingest.steps.preview import medium_for
+    from ingest.steps.preview import PREVIEW, medium_for
 
-    medium = medium_for(media_type)
+    item_id = ingestion.item_id
+    medium = medium_for(ingestion.media_type)
     recipient = archive.runtime.keys.preview_recipient()
-    if medium is None or recipient is None:
+    if item_id is None or medium is None or recipient is None:
         return
     with Session(read_only(archive.engine)) as session:
         if session.get(Preview, item_id) is not None or interview_linked(session, [item_id]):
             return
-    _make_and_store(archive, item_id, medium, source, recipient)
+    ingestion.errors = [e for e in ingestion.errors if e.get("step") != PREVIEW]
+    reason = _make_and_store(archive, item_id, medium, source, recipient)[1]
+    if reason is not None:
+        ingestion.fail(PREVIEW, f"no preview: {reason}")
 
 
 def _make_and_store(archive: Archive, item_id: str, medium: str, source: bytes | Path, recipient: str
-                    ) -> PreviewResult | None:
-    """Decode, encrypt and store one item's preview (None: its file yields none, marked so). Outside ingest
-    no acknowledgement waits, so the decoder gets more time (`BACKFILL_LIMITS`)."""
+                    ) -> tuple[PreviewResult | None, str | None]:
+    """Decode, encrypt and store one item's preview; (it, None), or (None, why) when none could be made, marked
+    so (after this try with more time than ingest gives, a crash or hang is not tried again unless asked)."""
     from archive.catalog.items import Item
     from archive.db import transaction
     from ingest.steps.preview import BACKFILL_LIMITS, NoPreview, make_preview
 
-    made: PreviewResult | None
+    made: PreviewResult | None = None
+    reason: str | None = None
     try:
         made = make_preview(source, medium, recipient, limits=BACKFILL_LIMITS)
-    except NoPreview:
-        made = None
+    except NoPreview as exc:
+        reason = str(exc)
     with transaction(archive.engine) as session:
-        if session.get(Item, item_id) is None:
-            return made
-        store_preview(session, item_id, made)
-        drop_previews_linked_to_interviews(session, [item_id])  # linked while it was being decoded
-    return made
+        if session.get(Item, item_id) is not None:
+            store_preview(session, item_id, made)
+            drop_previews_linked_to_interviews(session, [item_id])  # linked while it was being decoded
+    return made, reason

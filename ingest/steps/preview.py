@@ -10,7 +10,8 @@ the access identity nor the custodian key opens, so previews can be shown by
 a server that cannot read originals, and a seized catalog shows no picture.
 
 Never refuses a file: a broken picture, a bomb, a decoder that crashes or
-hangs gets no preview and the reason is recorded with `ingestion.fail`. No
+hangs gets no preview and the reason is recorded with `ingestion.fail` (a
+crash or hang is tried again, with more time, by the next back-fill). No
 preview is kept for an item linked to a witness's interview
 (`archive.services.previews.drop_previews_linked_to_interviews`, run in
 `save`, also for a later arrival of the same bytes from such a witness).
@@ -55,7 +56,11 @@ class PreviewResult:
 
 
 class NoPreview(Exception):
-    """Why a file got no preview (recorded on the item)."""
+    """Why a file got no preview (recorded on the item): the file yields none, which is settled."""
+
+
+class DecoderFailed(NoPreview):
+    """The decoder crashed, hung or ran out of memory: tried again by a back-fill, with more time."""
 
 
 def make_preview(source: bytes | Path, medium: str, recipient: str, *, limits: Limits | None = None
@@ -71,7 +76,7 @@ def make_preview(source: bytes | Path, medium: str, recipient: str, *, limits: L
     try:
         out = sandbox.run(PREVIEW, source, {"medium": medium}, limits)
     except sandbox.SandboxFailure as exc:
-        raise NoPreview(exc.reason) from None
+        raise DecoderFailed(exc.reason) from None
     if "none" in out:
         raise NoPreview(str(out["none"]))
     try:
@@ -118,6 +123,8 @@ class MakePreview(Step):
             return
         try:
             ingestion.results[PREVIEW] = make_preview(source, medium, recipient)
+        except DecoderFailed as exc:  # no row: the next analysis or preview back-fill tries again
+            ingestion.fail(self.name, f"no preview: {exc}")
         except NoPreview as exc:
             ingestion.results[PREVIEW] = None  # marked in the catalog: a back-fill does not try it again
             ingestion.fail(self.name, f"no preview: {exc}")
