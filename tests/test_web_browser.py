@@ -45,6 +45,7 @@ from tests.browser_support import (
 
 PHOTO = "media/jpg/gps/DSCN0010.jpg"
 OTHER_PHOTO = "media/jpg/gps/DSCN0012.jpg"
+CONTRIBUTED = "media/jpg/exif-org/canon-ixus.jpg"
 MIXED_TITLE = "قصف سوق Aleppo الشعبي"  # an incident title mixing Arabic and Latin: read right only when isolated
 ITEM_ID = re.compile(r"/items/([0-9a-f][0-9a-f-]{15,63})(?:$|[/?#])")
 
@@ -78,7 +79,9 @@ def journey(tmp_path_factory: pytest.TempPathFactory, corpus: Path) -> Iterator[
         im.resize((im.width // 2, im.height // 2)).save(resized, quality=85)
     arabic = work / "صورة-الحي.jpg"
     arabic.write_bytes((corpus / OTHER_PHOTO).read_bytes())
-    made.files = {"photo": photo, "resized": resized, "arabic": arabic}
+    contributed = work / "شاهد-witness-video-still.jpg"
+    contributed.write_bytes((corpus / CONTRIBUTED).read_bytes())
+    made.files = {"photo": photo, "resized": resized, "arabic": arabic, "contributed": contributed}
     yield made
     outside = [url for watch in made.watches for url in watch.outside]
     assert not outside, f"requests that would have left 127.0.0.1: {outside}"
@@ -366,6 +369,8 @@ def test_find_the_upload_open_it_link_it_and_confirm_the_near_duplicate(open_con
     photo = journey.items["photo"] = find_item(page, watch, sha256_of(journey.files["photo"]))
     resized = journey.items["resized"] = find_item(page, watch, sha256_of(journey.files["resized"]))
     screenshot(page, "items-en")
+    visit(page, watch, "/")
+    assert int(page.locator(".figure.state-preserved").inner_text()) >= 2, text_of(page)[:500]
     visit(page, watch, f"/items/{photo}")
     assert photo in page.locator("h1").inner_text()
     assert preview_shown(page), "the item page shows no picture of a photo"
@@ -601,7 +606,16 @@ def test_a_contributor_cannot_open_an_item_and_an_auditor_sees_no_media(open_con
         visit(page, watch, path, status=403)
         assert page.locator("h1").count() == 1 and item[:12] not in page.locator("main").inner_text(), path
     screenshot(page, "forbidden-en")
+    # what a contributor may do: upload, and see its own uploads (only them) on its dashboard
     visit(page, watch, "/upload")
+    page.set_input_files("#upload-files", str(journey.files["contributed"]))
+    page.locator("#upload-start").click()
+    page.locator("#upload-list .receipt pre").wait_for(timeout=90_000)
+    visit(page, watch, "/")
+    assert_isolated(page, journey.files["contributed"].name)
+    assert journey.files["photo"].name not in page.content()  # the investigator's upload is not its business
+    assert page.locator("#states-title").count() == 0 and page.locator("a[href^='/items']").count() == 0
+    screenshot(page, "dashboard-contributor-en")
 
     context, watch = open_context(role="auditor")
     page = context.new_page()
