@@ -109,6 +109,22 @@ class Site:
         finally:
             archive.close()
 
+    def events(self, prefix: str) -> list[dict[str, Any]]:
+        """The custody events whose type starts with `prefix`, in log order."""
+        from sqlmodel import Session, col, select
+
+        from archive.catalog.events import Event
+        from archive.context import Archive
+
+        archive = Archive.open(self.home)
+        try:
+            with Session(archive.runtime.engine) as session:
+                rows = session.exec(select(Event).order_by(col(Event.seq))).all()
+                return [{"type": e.event_type, "actor": e.actor, "objects": list(e.objects), "outcome": e.outcome,
+                         "details": dict(e.details)} for e in rows if e.event_type.startswith(prefix)]
+        finally:
+            archive.close()
+
     def evidence(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return run_evidence(self.home, *args, check=check)
 

@@ -248,7 +248,7 @@ def test_sign_in_with_a_setup_code_then_a_password_and_a_totp_code(open_context:
     from archive.services.web_signin import setup_account
 
     name, password = "web-layla", "a long pass phrase, 2026"
-    site.add_user(name, "investigator")
+    user_id = site.add_user(name, "investigator").user_id
     archive = Archive.open(site.home)
     try:
         setup_code = setup_account(archive, name)
@@ -304,6 +304,12 @@ def test_sign_in_with_a_setup_code_then_a_password_and_a_totp_code(open_context:
     assert page.get_by_role("button", name="Sign out").count() == 1
     watch.assert_clean()
     journey.investigator_state = context.storage_state()
+    mine = [e for e in site.events("web ") if user_id in e["objects"] or e["details"].get("user") == user_id]
+    kinds = [e["type"] for e in mine]
+    for expected in ("web enrolled", "web sign-out", "web sign-in failed"):
+        assert expected in kinds, kinds
+    assert kinds.count("web sign-in") >= 2, kinds  # at enrolment, and with the password and the code
+    assert name not in json_text(site.events("web ")), "a sign-in event names the user (ids only)"
 
 
 def urlpath(url: str) -> str:
