@@ -27,7 +27,11 @@
         animation: false,
         locale: document.documentElement.getAttribute("lang") || "en",
         indexAxis: by === "month" ? "x" : "y",
-        scales: { x: { reverse: rtl && by === "month", beginAtZero: true }, y: { beginAtZero: true } },
+        // right to left: the month axis runs from the right, and horizontal bars grow leftwards from the right
+        scales: {
+          x: { reverse: rtl, beginAtZero: true, ticks: { precision: 0 } },
+          y: { beginAtZero: true, position: rtl ? "right" : "left", ticks: { precision: 0 } }
+        },
         plugins: { legend: { rtl: rtl, position: "bottom" }, tooltip: { rtl: rtl } }
       }
     });
