@@ -31,7 +31,7 @@ from sqlmodel import col, select
 
 from archive.db import transaction
 from archive.records.common import check_choice, check_day, record_keys, require
-from archive.records.compartments import NOTHING, Hidden, hidden_in
+from archive.records.compartments import NOTHING, Hidden, among, hidden_in
 from archive.records.tables import Incident, Link, Source, Victim
 from archive.records.vocab import SOURCE_RELIABILITY, Vocab
 from archive.roles import Role
@@ -159,13 +159,13 @@ def _incident_links(session: Session, hidden: Hidden = NOTHING) -> list[tuple[st
     return [(a, b) for a, b in rows if a not in hidden.items and b not in hidden.incidents]
 
 
-def _incidents_in_box(session: Session, keys: CatalogKeys | None, box: Any, among: set[str]) -> set[str]:
-    """The incidents among `among` whose own (sealed) coordinates lie in the box: opened in memory."""
+def _incidents_in_box(session: Session, keys: CatalogKeys | None, box: Any, within: set[str]) -> set[str]:
+    """The incidents among `within` whose own (sealed) coordinates lie in the box: opened in memory."""
     from archive.records.store import KINDS, state_of
 
     assert keys is not None
     inside = set()
-    for row in session.exec(select(Incident).where(col(Incident.id).in_(sorted(among)))).all():
+    for row in session.exec(select(Incident).where(among(col(Incident.id), within))).all():
         state = state_of(keys, KINDS["incident"], row)
         lat, lon = state.get("latitude"), state.get("longitude")
         if lat is not None and lon is not None and box.holds(float(lat), float(lon)):
@@ -321,7 +321,6 @@ def _page_of(session: Session, items: set[str], limit: int | None, after: str | 
     from sqlalchemy import and_, or_
     from sqlalchemy import select as core_select
 
-    from archive.records.compartments import among
     from archive.services.items import ITEMS, bad_cursor, keyset_after
 
     if after is not None and after not in items:
@@ -360,13 +359,13 @@ def _items_shown(session: Session, ids: set[str], links: list[tuple[str, str]]) 
         return []
     wanted = sorted(ids)
     days = dict(session.exec(select(ItemMetadata.item_id, ItemMetadata.captured_day)
-                             .where(col(ItemMetadata.item_id).in_(wanted))).all())
+                             .where(among(col(ItemMetadata.item_id), wanted))).all())
     refs = dict(session.exec(select(Incident.id, Incident.ref)).all()) if links else {}
     linked: dict[str, list[str]] = {}
     for item, incident in links:
         if item in ids:
             linked.setdefault(item, []).append(refs.get(incident, incident))
-    rows = session.exec(select(Item).where(col(Item.id).in_(wanted)).order_by(col(Item.created_at), col(Item.id)))
+    rows = session.exec(select(Item).where(among(col(Item.id), wanted)).order_by(col(Item.created_at), col(Item.id)))
     return [{"id": r.id, "status": r.status, "media_type": r.media_type, "captured_day": days.get(r.id),
              "created_at": r.created_at, "incidents": sorted(linked.get(r.id, []))} for r in rows.all()]
 
@@ -377,7 +376,7 @@ def _incidents_shown(session: Session, ids: set[str], links: list[tuple[str, str
     counts: dict[str, int] = {}
     for _, incident in links:
         counts[incident] = counts.get(incident, 0) + 1
-    rows = session.exec(select(Incident).where(col(Incident.id).in_(sorted(ids)))
+    rows = session.exec(select(Incident).where(among(col(Incident.id), ids))
                         .order_by(col(Incident.started_at), col(Incident.ref))).all()
     return [{"id": r.id, "ref": r.ref, "type": r.type, "started_at": r.started_at,
              "started_precision": r.started_precision, "governorate": r.governorate,
