@@ -18,7 +18,8 @@ KEYWORDS = {**DEFAULT_KEYWORDS, "N_": None}
 
 
 def _ids(message: str | tuple[str, ...]) -> list[str]:
-    return [message] if isinstance(message, str) else [m for m in message if m]
+    """The catalog key of an extracted message: a plural (ngettext) is kept under its singular."""
+    return [message] if isinstance(message, str) else [message[0]] if message and message[0] else []
 
 
 def extracted() -> dict[str, set[str]]:
@@ -42,8 +43,14 @@ def extracted() -> dict[str, set[str]]:
 
 def test_every_label_has_its_arabic_translation() -> None:
     catalog = merged_catalog("ar")
-    missing = {text: sorted(files) for text, files in extracted().items()
-               if text not in catalog or not catalog[text].string}
+    def translated(text: str) -> bool:
+        message = catalog.get(text)
+        if message is None:
+            return False
+        forms = message.string if isinstance(message.string, tuple) else (message.string,)
+        return all(forms) and bool(forms)
+
+    missing = {text: sorted(files) for text, files in extracted().items() if not translated(text)}
     assert not missing, "labels without an Arabic translation (add them to api/web/locale/ar/<area>.po):\n" + \
         "\n".join(f"  {text!r} in {', '.join(files)}" for text, files in sorted(missing.items()))
 

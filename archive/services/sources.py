@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import case, func, or_
 from sqlmodel import col, select
 
+from archive.custody.log import ACCESS, append_event
 from archive.db import transaction
 from archive.records.changes import new_id
 from archive.records.common import (
@@ -157,20 +158,29 @@ def _reveal_keys(archive: Archive, role: Role, reveal_identity: bool, identity_p
     return custodian_identities(archive, identity_path)
 
 
+IDENTITY_VIEWED = "reveal witness identity"  # details["action"] of the access event a reveal writes
+
+
 def show_source(archive: Archive, name: str, *, role: Role, reveal_identity: bool = False,
                 identity_path: Path | None = None, history: bool = False) -> dict[str, Any]:
     """One source: its fields, reliability rank and interviews (each flagged when consent or no-payment is
     missing). The identity shows as sealed unless a custodian asks (`reveal_identity`) with a custodian key
-    (`identity_path`, else `keys/custodian.key`); with `history`, every change, its identity treated alike."""
+    (`identity_path`, else `keys/custodian.key`); with `history`, every change, its identity treated alike.
+    A reveal is an `access` custody event (the source's id only), in the same transaction as the reading."""
     from archive.catalog.sealing import open_row
     from archive.records.changes import history as changes_of
 
     require(role, "reading a source")
     reveal = _reveal_keys(archive, role, reveal_identity, identity_path)
     keys = record_keys(archive, "reading a source")
+    actor = archive.actor if reveal is not None else None  # resolved before the transaction (SQLite's lock)
     with transaction(archive.engine) as session:
         row = find(session, Source, name, "source")
         state = state_of(keys, KINDS["source"], row)
+        if actor is not None and (state.get("identity") is not None or history):
+            # Seeing a witness's real identity is an access to it: the log says who, when and which source.
+            append_event(session, ACCESS, actor=actor, objects=[row.id],
+                         details={"action": IDENTITY_VIEWED, "source": row.id})
         shown: dict[str, Any] = {"id": row.id, **state, "reliability": row.reliability,
                                  "identity": _identity_view(state.get("identity"), reveal),
                                  "created_at": row.created_at, "updated_at": row.updated_at}

@@ -150,7 +150,7 @@ def preview(request: Request, item_id: str, v: str = Query("", max_length=64),
     if not sees_personal(role):
         raise Forbidden("previews need the custodian or investigator role")
     if not v or not t or not service.check_view_token(archive, _session_of(request), v, item_id, t):
-        raise Forbidden("a preview is shown only on the page that showed it")
+        raise NotFound("no such preview: a preview is shown only on the page view that showed it")
     data, media_type = service.preview_for(archive, item_id, role=role)
     return Response(data, media_type=media_type, headers={"Cache-Control": PREVIEW_CACHE,
                                                           "X-Content-Type-Options": "nosniff"})

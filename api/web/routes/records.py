@@ -49,7 +49,6 @@ if TYPE_CHECKING:
 router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_ok)])
 
 PAGE = 50  # entries per list page
-IDENTITY_VIEWED = "reveal witness identity"  # details["action"] of the access event of a reveal
 
 # Labels of the interchange format's closed sets (the vocabularies' own labels come from the catalog).
 LABELS: dict[str, dict[str, str]] = {
@@ -698,15 +697,4 @@ def _reveal_identity(request: Request, ref: str, confirmed: bool) -> Response:
     if shown.get("identity") is None:
         return source_view(request, archive, role, ref,
                            reveal_error=gettext("No real identity is held for this source."))
-    record_identity_view(archive, shown["id"])
     return source_view(request, archive, role, shown["id"], identity=shown["identity"])
-
-
-def record_identity_view(archive: Archive, source_id: str) -> None:
-    """The custody event of a custodian viewing a witness's identity: `access`, the source by id, nothing else."""
-    from archive.custody.log import ACCESS, append_event
-    from archive.db import transaction
-
-    with transaction(archive.engine) as session:
-        append_event(session, ACCESS, actor=archive.actor,
-                     details={"action": IDENTITY_VIEWED, "source": source_id})
