@@ -46,7 +46,6 @@ from tests.browser_support import (
 PHOTO = "media/jpg/gps/DSCN0010.jpg"
 OTHER_PHOTO = "media/jpg/gps/DSCN0012.jpg"
 CONTRIBUTED = "media/jpg/exif-org/canon-ixus.jpg"
-MIXED_TITLE = "قصف سوق Aleppo الشعبي"  # an incident title mixing Arabic and Latin: read right only when isolated
 ITEM_ID = re.compile(r"/items/([0-9a-f][0-9a-f-]{15,63})(?:$|[/?#])")
 
 
@@ -55,8 +54,7 @@ class Journey:
     """What the flows made, for the flows after them."""
 
     files: dict[str, Path] = field(default_factory=dict)
-    items: dict[str, str] = field(default_factory=dict)  # file name -> item id
-    incident: str | None = None
+    items: dict[str, str] = field(default_factory=dict)  # key of `files` -> item id
     investigator_state: Any = None  # the cookies of the investigator who signed in through the pages
     watches: list[Watch] = field(default_factory=list)
 
@@ -122,13 +120,13 @@ def text_of(page: Any) -> str:
 
 
 def test_foundation_error_pages_static_files_and_language_switch(open_context: Any, site: Site) -> None:
+    from playwright.sync_api import Error as BrowserError
+
     context, watch = open_context()
     page = context.new_page()
     css = page.request.get("/static/app.css")
     assert css.status == 200 and "text/css" in css.headers["content-type"]
     assert page.request.get("/static/vendor/../../../pyproject.toml").status == 404
-    from playwright.sync_api import Error as BrowserError
-
     with pytest.raises(BrowserError):  # the harness itself: a request for another host is stopped and seen
         page.goto("http://192.0.2.1/beacon")
     assert watch.outside == ["http://192.0.2.1/beacon"]
@@ -137,7 +135,9 @@ def test_foundation_error_pages_static_files_and_language_switch(open_context: A
 
     signed, watch = open_context(role="investigator")
     page = signed.new_page()
-    visit(page, watch, "/no-such-page", status=404)
+    answer = visit(page, watch, "/no-such-page", status=404)
+    policy = answer.headers.get("content-security-policy", "")
+    assert "default-src 'self'" in policy and "'unsafe-inline'" not in policy, policy  # violations reach the console
     assert page.locator("html").get_attribute("lang") == "en"
     assert page.locator("h1").count() >= 1
     page.get_by_role("link", name="العربية").click()
