@@ -15,6 +15,7 @@ Later flows use what earlier ones made (`Journey`); each says what it needs.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -414,6 +415,24 @@ def test_find_the_upload_open_it_link_it_and_confirm_the_near_duplicate(open_con
     result = page.locator(f"#{button.get_attribute('aria-describedby')}")
     page.wait_for_function("(el) => el.textContent && !el.textContent.includes('…')", arg=result.element_handle())
     assert result.inner_text().strip() == "verified", result.inner_text()
+    assert page.locator("#vkey-line").inner_text().strip() == "checkpoint signature verified"
+    watch.assert_clean()
+
+    def tampered(route: Any) -> None:  # one hash of the audit path changed on the way: the browser must notice
+        answer = route.fetch()
+        proof = answer.json()
+        raw = bytearray(base64.b64decode(proof["audit_path"][0]))
+        raw[0] ^= 1
+        proof["audit_path"][0] = base64.b64encode(bytes(raw)).decode()
+        route.fulfill(response=answer, json=proof)
+
+    page.route("**/events/*/proof", tampered)
+    page.reload()
+    button = page.locator("button.check-proof").first
+    button.click()
+    result = page.locator(f"#{button.get_attribute('aria-describedby')}")
+    page.wait_for_function("(el) => el.textContent && !el.textContent.includes('…')", arg=result.element_handle())
+    assert result.inner_text().strip() == "FAILED", result.inner_text()
     watch.assert_clean()
 
 
