@@ -141,8 +141,9 @@ def _callers(world: World, template: str) -> list[tuple[str, dict[str, str], str
     if matrix.is_web(template):
         from archive.services.web_sessions import COOKIE
 
+        sessions = world._sessions() if template == "/signout" else world.sessions  # signing out ends them
         callers += [(f"{role} session", {"Cookie": f"{COOKIE}={cookie}", "X-CSRF-Token": csrf}, role)
-                    for role, (cookie, csrf) in world.sessions.items()]
+                    for role, (cookie, csrf) in sessions.items()]
         callers.append(("garbage session", {"Cookie": f"{COOKIE}={'0' * 64}"}, None))
     callers += [("no token", {}, None), ("expired", creds(world.expired), None),
                 ("revoked", creds(world.revoked), None), ("garbage", creds("not-a-token"), None)]
@@ -163,6 +164,11 @@ def test_route_admits_exactly_its_roles(api: Any, world: World, method: str, tem
     for label, headers, role in _callers(world, template):
         response = api.request(method, path, headers=headers, follow_redirects=False)
         status = response.status_code
+        if not roles and matrix.is_web(template) and method == "POST" or template in ("/enrol", "/signin/code"):
+            # public sign-in steps check their own one-time cookies and CSRF: they may refuse, never fail
+            if status >= 500:
+                problems.append(f"{label}: {status} {response.text[:200]}")
+            continue
         if not roles or (role is not None and Role(role) in roles):
             if status in (401, 403):
                 problems.append(f"{label}: admitted, got {status} {response.text[:200]}")
