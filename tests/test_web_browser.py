@@ -650,6 +650,7 @@ def test_a_contributor_cannot_open_an_item_and_an_auditor_sees_no_media(open_con
     assert media.count() == 0, [media.nth(i).evaluate("e => e.outerHTML.slice(0, 120)") for i in range(media.count())]
     assert not [r for r in watch.requests if "/preview" in r or "/original" in r], watch.requests
     assert page.locator("#link-incident").count() == 0, "an auditor is offered a link form"
+    assert journey.files["photo"].name not in page.content(), "an auditor sees the original's file name"
     visit(page, watch, "/items")
     assert page.locator("img").count() == 0
     visit(page, watch, f"/items/{item}/original", status=403)
@@ -681,6 +682,8 @@ def test_main_pages_pass_axe_log_no_error_and_are_photographed(open_context: Any
             problems.append(f"{path}: HTTP {status}")
             watch.take_console()
             continue
+        if page.locator("header a[hreflang]").count() != 1:
+            problems.append(f"{path}: no language switch")
         name = "item" if path.startswith("/items/") else (path.strip("/").replace("/", "-") or "dashboard")
         screenshot(page, f"{name}-{lang}")
         try:
