@@ -334,7 +334,7 @@ def credentials(home: Path) -> tuple[str, str]:
 class Served:
     """`evidence serve --no-worker` on a free loopback port."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, code: Path = REPO) -> None:
         import socket
 
         with socket.socket() as sock:
@@ -343,7 +343,7 @@ class Served:
         self.log = (home.parent / "serve.log").open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "api.cli", "--home", str(home), "serve", "--port", str(self.port), "--no-worker"],
-            stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+            stdout=self.log, stderr=subprocess.STDOUT, cwd=code, env={**os.environ, "PYTHONPATH": str(code)})
         self.url = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -407,6 +407,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--rebuild", action="store_true", help="Make the cached archive again.")
     parser.add_argument("--json-only", action="store_true", help="Only the API side (before the pages exist).")
+    parser.add_argument("--serve-from", type=Path, default=REPO,
+                        help="Serve from another copy of the code (to measure a change before it is made here).")
     args = parser.parse_args()
     home, made = make_archive(args.items, args.seed, args.rebuild)
     item = made["real_ids"][len(made["real_ids"]) // 2]  # a real ingested item: its rows all made by ingest
@@ -425,7 +427,7 @@ def main() -> None:
         cases[f"{name} (JSON)"] = (json_path, api_headers)
     cases["item list (JSON)"] = (f"/v1/items?limit={PAGE}", api_headers)  # `evidence list`'s page, for reference
     load_before = os.getloadavg()
-    server = Served(home)
+    server = Served(home, args.serve_from)
     try:
         results = measure(server.url, cases, args.reps)
     finally:
@@ -439,6 +441,7 @@ def main() -> None:
     worst = max((r["full"]["median_ms"] for n, r in results.items() if "(JSON)" not in n), default=None)
     print(json.dumps({
         "items": made["items"], "ingested": made["ingested"], "replicated": made["replicated"], "reps": args.reps,
+        "served_from": str(args.serve_from),
         "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in os.getloadavg()],
         "results": results, "ratios_page_over_json": ratios,
         "targets": {"ratio": TARGET_RATIO, "full_ms": TARGET_S * 1000},
