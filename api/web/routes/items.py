@@ -35,7 +35,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
-from api.http.routes.records import MAX_PAGE, page, who
+from api.http.routes.records import MAX_PAGE, Page, who
 from api.web.forms import csrf_ok
 from api.web.i18n import N_
 from api.web.render import language_of, render
@@ -190,34 +190,39 @@ def items_page(request: Request, limit: int = Query(PAGE_SIZE, ge=1, le=MAX_PAGE
                after: str | None = Query(None, max_length=200)) -> Response:
     """The search (the options of `GET /v1/search`) as a form, its items paged; for auditors the list of items.
 
-    The search service answers every match at once, so the page is cut here
-    (`after` the last id shown, `limit` per page): only one page is rendered
-    and only its items' previews are recorded and drawn.
+    Both services page in SQL (keyset on received time and id, hidden items taken out before the cut), so a
+    page costs one page of rows whatever the archive holds; only its items' previews are recorded and drawn.
     """
-    from archive.services.items import list_items
+    from archive.services.items import count_items, list_items
     from archive.services.record_search import search_records
 
     archive, role = who(request)
     params = {k: v for k, v in request.query_params.items() if k not in ("limit", "after")}
     error: str | None = None
     incidents: list[dict[str, Any]] = []
-    rows: list[dict[str, Any]]
+    data: list[dict[str, Any]] = []
+    next_id: str | None = None
+    total = 0
     if role == Role.AUDITOR:
-        rows = [entry.as_dict() for entry in list_items(archive, role=role)]
+        try:
+            listed = [entry.as_dict() for entry in list_items(archive, role=role, limit=limit + 1, after=after)]
+        except Invalid as exc:
+            listed, error = [entry.as_dict() for entry in list_items(archive, role=role, limit=limit + 1)], str(exc)
+        data = listed[:limit]
+        next_id = str(data[-1]["id"]) if len(listed) > limit and data else None
+        total = count_items(archive, role=role)
     else:
         try:
-            found = search_records(archive, _search_query(params), role=role)
+            found = search_records(archive, _search_query(params), role=role, limit=limit, after=after)
         except Invalid as exc:
-            found, error = {"items": [], "incidents": []}, str(exc)
-        rows, incidents = found["items"], found["incidents"]
-    try:
-        shown = page(rows, limit, after)
-    except Invalid as exc:
-        shown, error = page(rows, limit, None), str(exc)
+            found, error = {"items": [], "incidents": [], "next": None, "total": 0}, str(exc)
+        data, incidents = found["items"], found["incidents"]
+        next_id, total = found.get("next"), int(found.get("total") or 0)
+    shown = Page(data=data, next=next_id)
     thumbs = preview_links(request, [r["id"] for r in shown.data], request.url.path)
     _ = language_of(request).gettext
     return render(request, "items.html", status_code=422 if error else 200, rows=shown.data,
-                  next_link=_next_link(request, shown.next) if shown.next else None, total=len(rows),
+                  next_link=_next_link(request, shown.next) if shown.next else None, total=total,
                   incidents=incidents[:PAGE_SIZE], thumbs=thumbs, params=params, error=error,
                   auditor=role == Role.AUDITOR, text_filters=[(n, _(label)) for n, label in TEXT_FILTERS],
                   categories=[(k, _(v)) for k, v in CATEGORY_LABELS.items()], **labels(request))
