@@ -241,6 +241,14 @@ def test_no_preview_for_an_item_linked_to_a_witness_interview(cli: Cli, archive:
     assert report["status"] == "preserved" and _row(archive, report["id"]) is None
     with pytest.raises(NotFound):
         preview_for(archive, report["id"], role=Role.CUSTODIAN)
+    # Its provenance changed afterwards to the interviewed witness: the preview goes with the change.
+    from archive.services.sources import set_provenance
+
+    afterwards = corpus / "media/jpg/gps/DSCN0025.jpg"
+    moved = cli.json_lines("ingest", str(afterwards))[0]["id"]
+    assert _row(archive, moved) is not None
+    set_provenance(archive, moved, role=Role.INVESTIGATOR, source="W-2", reason="the witness sent it")
+    assert _row(archive, moved) is None
     unlink(archive, "W-1", linked_first, role=Role.CUSTODIAN)
     assert backfill_previews(archive, 10).made == 1  # no longer linked: shown again
     assert preview_for(archive, linked_first, role=Role.INVESTIGATOR)[0]

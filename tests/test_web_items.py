@@ -202,7 +202,8 @@ def test_one_access_event_per_page_view_and_previews_need_the_pages_token(home: 
     for src in sources:
         image = browser.get(src.replace("&amp;", "&"))
         assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
-        assert image.headers["cache-control"] == "private, max-age=600"
+        assert image.headers["cache-control"] == "no-store"  # never left in the browser's disk cache
+        assert "sandbox" in image.headers["content-security-policy"]
     assert len(home.events("access")) == before + 1  # the images themselves write no event
     item = re.search(r"/items/([0-9a-f-]+)/preview", sources[0])
     assert item

@@ -322,6 +322,9 @@ def set_provenance(archive: Archive, item: str, *, role: Role, channel: str | No
             record(session, keys, archive.actor,
                    Change(record_id(row), KIND, "provenance", new, reason, item_id=found.id))
             session.flush()
+            from archive.services.previews import drop_previews_linked_to_interviews
+
+            drop_previews_linked_to_interviews(session, [found.id])  # handed over by an interviewed witness
         shown = session.get(Source, new_source) if new_source else None
         ref = shown.ref if shown is not None else None
     return {**new, "source_ref": ref, "changed": changed}

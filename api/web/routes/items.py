@@ -46,7 +46,8 @@ router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_ok)])
 log = logging.getLogger("api.web.items")
 
 PAGE_SIZE = 50
-PREVIEW_CACHE = "private, max-age=600"
+PREVIEW_CACHE = "no-store"  # a decrypted picture must not stay in the browser's disk cache after sign-out
+MEDIA_POLICY = "default-src 'none'; sandbox"  # a picture or an original opened on its own can run nothing
 VICTIM_CATEGORIES = ("child", "woman", "civilian", "torture", "medical", "media", "civil_defence")
 LINKED_CHOICES = {"": None, "yes": True, "no": False}
 CERTAINTIES = ("confirmed", "probable", "possible")
@@ -128,6 +129,9 @@ def preview_links(request: Request, item_ids: list[str], page_name: str) -> dict
     wanted = list(dict.fromkeys(item_ids))
     if service is None or not sees_personal(role) or not wanted:
         return {}
+    wanted = service.with_previews(archive, wanted)  # no <img> (and no request) for items without one
+    if not wanted:
+        return {}
     view = service.new_view_id() if hasattr(service, "new_view_id") else secrets.token_hex(8)
     session = _session_of(request)
     try:
@@ -153,6 +157,7 @@ def preview(request: Request, item_id: str, v: str = Query("", max_length=64),
         raise NotFound("no such preview: a preview is shown only on the page view that showed it")
     data, media_type = service.preview_for(archive, item_id, role=role)
     return Response(data, media_type=media_type, headers={"Cache-Control": PREVIEW_CACHE,
+                                                          "Content-Security-Policy": MEDIA_POLICY,
                                                           "X-Content-Type-Options": "nosniff"})
 
 
@@ -290,6 +295,7 @@ def original(request: Request, item_id: str) -> Response:
     if media and "/" in media and all(c.isalnum() or c in "/.+-" for c in media):
         answer.headers["content-type"] = media
     answer.headers["content-disposition"] = f'inline; filename="{record.id}"'
+    answer.headers["content-security-policy"] = MEDIA_POLICY
     return answer
 
 
