@@ -129,3 +129,40 @@ def test_the_front_end_libraries_come_from_npm(web: Any) -> None:
         answer = web.get(f"/static/vendor/{name}")
         assert answer.status_code == 200, f"{name}: run scripts/setup.sh's ensure_frontend (npm ci)"
         assert answer.headers["cache-control"].startswith("public")
+
+
+def test_revoking_a_token_signs_out_the_browsers_it_signed_in(web: Any) -> None:
+    from archive.services.accounts import create_token, revoke_token
+    from archive.services.web_sessions import start_session
+    from tests.web_support import add_account
+
+    archive = web.app.state.runtime.archive("archive")
+    user = add_account(web, "custodian")
+    token = create_token(archive, user)
+    by_token, _ = start_session(archive, user, method="token")
+    by_password, _ = start_session(archive, user, method="password+totp")
+    revoke_token(archive, token["id"])
+    runtime = web.app.state.runtime
+    with pytest.raises(Exception, match="signed out"):
+        authenticate_session(runtime, by_token)
+    assert authenticate_session(runtime, by_password).user_id == user  # the password's session is not the token's
+
+
+def test_parallel_sign_ins_cannot_all_pass_the_throttle_before_the_first_fails() -> None:
+    from datetime import UTC, datetime
+
+    from archive.services.web_signin import THROTTLE_LIMIT, Throttle, Throttled
+
+    throttle, now = Throttle(), datetime.now(UTC)
+    held = [throttle.attempt("203.0.113.9", now) for _ in range(THROTTLE_LIMIT)]
+    for attempt in held:
+        attempt.__enter__()  # all of them still being checked (their Argon2 running)
+    with pytest.raises(Throttled):
+        with throttle.attempt("203.0.113.9", now):
+            pass
+    with throttle.attempt("198.51.100.1", now):  # another address is not held back
+        pass
+    for attempt in held:
+        attempt.__exit__(None, None, None)
+    with throttle.attempt("203.0.113.9", now):  # they ended without failing: the address may try again
+        pass

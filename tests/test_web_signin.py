@@ -327,7 +327,9 @@ def test_one_address_is_throttled_after_many_failures(http: Any, clock: Clock) -
     assert throttled.status_code == 429 and "evidence_half" not in set_cookies(throttled)
     assert "Too many failed attempts" in throttled.text
     _, token = token_of(http, "custodian")
-    assert token_signin(http, token).status_code == 429
+    # A token cannot be guessed: password failures from a shared address (Tor, a NAT) never block it.
+    assert token_signin(http, token).status_code == 303
+    http.cookies.clear()
     clock.advance(minutes=6)
     assert sign_in(http, NAME, PASSWORD, secret, steps=1).status_code == 303
 

@@ -185,7 +185,12 @@ def revoke_token(archive: Archive, token_id: str) -> dict[str, Any]:
             session.flush()
             append_event(session, TOKEN_REVOKED, actor=actor, objects=[row.id],
                          details={"token_id": row.id, "user": row.user_id})
-        return _token_view(row, session.get(Account, row.user_id), archive.runtime.clock())
+        view = _token_view(row, session.get(Account, row.user_id), archive.runtime.clock())
+        user_id = row.user_id
+    from archive.services.web_sessions import end_sessions_of  # browsers signed in with it (after: one writer)
+
+    end_sessions_of(archive, user_id, method="token")
+    return view
 
 
 def disable_user(archive: Archive, user: str) -> dict[str, Any]:

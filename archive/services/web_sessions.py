@@ -128,11 +128,13 @@ def end_session(archive: Archive, cookie: str) -> str | None:
         return row.user_id
 
 
-def end_sessions_of(archive: Archive, user_id: str) -> int:
-    """End every open session of an account (it was disabled, or its password changed)."""
+def end_sessions_of(archive: Archive, user_id: str, *, method: str | None = None) -> int:
+    """End every open session of an account (it was disabled, its password changed), or only those opened
+    with `method` ("token": one of its tokens was revoked; which token a session came from is not kept)."""
     from archive.db import transaction
 
+    where = "user_id = :u AND ended_at IS NULL" + (" AND method = :m" if method is not None else "")
     with transaction(archive.engine) as session:
-        done = session.execute(text("UPDATE web_sessions SET ended_at = :now WHERE user_id = :u AND ended_at IS NULL"),
-                               {"now": rfc3339(archive.runtime.clock()), "u": user_id})
+        done = session.execute(text(f"UPDATE web_sessions SET ended_at = :now WHERE {where}"),
+                               {"now": rfc3339(archive.runtime.clock()), "u": user_id, "m": method})
         return int(done.rowcount or 0)  # type: ignore[attr-defined]

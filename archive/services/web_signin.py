@@ -35,6 +35,8 @@ import hmac
 import secrets
 import threading
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -120,15 +122,30 @@ def _ph() -> Any:
     return _hasher
 
 
+# Argon2id costs 64 MiB and a core for ~0.5 s: a flood of anonymous sign-ins must queue here, briefly,
+# not run them all at once (memory) nor make the rest of the server wait behind them.
+HASHES_AT_ONCE = 2
+HASH_WAIT_SECONDS = 10.0
+_hashing = threading.BoundedSemaphore(HASHES_AT_ONCE)
+
+
 def _verify(stored: str | None, password: str) -> bool:
-    """Argon2 verification against `stored`, or against a dummy hash (same cost) when there is none."""
+    """Argon2 verification against `stored`, or against a dummy hash (same cost) when there is none.
+
+    At most `HASHES_AT_ONCE` run together; a sign-in that cannot start one within `HASH_WAIT_SECONDS` is
+    refused as busy (`Throttled`), counted as nothing.
+    """
     from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
     hasher = _ph()
+    if not _hashing.acquire(timeout=HASH_WAIT_SECONDS):
+        raise Throttled("the archive is busy checking other sign-ins: try again in a moment")
     try:
         hasher.verify(stored or _dummy, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
+    finally:
+        _hashing.release()
     return stored is not None
 
 
@@ -151,6 +168,7 @@ class Throttle:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._failures: dict[str, deque[datetime]] = {}
+        self._running: dict[str, int] = {}  # attempts being checked now: they count as failures until they end
 
     def _trim(self, address: str, now: datetime) -> deque[datetime]:
         held = self._failures.setdefault(address, deque())
@@ -160,8 +178,29 @@ class Throttle:
 
     def check(self, address: str, now: datetime) -> None:
         with self._lock:
-            if len(self._trim(address, now)) >= THROTTLE_LIMIT:
+            if len(self._trim(address, now)) + self._running.get(address, 0) >= THROTTLE_LIMIT:
                 raise Throttled("too many failed sign-ins from this address: wait a few minutes")
+
+    @contextmanager
+    def attempt(self, address: str | None, now: datetime) -> Iterator[None]:
+        """One attempt from `address`: refused at once when its failures and the attempts still being checked
+        reach the limit (so parallel requests cannot all pass before the first one fails)."""
+        if address is None:
+            yield
+            return
+        with self._lock:
+            if len(self._trim(address, now)) + self._running.get(address, 0) >= THROTTLE_LIMIT:
+                raise Throttled("too many failed sign-ins from this address: wait a few minutes")
+            self._running[address] = self._running.get(address, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                left = self._running.get(address, 1) - 1
+                if left > 0:
+                    self._running[address] = left
+                else:
+                    self._running.pop(address, None)
 
     def fail(self, address: str, now: datetime) -> None:
         with self._lock:
@@ -345,6 +384,13 @@ def check_password(archive: Archive, name: str, password: str, *, address: str |
     The Argon2 verification runs outside any write transaction (on SQLite one would hold the write lock for
     its whole cost); the outcome is then applied to the row as it is by then.
     """
+    runtime = archive.runtime
+    now = runtime.clock()
+    with throttle_for(runtime).attempt(address, now):
+        return _check_password(archive, name, password, address=address, now=now)
+
+
+def _check_password(archive: Archive, name: str, password: str, *, address: str | None, now: datetime) -> Step:
     from sqlmodel import Session
 
     from archive.catalog.accounts import Account
@@ -353,9 +399,6 @@ def check_password(archive: Archive, name: str, password: str, *, address: str |
     from archive.db import read_only, transaction
 
     runtime = archive.runtime
-    now = runtime.clock()
-    if address is not None:
-        throttle_for(runtime).check(address, now)
     keys = _keys(archive)
     password = password[:MAX_PASSWORD]
     with Session(read_only(runtime.engine)) as reader:
@@ -478,11 +521,11 @@ def check_code(archive: Archive, half: str | None, code: str, *, address: str | 
     return cookie, caller
 
 
-def _signed_in(archive: Archive, caller: WebCaller, method: str) -> None:
+def _signed_in(archive: Archive, caller: WebCaller, method: str, **details: Any) -> None:
     from archive.db import transaction
 
     with transaction(archive.engine) as session:
-        _event(session, SIGN_IN, caller.user_id, session=caller.session_id, method=method)
+        _event(session, SIGN_IN, caller.user_id, session=caller.session_id, method=method, **details)
 
 
 # ---- tokens ----------------------------------------------------------------------------------------------------
@@ -497,15 +540,16 @@ def sign_in_with_token(archive: Archive, token: str, *, address: str | None = No
 
     runtime = archive.runtime
     now = runtime.clock()
-    if address is not None:
-        throttle_for(runtime).check(address, now)
+    bucket = f"token {address}" if address is not None else None  # apart from the password attempts' bucket
+    if bucket is not None:
+        throttle_for(runtime).check(bucket, now)
     try:
         caller = authenticate(runtime, token.strip())
         cookie, web_caller = start_session(archive, caller.user_id, method="token")
     except Unauthenticated as exc:
-        record_failure(archive, f"token-{exc.reason}", None, address)
+        record_failure(archive, f"token-{exc.reason}", None, bucket)
         raise SignInRefused(f"token-{exc.reason}", "that token is not valid (unknown, expired or revoked)") from None
-    _signed_in(archive, web_caller, "token")
+    _signed_in(archive, web_caller, "token", token=caller.token_id)
     return cookie, web_caller
 
 

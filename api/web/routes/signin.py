@@ -33,7 +33,7 @@ from api.web.render import language_of, render
 from api.web.routes.language import local_target
 from archive.services import web_signin
 from archive.services.errors import Locked, Unauthenticated
-from archive.services.web_sessions import ABSOLUTE, COOKIE
+from archive.services.web_sessions import COOKIE
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_ok)])
 
@@ -125,7 +125,7 @@ def _redirect(target: str) -> RedirectResponse:
 
 def _signed_in(request: Request, cookie: str, target: str) -> Response:
     response = _redirect(_next(target))
-    set_cookie(request, response, COOKIE, cookie, int(ABSOLUTE.total_seconds()))
+    set_cookie(request, response, COOKIE, cookie, None)  # ends with the browser too; the server ends it at ABSOLUTE
     drop_cookie(request, response, HALF_COOKIE)
     return response
 
