@@ -166,3 +166,35 @@ def test_parallel_sign_ins_cannot_all_pass_the_throttle_before_the_first_fails()
         attempt.__exit__(None, None, None)
     with throttle.attempt("203.0.113.9", now):  # they ended without failing: the address may try again
         pass
+
+
+def test_a_locked_archive_says_so_on_every_page_of_the_staff(tmp_path: Path) -> None:
+    from archive.services.web_sessions import start_session
+    from tests.api_support import run_cli
+    from tests.web_support import add_account
+
+    home = web_home(tmp_path)
+    with web_client(home) as before:
+        investigator = add_account(before, "investigator")
+        contributor = add_account(before, "contributor")
+    passphrase = tmp_path / "passphrase"
+    passphrase.write_text("a long enough passphrase for the test\n")
+    passphrase.chmod(0o600)
+    run_cli(home, "keys", "protect", "--passphrase-file", str(passphrase))
+    with web_client(home) as web:
+        archive = web.app.state.runtime.archive("archive")
+        cookie, _ = start_session(archive, investigator)
+        web.cookies.set(COOKIE, cookie)
+        dashboard = web.get("/")
+        assert dashboard.status_code == 200 and 'class="locked-banner"' in dashboard.text
+        assert "evidence unlock" in dashboard.text
+        assert 'class="locked-banner"' in web.get("/items").text
+        cookie, _ = start_session(archive, contributor)
+        web.cookies.set(COOKIE, cookie)
+        assert 'class="locked-banner"' not in web.get("/upload").text  # uploads need no key: nothing to say
+
+
+def test_a_form_address_opened_directly_says_so(web: Any) -> None:
+    signed_in(web, "investigator")
+    answer = web.get("/export/plan", headers={"Accept-Language": "ar"})
+    assert answer.status_code == 405 and "يُفتح هذا العنوان عبر نموذج" in answer.text

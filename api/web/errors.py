@@ -30,6 +30,7 @@ TITLES = {
     401: N_("Please sign in"),
     403: N_("Not allowed"),
     404: N_("Not found"),
+    405: N_("This address is opened by a form"),
     409: N_("Conflict"),
     413: N_("Too large"),
     422: N_("Please check what you entered"),
@@ -41,6 +42,8 @@ EXPLANATIONS = {
     401: N_("You are not signed in, or your session ended. Sign in again to go on."),
     403: N_("Your role does not allow this page or action. Ask a custodian if you need it."),
     404: N_("There is nothing here, or it is not visible to you."),
+    405: N_("This address is reached by sending a form on a page, not by opening it. Go back to the page and use "
+            "its form."),
     409: N_("This conflicts with what the archive holds now. Reload the page and try again."),
     413: N_("What you sent is larger than the archive accepts here."),
     422: N_("Something you entered could not be accepted."),
@@ -71,8 +74,8 @@ def error_page(request: Request, status: int, detail: str | None = None, *, lock
     status_key = status if status in TITLES else (500 if status >= 500 else 422)
     title = lang.gettext(LOCKED_TITLE if locked else TITLES[status_key])
     text = lang.gettext(LOCKED_TEXT if locked else EXPLANATIONS[status_key])
-    return render(request, "error.html", status_code=status, title=title, text=text,
-                  detail=detail if status < 500 and not locked else None, status=status)
+    shown = detail if status < 500 and status != 403 and not locked else None  # a refusal needs no role list
+    return render(request, "error.html", status_code=status, title=title, text=text, detail=shown, status=status)
 
 
 def refusal_page(request: Request, exc: ServiceError) -> Response:

@@ -66,6 +66,14 @@ def tile_source(request: Request) -> str | None:
     return str(tiles) if tiles else None
 
 
+def _unlocked(request: Request) -> bool:
+    """Whether this server holds the keys that open records and pictures (a few `stat`s: checked per page)."""
+    try:
+        return bool(request.app.state.runtime.keys.unlocked())
+    except Exception:  # noqa: BLE001 - a key file that cannot be read is as good as locked, for the banner
+        return False
+
+
 def content_security_policy(request: Request) -> str:
     images = "'self' data: blob:"
     tiles = tile_source(request)
@@ -99,6 +107,7 @@ def context(request: Request, **extra: Any) -> dict[str, Any]:
         "nav": nav,
         "path": request.url.path,
         "tiles": tile_source(request),
+        "locked": role in (C, INV, A) and not _unlocked(request),
         **extra,
     }
 
