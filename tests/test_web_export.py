@@ -78,7 +78,10 @@ def test_the_form_offers_the_visible_incidents_and_the_recipients(site: Site) ->
     assert page.status_code == 200, page.text
     assert csrf_of(page.text) == site.csrf
     assert '<option value="IDL-7">' in page.text and '<option value="HMS-2">' in page.text
-    assert '<option value="Tribunal">Tribunal (court)</option>' in page.text
+    assert '<option value="Tribunal">Tribunal (Court)</option>' in page.text  # the kind by its label, not `court`
+    options = re.findall(r'<option value="(?:IDL-7|HMS-2)"[^>]*>([^<]+)</option>', page.text)
+    assert any(o.endswith("· Homs") for o in options) and "· homs<" not in page.text, options
+    assert options and all(" · " in o and not re.search(r"· [a-z_]+$", o) for o in options), options
     assert 'id="export-key"' not in page.text  # an investigator exports to registered recipients only
     for control in ("export-incidents", "export-items", "export-purpose", "export-to", "export-format"):
         assert f'<label for="{control}">' in page.text, control
@@ -98,7 +101,12 @@ def test_the_review_lists_withheld_victims_and_why(site: Site) -> None:
                           r'\s*<td><span class="why"[^>]*>([^<]+)</span>', un.text)
     reasons = {reason: (what, int(count), why) for reason, what, count, why in withheld}
     assert reasons["no_consent_un_bodies"] == (
-        "Victims", 1, "The family has not (now) consented to sharing with United Nations bodies."), reasons
+        "Victims", 1, "The family has not consented, or no longer consents, to sharing with United Nations bodies."
+    ), reasons
+    visible = re.sub(r"<[^>]+>", " ", un.text)  # the words a reader sees (attributes left out)
+    assert "no_consent_un_bodies" not in visible and "linked_to_withheld_victim" not in visible
+    assert "(now)" not in visible
+    assert visible.count("What the bundle will carry") == 1  # one heading, not a heading and a caption
     assert reasons["linked_to_withheld_victim"][:2] == ("Items", 2)  # its photos go with it
     assert re.search(r'<tr data-count="victims"><th scope="row">Victims</th><td>0</td>', un.text)
     assert "V-1" not in un.text  # counts and reasons, never who

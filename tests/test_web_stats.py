@@ -113,10 +113,24 @@ def site(tmp_path: Path) -> Iterator[Site]:
         site.manager.__exit__(None, None, None)
 
 
+# The vocabulary's labels (English, and the Arabic of records.po) of the keys these tests count under.
+LABELS = {"syrian_regime": "Syrian regime forces (army, security, local militias, Iranian militias)",
+          "isis": "ISIS (the so-called Islamic State)", "idlib": "Idlib", "homs": "Homs", "aleppo": "Aleppo"}
+ARABIC = {"syrian_regime": "قوات النظام السوري (الجيش والأمن والميليشيات المحلية والميليشيات الإيرانية)",
+          "isis": "تنظيم داعش (ما يسمى الدولة الإسلامية)", "idlib": "إدلب", "homs": "حمص", "aleppo": "حلب"}
+
+
+def shown(by: str, key: str | None, unknown: str = "(unknown)", labels: dict[str, str] = LABELS) -> str:
+    """A row's header as the page shows it: the month as is, a vocabulary key by its label."""
+    if key is None:
+        return unknown
+    return key if by == "month" else " + ".join(labels[part] for part in key.split("+"))
+
+
 def expected(result: dict[str, Any], unknown: str = "(unknown)") -> list[tuple[str, dict[str, int]]]:
     """The rows /v1/stats gives, as the page's table should show them (rows, groups, then the total)."""
     by = result["by"]
-    rows = [(row[by] if row[by] is not None else unknown, {c: row[c] for c in COLUMNS}) for row in result["rows"]]
+    rows = [(shown(by, row[by], unknown), {c: row[c] for c in COLUMNS}) for row in result["rows"]]
     names = {"main": "Main parties", "other": "Other parties"}
     rows += [(names[g["group"]], {c: g[c] for c in COLUMNS}) for g in result["groups"]]
     return [*rows, ("Total", {c: result["total"][c] for c in COLUMNS})]
@@ -133,8 +147,10 @@ def test_the_tables_are_the_numbers_of_v1_stats(site: Site) -> None:
     assert month["2023-12"]["civilians"] == 2 and month["2024-01"]["civilians"] == 1
     assert month["2023-12"]["women"] == 1
     party = dict(tables.tables["table-party"])
-    assert party["syrian_regime"]["civilians"] == 2 and party["isis"]["civilians"] == 1
+    assert party[LABELS["syrian_regime"]]["civilians"] == 2 and party[LABELS["isis"]]["civilians"] == 1
     assert party["Total"]["civilians"] == 3
+    assert "syrian_regime" not in dict(tables.tables["table-party"]) and ">idlib<" not in page.text  # labels, not keys
+    assert f'title="syrian_regime">{LABELS["syrian_regime"]}</bdi>' in page.text  # the key kept for who needs it
     # each table has its headers as a screen reader needs them
     assert page.text.count('<th scope="col">Month</th>') == 1 and 'scope="row"' in page.text
 
@@ -146,7 +162,7 @@ def test_the_chart_data_says_what_the_tables_say(site: Site) -> None:
     for by in ("month", "party", "governorate"):
         result = site.api(by)
         chart = data["charts"][by]
-        assert chart["labels"] == [r[by] if r[by] is not None else "(unknown)" for r in result["rows"]]
+        assert chart["labels"] == [shown(by, r[by]) for r in result["rows"]]
         for key in ("civilians", "children", "women"):
             assert chart["series"][key] == [r[key] for r in result["rows"]]
     assert data["series"]["civilians"] == "Civilians"
@@ -161,16 +177,17 @@ def test_the_chart_data_says_what_the_tables_say(site: Site) -> None:
 
 def test_the_numbers_change_after_a_new_incident_and_victim(site: Site) -> None:
     before = dict(parse(site.client.get("/stats").text).tables["table-governorate"])
-    assert "aleppo" not in before
+    assert "Aleppo" not in before
     add_incident(site.home, "ALP-1", governorate="aleppo", started_at="2024-02-01")
     add_victim(site.home, "V-4", "ALP-1", date_documented="2024-02-02", governorate_of_death="aleppo")
     after = parse(site.client.get("/stats").text)
     governorate = dict(after.tables["table-governorate"])
-    assert governorate["aleppo"]["civilians"] == 1
+    assert governorate["Aleppo"]["civilians"] == 1
     assert governorate["Total"]["civilians"] == before["Total"]["civilians"] + 1
     assert dict(after.tables["table-month"])["2024-02"]["civilians"] == 1
     assert after.tables["table-governorate"] == expected(site.api("governorate"))
-    assert "aleppo" in after.json["stats-data"]["charts"]["governorate"]["labels"]
+    labels = after.json["stats-data"]["charts"]["governorate"]["labels"]
+    assert "Aleppo" in labels and "aleppo" not in labels
 
 
 def test_the_filters_are_those_of_v1_stats(site: Site) -> None:
@@ -226,3 +243,25 @@ def test_the_arabic_page(site: Site) -> None:
     tables = parse(page.text)
     assert tables.json["stats-data"]["series"]["civilians"] == "المدنيون"
     assert dict(tables.tables["table-month"])["المجموع"]["civilians"] == 3
+    party, governorate = dict(tables.tables["table-party"]), dict(tables.tables["table-governorate"])
+    assert party[ARABIC["syrian_regime"]]["civilians"] == 2 and party[ARABIC["isis"]]["civilians"] == 1
+    assert governorate[ARABIC["homs"]]["civilians"] == 1 and governorate[ARABIC["idlib"]]["civilians"] == 1
+    assert not {"syrian_regime", "isis", "idlib", "homs"} & (party.keys() | governorate.keys())
+    charts = tables.json["stats-data"]["charts"]
+    assert ARABIC["homs"] in charts["governorate"]["labels"] and "homs" not in charts["governorate"]["labels"]
+    assert ARABIC["isis"] in charts["party"]["labels"]
+    # the numbers under the Arabic labels are still those of /v1/stats
+    for by in ("party", "governorate"):
+        result = site.api(by)
+        rows = [(shown(by, r[by], "(غير معروف)", ARABIC), {c: r[c] for c in COLUMNS}) for r in result["rows"]]
+        assert tables.tables[f"table-{by}"][: len(rows)] == rows, by
+
+
+def test_each_landmark_has_its_own_name(site: Site) -> None:
+    """axe `landmark-unique`: no two regions named alike (the sections are not landmarks, the tables' are)."""
+    page = site.client.get("/stats").text
+    assert not re.search(r"<section[^>]*aria-label", page)
+    named = re.findall(r'role="region" aria-labelledby="([^"]+)"', page)
+    names = [re.search(rf'id="{ref}">(.*?)</caption>', page, re.S) for ref in named]
+    texts = [re.sub(r"<[^>]+>", "", m.group(1)).strip() for m in names if m]
+    assert len(texts) == 3 and len(set(texts)) == 3, texts

@@ -37,8 +37,9 @@ WHAT = {"victim": N_("Victims"), "item": N_("Items"), "link": N_("Links"), "vict
         "provenance text": N_("Provenance notes"), "original file name": N_("Original file names"),
         "record state": N_("Record history")}
 WHY = {
-    "no_consent_un_bodies": N_("The family has not (now) consented to sharing with United Nations bodies."),
-    "no_consent_courts": N_("The family has not (now) consented to sharing with courts."),
+    "no_consent_un_bodies": N_("The family has not consented, or no longer consents, to sharing with United "
+                                 "Nations bodies."),
+    "no_consent_courts": N_("The family has not consented, or no longer consents, to sharing with courts."),
     "linked_to_withheld_victim": N_("Linked to a victim withheld for want of the family's consent."),
     "touches_withheld": N_("One end of the link is a withheld victim or item."),
     "name_withheld": N_("The family asked that the name be withheld: the victim goes without it."),
@@ -70,12 +71,16 @@ class Choice:
 
 def _options(request: Request) -> dict[str, Any]:
     """What the form offers the caller: the incidents it can see, the registered recipients."""
+    from api.web.routes.records import choices, labeller
     from archive.exports.recipients import list_recipients
     from archive.services.incidents import list_incidents
 
     archive, role = who(request)
-    return {"incidents": list_incidents(archive, role=role), "recipients": list_recipients(archive, role=role),
-            "custodian": role is Role.CUSTODIAN}
+    term = labeller(request, choices(archive, role))
+    incidents = [{**incident, "governorate_label": term("governorates", incident.get("governorate"))}
+                 for incident in list_incidents(archive, role=role)]
+    return {"incidents": incidents, "recipients": list_recipients(archive, role=role),
+            "custodian": role is Role.CUSTODIAN, "purpose_labels": dict(PURPOSES)}
 
 
 def _check(request: Request, choice: Choice, options: dict[str, Any], *, download: bool = False) -> dict[str, str]:

@@ -9,6 +9,7 @@ the same numbers from a JSON block and is hidden from assistive technology.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -18,6 +19,7 @@ from api.http.routes.records import who
 from api.web.forms import csrf_ok
 from api.web.i18n import N_
 from api.web.render import language_of, render
+from api.web.routes.records import choices, labeller
 from archive.services.errors import Invalid
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_ok)])
@@ -42,9 +44,29 @@ def _field_of(message: str) -> str:
     return "from"
 
 
-def _chart(result: dict[str, Any], unknown: str) -> dict[str, Any]:
+VOCABULARIES = {"party": "parties", "governorate": "governorates", "type": "incident_types"}
+
+
+def _label(term: Callable[[str, Any], str], by: str, key: Any, unknown: str) -> str:
+    """A row's key as the reader knows it: the vocabulary's label in the page's language (a joint attribution's
+    parties each by label, joined by " + "), the month as it is; `unknown` for no key."""
+    if key is None or key == "":
+        return unknown
+    vocabulary = VOCABULARIES.get(by)
+    if vocabulary is None:
+        return str(key)
+    parts = str(key).split("+") if by == "party" else [str(key)]
+    return " + ".join(term(vocabulary, part) for part in parts)
+
+
+def _labelled(result: dict[str, Any], term: Callable[[str, Any], str], unknown: str) -> dict[str, Any]:
     by = result["by"]
-    return {"labels": [row[by] if row[by] is not None else unknown for row in result["rows"]],
+    rows = [{**row, "label": _label(term, by, row[by], unknown)} for row in result["rows"]]
+    return {**result, "rows": rows}
+
+
+def _chart(result: dict[str, Any]) -> dict[str, Any]:
+    return {"labels": [row["label"] for row in result["rows"]],
             "series": {key: [row[key] for row in result["rows"]] for key in CHARTED}}
 
 
@@ -69,7 +91,10 @@ def stats_page(request: Request, date_from: str | None = Query(None, alias="from
         errors[_field_of(str(exc))] = str(exc)
         tables = []
     unknown = _("(unknown)")
-    charts = {table["by"]: _chart(table["result"], unknown) for table in tables}
+    if tables:
+        term = labeller(request, choices(archive, role))
+        tables = [{**table, "result": _labelled(table["result"], term, unknown)} for table in tables]
+    charts = {table["by"]: _chart(table["result"]) for table in tables}
     series = {key: _(label) for key, label in COLUMNS if key in CHARTED}
     return render(request, "stats.html", status_code=422 if errors else 200, tables=tables, filters=filters,
                   errors=errors, charts={"charts": charts, "series": series}, titles=TITLES, key_heads=KEY_HEADS,
