@@ -245,6 +245,31 @@ def test_a_fixity_problem_is_on_the_dashboard_but_not_for_an_investigator_its_it
     assert home.photo not in html and "No fixity problem recorded" in html
 
 
+def _site_originals(html: str) -> dict[str, int]:
+    """Each storage site's row on the dashboard: its name and its originals."""
+    found = re.findall(r'<tr><th scope="row"><bdi dir="auto">([^<]+)</bdi>.*?</td>\s*<td>(\d+)</td>', html, re.S)
+    return {name: int(count) for name, count in found}
+
+
+def test_the_dashboard_counts_leave_out_what_a_restricted_case_hides_from_the_caller(
+        home: Home, browser: Any) -> None:
+    signed_in(browser, "investigator")
+    before = browser.get("/").text
+    assert '<span class="figure state-preserved">4</span>' in before
+    sites_before = _site_originals(before)
+    assert sites_before and all(n == 4 for n in sites_before.values()), sites_before
+    _hide_photo_in_a_case(home, browser)
+    signed_in(browser, "investigator")  # a new non-member: the numbers of an archive without the photo
+    hidden = browser.get("/").text
+    assert '<span class="figure state-preserved">3</span>' in hidden
+    assert _site_originals(hidden) == {name: 3 for name in sites_before}
+    signed_in(browser, "custodian")  # a custodian sees everything, still
+    whole = browser.get("/").text
+    assert '<span class="figure state-preserved">4</span>' in whole and _site_originals(whole) == sites_before
+    signed_in(browser, "auditor")
+    assert '<span class="figure state-preserved">4</span>' in browser.get("/").text
+
+
 def test_the_original_is_the_file_and_its_opening_one_access_event(home: Home, browser: Any, corpus: Path) -> None:
     signed_in(browser, "custodian")
     before = len(home.events("access"))

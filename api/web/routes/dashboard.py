@@ -1,8 +1,9 @@
 """The dashboard (`/`): what the archive holds and whether it is well; a contributor's own recent uploads.
 
-Custodians, investigators and auditors see the same figures
-(`archive.services.dashboard.overview`: nothing personal in them, hidden
-items left out of the fixity problems). A contributor sees nothing of the
+Custodians, investigators and auditors see the same kind of figures
+(`archive.services.dashboard.overview`: nothing personal in them), each of
+them without the items a restricted case hides from that caller (counts,
+site figures, fixity problems alike). A contributor sees nothing of the
 archive: only what its own session uploaded in the last hour
 (`archive.services.recent_uploads`), and the others see no upload names at
 all (they are a contributor's labels, not the archive's figures).
