@@ -58,6 +58,10 @@ def test_the_page_for_a_contributor(home: Path) -> None:
         for control in ("upload-files", "upload-source", "upload-incident", "upload-note"):
             assert f'<label for="{control}">' in html, control
         assert receipt_vkey(home).strip() in html  # the key to check receipts with, shown to keep
+        # an unknown incident ref is dropped without a word (checking would reveal which exist): the page says so
+        hint = re.search(r'<p id="upload-incident-help"[^>]*>(.*?)</p>', html, re.S)
+        assert hint and "is ignored without a message" in hint.group(1) and "links the files later" in hint.group(1)
+        assert 'aria-describedby="upload-incident-help"' in html
         assert "evidence receipt verify" in html and 'href="/v1/receipts/key"' in html
         assert 'href="/items"' not in html and 'href="/export"' not in html  # a contributor's navigation
         script = client.get("/static/upload.js").text
@@ -76,6 +80,7 @@ def test_the_arabic_page(home: Path) -> None:
         assert '<html lang="ar" dir="rtl">' in page.text and "رفع الملفات" in page.text
         block = re.search(r'id="upload-config">(.*?)</script>', page.text, re.S)
         assert block and json.loads(block.group(1))["texts"]["progress"] == "تقدّم رفع %(name)s"  # the script's
+        assert "يُتجاهَل دون أي رسالة" in page.text and "is ignored without a message" not in page.text
 
 
 def test_an_auditor_has_no_upload_page_and_a_stranger_signs_in(home: Path) -> None:
