@@ -159,7 +159,8 @@ def test_a_form_without_its_csrf_token_is_refused_and_writes_nothing(web: Any) -
     before = len(events(web))
     for data in ({k: v for k, v in INCIDENT.items()}, {**INCIDENT, "csrf": "forged"}):
         answer = web.post("/incidents", data=data, follow_redirects=False)
-        assert answer.status_code == 403 and "security token" in answer.text
+        assert answer.status_code == 403 and "Not allowed" in answer.text  # the error page (no detail since R3)
+        assert "/incidents/" not in answer.headers.get("location", "")
     elsewhere = web.post("/incidents", data={**INCIDENT, "csrf": csrf_of(web.get("/incidents").text)},
                          headers={"Origin": "https://evil.example"}, follow_redirects=False)
     assert elsewhere.status_code == 403
@@ -358,6 +359,83 @@ def test_a_message_beside_a_field_is_in_the_page_language_when_it_names_no_value
     signed_in(web, "investigator")
     web.headers["Accept-Language"] = "ar"
     answer = post(web, "/incidents", {**INCIDENT, "ref": "", "latitude": "35.9"}, "/incidents/new")
-    assert answer.status_code == 422 and field_error(answer.text, "incident", "ref") == "مطلوب"
+    assert answer.status_code == 422 and field_error(answer.text, "incident", "ref") == (
+        "أدخل مرجع السجل: المرجع الخاص بالفريق.")
     located = post(web, "/incidents", {**INCIDENT, "latitude": "35.9"}, "/incidents/new")
-    assert field_error(located.text, "incident", "latitude") == "أدخل الاثنين معاً أو لا شيء"
+    assert field_error(located.text, "incident", "longitude") == "أدخل خط العرض وخط الطول معاً، أو لا تدخل أياً منهما."
+
+
+def summary_links(page: str) -> list[tuple[str, str]]:
+    """The error summary's links: (the field's id, the message)."""
+    box = re.search(r'<div class="notice bad error-summary" id="error-summary" tabindex="-1"[^>]*>(.*?)</div>', page,
+                    re.S)
+    assert box, "no error summary"
+    return [(ref, html.unescape(text)) for ref, text in re.findall(r'<a href="#([^"]+)"[^>]*>(.*?)</a>', box.group(1))]
+
+
+def test_an_empty_incident_form_says_every_problem_at_once(web: Any) -> None:
+    signed_in(web, "investigator")
+    before = len(events(web))
+    empty = post(web, "/incidents", {"latitude": "95.5", "longitude": "abc", "started_at": ""}, "/incidents/new")
+    assert empty.status_code == 422
+    expected = {"ref": "Give the record's ref: the team's own reference for it.",
+                "type": "Choose the type of incident.",
+                "started_at": "Give the date the incident started, as YYYY-MM-DD.",
+                "governorate": "Choose the governorate.",
+                "latitude": "The latitude must be between -90 and 90 degrees.",
+                "longitude": "The longitude must be a decimal number of degrees, like 36.63.",
+                "attribution": "Choose at least one party responsible."}
+    for name, message in expected.items():
+        assert field_error(empty.text, "incident", name) == message, name
+    assert summary_links(empty.text) == [(f"incident-{name}", message) for name, message in expected.items()]
+    for name in expected:  # each field says it is invalid and which message describes it
+        assert re.search(rf'id="incident-{name}"[^>]*aria-describedby="[^"]*err-incident-{name}"[^>]*aria-invalid',
+                         empty.text), name
+    assert "required</p>" not in empty.text  # sentences, not the bare word
+    # every required field is marked so, the attribution fieldset too
+    legend = re.search(r'<fieldset class="field checks" id="incident-attribution"[^>]*>\s*<legend>(.*?)</legend>',
+                       empty.text, re.S)
+    assert legend and "(required)" in legend.group(1)
+    assert re.search(r'<fieldset[^>]*id="incident-attribution" tabindex="-1"', empty.text)  # the summary links to it
+    assert empty.text.count('<span class="required">(required)</span>') >= 5
+    assert '<script src="/static/records.js" defer></script>' in empty.text and "onload" not in empty.text
+    script = web.get("/static/records.js").text
+    assert 'getElementById("error-summary")' in script and "focus()" in script
+    bad_date = post(web, "/incidents", {**INCIDENT, "started_at": "2024-13-45", "latitude": "35.9", "longitude": ""},
+                    "/incidents/new")
+    assert field_error(bad_date.text, "incident", "started_at") == (
+        "This is not a real date: write YYYY-MM-DD, or YYYY-MM-DDTHH:MM with a time of day.")
+    assert field_error(bad_date.text, "incident", "longitude") == (
+        "Give both the latitude and the longitude, or neither.")
+    assert len(events(web)) == before  # nothing written
+    arabic = web.post("/incidents", data={"csrf": csrf_of(web.get("/incidents/new").text)},
+                      headers={"Accept-Language": "ar"}, follow_redirects=False)
+    assert field_error(arabic.text, "incident", "type") == "اختر نوع الحادثة."
+    assert field_error(arabic.text, "incident", "attribution") == "اختر طرفاً مسؤولاً واحداً على الأقل."
+    assert len(summary_links(arabic.text)) == 5 and "(مطلوب)" in arabic.text
+
+
+def test_a_victim_form_says_every_problem_at_once(web: Any) -> None:
+    signed_in(web, "investigator")
+    make_incident(web)
+    answer = post(web, "/victims", {"ref": "", "incident_ref": "INC-W1", "sex": "", "civilian": "true", "age": "-5",
+                                    "date_of_death": "2024-02-30", "date_documented": "", "consent_date": "yesterday"},
+                  "/victims/new")
+    assert answer.status_code == 422
+    expected = {"ref": "Give the record's ref: the team's own reference for it.",
+                "sex": "Choose the victim's sex (Unknown if it is not known).",
+                "age": "The age must be a whole number of years, like 34.",
+                "date_of_death": "This is not a real date: write it as YYYY-MM-DD, for example 2024-03-15.",
+                "date_documented": "Give the date the victim was documented, as YYYY-MM-DD.",
+                "consent_date": "This is not a real date: write it as YYYY-MM-DD, for example 2024-03-15."}
+    for name, message in expected.items():
+        assert field_error(answer.text, "victim", name) == message, name
+    assert summary_links(answer.text) == [(f"victim-{name}", message) for name, message in expected.items()]
+    assert 'value="INC-W1"' in answer.text and 'value="-5"' in answer.text  # what was typed is kept
+    later = post(web, "/victims", {"ref": "V-L", "incident_ref": "INC-W1", "sex": "male", "civilian": "true",
+                                   "age": "40", "age_group": "child", "date_of_death": "2024-03-02",
+                                   "date_documented": "2024-01-01"}, "/victims/new")
+    assert field_error(later.text, "victim", "age_group") == (
+        "The age group does not match the age: a child is under 18.")
+    assert field_error(later.text, "victim", "date_of_death") == (
+        "The date of death cannot be after the date documented.")

@@ -17,6 +17,7 @@ archive's log, before the page holds the identity.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -138,8 +139,109 @@ def problem(exc: ServiceError, fields: Collection[str], aliases: Mapping[str, st
         for part in head.replace(" and ", ",").split(","):
             name = (aliases or {}).get(part.strip(), part.strip())
             if name in fields:
-                return {name: rest.strip() or message}, None
+                why = rest.strip()
+                if why == "required" or why.startswith("a party key is required"):
+                    why = REQUIRED.get(name, REQUIRED_ELSE)
+                return {name: why or message}, None
     return {}, message
+
+
+# What a form says of a field left empty, or of a value the page itself can tell is wrong: one sentence each,
+# translated where shown, with no value put in (so the catalog always matches).
+REQUIRED: dict[str, str] = {
+    "ref": N_("Give the record's ref: the team's own reference for it."),
+    "type": N_("Choose the type of incident."),
+    "started_at": N_("Give the date the incident started, as YYYY-MM-DD."),
+    "governorate": N_("Choose the governorate."),
+    "attribution": N_("Choose at least one party responsible."),
+    "parties": N_("Choose at least one party responsible."),
+    "incident_ref": N_("Give the ref of the incident the victim belongs to."),
+    "sex": N_("Choose the victim's sex (Unknown if it is not known)."),
+    "civilian": N_("Say whether the victim was a civilian."),
+    "date_documented": N_("Give the date the victim was documented, as YYYY-MM-DD."),
+    "kind": N_("Choose the kind of source."),
+}
+REQUIRED_ELSE = N_("This field is required: please fill it in.")
+BAD_DAY = N_("This is not a real date: write it as YYYY-MM-DD, for example 2024-03-15.")
+BAD_STARTED = N_("This is not a real date: write YYYY-MM-DD, or YYYY-MM-DDTHH:MM with a time of day.")
+BAD_YEAR = N_("The year must be between 1900 and 2100: check for a typing mistake.")
+LATITUDE_NUMBER = N_("The latitude must be a decimal number of degrees, like 35.93.")
+LATITUDE_RANGE = N_("The latitude must be between -90 and 90 degrees.")
+LONGITUDE_NUMBER = N_("The longitude must be a decimal number of degrees, like 36.63.")
+LONGITUDE_RANGE = N_("The longitude must be between -180 and 180 degrees.")
+BOTH_COORDINATES = N_("Give both the latitude and the longitude, or neither.")
+AGE_NUMBER = N_("The age must be a whole number of years, like 34.")
+AGE_RANGE = N_("The age must be 130 years or less.")
+AGE_GROUP = N_("The age group does not match the age: a child is under 18.")
+DEATH_AFTER = N_("The date of death cannot be after the date documented.")
+_DECIMAL_TEXT = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)$")
+
+
+def _day_problem(value: str, *, started: bool = False) -> str | None:
+    """Why a date (an incident's start: with an optional time of day) cannot be saved, or None."""
+    from archive.records.common import check_day, check_started
+
+    try:
+        text = check_started(value)[0] if started else check_day(value, "date")
+    except Invalid:
+        return BAD_STARTED if started else BAD_DAY
+    return None if 1900 <= int(text[:4]) <= 2100 else BAD_YEAR
+
+
+def _coordinate_problem(value: str, bound: int, number: str, outside: str) -> str | None:
+    if not _DECIMAL_TEXT.match(value):
+        return number
+    return None if -bound <= float(value) <= bound else outside
+
+
+def required_problems(values: Mapping[str, Any], names: Collection[str]) -> dict[str, str]:
+    """Each required field left empty, with its sentence."""
+    return {name: REQUIRED.get(name, REQUIRED_ELSE) for name in names if not values.get(name)}
+
+
+def incident_problems(values: Mapping[str, Any], *, new: bool) -> dict[str, str]:
+    """Every problem of an incident form the page can see itself, all at once, in the form's order (the service
+    still checks everything, and says what only it can tell: a ref taken, a key unknown)."""
+    errors = required_problems(values, ("ref", "type", "started_at", "governorate", *(("attribution",) if new else ())))
+    if values.get("started_at") and (why := _day_problem(values["started_at"], started=True)):
+        errors["started_at"] = why
+    latitude, longitude = values.get("latitude") or "", values.get("longitude") or ""
+    if latitude and (why := _coordinate_problem(latitude, 90, LATITUDE_NUMBER, LATITUDE_RANGE)):
+        errors["latitude"] = why
+    if longitude and (why := _coordinate_problem(longitude, 180, LONGITUDE_NUMBER, LONGITUDE_RANGE)):
+        errors["longitude"] = why
+    if bool(latitude) != bool(longitude):
+        errors.setdefault("longitude" if latitude else "latitude", BOTH_COORDINATES)
+    order = (*INCIDENT_FIELDS[:INCIDENT_FIELDS.index("weapon")], "attribution", *INCIDENT_FIELDS)
+    return {name: errors[name] for name in dict.fromkeys(order) if name in errors}
+
+
+def victim_problems(values: Mapping[str, Any]) -> dict[str, str]:
+    """Every problem of a victim form the page can see itself, all at once, in the form's order."""
+    from archive.records.store import is_child
+
+    errors = required_problems(values, ("ref", "incident_ref", "sex", "civilian", "date_documented"))
+    age = values.get("age") or ""
+    if age:
+        if not age.isdecimal() or not age.isascii():
+            errors["age"] = AGE_NUMBER
+        elif int(age) > 130:
+            errors["age"] = AGE_RANGE
+        elif values.get("age_group") in ("child", "adult") and (values["age_group"] == "child") != is_child(
+                int(age), None):
+            errors["age_group"] = AGE_GROUP
+    for name in ("date_of_death", "date_documented", "consent_date"):
+        if values.get(name) and (why := _day_problem(values[name])):
+            errors[name] = why
+    died, documented = values.get("date_of_death") or "", values.get("date_documented") or ""
+    if died and documented and not {"date_of_death", "date_documented"} & errors.keys() and died > documented:
+        errors["date_of_death"] = DEATH_AFTER
+    return {name: errors[name] for name in (*VICTIM_TEXT, *CONSENT_COLUMNS) if name in errors}
+
+
+def source_problems(values: Mapping[str, Any]) -> dict[str, str]:
+    errors = required_problems(values, ("ref", "kind"))
+    return {name: errors[name] for name in SOURCE_FIELDS if name in errors}
 
 
 def text_of(form: FormData, name: str) -> str:
@@ -241,6 +343,9 @@ def _create_incident(request: Request, form: FormData) -> Response:
     values["reason"] = text_of(form, "reason")
     fields = {name: values[name] for name in INCIDENT_FIELDS if values[name]}
     fields["attribution"] = "+".join(values["attribution"])
+    found = incident_problems(values, new=True)
+    if found:
+        return incident_form(request, archive, role, incident=None, values=values, errors=found, status=422)
     try:
         made = add_incident(archive, fields, role=role, reason=values["reason"] or None)
     except Invalid as exc:
@@ -299,11 +404,11 @@ def _update_incident(request: Request, ref: str, form: FormData) -> Response:
     incident = show_incident(archive, ref, role=role)  # a hidden or unknown incident: 404 before anything
     values: dict[str, Any] = {name: text_of(form, name) for name in INCIDENT_FIELDS}
     values["reason"] = text_of(form, "reason")
-    errors: dict[str, str] = {}
+    errors = incident_problems(values, new=False)
     text = None
     if not values["reason"]:
         errors["reason"] = language_of(request).gettext("Say why you change this record: it is kept in its history.")
-    else:
+    if not errors:
         try:
             changes = {name: values[name] for name in INCIDENT_FIELDS}
             edit_incident(archive, incident["id"], changes, role=role, reason=values["reason"])
@@ -466,6 +571,9 @@ def _create_victim(request: Request, form: FormData) -> Response:
     fields: dict[str, Any] = {name: values[name] for name in (*VICTIM_TEXT, *CONSENT_COLUMNS) if values[name]}
     fields.update({flag: values[flag] for flag in VICTIM_FLAGS})
     fields["professions"] = values["professions"]
+    found = victim_problems(values)
+    if found:
+        return victim_form(request, archive, role, victim=None, values=values, errors=found, status=422)
     try:
         made = add_victim(archive, fields, role=role, reason=values["reason"] or None)
     except (Invalid, Forbidden) as exc:
@@ -524,11 +632,11 @@ def _update_victim(request: Request, ref: str, form: FormData) -> Response:
         changes.pop("name_withheld")  # it stays withheld: only a custodian lifts it
     elif victim.get("anonymous") and not changes["name"]:
         changes.pop("name")  # an anonymous victim stays so (it gets a name by identification)
-    errors: dict[str, str] = {}
+    errors = victim_problems(values)
     text = None
     if not values["reason"]:
         errors["reason"] = language_of(request).gettext("Say why you change this record: it is kept in its history.")
-    else:
+    if not errors:
         try:
             edit_victim(archive, victim["id"], changes, role=role, reason=values["reason"])
         except (Invalid, Forbidden) as exc:
@@ -602,6 +710,9 @@ def _create_source(request: Request, form: FormData) -> Response:
     archive, role = who(request)
     values = source_values(form)
     fields = {name: values[name] for name in SOURCE_FIELDS if values[name]}
+    found = source_problems(values)
+    if found:
+        return source_form(request, archive, role, source=None, values=values, errors=found, status=422)
     try:
         made = add_source(archive, fields, role=role, identity=identity_of(values), reason=values["reason"] or None)
     except Invalid as exc:
@@ -652,11 +763,11 @@ def _update_source(request: Request, ref: str, form: FormData) -> Response:
     archive, role = who(request)
     source = show_source(archive, ref, role=role)
     values = source_values(form)
-    errors: dict[str, str] = {}
+    errors = source_problems(values)
     text = None
     if not values["reason"]:
         errors["reason"] = language_of(request).gettext("Say why you change this record: it is kept in its history.")
-    else:
+    if not errors:
         try:
             edit_source(archive, source["id"], {name: values[name] for name in SOURCE_FIELDS}, role=role,
                         identity=identity_of(values), forget_identity=values["forget_identity"],
