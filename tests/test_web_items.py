@@ -277,8 +277,10 @@ def test_the_original_is_the_file_and_its_opening_one_access_event(home: Home, b
     assert answer.status_code == 200
     assert answer.content == (corpus / "media/jpg/gps/DSCN0010.jpg").read_bytes()
     assert answer.headers["content-type"].startswith("image/jpeg")
-    assert answer.headers["content-disposition"].startswith("inline")
+    assert answer.headers["content-disposition"] == f'inline; filename="{home.photo}.jpg"'  # "Save as" opens
     assert len(home.events("access")) == before + 1
+    video = browser.get(f"/items/{home.video}/original")
+    assert video.headers["content-disposition"] == f'inline; filename="{home.video}.mp4"'
 
 
 # --- proofs ------------------------------------------------------------------------------------------------------
@@ -383,6 +385,14 @@ def test_linking_to_an_incident_from_the_item_page(home: Home, browser: Any) -> 
     csrf = csrf_of(browser.get(f"/items/{home.photo}").text)
     bad = browser.post(f"/items/{home.photo}/links", data={"incident": "INC-NOPE", "csrf": csrf})
     assert bad.status_code == 422 and 'class="field-error"' in bad.text and 'value="INC-NOPE"' in bad.text
+    assert "No incident has this reference" in bad.text and "Nothing was linked." in bad.text
+    # answered at the POST address: the page says where it is, and item.js puts that address back in the bar
+    assert f'<a id="link-back" href="/items/{home.photo}#links">' in bad.text
+    assert 'getElementById("link-back")' in ITEM_JS.read_text() and "replaceState" in ITEM_JS.read_text()
+    browser.headers["Accept-Language"] = "ar"
+    bad_ar = browser.post(f"/items/{home.photo}/links", data={"incident": "INC-NOPE", "csrf": csrf})
+    assert bad_ar.status_code == 422 and "لا توجد حادثة بهذا المرجع" in bad_ar.text and "INC-NOPE'" not in bad_ar.text
+    del browser.headers["Accept-Language"]
     made = browser.post(f"/items/{home.photo}/links", data={"incident": "INC-LINK-1", "certainty": "probable",
                                                              "csrf": csrf}, follow_redirects=False)
     assert made.status_code == 303, made.text
@@ -390,6 +400,127 @@ def test_linking_to_an_incident_from_the_item_page(home: Home, browser: Any) -> 
     assert 'href="/incidents/INC-LINK-1"' in page
     assert "INC-LINK-1" in browser.get("/items?linked=yes").text
     assert home.photo[:12] not in browser.get("/items?linked=no").text
+
+
+def test_the_link_form_suggests_only_the_incidents_the_caller_can_see(home: Home, browser: Any) -> None:
+    home.cli("incident", "add", "INC-OPEN-1", "--type", "killing", "--started-at", "2024-01-02",
+             "--governorate", "aleppo", "--attribution", "syrian_regime")
+    home.cli("incident", "add", "INC-SEALED", "--type", "killing", "--started-at", "2023-12-09",
+             "--governorate", "idlib", "--attribution", "syrian_regime")
+    home.cli("cases", "add", "sealed-case")
+    home.cli("cases", "incident", "sealed-case", "INC-SEALED")
+    signed_in(browser, "investigator")
+    html = browser.get(f"/items/{home.photo}").text
+    assert 'list="link-incidents"' in html
+    datalist = re.search(r'<datalist id="link-incidents">(.*?)</datalist>', html, re.S)
+    assert datalist and re.findall(r'<option value="([^"]+)">', datalist.group(1)) == ["INC-OPEN-1"]
+    assert "INC-SEALED" not in html
+    signed_in(browser, "custodian")
+    listed = re.search(r'<datalist id="link-incidents">(.*?)</datalist>', browser.get(f"/items/{home.photo}").text)
+    assert listed and re.findall(r'<option value="([^"]+)">', listed.group(1)) == ["INC-OPEN-1", "INC-SEALED"]
+
+
+# --- the custody timeline ------------------------------------------------------------------------------------------
+
+def test_the_timeline_shows_who_acted_and_why_for_deletions_accesses_and_changes(home: Home, browser: Any) -> None:
+    from archive.context import Archive
+    from archive.custody.log import DELETION, append_event
+    from archive.db import transaction
+
+    reason = "a later arrival's copy, never published: the archive already holds these bytes"
+    home.cli("incident", "add", "INC-WHY", "--type", "killing", "--started-at", "2023-12-09",
+             "--governorate", "idlib", "--attribution", "syrian_regime")
+    home.cli("link", home.photo, "--incident", "INC-WHY")  # a metadata modification of the item
+    archive = Archive.open(home.home)
+    try:  # what the arrival step writes when a second upload of the same bytes is discarded
+        with transaction(archive.engine) as session:
+            append_event(session, DELETION, actor="u-0123456789abcdef", item_id=home.photo,
+                         details={"backend": "site-a", "staged": True, "reason": reason})
+    finally:
+        archive.close()
+    investigator = signed_in(browser, "investigator")
+    assert browser.get(f"/items/{home.photo}/original").status_code == 200  # an access event by this caller
+    html = browser.get(f"/items/{home.photo}").text
+    rows = re.findall(r"<tr><th scope=\"row\">(\d+)</th>(.*?)</tr>", html.partition('id="timeline-title"')[2], re.S)
+    by_seq = {int(seq): row for seq, row in rows}
+    events = {e.seq: e for e in home.events("deletion") + home.events("access") + home.events("metadata modification")
+              + home.events("ingestion") if e.item_id == home.photo}
+    assert events and set(events) <= set(by_seq)
+    for seq, event in events.items():
+        assert f"<code>{event.actor}</code>" in by_seq[seq], seq  # who acted, on every row
+    deletion = next(by_seq[e.seq] for e in events.values() if e.event_type == "deletion")
+    assert reason.replace("'", "&#39;") in deletion and "<code>u-0123456789abcdef</code>" in deletion
+    access = next(by_seq[e.seq] for e in events.values()
+                  if e.event_type == "access" and e.actor == investigator.user_id)
+    assert "download original" in access
+    change = next(by_seq[e.seq] for e in events.values() if e.event_type == "metadata modification")
+    assert "Linked" in change
+    ingestion = next(by_seq[e.seq] for e in events.values() if e.event_type == "ingestion")
+    assert "event-why" not in ingestion  # only deletions, accesses and modifications carry a reason
+    assert "<th scope=\"col\">By</th>" in html.partition('id="timeline-title"')[2]
+
+
+# --- locked previews, vocabulary filters, layout ------------------------------------------------------------------
+
+def test_locked_previews_are_called_locked_not_absent_and_no_view_is_recorded(
+        home: Home, browser: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from archive.services.errors import Locked
+
+    signed_in(browser, "investigator")
+    unlocked = browser.get(f"/items/{home.photo}").text
+    assert '<img class="preview"' in unlocked and "Previews are locked" not in unlocked
+    keys = browser.app.state.runtime.keys
+
+    def locked() -> Any:
+        raise Locked("the preview identity is locked in this process")
+
+    monkeypatch.setattr(keys, "preview_identities", locked)
+    before = len(home.events("access"))
+    page = browser.get(f"/items/{home.photo}")
+    assert page.status_code == 200
+    assert "Previews are locked: a custodian must unlock the archive." in page.text
+    assert "No preview of this item" not in page.text and "<img" not in page.text
+    listing = browser.get("/items").text
+    assert "Previews are locked" in listing and "<img" not in listing
+    assert len(home.events("access")) == before  # nothing was shown: no view to record
+    browser.headers["Accept-Language"] = "ar"
+    assert "المعاينات مقفلة" in browser.get(f"/items/{home.photo}").text
+
+
+def test_the_vocabulary_filters_are_lists_of_translated_labels_and_filter_by_key(home: Home, browser: Any) -> None:
+    home.cli("incident", "add", "INC-IDLIB", "--type", "killing", "--started-at", "2023-12-09",
+             "--governorate", "idlib", "--attribution", "russian_forces")
+    home.cli("link", home.photo, "--incident", "INC-IDLIB")
+    signed_in(browser, "investigator")
+    browser.headers["Accept-Language"] = "ar"
+    html = browser.get("/items").text
+    for name in ("governorate", "party", "type", "source_kind"):
+        assert f'<select id="f-{name}" name="{name}">' in html and f'<input id="f-{name}"' not in html, name
+    assert '<option value="idlib">إدلب</option>' in html and '<option value="aleppo">حلب</option>' in html
+    assert '<option value="russian_forces">القوات الروسية</option>' in html
+    assert '<option value="killing">قتل</option>' in html
+    chosen = browser.get("/items?governorate=idlib&party=russian_forces&type=killing")
+    assert chosen.status_code == 200, chosen.text
+    assert '<option value="idlib" selected>إدلب</option>' in chosen.text
+    assert '<option value="russian_forces" selected>' in chosen.text
+    shown = set(re.findall(r'href="/items/([0-9a-f-]{36})"', chosen.text))
+    assert shown == {home.photo}
+    incidents = chosen.text.partition('id="incidents-title"')[2]
+    assert "INC-IDLIB" in incidents and "<td>إدلب</td>" in incidents and ">idlib<" not in incidents
+    odd = browser.get("/items?governorate=Atlantis")  # typed into the address: kept, and refused by the service
+    assert odd.status_code == 422 and '<option value="Atlantis" selected>Atlantis</option>' in odd.text
+
+
+def test_metadata_values_sit_beside_their_labels_in_right_to_left(home: Home, browser: Any) -> None:
+    css = (ITEM_JS.parent / "items.css").read_text()
+    rules = re.search(r"dl\.facts\s*\{([^}]*)\}", css)
+    assert rules and "justify-items: start" in rules.group(1)  # app.css's grid would push LTR values far away
+    assert re.search(r"dl\.facts dd\s*\{[^}]*justify-self: start", css)
+    assert not re.search(r"\b(left|right)\b", css)  # logical properties only
+    signed_in(browser, "investigator")
+    browser.headers["Accept-Language"] = "ar"
+    page = browser.get(f"/items/{home.photo}").text
+    assert '<link rel="stylesheet" href="/static/items.css">' in page and '<dl class="facts">' in page
 
 
 # --- compartments, paging, language -----------------------------------------------------------------------------

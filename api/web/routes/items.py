@@ -46,6 +46,7 @@ router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_ok)])
 log = logging.getLogger("api.web.items")
 
 PAGE_SIZE = 50
+SUGGESTED_INCIDENTS = 300  # refs in the link form's datalist: a choice, not the whole register
 PREVIEW_CACHE = "no-store"  # a decrypted picture must not stay in the browser's disk cache after sign-out
 MEDIA_POLICY = "default-src 'none'; sandbox"  # a picture or an original opened on its own can run nothing
 VICTIM_CATEGORIES = ("child", "woman", "civilian", "torture", "medical", "media", "civil_defence")
@@ -66,6 +67,10 @@ TEXT_FILTERS: tuple[tuple[str, str], ...] = (
     ("similar_to", N_("Similar to item")),
     ("box", N_("Area (lat1,lon1,lat2,lon2)")),
 )
+# The filters offered as a list of the vocabulary's terms (translated labels), by the vocabulary they come from
+# (`api.web.routes.records.choices`): a key never has to be known or typed, in any language.
+VOCAB_FILTERS = {"governorate": "governorates", "party": "parties", "type": "incident_types",
+                 "source_kind": "source_kinds"}
 CATEGORY_LABELS = {
     "child": N_("children"), "woman": N_("women"), "civilian": N_("civilians"), "torture": N_("torture"),
     "medical": N_("medical personnel"), "media": N_("media workers"), "civil_defence": N_("civil defence"),
@@ -87,6 +92,8 @@ EVENT_LABELS = {  # the custody log's event types (PREMIS names, and the archive
     "metadata modification": N_("metadata modification"), "recovery": N_("recovery"),
     "policy assignment": N_("policy assignment"),
 }
+EXPLAINED = ("deletion", "access", "metadata modification")  # the events whose reason the timeline shows
+EXPLAINED_BY = ("reason", "action", "change")  # the detail naming it, first found
 KIND_LABELS = {"item_incident": N_("incident"), "item_victim": N_("victim"), "source_item": N_("source"),
                "same_footage": N_("same footage"), "not_same_footage": N_("not the same footage")}
 PATHS = {"incident": "/incidents/", "victim": "/victims/", "source": "/sources/", "item": "/items/"}
@@ -98,10 +105,13 @@ FIELD_LABELS = {"media_type": N_("Media type"), "captured_at": N_("Captured at")
 
 def labels(request: Request) -> dict[str, Any]:
     """The translated labels of the states and fields the item pages show."""
+    from api.web.routes.records import LABELS as RECORD_LABELS
+
     _ = language_of(request).gettext
-    tables = {"status_labels": STATUS_LABELS, "replica_labels": REPLICA_LABELS, "outcome_labels": OUTCOME_LABELS,
-              "certainty_labels": CERTAINTY_LABELS, "event_labels": EVENT_LABELS, "field_labels": FIELD_LABELS,
-              "states": STATE_LABELS, "kind_labels": KIND_LABELS}
+    tables = {"change_labels": RECORD_LABELS["changes"], "status_labels": STATUS_LABELS,
+              "replica_labels": REPLICA_LABELS, "outcome_labels": OUTCOME_LABELS, "certainty_labels": CERTAINTY_LABELS,
+              "event_labels": EVENT_LABELS, "field_labels": FIELD_LABELS, "states": STATE_LABELS,
+              "kind_labels": KIND_LABELS}
     return {name: {k: _(v) for k, v in table.items()} for name, table in tables.items()}
 
 
@@ -121,26 +131,28 @@ def _session_of(request: Request) -> str:
     return str(getattr(caller, "session_id", "") or caller.token_id)
 
 
-def preview_links(request: Request, item_ids: list[str], page_name: str) -> dict[str, str]:
+def preview_state(request: Request, item_ids: list[str], page_name: str) -> tuple[dict[str, str], list[str]]:
     """The preview URL of each item shown, after ONE access event for this page view (none for roles that see
-    no previews, or when no item is shown)."""
+    no previews, or when no item is shown); and the items whose previews exist but are locked (no catalog key
+    for the view tokens, or no preview identity to open them): the page says so instead of "no preview"."""
     archive, role = who(request)
     service = previews_service()
     wanted = list(dict.fromkeys(item_ids))
     if service is None or not sees_personal(role) or not wanted:
-        return {}
+        return {}, []
     wanted = service.with_previews(archive, wanted)  # no <img> (and no request) for items without one
     if not wanted:
-        return {}
+        return {}, []
     view = service.new_view_id() if hasattr(service, "new_view_id") else secrets.token_hex(8)
     session = _session_of(request)
     try:
+        archive.runtime.keys.preview_identities()  # the images would not open: draw none, record no view
         links = {item: f"/items/{item}/preview?v={view}&t={service.view_token(archive, session, view, item)}"
                  for item in wanted}
-    except Locked:  # no catalog key: no token can be made, so no thumbnail is drawn (and no view recorded)
-        return {}
+    except Locked:
+        return {}, wanted
     service.record_preview_view(archive, wanted, role=role, page=page_name)
-    return links
+    return links, []
 
 
 @router.get("/items/{item_id}/preview")
@@ -224,21 +236,51 @@ def items_page(request: Request, limit: int = Query(PAGE_SIZE, ge=1, le=MAX_PAGE
         data, incidents = found["items"], found["incidents"]
         next_id, total = found.get("next"), int(found.get("total") or 0)
     shown = Page(data=data, next=next_id)
-    thumbs = preview_links(request, [r["id"] for r in shown.data], request.url.path)
+    thumbs, previews_locked = preview_state(request, [r["id"] for r in shown.data], request.url.path)
     _ = language_of(request).gettext
+    options = {} if role == Role.AUDITOR else vocab_options(request, archive, role, params)
     return render(request, "items.html", status_code=422 if error else 200, rows=shown.data,
                   next_link=_next_link(request, shown.next) if shown.next else None, total=total,
-                  incidents=incidents[:PAGE_SIZE], thumbs=thumbs, params=params, error=error,
-                  auditor=role == Role.AUDITOR, text_filters=[(n, _(label)) for n, label in TEXT_FILTERS],
-                  categories=[(k, _(v)) for k, v in CATEGORY_LABELS.items()], **labels(request))
+                  incidents=incidents[:PAGE_SIZE], thumbs=thumbs, previews_locked=previews_locked, params=params,
+                  error=error, auditor=role == Role.AUDITOR, options=options,
+                  text_filters=[(n, _(label)) for n, label in TEXT_FILTERS],
+                  categories=[(k, _(v)) for k, v in CATEGORY_LABELS.items()],
+                  governorate_labels=dict(options.get("governorate", [])), **labels(request))
+
+
+def vocab_options(request: Request, archive: Any, role: Role,
+                  params: dict[str, str]) -> dict[str, list[tuple[str, str]]]:
+    """Each vocabulary filter's (key, translated label) choices; a key given in the address that the vocabulary
+    does not hold is offered as itself, so the form still shows what was asked (and the service says why not)."""
+    from api.web.routes.records import choices
+
+    _ = language_of(request).gettext
+    offered = choices(archive, role)
+    options: dict[str, list[tuple[str, str]]] = {}
+    for name, vocabulary in VOCAB_FILTERS.items():
+        pairs = [(key, _(label)) for key, label in offered.get(vocabulary, [])]
+        asked = params.get(name, "").strip()
+        if asked and asked not in {key for key, _label in pairs}:
+            pairs.append((asked, asked))
+        options[name] = pairs
+    return options
 
 
 # --- one item ----------------------------------------------------------------------------------------------------
 
 def _timeline(archive: Any, item_id: str) -> dict[str, Any]:
+    """The item's custody events, each with `why`: for a deletion, access or modification, the reason, action
+    or change its details give (public log content, never personal), so "deletion" is never left unexplained."""
     from archive.custody.service import item_timeline
 
-    return item_timeline(archive, item_id)
+    timeline = item_timeline(archive, item_id)
+    for event in timeline["events"]:
+        details = event.get("details") or {}
+        said = next((k for k in EXPLAINED_BY if isinstance(details.get(k), str) and details[k]), None)
+        wanted = said is not None and event.get("type") in EXPLAINED
+        event["why"] = str(details[said])[:300] if wanted and said else None
+        event["why_is_change"] = said == "change"  # a record change's code: shown by its translated label
+    return timeline
 
 
 def _links(archive: Any, item_id: str, role: Role) -> list[dict[str, Any]]:
@@ -251,6 +293,19 @@ def _links(archive: Any, item_id: str, role: Role) -> list[dict[str, Any]]:
         return []
 
 
+def _incident_refs(archive: Any, role: Role) -> list[str]:
+    """The refs the link form suggests (its `<datalist>`): the incidents the caller can see, the latest
+    started first, at most `SUGGESTED_INCIDENTS` (clear columns only: no key needed)."""
+    from archive.services.incidents import list_incidents
+
+    try:
+        rows = list_incidents(archive, role=role)
+    except ServiceError as exc:
+        log.info("no incident suggestions: %s", exc)
+        return []
+    return [str(r["ref"]) for r in reversed(rows[-SUGGESTED_INCIDENTS:]) if r.get("ref")]
+
+
 def item_context(request: Request, item_id: str) -> dict[str, Any]:
     """What the item page shows the caller (hidden: NotFound, from the service)."""
     from archive.services.items import AuditedRecord, show_item
@@ -260,9 +315,9 @@ def item_context(request: Request, item_id: str) -> dict[str, Any]:
     timeline = _timeline(archive, record.id)
     values: dict[str, Any] = {"record": record, "events": timeline["events"],
                               "checkpoint_size": timeline["checkpoint_size"],
-                              "auditor": isinstance(record, AuditedRecord), "thumbs": {}, "links": [],
-                              "certainties": CERTAINTIES, "paths": PATHS, "link_error": None, "typed": {},
-                              **labels(request)}
+                              "auditor": isinstance(record, AuditedRecord), "thumbs": {}, "previews_locked": [],
+                              "links": [], "certainties": CERTAINTIES, "paths": PATHS, "link_error": None,
+                              "typed": {}, "incident_refs": [], **labels(request)}
     if isinstance(record, AuditedRecord):
         return values
     metadata = record.metadata or {}
@@ -271,7 +326,9 @@ def item_context(request: Request, item_id: str) -> dict[str, Any]:
     values["place"] = (lat, lon) if isinstance(lat, int | float) and isinstance(lon, int | float) else None
     values["video"] = bool(record.media_type and record.media_type.startswith("video/"))
     values["links"] = _links(archive, record.id, role)
-    values["thumbs"] = preview_links(request, [record.id, *(c["id"] for c in record.candidates)], request.url.path)
+    values["incident_refs"] = _incident_refs(archive, role)
+    values["thumbs"], values["previews_locked"] = preview_state(
+        request, [record.id, *(c["id"] for c in record.candidates)], request.url.path)
     return values
 
 
@@ -286,6 +343,7 @@ def original(request: Request, item_id: str) -> Response:
     """The original, through the API's own download (verified, an access custody event), with its media type so
     the page's player can play it; shown inline, never sniffed."""
     from api.http.routes.items import download_original
+    from archive.exports.formats import extension
     from archive.services.items import ItemRecord, show_item
 
     archive, role = who(request)
@@ -294,7 +352,7 @@ def original(request: Request, item_id: str) -> Response:
     media = record.media_type if isinstance(record, ItemRecord) and record.media_type else None
     if media and "/" in media and all(c.isalnum() or c in "/.+-" for c in media):
         answer.headers["content-type"] = media
-    answer.headers["content-disposition"] = f'inline; filename="{record.id}"'
+    answer.headers["content-disposition"] = f'inline; filename="{record.id}.{extension(media)}"'  # saved: opens
     answer.headers["content-security-policy"] = MEDIA_POLICY
     return answer
 
@@ -372,7 +430,9 @@ async def add_link(request: Request, item_id: str) -> Response:
         try:
             await run_in_threadpool(link, archive, item_id, incident, role=role, b_type="incident",
                                     certainty=certainty or None, note=note or None)
-        except (Invalid, NotFound) as exc:
+        except NotFound:  # (the item itself is checked again below: unknown or hidden, the page is a 404)
+            error = language_of(request).gettext("No incident has this reference (or id).")
+        except Invalid as exc:
             error = str(exc)
     if error is None:
         return RedirectResponse(f"/items/{item_id}#links", status_code=303)

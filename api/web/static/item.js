@@ -1,6 +1,7 @@
-// The item pages: thumbnails that could not be drawn are hidden, a small map when tiles are configured, and the
-// custody timeline's "check proof" buttons, which recompute an event's RFC 9162 inclusion proof in this browser
-// (WebCrypto SHA-256) and check the checkpoint's Ed25519 signature (C2SP signed note) against the log's key.
+// The item pages: thumbnails that could not be drawn are hidden, a refused link form's address put back to the
+// item page's, a small map when tiles are configured, and the custody timeline's "check proof" buttons, which
+// recompute an event's RFC 9162 inclusion proof in this browser (WebCrypto SHA-256) and check the checkpoint's
+// Ed25519 signature (C2SP signed note) against the log's key.
 "use strict";
 (function () {
   var enc = new TextEncoder();
@@ -10,6 +11,13 @@
     if (img.complete && img.naturalWidth === 0) { hideBroken(img); }
     img.addEventListener("error", function () { hideBroken(img); });
   });
+
+  // A refused link form is answered at its POST address: put the item page's own address back in the address
+  // bar, so a reload or a bookmark opens the page (a GET of the POST address is refused).
+  var back = document.getElementById("link-back");
+  if (back && window.history && window.history.replaceState) {
+    window.history.replaceState(null, "", back.getAttribute("href"));
+  }
 
   var mapEl = document.getElementById("item-map");
   if (mapEl && window.L) {
