@@ -214,6 +214,15 @@ def test_a_bad_period_is_said_beside_its_field(site: Site) -> None:
     assert "table-month" not in page.text
     reversed_period = site.client.get("/stats", params={"from": "2024-03-01", "to": "2024-01-01"})
     assert reversed_period.status_code == 422 and 'id="stats-from-error"' in reversed_period.text
+    both = site.client.get("/stats", params={"from": "bad", "to": "2024-13-01", "date": "birth"},
+                           headers={"Accept-Language": "ar"})
+    assert both.status_code == 422
+    for name in ("from", "to", "date"):  # every problem at once, each beside its field, in Arabic
+        assert re.search(rf'id="stats-{name}"[^>]*aria-invalid="true"', both.text), name
+    errors = dict(re.findall(r'<p class="field-error" id="stats-(\w+)-error" dir="auto">([^<]+)</p>', both.text))
+    assert errors == {"from": "هذا ليس تاريخاً صحيحاً: اكتبه بالصيغة YYYY-MM-DD، مثل 2024-03-15.",
+                      "to": "هذا ليس تاريخاً صحيحاً: اكتبه بالصيغة YYYY-MM-DD، مثل 2024-03-15.",
+                      "date": "اختر تاريخ الوفاة أو تاريخ التوثيق."}, errors
 
 
 @pytest.mark.parametrize("role", ["contributor", "auditor"])

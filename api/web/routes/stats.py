@@ -36,6 +36,26 @@ CHARTED = ("civilians", "children", "women")  # the series a chart draws (the ta
 GROUPS = {"main": N_("Main parties"), "other": N_("Other parties")}
 
 
+BAD_DAY = N_("This is not a real date: write it as YYYY-MM-DD, for example 2024-03-15.")
+BAD_DATE_KIND = N_("Choose the date of death or the date documented.")
+
+
+def _filter_problems(filters: dict[str, str]) -> dict[str, str]:
+    """Every problem of the period form at once (the service would say only the first), in its order."""
+    from archive.records.common import check_day
+
+    errors: dict[str, str] = {}
+    for name in ("from", "to"):
+        if filters[name]:
+            try:
+                check_day(filters[name], name)
+            except Invalid:
+                errors[name] = BAD_DAY
+    if filters["date"] not in ("documented", "death"):
+        errors["date"] = BAD_DATE_KIND
+    return errors
+
+
 def _field_of(message: str) -> str:
     """The filter an `Invalid` of the statistics service is about (its messages start with the field's name)."""
     for field in ("from", "to", "date"):
@@ -81,13 +101,13 @@ def stats_page(request: Request, date_from: str | None = Query(None, alias="from
     archive, role = who(request)
     filters = {"from": date_from or "", "to": date_to or "", "date": date}
     tables: list[dict[str, Any]] = []
-    errors: dict[str, str] = {}
+    errors = _filter_problems(filters)
     try:
-        for by in DIMENSIONS:
+        for by in DIMENSIONS if not errors else ():
             result = statistics(archive, role=role, date_from=date_from or None, date_to=date_to or None,
                                 date=date, by=by)
             tables.append({"by": by, "result": result})
-    except Invalid as exc:
+    except Invalid as exc:  # what only the service tells (a period ending before it starts)
         errors[_field_of(str(exc))] = str(exc)
         tables = []
     unknown = _("(unknown)")
