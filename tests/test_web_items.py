@@ -125,7 +125,7 @@ def test_an_investigator_sees_the_item_with_its_metadata_place_provenance_copies
     html = page.text
     assert NOTE in html  # provenance
     assert "NIKON" in html.upper()  # extracted metadata: the camera
-    assert re.search(r'<span class="coord">4[0-9]\.[0-9]{6}</span>', html)  # the capture place as coordinates
+    assert re.search(r'<bdi dir="ltr" class="coord">4[0-9]\.[0-9]{6}</bdi>', html)  # the capture place, isolated
     assert 'id="item-map"' not in html and "leaflet" not in html  # no tiles configured: no map at all
     assert f'href="/items/{home.photo}/original"' in html
     assert "check-proof" in html and f"/items/{home.photo}/events/" in html
@@ -183,9 +183,11 @@ def test_the_dashboard_shows_states_sites_checkpoint_and_fixity_problems(home: H
     assert dash.status_code == 200, dash.text
     html = dash.text
     assert re.search(r'<span class="figure state-preserved">4</span>', html)
-    assert "Storage sites" in html and "answers" in html
+    assert "Storage sites" in html and '<span class="ok">reachable</span>' in html
     assert "Latest checkpoint" in html and "No checkpoint has been signed yet" not in html
     assert NOTE not in html and "DSCN" not in html  # counts and health, no names
+    waiting = re.search(r"(\d+) (event waits|events wait) for the next checkpoint", html)
+    assert waiting and (waiting.group(2) == "event waits") == (waiting.group(1) == "1")  # (the sign-in's events)
 
 
 # --- previews and the access events -------------------------------------------------------------------------------
@@ -563,6 +565,17 @@ def test_the_arabic_pages_are_right_to_left_and_translated(home: Home, browser: 
     assert "Custody timeline" not in item and "سلسلة الحيازة" in item
     assert "Check proof" not in item
     assert "Storage sites" not in browser.get("/").text
+    assert "، خط الطول" in item  # an Arabic comma between the coordinates, each isolated left to right
+    assert re.search(r'<bdi dir="ltr" class="coord">-?[0-9]+\.[0-9]{6}</bdi>', item)
+
+
+def test_the_provenance_names_the_channel_by_its_translated_label(home: Home, browser: Any, corpus: Path) -> None:
+    sent = home.cli.json_lines("ingest", str(corpus / "media/jpg/gps/DSCN0021.jpg"), "--channel", "messaging")
+    signed_in(browser, "investigator")
+    page = browser.get(f"/items/{sent[0]['id']}").text
+    assert "<td>messaging app</td>" in page and "<td>messaging</td>" not in page
+    browser.headers["Accept-Language"] = "ar"
+    assert "<td>تطبيق مراسلة</td>" in browser.get(f"/items/{sent[0]['id']}").text
 
 
 def test_the_pages_own_script_accepts_the_proofs_and_refuses_tampered_ones(

@@ -94,6 +94,9 @@ EVENT_LABELS = {  # the custody log's event types (PREMIS names, and the archive
 }
 EXPLAINED = ("deletion", "access", "metadata modification")  # the events whose reason the timeline shows
 EXPLAINED_BY = ("reason", "action", "change")  # the detail naming it, first found
+CHANNEL_LABELS = {"upload": N_("web upload"), "email": N_("email"), "messaging": N_("messaging app"),
+                  "social_media": N_("social media"), "field_researcher": N_("field researcher"),
+                  "legacy_disk": N_("legacy disk")}  # `archive.records.vocab.CHANNELS`
 KIND_LABELS = {"item_incident": N_("incident"), "item_victim": N_("victim"), "source_item": N_("source"),
                "same_footage": N_("same footage"), "not_same_footage": N_("not the same footage")}
 PATHS = {"incident": "/incidents/", "victim": "/victims/", "source": "/sources/", "item": "/items/"}
@@ -111,7 +114,7 @@ def labels(request: Request) -> dict[str, Any]:
     tables = {"change_labels": RECORD_LABELS["changes"], "status_labels": STATUS_LABELS,
               "replica_labels": REPLICA_LABELS, "outcome_labels": OUTCOME_LABELS, "certainty_labels": CERTAINTY_LABELS,
               "event_labels": EVENT_LABELS, "field_labels": FIELD_LABELS, "states": STATE_LABELS,
-              "kind_labels": KIND_LABELS}
+              "kind_labels": KIND_LABELS, "channel_labels": CHANNEL_LABELS}
     return {name: {k: _(v) for k, v in table.items()} for name, table in tables.items()}
 
 
