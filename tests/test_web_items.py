@@ -125,6 +125,8 @@ def test_an_investigator_sees_the_item_with_its_metadata_place_provenance_copies
     html = page.text
     assert NOTE in html  # provenance
     assert "NIKON" in html.upper()  # extracted metadata: the camera
+    turned = re.search(r'<dt>Orientation</dt><dd dir="auto">([^<]*)</dd>', html)
+    assert turned and re.fullmatch(r"(upright|(mirrored, )?turned [^(]+|mirrored) \([1-8]\)", turned.group(1))
     assert re.search(r'<bdi dir="ltr" class="coord">4[0-9]\.[0-9]{6}</bdi>', html)  # the capture place, isolated
     assert 'id="item-map"' not in html and "leaflet" not in html  # no tiles configured: no map at all
     assert f'href="/items/{home.photo}/original"' in html

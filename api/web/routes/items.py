@@ -101,6 +101,10 @@ KIND_LABELS = {"item_incident": N_("incident"), "item_victim": N_("victim"), "so
                "same_footage": N_("same footage"), "not_same_footage": N_("not the same footage")}
 PATHS = {"incident": "/incidents/", "victim": "/victims/", "source": "/sources/", "item": "/items/"}
 CERTAINTY_LABELS = {"confirmed": N_("confirmed"), "probable": N_("probable"), "possible": N_("possible")}
+# EXIF orientation (TIFF tag 274): how the stored pixels are to be turned for display, not a bare number.
+ORIENTATION_LABELS = {1: N_("upright"), 2: N_("mirrored"), 3: N_("turned 180°"), 4: N_("mirrored, turned 180°"),
+                      5: N_("mirrored, turned 90° anticlockwise"), 6: N_("turned 90° clockwise"),
+                      7: N_("mirrored, turned 90° clockwise"), 8: N_("turned 90° anticlockwise")}
 FIELD_LABELS = {"media_type": N_("Media type"), "captured_at": N_("Captured at"), "altitude": N_("Altitude"),
                 "make": N_("Camera make"), "model": N_("Camera model"), "orientation": N_("Orientation"),
                 "width": N_("Width"), "height": N_("Height"), "duration": N_("Duration (seconds)")}
@@ -325,6 +329,9 @@ def item_context(request: Request, item_id: str) -> dict[str, Any]:
         return values
     metadata = record.metadata or {}
     values["metadata"] = {k: v for k, v in metadata.items() if v is not None and k not in ("latitude", "longitude")}
+    turned = values["metadata"].get("orientation")
+    if isinstance(turned, int) and turned in ORIENTATION_LABELS:
+        values["metadata"]["orientation"] = f"{language_of(request).gettext(ORIENTATION_LABELS[turned])} ({turned})"
     lat, lon = metadata.get("latitude"), metadata.get("longitude")
     values["place"] = (lat, lon) if isinstance(lat, int | float) and isinstance(lon, int | float) else None
     values["video"] = bool(record.media_type and record.media_type.startswith("video/"))
