@@ -198,3 +198,10 @@ def test_a_form_address_opened_directly_says_so(web: Any) -> None:
     signed_in(web, "investigator")
     answer = web.get("/export/plan", headers={"Accept-Language": "ar"})
     assert answer.status_code == 405 and "يُفتح هذا العنوان عبر نموذج" in answer.text
+
+
+def test_a_form_without_its_token_says_it_expired_and_changes_nothing(web: Any) -> None:
+    signed_in(web, "investigator")
+    answer = web.post("/incidents", data={"ref": "X-1"}, headers={"Accept-Language": "ar"})
+    assert answer.status_code == 403 and "انتهت صلاحية هذا النموذج" in answer.text
+    assert "X-1" not in web.get("/incidents").text

@@ -51,6 +51,9 @@ EXPLANATIONS = {
     503: N_("The archive cannot answer this now. Try again shortly."),
     500: N_("The archive could not complete this. Nothing you had kept was changed; the server's log has details."),
 }
+STALE_TITLE = N_("This form has expired")
+STALE_TEXT = N_("The form was sent without its security token, or from another site, or after you signed in again. "
+                "Nothing was changed. Reload the page and send the form again.")
 LOCKED_TITLE = N_("The archive is locked")
 LOCKED_TEXT = N_("The archive's keys have not been unlocked on this server, so it cannot open names, records or "
                  "pictures. A custodian must run `evidence unlock` on the server.")
@@ -67,13 +70,14 @@ def is_page(request: Request) -> bool:
     return "text/html" in request.headers.get("accept", "")
 
 
-def error_page(request: Request, status: int, detail: str | None = None, *, locked: bool = False) -> Response:
+def error_page(request: Request, status: int, detail: str | None = None, *, locked: bool = False,
+               stale: bool = False) -> Response:
     from api.web.render import language_of, render
 
     lang = language_of(request)
     status_key = status if status in TITLES else (500 if status >= 500 else 422)
-    title = lang.gettext(LOCKED_TITLE if locked else TITLES[status_key])
-    text = lang.gettext(LOCKED_TEXT if locked else EXPLANATIONS[status_key])
+    title = lang.gettext(LOCKED_TITLE if locked else STALE_TITLE if stale else TITLES[status_key])
+    text = lang.gettext(LOCKED_TEXT if locked else STALE_TEXT if stale else EXPLANATIONS[status_key])
     shown = detail if status < 500 and status != 403 and not locked else None  # a refusal needs no role list
     return render(request, "error.html", status_code=status, title=title, text=text, detail=shown, status=status)
 
@@ -89,8 +93,12 @@ def refusal_page(request: Request, exc: ServiceError) -> Response:
 
 
 def service_error_page(request: Request, exc: ServiceError) -> Response:
+    from api.web.forms import StaleForm
+
     if isinstance(exc, Locked):
         return error_page(request, 503, locked=True)
+    if isinstance(exc, StaleForm):
+        return error_page(request, 403, stale=True)
     if isinstance(exc, Unauthenticated):
         return refusal_page(request, exc)
     from api.http.errors import status_of
