@@ -205,3 +205,53 @@ def test_a_form_without_its_token_says_it_expired_and_changes_nothing(web: Any) 
     answer = web.post("/incidents", data={"ref": "X-1"}, headers={"Accept-Language": "ar"})
     assert answer.status_code == 403 and "انتهت صلاحية هذا النموذج" in answer.text
     assert "X-1" not in web.get("/incidents").text
+
+
+def test_a_sign_in_flood_from_many_addresses_is_refused_at_once_not_queued() -> None:
+    """Sign-ins waiting for an Argon2 check hold threads every page needs: beyond a few, refused at once."""
+    import threading
+    import time
+
+    from archive.services import web_signin
+
+    gate = threading.Event()
+    entered = threading.Semaphore(0)
+
+    class SlowHasher:
+        def verify(self, stored: str, password: str) -> bool:
+            entered.release()
+            gate.wait(10)
+            return True
+
+    real, real_dummy = web_signin._hasher, web_signin._dummy
+    web_signin._hasher, web_signin._dummy = SlowHasher(), "x"
+    outcomes: list[str] = []
+
+    def attempt() -> None:
+        try:
+            web_signin._verify(None, "guess")
+            outcomes.append("checked")
+        except web_signin.Throttled:
+            outcomes.append("busy")
+
+    admitted = web_signin.HASHES_AT_ONCE + web_signin.HASHES_WAITING
+    threads = [threading.Thread(target=attempt) for _ in range(admitted)]
+    try:
+        for thread in threads:
+            thread.start()
+        for _ in range(web_signin.HASHES_AT_ONCE):
+            assert entered.acquire(timeout=10)  # two are hashing, the rest wait for a slot
+        time.sleep(0.2)
+        started = time.monotonic()
+        extra = [threading.Thread(target=attempt) for _ in range(20)]
+        for thread in extra:
+            thread.start()
+        for thread in extra:
+            thread.join(5)
+        assert time.monotonic() - started < 2 and outcomes.count("busy") == 20  # no waiting: answered at once
+    finally:
+        gate.set()
+        for thread in threads:
+            thread.join(15)
+        web_signin._hasher, web_signin._dummy = real, real_dummy
+    assert outcomes.count("checked") == admitted

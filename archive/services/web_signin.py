@@ -125,27 +125,40 @@ def _ph() -> Any:
 # Argon2id costs 64 MiB and a core for ~0.5 s: a flood of anonymous sign-ins must queue here, briefly,
 # not run them all at once (memory) nor make the rest of the server wait behind them.
 HASHES_AT_ONCE = 2
-HASH_WAIT_SECONDS = 10.0
+HASHES_WAITING = 4  # beyond these, refused at once: a waiting sign-in holds one of the server's shared threads
+HASH_WAIT_SECONDS = 5.0
 _hashing = threading.BoundedSemaphore(HASHES_AT_ONCE)
+_admitted_lock = threading.Lock()
+_admitted = 0  # sign-ins running or waiting for an Argon2 check
 
 
 def _verify(stored: str | None, password: str) -> bool:
     """Argon2 verification against `stored`, or against a dummy hash (same cost) when there is none.
 
-    At most `HASHES_AT_ONCE` run together; a sign-in that cannot start one within `HASH_WAIT_SECONDS` is
-    refused as busy (`Throttled`), counted as nothing.
+    At most `HASHES_AT_ONCE` run together and `HASHES_WAITING` wait (each holds a thread of the server's shared
+    pool, which every page and /healthz need); any further sign-in, or one that cannot start within
+    `HASH_WAIT_SECONDS`, is refused as busy at once (`Throttled`), counted as nothing.
     """
     from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+    global _admitted
     hasher = _ph()
-    if not _hashing.acquire(timeout=HASH_WAIT_SECONDS):
-        raise Throttled("the archive is busy checking other sign-ins: try again in a moment")
+    with _admitted_lock:
+        if _admitted >= HASHES_AT_ONCE + HASHES_WAITING:  # a flood (from many addresses): no thread waits for it
+            raise Throttled("the archive is busy checking other sign-ins: try again in a moment")
+        _admitted += 1
     try:
-        hasher.verify(stored or _dummy, password)
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
-        return False
+        if not _hashing.acquire(timeout=HASH_WAIT_SECONDS):
+            raise Throttled("the archive is busy checking other sign-ins: try again in a moment")
+        try:
+            hasher.verify(stored or _dummy, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+        finally:
+            _hashing.release()
     finally:
-        _hashing.release()
+        with _admitted_lock:
+            _admitted -= 1
     return stored is not None
 
 
