@@ -19,20 +19,13 @@ from typing import IO, Any
 
 from PIL import Image
 
+from ingest.fingerprints.photo import ORIENTATIONS, on_white, orientation_of
+
 MAX_SIDE = 320  # the preview's longer side, in pixels
 QUALITY = 80
 MAX_PIXELS = 180_000_000  # larger declared pictures (or video frames) are treated as decompression bombs
 POSTER_AT = 1.0  # seconds into a video for its poster frame (the first frame when it is shorter)
 MAX_POSTER_FRAMES = 240  # frames decoded at most while looking for the poster (a stream of broken frames ends)
-_ORIENT = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
 Source = str | os.PathLike[str] | bytes | IO[bytes]
 
 
@@ -69,7 +62,7 @@ def photo_preview(source: Source) -> Made:
                 width, height = im.size
                 if width * height > MAX_PIXELS or width <= 0 or height <= 0:
                     raise NoPreview(f"picture declares {width}x{height} pixels: treated as a decompression bomb")
-                orientation = _orientation(im)
+                orientation = orientation_of(im)
                 if getattr(im, "n_frames", 1) > 1:
                     im.seek(0)
                 if im.format == "JPEG":
@@ -83,8 +76,8 @@ def photo_preview(source: Source) -> Made:
         raise NoPreview("cannot decode picture: no image format Pillow reads matches it") from exc
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a reason, never a crash
         raise NoPreview(f"cannot decode picture: {type(exc).__name__}: {exc}") from exc
-    if orientation in _ORIENT:
-        rgb = rgb.transpose(_ORIENT[orientation])
+    if orientation in ORIENTATIONS:
+        rgb = rgb.transpose(ORIENTATIONS[orientation])
     return encode(rgb)
 
 
@@ -144,21 +137,10 @@ def encode(picture: Image.Image) -> Made:
     return Made(out.getvalue(), bare.width, bare.height)
 
 
-def _orientation(im: Image.Image) -> int:
-    try:
-        value = im.getexif().get(0x0112)
-        return int(value) if value is not None else 1
-    except Exception:  # noqa: BLE001 - a broken EXIF block only loses the orientation
-        return 1
-
-
 def _to_rgb(im: Image.Image) -> Image.Image:
     """The decoded picture as 8-bit RGB (transparency on white, 16-bit scaled, colours in sRGB when profiled)."""
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        rgba = im.convert("RGBA")
-        flat = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        flat.alpha_composite(rgba)
-        return flat.convert("RGB")
+        return on_white(im).convert("RGB")
     if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         import numpy as np
 

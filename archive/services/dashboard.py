@@ -43,7 +43,8 @@ class Overview:
         return asdict(self)
 
 
-def _age(stamp: str | None, now: datetime) -> float | None:
+def seconds_since(stamp: str | None, now: datetime) -> float | None:
+    """Seconds from an ISO 8601 stamp (naive: UTC) to `now`; None without a readable stamp."""
     if not stamp:
         return None
     try:
@@ -127,7 +128,7 @@ def overview(archive: Archive, *, role: Role, now: datetime | None = None) -> Ov
     checkpoint = None
     if latest is not None:
         checkpoint = {"tree_size": latest.get("tree_size"), "issued_at": latest.get("issued_at"),
-                      "age_seconds": _age(latest.get("issued_at"), now)}
+                      "age_seconds": seconds_since(latest.get("issued_at"), now)}
     items = {"received": int(arriving), "processing": len({i for i, _ in pending if i is not None}),
              "preserved": max(0, int(status.items.get(ItemStatus.PRESERVED, 0))
                               - unseen_states.get(ItemStatus.PRESERVED, 0)),

@@ -34,7 +34,7 @@ WORK_SIDE = 128  # the longer side of the reduced picture every hash is taken fr
 CROPS: tuple[tuple[str, float], ...] = (("full", 1.0), ("c94", 0.94), ("c80", 0.80))
 FLAT_STD = 4.0  # a view whose 32 x 32 grey values vary less than this is treated as uniform
 # EXIF orientation -> the transpose that shows the picture upright (as ImageOps.exif_transpose).
-_ORIENT = {
+ORIENTATIONS = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
     3: Image.Transpose.ROTATE_180,
     4: Image.Transpose.FLIP_TOP_BOTTOM,
@@ -88,7 +88,7 @@ def load_reduced(source: Source) -> Image.Image:
                     raise NoFingerprint(f"picture declares {width}x{height} pixels: treated as a decompression bomb")
                 if min(width, height) < MIN_SIDE:
                     raise NoFingerprint(f"picture is {width}x{height}, smaller than {MIN_SIDE} px on a side")
-                orientation = _orientation(im)
+                orientation = orientation_of(im)
                 if im.format == "JPEG":
                     im.draft("L", (WORK_SIDE * 2, WORK_SIDE * 2))
                 if getattr(im, "n_frames", 1) > 1:
@@ -102,12 +102,13 @@ def load_reduced(source: Source) -> Image.Image:
         raise NoFingerprint("cannot decode picture: no image format Pillow reads matches it") from exc
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a reason, never a crash
         raise NoFingerprint(f"cannot decode picture: {type(exc).__name__}: {exc}") from exc
-    if orientation in _ORIENT:
-        grey = grey.transpose(_ORIENT[orientation])
+    if orientation in ORIENTATIONS:
+        grey = grey.transpose(ORIENTATIONS[orientation])
     return grey
 
 
-def _orientation(im: Image.Image) -> int:
+def orientation_of(im: Image.Image) -> int:
+    """The EXIF orientation (1-8) of a decoded picture, 1 when it has none or it cannot be read."""
     try:
         value = im.getexif().get(0x0112)
         return int(value) if value is not None else 1
@@ -115,13 +116,19 @@ def _orientation(im: Image.Image) -> int:
         return 1
 
 
-def _to_grey(im: Image.Image) -> Image.Image:
-    """The picture as 8-bit grey at most 2 × WORK_SIDE on its longer side (transparency on white)."""
+def on_white(im: Image.Image) -> Image.Image:
+    """A picture with transparency laid on white (RGBA); any other picture as it is."""
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         rgba = im.convert("RGBA")
         flat = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         flat.alpha_composite(rgba)
-        im = flat
+        return flat
+    return im
+
+
+def _to_grey(im: Image.Image) -> Image.Image:
+    """The picture as 8-bit grey at most 2 × WORK_SIDE on its longer side (transparency on white)."""
+    im = on_white(im)
     if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         import numpy as np
 

@@ -20,6 +20,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from api.http import metrics
+from archive.services.dashboard import seconds_since
 
 router = APIRouter(tags=["service"])
 
@@ -99,18 +100,6 @@ def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"ready": ready, **parts}, status_code=200 if ready else 503)
 
 
-def _stamp_age(stamp: str | None, now: datetime) -> float | None:
-    if not stamp:
-        return None
-    try:
-        when = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (now - when).total_seconds())
-
-
 def catalog_figures(runtime: Any) -> dict[str, Any]:
     """The figures `/metrics` reads from the catalog: a handful of aggregate queries on indexed columns."""
     from sqlalchemy import inspect, text
@@ -132,12 +121,12 @@ def catalog_figures(runtime: Any) -> dict[str, Any]:
             text("SELECT MIN(next_run_at) FROM jobs WHERE state NOT IN (:done, :failed) AND next_run_at <= :now"),
             {"done": DONE, "failed": FAILED, "now": stamp},
         ).scalar()
-        figures["oldest_job_age"] = _stamp_age(oldest, now) or 0.0
+        figures["oldest_job_age"] = seconds_since(oldest, now) or 0.0
         size = int(conn.execute(text("SELECT size FROM log_head WHERE id = 1")).scalar() or 0)
         figures["log_size"] = size
         latest = conn.execute(
             text("SELECT tree_size, issued_at FROM checkpoints ORDER BY tree_size DESC LIMIT 1")).first()
-        figures["checkpoint_age"] = _stamp_age(latest[1], now) if latest is not None else None
+        figures["checkpoint_age"] = seconds_since(latest[1], now) if latest is not None else None
         figures["checkpoint_behind"] = size - (int(latest[0]) if latest is not None else 0)
         if inspect(conn).has_table("uploads"):
             try:
